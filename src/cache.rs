@@ -1,0 +1,716 @@
+//! The content-addressed cache: node results and media blobs in cacache, keyed
+//! by what the node computes from, with an in-memory memo in front.
+//!
+//! Keys are content-derived and immutable, so each key is written once (cacache's
+//! index is append-only). Writes go through one background thread, so persisting
+//! never blocks execution; [`Cache::flush`] waits for them, and dropping the last
+//! handle to a cache flushes it.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+
+use serde::{Deserialize, Serialize};
+use ssri::Integrity;
+
+use crate::event::CacheSource;
+use crate::media::Blob;
+use crate::value::{ContentHash, PortType, Value};
+use crate::Error;
+
+/// Bumped whenever the key layout or the stored record format changes: every old entry becomes a miss.
+pub const KEY_SCHEMA_VERSION: u32 = 1;
+
+/// Environment variable that overrides the default cache directory.
+pub const CACHE_DIR_ENV: &str = "DAGGR_CACHE_DIR";
+
+const NODE_KEY_PREFIX: &str = "daggr/v1/node/";
+
+/// A cache key: BLAKE3 of the canonical [`KeyPreimage`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl CacheKey {
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    fn index_key(&self) -> String {
+        format!("{NODE_KEY_PREFIX}{}", self.to_hex())
+    }
+
+    fn from_index_key(key: &str) -> Option<Self> {
+        let hex = key.strip_prefix(NODE_KEY_PREFIX)?;
+        blake3::Hash::from_hex(hex).ok().map(|h| CacheKey(*h.as_bytes()))
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({})", &self.to_hex()[..16])
+    }
+}
+
+impl Serialize for CacheKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+/// Everything a node result depends on. Its canonical JSON is hashed into the
+/// [`CacheKey`] and stored beside the entry, so a miss can be explained field by field.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KeyPreimage {
+    /// [`KEY_SCHEMA_VERSION`].
+    pub schema: u32,
+    /// Node kind and identity (function path, Space + endpoint, model + provider).
+    pub identity: String,
+    /// Code fingerprint (hash of the function's tokens, or the remote revision).
+    pub code: String,
+    /// Manual version.
+    pub version: Option<String>,
+    /// Parameters, canonical JSON.
+    pub params: serde_json::Value,
+    /// Per input port: its name and the content hash of the value it received. Upstream
+    /// values enter by their *output* hash, so a byte-identical rerun upstream changes nothing here.
+    pub inputs: Vec<(String, ContentHash)>,
+    /// Output port types (a change of output type must not decode old bytes).
+    pub outputs: Vec<String>,
+}
+
+impl KeyPreimage {
+    /// The key.
+    pub fn key(&self) -> CacheKey {
+        // Struct fields serialize in declaration order and params is a sorted map: canonical.
+        let bytes = serde_json::to_vec(self).expect("a key preimage always serializes");
+        CacheKey(*blake3::hash(&bytes).as_bytes())
+    }
+}
+
+/// The stored form of one node result.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    schema: u32,
+    outputs: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// Counters since the cache was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CacheCounters {
+    /// Hits served from memory.
+    pub memory_hits: u64,
+    /// Hits served from disk.
+    pub disk_hits: u64,
+    /// Misses.
+    pub misses: u64,
+    /// Results written to disk.
+    pub writes: u64,
+    /// Entries whose bytes failed the integrity check (treated as misses and rewritten).
+    pub integrity_failures: u64,
+}
+
+/// What is on disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// Node results in the index.
+    pub entries: usize,
+    /// Content files (results and media blobs).
+    pub content_files: usize,
+    /// Bytes of content.
+    pub content_bytes: u64,
+}
+
+/// What a garbage collection removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Node results dropped from the index.
+    pub removed_entries: usize,
+    /// Content files deleted.
+    pub removed_files: usize,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+}
+
+enum Job {
+    Write {
+        key: CacheKey,
+        preimage: serde_json::Value,
+        record: Vec<u8>,
+        blobs: Vec<Blob>,
+        repair: bool,
+    },
+}
+
+struct Pending {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+struct Inner {
+    dir: PathBuf,
+    memo: Mutex<HashMap<CacheKey, Arc<[Value]>>>,
+    /// Keys whose on-disk bytes failed verification: their rewrite must replace the content.
+    damaged: Mutex<HashSet<CacheKey>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pending: Arc<Pending>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    memory_hits: AtomicU64,
+    disk_hits: AtomicU64,
+    misses: AtomicU64,
+    writes: Arc<AtomicU64>,
+    integrity_failures: AtomicU64,
+}
+
+/// A handle to a content-addressed cache directory. Cheap to clone.
+#[derive(Clone)]
+pub struct Cache(Arc<Inner>);
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache").field("dir", &self.0.dir).finish()
+    }
+}
+
+impl Cache {
+    /// Opens (creating if needed) the cache at `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Cache, Error> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            context: format!("creating cache directory {}", dir.display()),
+            source,
+        })?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let pending = Arc::new(Pending {
+            count: Mutex::new(0),
+            idle: Condvar::new(),
+        });
+        let counters = Counters::default();
+        let writer = {
+            let dir = dir.clone();
+            let pending = pending.clone();
+            let writes = counters.writes.clone();
+            std::thread::Builder::new()
+                .name("daggr-cache-writer".into())
+                .spawn(move || writer_loop(dir, rx, pending, writes))
+                .map_err(|source| Error::Io {
+                    context: "starting the cache writer thread".into(),
+                    source,
+                })?
+        };
+        Ok(Cache(Arc::new(Inner {
+            dir,
+            memo: Mutex::new(HashMap::new()),
+            damaged: Mutex::new(HashSet::new()),
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            pending,
+            counters,
+        })))
+    }
+
+    /// Opens the default cache: `$DAGGR_CACHE_DIR` if set, else `.daggr/cache` in the
+    /// project directory (the nearest ancestor of the working directory holding a
+    /// `.daggr` directory or a `Cargo.toml`, else the working directory).
+    pub fn open_default() -> Result<Cache, Error> {
+        Cache::open(default_dir())
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.0.dir
+    }
+
+    /// Looks a result up: memory first, then disk. A damaged or undecodable entry is a miss.
+    pub(crate) fn lookup(
+        &self,
+        key: &CacheKey,
+        types: &[PortType],
+        memory_only: bool,
+    ) -> Option<(Arc<[Value]>, CacheSource)> {
+        if let Some(values) = self.0.memo.lock().unwrap().get(key) {
+            self.0.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Some((values.clone(), CacheSource::Memory));
+        }
+        if memory_only {
+            return None;
+        }
+        match self.read_disk(key, types) {
+            Some(values) => {
+                self.0.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+                self.0.memo.lock().unwrap().insert(*key, values.clone());
+                Some((values, CacheSource::Disk))
+            }
+            None => {
+                self.0.counters.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Counts a miss that was decided without looking (policy `AlwaysRecompute`).
+    pub(crate) fn count_miss(&self) {
+        self.0.counters.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    // Synchronous on purpose: a look-up is a stat and a small read, cheaper inline than a
+    // hop to the blocking pool, and it keeps the per-node overhead in microseconds.
+    fn read_disk(&self, key: &CacheKey, types: &[PortType]) -> Option<Arc<[Value]>> {
+        let bytes = match cacache::read_sync(&self.0.dir, key.index_key()) {
+            Ok(bytes) => bytes,
+            Err(cacache::Error::EntryNotFound(..)) => return None,
+            Err(cacache::Error::IntegrityError(e)) => {
+                self.damaged(key, &e.to_string());
+                return None;
+            }
+            Err(cacache::Error::IoError(e, _)) if e.kind() == std::io::ErrorKind::NotFound => {
+                // The index names content that is gone (deleted by hand or by a GC elsewhere).
+                self.damaged(key, "content file missing");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(key = %key.to_hex(), error = %e, "cache read failed; recomputing");
+                return None;
+            }
+        };
+        let record: Record = match serde_json::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.damaged(key, &e.to_string());
+                return None;
+            }
+        };
+        if record.schema != KEY_SCHEMA_VERSION || record.outputs.len() != types.len() {
+            return None;
+        }
+        let mut values = Vec::with_capacity(types.len());
+        for (raw, ty) in record.outputs.iter().zip(types) {
+            let encoded = raw.get().as_bytes();
+            match ty.decode_from_disk(encoded, &self.0.dir) {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    // Undecodable (a changed type, or a damaged media blob): a miss.
+                    if e.to_string().contains("sha256") {
+                        self.damaged(key, &e.to_string());
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(values.into())
+    }
+
+    fn damaged(&self, key: &CacheKey, why: &str) {
+        self.0
+            .counters
+            .integrity_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.0.damaged.lock().unwrap().insert(*key);
+        tracing::warn!(key = %key.to_hex(), why, "damaged cache entry; recomputing");
+    }
+
+    /// Remembers a result in memory and, if `persist`, queues it for the disk.
+    pub(crate) fn store(
+        &self,
+        key: CacheKey,
+        preimage: &KeyPreimage,
+        values: Arc<[Value]>,
+        persist: bool,
+    ) {
+        self.0.memo.lock().unwrap().insert(key, values.clone());
+        if !persist {
+            return;
+        }
+        let repair = self.0.damaged.lock().unwrap().remove(&key);
+        let mut record = Vec::with_capacity(64);
+        record.extend_from_slice(format!("{{\"schema\":{KEY_SCHEMA_VERSION},\"outputs\":[").as_bytes());
+        let mut blobs = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                record.push(b',');
+            }
+            record.extend_from_slice(v.encoded());
+            blobs.extend(v.blobs().iter().cloned());
+        }
+        record.extend_from_slice(b"]}");
+        let job = Job::Write {
+            key,
+            preimage: serde_json::to_value(preimage).unwrap_or_default(),
+            record,
+            blobs,
+            repair,
+        };
+        *self.0.pending.count.lock().unwrap() += 1;
+        let sent = match self.0.jobs.lock().unwrap().as_ref() {
+            Some(tx) => tx.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.0.pending.done();
+        }
+    }
+
+    /// Forgets a key in memory (used when a caller must not see a memoized value).
+    pub fn forget_in_memory(&self, key: &CacheKey) {
+        self.0.memo.lock().unwrap().remove(key);
+    }
+
+    /// Empties the in-memory memo (the disk is untouched).
+    pub fn clear_memory(&self) {
+        self.0.memo.lock().unwrap().clear();
+    }
+
+    /// Blocks until every queued write is on disk.
+    pub fn flush(&self) {
+        self.0.pending.wait_idle();
+    }
+
+    /// The key preimage stored with an entry, to explain why a node re-ran.
+    pub fn explain(&self, key: &CacheKey) -> Option<KeyPreimage> {
+        let meta = cacache::metadata_sync(&self.0.dir, key.index_key()).ok()??;
+        serde_json::from_value(meta.metadata).ok()
+    }
+
+    /// Whether a result for `key` is on disk.
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        matches!(cacache::metadata_sync(&self.0.dir, key.index_key()), Ok(Some(_)))
+    }
+
+    /// Hit, miss and write counters since the cache was opened.
+    pub fn counters(&self) -> CacheCounters {
+        let c = &self.0.counters;
+        CacheCounters {
+            memory_hits: c.memory_hits.load(Ordering::Relaxed),
+            disk_hits: c.disk_hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            integrity_failures: c.integrity_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts entries and content on disk (flushes first).
+    pub fn stats(&self) -> Result<CacheStats, Error> {
+        self.flush();
+        let mut stats = CacheStats {
+            entries: self.live_entries()?.len(),
+            ..CacheStats::default()
+        };
+        for (_, size) in self.content_files()? {
+            stats.content_files += 1;
+            stats.content_bytes += size;
+        }
+        Ok(stats)
+    }
+
+    /// Removes every node result whose key is not in `live`, then every content file
+    /// (result or media blob) that no remaining result refers to. Flushes first.
+    pub fn gc(&self, live: &HashSet<CacheKey>) -> Result<GcReport, Error> {
+        self.flush();
+        let mut report = GcReport::default();
+        let mut referenced: HashSet<String> = HashSet::new();
+        for (key, meta) in self.live_entries()? {
+            if !live.contains(&key) {
+                cacache::remove_sync(&self.0.dir, key.index_key()).map_err(|e| self.err(e))?;
+                self.forget_in_memory(&key);
+                report.removed_entries += 1;
+                continue;
+            }
+            referenced.insert(meta.integrity.to_string());
+            if let Ok(bytes) = cacache::read_hash_sync(&self.0.dir, &meta.integrity) {
+                collect_blob_refs(&bytes, &mut referenced);
+            }
+        }
+        for (path, size) in self.content_files()? {
+            let Some(integrity) = integrity_of_content_path(&path) else {
+                continue;
+            };
+            if !referenced.contains(&integrity.to_string()) {
+                std::fs::remove_file(&path).map_err(|source| Error::Io {
+                    context: format!("removing {}", path.display()),
+                    source,
+                })?;
+                report.removed_files += 1;
+                report.freed_bytes += size;
+            }
+        }
+        Ok(report)
+    }
+
+    fn err(&self, source: cacache::Error) -> Error {
+        Error::Cache {
+            path: self.0.dir.clone(),
+            source,
+        }
+    }
+
+    /// The current (last-written, not deleted) node entries.
+    fn live_entries(&self) -> Result<Vec<(CacheKey, cacache::Metadata)>, Error> {
+        let mut entries = Vec::new();
+        if !self.0.dir.join("index-v5").exists() {
+            return Ok(entries);
+        }
+        for meta in cacache::list_sync(&self.0.dir) {
+            let meta = meta.map_err(|e| self.err(e))?;
+            if let Some(key) = CacheKey::from_index_key(&meta.key) {
+                entries.push((key, meta));
+            }
+        }
+        Ok(entries)
+    }
+
+    fn content_files(&self) -> Result<Vec<(PathBuf, u64)>, Error> {
+        let mut files = Vec::new();
+        let root = self.0.dir.join("content-v2");
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            let Ok(read) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in read.flatten() {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(path);
+                } else {
+                    files.push((path, meta.len()));
+                }
+            }
+        }
+        Ok(files)
+    }
+}
+
+impl Pending {
+    fn done(&self) {
+        let mut count = self.count.lock().unwrap();
+        *count -= 1;
+        if *count == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    fn wait_idle(&self) {
+        let mut count = self.count.lock().unwrap();
+        while *count > 0 {
+            count = self.idle.wait(count).unwrap();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer loop after the queued writes.
+        self.jobs.lock().unwrap().take();
+        if let Some(handle) = self.writer.lock().unwrap().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn writer_loop(dir: PathBuf, rx: mpsc::Receiver<Job>, pending: Arc<Pending>, writes: Arc<AtomicU64>) {
+    for job in rx {
+        let Job::Write {
+            key,
+            preimage,
+            record,
+            blobs,
+            repair,
+        } = job;
+        if let Err(e) = write_entry(&dir, &key, preimage, &record, &blobs, repair) {
+            // A failed write only costs a recomputation later; cacache writes are atomic, so
+            // nothing half-written is ever read.
+            tracing::warn!(key = %key.to_hex(), error = %e, "cache write failed");
+        } else {
+            writes.fetch_add(1, Ordering::Relaxed);
+        }
+        pending.done();
+    }
+}
+
+fn write_entry(
+    dir: &Path,
+    key: &CacheKey,
+    preimage: serde_json::Value,
+    record: &[u8],
+    blobs: &[Blob],
+    repair: bool,
+) -> Result<(), cacache::Error> {
+    for blob in blobs {
+        if repair || !cacache::exists_sync(dir, &blob.integrity) {
+            cacache::write_hash_sync(dir, &blob.bytes)?;
+        }
+    }
+    let index_key = key.index_key();
+    if !repair {
+        if let Some(existing) = cacache::metadata_sync(dir, &index_key)? {
+            // Write each key once: the index is append-only. Same key ⇒ same content.
+            if cacache::exists_sync(dir, &existing.integrity) {
+                return Ok(());
+            }
+        }
+    }
+    if repair && cacache::metadata_sync(dir, &index_key)?.is_some() {
+        // Same key ⇒ same bytes ⇒ same content address: rewriting the content repairs
+        // the entry without another index line.
+        cacache::write_hash_sync(dir, record)?;
+        return Ok(());
+    }
+    let mut writer = cacache::WriteOpts::new()
+        .metadata(preimage)
+        .size(record.len())
+        .open_sync(dir, &index_key)?;
+    std::io::Write::write_all(&mut writer, record).map_err(|e| {
+        cacache::Error::IoError(e, format!("writing cache entry {index_key}"))
+    })?;
+    writer.commit()?;
+    Ok(())
+}
+
+/// Finds `"blob":"sha256-…"` references in a stored record.
+fn collect_blob_refs(record: &[u8], into: &mut HashSet<String>) {
+    fn walk(v: &serde_json::Value, into: &mut HashSet<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let (Some(serde_json::Value::String(blob)), Some(_)) = (map.get("blob"), map.get("mime")) {
+                    into.insert(blob.clone());
+                }
+                map.values().for_each(|v| walk(v, into));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, into)),
+            _ => {}
+        }
+    }
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(record) {
+        walk(&json, into);
+    }
+}
+
+/// `…/content-v2/sha256/ab/cd/ef…` → the integrity it stores.
+fn integrity_of_content_path(path: &Path) -> Option<Integrity> {
+    let parts: Vec<&str> = path
+        .iter()
+        .rev()
+        .take(4)
+        .map(|p| p.to_str())
+        .collect::<Option<_>>()?;
+    let [rest, b, a, algo] = parts[..] else {
+        return None;
+    };
+    let algorithm = match algo {
+        "sha256" => ssri::Algorithm::Sha256,
+        "sha512" => ssri::Algorithm::Sha512,
+        "sha1" => ssri::Algorithm::Sha1,
+        _ => return None,
+    };
+    Integrity::from_hex(format!("{a}{b}{rest}"), algorithm).ok()
+}
+
+/// The default cache directory (see [`Cache::open_default`]).
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(CACHE_DIR_ENV) {
+        return PathBuf::from(dir);
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let project = cwd
+        .ancestors()
+        .find(|d| d.join(".daggr").is_dir() || d.join("Cargo.toml").is_file())
+        .unwrap_or(&cwd);
+    project.join(".daggr").join("cache")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::Image;
+
+    fn preimage(input: u8) -> KeyPreimage {
+        KeyPreimage {
+            schema: KEY_SCHEMA_VERSION,
+            identity: "fn:test".into(),
+            code: "c".into(),
+            version: None,
+            params: serde_json::json!({"b": 1, "a": 2}),
+            inputs: vec![("x".into(), ContentHash::of(&[input]))],
+            outputs: vec!["u32".into()],
+        }
+    }
+
+    #[test]
+    fn keys_change_with_every_field() {
+        let base = preimage(1);
+        let mut other = base.clone();
+        other.code = "d".into();
+        assert_ne!(base.key(), other.key());
+        let mut other = base.clone();
+        other.version = Some("2".into());
+        assert_ne!(base.key(), other.key());
+        assert_ne!(base.key(), preimage(2).key());
+        assert_eq!(base.key(), preimage(1).key());
+    }
+
+    #[test]
+    fn results_round_trip_through_disk_and_are_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = preimage(1).key();
+        let image = Image::new(vec![9u8; 4096], "image/png");
+        let values: Arc<[Value]> = vec![Value::new(image.clone()).unwrap()].into();
+        cache.store(key, &preimage(1), values.clone(), true);
+        cache.store(key, &preimage(1), values, true);
+        cache.flush();
+        assert_eq!(cache.counters().writes, 2, "both jobs ran");
+        // A second handle has an empty memo, so this reads from disk.
+        let fresh = Cache::open(dir.path()).unwrap();
+        let (got, source) = fresh.lookup(&key, &[PortType::of::<Image>()], false).unwrap();
+        assert_eq!(source, CacheSource::Disk);
+        assert_eq!(got[0].downcast_ref::<Image>().unwrap(), &image);
+        let index_lines: usize = walk_files(&dir.path().join("index-v5"))
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
+            .sum();
+        assert_eq!(index_lines, 1, "each key is written to the index once");
+        assert_eq!(fresh.explain(&key), Some(preimage(1)));
+    }
+
+    #[test]
+    fn gc_keeps_live_entries_and_their_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        for i in 0..3u8 {
+            let values: Arc<[Value]> = vec![Value::new(Image::new(vec![i; 100], "image/png")).unwrap()].into();
+            cache.store(preimage(i).key(), &preimage(i), values, true);
+        }
+        let before = cache.stats().unwrap();
+        assert_eq!(before.entries, 3);
+        assert_eq!(before.content_files, 6);
+        let live: HashSet<CacheKey> = [preimage(1).key()].into();
+        let report = cache.gc(&live).unwrap();
+        assert_eq!(report.removed_entries, 2);
+        assert_eq!(report.removed_files, 4);
+        let after = cache.stats().unwrap();
+        assert_eq!(after.entries, 1);
+        assert_eq!(after.content_files, 2);
+        cache.clear_memory();
+        assert!(cache.lookup(&preimage(1).key(), &[PortType::of::<Image>()], false).is_some());
+        assert!(cache.lookup(&preimage(0).key(), &[PortType::of::<Image>()], false).is_none());
+    }
+
+    fn walk_files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.path().is_dir() {
+                out.extend(walk_files(&entry.path()));
+            } else {
+                out.push(entry.path());
+            }
+        }
+        out
+    }
+}

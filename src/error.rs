@@ -1,0 +1,227 @@
+//! The one error type of the `daggr` crate.
+
+use std::time::Duration;
+
+/// A boxed error from user code or a remote service; keeps its cause chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong while building or running a pipeline.
+///
+/// Every variant that concerns a node names it, and every variant that
+/// concerns a port names the port too.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two nodes share a name; names identify nodes in errors, caches and the inspector.
+    #[error("duplicate node name `{name}`: every node in a pipeline needs its own name")]
+    DuplicateNode {
+        /// The name used twice.
+        name: String,
+    },
+    /// A node name that the graph does not contain.
+    #[error("unknown node `{name}`{}", did_you_mean(.suggestion))]
+    UnknownNode {
+        /// The name that was looked up.
+        name: String,
+        /// The closest existing name, if any is close.
+        suggestion: Option<String>,
+    },
+    /// A port name that the node does not have.
+    #[error("node `{node}` has no {direction} port `{port}`{} (its {direction} ports: {})", did_you_mean(.suggestion), .available.join(", "))]
+    UnknownPort {
+        /// The node.
+        node: String,
+        /// `input` or `output`.
+        direction: &'static str,
+        /// The port name that was looked up.
+        port: String,
+        /// The ports the node does have.
+        available: Vec<String>,
+        /// The closest existing port, if any is close.
+        suggestion: Option<String>,
+    },
+    /// An edge whose two ends carry different types.
+    #[error("cannot wire `{from_node}.{from_port}` (type `{from_type}`) into `{to_node}.{to_port}` (type `{to_type}`): insert a converter node")]
+    TypeMismatch {
+        /// Source node.
+        from_node: String,
+        /// Source port.
+        from_port: String,
+        /// Source type.
+        from_type: &'static str,
+        /// Destination node.
+        to_node: String,
+        /// Destination port.
+        to_port: String,
+        /// Destination type.
+        to_type: &'static str,
+    },
+    /// An input port that is connected twice.
+    #[error("input `{node}.{port}` is wired twice: an input takes exactly one source")]
+    InputWiredTwice {
+        /// The node.
+        node: String,
+        /// The port.
+        port: String,
+    },
+    /// A required input that nothing feeds.
+    #[error("required input `{node}.{port}` is not connected: wire an output, a constant or a generated value into it")]
+    UnconnectedInput {
+        /// The node.
+        node: String,
+        /// The port.
+        port: String,
+    },
+    /// The graph contains a loop.
+    #[error("the graph has a cycle: {}", cycle_text(.nodes))]
+    Cycle {
+        /// The nodes of the loop, in order.
+        nodes: Vec<String>,
+    },
+    /// Building found several problems; all of them are listed.
+    #[error("the pipeline has {} problems:\n{}", .0.len(), list(.0))]
+    Invalid(Vec<Error>),
+    /// A node returned an error (its cause chain is kept as `source`).
+    #[error("node `{node}` failed: {source}")]
+    NodeFailed {
+        /// The node.
+        node: String,
+        /// What the node's code reported.
+        #[source]
+        source: BoxError,
+    },
+    /// A node ran longer than its timeout.
+    #[error("node `{node}` timed out after {after:?}")]
+    Timeout {
+        /// The node.
+        node: String,
+        /// The configured timeout.
+        after: Duration,
+    },
+    /// The run was cancelled while the node was pending or running.
+    #[error("node `{node}` was cancelled")]
+    Cancelled {
+        /// The node.
+        node: String,
+    },
+    /// A node's input has no value, because the upstream node never ran.
+    #[error("input `{node}.{port}` has no value: upstream node `{upstream}` has no result yet (run to `{node}` instead)")]
+    MissingUpstream {
+        /// The node that needed the value.
+        node: String,
+        /// Its input port.
+        port: String,
+        /// The node that should have produced it.
+        upstream: String,
+    },
+    /// A value could not be encoded or decoded at a port.
+    #[error("port `{node}.{port}`: cannot encode or decode a `{type_name}` value: {source}")]
+    Codec {
+        /// The node.
+        node: String,
+        /// The port.
+        port: String,
+        /// The Rust type of the port.
+        type_name: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value of the wrong type was given to a port at run time.
+    #[error("port `{node}.{port}` takes `{expected}`, got `{found}`")]
+    WrongValueType {
+        /// The node.
+        node: String,
+        /// The port.
+        port: String,
+        /// The port's type.
+        expected: &'static str,
+        /// The given value's type.
+        found: &'static str,
+    },
+    /// A node's value is out of date with its inputs and was not recomputed.
+    #[error("node `{node}` is stale: its inputs changed since it last ran; run it (or run to it) first")]
+    Stale {
+        /// The node.
+        node: String,
+    },
+    /// A node has no result.
+    #[error("node `{node}` has no result yet")]
+    NoResult {
+        /// The node.
+        node: String,
+    },
+    /// The content-addressed store failed.
+    #[error("cache at {path}: {source}")]
+    Cache {
+        /// The cache directory.
+        path: std::path::PathBuf,
+        /// The cacache error.
+        #[source]
+        source: cacache::Error,
+    },
+    /// A file-system error outside cacache (creating the cache directory, reading media files).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None => String::new(),
+    }
+}
+
+fn cycle_text(nodes: &[String]) -> String {
+    let mut text = nodes.join(" -> ");
+    if let Some(first) = nodes.first() {
+        text.push_str(" -> ");
+        text.push_str(first);
+    }
+    text
+}
+
+fn list(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The closest candidate to `name`, when one is close enough to be a likely typo.
+pub(crate) fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}
+
+impl Error {
+    /// The name of the node this error is about, if it is about one.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Error::NodeFailed { node, .. }
+            | Error::Timeout { node, .. }
+            | Error::Cancelled { node }
+            | Error::MissingUpstream { node, .. }
+            | Error::Codec { node, .. }
+            | Error::WrongValueType { node, .. }
+            | Error::Stale { node }
+            | Error::NoResult { node }
+            | Error::UnconnectedInput { node, .. }
+            | Error::InputWiredTwice { node, .. }
+            | Error::UnknownPort { node, .. } => Some(node),
+            Error::DuplicateNode { name } => Some(name),
+            _ => None,
+        }
+    }
+}
