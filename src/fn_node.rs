@@ -11,7 +11,6 @@ use crate::error::BoxError;
 use crate::graph::{ArgTuple, TypedNode};
 use crate::node::{Configure, Inputs, Node, NodeConfig, NodeContext, NodeSpec, PortSpec};
 use crate::value::{PortValue, Value};
-use crate::CachePolicy;
 
 type CallFn = dyn Fn(NodeContext, Inputs, bool) -> BoxFuture<'static, Result<Vec<Value>, BoxError>> + Send + Sync;
 
@@ -145,16 +144,25 @@ impl<Args: ArgTuple, R: PortValue> FnNode<Args, R> {
 
     /// A node from a synchronous function (run on tokio's blocking pool unless [`FnNode::inline`]).
     pub fn sync<F: SyncFn<Args, R>>(name: &str, f: F) -> Self {
-        Self::try_sync(name, move |args: Args| Ok::<R, std::convert::Infallible>(f.call(args)))
-            .identity_of::<F>(name)
+        let identity = format!("fn:{name}:{}", std::any::type_name::<F>());
+        Self::sync_tuple(name, identity, move |args: Args| Ok(f.call(args)))
     }
 
     /// A node from a synchronous function returning `Result`; `Err` fails the node.
     pub fn try_sync<F, E>(name: &str, f: F) -> Self
     where
-        F: Fn(Args) -> Result<R, E> + Send + Sync + 'static,
+        F: SyncFn<Args, Result<R, E>>,
         E: Into<BoxError> + Send + 'static,
     {
+        let identity = format!("fn:{name}:{}", std::any::type_name::<F>());
+        Self::sync_tuple(name, identity, move |args: Args| f.call(args).map_err(Into::into))
+    }
+
+    fn sync_tuple(
+        name: &str,
+        identity: String,
+        f: impl Fn(Args) -> Result<R, BoxError> + Send + Sync + 'static,
+    ) -> Self {
         let f = Arc::new(f);
         let node: Arc<str> = name.into();
         let call: Arc<CallFn> = Arc::new(move |_ctx, inputs, blocking| {
@@ -162,12 +170,12 @@ impl<Args: ArgTuple, R: PortValue> FnNode<Args, R> {
             let node = node.clone();
             async move {
                 let args = Args::from_inputs(&inputs)?;
-                let out = run_sync(blocking, move || f(args)).await?.map_err(Into::into)?;
+                let out = run_sync(blocking, move || f(args)).await??;
                 encode_output(&node, out)
             }
             .boxed()
         });
-        Self::with_call(name, format!("fn:{name}:{}", std::any::type_name::<F>()), call)
+        Self::with_call(name, identity, call)
     }
 
     /// A node from an async function.
@@ -176,16 +184,24 @@ impl<Args: ArgTuple, R: PortValue> FnNode<Args, R> {
         F: AsyncFn<Args, Fut>,
         Fut: Future<Output = R> + Send + 'static,
     {
-        Self::try_async(name, move |args: Args| f.call(args).map(Ok::<R, std::convert::Infallible>))
-            .identity_of::<F>(name)
+        let identity = format!("fn:{name}:{}", std::any::type_name::<F>());
+        Self::async_tuple(name, identity, move |args: Args| f.call(args).map(Ok))
     }
 
     /// A node from an async function returning `Result`; `Err` fails the node.
     pub fn try_async<F, Fut, E>(name: &str, f: F) -> Self
     where
-        F: Fn(Args) -> Fut + Send + Sync + 'static,
+        F: AsyncFn<Args, Fut>,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
         E: Into<BoxError> + Send + 'static,
+    {
+        let identity = format!("fn:{name}:{}", std::any::type_name::<F>());
+        Self::async_tuple(name, identity, move |args: Args| f.call(args).map(|r| r.map_err(Into::into)))
+    }
+
+    fn async_tuple<Fut>(name: &str, identity: String, f: impl Fn(Args) -> Fut + Send + Sync + 'static) -> Self
+    where
+        Fut: Future<Output = Result<R, BoxError>> + Send + 'static,
     {
         let f = Arc::new(f);
         let node: Arc<str> = name.into();
@@ -194,12 +210,12 @@ impl<Args: ArgTuple, R: PortValue> FnNode<Args, R> {
             let node = node.clone();
             async move {
                 let args = Args::from_inputs(&inputs)?;
-                let out = f(args).await.map_err(Into::into)?;
+                let out = f(args).await?;
                 encode_output(&node, out)
             }
             .boxed()
         });
-        Self::with_call(name, format!("fn:{name}:{}", std::any::type_name::<F>()), call)
+        Self::with_call(name, identity, call)
     }
 
     /// A node from an async function that takes a [`NodeContext`] first (for progress,
@@ -245,11 +261,6 @@ impl<Args: ArgTuple, R: PortValue> FnNode<Args, R> {
             .boxed()
         });
         Self::with_call(name, format!("fn:{name}:{}", std::any::type_name::<F>()), call)
-    }
-
-    fn identity_of<F>(mut self, name: &str) -> Self {
-        self.spec.identity = format!("fn:{name}:{}", std::any::type_name::<F>());
-        self
     }
 
     /// Names the input ports, in argument order (default `in0`, `in1`, …).
@@ -318,13 +329,13 @@ impl<Args: ArgTuple, R: PortValue> TypedNode for FnNode<Args, R> {
     type Out = R;
 }
 
-/// The node behind [`crate::Graph::input`]: passes its constant through.
+/// The node behind [`crate::Graph::input`]: passes its constant through. It is cached like
+/// any node, so an unchanged input reports as cached and an edited one as computed.
 pub(crate) fn input_node<T: PortValue>(name: String) -> FnNode<(T,), T> {
     let mut node = FnNode::<(T,), T>::sync(&name, |v: T| v)
         .inputs(["value"])
         .output_name("value")
         .identity(format!("input:{}", std::any::type_name::<T>()))
-        .cache_policy(CachePolicy::NeverCache)
         .inline();
     node.spec.kind = "input";
     node

@@ -1,0 +1,141 @@
+//! Graph validation: every problem is reported at build time, naming the node and port.
+
+use daggr::{constant, Cache, Error, FnNode, Graph, Node, NodeSpec, PortSpec, Scope, Value};
+
+fn cache() -> (tempfile::TempDir, Cache) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    (dir, cache)
+}
+
+/// A node built at run time: `inputs` u64 ports summed into one u64 output.
+fn sum_node(name: &str, inputs: &[&str]) -> impl Node {
+    FnNodeDyn {
+        spec: NodeSpec {
+            name: name.into(),
+            kind: "fn",
+            identity: "sum".into(),
+            code_fingerprint: String::new(),
+            params: serde_json::Value::Null,
+            inputs: inputs.iter().map(|p| PortSpec::new::<u64>(*p)).collect(),
+            outputs: vec![PortSpec::new::<u64>("sum")],
+            config: Default::default(),
+        },
+    }
+}
+
+struct FnNodeDyn {
+    spec: NodeSpec,
+}
+
+impl Node for FnNodeDyn {
+    fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+    fn run(
+        &self,
+        _ctx: daggr::NodeContext,
+        inputs: daggr::Inputs,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<Value>, daggr::BoxError>> {
+        let mut total = 0u64;
+        for i in 0..inputs.len() {
+            total += inputs.get::<u64>(i).unwrap();
+        }
+        Box::pin(async move { Ok(vec![Value::new(total)?]) })
+    }
+}
+
+#[test]
+fn duplicate_node_names_are_rejected() {
+    let mut g = Graph::new("dup");
+    let a = g.input("a", 1u64);
+    g.add(FnNode::sync("twice", |x: u64| x * 2), (a,));
+    g.add(FnNode::sync("twice", |x: u64| x * 3), (a,));
+    let err = g.build().unwrap_err();
+    assert!(matches!(&err, Error::DuplicateNode { name } if name == "twice"), "{err}");
+}
+
+#[test]
+fn unconnected_required_input_names_node_and_port() {
+    let (_d, cache) = cache();
+    let mut g = Graph::new("unconnected").cache(cache);
+    g.add_dyn(sum_node("total", &["left", "right"]));
+    let err = g.build().unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("`total.left`") && text.contains("`total.right`"), "{text}");
+    assert!(matches!(err, Error::Invalid(ref all) if all.len() == 2));
+}
+
+#[test]
+fn runtime_type_mismatch_names_both_ends_and_types() {
+    let mut g = Graph::new("mismatch");
+    let text = g.add(FnNode::sync("text", || "hi".to_string()), ());
+    let total = g.add_dyn(sum_node("total", &["x"]));
+    let err = g.connect_dyn(text.node_id(), "output", total, "x").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("`text.output`") && msg.contains("alloc::string::String"), "{msg}");
+    assert!(msg.contains("`total.x`") && msg.contains("u64"), "{msg}");
+}
+
+#[test]
+fn unknown_port_and_node_suggest_the_closest_name() {
+    let mut g = Graph::new("typo");
+    let a = g.add_dyn(sum_node("source", &[]));
+    let b = g.add_dyn(sum_node("sink", &["value"]));
+    let err = g.connect_dyn(a, "sum", b, "valeu").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("`sink` has no input port `valeu`") && msg.contains("did you mean `value`"), "{msg}");
+    let err = g.node_id("sorce").unwrap_err();
+    assert!(err.to_string().contains("did you mean `source`"), "{err}");
+}
+
+#[test]
+fn cycles_are_rejected_naming_the_loop() {
+    let mut g = Graph::new("cycle");
+    let a = g.add_dyn(sum_node("a", &["x"]));
+    let b = g.add_dyn(sum_node("b", &["x"]));
+    let c = g.add_dyn(sum_node("c", &["x"]));
+    g.connect_dyn(a, "sum", b, "x").unwrap();
+    g.connect_dyn(b, "sum", c, "x").unwrap();
+    g.connect_dyn(c, "sum", a, "x").unwrap();
+    let err = g.build().unwrap_err();
+    assert_eq!(err.to_string(), "the graph has a cycle: a -> b -> c -> a");
+}
+
+#[test]
+fn an_input_cannot_be_wired_twice() {
+    let mut g = Graph::new("twice");
+    let a = g.add_dyn(sum_node("a", &[]));
+    let b = g.add_dyn(sum_node("b", &["x"]));
+    g.connect_dyn(a, "sum", b, "x").unwrap();
+    let err = g.connect_dyn(a, "sum", b, "x").unwrap_err();
+    assert!(matches!(err, Error::InputWiredTwice { ref node, ref port } if node == "b" && port == "x"));
+}
+
+#[tokio::test]
+async fn a_graph_assembled_at_run_time_runs_and_gives_typed_handles() {
+    let (_d, cache) = cache();
+    let mut g = Graph::new("dynamic").cache(cache);
+    let a = g.add_dyn(sum_node("a", &["x", "y"]));
+    let b = g.add_dyn(sum_node("b", &["x"]));
+    g.set_const_dyn(a, "x", Value::new(2u64).unwrap()).unwrap();
+    g.set_const_dyn(a, "y", Value::new(40u64).unwrap()).unwrap();
+    g.connect_dyn(a, "sum", b, "x").unwrap();
+    assert!(g.set_const_dyn(b, "x", Value::new("no".to_string()).unwrap()).is_err());
+    let out = g.output::<u64>(b, "sum").unwrap();
+    assert!(g.output::<String>(b, "sum").is_err());
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&out).unwrap(), 42);
+}
+
+#[test]
+fn constants_that_cannot_be_encoded_are_reported_at_build() {
+    use std::collections::HashMap;
+    let mut g = Graph::new("codec");
+    // JSON maps need string keys: a map keyed by a tuple cannot be encoded.
+    let bad: HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
+    g.add(FnNode::sync("count", |m: HashMap<(u8, u8), u8>| m.len()), (constant(bad),));
+    let err = g.build().unwrap_err();
+    assert!(err.to_string().contains("port `count.in0`"), "{err}");
+}

@@ -1,0 +1,622 @@
+//! The executor's rules: concurrency, scopes, invalidation, early cutoff,
+//! failure isolation, cancellation, retries, timeouts and events.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use daggr::{
+    constant, random_seed, Cache, CachePolicy, CacheSource, Configure, Error, Event, FnNode, Graph, Image, Outcome,
+    RetryPolicy, Scope,
+};
+
+fn temp_cache() -> (tempfile::TempDir, Cache) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    (dir, cache)
+}
+
+/// Counts calls per node.
+#[derive(Clone, Default)]
+struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    fn hit(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Tracks how many nodes are inside their body at once.
+#[derive(Clone, Default)]
+struct Overlap {
+    active: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl Overlap {
+    async fn occupy(&self, for_: Duration) {
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(for_).await;
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_really_overlaps_in_time() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("fanout").cache(cache);
+    let overlap = Overlap::default();
+    let seed = g.input("seed", 0u64);
+    let mut outs = Vec::new();
+    for i in 0..8u64 {
+        let o = overlap.clone();
+        outs.push(g.add(
+            FnNode::from_async(&format!("branch{i}"), move |s: u64| {
+                let o = o.clone();
+                async move {
+                    o.occupy(Duration::from_millis(150)).await;
+                    s + i
+                }
+            }),
+            (seed,),
+        ));
+    }
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.is_success());
+    assert_eq!(overlap.peak(), 8, "all eight independent branches were in flight together");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_limits_bound_concurrency_within_the_group_only() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("groups").cache(cache).group_limit("gpu", 1);
+    let gpu = Overlap::default();
+    let cpu = Overlap::default();
+    let seed = g.input("seed", 0u64);
+    for i in 0..3u64 {
+        let (gpu, cpu) = (gpu.clone(), cpu.clone());
+        let gpu_fn = move |s: u64| {
+            let o = gpu.clone();
+            async move {
+                o.occupy(Duration::from_millis(60)).await;
+                s + i
+            }
+        };
+        let cpu_fn = move |s: u64| {
+            let o = cpu.clone();
+            async move {
+                o.occupy(Duration::from_millis(60)).await;
+                s + i
+            }
+        };
+        g.add(FnNode::from_async(&format!("gpu{i}"), gpu_fn).group("gpu"), (seed,));
+        g.add(FnNode::from_async(&format!("cpu{i}"), cpu_fn), (seed,));
+    }
+    let pipeline = g.build().unwrap();
+    assert!(pipeline.run(Scope::All).await.unwrap().is_success());
+    assert_eq!(gpu.peak(), 1, "the gpu group never ran two nodes at once");
+    assert_eq!(cpu.peak(), 3, "ungrouped nodes still overlap");
+}
+
+#[tokio::test]
+async fn a_second_run_with_nothing_changed_calls_no_node() {
+    let (_d, cache) = temp_cache();
+    let calls = Calls::default();
+    let mut g = Graph::new("rerun").cache(cache);
+    let x = g.input("x", 3u64);
+    let c = calls.clone();
+    let sq = g.add(
+        FnNode::sync("square", move |x: u64| {
+            c.hit();
+            x * x
+        }),
+        (x,),
+    );
+    let pipeline = g.build().unwrap();
+    assert_eq!(*pipeline.run(Scope::All).await.unwrap().value(&sq).unwrap(), 9);
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.get(), 1);
+    assert_eq!(report.cached(), ["x", "square"]);
+    assert!(matches!(report.outcome("square"), Some(Outcome::Cached(CacheSource::Memory))));
+}
+
+#[tokio::test]
+async fn results_survive_the_process_through_the_disk_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let build = |calls: Calls| {
+        let mut g = Graph::new("disk").cache(Cache::open(dir.path()).unwrap());
+        let size = g.input("size", 16u32);
+        let img = g.add(
+            FnNode::sync("render", move |s: u32| {
+                calls.hit();
+                Image::new(vec![s as u8; (s * s) as usize], "image/x-raw")
+            }),
+            (size,),
+        );
+        let total = g.add(FnNode::sync("total", |i: Image| i.bytes().iter().map(|b| *b as u64).sum::<u64>()), (img,));
+        (g.build().unwrap(), img, total)
+    };
+    let (first, _, total) = build(calls.clone());
+    assert_eq!(*first.run(Scope::All).await.unwrap().value(&total).unwrap(), 16 * 256);
+    drop(first); // the last handle flushes queued writes
+    let (second, img, total) = build(calls.clone());
+    let report = second.run(Scope::All).await.unwrap();
+    assert_eq!(calls.get(), 1, "the render node was read back from disk");
+    assert!(matches!(report.outcome("render"), Some(Outcome::Cached(CacheSource::Disk))));
+    assert_eq!(report.value(&img).unwrap().bytes().len(), 256);
+    assert_eq!(*report.value(&total).unwrap(), 16 * 256);
+}
+
+/// `a -> parity -> report`, plus an independent branch `b -> double`.
+#[tokio::test]
+async fn early_cutoff_and_exact_downstream_invalidation() {
+    let (_d, cache) = temp_cache();
+    let calls: Vec<Calls> = (0..3).map(|_| Calls::default()).collect();
+    let mut g = Graph::new("cutoff").cache(cache);
+    let a = g.input("a", 2u64);
+    let b = g.input("b", 5u64);
+    let c0 = calls[0].clone();
+    let parity = g.add(
+        FnNode::sync("parity", move |x: u64| {
+            c0.hit();
+            x % 2
+        }),
+        (a,),
+    );
+    let c1 = calls[1].clone();
+    let report_node = g.add(
+        FnNode::sync("describe", move |p: u64| {
+            c1.hit();
+            if p == 0 { "even" } else { "odd" }.to_string()
+        }),
+        (parity,),
+    );
+    let c2 = calls[2].clone();
+    g.add(
+        FnNode::sync("double", move |x: u64| {
+            c2.hit();
+            x * 2
+        }),
+        (b,),
+    );
+    let pipeline = g.build().unwrap();
+    pipeline.run(Scope::All).await.unwrap();
+    let counts = || calls.iter().map(Calls::get).collect::<Vec<_>>();
+    assert_eq!(counts(), [1, 1, 1]);
+
+    // 2 -> 4: parity reruns and yields the same bytes, so `describe` is a cache hit.
+    pipeline.set_input(&a, 4).unwrap();
+    assert_eq!(pipeline.stale_nodes(), ["a", "parity", "describe"], "exactly the downstream cone");
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(counts(), [2, 1, 1]);
+    assert_eq!(report.computed(), ["a", "parity"]);
+    assert_eq!(report.cached().len(), 3); // b, double, describe
+    assert_eq!(*report.value(&report_node).unwrap(), "even");
+
+    // 4 -> 7: the parity changes, so `describe` reruns; `double` never does.
+    pipeline.set_input(&a, 7).unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(counts(), [3, 2, 1]);
+    assert_eq!(*report.value(&report_node).unwrap(), "odd");
+}
+
+/// The Python original returns a stale final value here (reference §13).
+#[tokio::test]
+async fn edit_middle_run_only_then_run_to_end_is_correct() {
+    let (_d, cache) = temp_cache();
+    let calls: Vec<Calls> = (0..3).map(|_| Calls::default()).collect();
+    let mut g = Graph::new("middle").cache(cache);
+    let c0 = calls[0].clone();
+    let first = g.add(
+        FnNode::sync("first", move || {
+            c0.hit();
+            10u64
+        }),
+        (),
+    );
+    let c1 = calls[1].clone();
+    let middle = g.add(
+        FnNode::sync("middle", move |x: u64, k: u64| {
+            c1.hit();
+            x * k
+        })
+        .inputs(["x", "k"]),
+        (first, constant(2u64)),
+    );
+    let c2 = calls[2].clone();
+    let last = g.add(
+        FnNode::sync("last", move |x: u64| {
+            c2.hit();
+            x + 1
+        }),
+        (middle,),
+    );
+    let pipeline = g.build().unwrap();
+    assert_eq!(*pipeline.run(Scope::All).await.unwrap().value(&last).unwrap(), 21);
+
+    pipeline.set_constant("middle", "k", 3u64).unwrap();
+    assert!(matches!(pipeline.value(&last), Err(Error::Stale { .. })), "a stale value is never current");
+    let report = pipeline.run(Scope::only(&middle)).await.unwrap();
+    assert_eq!(report.computed(), ["middle"]);
+    assert_eq!(*report.value(&middle).unwrap(), 30);
+    assert!(pipeline.is_stale(&last).unwrap());
+
+    let report = pipeline.run(Scope::to(&last)).await.unwrap();
+    assert_eq!(*report.value(&last).unwrap(), 31, "the final value reflects the edit");
+    assert_eq!(report.computed(), ["last"]);
+    assert_eq!(calls.iter().map(Calls::get).collect::<Vec<_>>(), [1, 2, 2]);
+    assert_eq!(*pipeline.value(&last).unwrap(), 31);
+    assert!(pipeline.stale_nodes().is_empty());
+}
+
+#[tokio::test]
+async fn run_from_reruns_the_node_and_everything_downstream_only() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("from").cache(cache);
+    let up = g.add(FnNode::sync("up", || 1u64), ());
+    let mid = g.add(FnNode::sync("mid", |x: u64| x + 1).cache_policy(CachePolicy::AlwaysRecompute), (up,));
+    let down = g.add(FnNode::sync("down", |x: u64| x * 10), (mid,));
+    let pipeline = g.build().unwrap();
+    pipeline.run(Scope::All).await.unwrap();
+    let report = pipeline.run(Scope::from(&mid)).await.unwrap();
+    let evaluated: Vec<&str> = report.outcomes().map(|(n, _)| n).collect();
+    assert_eq!(evaluated, ["mid", "down"], "upstream is reused, not evaluated");
+    assert_eq!(report.computed(), ["mid"], "always-recompute ran; down hit by early cutoff");
+    assert_eq!(*report.value(&down).unwrap(), 20);
+}
+
+#[tokio::test]
+async fn run_only_without_upstream_values_names_the_missing_port() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("missing").cache(cache);
+    let up = g.add(FnNode::sync("up", || 1u64), ());
+    let down = g.add(FnNode::sync("down", |x: u64| x).inputs(["value"]), (up,));
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::only(&down)).await.unwrap();
+    let err = report.value(&down).unwrap_err().to_string();
+    assert!(err.contains("`down.value`") && err.contains("`up`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_failure_skips_its_downstream_and_the_other_branches_finish() {
+    let (_d, cache) = temp_cache();
+    let broken = Arc::new(AtomicBool::new(true));
+    let flaky_calls = Calls::default();
+    let mut g = Graph::new("isolation").cache(cache);
+    let x = g.input("x", 1u64);
+    let (b, c) = (broken.clone(), flaky_calls.clone());
+    let flaky = g.add(
+        FnNode::try_sync("flaky", move |x: u64| {
+            c.hit();
+            if b.load(Ordering::SeqCst) {
+                Err(std::io::Error::other("disk on fire"))
+            } else {
+                Ok(x)
+            }
+        }),
+        (x,),
+    );
+    let after = g.add(FnNode::sync("after_flaky", |x: u64| x + 1), (flaky,));
+    let healthy = g.add(FnNode::sync("healthy", |x: u64| x * 100), (x,));
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(!report.is_success());
+    assert_eq!(report.failed(), ["flaky"]);
+    assert_eq!(report.skipped(), ["after_flaky"]);
+    assert_eq!(*report.value(&healthy).unwrap(), 100);
+    let err = report.errors()[0].to_string();
+    assert!(err.contains("node `flaky` failed") && err.contains("disk on fire"), "{err}");
+    assert!(matches!(report.outcome("after_flaky"), Some(Outcome::Skipped { because }) if because == "flaky"));
+
+    // Nothing from the failed node was cached: once fixed it runs again.
+    broken.store(false, Ordering::SeqCst);
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(flaky_calls.get(), 2);
+    assert_eq!(report.computed(), ["flaky", "after_flaky"]);
+    assert_eq!(*report.value(&after).unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_panicking_node_fails_cleanly() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("panic").cache(cache);
+    let out = g.add(FnNode::sync("boom", || -> u64 { panic!("kaboom") }), ());
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    let err = report.value(&out).unwrap_err().to_string();
+    assert!(err.contains("boom") && err.contains("kaboom"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_stops_scheduling_and_drops_in_flight_nodes() {
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let (_d, cache) = temp_cache();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let finished = Calls::default();
+    let after_calls = Calls::default();
+    let mut g = Graph::new("cancel").cache(cache);
+    let (d, f) = (dropped.clone(), finished.clone());
+    let slow = g.add(
+        FnNode::from_async("slow", move || {
+            let guard = SetOnDrop(d.clone());
+            let f = f.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                f.hit();
+                drop(guard);
+                1u64
+            }
+        }),
+        (),
+    );
+    let a = after_calls.clone();
+    g.add(
+        FnNode::sync("after", move |x: u64| {
+            a.hit();
+            x
+        }),
+        (slow,),
+    );
+    let pipeline = g.build().unwrap();
+    let mut events = pipeline.subscribe();
+    let handle = pipeline.spawn(Scope::All);
+    // Wait until the slow node is really running, then cancel.
+    loop {
+        if let Ok(Event::NodeStarted { name, .. }) = events.recv().await {
+            if &*name == "slow" {
+                break;
+            }
+        }
+    }
+    handle.cancel();
+    let report = handle.wait().await.unwrap();
+    assert!(report.cancelled);
+    assert!(dropped.load(Ordering::SeqCst), "the in-flight future was dropped");
+    assert_eq!(finished.get(), 0);
+    assert_eq!(after_calls.get(), 0, "nothing was scheduled after the cancel");
+    assert!(matches!(report.outcome("slow"), Some(Outcome::Failed(e)) if matches!(**e, Error::Cancelled { .. })));
+    assert!(pipeline.result("slow").unwrap().is_none(), "a cancelled node leaves no result");
+}
+
+#[tokio::test]
+async fn context_nodes_see_cancellation_and_report_progress() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("ctx").cache(cache);
+    let out = g.add(
+        FnNode::with_context("steps", |ctx: daggr::NodeContext, n: u32| async move {
+            for i in 0..n {
+                ctx.progress(Some(i as f32 / n as f32), format!("step {i}"));
+                ctx.partial(serde_json::json!({ "done": i }));
+            }
+            Ok::<_, std::io::Error>(n * 2)
+        }),
+        (constant(4u32),),
+    );
+    let pipeline = g.build().unwrap();
+    let mut events = pipeline.subscribe();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&out).unwrap(), 8);
+    let mut kinds = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        kinds.push(match e {
+            Event::RunStarted { .. } => "run_started".to_string(),
+            Event::NodeStarted { .. } => "started".into(),
+            Event::NodeProgress { message, .. } => message,
+            Event::NodePartial { .. } => "partial".into(),
+            Event::NodeFinished { .. } => "finished".into(),
+            Event::RunFinished { computed, .. } => format!("run_finished:{computed}"),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(kinds.first().unwrap(), "run_started");
+    assert_eq!(kinds.last().unwrap(), "run_finished:1");
+    assert_eq!(kinds.iter().filter(|k| k.starts_with("step")).count(), 4);
+    assert_eq!(kinds.iter().filter(|k| *k == "partial").count(), 4);
+    // Events are small deltas: serialised, none carries the graph.
+    let json = serde_json::to_string(&Event::RunStarted { run: 1, nodes: 3 }).unwrap();
+    assert_eq!(json, r#"{"type":"run_started","run":1,"nodes":3}"#);
+}
+
+#[tokio::test]
+async fn retries_with_backoff_then_succeeds() {
+    let (_d, cache) = temp_cache();
+    let attempts = Calls::default();
+    let mut g = Graph::new("retry").cache(cache);
+    let a = attempts.clone();
+    let out = g.add(
+        FnNode::try_async("flaky", move || {
+            let a = a.clone();
+            async move {
+                a.hit();
+                if a.get() < 3 {
+                    Err("503 service unavailable")
+                } else {
+                    Ok(7u64)
+                }
+            }
+        })
+        .retry(RetryPolicy::new(3, Duration::from_millis(5))),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    let mut events = pipeline.subscribe();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&out).unwrap(), 7);
+    assert!(matches!(report.outcome("flaky"), Some(Outcome::Computed { attempts: 3, .. })));
+    let mut retries = 0;
+    while let Ok(e) = events.try_recv() {
+        if let Event::NodeRetrying { error, .. } = e {
+            assert!(error.contains("503"));
+            retries += 1;
+        }
+    }
+    assert_eq!(retries, 2);
+    assert_eq!(RetryPolicy::new(5, Duration::from_millis(100)).delay(3), Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn a_node_past_its_timeout_fails_with_a_timeout_error() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("timeout").cache(cache);
+    let out = g.add(
+        FnNode::from_async("hang", || async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            1u64
+        })
+        .timeout(Duration::from_millis(50)),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(report.outcome("hang"), Some(Outcome::Failed(e)) if matches!(**e, Error::Timeout { .. })));
+    assert!(report.value(&out).unwrap_err().to_string().contains("timed out after 50ms"));
+}
+
+#[tokio::test]
+async fn generated_inputs_are_recorded_with_the_result() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("seed").cache(cache);
+    let draw = g.add(FnNode::sync("draw", |seed: u64| seed % 1000).inputs(["seed"]), (random_seed(),));
+    let pipeline = g.build().unwrap();
+    let first = pipeline.run(Scope::All).await.unwrap();
+    let result = pipeline.result("draw").unwrap().unwrap();
+    let (port, seed) = &result.generated[0];
+    assert_eq!(port, "seed");
+    let seed = *seed.downcast_ref::<u64>().unwrap();
+    assert_eq!(*first.value(&draw).unwrap(), seed % 1000);
+    assert!(!pipeline.is_stale("draw").unwrap(), "a generated input alone does not make a node stale");
+    pipeline.run(Scope::All).await.unwrap();
+    let again = pipeline.result("draw").unwrap().unwrap();
+    assert_ne!(*again.generated[0].1.downcast_ref::<u64>().unwrap(), seed, "a new seed each run");
+}
+
+#[tokio::test]
+async fn cache_policies_are_honoured() {
+    let (_d, cache) = temp_cache();
+    let (always, never) = (Calls::default(), Calls::default());
+    let mut g = Graph::new("policies").cache(cache.clone());
+    let (a, n) = (always.clone(), never.clone());
+    g.add(
+        FnNode::sync("always", move || {
+            a.hit();
+            1u64
+        })
+        .cache_policy(CachePolicy::AlwaysRecompute),
+        (),
+    );
+    g.add(
+        FnNode::sync("never", move || {
+            n.hit();
+            2u64
+        })
+        .cache_policy(CachePolicy::NeverCache),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    pipeline.run(Scope::All).await.unwrap();
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!((always.get(), never.get()), (2, 2));
+    let always_key = pipeline.result("always").unwrap().unwrap().key;
+    let never_key = pipeline.result("never").unwrap().unwrap().key;
+    cache.flush();
+    assert!(cache.contains(&always_key));
+    assert!(!cache.contains(&never_key), "never-cache results are not written");
+}
+
+#[tokio::test]
+async fn a_corrupted_cache_entry_is_detected_and_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let build = |calls: Calls| {
+        let mut g = Graph::new("corrupt").cache(Cache::open(dir.path()).unwrap());
+        let out = g.add(
+            FnNode::sync("text", move || {
+                calls.hit();
+                "precious result".to_string()
+            }),
+            (),
+        );
+        (g.build().unwrap(), out)
+    };
+    let (p, _) = build(calls.clone());
+    p.run(Scope::All).await.unwrap();
+    drop(p);
+    // Flip bytes in every content file.
+    let mut damaged = 0;
+    for entry in walk(&dir.path().join("content-v2")) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        for b in bytes.iter_mut() {
+            *b ^= 0x55;
+        }
+        std::fs::write(&entry, bytes).unwrap();
+        damaged += 1;
+    }
+    assert!(damaged > 0);
+    let (p, out) = build(calls.clone());
+    let report = p.run(Scope::All).await.unwrap();
+    assert_eq!(calls.get(), 2, "the damaged entry was a miss");
+    assert_eq!(*report.value(&out).unwrap(), "precious result");
+    assert_eq!(p.cache().counters().integrity_failures, 1);
+    drop(p);
+    let (p, _) = build(calls.clone());
+    let report = p.run(Scope::All).await.unwrap();
+    assert_eq!(calls.get(), 2, "the entry was repaired");
+    assert!(matches!(report.outcome("text"), Some(Outcome::Cached(CacheSource::Disk))));
+}
+
+#[tokio::test]
+async fn a_changed_version_or_constant_invalidates_but_a_renamed_pipeline_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run = |pipeline_name: &str, version: &str, k: u64| {
+        let calls = calls.clone();
+        let mut g = Graph::new(pipeline_name).cache(Cache::open(dir.path()).unwrap());
+        g.add(
+            FnNode::sync("scale", move |k: u64| {
+                calls.hit();
+                k * 2
+            })
+            .version(version),
+            (constant(k),),
+        );
+        let pipeline = g.build().unwrap();
+        async move { pipeline.run(Scope::All).await.unwrap() }
+    };
+    run("p", "1", 1).await;
+    run("p", "1", 1).await;
+    assert_eq!(calls.get(), 1);
+    run("renamed", "1", 1).await;
+    assert_eq!(calls.get(), 1, "the key is about what the node computes, not the pipeline name");
+    run("p", "2", 1).await;
+    assert_eq!(calls.get(), 2);
+    run("p", "2", 5).await;
+    assert_eq!(calls.get(), 3);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(read) = std::fs::read_dir(dir) {
+        for entry in read.flatten() {
+            if entry.path().is_dir() {
+                out.extend(walk(&entry.path()));
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
