@@ -44,7 +44,9 @@ impl CacheKey {
 
     fn from_index_key(key: &str) -> Option<Self> {
         let hex = key.strip_prefix(NODE_KEY_PREFIX)?;
-        blake3::Hash::from_hex(hex).ok().map(|h| CacheKey(*h.as_bytes()))
+        blake3::Hash::from_hex(hex)
+            .ok()
+            .map(|h| CacheKey(*h.as_bytes()))
     }
 }
 
@@ -330,7 +332,9 @@ impl Cache {
         }
         let repair = self.0.damaged.lock().unwrap().remove(&key);
         let mut record = Vec::with_capacity(64);
-        record.extend_from_slice(format!("{{\"schema\":{KEY_SCHEMA_VERSION},\"outputs\":[").as_bytes());
+        record.extend_from_slice(
+            format!("{{\"schema\":{KEY_SCHEMA_VERSION},\"outputs\":[").as_bytes(),
+        );
         let mut blobs = Vec::new();
         for (i, v) in values.iter().enumerate() {
             if i > 0 {
@@ -380,7 +384,10 @@ impl Cache {
 
     /// Whether a result for `key` is on disk.
     pub fn contains(&self, key: &CacheKey) -> bool {
-        matches!(cacache::metadata_sync(&self.0.dir, key.index_key()), Ok(Some(_)))
+        matches!(
+            cacache::metadata_sync(&self.0.dir, key.index_key()),
+            Ok(Some(_))
+        )
     }
 
     /// Hit, miss and write counters since the cache was opened.
@@ -514,7 +521,12 @@ impl Drop for Inner {
     }
 }
 
-fn writer_loop(dir: PathBuf, rx: mpsc::Receiver<Job>, pending: Arc<Pending>, writes: Arc<AtomicU64>) {
+fn writer_loop(
+    dir: PathBuf,
+    rx: mpsc::Receiver<Job>,
+    pending: Arc<Pending>,
+    writes: Arc<AtomicU64>,
+) {
     for job in rx {
         let Job::Write {
             key,
@@ -566,9 +578,8 @@ fn write_entry(
         .metadata(preimage)
         .size(record.len())
         .open_sync(dir, &index_key)?;
-    std::io::Write::write_all(&mut writer, record).map_err(|e| {
-        cacache::Error::IoError(e, format!("writing cache entry {index_key}"))
-    })?;
+    std::io::Write::write_all(&mut writer, record)
+        .map_err(|e| cacache::Error::IoError(e, format!("writing cache entry {index_key}")))?;
     writer.commit()?;
     Ok(())
 }
@@ -578,7 +589,9 @@ fn collect_blob_refs(record: &[u8], into: &mut HashSet<String>) {
     fn walk(v: &serde_json::Value, into: &mut HashSet<String>) {
         match v {
             serde_json::Value::Object(map) => {
-                if let (Some(serde_json::Value::String(blob)), Some(_)) = (map.get("blob"), map.get("mime")) {
+                if let (Some(serde_json::Value::String(blob)), Some(_)) =
+                    (map.get("blob"), map.get("mime"))
+                {
                     into.insert(blob.clone());
                 }
                 map.values().for_each(|v| walk(v, into));
@@ -668,12 +681,20 @@ mod tests {
         assert_eq!(cache.counters().writes, 2, "both jobs ran");
         // A second handle has an empty memo, so this reads from disk.
         let fresh = Cache::open(dir.path()).unwrap();
-        let (got, source) = fresh.lookup(&key, &[PortType::of::<Image>()], false).unwrap();
+        let (got, source) = fresh
+            .lookup(&key, &[PortType::of::<Image>()], false)
+            .unwrap();
         assert_eq!(source, CacheSource::Disk);
         assert_eq!(got[0].downcast_ref::<Image>().unwrap(), &image);
         let index_lines: usize = walk_files(&dir.path().join("index-v5"))
             .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap().lines().filter(|l| !l.trim().is_empty()).count())
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .count()
+            })
             .sum();
         assert_eq!(index_lines, 1, "each key is written to the index once");
         assert_eq!(fresh.explain(&key), Some(preimage(1)));
@@ -684,7 +705,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         for i in 0..3u8 {
-            let values: Arc<[Value]> = vec![Value::new(Image::new(vec![i; 100], "image/png")).unwrap()].into();
+            let values: Arc<[Value]> =
+                vec![Value::new(Image::new(vec![i; 100], "image/png")).unwrap()].into();
             cache.store(preimage(i).key(), &preimage(i), values, true);
         }
         let before = cache.stats().unwrap();
@@ -698,8 +720,12 @@ mod tests {
         assert_eq!(after.entries, 1);
         assert_eq!(after.content_files, 2);
         cache.clear_memory();
-        assert!(cache.lookup(&preimage(1).key(), &[PortType::of::<Image>()], false).is_some());
-        assert!(cache.lookup(&preimage(0).key(), &[PortType::of::<Image>()], false).is_none());
+        assert!(cache
+            .lookup(&preimage(1).key(), &[PortType::of::<Image>()], false)
+            .is_some());
+        assert!(cache
+            .lookup(&preimage(0).key(), &[PortType::of::<Image>()], false)
+            .is_none());
     }
 
     fn walk_files(dir: &Path) -> Vec<PathBuf> {

@@ -140,7 +140,9 @@ pub enum Error {
         found: &'static str,
     },
     /// A node's value is out of date with its inputs and was not recomputed.
-    #[error("node `{node}` is stale: its inputs changed since it last ran; run it (or run to it) first")]
+    #[error(
+        "node `{node}` is stale: its inputs changed since it last ran; run it (or run to it) first"
+    )]
     Stale {
         /// The node.
         node: String,
@@ -196,7 +198,10 @@ fn list(errors: &[Error]) -> String {
 }
 
 /// The closest candidate to `name`, when one is close enough to be a likely typo.
-pub(crate) fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn suggest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::levenshtein(name, c), c))

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::panic::Location;
 use std::sync::Arc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -12,6 +13,7 @@ use crate::error::{suggest, Error};
 use crate::node::{Node, NodeSpec, PortSpec};
 use crate::pipeline::Pipeline;
 use crate::value::{PortValue, Value};
+use daggr_codegen::ir::{short_type_name, EdgeIr, GraphIr, NodeIr, PortIr, SourceLocation};
 
 /// A typed handle to one output port of a node in a [`Graph`].
 ///
@@ -44,7 +46,8 @@ impl<T> std::fmt::Debug for Output<T> {
 }
 
 impl<T> Output<T> {
-    pub(crate) fn new(node: usize, port: usize) -> Self {
+    #[doc(hidden)]
+    pub fn new(node: usize, port: usize) -> Self {
         Output {
             node,
             port,
@@ -142,7 +145,10 @@ pub fn constant<T: PortValue>(value: T) -> Source<T> {
 
 /// An input generated afresh each time the node runs (a seed, a timestamp). The node is
 /// then effectively uncached for that input; the value produced is recorded with its result.
-pub fn generated<T: PortValue>(label: &str, make: impl Fn() -> T + Send + Sync + 'static) -> Source<T> {
+pub fn generated<T: PortValue>(
+    label: &str,
+    make: impl Fn() -> T + Send + Sync + 'static,
+) -> Source<T> {
     Source {
         binding: Ok(Binding::Generated(Generator {
             label: label.into(),
@@ -193,8 +199,11 @@ pub struct ErasedSource(pub(crate) Result<Binding, serde_json::Error>);
 pub trait TypedNode: Node + Sized {
     /// The input types, as a tuple.
     type Args: ArgTuple;
-    /// The output type.
-    type Out: PortValue;
+    /// The typed handles to the node's outputs: an [`Output<T>`] for one port, a struct of
+    /// them for several.
+    type Handles;
+    /// The handles of the node added at `node`.
+    fn handles(node: usize) -> Self::Handles;
 }
 
 macro_rules! tuples {
@@ -236,7 +245,13 @@ tuples! {
 pub(crate) struct NodeEntry {
     pub(crate) node: Arc<dyn Node>,
     pub(crate) bindings: Vec<Binding>,
+    pub(crate) location: &'static Location<'static>,
 }
+
+/// Environment variable of the `cargo daggr graph` handshake: when set, [`Graph::build`]
+/// writes the graph IR as JSON to that path (`-` for stdout) and exits the process with 0,
+/// before any network or disk I/O.
+pub const EXPORT_GRAPH_ENV: &str = "DAGGR_EXPORT_GRAPH";
 
 /// Builds a pipeline: add nodes, wire ports, then [`Graph::build`].
 ///
@@ -293,13 +308,15 @@ impl Graph {
     }
 
     /// A named pipeline input with a default value; change it with [`Pipeline::set_input`].
+    #[track_caller]
     pub fn input<T: PortValue>(&mut self, name: impl Into<String>, default: T) -> Output<T> {
         let node = crate::fn_node::input_node::<T>(name.into());
         self.add(node, (constant(default),))
     }
 
     /// Adds a typed node, wiring its inputs from `inputs` (a tuple with one source per argument).
-    pub fn add<N: TypedNode>(&mut self, node: N, inputs: impl IntoSources<N::Args>) -> Output<N::Out> {
+    #[track_caller]
+    pub fn add<N: TypedNode>(&mut self, node: N, inputs: impl IntoSources<N::Args>) -> N::Handles {
         let id = self.nodes.len();
         let mut bindings = Vec::new();
         for (port, ErasedSource(binding)) in inputs.into_bindings().into_iter().enumerate() {
@@ -320,20 +337,27 @@ impl Graph {
         self.nodes.push(NodeEntry {
             node: Arc::new(node),
             bindings,
+            location: Location::caller(),
         });
-        Output::new(id, 0)
+        N::handles(id)
     }
 
     /// Adds a node with all inputs unconnected (for graphs assembled at run time).
+    #[track_caller]
     pub fn add_dyn(&mut self, node: impl Node) -> NodeId {
         self.add_arc(Arc::new(node))
     }
 
     /// Adds a shared node with all inputs unconnected.
+    #[track_caller]
     pub fn add_arc(&mut self, node: Arc<dyn Node>) -> NodeId {
         let id = self.nodes.len();
         let bindings = vec![Binding::Unbound; node.spec().inputs.len()];
-        self.nodes.push(NodeEntry { node, bindings });
+        self.nodes.push(NodeEntry {
+            node,
+            bindings,
+            location: Location::caller(),
+        });
         NodeId(id)
     }
 
@@ -354,7 +378,13 @@ impl Graph {
     }
 
     /// Connects `from.out_port` to `to.in_port`, checking names and types at run time.
-    pub fn connect_dyn(&mut self, from: NodeId, out_port: &str, to: NodeId, in_port: &str) -> Result<(), Error> {
+    pub fn connect_dyn(
+        &mut self,
+        from: NodeId,
+        out_port: &str,
+        to: NodeId,
+        in_port: &str,
+    ) -> Result<(), Error> {
         let src = port_index(self.spec(from), out_port, Direction::Output)?;
         let dst = port_index(self.spec(to), in_port, Direction::Input)?;
         let (src_spec, dst_spec) = (self.spec(from), self.spec(to));
@@ -369,7 +399,14 @@ impl Graph {
                 to_type: dst_ty.name(),
             });
         }
-        self.bind(to, dst, Binding::Port { node: from.0, port: src })
+        self.bind(
+            to,
+            dst,
+            Binding::Port {
+                node: from.0,
+                port: src,
+            },
+        )
     }
 
     /// Binds a constant to `to.in_port`, checking the type at run time.
@@ -426,10 +463,13 @@ impl Graph {
             let name = entry.node.spec().name.as_str();
             *seen.entry(name).or_default() += 1;
             if seen[name] == 2 {
-                problems.push(Error::DuplicateNode { name: name.to_string() });
+                problems.push(Error::DuplicateNode {
+                    name: name.to_string(),
+                });
             }
         }
-        let mut graph: DiGraph<usize, (usize, usize)> = DiGraph::with_capacity(self.nodes.len(), self.nodes.len());
+        let mut graph: DiGraph<usize, (usize, usize)> =
+            DiGraph::with_capacity(self.nodes.len(), self.nodes.len());
         for i in 0..self.nodes.len() {
             graph.add_node(i);
         }
@@ -459,9 +499,94 @@ impl Graph {
             }
         }
         match problems.len() {
-            0 => Pipeline::new(self, graph),
+            0 => {
+                if let Some(target) = std::env::var_os(EXPORT_GRAPH_ENV) {
+                    export_and_exit(&self.ir(), &target);
+                }
+                Pipeline::new(self, graph)
+            }
             1 => Err(problems.remove(0)),
             _ => Err(Error::Invalid(problems)),
+        }
+    }
+}
+
+impl Graph {
+    /// The graph IR (nodes, typed ports, edges, source locations), as `cargo daggr graph` prints it.
+    pub fn ir(&self) -> GraphIr {
+        let nodes = &self.nodes;
+        let port = |p: &crate::node::PortSpec, source: Option<String>| PortIr {
+            name: p.name.clone(),
+            ty: short_type_name(p.ty.name()),
+            source,
+        };
+        let mut edges = Vec::new();
+        let ir_nodes = nodes
+            .iter()
+            .map(|entry| {
+                let spec = entry.node.spec();
+                let inputs = spec
+                    .inputs
+                    .iter()
+                    .zip(&entry.bindings)
+                    .map(|(p, b)| match b {
+                        Binding::Port { node, port: out } => {
+                            let from = nodes[*node].node.spec();
+                            edges.push(EdgeIr {
+                                from: from.name.clone(),
+                                from_port: from.outputs[*out].name.clone(),
+                                to: spec.name.clone(),
+                                to_port: p.name.clone(),
+                                ty: short_type_name(p.ty.name()),
+                            });
+                            port(p, None)
+                        }
+                        Binding::Const(_) => port(p, Some("const".into())),
+                        Binding::Generated(g) => port(p, Some(format!("generated:{}", g.label))),
+                        Binding::Unbound => port(p, Some("unbound".into())),
+                    })
+                    .collect();
+                NodeIr {
+                    name: spec.name.clone(),
+                    kind: spec.kind.to_string(),
+                    inputs,
+                    outputs: spec.outputs.iter().map(|p| port(p, None)).collect(),
+                    location: Some(SourceLocation {
+                        file: entry.location.file().to_string(),
+                        line: entry.location.line(),
+                        column: entry.location.column(),
+                    }),
+                }
+            })
+            .collect();
+        GraphIr {
+            schema_version: daggr_codegen::ir::SCHEMA_VERSION,
+            name: self.name.clone(),
+            nodes: ir_nodes,
+            edges,
+        }
+    }
+}
+
+fn export_and_exit(ir: &GraphIr, target: &std::ffi::OsStr) -> ! {
+    let json = ir.to_json();
+    let result = if target == "-" {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(json.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush())
+    } else {
+        std::fs::write(target, json)
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!(
+                "daggr: cannot write the graph to {}: {e}",
+                target.to_string_lossy()
+            );
+            std::process::exit(2)
         }
     }
 }
@@ -482,7 +607,12 @@ fn cycle_order(graph: &DiGraph<usize, (usize, usize)>, scc: &[NodeIndex]) -> Vec
     }
     let mut out: Vec<usize> = order.into_iter().map(|n| n.index()).collect();
     // Start from the lowest index so messages are stable.
-    if let Some(min_at) = out.iter().enumerate().min_by_key(|(_, n)| **n).map(|(i, _)| i) {
+    if let Some(min_at) = out
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, n)| **n)
+        .map(|(i, _)| i)
+    {
         out.rotate_left(min_at);
     }
     out
@@ -499,14 +629,17 @@ fn port_index(spec: &NodeSpec, port: &str, direction: Direction) -> Result<usize
         Direction::Input => &spec.inputs,
         Direction::Output => &spec.outputs,
     };
-    ports.iter().position(|p| p.name == port).ok_or_else(|| Error::UnknownPort {
-        node: spec.name.clone(),
-        direction: match direction {
-            Direction::Input => "input",
-            Direction::Output => "output",
-        },
-        port: port.to_string(),
-        available: ports.iter().map(|p| p.name.clone()).collect(),
-        suggestion: suggest(port, ports.iter().map(|p| p.name.as_str())),
-    })
+    ports
+        .iter()
+        .position(|p| p.name == port)
+        .ok_or_else(|| Error::UnknownPort {
+            node: spec.name.clone(),
+            direction: match direction {
+                Direction::Input => "input",
+                Direction::Output => "output",
+            },
+            port: port.to_string(),
+            available: ports.iter().map(|p| p.name.clone()).collect(),
+            suggestion: suggest(port, ports.iter().map(|p| p.name.as_str())),
+        })
 }

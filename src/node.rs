@@ -228,7 +228,11 @@ pub trait Node: Send + Sync + 'static {
     /// Runs the node once. Returns one value per output port, in port order.
     /// Async nodes are cancelled by being dropped; long synchronous work should
     /// check [`NodeContext::is_cancelled`].
-    fn run(&self, ctx: NodeContext, inputs: Inputs) -> BoxFuture<'static, Result<Vec<Value>, BoxError>>;
+    fn run(
+        &self,
+        ctx: NodeContext,
+        inputs: Inputs,
+    ) -> BoxFuture<'static, Result<Vec<Value>, BoxError>>;
 }
 
 /// Setters shared by every node kind's builder.

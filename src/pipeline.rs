@@ -153,7 +153,10 @@ impl RunReport {
     }
 
     fn names_where(&self, f: impl Fn(&Outcome) -> bool) -> Vec<&str> {
-        self.outcomes().filter(|(_, o)| f(o)).map(|(n, _)| n).collect()
+        self.outcomes()
+            .filter(|(_, o)| f(o))
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// Names of the nodes that ran.
@@ -251,6 +254,7 @@ pub enum TerminalProgress {
 
 struct Shared {
     name: String,
+    ir: daggr_codegen::ir::GraphIr,
     nodes: Vec<Arc<dyn Node>>,
     names: Arc<[Arc<str>]>,
     by_name: HashMap<String, usize>,
@@ -284,7 +288,11 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn new(graph: Graph, dag: DiGraph<usize, (usize, usize)>) -> Result<Pipeline, Error> {
+    pub(crate) fn new(
+        graph: Graph,
+        dag: DiGraph<usize, (usize, usize)>,
+    ) -> Result<Pipeline, Error> {
+        let ir = graph.ir();
         let cache = match graph.cache {
             Some(c) => c,
             None => Cache::open_default()?,
@@ -314,9 +322,17 @@ impl Pipeline {
             groups.insert(group.clone(), Arc::new(Semaphore::new(*limit)));
         }
         let nodes: Vec<Arc<dyn Node>> = graph.nodes.iter().map(|e| e.node.clone()).collect();
-        let names: Arc<[Arc<str>]> = nodes.iter().map(|n| Arc::from(n.spec().name.as_str())).collect();
-        let by_name = names.iter().enumerate().map(|(i, n)| (n.to_string(), i)).collect();
+        let names: Arc<[Arc<str>]> = nodes
+            .iter()
+            .map(|n| Arc::from(n.spec().name.as_str()))
+            .collect();
+        let by_name = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), i))
+            .collect();
         Ok(Pipeline(Arc::new(Shared {
+            ir,
             name: graph.name,
             names,
             by_name,
@@ -339,6 +355,11 @@ impl Pipeline {
     /// The pipeline's name.
     pub fn name(&self) -> &str {
         &self.0.name
+    }
+
+    /// The graph IR (nodes, typed ports, edges, source locations).
+    pub fn graph_ir(&self) -> &daggr_codegen::ir::GraphIr {
+        &self.0.ir
     }
 
     /// The cache this pipeline reads and writes.
@@ -381,10 +402,16 @@ impl Pipeline {
                 name: format!("#{i}"),
                 suggestion: None,
             }),
-            NodeRef::Name(name) => self.0.by_name.get(name).copied().ok_or_else(|| Error::UnknownNode {
-                name: name.clone(),
-                suggestion: suggest(name, self.0.names.iter().map(|n| &**n)),
-            }),
+            NodeRef::Name(name) => {
+                self.0
+                    .by_name
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| Error::UnknownNode {
+                        name: name.clone(),
+                        suggestion: suggest(name, self.0.names.iter().map(|n| &**n)),
+                    })
+            }
         }
     }
 
@@ -404,16 +431,25 @@ impl Pipeline {
     }
 
     /// Changes the constant bound to `node.port` (a pipeline input or a constant argument).
-    pub fn set_constant<T: PortValue>(&self, node: impl Into<NodeRef>, port: &str, value: T) -> Result<(), Error> {
+    pub fn set_constant<T: PortValue>(
+        &self,
+        node: impl Into<NodeRef>,
+        port: &str,
+        value: T,
+    ) -> Result<(), Error> {
         let index = self.resolve(&node.into())?;
         let spec = self.0.nodes[index].spec();
-        let port_index = spec.inputs.iter().position(|p| p.name == port).ok_or_else(|| Error::UnknownPort {
-            node: spec.name.clone(),
-            direction: "input",
-            port: port.to_string(),
-            available: spec.inputs.iter().map(|p| p.name.clone()).collect(),
-            suggestion: suggest(port, spec.inputs.iter().map(|p| p.name.as_str())),
-        })?;
+        let port_index = spec
+            .inputs
+            .iter()
+            .position(|p| p.name == port)
+            .ok_or_else(|| Error::UnknownPort {
+                node: spec.name.clone(),
+                direction: "input",
+                port: port.to_string(),
+                available: spec.inputs.iter().map(|p| p.name.clone()).collect(),
+                suggestion: suggest(port, spec.inputs.iter().map(|p| p.name.as_str())),
+            })?;
         self.set_const(index, port_index, value)
     }
 
@@ -458,11 +494,19 @@ impl Pipeline {
         let name = self.0.names[out.node].to_string();
         if self.stale_set()[out.node] {
             let has = self.0.state.lock().unwrap()[out.node].is_some();
-            return Err(if has { Error::Stale { node: name } } else { Error::NoResult { node: name } });
+            return Err(if has {
+                Error::Stale { node: name }
+            } else {
+                Error::NoResult { node: name }
+            });
         }
         let state = self.0.state.lock().unwrap();
-        let result = state[out.node].as_ref().ok_or(Error::NoResult { node: name })?;
-        Ok(result.outputs[out.port].downcast::<T>().expect("typed handles match their port type"))
+        let result = state[out.node]
+            .as_ref()
+            .ok_or(Error::NoResult { node: name })?;
+        Ok(result.outputs[out.port]
+            .downcast::<T>()
+            .expect("typed handles match their port type"))
     }
 
     /// Whether the node's current result is out of date (or missing): its inputs changed, or
@@ -507,7 +551,14 @@ impl Pipeline {
 
     /// The cache keys of every node's current result (what a garbage collection must keep).
     pub fn live_keys(&self) -> HashSet<CacheKey> {
-        self.0.state.lock().unwrap().iter().flatten().map(|r| r.key).collect()
+        self.0
+            .state
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(|r| r.key)
+            .collect()
     }
 
     /// Runs `scope` to completion.
@@ -527,11 +578,17 @@ impl Pipeline {
     }
 
     /// Runs `scope`, stopping when `cancel` fires.
-    pub async fn run_with_cancel(&self, scope: Scope, cancel: CancellationToken) -> Result<RunReport, Error> {
+    pub async fn run_with_cancel(
+        &self,
+        scope: Scope,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, Error> {
         let in_scope = self.scope_set(&scope)?;
         let run = self.0.runs.fetch_add(1, Ordering::Relaxed) + 1;
         let progress = self.start_progress(run, in_scope.iter().filter(|s| **s).count());
-        let report = Executor::new(self.0.clone(), run, in_scope, cancel).run().await;
+        let report = Executor::new(self.0.clone(), run, in_scope, cancel)
+            .run()
+            .await;
         if let Some(p) = progress {
             let _ = p.await;
         }
@@ -568,7 +625,9 @@ impl Pipeline {
         let show = match *self.0.progress.lock().unwrap() {
             TerminalProgress::Always => true,
             TerminalProgress::Never => false,
-            TerminalProgress::Auto => std::io::stdout().is_terminal() && std::env::var_os("CI").is_none(),
+            TerminalProgress::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("CI").is_none()
+            }
         };
         if !show {
             return None;
@@ -576,16 +635,23 @@ impl Pipeline {
         let mut events = self.subscribe();
         let bar = indicatif::ProgressBar::new(total as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Some(tokio::spawn(async move {
             while let Ok(event) = events.recv().await {
                 match event {
-                    Event::NodeStarted { run: r, name, .. } if r == run => bar.set_message(format!("running {name}")),
-                    Event::NodeProgress { run: r, name, message, .. } if r == run => {
-                        bar.set_message(format!("{name}: {message}"))
+                    Event::NodeStarted { run: r, name, .. } if r == run => {
+                        bar.set_message(format!("running {name}"))
                     }
+                    Event::NodeProgress {
+                        run: r,
+                        name,
+                        message,
+                        ..
+                    } if r == run => bar.set_message(format!("{name}: {message}")),
                     Event::NodeCached { run: r, .. }
                     | Event::NodeFinished { run: r, .. }
                     | Event::NodeFailed { run: r, .. }
@@ -662,7 +728,10 @@ impl Executor {
 
     async fn run(mut self) -> RunReport {
         let total = self.in_scope.iter().filter(|s| **s).count();
-        self.shared.events.send(Event::RunStarted { run: self.run, nodes: total });
+        self.shared.events.send(Event::RunStarted {
+            run: self.run,
+            nodes: total,
+        });
         let mut ready: Vec<usize> = self
             .shared
             .topo
@@ -681,7 +750,9 @@ impl Executor {
                     break;
                 }
                 match self.start(n) {
-                    Started::Done(values, outcome) => self.finish(n, Ok((values, outcome)), &mut ready),
+                    Started::Done(values, outcome) => {
+                        self.finish(n, Ok((values, outcome)), &mut ready)
+                    }
                     Started::Failed(error) => self.finish(n, Err(error), &mut ready),
                     Started::Skipped(root) => self.skip(n, root, &mut ready),
                     Started::Spawn(fut) => {
@@ -726,7 +797,9 @@ impl Executor {
             let mut in_flight: Vec<usize> = running.into_values().collect();
             in_flight.sort_unstable();
             for n in in_flight {
-                let error = Error::Cancelled { node: self.shared.names[n].to_string() };
+                let error = Error::Cancelled {
+                    node: self.shared.names[n].to_string(),
+                };
                 self.finish(n, Err(error), &mut Vec::new());
             }
             // Drain aborted tasks so none outlives the run.
@@ -766,7 +839,9 @@ impl Executor {
         if let Some(v) = self.provided.get(&up) {
             return Ok(v.clone());
         }
-        let current = self.shared.state.lock().unwrap()[up].as_ref().map(|r| r.outputs.clone());
+        let current = self.shared.state.lock().unwrap()[up]
+            .as_ref()
+            .map(|r| r.outputs.clone());
         let values = match current {
             Some(v) => Some(v),
             None => self.cached_without_running(up),
@@ -842,7 +917,11 @@ impl Executor {
                 .zip(&inputs)
                 .map(|(p, v)| (p.name.clone(), v.hash()))
                 .collect(),
-            outputs: spec.outputs.iter().map(|p| p.ty.name().to_string()).collect(),
+            outputs: spec
+                .outputs
+                .iter()
+                .map(|p| p.ty.name().to_string())
+                .collect(),
         };
         Ok(Ok(Prepared {
             key: preimage.key(),
@@ -888,7 +967,11 @@ impl Executor {
             events: self.shared.events.clone(),
         };
         let global = self.shared.global.clone();
-        let group = spec.config.group.as_ref().and_then(|g| self.shared.groups.get(g).cloned());
+        let group = spec
+            .config
+            .group
+            .as_ref()
+            .and_then(|g| self.shared.groups.get(g).cloned());
         Started::Spawn(Box::pin(async move {
             if policy == CachePolicy::Default {
                 if let Some((values, source)) = cache.lookup(&key, &types, false) {
@@ -898,9 +981,16 @@ impl Executor {
                     };
                 }
             }
-            let _global = global.acquire_owned().await.expect("semaphores are never closed");
+            let _global = global
+                .acquire_owned()
+                .await
+                .expect("semaphores are never closed");
             let _group = match group {
-                Some(g) => Some(g.acquire_owned().await.expect("semaphores are never closed")),
+                Some(g) => Some(
+                    g.acquire_owned()
+                        .await
+                        .expect("semaphores are never closed"),
+                ),
                 None => None,
             };
             TaskDone {
@@ -910,7 +1000,12 @@ impl Executor {
         }))
     }
 
-    fn finish(&mut self, n: usize, result: Result<(Arc<[Value]>, Outcome), Error>, ready: &mut Vec<usize>) {
+    fn finish(
+        &mut self,
+        n: usize,
+        result: Result<(Arc<[Value]>, Outcome), Error>,
+        ready: &mut Vec<usize>,
+    ) {
         let name = self.shared.names[n].clone();
         let prepared = self.prepared.remove(&n);
         match result {
@@ -926,7 +1021,12 @@ impl Executor {
                     }),
                     Outcome::Computed { elapsed, .. } => {
                         if spec.config.cache != CachePolicy::NeverCache {
-                            self.shared.cache.store(prepared.key, &prepared.preimage, values.clone(), true);
+                            self.shared.cache.store(
+                                prepared.key,
+                                &prepared.preimage,
+                                values.clone(),
+                                true,
+                            );
                         }
                         self.shared.events.send(Event::NodeFinished {
                             run: self.run,
@@ -1007,7 +1107,11 @@ enum Started {
 }
 
 /// Runs a node with its timeout and retry policy, and checks what it returned.
-async fn execute(node: Arc<dyn Node>, ctx: NodeContext, inputs: Inputs) -> Result<(Arc<[Value]>, Outcome), Error> {
+async fn execute(
+    node: Arc<dyn Node>,
+    ctx: NodeContext,
+    inputs: Inputs,
+) -> Result<(Arc<[Value]>, Outcome), Error> {
     let spec = node.spec();
     let name = spec.name.clone();
     let retry = &spec.config.retry;
@@ -1030,10 +1134,19 @@ async fn execute(node: Arc<dyn Node>, ctx: NodeContext, inputs: Inputs) -> Resul
         );
         let result = match spec.config.timeout {
             Some(after) => match tokio::time::timeout(after, call).await {
-                Ok(r) => r.map_err(|source| Error::NodeFailed { node: name.clone(), source }),
-                Err(_) => Err(Error::Timeout { node: name.clone(), after }),
+                Ok(r) => r.map_err(|source| Error::NodeFailed {
+                    node: name.clone(),
+                    source,
+                }),
+                Err(_) => Err(Error::Timeout {
+                    node: name.clone(),
+                    after,
+                }),
             },
-            None => call.await.map_err(|source| Error::NodeFailed { node: name.clone(), source }),
+            None => call.await.map_err(|source| Error::NodeFailed {
+                node: name.clone(),
+                source,
+            }),
         };
         let error = match result {
             Ok(values) => {
@@ -1070,7 +1183,12 @@ fn check_outputs(spec: &crate::node::NodeSpec, values: &[Value]) -> Result<(), E
     if values.len() != spec.outputs.len() {
         return Err(Error::NodeFailed {
             node: spec.name.clone(),
-            source: format!("returned {} outputs, but declares {}", values.len(), spec.outputs.len()).into(),
+            source: format!(
+                "returned {} outputs, but declares {}",
+                values.len(),
+                spec.outputs.len()
+            )
+            .into(),
         });
     }
     for (port, value) in spec.outputs.iter().zip(values) {

@@ -96,7 +96,9 @@ impl fmt::Debug for PortType {
     }
 }
 
-fn decode_erased<T: PortValue>(encoded: &[u8]) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error> {
+fn decode_erased<T: PortValue>(
+    encoded: &[u8],
+) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error> {
     let value: T = serde_json::from_slice(encoded)?;
     Ok(Arc::new(value))
 }
@@ -118,7 +120,9 @@ impl ContentHash {
 
     /// Parses lower-case hex as written by [`ContentHash::to_hex`].
     pub fn from_hex(hex: &str) -> Option<Self> {
-        blake3::Hash::from_hex(hex).ok().map(|h| ContentHash(*h.as_bytes()))
+        blake3::Hash::from_hex(hex)
+            .ok()
+            .map(|h| ContentHash(*h.as_bytes()))
     }
 }
 

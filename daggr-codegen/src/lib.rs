@@ -1,1 +1,7 @@
-pub fn x(){}
+//! The logic behind daggr's macros and its `cargo daggr` tool, as an ordinary library:
+//! the graph IR and its export formats (always), and with the `macros` feature the
+//! parsers, validation and code generation that `daggr-macros` calls.
+
+#![warn(missing_docs)]
+
+pub mod ir;

@@ -1,0 +1,309 @@
+//! The graph IR: what `cargo daggr graph` prints and what the inspector draws.
+//! It needs only serde, so the runtime shares it without pulling in syn.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when the IR's shape changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A pipeline's static graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphIr {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The pipeline name.
+    pub name: String,
+    /// Nodes, in declaration order.
+    pub nodes: Vec<NodeIr>,
+    /// Edges between output and input ports.
+    pub edges: Vec<EdgeIr>,
+}
+
+/// One node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeIr {
+    /// Unique name.
+    pub name: String,
+    /// `input`, `fn`, `gradio`, `inference`, …
+    pub kind: String,
+    /// Input ports.
+    pub inputs: Vec<PortIr>,
+    /// Output ports.
+    pub outputs: Vec<PortIr>,
+    /// Where the node was declared, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<SourceLocation>,
+}
+
+/// One port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortIr {
+    /// Port name.
+    pub name: String,
+    /// The Rust type, as written (or as `std::any::type_name` gives it, shortened).
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// For inputs not fed by an edge: `const` or `generated:<label>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// An edge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeIr {
+    /// Source node.
+    pub from: String,
+    /// Source port.
+    pub from_port: String,
+    /// Destination node.
+    pub to: String,
+    /// Destination port.
+    pub to_port: String,
+    /// The type carried.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// A place in a source file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceLocation {
+    /// File path as the compiler saw it.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+/// Shortens a full type path to what a person would write:
+/// `alloc::vec::Vec<alloc::string::String>` → `Vec<String>`.
+pub fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            segment.push(c);
+        } else {
+            out.push_str(segment.rsplit("::").next().unwrap_or(""));
+            segment.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(segment.rsplit("::").next().unwrap_or(""));
+    out
+}
+
+impl GraphIr {
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the IR always serializes")
+    }
+
+    /// Parses JSON written by [`GraphIr::to_json`].
+    pub fn from_json(text: &str) -> Result<GraphIr, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Graphviz DOT: one record-shaped node per daggr node with a cell per port, edges
+    /// port to port, labelled with the carried type.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!("digraph {} {{\n", dot_id(&self.name)));
+        out.push_str("  rankdir=LR;\n  node [shape=record, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n");
+        for node in &self.nodes {
+            let ports = |ports: &[PortIr], prefix: &str| {
+                ports
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "<{prefix}_{}> {}: {}",
+                            dot_record_escape(&p.name),
+                            dot_record_escape(&p.name),
+                            dot_record_escape(&p.ty)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            };
+            let mut cells = vec![];
+            if !node.inputs.is_empty() {
+                cells.push(format!("{{ {} }}", ports(&node.inputs, "in")));
+            }
+            cells.push(format!(
+                "{}\\n({})",
+                dot_record_escape(&node.name),
+                dot_record_escape(&node.kind)
+            ));
+            if !node.outputs.is_empty() {
+                cells.push(format!("{{ {} }}", ports(&node.outputs, "out")));
+            }
+            out.push_str(&format!(
+                "  {} [label=\"{{ {} }}\"];\n",
+                dot_id(&node.name),
+                cells.join(" | ")
+            ));
+        }
+        for e in &self.edges {
+            out.push_str(&format!(
+                "  {}:\"out_{}\" -> {}:\"in_{}\" [label={}];\n",
+                dot_id(&e.from),
+                e.from_port,
+                dot_id(&e.to),
+                e.to_port,
+                dot_id(&e.ty)
+            ));
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// A Mermaid flowchart.
+    pub fn to_mermaid(&self) -> String {
+        let id = |name: &str| {
+            let index = self
+                .nodes
+                .iter()
+                .position(|n| n.name == name)
+                .unwrap_or(usize::MAX);
+            format!("n{index}")
+        };
+        let mut out = String::from("flowchart LR\n");
+        for node in &self.nodes {
+            let outs = node
+                .outputs
+                .iter()
+                .map(|p| format!("{}: {}", p.name, p.ty))
+                .collect::<Vec<_>>()
+                .join("<br/>");
+            out.push_str(&format!(
+                "    {}[\"{} ({})<br/>{}\"]\n",
+                id(&node.name),
+                mermaid_escape(&node.name),
+                mermaid_escape(&node.kind),
+                mermaid_escape(&outs)
+            ));
+        }
+        for e in &self.edges {
+            out.push_str(&format!(
+                "    {} -->|\"{} → {}: {}\"| {}\n",
+                id(&e.from),
+                mermaid_escape(&e.from_port),
+                mermaid_escape(&e.to_port),
+                mermaid_escape(&e.ty),
+                id(&e.to)
+            ));
+        }
+        out
+    }
+}
+
+fn dot_id(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn dot_record_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if matches!(c, '{' | '}' | '|' | '<' | '>' | '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mermaid_escape(text: &str) -> String {
+    text.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
+        .replace("#lt;br/#gt;", "<br/>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> GraphIr {
+        let port = |name: &str, ty: &str| PortIr {
+            name: name.into(),
+            ty: ty.into(),
+            source: None,
+        };
+        GraphIr {
+            schema_version: SCHEMA_VERSION,
+            name: "demo".into(),
+            nodes: vec![
+                NodeIr {
+                    name: "prompt".into(),
+                    kind: "input".into(),
+                    inputs: vec![PortIr {
+                        source: Some("const".into()),
+                        ..port("value", "String")
+                    }],
+                    outputs: vec![port("value", "String")],
+                    location: None,
+                },
+                NodeIr {
+                    name: "count".into(),
+                    kind: "fn".into(),
+                    inputs: vec![port("text", "String")],
+                    outputs: vec![port("output", "Vec<u64>")],
+                    location: Some(SourceLocation {
+                        file: "src/main.rs".into(),
+                        line: 3,
+                        column: 5,
+                    }),
+                },
+            ],
+            edges: vec![EdgeIr {
+                from: "prompt".into(),
+                from_port: "value".into(),
+                to: "count".into(),
+                to_port: "text".into(),
+                ty: "String".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn short_type_names_drop_paths_everywhere() {
+        assert_eq!(
+            short_type_name("alloc::vec::Vec<alloc::string::String>"),
+            "Vec<String>"
+        );
+        assert_eq!(
+            short_type_name("(u64, daggr::media::Image)"),
+            "(u64, Image)"
+        );
+        assert_eq!(short_type_name("u8"), "u8");
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let ir = sample();
+        assert_eq!(GraphIr::from_json(&ir.to_json()).unwrap(), ir);
+        assert!(ir.to_json().contains("\"type\": \"Vec<u64>\""));
+    }
+
+    #[test]
+    fn dot_has_ports_edges_and_escaped_types() {
+        let dot = sample().to_dot();
+        assert!(dot.starts_with("digraph \"demo\" {"));
+        assert!(dot.contains("<out_output> output: Vec\\<u64\\>"), "{dot}");
+        assert!(
+            dot.contains("\"prompt\":\"out_value\" -> \"count\":\"in_text\" [label=\"String\"]"),
+            "{dot}"
+        );
+    }
+
+    #[test]
+    fn mermaid_has_nodes_and_labelled_edges() {
+        let m = sample().to_mermaid();
+        assert!(m.starts_with("flowchart LR\n"));
+        assert!(
+            m.contains("n1[\"count (fn)<br/>output: Vec#lt;u64#gt;\"]"),
+            "{m}"
+        );
+        assert!(m.contains("n0 -->|\"value → text: String\"| n1"), "{m}");
+    }
+}
