@@ -52,7 +52,10 @@ fn duplicate_node_names_are_rejected() {
     g.add(FnNode::sync("twice", |x: u64| x * 2), (a,));
     g.add(FnNode::sync("twice", |x: u64| x * 3), (a,));
     let err = g.build().unwrap_err();
-    assert!(matches!(&err, Error::DuplicateNode { name } if name == "twice"), "{err}");
+    assert!(
+        matches!(&err, Error::DuplicateNode { name } if name == "twice"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -62,7 +65,10 @@ fn unconnected_required_input_names_node_and_port() {
     g.add_dyn(sum_node("total", &["left", "right"]));
     let err = g.build().unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("`total.left`") && text.contains("`total.right`"), "{text}");
+    assert!(
+        text.contains("`total.left`") && text.contains("`total.right`"),
+        "{text}"
+    );
     assert!(matches!(err, Error::Invalid(ref all) if all.len() == 2));
 }
 
@@ -71,9 +77,14 @@ fn runtime_type_mismatch_names_both_ends_and_types() {
     let mut g = Graph::new("mismatch");
     let text = g.add(FnNode::sync("text", || "hi".to_string()), ());
     let total = g.add_dyn(sum_node("total", &["x"]));
-    let err = g.connect_dyn(text.node_id(), "output", total, "x").unwrap_err();
+    let err = g
+        .connect_dyn(text.node_id(), "output", total, "x")
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("`text.output`") && msg.contains("alloc::string::String"), "{msg}");
+    assert!(
+        msg.contains("`text.output`") && msg.contains("alloc::string::String"),
+        "{msg}"
+    );
     assert!(msg.contains("`total.x`") && msg.contains("u64"), "{msg}");
 }
 
@@ -84,7 +95,10 @@ fn unknown_port_and_node_suggest_the_closest_name() {
     let b = g.add_dyn(sum_node("sink", &["value"]));
     let err = g.connect_dyn(a, "sum", b, "valeu").unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("`sink` has no input port `valeu`") && msg.contains("did you mean `value`"), "{msg}");
+    assert!(
+        msg.contains("`sink` has no input port `valeu`") && msg.contains("did you mean `value`"),
+        "{msg}"
+    );
     let err = g.node_id("sorce").unwrap_err();
     assert!(err.to_string().contains("did you mean `source`"), "{err}");
 }
@@ -109,7 +123,9 @@ fn an_input_cannot_be_wired_twice() {
     let b = g.add_dyn(sum_node("b", &["x"]));
     g.connect_dyn(a, "sum", b, "x").unwrap();
     let err = g.connect_dyn(a, "sum", b, "x").unwrap_err();
-    assert!(matches!(err, Error::InputWiredTwice { ref node, ref port } if node == "b" && port == "x"));
+    assert!(
+        matches!(err, Error::InputWiredTwice { ref node, ref port } if node == "b" && port == "x")
+    );
 }
 
 #[tokio::test]
@@ -121,7 +137,9 @@ async fn a_graph_assembled_at_run_time_runs_and_gives_typed_handles() {
     g.set_const_dyn(a, "x", Value::new(2u64).unwrap()).unwrap();
     g.set_const_dyn(a, "y", Value::new(40u64).unwrap()).unwrap();
     g.connect_dyn(a, "sum", b, "x").unwrap();
-    assert!(g.set_const_dyn(b, "x", Value::new("no".to_string()).unwrap()).is_err());
+    assert!(g
+        .set_const_dyn(b, "x", Value::new("no".to_string()).unwrap())
+        .is_err());
     let out = g.output::<u64>(b, "sum").unwrap();
     assert!(g.output::<String>(b, "sum").is_err());
     let pipeline = g.build().unwrap();
@@ -135,7 +153,10 @@ fn constants_that_cannot_be_encoded_are_reported_at_build() {
     let mut g = Graph::new("codec");
     // JSON maps need string keys: a map keyed by a tuple cannot be encoded.
     let bad: HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
-    g.add(FnNode::sync("count", |m: HashMap<(u8, u8), u8>| m.len()), (constant(bad),));
+    g.add(
+        FnNode::sync("count", |m: HashMap<(u8, u8), u8>| m.len()),
+        (constant(bad),),
+    );
     let err = g.build().unwrap_err();
     assert!(err.to_string().contains("port `count.in0`"), "{err}");
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use daggr::{
-    constant, random_seed, Cache, CachePolicy, CacheSource, Configure, Error, Event, FnNode, Graph, Image, Outcome,
-    RetryPolicy, Scope,
+    constant, random_seed, Cache, CachePolicy, CacheSource, Configure, Error, Event, FnNode, Graph,
+    Image, Outcome, RetryPolicy, Scope,
 };
 
 fn temp_cache() -> (tempfile::TempDir, Cache) {
@@ -71,7 +71,11 @@ async fn a_fan_out_really_overlaps_in_time() {
     let pipeline = g.build().unwrap();
     let report = pipeline.run(Scope::All).await.unwrap();
     assert!(report.is_success());
-    assert_eq!(overlap.peak(), 8, "all eight independent branches were in flight together");
+    assert_eq!(
+        overlap.peak(),
+        8,
+        "all eight independent branches were in flight together"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +101,10 @@ async fn group_limits_bound_concurrency_within_the_group_only() {
                 s + i
             }
         };
-        g.add(FnNode::from_async(&format!("gpu{i}"), gpu_fn).group("gpu"), (seed,));
+        g.add(
+            FnNode::from_async(&format!("gpu{i}"), gpu_fn).group("gpu"),
+            (seed,),
+        );
         g.add(FnNode::from_async(&format!("cpu{i}"), cpu_fn), (seed,));
     }
     let pipeline = g.build().unwrap();
@@ -121,11 +128,17 @@ async fn a_second_run_with_nothing_changed_calls_no_node() {
         (x,),
     );
     let pipeline = g.build().unwrap();
-    assert_eq!(*pipeline.run(Scope::All).await.unwrap().value(&sq).unwrap(), 9);
+    assert_eq!(
+        *pipeline.run(Scope::All).await.unwrap().value(&sq).unwrap(),
+        9
+    );
     let report = pipeline.run(Scope::All).await.unwrap();
     assert_eq!(calls.get(), 1);
     assert_eq!(report.cached(), ["x", "square"]);
-    assert!(matches!(report.outcome("square"), Some(Outcome::Cached(CacheSource::Memory))));
+    assert!(matches!(
+        report.outcome("square"),
+        Some(Outcome::Cached(CacheSource::Memory))
+    ));
 }
 
 #[tokio::test]
@@ -142,16 +155,27 @@ async fn results_survive_the_process_through_the_disk_cache() {
             }),
             (size,),
         );
-        let total = g.add(FnNode::sync("total", |i: Image| i.bytes().iter().map(|b| *b as u64).sum::<u64>()), (img,));
+        let total = g.add(
+            FnNode::sync("total", |i: Image| {
+                i.bytes().iter().map(|b| *b as u64).sum::<u64>()
+            }),
+            (img,),
+        );
         (g.build().unwrap(), img, total)
     };
     let (first, _, total) = build(calls.clone());
-    assert_eq!(*first.run(Scope::All).await.unwrap().value(&total).unwrap(), 16 * 256);
+    assert_eq!(
+        *first.run(Scope::All).await.unwrap().value(&total).unwrap(),
+        16 * 256
+    );
     drop(first); // the last handle flushes queued writes
     let (second, img, total) = build(calls.clone());
     let report = second.run(Scope::All).await.unwrap();
     assert_eq!(calls.get(), 1, "the render node was read back from disk");
-    assert!(matches!(report.outcome("render"), Some(Outcome::Cached(CacheSource::Disk))));
+    assert!(matches!(
+        report.outcome("render"),
+        Some(Outcome::Cached(CacheSource::Disk))
+    ));
     assert_eq!(report.value(&img).unwrap().bytes().len(), 256);
     assert_eq!(*report.value(&total).unwrap(), 16 * 256);
 }
@@ -195,7 +219,11 @@ async fn early_cutoff_and_exact_downstream_invalidation() {
 
     // 2 -> 4: parity reruns and yields the same bytes, so `describe` is a cache hit.
     pipeline.set_input(&a, 4).unwrap();
-    assert_eq!(pipeline.stale_nodes(), ["a", "parity", "describe"], "exactly the downstream cone");
+    assert_eq!(
+        pipeline.stale_nodes(),
+        ["a", "parity", "describe"],
+        "exactly the downstream cone"
+    );
     let report = pipeline.run(Scope::All).await.unwrap();
     assert_eq!(counts(), [2, 1, 1]);
     assert_eq!(report.computed(), ["a", "parity"]);
@@ -241,17 +269,32 @@ async fn edit_middle_run_only_then_run_to_end_is_correct() {
         (middle,),
     );
     let pipeline = g.build().unwrap();
-    assert_eq!(*pipeline.run(Scope::All).await.unwrap().value(&last).unwrap(), 21);
+    assert_eq!(
+        *pipeline
+            .run(Scope::All)
+            .await
+            .unwrap()
+            .value(&last)
+            .unwrap(),
+        21
+    );
 
     pipeline.set_constant("middle", "k", 3u64).unwrap();
-    assert!(matches!(pipeline.value(&last), Err(Error::Stale { .. })), "a stale value is never current");
+    assert!(
+        matches!(pipeline.value(&last), Err(Error::Stale { .. })),
+        "a stale value is never current"
+    );
     let report = pipeline.run(Scope::only(&middle)).await.unwrap();
     assert_eq!(report.computed(), ["middle"]);
     assert_eq!(*report.value(&middle).unwrap(), 30);
     assert!(pipeline.is_stale(&last).unwrap());
 
     let report = pipeline.run(Scope::to(&last)).await.unwrap();
-    assert_eq!(*report.value(&last).unwrap(), 31, "the final value reflects the edit");
+    assert_eq!(
+        *report.value(&last).unwrap(),
+        31,
+        "the final value reflects the edit"
+    );
     assert_eq!(report.computed(), ["last"]);
     assert_eq!(calls.iter().map(Calls::get).collect::<Vec<_>>(), [1, 2, 2]);
     assert_eq!(*pipeline.value(&last).unwrap(), 31);
@@ -263,14 +306,25 @@ async fn run_from_reruns_the_node_and_everything_downstream_only() {
     let (_d, cache) = temp_cache();
     let mut g = Graph::new("from").cache(cache);
     let up = g.add(FnNode::sync("up", || 1u64), ());
-    let mid = g.add(FnNode::sync("mid", |x: u64| x + 1).cache_policy(CachePolicy::AlwaysRecompute), (up,));
+    let mid = g.add(
+        FnNode::sync("mid", |x: u64| x + 1).cache_policy(CachePolicy::AlwaysRecompute),
+        (up,),
+    );
     let down = g.add(FnNode::sync("down", |x: u64| x * 10), (mid,));
     let pipeline = g.build().unwrap();
     pipeline.run(Scope::All).await.unwrap();
     let report = pipeline.run(Scope::from(&mid)).await.unwrap();
     let evaluated: Vec<&str> = report.outcomes().map(|(n, _)| n).collect();
-    assert_eq!(evaluated, ["mid", "down"], "upstream is reused, not evaluated");
-    assert_eq!(report.computed(), ["mid"], "always-recompute ran; down hit by early cutoff");
+    assert_eq!(
+        evaluated,
+        ["mid", "down"],
+        "upstream is reused, not evaluated"
+    );
+    assert_eq!(
+        report.computed(),
+        ["mid"],
+        "always-recompute ran; down hit by early cutoff"
+    );
     assert_eq!(*report.value(&down).unwrap(), 20);
 }
 
@@ -283,7 +337,10 @@ async fn run_only_without_upstream_values_names_the_missing_port() {
     let pipeline = g.build().unwrap();
     let report = pipeline.run(Scope::only(&down)).await.unwrap();
     let err = report.value(&down).unwrap_err().to_string();
-    assert!(err.contains("`down.value`") && err.contains("`up`"), "{err}");
+    assert!(
+        err.contains("`down.value`") && err.contains("`up`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -314,8 +371,13 @@ async fn a_failure_skips_its_downstream_and_the_other_branches_finish() {
     assert_eq!(report.skipped(), ["after_flaky"]);
     assert_eq!(*report.value(&healthy).unwrap(), 100);
     let err = report.errors()[0].to_string();
-    assert!(err.contains("node `flaky` failed") && err.contains("disk on fire"), "{err}");
-    assert!(matches!(report.outcome("after_flaky"), Some(Outcome::Skipped { because }) if because == "flaky"));
+    assert!(
+        err.contains("node `flaky` failed") && err.contains("disk on fire"),
+        "{err}"
+    );
+    assert!(
+        matches!(report.outcome("after_flaky"), Some(Outcome::Skipped { because }) if because == "flaky")
+    );
 
     // Nothing from the failed node was cached: once fixed it runs again.
     broken.store(false, Ordering::SeqCst);
@@ -385,11 +447,23 @@ async fn cancelling_stops_scheduling_and_drops_in_flight_nodes() {
     handle.cancel();
     let report = handle.wait().await.unwrap();
     assert!(report.cancelled);
-    assert!(dropped.load(Ordering::SeqCst), "the in-flight future was dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the in-flight future was dropped"
+    );
     assert_eq!(finished.get(), 0);
-    assert_eq!(after_calls.get(), 0, "nothing was scheduled after the cancel");
-    assert!(matches!(report.outcome("slow"), Some(Outcome::Failed(e)) if matches!(**e, Error::Cancelled { .. })));
-    assert!(pipeline.result("slow").unwrap().is_none(), "a cancelled node leaves no result");
+    assert_eq!(
+        after_calls.get(),
+        0,
+        "nothing was scheduled after the cancel"
+    );
+    assert!(
+        matches!(report.outcome("slow"), Some(Outcome::Failed(e)) if matches!(**e, Error::Cancelled { .. }))
+    );
+    assert!(
+        pipeline.result("slow").unwrap().is_none(),
+        "a cancelled node leaves no result"
+    );
 }
 
 #[tokio::test]
@@ -456,7 +530,10 @@ async fn retries_with_backoff_then_succeeds() {
     let mut events = pipeline.subscribe();
     let report = pipeline.run(Scope::All).await.unwrap();
     assert_eq!(*report.value(&out).unwrap(), 7);
-    assert!(matches!(report.outcome("flaky"), Some(Outcome::Computed { attempts: 3, .. })));
+    assert!(matches!(
+        report.outcome("flaky"),
+        Some(Outcome::Computed { attempts: 3, .. })
+    ));
     let mut retries = 0;
     while let Ok(e) = events.try_recv() {
         if let Event::NodeRetrying { error, .. } = e {
@@ -465,7 +542,10 @@ async fn retries_with_backoff_then_succeeds() {
         }
     }
     assert_eq!(retries, 2);
-    assert_eq!(RetryPolicy::new(5, Duration::from_millis(100)).delay(3), Duration::from_millis(400));
+    assert_eq!(
+        RetryPolicy::new(5, Duration::from_millis(100)).delay(3),
+        Duration::from_millis(400)
+    );
 }
 
 #[tokio::test]
@@ -482,15 +562,24 @@ async fn a_node_past_its_timeout_fails_with_a_timeout_error() {
     );
     let pipeline = g.build().unwrap();
     let report = pipeline.run(Scope::All).await.unwrap();
-    assert!(matches!(report.outcome("hang"), Some(Outcome::Failed(e)) if matches!(**e, Error::Timeout { .. })));
-    assert!(report.value(&out).unwrap_err().to_string().contains("timed out after 50ms"));
+    assert!(
+        matches!(report.outcome("hang"), Some(Outcome::Failed(e)) if matches!(**e, Error::Timeout { .. }))
+    );
+    assert!(report
+        .value(&out)
+        .unwrap_err()
+        .to_string()
+        .contains("timed out after 50ms"));
 }
 
 #[tokio::test]
 async fn generated_inputs_are_recorded_with_the_result() {
     let (_d, cache) = temp_cache();
     let mut g = Graph::new("seed").cache(cache);
-    let draw = g.add(FnNode::sync("draw", |seed: u64| seed % 1000).inputs(["seed"]), (random_seed(),));
+    let draw = g.add(
+        FnNode::sync("draw", |seed: u64| seed % 1000).inputs(["seed"]),
+        (random_seed(),),
+    );
     let pipeline = g.build().unwrap();
     let first = pipeline.run(Scope::All).await.unwrap();
     let result = pipeline.result("draw").unwrap().unwrap();
@@ -498,10 +587,17 @@ async fn generated_inputs_are_recorded_with_the_result() {
     assert_eq!(port, "seed");
     let seed = *seed.downcast_ref::<u64>().unwrap();
     assert_eq!(*first.value(&draw).unwrap(), seed % 1000);
-    assert!(!pipeline.is_stale("draw").unwrap(), "a generated input alone does not make a node stale");
+    assert!(
+        !pipeline.is_stale("draw").unwrap(),
+        "a generated input alone does not make a node stale"
+    );
     pipeline.run(Scope::All).await.unwrap();
     let again = pipeline.result("draw").unwrap().unwrap();
-    assert_ne!(*again.generated[0].1.downcast_ref::<u64>().unwrap(), seed, "a new seed each run");
+    assert_ne!(
+        *again.generated[0].1.downcast_ref::<u64>().unwrap(),
+        seed,
+        "a new seed each run"
+    );
 }
 
 #[tokio::test]
@@ -534,7 +630,10 @@ async fn cache_policies_are_honoured() {
     let never_key = pipeline.result("never").unwrap().unwrap().key;
     cache.flush();
     assert!(cache.contains(&always_key));
-    assert!(!cache.contains(&never_key), "never-cache results are not written");
+    assert!(
+        !cache.contains(&never_key),
+        "never-cache results are not written"
+    );
 }
 
 #[tokio::test]
@@ -575,7 +674,10 @@ async fn a_corrupted_cache_entry_is_detected_and_recomputed() {
     let (p, _) = build(calls.clone());
     let report = p.run(Scope::All).await.unwrap();
     assert_eq!(calls.get(), 2, "the entry was repaired");
-    assert!(matches!(report.outcome("text"), Some(Outcome::Cached(CacheSource::Disk))));
+    assert!(matches!(
+        report.outcome("text"),
+        Some(Outcome::Cached(CacheSource::Disk))
+    ));
 }
 
 #[tokio::test]
@@ -600,7 +702,11 @@ async fn a_changed_version_or_constant_invalidates_but_a_renamed_pipeline_does_n
     run("p", "1", 1).await;
     assert_eq!(calls.get(), 1);
     run("renamed", "1", 1).await;
-    assert_eq!(calls.get(), 1, "the key is about what the node computes, not the pipeline name");
+    assert_eq!(
+        calls.get(),
+        1,
+        "the key is about what the node computes, not the pipeline name"
+    );
     run("p", "2", 1).await;
     assert_eq!(calls.get(), 2);
     run("p", "2", 5).await;
