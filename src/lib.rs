@@ -33,6 +33,7 @@ mod error;
 pub mod event;
 mod fn_node;
 mod graph;
+mod macro_support;
 pub mod media;
 mod node;
 mod pipeline;
@@ -55,6 +56,43 @@ pub use pipeline::{
 };
 pub use value::{ContentHash, PortType, PortValue, Value};
 
+/// Turns a function into a typed node whose inputs are its parameters and whose
+/// outputs are its return value; the function stays callable as itself.
+///
+/// ```
+/// use daggr::{fn_node, Graph, Scope};
+///
+/// #[fn_node]
+/// fn shout(text: String, times: u32) -> String {
+///     vec![text.to_uppercase(); times as usize].join(" ")
+/// }
+///
+/// #[fn_node(outputs(words, chars), version = "2")]
+/// fn count(text: String) -> (usize, usize) {
+///     (text.split_whitespace().count(), text.chars().count())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), daggr::Error> {
+/// assert_eq!(shout("hi".into(), 2), "HI HI"); // still a plain function
+/// let mut g = Graph::new("doc");
+/// let text = g.input("text", "hello there".to_string());
+/// let loud = g.add(ShoutNode::new(), ShoutNode::inputs().text(text).times(daggr::constant(2)).finish());
+/// let counts = g.add(CountNode::new(), (loud.output,));
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let g = g.cache(daggr::Cache::open(dir.path())?);
+/// let report = g.build()?.run(Scope::All).await?;
+/// assert_eq!(*report.value(&counts.words)?, 4);
+/// # Ok(()) }
+/// ```
+///
+/// Options: `name = "…"` (default node name), `version = "…"` (manual cache bump),
+/// `cache = "default" | "always" | "never"`, `group = "…"` (concurrency group),
+/// `timeout = "30s"`, `retries = 3`, `outputs(a, b)` (names for a returned tuple's
+/// elements), `inline` (run a cheap sync function on the scheduler thread).
+/// A function returning `Result<T, E>` fails the node on `Err`. The function's
+/// tokens are hashed into the cache key, so editing its body invalidates its results.
+pub use daggr_macros::fn_node;
+
 /// The graph IR shared with `cargo daggr` and the inspector.
 pub use daggr_codegen::ir;
 
@@ -62,5 +100,12 @@ pub use daggr_codegen::ir;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::fn_node::encode_output;
+    pub use crate::macro_support::*;
+    pub use crate::{
+        constant, BoxError, CachePolicy, Configure, Error, Graph, Inputs, IntoSource, Node, NodeConfig, NodeContext,
+        NodeCore, NodeSpec, Output, Pipeline, PortSpec, RetryPolicy, RunReport, Scope, Source, TypedNode, Value,
+    };
+    pub use futures::future::BoxFuture;
     pub use serde_json;
+    pub use std::sync::Arc;
 }

@@ -5,3 +5,8 @@
 #![warn(missing_docs)]
 
 pub mod ir;
+
+#[cfg(feature = "macros")]
+pub mod fn_node;
+#[cfg(feature = "macros")]
+pub mod options;

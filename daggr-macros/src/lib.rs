@@ -1,1 +1,11 @@
+//! daggr's procedural macros: a thin shim over `daggr-codegen`, where the parsing,
+//! validation and code generation live as an ordinary, unit-tested library.
+//! Use them through the `daggr` crate (`daggr::fn_node`, `daggr::pipeline!`).
 
+use proc_macro::TokenStream;
+
+/// Turns a function into a typed daggr node. See `daggr::fn_node`.
+#[proc_macro_attribute]
+pub fn fn_node(attr: TokenStream, item: TokenStream) -> TokenStream {
+    daggr_codegen::fn_node::expand(attr.into(), item.into()).into()
+}

@@ -1,0 +1,618 @@
+//! `#[fn_node]`: turns a function into a typed node, keeping the function as it is.
+//!
+//! For `fn caption(image: Image, style: String) -> String` it generates:
+//! - `CaptionNode`, the node (`new()`, `named(name)`, `inputs()`, `CODE_HASH`),
+//! - `CaptionInputs<…>`, a type-state builder with one method per input port
+//!   (`.image(src)`, `.style(src)`, then `.finish()`, which only compiles when every
+//!   input is wired),
+//! - `CaptionOutputs`, one `Output<T>` field per output port (`output` by default).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, Ident, ItemFn, Lit, Pat, PathArguments, ReturnType, Type};
+
+use crate::options::{did_you_mean, parse_duration_ms, suggest, AttrOptions, Errors, OptionValue};
+
+const OPTIONS: &[&str] = &["name", "version", "cache", "group", "timeout", "retries", "outputs", "inline"];
+
+/// The settings given in `#[fn_node(...)]`.
+#[derive(Default)]
+pub struct FnNodeOptions {
+    /// `name = "…"`: the default node name.
+    pub name: Option<String>,
+    /// `version = "…"`.
+    pub version: Option<String>,
+    /// `cache = "default" | "always" | "never"`.
+    pub cache: Option<Ident>,
+    /// `group = "…"`.
+    pub group: Option<String>,
+    /// `timeout = "30s"`, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `retries = 3`.
+    pub retries: Option<u32>,
+    /// `outputs(a, b)`: names for the elements of a returned tuple.
+    pub outputs: Option<Vec<Ident>>,
+    /// `inline`: run a cheap synchronous function on the scheduler thread.
+    pub inline: bool,
+}
+
+/// Parses the attribute's options, reporting every bad one.
+pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
+    let mut options = FnNodeOptions::default();
+    let parsed: AttrOptions = match syn::parse2(attr) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push(e);
+            return options;
+        }
+    };
+    for opt in parsed.0 {
+        let key = opt.key.to_string();
+        let lit_str = |errors: &mut Errors| match &opt.value {
+            OptionValue::Lit(Lit::Str(s)) => Some(s.value()),
+            _ => {
+                errors.at(opt.key.span(), format!("`{key}` takes a string: `{key} = \"…\"`"));
+                None
+            }
+        };
+        match key.as_str() {
+            "name" => options.name = lit_str(errors),
+            "version" => options.version = lit_str(errors),
+            "group" => options.group = lit_str(errors),
+            "cache" => {
+                if let Some(value) = lit_str(errors) {
+                    match value.as_str() {
+                        "default" => options.cache = Some(format_ident!("Default")),
+                        "always" => options.cache = Some(format_ident!("AlwaysRecompute")),
+                        "never" => options.cache = Some(format_ident!("NeverCache")),
+                        other => errors.at(
+                            opt.key.span(),
+                            format!("unknown cache policy `{other}`: use \"default\", \"always\" or \"never\""),
+                        ),
+                    }
+                }
+            }
+            "timeout" => {
+                if let OptionValue::Lit(Lit::Str(s)) = &opt.value {
+                    match parse_duration_ms(&s.value(), s.span()) {
+                        Ok(ms) => options.timeout_ms = Some(ms),
+                        Err(e) => errors.push(e),
+                    }
+                } else {
+                    errors.at(opt.key.span(), "`timeout` takes a duration: `timeout = \"30s\"`");
+                }
+            }
+            "retries" => match &opt.value {
+                OptionValue::Lit(Lit::Int(n)) => match n.base10_parse() {
+                    Ok(n) => options.retries = Some(n),
+                    Err(e) => errors.push(e),
+                },
+                _ => errors.at(opt.key.span(), "`retries` takes a number: `retries = 3`"),
+            },
+            "outputs" => match opt.value {
+                OptionValue::List(names) if !names.is_empty() => options.outputs = Some(names),
+                _ => errors.at(opt.key.span(), "`outputs` takes port names: `outputs(mask, image)`"),
+            },
+            "inline" => match opt.value {
+                OptionValue::Flag => options.inline = true,
+                _ => errors.at(opt.key.span(), "`inline` is a flag and takes no value"),
+            },
+            other => errors.at(
+                opt.key.span(),
+                format!(
+                    "unknown `fn_node` option `{other}`{} (options: {})",
+                    did_you_mean(suggest(other, OPTIONS.iter().copied())),
+                    OPTIONS.join(", ")
+                ),
+            ),
+        }
+    }
+    options
+}
+
+/// What a function returns, as the node sees it.
+struct Returns {
+    /// `Result<T, E>`: `Err` fails the node.
+    fallible: bool,
+    /// Output ports: name and type.
+    ports: Vec<(Ident, Type)>,
+    /// Whether the value is a tuple to split into ports.
+    split: bool,
+}
+
+/// The `Result`'s `T`, if `ty` is syntactically a `Result<T, …>`.
+fn result_ok_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    }
+}
+
+fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Returns {
+    let ty: Type = match &item.sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    let (fallible, value) = match result_ok_type(&ty) {
+        Some(ok) => (true, ok.clone()),
+        None => (false, ty),
+    };
+    match &options.outputs {
+        None => Returns {
+            fallible,
+            ports: vec![(format_ident!("output"), value)],
+            split: false,
+        },
+        Some(names) if names.len() == 1 => Returns {
+            fallible,
+            ports: vec![(names[0].clone(), value)],
+            split: false,
+        },
+        Some(names) => match &value {
+            Type::Tuple(tuple) if tuple.elems.len() == names.len() => Returns {
+                fallible,
+                ports: names.iter().cloned().zip(tuple.elems.iter().cloned()).collect(),
+                split: true,
+            },
+            other => {
+                errors.at(
+                    other.span(),
+                    format!(
+                        "`outputs({})` names {} ports, so the function must return a tuple of {} values",
+                        names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+                        names.len(),
+                        names.len()
+                    ),
+                );
+                Returns {
+                    fallible,
+                    ports: vec![(format_ident!("output"), value.clone())],
+                    split: false,
+                }
+            }
+        },
+    }
+}
+
+/// `snake_case` → `PascalCase`.
+pub fn pascal_case(name: &str) -> String {
+    name.split('_')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let mut chars = s.chars();
+            chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The generated node type's name for a function name: `remove_bg` → `RemoveBgNode`.
+pub fn node_type_name(fn_name: &Ident) -> Ident {
+    Ident::new(&format!("{}Node", pascal_case(&fn_name.to_string())), fn_name.span())
+}
+
+/// A hash of the function's tokens: editing the body changes it, so cached results of the
+/// old code are never reused.
+pub fn code_hash(item: &ItemFn) -> String {
+    let text = item.to_token_stream().to_string();
+    blake3::hash(text.as_bytes()).to_hex()[..32].to_string()
+}
+
+/// Expands `#[fn_node(attr)] item`. Never fails: on errors it re-emits the item unchanged
+/// (so completion keeps working) followed by the errors.
+pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let options = parse_options(attr, &mut errors);
+    let item_fn: ItemFn = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Fn(f)) => f,
+        Ok(other) => {
+            let what = match &other {
+                syn::Item::Struct(_) => "a struct",
+                syn::Item::Enum(_) => "an enum",
+                syn::Item::Impl(_) => "an impl block",
+                syn::Item::Mod(_) => "a module",
+                _ => "this item",
+            };
+            errors.at(
+                other.span(),
+                format!("`#[fn_node]` goes on a function, not on {what}"),
+            );
+            return with_errors(item, errors);
+        }
+        Err(_) => {
+            // Method with `self` inside an impl parses as an item only with its impl; a bare
+            // `fn f(&self)` fails here.
+            if let Ok(method) = syn::parse2::<syn::ImplItemFn>(item.clone()) {
+                if let Some(receiver) = method.sig.receiver() {
+                    errors.at(
+                        receiver.span(),
+                        "`#[fn_node]` cannot take `self`: make it a free function and pass what it needs as inputs",
+                    );
+                    return with_errors(item, errors);
+                }
+            }
+            errors.at(Span::call_site(), "`#[fn_node]` goes on a function");
+            return with_errors(item, errors);
+        }
+    };
+    match expand_fn(&item_fn, &options, &mut errors) {
+        Some(generated) if errors.is_empty() => quote!(#item_fn #generated),
+        _ => with_errors(item, errors),
+    }
+}
+
+fn with_errors(item: TokenStream, errors: Errors) -> TokenStream {
+    let errors = errors.finish().map(|e| e.to_compile_error());
+    quote!(#item #errors)
+}
+
+fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Option<TokenStream> {
+    let sig = &item.sig;
+    if !sig.generics.params.is_empty() {
+        errors.at(
+            sig.generics.span(),
+            "`#[fn_node]` functions cannot be generic: every port needs one concrete type (write a small wrapper per type)",
+        );
+    }
+    if let Some(receiver) = sig.receiver() {
+        errors.at(
+            receiver.span(),
+            "`#[fn_node]` cannot take `self`: make it a free function and pass what it needs as inputs",
+        );
+    }
+    let mut params: Vec<(Ident, Type)> = Vec::new();
+    for arg in &sig.inputs {
+        let FnArg::Typed(pat_type) = arg else { continue };
+        match &*pat_type.pat {
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                params.push((p.ident.clone(), (*pat_type.ty).clone()))
+            }
+            other => errors.at(
+                other.span(),
+                "`#[fn_node]` parameters must be plain names: each one becomes an input port of that name",
+            ),
+        }
+        if let Type::Reference(r) = &*pat_type.ty {
+            errors.at(
+                r.span(),
+                "`#[fn_node]` inputs are owned values: take `T`, not a reference",
+            );
+        }
+    }
+    if params.len() > 8 {
+        errors.at(sig.inputs.span(), "`#[fn_node]` supports at most 8 inputs: group them in a struct");
+    }
+    let returns = returns(item, options, errors);
+    if !errors.is_empty() {
+        return None;
+    }
+
+    let vis = &item.vis;
+    let fn_name = &sig.ident;
+    let fn_name_str = fn_name.to_string();
+    let node_name = options.name.clone().unwrap_or_else(|| fn_name_str.clone());
+    let node_ty = node_type_name(fn_name);
+    let base = pascal_case(&fn_name_str);
+    let inputs_ty = Ident::new(&format!("{base}Inputs"), fn_name.span());
+    let outputs_ty = Ident::new(&format!("{base}Outputs"), fn_name.span());
+    let hash = code_hash(item);
+
+    // Compile-time checks that every port type can cross a port, spanned on the type.
+    let port_checks = params
+        .iter()
+        .map(|(_, ty)| ty)
+        .chain(returns.ports.iter().map(|(_, ty)| ty))
+        .map(|ty| quote_spanned!(ty.span()=> ::daggr::__private::assert_port_value::<#ty>();));
+
+    let in_specs = params.iter().map(|(name, ty)| {
+        let name = name.to_string();
+        quote!(::daggr::__private::PortSpec::new::<#ty>(#name))
+    });
+    let out_specs = returns.ports.iter().map(|(name, ty)| {
+        let name = name.to_string();
+        quote!(::daggr::__private::PortSpec::new::<#ty>(#name))
+    });
+    let args = params.iter().enumerate().map(|(i, (_, ty))| quote!(__inputs.get::<#ty>(#i)?));
+    let call = if sig.asyncness.is_some() {
+        quote!(#fn_name(#(#args),*).await)
+    } else {
+        quote!(#fn_name(#(#args),*))
+    };
+    let unwrap = returns.fallible.then(|| {
+        quote!(let __value = __value.map_err(::core::convert::Into::<::daggr::__private::BoxError>::into)?;)
+    });
+    let encode = if returns.split {
+        let names: Vec<&Ident> = returns.ports.iter().map(|(n, _)| n).collect();
+        let strs = names.iter().map(|n| n.to_string());
+        quote! {
+            let (#(#names,)*) = __value;
+            ::core::result::Result::Ok(::std::vec![#(::daggr::__private::encode_port(&__node, #strs, #names)?),*])
+        }
+    } else {
+        let port = returns.ports[0].0.to_string();
+        quote!(::core::result::Result::Ok(::std::vec![::daggr::__private::encode_port(&__node, #port, __value)?]))
+    };
+    let body = quote! {
+        #call;
+    };
+    let body = quote! {
+        let __value = #body
+        #unwrap
+        #encode
+    };
+    let core = if sig.asyncness.is_some() {
+        quote! {
+            ::daggr::__private::NodeCore::asynchronous(__spec, move |_ctx, __inputs| {
+                let __node = __node.clone();
+                ::std::boxed::Box::pin(async move { #body })
+            })
+        }
+    } else {
+        quote! {
+            ::daggr::__private::NodeCore::sync(__spec, move |_ctx, __inputs| { #body })
+        }
+    };
+    let cache = options.cache.as_ref().map(|c| quote!(::daggr::__private::CachePolicy::#c)).unwrap_or(quote!(::daggr::__private::CachePolicy::Default));
+    let group = match &options.group {
+        Some(g) => quote!(::core::option::Option::Some(::std::string::String::from(#g))),
+        None => quote!(::core::option::Option::None),
+    };
+    let timeout = match options.timeout_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::std::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let retry = match options.retries {
+        Some(n) => quote!(::daggr::__private::RetryPolicy::new(#n, ::std::time::Duration::from_millis(200))),
+        None => quote!(::daggr::__private::RetryPolicy::default()),
+    };
+    let version = match &options.version {
+        Some(v) => quote!(::core::option::Option::Some(::std::string::String::from(#v))),
+        None => quote!(::core::option::Option::None),
+    };
+    let inline = options.inline.then(|| quote!(__core.set_inline();));
+
+    let arg_tys: Vec<&Type> = params.iter().map(|(_, t)| t).collect();
+    let out_names: Vec<&Ident> = returns.ports.iter().map(|(n, _)| n).collect();
+    let out_tys: Vec<&Type> = returns.ports.iter().map(|(_, t)| t).collect();
+    let out_index = 0..returns.ports.len();
+    let sole = (returns.ports.len() == 1).then(|| {
+        let ty = out_tys[0];
+        let name = out_names[0];
+        quote! {
+            impl ::daggr::__private::SoleOutput for #outputs_ty {
+                type Value = #ty;
+                fn sole_output(&self) -> ::daggr::__private::Output<#ty> { self.#name }
+            }
+        }
+    });
+
+    // The type-state input builder.
+    let states: Vec<Ident> = (0..params.len()).map(|i| format_ident!("P{}", i)).collect();
+    let param_names: Vec<&Ident> = params.iter().map(|(n, _)| n).collect();
+    let wired_traits: Vec<Ident> = params
+        .iter()
+        .map(|(n, _)| format_ident!("__DaggrWired_{}_{}", fn_name, n))
+        .collect();
+    let trait_defs = params.iter().zip(&wired_traits).map(|((n, _), t)| {
+        let message = format!("missing required input `{n}` of node `{node_name}`");
+        let label = format!("`{n}` is not wired");
+        let note = format!("wire it: `{n}: other_node.port`, a constant, or a pipeline input");
+        quote! {
+            #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+            #[allow(non_camel_case_types)]
+            trait #t {}
+            impl #t for ::daggr::__private::Set {}
+        }
+    });
+    let setters = params.iter().enumerate().map(|(i, (name, ty))| {
+        let free: Vec<&Ident> = states.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s).collect();
+        let before: Vec<TokenStream> = states
+            .iter()
+            .enumerate()
+            .map(|(j, s)| if j == i { quote!(::daggr::__private::Unset) } else { quote!(#s) })
+            .collect();
+        let after: Vec<TokenStream> = states
+            .iter()
+            .enumerate()
+            .map(|(j, s)| if j == i { quote!(::daggr::__private::Set) } else { quote!(#s) })
+            .collect();
+        let others = param_names.iter().filter(|n| **n != name);
+        let doc = format!("Wires input `{name}`.");
+        quote! {
+            impl<#(#free),*> #inputs_ty<#(#before),*> {
+                #[doc = #doc]
+                pub fn #name(self, source: impl ::daggr::__private::IntoSource<#ty>) -> #inputs_ty<#(#after),*> {
+                    #inputs_ty {
+                        #name: ::core::option::Option::Some(::daggr::__private::IntoSource::into_source(source)),
+                        #(#others: self.#others,)*
+                        __state: ::core::marker::PhantomData,
+                    }
+                }
+            }
+        }
+    });
+    let doc_node = format!("The daggr node for [`{fn_name_str}`] (generated by `#[fn_node]`).");
+    let doc_inputs = format!("Wires the inputs of [`{node_ty}`]: one method per input port, then `finish()`.");
+    let doc_outputs = format!("The output ports of [`{node_ty}`].");
+    let field_docs = out_names.iter().map(|n| format!("Output port `{n}`."));
+    let input_field_docs = param_names.iter().map(|n| format!("Input `{n}`, once wired."));
+
+    Some(quote! {
+        #[doc = #doc_node]
+        #vis struct #node_ty(::daggr::__private::NodeCore);
+
+        #[doc = #doc_inputs]
+        #vis struct #inputs_ty<#(#states = ::daggr::__private::Unset),*> {
+            #(#[doc = #input_field_docs] #param_names: ::core::option::Option<::daggr::__private::Source<#arg_tys>>,)*
+            __state: ::core::marker::PhantomData<fn() -> (#(#states,)*)>,
+        }
+
+        #[doc = #doc_outputs]
+        #[derive(Clone, Copy, Debug)]
+        #vis struct #outputs_ty {
+            #(#[doc = #field_docs] pub #out_names: ::daggr::__private::Output<#out_tys>,)*
+        }
+
+        const _: () = {
+            fn __daggr_port_checks() { #(#port_checks)* }
+            #(#trait_defs)*
+            #(#setters)*
+
+            #[allow(private_bounds)]
+            impl<#(#states: #wired_traits),*> #inputs_ty<#(#states),*> {
+                /// The wired sources, in port order (compiles only once every input is wired).
+                pub fn finish(self) -> (#(::daggr::__private::Source<#arg_tys>,)*) {
+                    (#(self.#param_names.expect("the type state guarantees this input is wired"),)*)
+                }
+            }
+
+            #sole
+
+            impl #node_ty {
+                /// A hash of the function's tokens, part of the cache key.
+                pub const CODE_HASH: &'static str = #hash;
+
+                /// The node, named after the function (or the `name` option).
+                pub fn new() -> Self {
+                    Self::named(#node_name)
+                }
+
+                /// The node with its own name in the pipeline.
+                pub fn named(name: &str) -> Self {
+                    let __spec = ::daggr::__private::NodeSpec {
+                        name: ::std::string::String::from(name),
+                        kind: "fn",
+                        identity: ::std::string::String::from(::core::concat!(::core::module_path!(), "::", #fn_name_str)),
+                        code_fingerprint: ::std::string::String::from(Self::CODE_HASH),
+                        params: ::daggr::__private::serde_json::Value::Null,
+                        inputs: ::std::vec![#(#in_specs),*],
+                        outputs: ::std::vec![#(#out_specs),*],
+                        config: ::daggr::__private::NodeConfig {
+                            cache: #cache,
+                            group: #group,
+                            timeout: #timeout,
+                            retry: #retry,
+                            version: #version,
+                        },
+                    };
+                    let __node: ::daggr::__private::Arc<str> = ::daggr::__private::Arc::from(name);
+                    #[allow(unused_mut)]
+                    let mut __core = #core;
+                    #inline
+                    #node_ty(__core)
+                }
+
+                /// An input builder with nothing wired yet.
+                pub fn inputs() -> #inputs_ty {
+                    #inputs_ty {
+                        #(#param_names: ::core::option::Option::None,)*
+                        __state: ::core::marker::PhantomData,
+                    }
+                }
+            }
+
+            impl ::core::default::Default for #node_ty {
+                fn default() -> Self {
+                    Self::new()
+                }
+            }
+
+            impl ::daggr::__private::Node for #node_ty {
+                fn spec(&self) -> &::daggr::__private::NodeSpec {
+                    ::daggr::__private::Node::spec(&self.0)
+                }
+                fn run(
+                    &self,
+                    ctx: ::daggr::__private::NodeContext,
+                    inputs: ::daggr::__private::Inputs,
+                ) -> ::daggr::__private::BoxFuture<'static, ::core::result::Result<::std::vec::Vec<::daggr::__private::Value>, ::daggr::__private::BoxError>> {
+                    ::daggr::__private::Node::run(&self.0, ctx, inputs)
+                }
+            }
+
+            impl ::daggr::__private::Configure for #node_ty {
+                fn config_mut(&mut self) -> &mut ::daggr::__private::NodeConfig {
+                    ::daggr::__private::Configure::config_mut(&mut self.0)
+                }
+            }
+
+            impl ::daggr::__private::TypedNode for #node_ty {
+                type Args = (#(#arg_tys,)*);
+                type Handles = #outputs_ty;
+                fn handles(node: usize) -> #outputs_ty {
+                    #outputs_ty { #(#out_names: ::daggr::__private::Output::new(node, #out_index),)* }
+                }
+            }
+        };
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(attr: &str, item: &str) -> String {
+        expand(attr.parse().unwrap(), item.parse().unwrap()).to_string()
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(pascal_case("remove_bg"), "RemoveBgNode".trim_end_matches("Node"));
+        assert_eq!(node_type_name(&format_ident!("caption")).to_string(), "CaptionNode");
+    }
+
+    #[test]
+    fn expansion_keeps_the_function_and_uses_private_paths_only() {
+        let out = expand_str("", "fn caption(image: u32, style: String) -> String { style }");
+        assert!(out.starts_with("fn caption (image : u32 , style : String) -> String { style }"), "{out}");
+        assert!(out.contains("struct CaptionNode"));
+        assert!(out.contains("struct CaptionInputs"));
+        assert!(out.contains("pub fn image"));
+        assert!(out.contains("pub fn style"));
+        assert!(!out.contains("compile_error"));
+        for path in out.split(":: daggr ::").skip(1) {
+            let first = path.split_whitespace().next().unwrap();
+            assert_eq!(first, "__private", "expansions use only ::daggr::__private paths");
+        }
+    }
+
+    #[test]
+    fn editing_the_body_changes_the_code_hash() {
+        let a: ItemFn = syn::parse_str("fn f(x: u32) -> u32 { x + 1 }").unwrap();
+        let b: ItemFn = syn::parse_str("fn f(x: u32) -> u32 { x + 2 }").unwrap();
+        let a2: ItemFn = syn::parse_str("fn f(x: u32) -> u32 {\n    x + 1\n}").unwrap();
+        assert_ne!(code_hash(&a), code_hash(&b));
+        assert_eq!(code_hash(&a), code_hash(&a2), "formatting does not matter");
+    }
+
+    #[test]
+    fn errors_keep_the_item_and_explain() {
+        let out = expand_str("retires = 3", "fn f(x: u32) -> u32 { x }");
+        assert!(out.contains("fn f"), "the item is re-emitted");
+        assert!(out.contains("did you mean `retries`"), "{out}");
+        let out = expand_str("", "fn g<T>(x: T) -> T { x }");
+        assert!(out.contains("cannot be generic"), "{out}");
+        let out = expand_str("", "struct S;");
+        assert!(out.contains("goes on a function, not on a struct"), "{out}");
+        let out = expand_str("", "fn m(&self) -> u32 { 1 }");
+        assert!(out.contains("cannot take `self`"), "{out}");
+        let out = expand_str("outputs(a, b)", "fn t() -> u32 { 1 }");
+        assert!(out.contains("must return a tuple of 2 values"), "{out}");
+    }
+
+    #[test]
+    fn result_and_tuple_returns() {
+        let out = expand_str("outputs(mask, image)", "fn seg(x: u32) -> Result<(u32, String), std::io::Error> { todo!() }");
+        assert!(out.contains("map_err"));
+        assert!(out.contains("pub mask : :: daggr :: __private :: Output < u32 >"), "{out}");
+        assert!(out.contains("pub image : :: daggr :: __private :: Output < String >"), "{out}");
+    }
+}
