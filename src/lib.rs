@@ -93,6 +93,57 @@ pub use value::{ContentHash, PortType, PortValue, Value};
 /// tokens are hashed into the cache key, so editing its body invalidates its results.
 pub use daggr_macros::fn_node;
 
+/// Declares a pipeline type from `#[fn_node]` functions; expands to the builder API.
+///
+/// ```
+/// use daggr::{fn_node, pipeline};
+///
+/// #[fn_node]
+/// fn words(text: String) -> Vec<String> {
+///     text.split_whitespace().map(str::to_string).collect()
+/// }
+///
+/// #[fn_node]
+/// fn longest(words: Vec<String>, min_len: usize) -> Option<String> {
+///     words.into_iter().filter(|w| w.len() >= min_len).max_by_key(|w| w.len())
+/// }
+///
+/// pipeline! {
+///     /// Finds the longest word.
+///     pub struct Longest {
+///         inputs {
+///             text: String = "typed pipelines are pleasant".to_string(),
+///         }
+///         nodes {
+///             split = words(text: text);
+///             best = longest(words: split, min_len: 3);
+///         }
+///         outputs {
+///             best: Option<String> = best,
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), daggr::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let flow = Longest::build(daggr::Cache::open(dir.path())?)?;
+/// let report = flow.run().await?;
+/// assert_eq!(report.value(&flow.outputs.best)?.as_deref(), Some("pipelines"));
+/// flow.set_text("a much longer sentence".to_string())?;
+/// let report = flow.run().await?;
+/// assert_eq!(report.value(&flow.outputs.best)?.as_deref(), Some("sentence"));
+/// # Ok(()) }
+/// ```
+///
+/// Sections: `inputs { name: Type = default, … }`, `nodes { name = function(port: source, …); … }`
+/// and `outputs { name: Type = source, … }`. A source is an input, a node (its only output),
+/// `node.port`, a literal or `{ expr }` (a constant), or any `Source<T>` expression such as
+/// `daggr::random_seed()`. The generated type has `graph()`, `new()`, `build(cache)`, `run()`,
+/// `graph_ir()`/`graph_json()` and a `set_<input>` method per input. Wiring mistakes are
+/// compile errors on your tokens: wrong types, unknown nodes or ports, missing or doubly
+/// wired inputs, duplicate names and cycles.
+pub use daggr_macros::pipeline;
+
 /// The graph IR shared with `cargo daggr` and the inspector.
 pub use daggr_codegen::ir;
 
@@ -102,9 +153,11 @@ pub mod __private {
     pub use crate::fn_node::encode_output;
     pub use crate::macro_support::*;
     pub use crate::{
-        constant, BoxError, CachePolicy, Configure, Error, Graph, Inputs, IntoSource, Node, NodeConfig, NodeContext,
-        NodeCore, NodeSpec, Output, Pipeline, PortSpec, RetryPolicy, RunReport, Scope, Source, TypedNode, Value,
+        cache::Cache, constant, BoxError, CachePolicy, Configure, Error, Graph, Inputs, IntoSource,
+        Node, NodeConfig, NodeContext, NodeCore, NodeSpec, Output, Pipeline, PortSpec, RetryPolicy,
+        RunReport, Scope, Source, TypedNode, Value,
     };
+    pub use daggr_codegen::ir::GraphIr;
     pub use futures::future::BoxFuture;
     pub use serde_json;
     pub use std::sync::Arc;

@@ -37,7 +37,11 @@ pub fn sole_output<H: SoleOutput>(handles: &H) -> Output<H::Value> {
 pub const fn assert_port_value<T: crate::PortValue>() {}
 
 /// Encodes one output port's value, naming the node and port if it cannot be encoded.
-pub fn encode_port<T: crate::PortValue>(node: &str, port: &str, value: T) -> Result<crate::Value, crate::BoxError> {
+pub fn encode_port<T: crate::PortValue>(
+    node: &str,
+    port: &str,
+    value: T,
+) -> Result<crate::Value, crate::BoxError> {
     crate::Value::new(value).map_err(|e| {
         format!(
             "port `{node}.{port}`: cannot encode the `{}` value: {e}",

@@ -2,10 +2,10 @@
 //!
 //! For `fn caption(image: Image, style: String) -> String` it generates:
 //! - `CaptionNode`, the node (`new()`, `named(name)`, `inputs()`, `CODE_HASH`),
-//! - `CaptionInputs<…>`, a type-state builder with one method per input port
+//! - `CaptionNodeInputs<…>`, a type-state builder with one method per input port
 //!   (`.image(src)`, `.style(src)`, then `.finish()`, which only compiles when every
 //!   input is wired),
-//! - `CaptionOutputs`, one `Output<T>` field per output port (`output` by default).
+//! - `CaptionNodeOutputs`, one `Output<T>` field per output port (`output` by default).
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -14,7 +14,9 @@ use syn::{FnArg, GenericArgument, Ident, ItemFn, Lit, Pat, PathArguments, Return
 
 use crate::options::{did_you_mean, parse_duration_ms, suggest, AttrOptions, Errors, OptionValue};
 
-const OPTIONS: &[&str] = &["name", "version", "cache", "group", "timeout", "retries", "outputs", "inline"];
+const OPTIONS: &[&str] = &[
+    "name", "version", "cache", "group", "timeout", "retries", "outputs", "inline",
+];
 
 /// The settings given in `#[fn_node(...)]`.
 #[derive(Default)]
@@ -52,7 +54,10 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
         let lit_str = |errors: &mut Errors| match &opt.value {
             OptionValue::Lit(Lit::Str(s)) => Some(s.value()),
             _ => {
-                errors.at(opt.key.span(), format!("`{key}` takes a string: `{key} = \"…\"`"));
+                errors.at(
+                    opt.key.span(),
+                    format!("`{key}` takes a string: `{key} = \"…\"`"),
+                );
                 None
             }
         };
@@ -80,7 +85,10 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                         Err(e) => errors.push(e),
                     }
                 } else {
-                    errors.at(opt.key.span(), "`timeout` takes a duration: `timeout = \"30s\"`");
+                    errors.at(
+                        opt.key.span(),
+                        "`timeout` takes a duration: `timeout = \"30s\"`",
+                    );
                 }
             }
             "retries" => match &opt.value {
@@ -92,7 +100,10 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
             },
             "outputs" => match opt.value {
                 OptionValue::List(names) if !names.is_empty() => options.outputs = Some(names),
-                _ => errors.at(opt.key.span(), "`outputs` takes port names: `outputs(mask, image)`"),
+                _ => errors.at(
+                    opt.key.span(),
+                    "`outputs` takes port names: `outputs(mask, image)`",
+                ),
             },
             "inline" => match opt.value {
                 OptionValue::Flag => options.inline = true,
@@ -160,7 +171,11 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
         Some(names) => match &value {
             Type::Tuple(tuple) if tuple.elems.len() == names.len() => Returns {
                 fallible,
-                ports: names.iter().cloned().zip(tuple.elems.iter().cloned()).collect(),
+                ports: names
+                    .iter()
+                    .cloned()
+                    .zip(tuple.elems.iter().cloned())
+                    .collect(),
                 split: true,
             },
             other => {
@@ -189,14 +204,20 @@ pub fn pascal_case(name: &str) -> String {
         .filter(|s| !s.is_empty())
         .map(|s| {
             let mut chars = s.chars();
-            chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
         })
         .collect()
 }
 
 /// The generated node type's name for a function name: `remove_bg` → `RemoveBgNode`.
 pub fn node_type_name(fn_name: &Ident) -> Ident {
-    Ident::new(&format!("{}Node", pascal_case(&fn_name.to_string())), fn_name.span())
+    Ident::new(
+        &format!("{}Node", pascal_case(&fn_name.to_string())),
+        fn_name.span(),
+    )
 }
 
 /// A hash of the function's tokens: editing the body changes it, so cached results of the
@@ -204,6 +225,57 @@ pub fn node_type_name(fn_name: &Ident) -> Ident {
 pub fn code_hash(item: &ItemFn) -> String {
     let text = item.to_token_stream().to_string();
     blake3::hash(text.as_bytes()).to_hex()[..32].to_string()
+}
+
+/// A `#[fn_node]` function's ports as written in the source: `(name, type)` pairs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FnSignature {
+    /// Input ports.
+    pub inputs: Vec<(String, String)>,
+    /// Output ports.
+    pub outputs: Vec<(String, String)>,
+}
+
+/// The ports of a function carrying `#[fn_node(...)]`, read without compiling it
+/// (for `cargo daggr graph --static`). `None` if it is not a valid `#[fn_node]`.
+pub fn signature(item: &ItemFn) -> Option<FnSignature> {
+    let attr = item.attrs.iter().find(|a| {
+        a.path()
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "fn_node")
+    })?;
+    let tokens = match &attr.meta {
+        syn::Meta::List(list) => list.tokens.clone(),
+        _ => TokenStream::new(),
+    };
+    let mut errors = Errors::default();
+    let options = parse_options(tokens, &mut errors);
+    let text = |ty: &Type| ty.to_token_stream().to_string().replace(' ', "");
+    let inputs = item
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(p) => match &*p.pat {
+                Pat::Ident(i) => Some((i.ident.to_string(), text(&p.ty))),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let returns = returns(item, &options, &mut errors);
+    if !errors.is_empty() {
+        return None;
+    }
+    Some(FnSignature {
+        inputs,
+        outputs: returns
+            .ports
+            .iter()
+            .map(|(n, t)| (n.to_string(), text(t)))
+            .collect(),
+    })
 }
 
 /// Expands `#[fn_node(attr)] item`. Never fails: on errors it re-emits the item unchanged
@@ -270,7 +342,9 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
     }
     let mut params: Vec<(Ident, Type)> = Vec::new();
     for arg in &sig.inputs {
-        let FnArg::Typed(pat_type) = arg else { continue };
+        let FnArg::Typed(pat_type) = arg else {
+            continue;
+        };
         match &*pat_type.pat {
             Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
                 params.push((p.ident.clone(), (*pat_type.ty).clone()))
@@ -288,7 +362,10 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
         }
     }
     if params.len() > 8 {
-        errors.at(sig.inputs.span(), "`#[fn_node]` supports at most 8 inputs: group them in a struct");
+        errors.at(
+            sig.inputs.span(),
+            "`#[fn_node]` supports at most 8 inputs: group them in a struct",
+        );
     }
     let returns = returns(item, options, errors);
     if !errors.is_empty() {
@@ -301,8 +378,8 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
     let node_name = options.name.clone().unwrap_or_else(|| fn_name_str.clone());
     let node_ty = node_type_name(fn_name);
     let base = pascal_case(&fn_name_str);
-    let inputs_ty = Ident::new(&format!("{base}Inputs"), fn_name.span());
-    let outputs_ty = Ident::new(&format!("{base}Outputs"), fn_name.span());
+    let inputs_ty = Ident::new(&format!("{base}NodeInputs"), fn_name.span());
+    let outputs_ty = Ident::new(&format!("{base}NodeOutputs"), fn_name.span());
     let hash = code_hash(item);
 
     // Compile-time checks that every port type can cross a port, spanned on the type.
@@ -320,7 +397,10 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
         let name = name.to_string();
         quote!(::daggr::__private::PortSpec::new::<#ty>(#name))
     });
-    let args = params.iter().enumerate().map(|(i, (_, ty))| quote!(__inputs.get::<#ty>(#i)?));
+    let args = params
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| quote!(__inputs.get::<#ty>(#i)?));
     let call = if sig.asyncness.is_some() {
         quote!(#fn_name(#(#args),*).await)
     } else {
@@ -338,7 +418,9 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
         }
     } else {
         let port = returns.ports[0].0.to_string();
-        quote!(::core::result::Result::Ok(::std::vec![::daggr::__private::encode_port(&__node, #port, __value)?]))
+        quote!(::core::result::Result::Ok(
+            ::std::vec![::daggr::__private::encode_port(&__node, #port, __value)?]
+        ))
     };
     let body = quote! {
         #call;
@@ -360,7 +442,11 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
             ::daggr::__private::NodeCore::sync(__spec, move |_ctx, __inputs| { #body })
         }
     };
-    let cache = options.cache.as_ref().map(|c| quote!(::daggr::__private::CachePolicy::#c)).unwrap_or(quote!(::daggr::__private::CachePolicy::Default));
+    let cache = options
+        .cache
+        .as_ref()
+        .map(|c| quote!(::daggr::__private::CachePolicy::#c))
+        .unwrap_or(quote!(::daggr::__private::CachePolicy::Default));
     let group = match &options.group {
         Some(g) => quote!(::core::option::Option::Some(::std::string::String::from(#g))),
         None => quote!(::core::option::Option::None),
@@ -370,7 +456,9 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
         None => quote!(::core::option::Option::None),
     };
     let retry = match options.retries {
-        Some(n) => quote!(::daggr::__private::RetryPolicy::new(#n, ::std::time::Duration::from_millis(200))),
+        Some(n) => {
+            quote!(::daggr::__private::RetryPolicy::new(#n, ::std::time::Duration::from_millis(200)))
+        }
         None => quote!(::daggr::__private::RetryPolicy::default()),
     };
     let version = match &options.version {
@@ -440,10 +528,13 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
         }
     });
     let doc_node = format!("The daggr node for [`{fn_name_str}`] (generated by `#[fn_node]`).");
-    let doc_inputs = format!("Wires the inputs of [`{node_ty}`]: one method per input port, then `finish()`.");
+    let doc_inputs =
+        format!("Wires the inputs of [`{node_ty}`]: one method per input port, then `finish()`.");
     let doc_outputs = format!("The output ports of [`{node_ty}`].");
     let field_docs = out_names.iter().map(|n| format!("Output port `{n}`."));
-    let input_field_docs = param_names.iter().map(|n| format!("Input `{n}`, once wired."));
+    let input_field_docs = param_names
+        .iter()
+        .map(|n| format!("Input `{n}`, once wired."));
 
     Some(quote! {
         #[doc = #doc_node]
@@ -565,22 +656,37 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(pascal_case("remove_bg"), "RemoveBgNode".trim_end_matches("Node"));
-        assert_eq!(node_type_name(&format_ident!("caption")).to_string(), "CaptionNode");
+        assert_eq!(
+            pascal_case("remove_bg"),
+            "RemoveBgNode".trim_end_matches("Node")
+        );
+        assert_eq!(
+            node_type_name(&format_ident!("caption")).to_string(),
+            "CaptionNode"
+        );
     }
 
     #[test]
     fn expansion_keeps_the_function_and_uses_private_paths_only() {
-        let out = expand_str("", "fn caption(image: u32, style: String) -> String { style }");
-        assert!(out.starts_with("fn caption (image : u32 , style : String) -> String { style }"), "{out}");
+        let out = expand_str(
+            "",
+            "fn caption(image: u32, style: String) -> String { style }",
+        );
+        assert!(
+            out.starts_with("fn caption (image : u32 , style : String) -> String { style }"),
+            "{out}"
+        );
         assert!(out.contains("struct CaptionNode"));
-        assert!(out.contains("struct CaptionInputs"));
+        assert!(out.contains("struct CaptionNodeInputs"));
         assert!(out.contains("pub fn image"));
         assert!(out.contains("pub fn style"));
         assert!(!out.contains("compile_error"));
         for path in out.split(":: daggr ::").skip(1) {
             let first = path.split_whitespace().next().unwrap();
-            assert_eq!(first, "__private", "expansions use only ::daggr::__private paths");
+            assert_eq!(
+                first, "__private",
+                "expansions use only ::daggr::__private paths"
+            );
         }
     }
 
@@ -610,9 +716,18 @@ mod tests {
 
     #[test]
     fn result_and_tuple_returns() {
-        let out = expand_str("outputs(mask, image)", "fn seg(x: u32) -> Result<(u32, String), std::io::Error> { todo!() }");
+        let out = expand_str(
+            "outputs(mask, image)",
+            "fn seg(x: u32) -> Result<(u32, String), std::io::Error> { todo!() }",
+        );
         assert!(out.contains("map_err"));
-        assert!(out.contains("pub mask : :: daggr :: __private :: Output < u32 >"), "{out}");
-        assert!(out.contains("pub image : :: daggr :: __private :: Output < String >"), "{out}");
+        assert!(
+            out.contains("pub mask : :: daggr :: __private :: Output < u32 >"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pub image : :: daggr :: __private :: Output < String >"),
+            "{out}"
+        );
     }
 }

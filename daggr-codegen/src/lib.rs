@@ -10,3 +10,5 @@ pub mod ir;
 pub mod fn_node;
 #[cfg(feature = "macros")]
 pub mod options;
+#[cfg(feature = "macros")]
+pub mod pipeline;

@@ -9,3 +9,9 @@ use proc_macro::TokenStream;
 pub fn fn_node(attr: TokenStream, item: TokenStream) -> TokenStream {
     daggr_codegen::fn_node::expand(attr.into(), item.into()).into()
 }
+
+/// Declares a pipeline type. See `daggr::pipeline!`.
+#[proc_macro]
+pub fn pipeline(input: TokenStream) -> TokenStream {
+    daggr_codegen::pipeline::expand(input.into()).into()
+}

@@ -1,0 +1,778 @@
+//! `pipeline!`: a small Rust-like DSL that declares a pipeline type and expands to
+//! the plain builder API.
+//!
+//! ```text
+//! pipeline! {
+//!     /// Docs for the type.
+//!     pub struct SeedFlow {
+//!         inputs {
+//!             prompt: String = "a red fox".to_string(),
+//!         }
+//!         nodes {
+//!             image = generate(prompt: prompt, steps: 20);
+//!             cutout = remove_background(image: image.image);
+//!             caption = describe(image: cutout, style: "short");
+//!         }
+//!         outputs {
+//!             caption: String = caption,
+//!         }
+//!     }
+//! }
+//! ```
+//! A node is `name = function(port: source, …);` where `function` is a `#[fn_node]`
+//! function (its generated `…Node` type is used). A source is a pipeline input, a node
+//! (its only output), `node.port`, a literal or `{ expr }` (constants), or any other
+//! expression of type `Source<T>` (`daggr::random_seed()`).
+
+use std::collections::{HashMap, HashSet};
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{braced, parenthesized, Attribute, Expr, Ident, Lit, Path, Token, Type, Visibility};
+
+use crate::fn_node::node_type_name;
+use crate::ir::{EdgeIr, GraphIr, NodeIr, PortIr, SCHEMA_VERSION};
+use crate::options::{did_you_mean, suggest, Errors};
+
+/// A parsed `pipeline!`.
+pub struct PipelineDef {
+    /// Attributes (docs) on the struct.
+    pub attrs: Vec<Attribute>,
+    /// Visibility.
+    pub vis: Visibility,
+    /// The type name.
+    pub name: Ident,
+    /// Pipeline inputs.
+    pub inputs: Vec<InputDef>,
+    /// Nodes, in declaration order.
+    pub nodes: Vec<NodeDef>,
+    /// Named outputs.
+    pub outputs: Vec<OutputDef>,
+}
+
+/// `name: Type = default`
+pub struct InputDef {
+    /// Name.
+    pub name: Ident,
+    /// Type.
+    pub ty: Type,
+    /// Default value.
+    pub default: Expr,
+}
+
+/// `name = function(port: source, …);`
+pub struct NodeDef {
+    /// Node name.
+    pub name: Ident,
+    /// The `#[fn_node]` function.
+    pub func: Path,
+    /// Wired inputs.
+    pub args: Vec<ArgDef>,
+}
+
+/// `port: source`
+pub struct ArgDef {
+    /// Input port.
+    pub port: Ident,
+    /// Source expression.
+    pub value: Expr,
+}
+
+/// `name: Type = source`
+pub struct OutputDef {
+    /// Name.
+    pub name: Ident,
+    /// Type.
+    pub ty: Type,
+    /// Source expression.
+    pub value: Expr,
+}
+
+const SECTIONS: &[&str] = &["inputs", "nodes", "outputs"];
+
+impl Parse for PipelineDef {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        input.parse::<Token![struct]>()?;
+        let name: Ident = input.parse()?;
+        let body;
+        braced!(body in input);
+        let mut def = PipelineDef {
+            attrs,
+            vis,
+            name,
+            inputs: Vec::new(),
+            nodes: Vec::new(),
+            outputs: Vec::new(),
+        };
+        let mut seen = HashSet::new();
+        while !body.is_empty() {
+            let section: Ident = body.parse()?;
+            let content;
+            braced!(content in body);
+            let key = section.to_string();
+            if !seen.insert(key.clone()) {
+                return Err(syn::Error::new(
+                    section.span(),
+                    format!("section `{key}` appears twice"),
+                ));
+            }
+            match key.as_str() {
+                "inputs" => {
+                    let list = Punctuated::<InputDef, Token![,]>::parse_terminated(&content)?;
+                    def.inputs = list.into_iter().collect();
+                }
+                "nodes" => {
+                    while !content.is_empty() {
+                        def.nodes.push(content.parse()?);
+                    }
+                }
+                "outputs" => {
+                    let list = Punctuated::<OutputDef, Token![,]>::parse_terminated(&content)?;
+                    def.outputs = list.into_iter().collect();
+                }
+                other => {
+                    return Err(syn::Error::new(
+                        section.span(),
+                        format!(
+                            "unknown section `{other}`{}: a pipeline has `inputs {{ … }}`, `nodes {{ … }}` and `outputs {{ … }}`",
+                            did_you_mean(suggest(other, SECTIONS.iter().copied()))
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(def)
+    }
+}
+
+impl Parse for InputDef {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name = input.parse()?;
+        input.parse::<Token![:]>()?;
+        let ty = input.parse()?;
+        if !input.peek(Token![=]) {
+            return Err(input.error("a pipeline input needs a default: `name: Type = value`"));
+        }
+        input.parse::<Token![=]>()?;
+        Ok(InputDef {
+            name,
+            ty,
+            default: input.parse()?,
+        })
+    }
+}
+
+impl Parse for NodeDef {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name = input.parse()?;
+        input.parse::<Token![=]>()?;
+        let func: Path = input.parse()?;
+        let content;
+        parenthesized!(content in input);
+        let args = Punctuated::<ArgDef, Token![,]>::parse_terminated(&content)?;
+        input.parse::<Token![;]>()?;
+        Ok(NodeDef {
+            name,
+            func,
+            args: args.into_iter().collect(),
+        })
+    }
+}
+
+impl Parse for ArgDef {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let port = input.parse()?;
+        input.parse::<Token![:]>()?;
+        Ok(ArgDef {
+            port,
+            value: input.parse()?,
+        })
+    }
+}
+
+impl Parse for OutputDef {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name = input.parse()?;
+        input.parse::<Token![:]>()?;
+        let ty = input.parse()?;
+        input.parse::<Token![=]>()?;
+        Ok(OutputDef {
+            name,
+            ty,
+            value: input.parse()?,
+        })
+    }
+}
+
+/// What a source expression refers to.
+pub enum SourceRef<'a> {
+    /// A node or input, and optionally one of its ports.
+    Name(&'a Ident, Option<&'a Ident>),
+    /// A literal.
+    Literal(&'a Lit),
+    /// `{ expr }`: a constant.
+    Block(&'a Expr),
+    /// Anything else: passed through as a `Source<T>`.
+    Other(&'a Expr),
+}
+
+/// Classifies a source expression.
+pub fn classify(expr: &Expr) -> SourceRef<'_> {
+    match expr {
+        Expr::Path(p)
+            if p.qself.is_none()
+                && p.path.segments.len() == 1
+                && p.path.leading_colon.is_none() =>
+        {
+            SourceRef::Name(&p.path.segments[0].ident, None)
+        }
+        Expr::Field(f) => match (&*f.base, &f.member) {
+            (Expr::Path(p), syn::Member::Named(port))
+                if p.path.segments.len() == 1 && p.qself.is_none() =>
+            {
+                SourceRef::Name(&p.path.segments[0].ident, Some(port))
+            }
+            _ => SourceRef::Other(expr),
+        },
+        Expr::Lit(l) => SourceRef::Literal(&l.lit),
+        Expr::Block(b) if b.label.is_none() => SourceRef::Block(expr),
+        _ => SourceRef::Other(expr),
+    }
+}
+
+impl PipelineDef {
+    /// Checks names, duplicate wiring and cycles; returns the nodes in dependency order.
+    pub fn validate(&self, errors: &mut Errors) -> Vec<usize> {
+        let mut names: HashMap<String, Span> = HashMap::new();
+        for name in self
+            .inputs
+            .iter()
+            .map(|i| &i.name)
+            .chain(self.nodes.iter().map(|n| &n.name))
+        {
+            let key = name.to_string();
+            if names.contains_key(&key) {
+                errors.at(
+                    name.span(),
+                    format!("duplicate name `{key}`: every input and node of a pipeline needs its own name"),
+                );
+            } else {
+                names.insert(key, name.span());
+            }
+        }
+        let known: Vec<String> = names.keys().cloned().collect();
+        let node_index: HashMap<String, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.to_string(), i))
+            .collect();
+        let mut deps: Vec<Vec<(usize, &Ident)>> = vec![Vec::new(); self.nodes.len()];
+        let check_ref = |ident: &Ident, errors: &mut Errors| {
+            let key = ident.to_string();
+            if !names.contains_key(&key) {
+                errors.at(
+                    ident.span(),
+                    format!(
+                        "unknown node `{key}`{}",
+                        did_you_mean(suggest(&key, known.iter().map(|s| s.as_str())))
+                    ),
+                );
+            }
+        };
+        for (i, node) in self.nodes.iter().enumerate() {
+            let mut ports = HashSet::new();
+            for arg in &node.args {
+                if !ports.insert(arg.port.to_string()) {
+                    errors.at(
+                        arg.port.span(),
+                        format!(
+                            "input `{}` of node `{}` is wired twice: an input takes exactly one source",
+                            arg.port, node.name
+                        ),
+                    );
+                }
+                if let SourceRef::Name(ident, _) = classify(&arg.value) {
+                    check_ref(ident, errors);
+                    if let Some(&j) = node_index.get(&ident.to_string()) {
+                        deps[i].push((j, ident));
+                    }
+                }
+            }
+        }
+        let mut seen_outputs = HashSet::new();
+        for out in &self.outputs {
+            if !seen_outputs.insert(out.name.to_string()) {
+                errors.at(out.name.span(), format!("duplicate output `{}`", out.name));
+            }
+            if let SourceRef::Name(ident, _) = classify(&out.value) {
+                check_ref(ident, errors);
+            }
+        }
+        topological_order(&self.nodes, &deps, errors)
+    }
+
+    /// The type's static graph, with port types taken from `signature` (the `#[fn_node]`
+    /// functions' signatures, when known).
+    pub fn static_ir(
+        &self,
+        signature: &dyn Fn(&Path) -> Option<crate::fn_node::FnSignature>,
+    ) -> GraphIr {
+        let mut nodes = Vec::new();
+        let mut edges = Vec::new();
+        let type_text = |ty: &Type| ty.to_token_stream().to_string().replace(' ', "");
+        let mut output_ports: HashMap<String, Vec<PortIr>> = HashMap::new();
+        for input in &self.inputs {
+            let ty = type_text(&input.ty);
+            let port = |source| PortIr {
+                name: "value".into(),
+                ty: ty.clone(),
+                source,
+            };
+            output_ports.insert(input.name.to_string(), vec![port(None)]);
+            nodes.push(NodeIr {
+                name: input.name.to_string(),
+                kind: "input".into(),
+                inputs: vec![port(Some("const".into()))],
+                outputs: vec![port(None)],
+                location: None,
+            });
+        }
+        for node in &self.nodes {
+            let sig = signature(&node.func);
+            let declared_ty = |port: &str| {
+                sig.as_ref()
+                    .and_then(|s| {
+                        s.inputs
+                            .iter()
+                            .find(|(n, _)| n == port)
+                            .map(|(_, t)| t.clone())
+                    })
+                    .unwrap_or_else(|| "?".into())
+            };
+            let mut inputs = Vec::new();
+            for arg in &node.args {
+                let port = arg.port.to_string();
+                let ty = declared_ty(&port);
+                let source = match classify(&arg.value) {
+                    SourceRef::Name(from, port_name) => {
+                        let from_ports = output_ports.get(&from.to_string());
+                        let from_port = match port_name {
+                            Some(p) => p.to_string(),
+                            None => from_ports
+                                .and_then(|ps| ps.first())
+                                .map(|p| p.name.clone())
+                                .unwrap_or_else(|| "output".into()),
+                        };
+                        edges.push(EdgeIr {
+                            from: from.to_string(),
+                            from_port,
+                            to: node.name.to_string(),
+                            to_port: port.clone(),
+                            ty: ty.clone(),
+                        });
+                        None
+                    }
+                    SourceRef::Literal(_) | SourceRef::Block(_) => Some("const".to_string()),
+                    SourceRef::Other(e) => Some(e.to_token_stream().to_string().replace(' ', "")),
+                };
+                inputs.push(PortIr {
+                    name: port,
+                    ty,
+                    source,
+                });
+            }
+            let outputs: Vec<PortIr> = match &sig {
+                Some(s) => s
+                    .outputs
+                    .iter()
+                    .map(|(n, t)| PortIr {
+                        name: n.clone(),
+                        ty: t.clone(),
+                        source: None,
+                    })
+                    .collect(),
+                None => vec![PortIr {
+                    name: "output".into(),
+                    ty: "?".into(),
+                    source: None,
+                }],
+            };
+            output_ports.insert(node.name.to_string(), outputs.clone());
+            nodes.push(NodeIr {
+                name: node.name.to_string(),
+                kind: "fn".into(),
+                inputs,
+                outputs,
+                location: None,
+            });
+        }
+        GraphIr {
+            schema_version: SCHEMA_VERSION,
+            name: self.name.to_string(),
+            nodes,
+            edges,
+        }
+    }
+}
+
+/// Kahn's algorithm; a leftover loop is reported on the reference that closes it.
+fn topological_order(
+    nodes: &[NodeDef],
+    deps: &[Vec<(usize, &Ident)>],
+    errors: &mut Errors,
+) -> Vec<usize> {
+    let n = nodes.len();
+    let mut order = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    while order.len() < n {
+        let next = (0..n).find(|&i| !done[i] && deps[i].iter().all(|(j, _)| done[*j]));
+        match next {
+            Some(i) => {
+                done[i] = true;
+                order.push(i);
+            }
+            None => {
+                // Walk the unfinished dependencies from the first unfinished node until a repeat.
+                let start = (0..n).find(|&i| !done[i]).expect("some node is unfinished");
+                let mut path = vec![start];
+                let mut current = start;
+                let closing = loop {
+                    let (next, ident) = *deps[current]
+                        .iter()
+                        .find(|(j, _)| !done[*j])
+                        .expect("an unfinished node waits on an unfinished node");
+                    if let Some(pos) = path.iter().position(|&p| p == next) {
+                        path.drain(..pos);
+                        break ident;
+                    }
+                    path.push(next);
+                    current = next;
+                };
+                // path is in "depends on" order; print it in data-flow order.
+                let mut flow: Vec<usize> = path.iter().rev().copied().collect();
+                // Start at the first-declared node, so the message is stable.
+                let min_at = flow
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, n)| **n)
+                    .map_or(0, |(i, _)| i);
+                flow.rotate_left(min_at);
+                let mut names: Vec<String> =
+                    flow.iter().map(|&i| nodes[i].name.to_string()).collect();
+                names.push(names[0].clone());
+                errors.at(
+                    closing.span(),
+                    format!(
+                        "the pipeline has a cycle: {}: a node cannot depend on its own output",
+                        names.join(" -> ")
+                    ),
+                );
+                return (0..n).collect();
+            }
+        }
+    }
+    order
+}
+
+/// Expands `pipeline! { … }`. Never fails: on errors it still emits the pipeline's input
+/// and output types (so completion keeps working) and the errors.
+pub fn expand(input: TokenStream) -> TokenStream {
+    let def: PipelineDef = match syn::parse2(input) {
+        Ok(d) => d,
+        Err(e) => return e.to_compile_error(),
+    };
+    let mut errors = Errors::default();
+    let order = def.validate(&mut errors);
+    let skeleton = skeleton(&def);
+    if let Some(e) = errors.finish() {
+        let e = e.to_compile_error();
+        return quote!(#skeleton #e);
+    }
+    let body = build_body(&def, &order);
+    let name = &def.name;
+    let inputs_ty = format_ident!("{}Inputs", name);
+    let outputs_ty = format_ident!("{}Outputs", name);
+    let name_str = name.to_string();
+    let setters = def.inputs.iter().map(|i| {
+        let (n, ty) = (&i.name, &i.ty);
+        let setter = format_ident!("set_{}", n);
+        let doc = format!("Changes input `{n}`; its downstream cone becomes stale.");
+        quote! {
+            #[doc = #doc]
+            pub fn #setter(&self, value: #ty) -> ::core::result::Result<(), ::daggr::__private::Error> {
+                self.pipeline.set_input(&self.inputs.#n, value)
+            }
+        }
+    });
+    quote! {
+        #skeleton
+
+        impl #name {
+            /// The pipeline's name.
+            pub const NAME: &'static str = #name_str;
+
+            /// The graph, not yet built, with typed handles to its inputs and outputs.
+            pub fn graph() -> (::daggr::__private::Graph, #inputs_ty, #outputs_ty) {
+                #body
+            }
+
+            /// Builds the pipeline with the default cache (`.daggr/cache`, or `$DAGGR_CACHE_DIR`).
+            pub fn new() -> ::core::result::Result<Self, ::daggr::__private::Error> {
+                let (graph, inputs, outputs) = Self::graph();
+                ::core::result::Result::Ok(#name { pipeline: graph.build()?, inputs, outputs })
+            }
+
+            /// Builds the pipeline with the given cache.
+            pub fn build(cache: ::daggr::__private::Cache) -> ::core::result::Result<Self, ::daggr::__private::Error> {
+                let (graph, inputs, outputs) = Self::graph();
+                ::core::result::Result::Ok(#name { pipeline: graph.cache(cache).build()?, inputs, outputs })
+            }
+
+            /// Runs every node (cached ones are not recomputed).
+            pub async fn run(&self) -> ::core::result::Result<::daggr::__private::RunReport, ::daggr::__private::Error> {
+                self.pipeline.run(::daggr::__private::Scope::All).await
+            }
+
+            /// The graph IR (nodes, typed ports, edges, source locations), as `cargo daggr graph` prints it.
+            pub fn graph_ir() -> ::daggr::__private::GraphIr {
+                Self::graph().0.ir()
+            }
+
+            /// The graph IR as JSON.
+            pub fn graph_json() -> ::std::string::String {
+                Self::graph_ir().to_json()
+            }
+
+            #(#setters)*
+        }
+    }
+}
+
+/// The pipeline struct and its typed input and output handle structs.
+fn skeleton(def: &PipelineDef) -> TokenStream {
+    let (attrs, vis, name) = (&def.attrs, &def.vis, &def.name);
+    let inputs_ty = format_ident!("{}Inputs", name);
+    let outputs_ty = format_ident!("{}Outputs", name);
+    let in_names = def.inputs.iter().map(|i| &i.name);
+    let in_tys = def.inputs.iter().map(|i| &i.ty);
+    let in_docs = def
+        .inputs
+        .iter()
+        .map(|i| format!("Pipeline input `{}`.", i.name));
+    let out_names = def.outputs.iter().map(|o| &o.name);
+    let out_tys = def.outputs.iter().map(|o| &o.ty);
+    let out_docs = def
+        .outputs
+        .iter()
+        .map(|o| format!("Pipeline output `{}`.", o.name));
+    let doc_in = format!("Typed handles to the inputs of [`{name}`].");
+    let doc_out = format!("Typed handles to the outputs of [`{name}`].");
+    quote! {
+        #(#attrs)*
+        #vis struct #name {
+            /// The built pipeline.
+            pub pipeline: ::daggr::__private::Pipeline,
+            /// Handles to its inputs.
+            pub inputs: #inputs_ty,
+            /// Handles to its outputs.
+            pub outputs: #outputs_ty,
+        }
+
+        #[doc = #doc_in]
+        #[derive(Clone, Copy, Debug)]
+        #vis struct #inputs_ty {
+            #(#[doc = #in_docs] pub #in_names: ::daggr::__private::Output<#in_tys>,)*
+        }
+
+        #[doc = #doc_out]
+        #[derive(Clone, Copy, Debug)]
+        #vis struct #outputs_ty {
+            #(#[doc = #out_docs] pub #out_names: ::daggr::__private::Output<#out_tys>,)*
+        }
+    }
+}
+
+/// A source expression as Rust: handles stay handles, literals and blocks become constants.
+fn source_tokens(expr: &Expr) -> TokenStream {
+    match classify(expr) {
+        SourceRef::Name(node, None) => {
+            quote_spanned!(node.span()=> ::daggr::__private::sole_output(&#node))
+        }
+        SourceRef::Name(_, Some(_)) => quote!(#expr),
+        SourceRef::Literal(Lit::Str(s)) => {
+            quote_spanned!(s.span()=> ::daggr::__private::constant(::std::string::String::from(#s)))
+        }
+        SourceRef::Literal(lit) => quote_spanned!(lit.span()=> ::daggr::__private::constant(#lit)),
+        SourceRef::Block(block) => {
+            quote_spanned!(block.span()=> ::daggr::__private::constant(#block))
+        }
+        SourceRef::Other(other) => quote!(#other),
+    }
+}
+
+fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
+    let name_str = def.name.to_string();
+    let graph = Ident::new("__daggr_graph", Span::mixed_site());
+    let inputs = def.inputs.iter().map(|i| {
+        let (n, ty, default) = (&i.name, &i.ty, &i.default);
+        let n_str = n.to_string();
+        quote_spanned! {default.span()=>
+            let #n: ::daggr::__private::Output<#ty> = #graph.input(#n_str, #default);
+        }
+    });
+    let nodes = order.iter().map(|&i| {
+        let node = &def.nodes[i];
+        let name = &node.name;
+        let name_str = name.to_string();
+        let mut node_path = node.func.clone();
+        if let Some(last) = node_path.segments.last_mut() {
+            last.ident = node_type_name(&last.ident);
+        }
+        let wires = node.args.iter().map(|arg| {
+            let port = &arg.port;
+            let value = source_tokens(&arg.value);
+            quote_spanned!(port.span()=> .#port(#value))
+        });
+        let finish_span = node.func.span();
+        let finish = quote_spanned!(finish_span=> .finish());
+        quote! {
+            let #name = #graph.add(
+                #node_path::named(#name_str),
+                #node_path::inputs() #(#wires)* #finish,
+            );
+        }
+    });
+    let outputs_ty = format_ident!("{}Outputs", def.name);
+    let inputs_ty = format_ident!("{}Inputs", def.name);
+    let out_fields = def.outputs.iter().map(|o| {
+        let (n, ty) = (&o.name, &o.ty);
+        let value = source_tokens(&o.value);
+        quote_spanned!(o.value.span()=> #n: { let __out: ::daggr::__private::Output<#ty> = #value; __out })
+    });
+    let in_names = def.inputs.iter().map(|i| &i.name);
+    quote! {
+        let mut #graph = ::daggr::__private::Graph::new(#name_str);
+        #(#inputs)*
+        #(#nodes)*
+        let __outputs = #outputs_ty { #(#out_fields,)* };
+        (#graph, #inputs_ty { #(#in_names,)* }, __outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(src: &str) -> String {
+        expand(src.parse().unwrap()).to_string()
+    }
+
+    const FLOW: &str = r#"
+        pub struct Flow {
+            inputs { prompt: String = "a fox".to_string(), }
+            nodes {
+                caption = describe(image: cutout, style: "short");
+                image = generate(prompt: prompt, steps: 20);
+                cutout = remove_background(image: image.image);
+            }
+            outputs { caption: String = caption, }
+        }
+    "#;
+
+    #[test]
+    fn nodes_are_emitted_in_dependency_order_with_typed_wiring() {
+        let out = expand_str(FLOW);
+        assert!(!out.contains("compile_error"), "{out}");
+        let pos = |s: &str| {
+            out.find(s)
+                .unwrap_or_else(|| panic!("missing {s} in {out}"))
+        };
+        assert!(pos("let image") < pos("let cutout") && pos("let cutout") < pos("let caption"));
+        assert!(out.contains("GenerateNode :: named (\"image\")"));
+        assert!(out.contains(". prompt (:: daggr :: __private :: sole_output (& prompt))"));
+        assert!(out.contains(". steps (:: daggr :: __private :: constant (20))"));
+        assert!(out.contains(". image (image . image)"));
+        assert!(out.contains("constant (:: std :: string :: String :: from (\"short\"))"));
+        for path in out.split(":: daggr ::").skip(1) {
+            assert_eq!(path.split_whitespace().next().unwrap(), "__private");
+        }
+    }
+
+    fn error_of(src: &str) -> String {
+        let out = expand_str(src);
+        assert!(out.contains("compile_error"), "expected an error: {out}");
+        out
+    }
+
+    #[test]
+    fn unknown_nodes_get_a_suggestion() {
+        let out = error_of("struct P { nodes { a = f(x: imagee.out); image = g(); } }");
+        assert!(
+            out.contains("unknown node `imagee`; did you mean `image`?"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn cycles_name_the_loop() {
+        let out = error_of("struct P { nodes { a = f(x: c); b = f(x: a); c = f(x: b); } }");
+        assert!(
+            out.contains("cycle: a -> b -> c -> a") || out.contains("cycle: c -> a -> b -> c"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn duplicates_are_reported() {
+        let out = error_of("struct P { inputs { a: u32 = 1 } nodes { a = f(); } }");
+        assert!(out.contains("duplicate name `a`"), "{out}");
+        let out = error_of("struct P { nodes { a = f(x: 1, x: 2); } }");
+        assert!(
+            out.contains("input `x` of node `a` is wired twice"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn errors_still_emit_the_typed_skeleton() {
+        let out = error_of("pub struct P { inputs { n: u32 = 1 } nodes { a = f(x: nope); } }");
+        assert!(out.contains("pub struct P"));
+        assert!(out.contains("pub struct PInputs"));
+    }
+
+    #[test]
+    fn unknown_sections_suggest() {
+        let out = error_of("struct P { node { } }");
+        assert!(out.contains("did you mean `nodes`"), "{out}");
+    }
+
+    #[test]
+    fn static_ir_uses_known_signatures() {
+        let def: PipelineDef = syn::parse_str(FLOW).unwrap();
+        let ir = def.static_ir(&|path| {
+            let name = path.segments.last().unwrap().ident.to_string();
+            (name == "describe").then(|| crate::fn_node::FnSignature {
+                inputs: vec![
+                    ("image".into(), "Image".into()),
+                    ("style".into(), "String".into()),
+                ],
+                outputs: vec![("output".into(), "String".into())],
+            })
+        });
+        assert_eq!(ir.nodes.len(), 4);
+        let edge = ir
+            .edges
+            .iter()
+            .find(|e| e.to == "caption" && e.to_port == "image")
+            .unwrap();
+        assert_eq!((edge.from.as_str(), edge.ty.as_str()), ("cutout", "Image"));
+        let caption = ir.nodes.iter().find(|n| n.name == "caption").unwrap();
+        assert_eq!(caption.inputs[1].source.as_deref(), Some("const"));
+    }
+}
