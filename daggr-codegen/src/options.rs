@@ -63,17 +63,24 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// `; did you mean `x`?` or nothing.
 pub fn did_you_mean(suggestion: Option<String>) -> String {
-    suggestion.map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
+    suggestion
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
 }
 
 /// Parses a duration such as `500ms`, `30s`, `2m` or `1h` into milliseconds.
 pub fn parse_duration_ms(text: &str, span: Span) -> syn::Result<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| syn::Error::new(span, "expected a duration such as \"500ms\", \"30s\" or \"2m\""))?;
+    let number: u64 = number.parse().map_err(|_| {
+        syn::Error::new(
+            span,
+            "expected a duration such as \"500ms\", \"30s\" or \"2m\"",
+        )
+    })?;
     let factor = match unit.trim() {
         "ms" => 1,
         "s" | "" => 1000,
