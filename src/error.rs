@@ -104,6 +104,21 @@ pub enum Error {
         /// The node.
         node: String,
     },
+    /// A remote service (a Gradio app, an inference endpoint) answered with an error or
+    /// could not be reached.
+    #[error("node `{node}` failed: {service} {endpoint}{}: {message}", status.map(|s| format!(" answered HTTP {s}")).unwrap_or_default())]
+    Remote {
+        /// The node.
+        node: String,
+        /// What was called: `Space owner/name`, `model org/m via provider p`, a URL.
+        service: String,
+        /// The endpoint or API name.
+        endpoint: String,
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+        /// The server's own message (never containing credentials).
+        message: String,
+    },
     /// A node's input has no value, because the upstream node never ran.
     #[error("input `{node}.{port}` has no value: upstream node `{upstream}` has no result yet (run to `{node}` instead)")]
     MissingUpstream {
@@ -224,7 +239,8 @@ impl Error {
             | Error::NoResult { node }
             | Error::UnconnectedInput { node, .. }
             | Error::InputWiredTwice { node, .. }
-            | Error::UnknownPort { node, .. } => Some(node),
+            | Error::UnknownPort { node, .. }
+            | Error::Remote { node, .. } => Some(node),
             Error::DuplicateNode { name } => Some(name),
             _ => None,
         }

@@ -31,6 +31,7 @@ extern crate self as daggr;
 pub mod cache;
 mod error;
 pub mod event;
+pub mod hf;
 mod fn_node;
 mod graph;
 mod macro_support;
