@@ -16,6 +16,8 @@ pub enum CacheSource {
     Memory,
     /// The on-disk content-addressed store.
     Disk,
+    /// The workspace's (or sheet's) own current result, whose key still matches.
+    Workspace,
 }
 
 /// One event of a run. Node events carry the node's index and name, never the graph.

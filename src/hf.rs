@@ -57,7 +57,9 @@ fn token_file() -> Option<PathBuf> {
     }
     let home = match std::env::var_os("HF_HOME") {
         Some(h) => PathBuf::from(h),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache").join("huggingface"),
+        None => PathBuf::from(std::env::var_os("HOME")?)
+            .join(".cache")
+            .join("huggingface"),
     };
     Some(home.join("token"))
 }
@@ -72,7 +74,11 @@ pub fn is_hf_host(url: &str) -> bool {
     if authority.contains('@') {
         return false; // userinfo tricks such as https://huggingface.co@evil.example
     }
-    let host = authority.split(':').next().unwrap_or("").to_ascii_lowercase();
+    let host = authority
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     host == "huggingface.co"
         || host.ends_with(".huggingface.co")
         || host == "hf.co"
@@ -86,9 +92,14 @@ mod tests {
     #[test]
     fn only_hugging_face_hosts_qualify() {
         assert!(is_hf_host("https://huggingface.co/api/spaces/a/b"));
-        assert!(is_hf_host("https://router.huggingface.co/v1/chat/completions"));
+        assert!(is_hf_host(
+            "https://router.huggingface.co/v1/chat/completions"
+        ));
         assert!(is_hf_host("https://abidlabs-en2fr.hf.space/config"));
-        assert!(!is_hf_host("http://huggingface.co/"), "plain http never carries the token");
+        assert!(
+            !is_hf_host("http://huggingface.co/"),
+            "plain http never carries the token"
+        );
         assert!(!is_hf_host("https://huggingface.co.evil.example/"));
         assert!(!is_hf_host("https://huggingface.co@evil.example/"));
         assert!(!is_hf_host("https://127.0.0.1:7860/"));

@@ -97,6 +97,16 @@ pub struct NodeResult {
     pub outcome: Outcome,
     /// The run that produced it.
     pub run: u64,
+    /// When it was adopted, in milliseconds since the Unix epoch.
+    pub finished_unix_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// How a node fared in a run.
@@ -252,7 +262,9 @@ pub enum TerminalProgress {
     Never,
 }
 
-struct Shared {
+/// What every workspace of a pipeline shares: the graph, the nodes, the cache and the
+/// concurrency limits.
+struct Structure {
     name: String,
     ir: daggr_codegen::ir::GraphIr,
     nodes: Vec<Arc<dyn Node>>,
@@ -264,25 +276,42 @@ struct Shared {
     /// Distinct upstream and downstream nodes.
     upstream: Vec<Vec<usize>>,
     downstream: Vec<Vec<usize>>,
-    bindings: Mutex<Vec<Vec<Binding>>>,
-    state: Mutex<Vec<Option<NodeResult>>>,
+    /// The bindings as built: a new workspace starts from these.
+    default_bindings: Vec<Vec<Binding>>,
     cache: Cache,
     global: Arc<Semaphore>,
     groups: HashMap<String, Arc<Semaphore>>,
+}
+
+/// One workspace: its input values, each node's current result, its event stream.
+struct Shared {
+    s: Arc<Structure>,
+    bindings: Mutex<Vec<Vec<Binding>>>,
+    state: Mutex<Vec<Option<NodeResult>>>,
     events: EventSender,
     runs: AtomicU64,
     progress: Mutex<TerminalProgress>,
+    observers: Mutex<Vec<Arc<dyn ResultObserver>>>,
 }
 
-/// A validated, runnable pipeline. Cheap to clone; clones share state.
+/// Told about every result a workspace adopts (computed, or found in the cache). Called on
+/// the executor's path: implementations must only enqueue work (a sheet queues a database
+/// write), never block.
+pub trait ResultObserver: Send + Sync + 'static {
+    /// `node` (index and name) has a new current result.
+    fn on_result(&self, node: usize, name: &str, result: &NodeResult);
+}
+
+/// A validated, runnable pipeline. Cheap to clone; clones share state (see
+/// [`Pipeline::new_workspace`] for an independent state over the same graph and cache).
 #[derive(Clone)]
 pub struct Pipeline(Arc<Shared>);
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field("name", &self.0.name)
-            .field("nodes", &self.0.nodes.len())
+            .field("name", &self.0.s.name)
+            .field("nodes", &self.0.s.nodes.len())
             .finish()
     }
 }
@@ -331,7 +360,7 @@ impl Pipeline {
             .enumerate()
             .map(|(i, n)| (n.to_string(), i))
             .collect();
-        Ok(Pipeline(Arc::new(Shared {
+        let structure = Arc::new(Structure {
             ir,
             name: graph.name,
             names,
@@ -340,46 +369,187 @@ impl Pipeline {
             topo,
             upstream,
             downstream,
-            bindings: Mutex::new(graph.nodes.into_iter().map(|e| e.bindings).collect()),
-            state: Mutex::new(vec![None; n]),
+            default_bindings: graph.nodes.into_iter().map(|e| e.bindings).collect(),
             cache,
             global: Arc::new(Semaphore::new(graph.concurrency)),
             groups,
+            nodes,
+        });
+        Ok(Pipeline::workspace_of(structure))
+    }
+
+    fn workspace_of(s: Arc<Structure>) -> Pipeline {
+        Pipeline(Arc::new(Shared {
+            bindings: Mutex::new(s.default_bindings.clone()),
+            state: Mutex::new(vec![None; s.nodes.len()]),
             events: EventSender::new(4096),
             runs: AtomicU64::new(0),
-            nodes,
             progress: Mutex::new(TerminalProgress::Auto),
-        })))
+            observers: Mutex::new(Vec::new()),
+            s,
+        }))
+    }
+
+    /// A new, independent workspace over the same graph, nodes, cache and concurrency
+    /// limits: default inputs, no results, its own event stream. Sheets use one each.
+    pub fn new_workspace(&self) -> Pipeline {
+        Pipeline::workspace_of(self.0.s.clone())
+    }
+
+    /// Registers an observer of adopted results (see [`ResultObserver`]).
+    pub fn add_observer(&self, observer: Arc<dyn ResultObserver>) {
+        self.0.observers.lock().unwrap().push(observer);
+    }
+
+    /// Makes `result` the node's current result (restoring a sheet, or selecting a history
+    /// entry). Its downstream cone becomes stale if the outputs differ.
+    pub fn restore_result(
+        &self,
+        node: impl Into<NodeRef>,
+        result: NodeResult,
+    ) -> Result<(), Error> {
+        let index = self.resolve(&node.into())?;
+        let spec = self.0.s.nodes[index].spec();
+        if result.outputs.len() != spec.outputs.len()
+            || spec
+                .outputs
+                .iter()
+                .zip(result.outputs.iter())
+                .any(|(p, v)| !p.ty.same_as(&v.port_type()))
+        {
+            return Err(Error::WrongValueType {
+                node: spec.name.clone(),
+                port: spec
+                    .outputs
+                    .first()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                expected: spec.outputs.first().map(|p| p.ty.name()).unwrap_or("()"),
+                found: result
+                    .outputs
+                    .first()
+                    .map(|v| v.port_type().name())
+                    .unwrap_or("()"),
+            });
+        }
+        self.0.state.lock().unwrap()[index] = Some(result);
+        Ok(())
+    }
+
+    /// Sets a constant input from an erased value (restoring a sheet), checking its type.
+    pub fn set_constant_value(
+        &self,
+        node: impl Into<NodeRef>,
+        port: &str,
+        value: Value,
+    ) -> Result<(), Error> {
+        let index = self.resolve(&node.into())?;
+        let spec = self.0.s.nodes[index].spec();
+        let port_index = self.input_port(index, port)?;
+        let port_spec = &spec.inputs[port_index];
+        if !port_spec.ty.same_as(&value.port_type()) {
+            return Err(Error::WrongValueType {
+                node: spec.name.clone(),
+                port: port_spec.name.clone(),
+                expected: port_spec.ty.name(),
+                found: value.port_type().name(),
+            });
+        }
+        self.replace_const(index, port_index, value)
+    }
+
+    /// Puts a constant input back to the value the graph was built with.
+    pub fn reset_constant(&self, node: impl Into<NodeRef>, port: &str) -> Result<(), Error> {
+        let index = self.resolve(&node.into())?;
+        let port_index = self.input_port(index, port)?;
+        let default = self.0.s.default_bindings[index][port_index].clone();
+        self.0.bindings.lock().unwrap()[index][port_index] = default;
+        Ok(())
+    }
+
+    /// The constant currently bound to `node.port`, if that input is a constant.
+    pub fn constant_value(
+        &self,
+        node: impl Into<NodeRef>,
+        port: &str,
+    ) -> Result<Option<Value>, Error> {
+        let index = self.resolve(&node.into())?;
+        let port_index = self.input_port(index, port)?;
+        Ok(match &self.0.bindings.lock().unwrap()[index][port_index] {
+            Binding::Const(v) => Some(v.clone()),
+            _ => None,
+        })
+    }
+
+    /// Whether `node.port` currently differs from the value the graph was built with.
+    pub fn is_overridden(&self, node: usize, port: usize) -> bool {
+        let current = &self.0.bindings.lock().unwrap()[node][port];
+        match (current, &self.0.s.default_bindings[node][port]) {
+            (Binding::Const(a), Binding::Const(b)) => a.hash() != b.hash(),
+            _ => false,
+        }
+    }
+
+    fn input_port(&self, index: usize, port: &str) -> Result<usize, Error> {
+        let spec = self.0.s.nodes[index].spec();
+        spec.inputs
+            .iter()
+            .position(|p| p.name == port)
+            .ok_or_else(|| Error::UnknownPort {
+                node: spec.name.clone(),
+                direction: "input",
+                port: port.to_string(),
+                available: spec.inputs.iter().map(|p| p.name.clone()).collect(),
+                suggestion: suggest(port, spec.inputs.iter().map(|p| p.name.as_str())),
+            })
+    }
+
+    fn replace_const(&self, node: usize, port: usize, value: Value) -> Result<(), Error> {
+        let mut bindings = self.0.bindings.lock().unwrap();
+        match &bindings[node][port] {
+            Binding::Const(_) => {
+                bindings[node][port] = Binding::Const(value);
+                Ok(())
+            }
+            _ => {
+                let spec = self.0.s.nodes[node].spec();
+                Err(Error::InputWiredTwice {
+                    node: spec.name.clone(),
+                    port: spec.inputs[port].name.clone(),
+                })
+            }
+        }
     }
 
     /// The pipeline's name.
     pub fn name(&self) -> &str {
-        &self.0.name
+        &self.0.s.name
     }
 
     /// The graph IR (nodes, typed ports, edges, source locations).
     pub fn graph_ir(&self) -> &daggr_codegen::ir::GraphIr {
-        &self.0.ir
+        &self.0.s.ir
     }
 
     /// The cache this pipeline reads and writes.
     pub fn cache(&self) -> &Cache {
-        &self.0.cache
+        &self.0.s.cache
     }
 
     /// The nodes, in insertion order.
     pub fn nodes(&self) -> impl Iterator<Item = &dyn Node> {
-        self.0.nodes.iter().map(|n| n.as_ref())
+        self.0.s.nodes.iter().map(|n| n.as_ref())
     }
 
     /// The edges as `(from node, from port, to node, to port)` indices.
     pub fn edges(&self) -> Vec<(usize, usize, usize, usize)> {
         self.0
+            .s
             .graph
             .edge_indices()
             .filter_map(|e| {
-                let (a, b) = self.0.graph.edge_endpoints(e)?;
-                let (op, ip) = self.0.graph[e];
+                let (a, b) = self.0.s.graph.edge_endpoints(e)?;
+                let (op, ip) = self.0.s.graph[e];
                 Some((a.index(), op, b.index(), ip))
             })
             .collect()
@@ -397,19 +567,20 @@ impl Pipeline {
 
     fn resolve(&self, node: &NodeRef) -> Result<usize, Error> {
         match node {
-            NodeRef::Index(i) if *i < self.0.nodes.len() => Ok(*i),
+            NodeRef::Index(i) if *i < self.0.s.nodes.len() => Ok(*i),
             NodeRef::Index(i) => Err(Error::UnknownNode {
                 name: format!("#{i}"),
                 suggestion: None,
             }),
             NodeRef::Name(name) => {
                 self.0
+                    .s
                     .by_name
                     .get(name)
                     .copied()
                     .ok_or_else(|| Error::UnknownNode {
                         name: name.clone(),
-                        suggestion: suggest(name, self.0.names.iter().map(|n| &**n)),
+                        suggestion: suggest(name, self.0.s.names.iter().map(|n| &**n)),
                     })
             }
         }
@@ -417,7 +588,7 @@ impl Pipeline {
 
     /// Changes a pipeline input made with [`Graph::input`]. Its downstream cone becomes stale.
     pub fn set_input<T: PortValue>(&self, input: &Output<T>, value: T) -> Result<(), Error> {
-        let spec = self.0.nodes[input.node].spec();
+        let spec = self.0.s.nodes[input.node].spec();
         if spec.kind != "input" {
             return Err(Error::UnknownPort {
                 node: spec.name.clone(),
@@ -438,23 +609,12 @@ impl Pipeline {
         value: T,
     ) -> Result<(), Error> {
         let index = self.resolve(&node.into())?;
-        let spec = self.0.nodes[index].spec();
-        let port_index = spec
-            .inputs
-            .iter()
-            .position(|p| p.name == port)
-            .ok_or_else(|| Error::UnknownPort {
-                node: spec.name.clone(),
-                direction: "input",
-                port: port.to_string(),
-                available: spec.inputs.iter().map(|p| p.name.clone()).collect(),
-                suggestion: suggest(port, spec.inputs.iter().map(|p| p.name.as_str())),
-            })?;
+        let port_index = self.input_port(index, port)?;
         self.set_const(index, port_index, value)
     }
 
     fn set_const<T: PortValue>(&self, node: usize, port: usize, value: T) -> Result<(), Error> {
-        let spec = self.0.nodes[node].spec();
+        let spec = self.0.s.nodes[node].spec();
         let port_spec = &spec.inputs[port];
         if !port_spec.ty.is::<T>() {
             return Err(Error::WrongValueType {
@@ -470,17 +630,7 @@ impl Pipeline {
             type_name: port_spec.ty.name(),
             source,
         })?;
-        let mut bindings = self.0.bindings.lock().unwrap();
-        match &bindings[node][port] {
-            Binding::Const(_) => {
-                bindings[node][port] = Binding::Const(value);
-                Ok(())
-            }
-            _ => Err(Error::InputWiredTwice {
-                node: spec.name.clone(),
-                port: port_spec.name.clone(),
-            }),
-        }
+        self.replace_const(node, port, value)
     }
 
     /// The node's current result, if it has one (it may be stale: see [`Pipeline::is_stale`]).
@@ -491,7 +641,7 @@ impl Pipeline {
 
     /// The current value of an output port. A stale value is an error, never returned as current.
     pub fn value<T: PortValue>(&self, out: &Output<T>) -> Result<Arc<T>, Error> {
-        let name = self.0.names[out.node].to_string();
+        let name = self.0.s.names[out.node].to_string();
         if self.stale_set()[out.node] {
             let has = self.0.state.lock().unwrap()[out.node].is_some();
             return Err(if has {
@@ -522,15 +672,15 @@ impl Pipeline {
             .iter()
             .enumerate()
             .filter(|(_, s)| **s)
-            .map(|(i, _)| self.0.names[i].to_string())
+            .map(|(i, _)| self.0.s.names[i].to_string())
             .collect()
     }
 
     fn stale_set(&self) -> Vec<bool> {
         let state = self.0.state.lock().unwrap();
         let bindings = self.0.bindings.lock().unwrap();
-        let mut stale = vec![false; self.0.nodes.len()];
-        for &n in &self.0.topo {
+        let mut stale = vec![false; self.0.s.nodes.len()];
+        for &n in &self.0.s.topo {
             let Some(result) = &state[n] else {
                 stale[n] = true;
                 continue;
@@ -596,14 +746,14 @@ impl Pipeline {
     }
 
     fn scope_set(&self, scope: &Scope) -> Result<Vec<bool>, Error> {
-        let n = self.0.nodes.len();
+        let n = self.0.s.nodes.len();
         let mut set = vec![false; n];
         match scope {
             Scope::All => set.iter_mut().for_each(|s| *s = true),
             Scope::Only(node) => set[self.resolve(node)?] = true,
             Scope::To(node) => {
                 let start = NodeIndex::new(self.resolve(node)?);
-                let reversed = Reversed(&self.0.graph);
+                let reversed = Reversed(&self.0.s.graph);
                 let mut dfs = Dfs::new(reversed, start);
                 while let Some(x) = dfs.next(reversed) {
                     set[x.index()] = true;
@@ -611,8 +761,8 @@ impl Pipeline {
             }
             Scope::From(node) => {
                 let start = NodeIndex::new(self.resolve(node)?);
-                let mut dfs = Dfs::new(&self.0.graph, start);
-                while let Some(x) = dfs.next(&self.0.graph) {
+                let mut dfs = Dfs::new(&self.0.s.graph, start);
+                while let Some(x) = dfs.next(&self.0.s.graph) {
                     set[x.index()] = true;
                 }
             }
@@ -707,9 +857,14 @@ struct Executor {
 
 impl Executor {
     fn new(shared: Arc<Shared>, run: u64, in_scope: Vec<bool>, cancel: CancellationToken) -> Self {
-        let n = shared.nodes.len();
+        let n = shared.s.nodes.len();
         let waiting = (0..n)
-            .map(|i| shared.upstream[i].iter().filter(|u| in_scope[**u]).count())
+            .map(|i| {
+                shared.s.upstream[i]
+                    .iter()
+                    .filter(|u| in_scope[**u])
+                    .count()
+            })
             .collect();
         Executor {
             shared,
@@ -734,6 +889,7 @@ impl Executor {
         });
         let mut ready: Vec<usize> = self
             .shared
+            .s
             .topo
             .iter()
             .copied()
@@ -785,7 +941,7 @@ impl Executor {
                             } else {
                                 "task aborted".to_string()
                             };
-                            (n, Err(Error::NodeFailed { node: self.shared.names[n].to_string(), source: msg.into() }))
+                            (n, Err(Error::NodeFailed { node: self.shared.s.names[n].to_string(), source: msg.into() }))
                         }
                     };
                     self.finish(n, result, &mut ready);
@@ -798,7 +954,7 @@ impl Executor {
             in_flight.sort_unstable();
             for n in in_flight {
                 let error = Error::Cancelled {
-                    node: self.shared.names[n].to_string(),
+                    node: self.shared.s.names[n].to_string(),
                 };
                 self.finish(n, Err(error), &mut Vec::new());
             }
@@ -820,7 +976,7 @@ impl Executor {
             run: self.run,
             elapsed,
             cancelled,
-            names: self.shared.names.clone(),
+            names: self.shared.s.names.clone(),
             outcomes: self.outcomes,
             values: self.values,
         }
@@ -852,7 +1008,7 @@ impl Executor {
 
     /// A cache hit for an out-of-scope node whose own inputs can be resolved the same way.
     fn cached_without_running(&mut self, n: usize) -> Option<Arc<[Value]>> {
-        let node = self.shared.nodes[n].clone();
+        let node = self.shared.s.nodes[n].clone();
         let spec = node.spec();
         if spec.config.cache != CachePolicy::Default {
             return None;
@@ -865,14 +1021,14 @@ impl Executor {
             return None;
         }
         let types: Vec<_> = spec.outputs.iter().map(|p| p.ty).collect();
-        let (values, _) = self.shared.cache.lookup(&prepared.key, &types, false)?;
+        let (values, _) = self.shared.s.cache.lookup(&prepared.key, &types, false)?;
         Some(values)
     }
 
     /// Gathers a node's inputs and computes its key. `Ok(Err(root))`: an upstream failed.
     fn prepare(&mut self, n: usize) -> Result<Result<Prepared, usize>, Error> {
         let bindings: Vec<Binding> = self.shared.bindings.lock().unwrap()[n].clone();
-        let node = self.shared.nodes[n].clone();
+        let node = self.shared.s.nodes[n].clone();
         let spec = node.spec();
         let mut inputs = Vec::with_capacity(bindings.len());
         let mut generated = Vec::new();
@@ -884,7 +1040,7 @@ impl Executor {
                         return Err(Error::MissingUpstream {
                             node: spec.name.clone(),
                             port: spec.inputs[port].name.clone(),
-                            upstream: self.shared.names[*node].to_string(),
+                            upstream: self.shared.s.names[*node].to_string(),
                         })
                     }
                     Err(root) => return Ok(Err(root)),
@@ -937,14 +1093,22 @@ impl Executor {
             Ok(Err(root)) => return Started::Skipped(root),
             Err(e) => return Started::Failed(e),
         };
-        let node = self.shared.nodes[n].clone();
+        let node = self.shared.s.nodes[n].clone();
         let spec = node.spec();
         let policy = spec.config.cache;
         let types: Vec<_> = spec.outputs.iter().map(|p| p.ty).collect();
-        let cache = self.shared.cache.clone();
+        let cache = self.shared.s.cache.clone();
         if policy == CachePolicy::Default {
-            // Memory hits are settled here, without a task: that keeps a fully cached
-            // rerun to a hash and a map look-up per node.
+            // The workspace's own current result, then memory hits, are settled here without
+            // a task: that keeps a fully cached rerun to a hash and a look-up per node.
+            let current = self.shared.state.lock().unwrap()[n]
+                .as_ref()
+                .filter(|r| r.key == prepared.key)
+                .map(|r| r.outputs.clone());
+            if let Some(values) = current {
+                self.prepared.insert(n, prepared);
+                return Started::Done(values, Outcome::Cached(CacheSource::Workspace));
+            }
             if let Some((values, source)) = cache.lookup(&prepared.key, &types, true) {
                 self.prepared.insert(n, prepared);
                 return Started::Done(values, Outcome::Cached(source));
@@ -954,24 +1118,24 @@ impl Executor {
         }
         let key = prepared.key;
         let inputs = Inputs {
-            node: self.shared.names[n].clone(),
+            node: self.shared.s.names[n].clone(),
             values: prepared.inputs.clone(),
             names: spec.inputs.iter().map(|p| p.name.clone()).collect(),
         };
         self.prepared.insert(n, prepared);
         let ctx = NodeContext {
-            node: self.shared.names[n].clone(),
+            node: self.shared.s.names[n].clone(),
             index: n,
             run: self.run,
             cancel: self.cancel.child_token(),
             events: self.shared.events.clone(),
         };
-        let global = self.shared.global.clone();
+        let global = self.shared.s.global.clone();
         let group = spec
             .config
             .group
             .as_ref()
-            .and_then(|g| self.shared.groups.get(g).cloned());
+            .and_then(|g| self.shared.s.groups.get(g).cloned());
         Started::Spawn(Box::pin(async move {
             if policy == CachePolicy::Default {
                 if let Some((values, source)) = cache.lookup(&key, &types, false) {
@@ -1006,12 +1170,12 @@ impl Executor {
         result: Result<(Arc<[Value]>, Outcome), Error>,
         ready: &mut Vec<usize>,
     ) {
-        let name = self.shared.names[n].clone();
+        let name = self.shared.s.names[n].clone();
         let prepared = self.prepared.remove(&n);
         match result {
             Ok((values, outcome)) => {
                 let prepared = prepared.expect("a finished node was prepared");
-                let spec = self.shared.nodes[n].spec();
+                let spec = self.shared.s.nodes[n].spec();
                 match &outcome {
                     Outcome::Cached(source) => self.shared.events.send(Event::NodeCached {
                         run: self.run,
@@ -1021,7 +1185,7 @@ impl Executor {
                     }),
                     Outcome::Computed { elapsed, .. } => {
                         if spec.config.cache != CachePolicy::NeverCache {
-                            self.shared.cache.store(
+                            self.shared.s.cache.store(
                                 prepared.key,
                                 &prepared.preimage,
                                 values.clone(),
@@ -1038,14 +1202,19 @@ impl Executor {
                     }
                     _ => {}
                 }
-                self.shared.state.lock().unwrap()[n] = Some(NodeResult {
+                let result = NodeResult {
                     key: prepared.key,
                     inputs: prepared.inputs.iter().map(|v| v.hash()).collect(),
                     generated: prepared.generated,
                     outputs: values.clone(),
                     outcome: outcome.clone(),
                     run: self.run,
-                });
+                    finished_unix_ms: unix_ms(),
+                };
+                for observer in self.shared.observers.lock().unwrap().iter() {
+                    observer.on_result(n, &self.shared.s.names[n], &result);
+                }
+                self.shared.state.lock().unwrap()[n] = Some(result);
                 self.values.insert(n, values.clone());
                 self.slots[n] = Slot::Done(values);
                 self.outcomes.push((n, outcome));
@@ -1067,11 +1236,11 @@ impl Executor {
 
     fn skip(&mut self, n: usize, root: usize, ready: &mut Vec<usize>) {
         self.prepared.remove(&n);
-        let because = self.shared.names[root].clone();
+        let because = self.shared.s.names[root].clone();
         self.shared.events.send(Event::NodeSkipped {
             run: self.run,
             node: n,
-            name: self.shared.names[n].clone(),
+            name: self.shared.s.names[n].clone(),
             because: because.clone(),
         });
         self.slots[n] = Slot::Failed { root };
@@ -1085,8 +1254,8 @@ impl Executor {
     }
 
     fn release_downstream(&mut self, n: usize, ready: &mut Vec<usize>) {
-        for i in 0..self.shared.downstream[n].len() {
-            let d = self.shared.downstream[n][i];
+        for i in 0..self.shared.s.downstream[n].len() {
+            let d = self.shared.s.downstream[n][i];
             if self.in_scope[d] {
                 self.waiting[d] -= 1;
                 if self.waiting[d] == 0 {

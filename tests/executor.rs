@@ -137,7 +137,7 @@ async fn a_second_run_with_nothing_changed_calls_no_node() {
     assert_eq!(report.cached(), ["x", "square"]);
     assert!(matches!(
         report.outcome("square"),
-        Some(Outcome::Cached(CacheSource::Memory))
+        Some(Outcome::Cached(CacheSource::Workspace))
     ));
 }
 
@@ -725,4 +725,41 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn workspaces_share_the_graph_and_cache_but_not_inputs_or_results() {
+    let (_d, cache) = temp_cache();
+    let calls = Calls::default();
+    let mut g = Graph::new("workspaces").cache(cache);
+    let x = g.input("x", 2u64);
+    let c = calls.clone();
+    let sq = g.add(
+        FnNode::sync("square", move |x: u64| {
+            c.hit();
+            x * x
+        }),
+        (x,),
+    );
+    let first = g.build().unwrap();
+    let second = first.new_workspace();
+    second.set_input(&x, 5).unwrap();
+    assert_eq!(*first.run(Scope::All).await.unwrap().value(&sq).unwrap(), 4);
+    assert_eq!(
+        *second.run(Scope::All).await.unwrap().value(&sq).unwrap(),
+        25
+    );
+    let third = first.new_workspace();
+    let report = third.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&sq).unwrap(), 4);
+    assert!(matches!(
+        report.outcome("square"),
+        Some(Outcome::Cached(CacheSource::Memory))
+    ));
+    assert_eq!(calls.get(), 2);
+    assert_eq!(
+        *first.value(&sq).unwrap(),
+        4,
+        "the first workspace kept its own result"
+    );
 }
