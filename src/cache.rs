@@ -382,6 +382,21 @@ impl Cache {
         serde_json::from_value(meta.metadata).ok()
     }
 
+    /// Stores bytes by content (idempotent), returning their integrity string.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<String, Error> {
+        cacache::write_hash_sync(&self.0.dir, bytes)
+            .map(|i| i.to_string())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Reads bytes stored by [`Cache::put_blob`] (or a media blob), verifying their integrity.
+    pub fn get_blob(&self, integrity: &str) -> Result<Vec<u8>, Error> {
+        let sri: Integrity = integrity
+            .parse()
+            .map_err(|e: ssri::Error| self.err(e.into()))?;
+        cacache::read_hash_sync(&self.0.dir, &sri).map_err(|e| self.err(e))
+    }
+
     /// Whether a result for `key` is on disk.
     pub fn contains(&self, key: &CacheKey) -> bool {
         matches!(
@@ -417,11 +432,16 @@ impl Cache {
     }
 
     /// Removes every node result whose key is not in `live`, then every content file
-    /// (result or media blob) that no remaining result refers to. Flushes first.
-    pub fn gc(&self, live: &HashSet<CacheKey>) -> Result<GcReport, Error> {
+    /// (result or media blob) that neither a remaining result nor `live_blobs` (integrity
+    /// strings, e.g. media held by sheets) refers to. Flushes first.
+    pub fn gc(
+        &self,
+        live: &HashSet<CacheKey>,
+        live_blobs: &HashSet<String>,
+    ) -> Result<GcReport, Error> {
         self.flush();
         let mut report = GcReport::default();
-        let mut referenced: HashSet<String> = HashSet::new();
+        let mut referenced: HashSet<String> = live_blobs.clone();
         for (key, meta) in self.live_entries()? {
             if !live.contains(&key) {
                 cacache::remove_sync(&self.0.dir, key.index_key()).map_err(|e| self.err(e))?;
@@ -453,7 +473,7 @@ impl Cache {
     fn err(&self, source: cacache::Error) -> Error {
         Error::Cache {
             path: self.0.dir.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -584,8 +604,8 @@ fn write_entry(
     Ok(())
 }
 
-/// Finds `"blob":"sha256-…"` references in a stored record.
-fn collect_blob_refs(record: &[u8], into: &mut HashSet<String>) {
+/// Finds `"blob":"sha256-…"` media references in encoded values.
+pub fn collect_blob_refs(record: &[u8], into: &mut HashSet<String>) {
     fn walk(v: &serde_json::Value, into: &mut HashSet<String>) {
         match v {
             serde_json::Value::Object(map) => {
@@ -713,7 +733,7 @@ mod tests {
         assert_eq!(before.entries, 3);
         assert_eq!(before.content_files, 6);
         let live: HashSet<CacheKey> = [preimage(1).key()].into();
-        let report = cache.gc(&live).unwrap();
+        let report = cache.gc(&live, &HashSet::new()).unwrap();
         assert_eq!(report.removed_entries, 2);
         assert_eq!(report.removed_files, 4);
         let after = cache.stats().unwrap();

@@ -41,18 +41,14 @@ pub enum Error {
         suggestion: Option<String>,
     },
     /// An edge whose two ends carry different types.
-    #[error("cannot wire `{from_node}.{from_port}` (type `{from_type}`) into `{to_node}.{to_port}` (type `{to_type}`): insert a converter node")]
+    #[error("cannot wire `{from}` (type `{from_type}`) into `{to}` (type `{to_type}`): insert a converter node")]
     TypeMismatch {
-        /// Source node.
-        from_node: String,
-        /// Source port.
-        from_port: String,
+        /// Source, as `node.port`.
+        from: String,
         /// Source type.
         from_type: &'static str,
-        /// Destination node.
-        to_node: String,
-        /// Destination port.
-        to_port: String,
+        /// Destination, as `node.port`.
+        to: String,
         /// Destination type.
         to_type: &'static str,
     },
@@ -175,7 +171,30 @@ pub enum Error {
         path: std::path::PathBuf,
         /// The cacache error.
         #[source]
-        source: cacache::Error,
+        source: Box<cacache::Error>,
+    },
+    /// The sheet database failed.
+    #[error("sheet database {path}: {source}")]
+    Sheet {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: Box<rusqlite::Error>,
+    },
+    /// No sheet of that name exists for the pipeline.
+    #[error("no sheet named `{name}`{}", did_you_mean(.suggestion))]
+    UnknownSheet {
+        /// The name looked up.
+        name: String,
+        /// The closest existing name.
+        suggestion: Option<String>,
+    },
+    /// A sheet of that name already exists for the pipeline.
+    #[error("a sheet named `{name}` already exists")]
+    SheetExists {
+        /// The name.
+        name: String,
     },
     /// A file-system error outside cacache (creating the cache directory, reading media files).
     #[error("{context}: {source}")]

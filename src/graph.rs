@@ -391,11 +391,9 @@ impl Graph {
         let (src_ty, dst_ty) = (src_spec.outputs[src].ty, dst_spec.inputs[dst].ty);
         if !src_ty.same_as(&dst_ty) {
             return Err(Error::TypeMismatch {
-                from_node: src_spec.name.clone(),
-                from_port: out_port.to_string(),
+                from: format!("{}.{out_port}", src_spec.name),
                 from_type: src_ty.name(),
-                to_node: dst_spec.name.clone(),
-                to_port: in_port.to_string(),
+                to: format!("{}.{in_port}", dst_spec.name),
                 to_type: dst_ty.name(),
             });
         }

@@ -38,6 +38,7 @@ mod macro_support;
 pub mod media;
 mod node;
 mod pipeline;
+pub mod sheet;
 mod value;
 
 pub use cache::{Cache, CacheKey, KeyPreimage};

@@ -61,6 +61,11 @@ impl<T> From<Output<T>> for NodeRef {
         NodeRef::Index(out.node)
     }
 }
+impl From<usize> for NodeRef {
+    fn from(index: usize) -> Self {
+        NodeRef::Index(index)
+    }
+}
 impl From<crate::graph::NodeId> for NodeRef {
     fn from(id: crate::graph::NodeId) -> Self {
         NodeRef::Index(id.index())
@@ -488,6 +493,24 @@ impl Pipeline {
             (Binding::Const(a), Binding::Const(b)) => a.hash() != b.hash(),
             _ => false,
         }
+    }
+
+    /// The index of the node called `name`.
+    pub fn node_index(&self, name: &str) -> Result<usize, Error> {
+        self.resolve(&NodeRef::Name(name.to_string()))
+    }
+
+    /// The name of node `index`.
+    pub fn node_name(&self, index: usize) -> &str {
+        &self.0.s.names[index]
+    }
+
+    /// Whether input `port` of node `node` is bound to a constant (rather than an edge or a generator).
+    pub fn is_constant_input(&self, node: usize, port: usize) -> bool {
+        matches!(
+            self.0.bindings.lock().unwrap()[node][port],
+            Binding::Const(_)
+        )
     }
 
     fn input_port(&self, index: usize, port: &str) -> Result<usize, Error> {

@@ -28,13 +28,16 @@ pub trait PortValue: Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> PortValue for T {}
 
+/// A type-erased decoded value.
+type ErasedValue = Arc<dyn Any + Send + Sync>;
+
 /// The run-time description of a port's Rust type: its identity for edge checks,
 /// its name for messages, and how to encode and decode it.
 #[derive(Clone, Copy)]
 pub struct PortType {
     type_id: fn() -> TypeId,
     name: &'static str,
-    decode: fn(&[u8]) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error>,
+    decode: fn(&[u8]) -> Result<ErasedValue, serde_json::Error>,
 }
 
 impl PortType {

@@ -284,12 +284,12 @@ async fn edit_middle_run_only_then_run_to_end_is_correct() {
         matches!(pipeline.value(&last), Err(Error::Stale { .. })),
         "a stale value is never current"
     );
-    let report = pipeline.run(Scope::only(&middle)).await.unwrap();
+    let report = pipeline.run(Scope::only(middle)).await.unwrap();
     assert_eq!(report.computed(), ["middle"]);
     assert_eq!(*report.value(&middle).unwrap(), 30);
-    assert!(pipeline.is_stale(&last).unwrap());
+    assert!(pipeline.is_stale(last).unwrap());
 
-    let report = pipeline.run(Scope::to(&last)).await.unwrap();
+    let report = pipeline.run(Scope::to(last)).await.unwrap();
     assert_eq!(
         *report.value(&last).unwrap(),
         31,
@@ -313,7 +313,7 @@ async fn run_from_reruns_the_node_and_everything_downstream_only() {
     let down = g.add(FnNode::sync("down", |x: u64| x * 10), (mid,));
     let pipeline = g.build().unwrap();
     pipeline.run(Scope::All).await.unwrap();
-    let report = pipeline.run(Scope::from(&mid)).await.unwrap();
+    let report = pipeline.run(Scope::from(mid)).await.unwrap();
     let evaluated: Vec<&str> = report.outcomes().map(|(n, _)| n).collect();
     assert_eq!(
         evaluated,
@@ -335,7 +335,7 @@ async fn run_only_without_upstream_values_names_the_missing_port() {
     let up = g.add(FnNode::sync("up", || 1u64), ());
     let down = g.add(FnNode::sync("down", |x: u64| x).inputs(["value"]), (up,));
     let pipeline = g.build().unwrap();
-    let report = pipeline.run(Scope::only(&down)).await.unwrap();
+    let report = pipeline.run(Scope::only(down)).await.unwrap();
     let err = report.value(&down).unwrap_err().to_string();
     assert!(
         err.contains("`down.value`") && err.contains("`up`"),

@@ -256,13 +256,17 @@ impl PipelineDef {
             .chain(self.nodes.iter().map(|n| &n.name))
         {
             let key = name.to_string();
-            if names.contains_key(&key) {
-                errors.at(
+            match names.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => errors.at(
                     name.span(),
-                    format!("duplicate name `{key}`: every input and node of a pipeline needs its own name"),
-                );
-            } else {
-                names.insert(key, name.span());
+                    format!(
+                        "duplicate name `{}`: every input and node of a pipeline needs its own name",
+                        e.key()
+                    ),
+                ),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(name.span());
+                }
             }
         }
         let known: Vec<String> = names.keys().cloned().collect();
