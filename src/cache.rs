@@ -645,6 +645,25 @@ fn integrity_of_content_path(path: &Path) -> Option<Integrity> {
     Integrity::from_hex(format!("{a}{b}{rest}"), algorithm).ok()
 }
 
+/// Parses an SRI integrity string strictly: one `sha256-` or `sha512-` hash whose base64
+/// digest has the right length. (ssri accepts digests it later cannot turn into a path.)
+pub fn parse_integrity(text: &str) -> Option<Integrity> {
+    let (algorithm, digest) = text.split_once('-')?;
+    let expected_len = match algorithm {
+        "sha256" => 44,
+        "sha512" => 88,
+        _ => return None,
+    };
+    let valid_char = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=';
+    if digest.len() != expected_len || !digest.bytes().all(valid_char) {
+        return None;
+    }
+    let sri: Integrity = text.parse().ok()?;
+    // to_hex panics on undecodable base64: check it decodes without panicking.
+    std::panic::catch_unwind(|| sri.to_hex()).ok()?;
+    Some(sri)
+}
+
 /// The default cache directory (see [`Cache::open_default`]).
 pub fn default_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_DIR_ENV) {

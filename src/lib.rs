@@ -34,6 +34,7 @@ pub mod event;
 mod fn_node;
 mod graph;
 pub mod hf;
+pub mod inspector;
 mod macro_support;
 pub mod media;
 mod node;

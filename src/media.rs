@@ -196,7 +196,8 @@ impl Media {
     fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         let r = BlobRef::deserialize(d)?;
-        let integrity: Integrity = r.blob.parse().map_err(D::Error::custom)?;
+        let integrity = crate::cache::parse_integrity(&r.blob)
+            .ok_or_else(|| D::Error::custom(format!("`{}` is not a content hash", r.blob)))?;
         let bytes = resolve(&integrity).map_err(D::Error::custom)?;
         if bytes.len() != r.size {
             return Err(D::Error::custom(format!(

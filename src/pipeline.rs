@@ -578,6 +578,11 @@ impl Pipeline {
             .collect()
     }
 
+    /// How many runs this workspace has started.
+    pub fn runs_started(&self) -> u64 {
+        self.0.runs.load(Ordering::Relaxed)
+    }
+
     /// Subscribes to the event stream of every future run.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.0.events.subscribe()

@@ -236,6 +236,17 @@ pub struct HistoryEntry {
     pub selected: bool,
 }
 
+/// A node's history at a glance.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct HistorySummary {
+    /// Entries kept.
+    pub count: usize,
+    /// The selected (current) entry.
+    pub selected_id: Option<i64>,
+    /// Its position, 1 = newest.
+    pub position: usize,
+}
+
 /// A sheet's name and timestamps.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct SheetInfo {
@@ -1029,7 +1040,17 @@ impl Sheet {
 
     /// Runs `scope` in the sheet's workspace and waits until its results are stored.
     pub async fn run(&self, scope: Scope) -> Result<RunReport, Error> {
-        let report = self.pipeline.run(scope).await?;
+        self.run_with_cancel(scope, tokio_util::sync::CancellationToken::new())
+            .await
+    }
+
+    /// Like [`Sheet::run`], stopping when `cancel` fires.
+    pub async fn run_with_cancel(
+        &self,
+        scope: Scope,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<RunReport, Error> {
+        let report = self.pipeline.run_with_cancel(scope, cancel).await?;
         let store = self.store.clone();
         let cache = self.pipeline.cache().clone();
         tokio::task::spawn_blocking(move || {
@@ -1060,6 +1081,18 @@ impl Sheet {
         value: T,
     ) -> Result<(), Error> {
         self.pipeline.set_constant(node, port, value)?;
+        self.save_constant(node, port)
+    }
+
+    /// Sets a constant input from an erased value (checked against the port's type) and
+    /// stores it in the sheet.
+    pub fn set_constant_value(
+        &self,
+        node: &str,
+        port: &str,
+        value: crate::Value,
+    ) -> Result<(), Error> {
+        self.pipeline.set_constant_value(node, port, value)?;
         self.save_constant(node, port)
     }
 
@@ -1150,6 +1183,34 @@ impl Sheet {
                 });
             }
             Ok(out)
+        })
+    }
+
+    /// Per node: the number of history entries, the selected entry's id, and its position
+    /// (1 = newest). One query for the whole sheet.
+    pub fn history_summary(
+        &self,
+    ) -> Result<std::collections::HashMap<String, HistorySummary>, Error> {
+        self.store.with_conn(|c| {
+            let mut stmt = c.prepare(
+                "SELECT r.node, COUNT(*), s.result_id,
+                        SUM(CASE WHEN r.id >= COALESCE(s.result_id, 0) THEN 1 ELSE 0 END)
+                 FROM results r LEFT JOIN selections s ON s.sheet_id = r.sheet_id AND s.node = r.node
+                 WHERE r.sheet_id = ?1 GROUP BY r.node",
+            )?;
+            let rows = stmt.query_map([self.id], |r| {
+                let count: i64 = r.get(1)?;
+                let position: i64 = r.get(3)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    HistorySummary {
+                        count: count as usize,
+                        selected_id: r.get(2)?,
+                        position: position as usize,
+                    },
+                ))
+            })?;
+            rows.collect()
         })
     }
 

@@ -1,0 +1,345 @@
+//! The visual inspector: `pipeline.launch()` serves a page drawing the graph, each node's
+//! live status and outputs, where a user edits inputs and reruns one node, a node and its
+//! upstream, or a node and its downstream, on named sheets.
+//!
+//! The server (axum) listens on `127.0.0.1:7860` by default (the next free port when that
+//! one is taken; `DAGGR_HOST` and `DAGGR_PORT` override). Requests whose `Host` header is
+//! not the served host are refused (DNS rebinding), and binding a non-loopback address
+//! requires a token, printed once in the URL. The page is embedded in the crate: building
+//! it needs no Node. The HTTP API is documented in `inspector/API.md`.
+//!
+//! ```no_run
+//! # async fn demo(pipeline: daggr::Pipeline) -> Result<(), daggr::Error> {
+//! pipeline.launch().await?; // serves until Ctrl-C
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod assets;
+pub mod layout;
+pub mod live;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::sheet::{Sheet, SheetStore};
+use crate::{Error, Pipeline};
+
+use live::LiveLog;
+
+/// Environment variable overriding the host to bind.
+pub const HOST_ENV: &str = "DAGGR_HOST";
+/// Environment variable overriding the port to bind.
+pub const PORT_ENV: &str = "DAGGR_PORT";
+/// The default port.
+pub const DEFAULT_PORT: u16 = 7860;
+
+/// How to serve the inspector.
+#[derive(Clone, Debug)]
+pub struct LaunchOptions {
+    /// Address to bind (default `127.0.0.1`, or `$DAGGR_HOST`).
+    pub host: Option<IpAddr>,
+    /// Port (default 7860 or `$DAGGR_PORT`; `Some(0)` picks any free port). When the port is
+    /// taken the next free one is used.
+    pub port: Option<u16>,
+    /// Open the page in a browser (only when stdout is a terminal and `CI` is unset).
+    pub open_browser: bool,
+    /// The sheets database (default [`crate::sheet::default_db_path`]).
+    pub sheets_db: Option<PathBuf>,
+    /// The sheet shown first (created if missing).
+    pub sheet: String,
+    /// Access token (generated when binding a non-loopback address and none is given).
+    pub token: Option<String>,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        LaunchOptions {
+            host: None,
+            port: None,
+            open_browser: true,
+            sheets_db: None,
+            sheet: "default".into(),
+            token: None,
+        }
+    }
+}
+
+/// One open sheet: its workspace, its live log, and the run in progress.
+pub(crate) struct OpenSheet {
+    pub(crate) sheet: Sheet,
+    pub(crate) live: LiveLog,
+    pub(crate) run: Mutex<Option<CancellationToken>>,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OpenSheet {
+    fn drop(&mut self) {
+        self.forwarder.abort();
+        if let Some(token) = self.run.lock().unwrap().take() {
+            token.cancel();
+        }
+    }
+}
+
+/// Shared server state.
+pub(crate) struct App {
+    pub(crate) template: Pipeline,
+    pub(crate) store: SheetStore,
+    pub(crate) default_sheet: String,
+    pub(crate) sheets: Mutex<HashMap<String, Arc<OpenSheet>>>,
+    pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) graph: serde_json::Value,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl App {
+    /// The open sheet called `name`, opening it if it exists in the store.
+    pub(crate) fn sheet(&self, name: &str) -> Result<Arc<OpenSheet>, Error> {
+        if let Some(open) = self.sheets.lock().unwrap().get(name) {
+            return Ok(open.clone());
+        }
+        let sheet = self.store.open_sheet(&self.template, name)?;
+        Ok(self.adopt(sheet))
+    }
+
+    pub(crate) fn adopt(&self, sheet: Sheet) -> Arc<OpenSheet> {
+        let live = LiveLog::default();
+        let mut events = sheet.pipeline().subscribe();
+        let log = live.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => log.record(&event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        log.push("resync", serde_json::json!({}));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        let name = sheet.name().to_string();
+        let open = Arc::new(OpenSheet {
+            sheet,
+            live,
+            run: Mutex::new(None),
+            forwarder,
+        });
+        self.sheets.lock().unwrap().insert(name, open.clone());
+        open
+    }
+}
+
+/// A bound, not yet serving, inspector.
+pub struct Inspector {
+    listener: TcpListener,
+    app: Arc<App>,
+    url: String,
+}
+
+impl std::fmt::Debug for Inspector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inspector").field("url", &self.url).finish()
+    }
+}
+
+fn env_host() -> Option<IpAddr> {
+    std::env::var(HOST_ENV).ok().and_then(|h| h.parse().ok())
+}
+
+fn env_port() -> Option<u16> {
+    std::env::var(PORT_ENV).ok().and_then(|p| p.parse().ok())
+}
+
+async fn bind_free(host: IpAddr, port: u16) -> Result<TcpListener, Error> {
+    let attempts = if port == 0 { 1 } else { 100 };
+    let mut last = None;
+    for offset in 0..attempts {
+        let addr = SocketAddr::new(host, port.saturating_add(offset));
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::Io {
+        context: format!("binding the inspector on {host}:{port} (and the next 99 ports)"),
+        source: last.unwrap_or_else(|| std::io::Error::other("no port")),
+    })
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The token the server requires: the given one, or a fresh one for a non-loopback address.
+fn token_for(host: IpAddr, given: Option<String>) -> Option<String> {
+    match given {
+        Some(t) => Some(t),
+        None if !host.is_loopback() => Some(random_token()),
+        None => None,
+    }
+}
+
+impl Inspector {
+    /// Binds the server for `pipeline` and opens the sheet database.
+    pub async fn bind(pipeline: &Pipeline, options: LaunchOptions) -> Result<Inspector, Error> {
+        let host = options
+            .host
+            .or_else(env_host)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let port = options.port.or_else(env_port).unwrap_or(DEFAULT_PORT);
+        let listener = bind_free(host, port).await?;
+        let addr = listener.local_addr().map_err(|source| Error::Io {
+            context: "reading the inspector's address".into(),
+            source,
+        })?;
+        let token = token_for(host, options.token);
+        let store = match &options.sheets_db {
+            Some(path) => SheetStore::open(path)?,
+            None => SheetStore::open_default()?,
+        };
+        let port = addr.port();
+        let mut allowed_hosts = vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ];
+        let shown_host = match host {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        if !host.is_loopback() {
+            allowed_hosts.push(format!("{shown_host}:{port}"));
+            if let Ok(name) = std::env::var("HOSTNAME") {
+                allowed_hosts.push(format!("{name}:{port}"));
+            }
+        }
+        let url_host = if host.is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            shown_host
+        };
+        let mut url = format!("http://{url_host}:{port}/");
+        if let Some(t) = &token {
+            url.push_str(&format!("?token={t}"));
+        }
+        let app = Arc::new(App {
+            graph: api::graph_json(pipeline),
+            template: pipeline.clone(),
+            store: store.clone(),
+            default_sheet: options.sheet.clone(),
+            sheets: Mutex::new(HashMap::new()),
+            allowed_hosts,
+            token,
+            shutdown: CancellationToken::new(),
+        });
+        let sheet = store.open_or_create(pipeline, &options.sheet)?;
+        app.adopt(sheet);
+        Ok(Inspector { listener, app, url })
+    }
+
+    /// The page's URL (with the token, when one is required).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then closes live streams and stops.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let router = api::router(self.app.clone());
+        let token = self.app.shutdown.clone();
+        let app = self.app.clone();
+        let result = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Live event streams end with the server, or graceful shutdown would wait forever.
+                token.cancel();
+            })
+            .await;
+        for open in app.sheets.lock().unwrap().values() {
+            if let Some(run) = open.run.lock().unwrap().as_ref() {
+                run.cancel();
+            }
+        }
+        app.store.flush();
+        result.map_err(|source| Error::Io {
+            context: "serving the inspector".into(),
+            source,
+        })
+    }
+}
+
+impl Pipeline {
+    /// Serves the inspector with the default options until Ctrl-C.
+    pub async fn launch(&self) -> Result<(), Error> {
+        self.launch_with(LaunchOptions::default()).await
+    }
+
+    /// Serves the inspector until Ctrl-C.
+    pub async fn launch_with(&self, options: LaunchOptions) -> Result<(), Error> {
+        let open_browser = options.open_browser;
+        let inspector = Inspector::bind(self, options).await?;
+        println!("daggr inspector: {}  (Ctrl-C to stop)", inspector.url());
+        if open_browser {
+            open_in_browser(inspector.url());
+        }
+        inspector
+            .serve(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        println!("daggr inspector stopped");
+        Ok(())
+    }
+}
+
+fn open_in_browser(url: &str) {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || std::env::var_os("CI").is_some() {
+        return;
+    }
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let _ = std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_loopback_addresses_always_get_a_token() {
+        assert_eq!(token_for(IpAddr::V4(Ipv4Addr::LOCALHOST), None), None);
+        assert_eq!(token_for("::1".parse().unwrap(), None), None);
+        let t = token_for("0.0.0.0".parse().unwrap(), None).unwrap();
+        assert_eq!(t.len(), 32);
+        assert_ne!(t, token_for("192.168.1.5".parse().unwrap(), None).unwrap());
+        assert_eq!(
+            token_for(IpAddr::V4(Ipv4Addr::LOCALHOST), Some("x".into())).as_deref(),
+            Some("x")
+        );
+    }
+}

@@ -1,0 +1,729 @@
+//! The inspector's HTTP API, over real HTTP on loopback: every endpoint, the security rules,
+//! SSE with resume, and a bounded fuzz of malformed requests.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use daggr::inspector::{Inspector, LaunchOptions};
+use daggr::{constant, Cache, FnNode, Graph, Image};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Clone, Default)]
+struct Calls(Arc<AtomicUsize>);
+impl Calls {
+    fn hit(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct Server {
+    base: String,
+    port: u16,
+    client: reqwest::Client,
+    calls: Vec<Calls>,
+    stop: tokio_util::sync::CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// `text -> upper -> count`, plus `render` (an image) fed by `size`.
+async fn start(token: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let calls: Vec<Calls> = (0..3).map(|_| Calls::default()).collect();
+    let mut g = Graph::new("api").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let text = g.input("text", "hello inspector".to_string());
+    let c0 = calls[0].clone();
+    let upper = g.add(
+        FnNode::sync("upper", move |t: String| {
+            c0.hit();
+            t.to_uppercase()
+        })
+        .inputs(["text"]),
+        (text,),
+    );
+    let c1 = calls[1].clone();
+    g.add(
+        FnNode::sync("count", move |t: String, min: u64| {
+            c1.hit();
+            t.split_whitespace()
+                .filter(|w| w.len() as u64 >= min)
+                .count() as u64
+        })
+        .inputs(["text", "min"]),
+        (upper, constant(3u64)),
+    );
+    let c2 = calls[2].clone();
+    g.add(
+        FnNode::sync("render", move |size: u32| {
+            c2.hit();
+            Image::new(vec![200u8; (size * size) as usize], "image/x-raw")
+        })
+        .inputs(["size"]),
+        (constant(8u32),),
+    );
+    let pipeline = g.build().unwrap();
+    let inspector = Inspector::bind(
+        &pipeline,
+        LaunchOptions {
+            port: Some(0),
+            open_browser: false,
+            sheets_db: Some(dir.path().join("sheets.db")),
+            token: token.map(str::to_string),
+            ..LaunchOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let port = inspector.local_addr().port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(inspector.serve(async move { s.cancelled().await }));
+    Server {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::new(),
+        calls,
+        stop,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn state(&self, sheet: &str) -> Value {
+        let (status, state) = self.get(&format!("/api/sheets/{sheet}/state")).await;
+        assert_eq!(status, 200, "{state}");
+        state
+    }
+
+    /// Starts a run and waits until it is over.
+    async fn run(&self, sheet: &str, body: Value) {
+        let (status, reply) = self.post(&format!("/api/sheets/{sheet}/run"), body).await;
+        assert_eq!(status, 202, "{reply}");
+        for _ in 0..500 {
+            if !self.state(sheet).await["running"].as_bool().unwrap() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the run did not finish");
+    }
+
+    async fn raw(&self, request: String) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    }
+}
+
+fn node<'a>(state: &'a Value, name: &str) -> &'a Value {
+    state["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_has_nodes_typed_ports_edges_and_a_layout() {
+    let s = start(None).await;
+    let (status, graph) = s.get("/api/graph").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["text", "upper", "count", "render"]);
+    let count = &graph["nodes"][2];
+    assert_eq!(
+        count["inputs"][1],
+        json!({ "name": "min", "type": "u64", "source": "const", "widget": "integer" })
+    );
+    assert_eq!(count["inputs"][0]["source"], "edge");
+    assert!(count["x"].as_f64().unwrap() > graph["nodes"][1]["x"].as_f64().unwrap());
+    assert_eq!(graph["edges"].as_array().unwrap().len(), 2);
+    assert_eq!(graph["edges"][1]["type"], "String");
+    let mermaid = s
+        .client
+        .get(format!("{}/api/export/mermaid", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(mermaid.starts_with("flowchart LR"));
+    let dot = s
+        .client
+        .get(format!("{}/api/export/dot", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(dot.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/vnd.graphviz"));
+    assert_eq!(s.get("/api/export/png").await.0, 400);
+    let page = s.client.get(format!("{}/", s.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    for asset in [
+        "/assets/inspector.js",
+        "/assets/inspector.css",
+        "/favicon.svg",
+    ] {
+        assert_eq!(
+            s.client
+                .get(format!("{}{asset}", s.base))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{asset}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_edit_rerun_one_node_history_and_select() {
+    let s = start(None).await;
+    let state = s.state("default").await;
+    assert_eq!(node(&state, "upper")["status"], "pending");
+    s.run("default", json!({ "scope": "all" })).await;
+    let state = s.state("default").await;
+    assert_eq!(node(&state, "count")["status"], "done");
+    assert_eq!(node(&state, "count")["outputs"][0]["value"], 2);
+    let render = node(&state, "render");
+    let media = &render["outputs"][0]["media"][0];
+    assert_eq!(media["kind"], "image");
+    assert!(!state["timeline"].as_array().unwrap().is_empty());
+
+    // Edit the constant of `count` and run that node only: upstream is not recomputed.
+    let (status, _) = s
+        .post(
+            "/api/sheets/default/inputs",
+            json!({ "node": "count", "port": "min", "value": 6 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let state = s.state("default").await;
+    assert_eq!(node(&state, "count")["status"], "stale");
+    assert_eq!(
+        node(&state, "count")["inputs"][0],
+        json!({ "port": "min", "value": 6, "overridden": true })
+    );
+    s.run("default", json!({ "scope": "only", "node": "count" }))
+        .await;
+    assert_eq!(
+        s.calls.iter().map(Calls::get).collect::<Vec<_>>(),
+        [1, 2, 1]
+    );
+    let state = s.state("default").await;
+    assert_eq!(
+        node(&state, "count")["outputs"][0]["value"],
+        1,
+        "only INSPECTOR has ≥ 6 letters"
+    );
+    assert_eq!(node(&state, "count")["history"]["count"], 2);
+
+    // Editing the pipeline input makes the downstream cone stale, nothing else.
+    let (status, _) = s
+        .post(
+            "/api/sheets/default/inputs",
+            json!({ "node": "text", "port": "value", "value": "a much longer sentence" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let state = s.state("default").await;
+    let stale: Vec<&str> = state["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["stale"] == true)
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stale, ["text", "upper", "count"]);
+
+    // History and selecting an older entry.
+    let (status, history) = s.get("/api/sheets/default/nodes/count/history").await;
+    assert_eq!(status, 200);
+    let entries = history["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let older = entries[1]["id"].as_i64().unwrap();
+    assert_eq!(
+        s.post(
+            "/api/sheets/default/select",
+            json!({ "node": "count", "id": older })
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        node(&s.state("default").await, "count")["outputs"][0]["value"],
+        2
+    );
+    assert_eq!(
+        s.post(
+            "/api/sheets/default/restore",
+            json!({ "node": "count", "id": older })
+        )
+        .await
+        .0,
+        200
+    );
+    let state = s.state("default").await;
+    assert_eq!(node(&state, "count")["inputs"][0]["value"], 3);
+    // Clearing an input goes back to the default.
+    let r = s
+        .client
+        .delete(format!("{}/api/sheets/default/inputs/text/value", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        node(&s.state("default").await, "text")["inputs"][0]["value"],
+        "hello inspector"
+    );
+    assert_eq!(
+        s.post(
+            "/api/sheets/default/viewport",
+            json!({ "x": 1, "y": 2, "zoom": 0.5 })
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(s.state("default").await["viewport"]["zoom"], 0.5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_and_commands_get_clear_4xx_errors() {
+    let s = start(None).await;
+    let cases = [
+        (
+            "/api/sheets/default/inputs",
+            json!({ "node": "count", "port": "min", "value": "three" }),
+            400,
+            "takes a `u64`",
+        ),
+        (
+            "/api/sheets/default/inputs",
+            json!({ "node": "count", "port": "mni", "value": 3 }),
+            400,
+            "no input port `mni`",
+        ),
+        (
+            "/api/sheets/default/inputs",
+            json!({ "node": "count", "port": "text", "value": "x" }),
+            400,
+            "wired from another node",
+        ),
+        (
+            "/api/sheets/default/inputs",
+            json!({ "node": "cuont", "port": "min", "value": 3 }),
+            404,
+            "did you mean `count`",
+        ),
+        (
+            "/api/sheets/default/run",
+            json!({ "scope": "sideways" }),
+            400,
+            "unknown scope",
+        ),
+        (
+            "/api/sheets/default/run",
+            json!({ "scope": "to" }),
+            400,
+            "needs a `node`",
+        ),
+        (
+            "/api/sheets/nope/run",
+            json!({ "scope": "all" }),
+            404,
+            "no sheet named `nope`",
+        ),
+        (
+            "/api/sheets/default/select",
+            json!({ "node": "count", "id": 999 }),
+            404,
+            "history entry 999",
+        ),
+        (
+            "/api/sheets/default/viewport",
+            json!({ "x": 1, "y": 2, "zoom": -1 }),
+            400,
+            "zoom positive",
+        ),
+        ("/api/sheets", json!({ "name": "" }), 400, "1 to 200"),
+        (
+            "/api/sheets",
+            json!({ "nam": "x" }),
+            400,
+            "invalid JSON body",
+        ),
+    ];
+    for (path, body, status, message) in cases {
+        let (got, reply) = s.post(path, body.clone()).await;
+        assert_eq!(got, status, "{path} {body}: {reply}");
+        assert!(
+            reply["error"].as_str().unwrap().contains(message),
+            "{path} {body}: {reply}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sheets_can_be_created_renamed_forked_and_deleted() {
+    let s = start(None).await;
+    s.run("default", json!({ "scope": "all" })).await;
+    assert_eq!(s.post("/api/sheets", json!({ "name": "exp" })).await.0, 201);
+    assert_eq!(s.post("/api/sheets", json!({ "name": "exp" })).await.0, 409);
+    assert_eq!(
+        node(&s.state("exp").await, "count")["status"],
+        "pending",
+        "a new sheet starts empty"
+    );
+    assert_eq!(
+        s.post("/api/sheets/default/fork", json!({ "to": "copy" }))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        node(&s.state("copy").await, "count")["outputs"][0]["value"],
+        2,
+        "a fork keeps results"
+    );
+    assert_eq!(
+        s.post("/api/sheets/exp/rename", json!({ "to": "renamed" }))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(s.get("/api/sheets/exp/state").await.0, 404);
+    let (_, list) = s.get("/api/sheets").await;
+    let names: Vec<&str> = list["sheets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["copy", "default", "renamed"]);
+    let r = s
+        .client
+        .delete(format!("{}/api/sheets/renamed", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.get("/api/sheets/renamed/state").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_content_addressed_typed_and_support_ranges() {
+    let s = start(None).await;
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let r = s
+        .client
+        .post(format!("{}/api/blobs", s.base))
+        .header("content-type", "audio/wav")
+        .header("x-daggr-filename", "../../etc/clip.wav")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let reference: Value = r.json().await.unwrap();
+    assert_eq!(reference["kind"], "audio");
+    assert_eq!(reference["size"], 1000);
+    assert_eq!(
+        reference["name"], "....etcclip.wav",
+        "no path separators survive"
+    );
+    let blob = reference["blob"].as_str().unwrap();
+    let encoded = blob
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace('=', "%3D");
+    let url = format!("{}/api/blobs/{encoded}?mime=audio%2Fwav", s.base);
+    let full = s.client.get(&url).send().await.unwrap();
+    assert_eq!(full.headers()["content-type"], "audio/wav");
+    assert_eq!(full.bytes().await.unwrap().to_vec(), bytes);
+    let part = s
+        .client
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], "bytes 10-19/1000");
+    assert_eq!(part.bytes().await.unwrap().to_vec(), bytes[10..20].to_vec());
+    let bad = s
+        .client
+        .get(&url)
+        .header("range", "bytes=5000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 416);
+    let html = s
+        .client
+        .get(format!("{}/api/blobs/{encoded}?mime=text%2Fhtml", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(html.headers()["content-disposition"], "attachment");
+    assert!(html.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("sandbox"));
+    // No path-based access, and unknown hashes are 404.
+    assert_eq!(s.get("/api/blobs/..%2F..%2Fetc%2Fpasswd").await.0, 400);
+    assert_eq!(
+        s.get("/api/blobs/sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            .await
+            .0,
+        404
+    );
+    // The uploaded file can be set as a media input: an Image port rejects nothing here,
+    // but a u32 port rejects the reference with a clear error.
+    let (status, reply) = s
+        .post(
+            "/api/sheets/default/inputs",
+            json!({ "node": "render", "port": "size", "value": reference }),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(reply["error"].as_str().unwrap().contains("takes a `u32`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_stream_and_resume_with_last_event_id() {
+    let s = start(None).await;
+    let response = s
+        .client
+        .get(format!("{}/api/sheets/default/events", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let reader = tokio::spawn(async move {
+        let mut response = response;
+        let mut text = String::new();
+        while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+            .await
+            .unwrap_or(Ok(None))
+        {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("event: run_finished") {
+                break;
+            }
+        }
+        text
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.run("default", json!({ "scope": "all" })).await;
+    let text = reader.await.unwrap();
+    for name in [
+        "run_started",
+        "node_started",
+        "node_finished",
+        "run_finished",
+    ] {
+        assert!(
+            text.contains(&format!("event: {name}")),
+            "{name} missing in {text}"
+        );
+    }
+    assert!(
+        text.contains("\"node\":\"upper\""),
+        "events are small per-node deltas: {text}"
+    );
+    // Resume: ask for everything after event 2.
+    let mut resumed = s
+        .client
+        .get(format!("{}/api/sheets/default/events", s.base))
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("event: run_finished") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), resumed.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("id: 3\n"), "{text}");
+    // A cached rerun reports node_cached.
+    s.run("default", json!({ "scope": "all" })).await;
+    let state = s.state("default").await;
+    assert_eq!(node(&state, "count")["status"], "cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_host_headers_are_refused() {
+    let s = start(None).await;
+    let (status, text) = s
+        .raw("GET /api/graph HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n".into())
+        .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("is not served here"));
+    let (status, _) = s
+        .raw(format!(
+            "GET /api/graph HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n",
+            s.port
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .raw("GET /api/graph HTTP/1.1\r\nConnection: close\r\n\r\n".into())
+        .await;
+    assert_eq!(status, 403, "no Host at all is refused too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_required_when_configured() {
+    let s = start(Some("s3cret")).await;
+    assert_eq!(s.get("/api/graph").await.0, 401);
+    assert_eq!(s.get("/api/graph?token=wrong").await.0, 401);
+    assert_eq!(s.get("/api/graph?token=s3cret").await.0, 200);
+    let r = s
+        .client
+        .get(format!("{}/api/graph", s.base))
+        .header("x-daggr-token", "s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.get("/?token=s3cret").await.0, 200);
+    let asset = s
+        .client
+        .get(format!("{}/assets/inspector.js", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asset.status(), 200, "static assets carry nothing private");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_fuzz_of_malformed_requests_never_gets_a_5xx() {
+    use rand::{Rng, SeedableRng};
+    let s = start(None).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let paths = [
+        "/api/sheets/default/run",
+        "/api/sheets/default/inputs",
+        "/api/sheets/default/select",
+        "/api/sheets/default/restore",
+        "/api/sheets/default/viewport",
+        "/api/sheets",
+        "/api/sheets/default/rename",
+        "/api/sheets/default/fork",
+        "/api/blobs",
+        "/api/sheets/%ZZ/state",
+        "/api/sheets/default/nodes/x/history",
+        "/api/blobs/sha256-!!",
+        "/api/export/%00",
+        "/api/sheets/default/events?last_event_id=abc",
+        "/nope",
+    ];
+    let bodies = [
+        "",
+        "{",
+        "null",
+        "[]",
+        "{\"scope\": 5}",
+        "{\"node\": null, \"port\": [], \"value\": {}}",
+        "{\"name\": \"\\u0000\"}",
+        "{\"to\": 7}",
+        "{\"x\": \"1\", \"y\": 2, \"zoom\": 1}",
+        "{\"node\":\"count\",\"id\":\"x\"}",
+        "\u{fffd}\u{fffd}",
+        "{\"scope\":\"only\",\"node\":\"ghost\"}",
+    ];
+    let methods = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+    for _ in 0..300 {
+        let path = paths[rng.random_range(0..paths.len())];
+        let body = bodies[rng.random_range(0..bodies.len())];
+        let method = methods[rng.random_range(0..methods.len())];
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            s.port,
+            body.len()
+        );
+        let (status, text) = s.raw(request).await;
+        if path.contains("events") && status == 200 {
+            continue; // a valid stream request
+        }
+        assert!(
+            (200..500).contains(&status),
+            "{method} {path} {body:?} → {status}\n{text}"
+        );
+        if status >= 400 {
+            assert!(
+                text.contains("\"error\""),
+                "{method} {path} {body:?}: a JSON error body\n{text}"
+            );
+        }
+    }
+    assert_eq!(
+        s.get("/api/graph").await.0,
+        200,
+        "the server is still healthy"
+    );
+}
