@@ -449,12 +449,23 @@ impl SheetStore {
         self.attach(pipeline, id, name)
     }
 
-    /// Opens the sheet, creating it if it does not exist.
+    /// Opens the sheet, creating it if it does not exist (safe when several processes do
+    /// this at once: exactly one row is created).
     pub fn open_or_create(&self, pipeline: &Pipeline, name: &str) -> Result<Sheet, Error> {
-        match self.find(pipeline.name(), name)? {
-            Some(id) => self.attach(pipeline, id, name),
-            None => self.create(pipeline, name),
-        }
+        let now = now_ms();
+        let id = self.with_conn(|c| {
+            c.execute(
+                "INSERT INTO sheets (pipeline, name, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (pipeline, name) DO NOTHING",
+                params![pipeline.name(), name, now],
+            )?;
+            c.query_row(
+                "SELECT id FROM sheets WHERE pipeline = ?1 AND name = ?2",
+                [pipeline.name(), name],
+                |r| r.get(0),
+            )
+        })?;
+        self.attach(pipeline, id, name)
     }
 
     /// Renames a sheet.

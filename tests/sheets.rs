@@ -432,7 +432,7 @@ fn spawn_child(dir: &std::path::Path, mode: &str, start: u64) -> std::process::C
         .env("DAGGR_CHILD_DIR", dir)
         .env("DAGGR_CHILD_START", start.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
@@ -488,7 +488,11 @@ async fn two_processes_on_one_sheet_corrupt_nothing() {
     let b = spawn_child(dir.path(), "concurrent", 200);
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("done"));
     }
     let conn = rusqlite::Connection::open(dir.path().join("sheets.db")).unwrap();
