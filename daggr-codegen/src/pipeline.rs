@@ -543,6 +543,11 @@ pub fn expand(input: TokenStream) -> TokenStream {
                 self.pipeline.run(::daggr::__private::Scope::All).await
             }
 
+            /// Serves the inspector for this pipeline until Ctrl-C.
+            pub async fn launch(&self) -> ::core::result::Result<(), ::daggr::__private::Error> {
+                self.pipeline.launch().await
+            }
+
             /// The graph IR (nodes, typed ports, edges, source locations), as `cargo daggr graph` prints it.
             pub fn graph_ir() -> ::daggr::__private::GraphIr {
                 Self::graph().0.ir()
