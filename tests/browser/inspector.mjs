@@ -1,0 +1,124 @@
+// End-to-end check of the inspector in real Chromium (playwright-core, Debian's chromium).
+// Usage: node inspector.mjs <url> <screenshot dir>; env DAGGR_PLAYWRIGHT = path to playwright-core.
+// Prints one JSON line of findings; exits 1 with a message on the first failed check.
+import { createRequire } from "node:module";
+import { execSync } from "node:child_process";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const [url, shots] = process.argv.slice(2);
+const require = createRequire(import.meta.url);
+const { chromium } = require(process.env.DAGGR_PLAYWRIGHT);
+const executablePath = execSync("command -v chromium", { shell: "/bin/bash" }).toString().trim();
+mkdirSync(shots, { recursive: true });
+
+const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "daggr-ui-")), {
+  executablePath, headless: true, args, viewport: { width: 1280, height: 800 } });
+const page = context.pages()[0] || (await context.newPage());
+const errors = [];
+page.on("pageerror", (e) => errors.push(String(e)));
+page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+page.on("dialog", (d) => d.accept(d.message().startsWith("New sheet") ? "experiment" : undefined));
+
+const findings = {};
+const fail = async (message) => {
+  await page.screenshot({ path: join(shots, "failure.png") }).catch(() => {});
+  console.error(`FAIL: ${message}\npage errors: ${JSON.stringify(errors)}`);
+  await context.close();
+  process.exit(1);
+};
+const check = async (cond, message) => { if (!cond) await fail(message); };
+const status = (name) => page.getAttribute(`[data-testid="node-${name}"]`, "data-status");
+const waitStatus = async (name, wanted, timeout = 15000) => {
+  try {
+    await page.waitForFunction(([n, w]) => w.includes(document.querySelector(`[data-testid="node-${n}"]`)?.dataset.status),
+      [name, wanted], { timeout });
+  } catch { await fail(`${name} never reached ${wanted} (is ${await status(name)})`); }
+};
+
+await page.goto(url);
+await page.waitForSelector("body[data-ready=true]", { timeout: 15000 }).catch(() => fail("the page never became ready"));
+const graph = await page.evaluate(() => fetch("/api/graph").then((r) => r.json()));
+const cardCount = await page.locator(".card").count();
+const edgeCount = await page.locator("#edges path").count();
+await check(cardCount === graph.nodes.length, `cards ${cardCount} != nodes ${graph.nodes.length}`);
+await check(edgeCount === graph.edges.length, `edges ${edgeCount} != ${graph.edges.length}`);
+findings.nodes = cardCount;
+findings.edges = edgeCount;
+await page.screenshot({ path: join(shots, "1-loaded.png") });
+
+// Run all: statuses update live (the slow node is seen running before it is done).
+await page.evaluate(() => {
+  window.__seen = {};
+  new MutationObserver((ms) => ms.forEach((m) => {
+    const c = m.target;
+    (window.__seen[c.dataset.testid] ||= []).push(c.dataset.status);
+  })).observe(document.getElementById("cards"), { attributes: true, subtree: true, attributeFilter: ["data-status"] });
+});
+await page.click('[data-testid="run-all"]');
+for (const n of graph.nodes) await waitStatus(n.name, ["done", "cached"]);
+const seen = await page.evaluate(() => window.__seen);
+await check((seen["node-slow"] || []).includes("running"), `slow was never shown running: ${JSON.stringify(seen["node-slow"])}`);
+findings.live = seen["node-slow"];
+
+// The image output is an image.
+const img = page.locator('[data-testid="node-render"] img');
+await img.waitFor({ timeout: 10000 }).catch(() => fail("no <img> in the render card"));
+await page.waitForFunction(() => document.querySelector('[data-testid="node-render"] img')?.naturalWidth > 0, null, { timeout: 10000 })
+  .catch(() => fail("the image did not load"));
+findings.image_width = await img.evaluate((i) => i.naturalWidth);
+const countBefore = (await page.textContent('[data-testid="node-count"] [data-testid="output-output"]')).trim();
+await page.screenshot({ path: join(shots, "2-after-run.png") });
+
+// Edit count's input, see count and report go stale, run count only.
+await page.fill('[data-testid="input-count-min"]', "6");
+await page.press('[data-testid="input-count-min"]', "Enter");
+await page.locator('[data-testid="input-count-min"]').evaluate((e) => e.blur());
+await waitStatus("count", ["stale"]);
+await waitStatus("report", ["stale"]);
+await check((await status("upper")) !== "stale", "upper must not be stale");
+await page.click('[data-testid="play-count"]');
+await page.click('[data-testid="run-only-count"]');
+await waitStatus("count", ["done"]);
+// The status flips on the event; the new output arrives with the state refetch just after.
+await page.waitForFunction((before) =>
+  document.querySelector('[data-testid="node-count"] [data-testid="output-output"]')?.textContent.trim() !== before,
+  countBefore, { timeout: 10000 }).catch(() => fail(`count output did not change (${countBefore})`));
+const countAfter = (await page.textContent('[data-testid="node-count"] [data-testid="output-output"]')).trim();
+await check((await status("report")) === "stale", "report stays stale after running count only");
+findings.count = [countBefore, countAfter];
+await page.screenshot({ path: join(shots, "3-after-edit.png") });
+
+// A reload keeps the sheet.
+await page.reload();
+await page.waitForSelector("body[data-ready=true]");
+await page.waitForFunction(() => document.querySelector('[data-testid="node-count"]')?.dataset.status === "done");
+const afterReload = (await page.textContent('[data-testid="node-count"] [data-testid="output-output"]')).trim();
+await check(afterReload === countAfter, `after reload: ${afterReload} != ${countAfter}`);
+await check((await page.inputValue('[data-testid="input-count-min"]')) === "6", "the edited input survives a reload");
+
+// Switching sheets: a new sheet starts empty; the first keeps its results.
+await page.click('[data-testid="sheet-new"]');
+await page.waitForFunction(() => document.querySelector('[data-testid="sheet-select"]').value === "experiment");
+await waitStatus("count", ["pending"]);
+await page.selectOption('[data-testid="sheet-select"]', "default");
+await waitStatus("count", ["done"]);
+findings.sheets = await page.$$eval('[data-testid="sheet-select"] option', (os) => os.map((o) => o.value));
+
+// Dark mode and deep links.
+await page.click('[data-testid="theme-toggle"]');
+const theme = await page.evaluate(() => document.documentElement.dataset.theme);
+await page.screenshot({ path: join(shots, "4-theme-toggled.png") });
+findings.theme = theme;
+await page.goto(`${url}${url.includes("?") ? "&" : "?"}sheet=experiment&node=count`);
+await page.waitForSelector("body[data-ready=true]");
+await check(await page.locator('[data-testid="node-count"].highlight').count() === 1, "deep link highlights the node");
+await check((await page.inputValue('[data-testid="sheet-select"]')) === "experiment", "deep link selects the sheet");
+await page.screenshot({ path: join(shots, "5-deep-link.png") });
+
+await check(errors.length === 0, `page errors: ${JSON.stringify(errors)}`);
+console.log(JSON.stringify(findings));
+await context.close();

@@ -1,0 +1,160 @@
+//! The inspector in a real browser (Debian's chromium driven by playwright-core): every node
+//! and edge renders, run all updates statuses live, an image output shows as an image,
+//! editing an input and "run this node" changes that node only, a reload keeps the sheet,
+//! switching sheets works. Screenshots land in `target/inspector-screenshots/`.
+//! The browser and playwright-core come from `scripts/setup/browser.sh` (run here if missing).
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use daggr::inspector::{Inspector, LaunchOptions};
+use daggr::{constant, Cache, FnNode, Graph, Image};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn test_env() -> PathBuf {
+    std::env::var_os("DAGGR_TEST_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/daggr-test-env")
+        })
+}
+
+/// Makes sure chromium and playwright-core are there, running the shared setup script if not.
+fn browser_env() -> PathBuf {
+    let playwright = test_env().join("browser/node_modules/playwright-core");
+    let has_chromium = Command::new("bash")
+        .args(["-c", "command -v chromium"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_chromium || !playwright.join("package.json").exists() {
+        let status = Command::new("bash")
+            .arg(repo().join("scripts/setup/browser.sh"))
+            .env("DAGGR_TEST_ENV", test_env())
+            .status()
+            .expect("bash runs the setup script");
+        assert!(status.success(), "scripts/setup/browser.sh failed");
+    }
+    playwright
+}
+
+fn png(size: u32) -> Image {
+    let img = image::RgbImage::from_fn(size, size, |x, y| {
+        image::Rgb([(x * 8) as u8, (y * 8) as u8, 160])
+    });
+    let mut bytes = Vec::new();
+    image::DynamicImage::from(img)
+        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    Image::named(bytes, "image/png", "tile.png")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_works_in_a_real_browser() {
+    let playwright = browser_env();
+    let dir = tempfile::tempdir().unwrap();
+    let upper_calls = Arc::new(AtomicUsize::new(0));
+    let report_calls = Arc::new(AtomicUsize::new(0));
+    let mut g = Graph::new("browser").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let text = g.input("text", "typed pipelines in a real browser".to_string());
+    let calls = upper_calls.clone();
+    let upper = g.add(
+        FnNode::sync("upper", move |t: String| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            t.to_uppercase()
+        })
+        .inputs(["text"]),
+        (text,),
+    );
+    let count = g.add(
+        FnNode::sync("count", |t: String, min: u64| {
+            t.split_whitespace()
+                .filter(|w| w.len() as u64 >= min)
+                .count() as u64
+        })
+        .inputs(["text", "min"]),
+        (upper, constant(3u64)),
+    );
+    let calls = report_calls.clone();
+    g.add(
+        FnNode::sync("report", move |n: u64| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            format!("{n} long words")
+        }),
+        (count,),
+    );
+    g.add(
+        FnNode::from_async("slow", |t: String| async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            t.len() as u64
+        }),
+        (text,),
+    );
+    g.add(
+        FnNode::sync("render", png).inputs(["size"]),
+        (constant(32u32),),
+    );
+    let pipeline = g.build().unwrap();
+    let inspector = Inspector::bind(
+        &pipeline,
+        LaunchOptions {
+            port: Some(0),
+            open_browser: false,
+            sheets_db: Some(dir.path().join("sheets.db")),
+            ..LaunchOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let url = inspector.url().to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(inspector.serve(async move { s.cancelled().await }));
+
+    let shots = repo().join("target/inspector-screenshots");
+    let script = repo().join("tests/browser/inspector.mjs");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(&script)
+            .arg(&url)
+            .arg(&shots)
+            .env("DAGGR_PLAYWRIGHT", &playwright)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser check failed:\n{stderr}\n{stdout}"
+    );
+    let findings: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(findings["nodes"], 6);
+    assert_eq!(findings["edges"], 4);
+    assert_eq!(findings["image_width"], 32);
+    assert_eq!(
+        findings["sheets"],
+        serde_json::json!(["default", "experiment"])
+    );
+    // Editing count's input and running it alone recomputed neither upstream nor downstream.
+    assert_eq!(
+        upper_calls.load(Ordering::SeqCst),
+        1,
+        "upstream was not recomputed"
+    );
+    assert_eq!(
+        report_calls.load(Ordering::SeqCst),
+        1,
+        "downstream was only marked stale"
+    );
+    assert!(Path::new(&repo().join("target/inspector-screenshots/3-after-edit.png")).exists());
+}
