@@ -84,11 +84,40 @@ pub struct KeyPreimage {
 }
 
 impl KeyPreimage {
-    /// The key.
+    /// The key: BLAKE3 over every field, each length-prefixed (so no two preimages share an
+    /// encoding). Hashing fields directly, rather than a JSON rendering, keeps it cheap on
+    /// the executor's path; the JSON form is what is stored to explain a miss.
     pub fn key(&self) -> CacheKey {
-        // Struct fields serialize in declaration order and params is a sorted map: canonical.
-        let bytes = serde_json::to_vec(self).expect("a key preimage always serializes");
-        CacheKey(*blake3::hash(&bytes).as_bytes())
+        fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(b"daggr-cache-key");
+        h.update(&self.schema.to_le_bytes());
+        field(&mut h, self.identity.as_bytes());
+        field(&mut h, self.code.as_bytes());
+        match &self.version {
+            Some(v) => {
+                h.update(&[1]);
+                field(&mut h, v.as_bytes());
+            }
+            None => {
+                h.update(&[0]);
+            }
+        }
+        // serde_json maps are sorted: this rendering is canonical.
+        field(&mut h, self.params.to_string().as_bytes());
+        h.update(&(self.inputs.len() as u64).to_le_bytes());
+        for (name, hash) in &self.inputs {
+            field(&mut h, name.as_bytes());
+            h.update(&hash.0);
+        }
+        h.update(&(self.outputs.len() as u64).to_le_bytes());
+        for ty in &self.outputs {
+            field(&mut h, ty.as_bytes());
+        }
+        CacheKey(*h.finalize().as_bytes())
     }
 }
 
