@@ -557,10 +557,15 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
             #(#trait_defs)*
             #(#setters)*
 
-            #[allow(private_bounds)]
-            impl<#(#states: #wired_traits),*> #inputs_ty<#(#states),*> {
+            impl<#(#states),*> #inputs_ty<#(#states),*> {
                 /// The wired sources, in port order (compiles only once every input is wired).
-                pub fn finish(self) -> (#(::daggr::__private::Source<#arg_tys>,)*) {
+                // The bounds sit on the method, not the impl, so a missing input reports the
+                // trait's own message ("missing required input …") rather than "method not found".
+                #[allow(private_bounds)]
+                pub fn finish(self) -> (#(::daggr::__private::Source<#arg_tys>,)*)
+                where
+                    #(#states: #wired_traits,)*
+                {
                     (#(self.#param_names.expect("the type state guarantees this input is wired"),)*)
                 }
             }

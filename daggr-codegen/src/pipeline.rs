@@ -649,11 +649,15 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
             quote_spanned!(port.span()=> .#port(#value))
         });
         let finish_span = node.func.span();
+        // The whole wiring chain is spanned on the user's function name, so an error about
+        // it (a missing input) points there rather than at the macro call.
+        let start = quote_spanned!(finish_span=> #node_path::inputs());
         let finish = quote_spanned!(finish_span=> .finish());
+        let chain = quote_spanned!(finish_span=> #start #(#wires)* #finish);
         quote! {
             let #name = #graph.add(
                 #node_path::named(#name_str),
-                #node_path::inputs() #(#wires)* #finish,
+                #chain,
             );
         }
     });

@@ -1,0 +1,10 @@
+use daggr::pipeline;
+
+pipeline! {
+    struct Flow {
+        inputs { text: String }
+        nodes {}
+    }
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use daggr::pipeline;
+
+pipeline! {
+    struct Flow {
+        inputs { data: std::rc::Rc<u8> = std::rc::Rc::new(1) }
+        nodes {}
+    }
+}
+
+fn main() {}

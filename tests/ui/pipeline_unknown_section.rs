@@ -1,0 +1,9 @@
+use daggr::pipeline;
+
+pipeline! {
+    struct Flow {
+        node {}
+    }
+}
+
+fn main() {}
