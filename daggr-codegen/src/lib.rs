@@ -6,6 +6,8 @@
 
 pub mod ir;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "macros")]
 pub mod fn_node;
 #[cfg(feature = "macros")]
