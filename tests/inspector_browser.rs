@@ -55,6 +55,74 @@ fn png(size: u32) -> Image {
     Image::named(bytes, "image/png", "tile.png")
 }
 
+async fn serve(
+    pipeline: &daggr::Pipeline,
+    dir: &Path,
+) -> (String, tokio_util::sync::CancellationToken) {
+    let inspector = Inspector::bind(
+        pipeline,
+        LaunchOptions {
+            port: Some(0),
+            open_browser: false,
+            sheets_db: Some(dir.join("sheets.db")),
+            ..LaunchOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let url = inspector.url().to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(inspector.serve(async move { s.cancelled().await }));
+    (url, stop)
+}
+
+fn node_script(script: &str, url: &str, playwright: &Path) -> std::process::Output {
+    Command::new("node")
+        .arg(repo().join("tests/browser").join(script))
+        .arg(url)
+        .arg(repo().join("target/inspector-screenshots"))
+        .env("DAGGR_PLAYWRIGHT", playwright)
+        .output()
+        .expect("node runs")
+}
+
+/// 500 nodes (50 chains of 10): all render and finish; load, run and frame times are
+/// printed for the closing notes (`cargo test --test inspector_browser -- --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_nodes_render_and_update() {
+    let playwright = browser_env();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Graph::new("many").cache(Cache::open(dir.path().join("cache")).unwrap());
+    for chain in 0..50u64 {
+        let mut prev = g.add(
+            FnNode::sync(&format!("c{chain}n0"), move || chain).inline(),
+            (),
+        );
+        for i in 1..10 {
+            prev = g.add(
+                FnNode::sync(&format!("c{chain}n{i}"), |x: u64| x + 1).inline(),
+                (prev,),
+            );
+        }
+    }
+    let pipeline = g.build().unwrap();
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let output = tokio::task::spawn_blocking(move || node_script("many.mjs", &url, &playwright))
+        .await
+        .unwrap();
+    stop.cancel();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let findings: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(findings["cards"], 500);
+    println!("500 nodes: {findings}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_works_in_a_real_browser() {
     let playwright = browser_env();
@@ -101,35 +169,11 @@ async fn the_inspector_works_in_a_real_browser() {
         (constant(32u32),),
     );
     let pipeline = g.build().unwrap();
-    let inspector = Inspector::bind(
-        &pipeline,
-        LaunchOptions {
-            port: Some(0),
-            open_browser: false,
-            sheets_db: Some(dir.path().join("sheets.db")),
-            ..LaunchOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let url = inspector.url().to_string();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(inspector.serve(async move { s.cancelled().await }));
-
-    let shots = repo().join("target/inspector-screenshots");
-    let script = repo().join("tests/browser/inspector.mjs");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(&script)
-            .arg(&url)
-            .arg(&shots)
-            .env("DAGGR_PLAYWRIGHT", &playwright)
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let output =
+        tokio::task::spawn_blocking(move || node_script("inspector.mjs", &url, &playwright))
+            .await
+            .unwrap();
     stop.cancel();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

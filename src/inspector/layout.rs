@@ -111,19 +111,20 @@ pub fn layout(n: usize, edges: &[(usize, usize)], heights: &[f64]) -> (Vec<Place
         };
         n
     ];
+    // One row pitch for every layer, so a node and its neighbours line up across layers
+    // (chains read as straight lines) whatever their port counts.
+    let pitch = heights.iter().copied().fold(0.0f64, f64::max) + GAP_Y;
     let mut height: f64 = 0.0;
     for (l, row) in rows.iter().enumerate() {
-        let mut y = MARGIN;
-        for &v in row {
+        for (i, &v) in row.iter().enumerate() {
             placed[v] = Placed {
                 x: MARGIN + l as f64 * (CARD_W + GAP_X),
-                y,
+                y: MARGIN + i as f64 * pitch,
                 w: CARD_W,
                 h: heights[v],
             };
-            y += heights[v] + GAP_Y;
+            height = height.max(placed[v].y + pitch);
         }
-        height = height.max(y);
     }
     let width = MARGIN * 2.0 + layers as f64 * (CARD_W + GAP_X) - GAP_X;
     (placed, width.max(MARGIN * 2.0), height + MARGIN - GAP_Y)
