@@ -128,6 +128,9 @@ struct Record {
     outputs: Vec<Box<serde_json::value::RawValue>>,
 }
 
+/// How many results may wait for the disk writer.
+pub const WRITE_QUEUE: usize = 4096;
+
 /// The default bound of the in-memory memo.
 pub const DEFAULT_MEMO_BYTES: usize = 256 * 1024 * 1024;
 
@@ -210,6 +213,8 @@ pub struct CacheCounters {
     pub writes: u64,
     /// Entries whose bytes failed the integrity check (treated as misses and rewritten).
     pub integrity_failures: u64,
+    /// Results not written because the writer queue was full (they stay in memory).
+    pub dropped_writes: u64,
 }
 
 /// What is on disk.
@@ -254,7 +259,7 @@ struct Inner {
     memo: Mutex<Memo>,
     /// Keys whose on-disk bytes failed verification: their rewrite must replace the content.
     damaged: Mutex<HashSet<CacheKey>>,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pending: Arc<Pending>,
     counters: Counters,
@@ -267,6 +272,7 @@ struct Counters {
     misses: AtomicU64,
     writes: Arc<AtomicU64>,
     integrity_failures: AtomicU64,
+    dropped_writes: AtomicU64,
 }
 
 /// A handle to a content-addressed cache directory. Cheap to clone.
@@ -287,7 +293,9 @@ impl Cache {
             context: format!("creating cache directory {}", dir.display()),
             source,
         })?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        // Bounded: when results arrive faster than the disk takes them (only trivially cheap
+        // nodes can do that), further writes are dropped and counted, never queued without end.
+        let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
         let pending = Arc::new(Pending {
             count: Mutex::new(0),
             idle: Condvar::new(),
@@ -451,7 +459,22 @@ impl Cache {
         };
         *self.0.pending.count.lock().unwrap() += 1;
         let sent = match self.0.jobs.lock().unwrap().as_ref() {
-            Some(tx) => tx.send(job).is_ok(),
+            Some(tx) => match tx.try_send(job) {
+                Ok(()) => true,
+                Err(mpsc::TrySendError::Full(_)) => {
+                    if self
+                        .0
+                        .counters
+                        .dropped_writes
+                        .fetch_add(1, Ordering::Relaxed)
+                        == 0
+                    {
+                        tracing::warn!("the cache writer is behind; dropping writes of results it cannot keep up with");
+                    }
+                    false
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => false,
+            },
             None => false,
         };
         if !sent {
@@ -525,6 +548,7 @@ impl Cache {
             misses: c.misses.load(Ordering::Relaxed),
             writes: c.writes.load(Ordering::Relaxed),
             integrity_failures: c.integrity_failures.load(Ordering::Relaxed),
+            dropped_writes: c.dropped_writes.load(Ordering::Relaxed),
         }
     }
 

@@ -86,6 +86,15 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A copy of a failed node's error as a run reported it (the original, with its cause
+    /// chain, is in the run's outcomes).
+    #[error("{message}")]
+    Failed {
+        /// The node.
+        node: String,
+        /// The error and its cause chain, as text.
+        message: String,
+    },
     /// A node ran longer than its timeout.
     #[error("node `{node}` timed out after {after:?}")]
     Timeout {
@@ -259,7 +268,8 @@ impl Error {
             | Error::UnconnectedInput { node, .. }
             | Error::InputWiredTwice { node, .. }
             | Error::UnknownPort { node, .. }
-            | Error::Remote { node, .. } => Some(node),
+            | Error::Remote { node, .. }
+            | Error::Failed { node, .. } => Some(node),
             Error::DuplicateNode { name } => Some(name),
             _ => None,
         }

@@ -34,6 +34,7 @@ pub mod event;
 mod fn_node;
 mod graph;
 pub mod hf;
+pub mod inference;
 pub mod inspector;
 mod macro_support;
 pub mod media;
@@ -50,6 +51,7 @@ pub use graph::{
     constant, generated, now_unix_ms, random_seed, ArgTuple, Generator, Graph, IntoSource,
     IntoSources, NodeId, Output, Source, TypedNode, EXPORT_GRAPH_ENV,
 };
+pub use inference::InferenceNode;
 pub use media::{Audio, File, Image, Video};
 pub use node::{
     CachePolicy, Configure, Inputs, Node, NodeConfig, NodeContext, NodeSpec, PortSpec, RetryPolicy,

@@ -222,9 +222,9 @@ impl RunReport {
                 .expect("typed handles always match their port type"));
         }
         match self.outcomes.iter().find(|(n, _)| *n == out.node) {
-            Some((_, Outcome::Failed(e))) => Err(Error::NodeFailed {
+            Some((_, Outcome::Failed(e))) => Err(Error::Failed {
                 node: name.to_string(),
-                source: error_chain(e.as_ref()).into(),
+                message: error_chain(e.as_ref()),
             }),
             _ => Err(Error::NoResult {
                 node: name.to_string(),
@@ -1326,19 +1326,13 @@ async fn execute(
         );
         let result = match spec.config.timeout {
             Some(after) => match tokio::time::timeout(after, call).await {
-                Ok(r) => r.map_err(|source| Error::NodeFailed {
-                    node: name.clone(),
-                    source,
-                }),
+                Ok(r) => r.map_err(|source| node_error(&name, source)),
                 Err(_) => Err(Error::Timeout {
                     node: name.clone(),
                     after,
                 }),
             },
-            None => call.await.map_err(|source| Error::NodeFailed {
-                node: name.clone(),
-                source,
-            }),
+            None => call.await.map_err(|source| node_error(&name, source)),
         };
         let error = match result {
             Ok(values) => {
@@ -1368,6 +1362,22 @@ async fn execute(
             _ = ctx.cancelled() => return Err(Error::Cancelled { node: name }),
         }
         attempt += 1;
+    }
+}
+
+/// A node's error: as it is when it is already a daggr error naming the node (a remote
+/// failure, say), else wrapped with the node's name.
+fn node_error(name: &str, source: crate::error::BoxError) -> Error {
+    match source.downcast::<Error>() {
+        Ok(e) if e.node() == Some(name) => *e,
+        Ok(e) => Error::NodeFailed {
+            node: name.to_string(),
+            source: e,
+        },
+        Err(source) => Error::NodeFailed {
+            node: name.to_string(),
+            source,
+        },
     }
 }
 
