@@ -142,6 +142,8 @@ pub use daggr_macros::fn_node;
 /// ```
 ///
 /// Sections: `inputs { name: Type = default, … }`, `nodes { name = function(port: source, …); … }`
+/// (also `name = [node_expression](source, …);` for any other typed node, such as an
+/// [`InferenceNode`], wired positionally)
 /// and `outputs { name: Type = source, … }`. A source is an input, a node (its only output),
 /// `node.port`, a literal or `{ expr }` (a constant), or any `Source<T>` expression such as
 /// `daggr::random_seed()`. The generated type has `graph()`, `new()`, `build(cache)`, `run()`,

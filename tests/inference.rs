@@ -575,3 +575,41 @@ async fn the_hf_token_goes_only_where_it_may() {
         .clone();
     assert!(!format!("{} {}", spec.identity, spec.params).contains("hf_explicit"));
 }
+
+static STAND_IN_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn image_model() -> InferenceNode<(String,), daggr::Image> {
+    InferenceNode::text_to_image("draw", "org/diffusion").router_url(STAND_IN_URL.get().unwrap())
+}
+
+#[daggr::fn_node]
+fn png_size(image: daggr::Image) -> usize {
+    image.bytes().len()
+}
+
+daggr::pipeline! {
+    /// An inference node declared in `pipeline!` with the `[expr](sources)` form.
+    struct DrawFlow {
+        inputs { prompt: String = "a red square".to_string() }
+        nodes {
+            draw = [image_model()](prompt);
+            size = png_size(image: draw);
+        }
+        outputs { size: usize = size }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_macro_declares_inference_nodes() {
+    let (url, _stand_in) = start_stand_in().await;
+    STAND_IN_URL.set(url).unwrap();
+    let (_dir, cache) = temp_cache();
+    let flow = DrawFlow::build(cache).unwrap();
+    let report = flow.run().await.unwrap();
+    assert_eq!(*report.value(&flow.outputs.size).unwrap(), PNG_1X1.len());
+    let ir = DrawFlow::graph_ir();
+    assert_eq!(
+        ir.nodes.iter().find(|n| n.name == "draw").unwrap().kind,
+        "inference"
+    );
+}

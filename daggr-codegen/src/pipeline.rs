@@ -71,6 +71,9 @@ pub struct NodeDef {
     pub func: Path,
     /// Wired inputs.
     pub args: Vec<ArgDef>,
+    /// `name = [expr](source, …);`: any typed node expression (an `InferenceNode`, a
+    /// `GradioNode`, an `FnNode`), wired positionally; `args` then name ports `in0`, `in1`, ….
+    pub custom: Option<Expr>,
 }
 
 /// `port: source`
@@ -169,8 +172,31 @@ impl Parse for InputDef {
 
 impl Parse for NodeDef {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let name = input.parse()?;
+        let name: Ident = input.parse()?;
         input.parse::<Token![=]>()?;
+        if input.peek(syn::token::Bracket) {
+            let node;
+            syn::bracketed!(node in input);
+            let node: Expr = node.parse()?;
+            let content;
+            parenthesized!(content in input);
+            let sources = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+            input.parse::<Token![;]>()?;
+            let args = sources
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| ArgDef {
+                    port: Ident::new(&format!("in{i}"), value.span()),
+                    value,
+                })
+                .collect();
+            return Ok(NodeDef {
+                func: Path::from(name.clone()),
+                name,
+                args,
+                custom: Some(node),
+            });
+        }
         let func: Path = input.parse()?;
         let content;
         parenthesized!(content in input);
@@ -180,6 +206,7 @@ impl Parse for NodeDef {
             name,
             func,
             args: args.into_iter().collect(),
+            custom: None,
         })
     }
 }
@@ -639,6 +666,12 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
         let node = &def.nodes[i];
         let name = &node.name;
         let name_str = name.to_string();
+        if let Some(custom) = &node.custom {
+            let sources = node.args.iter().map(|a| source_tokens(&a.value));
+            return quote! {
+                let #name = #graph.add(#custom, (#(#sources,)*));
+            };
+        }
         let mut node_path = node.func.clone();
         if let Some(last) = node_path.segments.last_mut() {
             last.ident = node_type_name(&last.ident);
@@ -721,6 +754,16 @@ mod tests {
         let out = expand_str(src);
         assert!(out.contains("compile_error"), "expected an error: {out}");
         out
+    }
+
+    #[test]
+    fn custom_node_expressions_are_wired_positionally() {
+        let out = expand_str(
+            "struct P { inputs { p: String = String::new() } nodes { llm = [InferenceNode::chat(\"llm\", \"m\")](p); after = tidy(text: llm); } }",
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("let llm = __daggr_graph . add (InferenceNode :: chat (\"llm\" , \"m\") , (:: daggr :: __private :: sole_output (& p) ,)) ;"), "{out}");
+        assert!(out.find("let llm").unwrap() < out.find("let after").unwrap());
     }
 
     #[test]
