@@ -6,6 +6,7 @@
 //! | bench | budget |
 //! |---|---|
 //! | `chain100_cold/async` and `/sync_inline` | ≤ 5 µs overhead per node in-process (≤ 0.5 ms per 100-node run) |
+//! | `chain100_cold/engine_only_never_cache` | the executor alone (no cache I/O): ≤ 5 µs per node |
 //! | `chain100_cold/with_disk_flush` | reported: includes writing 100 entries to disk |
 //! | `chain100_rerun/same_workspace` | 0 node calls, ≤ 2 ms |
 //! | `chain100_rerun/fresh_process_disk` | reported: a new workspace over an empty memo reads the disk |
@@ -87,6 +88,30 @@ fn chain100_cold(c: &mut Criterion) {
         });
         pipeline.cache().flush();
     }
+    // The engine alone: nodes that never touch the cache (no disk look-up, no write).
+    let mut g = Graph::new("engine").cache(Cache::open(dir.path().join("engine")).unwrap());
+    let first = g.input("start", 0u64);
+    let mut prev = first;
+    for i in 0..100 {
+        prev = g.add(
+            FnNode::sync(&format!("n{i}"), |x: u64| x + 1)
+                .inline()
+                .cache_policy(CachePolicy::NeverCache),
+            (prev,),
+        );
+    }
+    let engine = g.build().unwrap();
+    let mut input = 0u64;
+    group.bench_function("engine_only_never_cache", |b| {
+        b.iter_batched(
+            || {
+                input += 1;
+                engine.set_input(&first, input).unwrap();
+            },
+            |_| rt.block_on(engine.run(Scope::All)).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
     let calls = Arc::new(AtomicUsize::new(0));
     let (pipeline, start) = chain(
         100,
