@@ -185,6 +185,24 @@ async fn chat_with_a_real_llm_server_cached_rerun_and_a_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_generation_with_the_real_server() {
+    let server = llm_server().await;
+    let (_dir, cache) = temp_cache();
+    let mut g = Graph::new("complete").cache(cache);
+    let out = g.add(
+        InferenceNode::text_generation("complete", MODEL)
+            .base_url(&server.url)
+            .temperature(0.0)
+            .max_tokens(12)
+            .stop(["\n\n"]),
+        (constant("The capital of France is".to_string()),),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert!(!report.value(&out).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_tokens_arrive_as_progress_and_partial_outputs() {
     let server = llm_server().await;
     let (_dir, cache) = temp_cache();
