@@ -94,7 +94,8 @@ pub use value::{ContentHash, PortType, PortValue, Value};
 /// Options: `name = "…"` (default node name), `version = "…"` (manual cache bump),
 /// `cache = "default" | "always" | "never"`, `group = "…"` (concurrency group),
 /// `timeout = "30s"`, `retries = 3`, `outputs(a, b)` (names for a returned tuple's
-/// elements), `inline` (run a cheap sync function on the scheduler thread).
+/// elements), `fields` (a returned struct's fields are the ports; see [`Outputs`]),
+/// `inline` (run a cheap sync function on the scheduler thread).
 /// A function returning `Result<T, E>` fails the node on `Err`. The function's
 /// tokens are hashed into the cache key, so editing its body invalidates its results.
 pub use daggr_macros::fn_node;
@@ -151,6 +152,38 @@ pub use daggr_macros::fn_node;
 /// compile errors on your tokens: wrong types, unknown nodes or ports, missing or doubly
 /// wired inputs, duplicate names and cycles.
 pub use daggr_macros::pipeline;
+
+/// Makes a struct's named fields the output ports of a `#[fn_node(fields)]` function
+/// returning it; generates `<Name>Ports` with one `Output<T>` per field.
+///
+/// ```
+/// use daggr::{fn_node, Outputs};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Outputs, Serialize, Deserialize)]
+/// pub struct Split {
+///     pub head: String,
+///     pub rest: Vec<String>,
+/// }
+///
+/// #[fn_node(fields)]
+/// fn split(text: String) -> Split {
+///     let mut words = text.split_whitespace().map(str::to_string);
+///     Split { head: words.next().unwrap_or_default(), rest: words.collect() }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), daggr::Error> {
+/// let mut g = daggr::Graph::new("doc");
+/// let text = g.input("text", "one two three".to_string());
+/// let parts = g.add(SplitNode::new(), (text,));
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let g = g.cache(daggr::Cache::open(dir.path())?);
+/// let report = g.build()?.run(daggr::Scope::All).await?;
+/// assert_eq!(*report.value(&parts.head)?, "one");
+/// assert_eq!(report.value(&parts.rest)?.len(), 2);
+/// # Ok(()) }
+/// ```
+pub use daggr_macros::Outputs;
 
 /// The graph IR shared with `cargo daggr` and the inspector.
 pub use daggr_codegen::ir;

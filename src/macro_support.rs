@@ -50,3 +50,16 @@ pub fn encode_port<T: crate::PortValue>(
         .into()
     })
 }
+
+/// A struct whose fields are a node's output ports (`#[derive(daggr::Outputs)]`, used with
+/// `#[fn_node(fields)]`).
+pub trait SplitOutputs: Sized {
+    /// The typed handles: one `Output<T>` per field.
+    type Handles;
+    /// One port per field, in declaration order.
+    fn port_specs() -> Vec<crate::PortSpec>;
+    /// The fields as port values, in the same order.
+    fn split(self, node: &str) -> Result<Vec<crate::Value>, crate::BoxError>;
+    /// The handles of the node added at `node`.
+    fn handles(node: usize) -> Self::Handles;
+}

@@ -15,7 +15,7 @@ use syn::{FnArg, GenericArgument, Ident, ItemFn, Lit, Pat, PathArguments, Return
 use crate::options::{did_you_mean, parse_duration_ms, suggest, AttrOptions, Errors, OptionValue};
 
 const OPTIONS: &[&str] = &[
-    "name", "version", "cache", "group", "timeout", "retries", "outputs", "inline",
+    "name", "version", "cache", "group", "timeout", "retries", "outputs", "fields", "inline",
 ];
 
 /// The settings given in `#[fn_node(...)]`.
@@ -37,6 +37,8 @@ pub struct FnNodeOptions {
     pub outputs: Option<Vec<Ident>>,
     /// `inline`: run a cheap synchronous function on the scheduler thread.
     pub inline: bool,
+    /// `fields`: the returned struct's fields are the output ports (it derives `daggr::Outputs`).
+    pub fields: bool,
 }
 
 /// Parses the attribute's options, reporting every bad one.
@@ -105,6 +107,10 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                     "`outputs` takes port names: `outputs(mask, image)`",
                 ),
             },
+            "fields" => match opt.value {
+                OptionValue::Flag => options.fields = true,
+                _ => errors.at(opt.key.span(), "`fields` is a flag and takes no value"),
+            },
             "inline" => match opt.value {
                 OptionValue::Flag => options.inline = true,
                 _ => errors.at(opt.key.span(), "`inline` is a flag and takes no value"),
@@ -130,6 +136,8 @@ struct Returns {
     ports: Vec<(Ident, Type)>,
     /// Whether the value is a tuple to split into ports.
     split: bool,
+    /// `fields`: the value is a struct deriving `Outputs`, split by its impl.
+    fields: Option<Type>,
 }
 
 /// The `Result`'s `T`, if `ty` is syntactically a `Result<T, …>`.
@@ -157,16 +165,32 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
         Some(ok) => (true, ok.clone()),
         None => (false, ty),
     };
+    if options.fields {
+        if options.outputs.is_some() {
+            errors.at(
+                Span::call_site(),
+                "use `outputs(..)` for a tuple or `fields` for a struct, not both",
+            );
+        }
+        return Returns {
+            fallible,
+            ports: Vec::new(),
+            split: false,
+            fields: Some(value),
+        };
+    }
     match &options.outputs {
         None => Returns {
             fallible,
             ports: vec![(format_ident!("output"), value)],
             split: false,
+            fields: None,
         },
         Some(names) if names.len() == 1 => Returns {
             fallible,
             ports: vec![(names[0].clone(), value)],
             split: false,
+            fields: None,
         },
         Some(names) => match &value {
             Type::Tuple(tuple) if tuple.elems.len() == names.len() => Returns {
@@ -177,6 +201,7 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
                     .zip(tuple.elems.iter().cloned())
                     .collect(),
                 split: true,
+                fields: None,
             },
             other => {
                 errors.at(
@@ -192,6 +217,7 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
                     fallible,
                     ports: vec![(format_ident!("output"), value.clone())],
                     split: false,
+                    fields: None,
                 }
             }
         },
@@ -409,7 +435,9 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
     let unwrap = returns.fallible.then(|| {
         quote!(let __value = __value.map_err(::core::convert::Into::<::daggr::__private::BoxError>::into)?;)
     });
-    let encode = if returns.split {
+    let encode = if let Some(ty) = &returns.fields {
+        quote!(<#ty as ::daggr::__private::SplitOutputs>::split(__value, &__node))
+    } else if returns.split {
         let names: Vec<&Ident> = returns.ports.iter().map(|(n, _)| n).collect();
         let strs = names.iter().map(|n| n.to_string());
         quote! {
@@ -536,6 +564,28 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
         .iter()
         .map(|n| format!("Input `{n}`, once wired."));
 
+    // With `fields`, the handles are the struct's own (from its `Outputs` derive).
+    let (outputs_item, out_specs_expr, handles_expr) = match &returns.fields {
+        Some(ty) => (
+            quote! {
+                #[doc = #doc_outputs]
+                #vis type #outputs_ty = <#ty as ::daggr::__private::SplitOutputs>::Handles;
+            },
+            quote!(<#ty as ::daggr::__private::SplitOutputs>::port_specs()),
+            quote!(<#ty as ::daggr::__private::SplitOutputs>::handles(node)),
+        ),
+        None => (
+            quote! {
+            #[doc = #doc_outputs]
+            #[derive(Clone, Copy, Debug)]
+            #vis struct #outputs_ty {
+                #(#[doc = #field_docs] pub #out_names: ::daggr::__private::Output<#out_tys>,)*
+            }
+                },
+            quote!(::std::vec![#(#out_specs),*]),
+            quote!(#outputs_ty { #(#out_names: ::daggr::__private::Output::new(node, #out_index),)* }),
+        ),
+    };
     Some(quote! {
         #[doc = #doc_node]
         #vis struct #node_ty(::daggr::__private::NodeCore);
@@ -546,11 +596,7 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
             __state: ::core::marker::PhantomData<fn() -> (#(#states,)*)>,
         }
 
-        #[doc = #doc_outputs]
-        #[derive(Clone, Copy, Debug)]
-        #vis struct #outputs_ty {
-            #(#[doc = #field_docs] pub #out_names: ::daggr::__private::Output<#out_tys>,)*
-        }
+        #outputs_item
 
         const _: () = {
             fn __daggr_port_checks() { #(#port_checks)* }
@@ -590,7 +636,7 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
                         code_fingerprint: ::std::string::String::from(Self::CODE_HASH),
                         params: ::daggr::__private::serde_json::Value::Null,
                         inputs: ::std::vec![#(#in_specs),*],
-                        outputs: ::std::vec![#(#out_specs),*],
+                        outputs: #out_specs_expr,
                         config: ::daggr::__private::NodeConfig {
                             cache: #cache,
                             group: #group,
@@ -644,7 +690,7 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
                 type Args = (#(#arg_tys,)*);
                 type Handles = #outputs_ty;
                 fn handles(node: usize) -> #outputs_ty {
-                    #outputs_ty { #(#out_names: ::daggr::__private::Output::new(node, #out_index),)* }
+                    #handles_expr
                 }
             }
         };

@@ -13,4 +13,6 @@ pub mod fn_node;
 #[cfg(feature = "macros")]
 pub mod options;
 #[cfg(feature = "macros")]
+pub mod outputs;
+#[cfg(feature = "macros")]
 pub mod pipeline;

@@ -15,3 +15,9 @@ pub fn fn_node(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn pipeline(input: TokenStream) -> TokenStream {
     daggr_codegen::pipeline::expand(input.into()).into()
 }
+
+/// Makes a struct's named fields a node's output ports. See `daggr::Outputs`.
+#[proc_macro_derive(Outputs)]
+pub fn outputs(input: TokenStream) -> TokenStream {
+    daggr_codegen::outputs::expand(input.into()).into()
+}
