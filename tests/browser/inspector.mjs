@@ -92,6 +92,23 @@ await check((await status("report")) === "stale", "report stays stale after runn
 findings.count = [countBefore, countAfter];
 await page.screenshot({ path: join(shots, "3-after-edit.png") });
 
+// History: step back to the older result of count, then restore the inputs that made it.
+await page.click('[data-testid="history-count"] button:has-text("‹")');
+await page.waitForFunction((before) =>
+  document.querySelector('[data-testid="node-count"] [data-testid="output-output"]')?.textContent.trim() === before,
+  countBefore, { timeout: 10000 }).catch(() => fail("‹ did not bring back the older result"));
+await page.click('[data-testid="history-count"] button:text-matches("restore inputs", "i")');
+await page.waitForFunction(() => document.querySelector('[data-testid="input-count-min"]')?.value === "3", null, { timeout: 10000 })
+  .catch(() => fail("restore inputs did not bring back min = 3"));
+await waitStatus("count", ["done", "cached"]);
+// Forward again to the newest result, and put the edited input back.
+await page.click('[data-testid="history-count"] button:has-text("›")');
+await page.fill('[data-testid="input-count-min"]', "6");
+await page.locator('[data-testid="input-count-min"]').evaluate((e) => e.blur());
+await page.waitForFunction(() => document.querySelector('[data-testid="node-count"]')?.dataset.status === "done", null, { timeout: 10000 })
+  .catch(() => fail("count is current again after › and the input edit"));
+findings.history = true;
+
 // A reload keeps the sheet.
 await page.reload();
 await page.waitForSelector("body[data-ready=true]");
