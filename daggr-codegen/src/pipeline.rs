@@ -658,8 +658,9 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
     let inputs = def.inputs.iter().map(|i| {
         let (n, ty, default) = (&i.name, &i.ty, &i.default);
         let n_str = n.to_string();
+        let input = quote_spanned!(n.span()=> #graph.input(#n_str, #default));
         quote_spanned! {default.span()=>
-            let #n: ::daggr::__private::Output<#ty> = #graph.input(#n_str, #default);
+            let #n: ::daggr::__private::Output<#ty> = #input;
         }
     });
     let nodes = order.iter().map(|&i| {
@@ -668,8 +669,11 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
         let name_str = name.to_string();
         if let Some(custom) = &node.custom {
             let sources = node.args.iter().map(|a| source_tokens(&a.value));
+            // Spanned on the node's name: `Graph::add` records its caller's location, so the
+            // graph IR points at this line.
+            let add = quote_spanned!(name.span()=> #graph.add(#custom, (#(#sources,)*)));
             return quote! {
-                let #name = #graph.add(#custom, (#(#sources,)*));
+                let #name = #add;
             };
         }
         let mut node_path = node.func.clone();
@@ -687,11 +691,9 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
         let start = quote_spanned!(finish_span=> #node_path::inputs());
         let finish = quote_spanned!(finish_span=> .finish());
         let chain = quote_spanned!(finish_span=> #start #(#wires)* #finish);
+        let add = quote_spanned!(name.span()=> #graph.add(#node_path::named(#name_str), #chain));
         quote! {
-            let #name = #graph.add(
-                #node_path::named(#name_str),
-                #chain,
-            );
+            let #name = #add;
         }
     });
     let outputs_ty = format_ident!("{}Outputs", def.name);
