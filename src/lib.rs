@@ -33,6 +33,7 @@ mod error;
 pub mod event;
 mod fn_node;
 mod graph;
+pub mod gradio;
 pub mod hf;
 pub mod inference;
 pub mod inspector;
@@ -51,6 +52,7 @@ pub use graph::{
     constant, generated, now_unix_ms, random_seed, ArgTuple, Generator, Graph, IntoSource,
     IntoSources, NodeId, Output, Source, TypedNode, EXPORT_GRAPH_ENV,
 };
+pub use gradio::GradioNode;
 pub use inference::InferenceNode;
 pub use media::{Audio, File, Image, Video};
 pub use node::{

@@ -1,0 +1,1144 @@
+//! The HTTP side of a Gradio app: `/config`, `{prefix}/info`, calls through
+//! `{prefix}/call/{api}` or the queue protocol, uploads, downloads and cancellation.
+//!
+//! Every request that fails to connect, or answers 5xx or 429, is retried with backoff
+//! (honouring `Retry-After`) before the job is accepted. A job that was accepted is never
+//! resubmitted by the client: when its stream breaks the call fails (the node's own
+//! [`crate::RetryPolicy`] decides whether to run it again) and the remote job is cancelled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value as Json};
+use tokio_util::sync::CancellationToken;
+
+use super::sse::{apply_diff, SseParser};
+use crate::hf::{is_hf_host, HfToken};
+use crate::Error;
+
+/// Which route a call goes through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Protocol {
+    /// `/call/{api}` on Gradio ≥ 6.13 (its `error` events carry the message), the queue
+    /// protocol on older servers that speak `sse_v3` (where `/call` loses error text).
+    #[default]
+    Auto,
+    /// Always `POST {prefix}/call/{api}` + `GET {prefix}/call/{api}/{event_id}`.
+    Call,
+    /// Always `POST {prefix}/queue/join` + `GET {prefix}/queue/data` (`sse_v3`).
+    Queue,
+}
+
+/// How patient a client is.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Retries of a request that failed to connect or answered 5xx/429 (default 3).
+    pub retries: u32,
+    /// The first retry's delay, doubled for each further one (default 500 ms).
+    pub backoff: Duration,
+    /// The longest silence tolerated on an event stream (default 60 s; Gradio sends a
+    /// heartbeat every 15 s, so this must stay well above that).
+    pub read_timeout: Duration,
+    /// Timeout of one plain request: config, info, upload, download (default 300 s).
+    pub request_timeout: Duration,
+    /// The route calls take.
+    pub protocol: Protocol,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            retries: 3,
+            backoff: Duration::from_millis(500),
+            read_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(300),
+            protocol: Protocol::Auto,
+        }
+    }
+}
+
+/// What a running call reports before its result.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Update {
+    /// Queue position, start, Gradio progress bars, retries: a fraction when known.
+    Progress(Option<f32>, String),
+    /// A generator's latest (full) outputs, one JSON value per output component.
+    Partial(Vec<Json>),
+}
+
+/// One parameter of an endpoint, as `/info` describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamInfo {
+    /// `parameter_name` (or the label, on servers without parameter names).
+    pub name: String,
+    /// The component's label.
+    pub label: String,
+    /// Whether the parameter may be left out (its default is then sent).
+    pub has_default: bool,
+    /// The default value.
+    pub default: Json,
+    /// Whether the parameter takes a file (a FileData object).
+    pub is_file: bool,
+    /// The component, e.g. `Textbox`, `Image`.
+    pub component: String,
+}
+
+/// One return value of an endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReturnInfo {
+    /// The component's label.
+    pub label: String,
+    /// Whether the value is a file (or holds files).
+    pub is_file: bool,
+    /// The component, e.g. `Image`.
+    pub component: String,
+}
+
+/// An endpoint's parameters and returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointInfo {
+    /// Parameters, in call order.
+    pub parameters: Vec<ParamInfo>,
+    /// Return values, in order.
+    pub returns: Vec<ReturnInfo>,
+}
+
+#[derive(Clone, Debug)]
+struct Dependency {
+    fn_index: u64,
+    api_name: Option<String>,
+    generator: bool,
+}
+
+/// A connection to one Gradio app: what `/config` and `/info` said, and the HTTP client.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct GradioClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: String,
+    service: String,
+    base: String,
+    prefix: String,
+    version: String,
+    protocol_name: String,
+    max_file_size: Option<u64>,
+    dependencies: Vec<Dependency>,
+    endpoints: BTreeMap<String, EndpointInfo>,
+    http: reqwest::Client,
+    token: Option<HfToken>,
+    options: ClientOptions,
+    uploads: Mutex<HashMap<String, Json>>,
+}
+
+/// A short random id for a queue session.
+fn session_hash() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..11)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// The server's own words in an error body: the last line of a Python traceback, else
+/// the usual JSON shapes (`detail`, `error`), else the text.
+pub fn server_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if text.contains("Traceback (most recent call last)") {
+        if let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+            return last.trim().to_string();
+        }
+    }
+    if let Ok(json) = serde_json::from_slice::<Json>(body) {
+        for key in ["error", "detail", "message"] {
+            match json.get(key) {
+                Some(Json::String(s)) if !s.is_empty() => return s.clone(),
+                Some(Json::Object(o)) => {
+                    if let Some(Json::String(s)) = o.get("error").or_else(|| o.get("message")) {
+                        return s.clone();
+                    }
+                }
+                Some(v @ Json::Array(_)) => return v.to_string(),
+                _ => {}
+            }
+        }
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty response)".into()
+    } else if text.starts_with('<') {
+        "(an HTML error page)".into()
+    } else {
+        text.chars().take(2000).collect()
+    }
+}
+
+/// The delay a `Retry-After` header asks for (seconds form), capped at 30 s.
+fn retry_after(header: Option<&str>) -> Option<Duration> {
+    let secs: f64 = header?.trim().parse().ok()?;
+    (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs.min(30.0)))
+}
+
+/// Whether `url` answers on an `*.hf.space` host (token in `X-HF-Authorization`).
+fn is_space_host(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.to_ascii_lowercase()))
+        .is_some_and(|h| h.ends_with(".hf.space"))
+}
+
+/// Adds the token to a request when (and only when) it goes to a Hugging Face host.
+pub(crate) fn authorize(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    token: Option<&HfToken>,
+) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) if is_hf_host(url) => {
+            if is_space_host(url) {
+                // As gradio_client does: the HF proxy reads it, the Space's code does not.
+                request.header("x-hf-authorization", format!("Bearer {}", t.expose()))
+            } else {
+                request.bearer_auth(t.expose())
+            }
+        }
+        _ => request,
+    }
+}
+
+/// Percent-encodes a server path for the `file=` route (keeps `/`).
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn parse_version(v: &str) -> (u64, u64) {
+    let mut parts = v.split(['.', '-', 'b', 'r']).map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Walks a JSON schema for a FileData-like object, as gradio_client does.
+fn schema_has_file(schema: &Json) -> bool {
+    match schema {
+        Json::Object(map) => {
+            let title = map.get("title").and_then(Json::as_str).unwrap_or("");
+            if title.ends_with("FileData") || title == "ImageData" {
+                return true;
+            }
+            if let Some(props) = map.get("properties").and_then(Json::as_object) {
+                if props.contains_key("path") && props.contains_key("meta") {
+                    return true;
+                }
+            }
+            map.values().any(schema_has_file)
+        }
+        Json::Array(items) => items.iter().any(schema_has_file),
+        _ => false,
+    }
+}
+
+fn parse_info(info: &Json) -> BTreeMap<String, EndpointInfo> {
+    let mut out = BTreeMap::new();
+    let Some(named) = info.get("named_endpoints").and_then(Json::as_object) else {
+        return out;
+    };
+    for (name, e) in named {
+        let parameters = e
+            .get("parameters")
+            .and_then(Json::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        let label = p.get("label").and_then(Json::as_str).unwrap_or("").to_string();
+                        ParamInfo {
+                            name: p
+                                .get("parameter_name")
+                                .and_then(Json::as_str)
+                                .map(str::to_string)
+                                .unwrap_or_else(|| label.clone()),
+                            label,
+                            has_default: p
+                                .get("parameter_has_default")
+                                .and_then(Json::as_bool)
+                                .unwrap_or(false),
+                            default: p.get("parameter_default").cloned().unwrap_or(Json::Null),
+                            is_file: p.get("type").is_some_and(schema_has_file)
+                                || p.pointer("/python_type/type").and_then(Json::as_str)
+                                    == Some("filepath"),
+                            component: p
+                                .get("component")
+                                .and_then(Json::as_str)
+                                .unwrap_or("")
+                                .to_string(),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let returns = e
+            .get("returns")
+            .and_then(Json::as_array)
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| ReturnInfo {
+                        label: r.get("label").and_then(Json::as_str).unwrap_or("").to_string(),
+                        is_file: r.get("type").is_some_and(schema_has_file),
+                        component: r
+                            .get("component")
+                            .and_then(Json::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(
+            name.clone(),
+            EndpointInfo {
+                parameters,
+                returns,
+            },
+        );
+    }
+    out
+}
+
+/// The result of waiting for the next piece of a stream.
+enum Next<B> {
+    Chunk(B),
+    End,
+    Cancelled,
+    Broken(String),
+    Silent,
+}
+
+impl GradioClient {
+    /// Connects to the app at `base` (reads `/config`, then `{prefix}/info`). `node` and
+    /// `service` name the caller and the app in errors (`"Space owner/name"`); the token
+    /// goes only to Hugging Face hosts.
+    pub async fn connect(
+        base: &str,
+        node: &str,
+        service: &str,
+        token: Option<HfToken>,
+        options: ClientOptions,
+    ) -> Result<GradioClient, Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("daggr/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Remote {
+                node: node.to_string(),
+                service: service.to_string(),
+                endpoint: "/config".into(),
+                status: None,
+                message: format!("cannot build an HTTP client: {e}"),
+            })?;
+        let mut inner = Inner {
+            node: node.to_string(),
+            service: service.to_string(),
+            base: base.trim_end_matches('/').to_string(),
+            prefix: String::new(),
+            version: String::new(),
+            protocol_name: String::new(),
+            max_file_size: None,
+            dependencies: Vec::new(),
+            endpoints: BTreeMap::new(),
+            http,
+            token,
+            options,
+            uploads: Mutex::new(HashMap::new()),
+        };
+        let never = CancellationToken::new();
+        let config_url = format!("{}/config", inner.base);
+        let response = inner
+            .send("/config", &never, &mut |_| {}, &config_url, |u| {
+                inner.http.get(u).timeout(inner.options.request_timeout)
+            })
+            .await?;
+        let config: Json = inner.json_body("/config", response).await?;
+        inner.prefix = config
+            .get("api_prefix")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_string();
+        inner.version = config
+            .get("version")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
+        inner.protocol_name = config
+            .get("protocol")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
+        inner.max_file_size = config.get("max_file_size").and_then(Json::as_u64);
+        inner.dependencies = config
+            .get("dependencies")
+            .and_then(Json::as_array)
+            .map(|deps| {
+                deps.iter()
+                    .enumerate()
+                    .map(|(i, d)| Dependency {
+                        fn_index: d.get("id").and_then(Json::as_u64).unwrap_or(i as u64),
+                        api_name: d
+                            .get("api_name")
+                            .and_then(Json::as_str)
+                            .map(|s| s.trim_start_matches('/').to_string()),
+                        generator: d.pointer("/types/generator").and_then(Json::as_bool)
+                            == Some(true),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let info_url = format!("{}{}/info", inner.base, inner.prefix);
+        let response = inner
+            .send("/info", &never, &mut |_| {}, &info_url, |u| {
+                inner
+                    .http
+                    .get(u)
+                    .query(&[("serialize", "False")])
+                    .timeout(inner.options.request_timeout)
+            })
+            .await;
+        // An app may hide its API description; calls then go by position.
+        if let Ok(response) = response {
+            if let Ok(info) = inner.json_body("/info", response).await {
+                inner.endpoints = parse_info(&info);
+            }
+        }
+        Ok(GradioClient {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The app's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The API prefix: `/gradio_api` on Gradio 5 and 6, empty on 4.
+    pub fn api_prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The Gradio version the app reports.
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// The documented endpoints (`/info`), by API name with its leading slash.
+    pub fn endpoints(&self) -> &BTreeMap<String, EndpointInfo> {
+        &self.inner.endpoints
+    }
+
+    /// Whether the app has an endpoint `api` (`/name`), documented or not.
+    pub fn has_endpoint(&self, api: &str) -> bool {
+        self.inner.endpoints.contains_key(api) || self.inner.dependency(api).is_some()
+    }
+
+    /// Whether `api` is a generator (it streams partial outputs).
+    pub fn is_generator(&self, api: &str) -> bool {
+        self.inner.dependency(api).is_some_and(|d| d.generator)
+    }
+
+    /// The API names the app declares (`/name`).
+    pub fn api_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.endpoints.keys().cloned().collect();
+        for d in &self.inner.dependencies {
+            if let Some(n) = &d.api_name {
+                let n = format!("/{n}");
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        names
+    }
+
+    /// The route calls will take for this server.
+    pub fn effective_protocol(&self) -> Protocol {
+        let i = &self.inner;
+        match i.options.protocol {
+            Protocol::Auto => {
+                let (major, minor) = parse_version(&i.version);
+                if (major, minor) >= (6, 13) || i.protocol_name != "sse_v3" {
+                    Protocol::Call
+                } else {
+                    Protocol::Queue
+                }
+            }
+            p => p,
+        }
+    }
+
+    /// Calls `api` (`/name`) with one JSON value per parameter, in order; returns one
+    /// JSON value per output. Progress and partial outputs go to `on_update`; when
+    /// `cancel` fires, the remote job is cancelled and the call ends with
+    /// [`Error::Cancelled`].
+    pub async fn predict(
+        &self,
+        api: &str,
+        data: Vec<Json>,
+        cancel: &CancellationToken,
+        on_update: &mut (dyn FnMut(Update) + Send),
+    ) -> Result<Vec<Json>, Error> {
+        let dep = self.inner.dependency(api).cloned();
+        match self.effective_protocol() {
+            Protocol::Queue => {
+                let Some(dep) = dep else {
+                    return Err(self.inner.remote(
+                        api,
+                        None,
+                        "the app's /config lists no such endpoint, which the queue protocol needs",
+                    ));
+                };
+                self.call_queue(api, &dep, data, cancel, on_update).await
+            }
+            _ => self.call_simple(api, dep.as_ref(), data, cancel, on_update).await,
+        }
+    }
+
+    async fn call_simple(
+        &self,
+        api: &str,
+        dep: Option<&Dependency>,
+        data: Vec<Json>,
+        cancel: &CancellationToken,
+        on_update: &mut (dyn FnMut(Update) + Send),
+    ) -> Result<Vec<Json>, Error> {
+        let i = &self.inner;
+        let name = api.trim_start_matches('/');
+        let url = format!("{}{}/call/{name}", i.base, i.prefix);
+        let body = json!({ "data": data });
+        let response = i
+            .send(api, cancel, on_update, &url, |u| {
+                i.http.post(u).json(&body).timeout(i.options.request_timeout)
+            })
+            .await?;
+        let accepted: Json = i.json_body(api, response).await?;
+        let Some(event_id) = accepted.get("event_id").and_then(Json::as_str) else {
+            return Err(i.remote(api, None, format!("no event_id in {accepted}")));
+        };
+        let mut guard = CancelGuard {
+            client: self.clone(),
+            fn_index: dep.map(|d| d.fn_index),
+            session: event_id.to_string(),
+            event_id: event_id.to_string(),
+            armed: true,
+        };
+        on_update(Update::Progress(None, "queued".into()));
+        let stream_url = format!("{url}/{event_id}");
+        let response = i
+            .send(api, cancel, on_update, &stream_url, |u| i.http.get(u))
+            .await?;
+        let response = i.ok(api, response).await?;
+        let mut stream = response.bytes_stream();
+        let mut parser = SseParser::new();
+        loop {
+            let chunk = match i.next(&mut stream, cancel).await {
+                Next::Chunk(c) => c,
+                Next::Cancelled => {
+                    guard.cancel_now().await;
+                    return Err(Error::Cancelled { node: i.node.clone() });
+                }
+                Next::End => return Err(i.ended(api, parser.has_partial())),
+                Next::Broken(e) => return Err(i.broken(api, &e)),
+                Next::Silent => return Err(i.silent(api)),
+            };
+            for event in parser.push(&chunk) {
+                let data: Json = serde_json::from_str(&event.data).unwrap_or(Json::Null);
+                match event.event.as_deref() {
+                    Some("generating") => {
+                        if let Json::Array(values) = data {
+                            on_update(Update::Partial(values));
+                        }
+                    }
+                    Some("complete") => {
+                        guard.armed = false;
+                        return match data {
+                            Json::Array(values) => Ok(values),
+                            Json::Null => Err(i.remote(
+                                api,
+                                None,
+                                "the job was cancelled on the server before it finished",
+                            )),
+                            other => Err(i.remote(api, None, format!("unexpected result {other}"))),
+                        };
+                    }
+                    Some("error") => {
+                        guard.armed = false;
+                        let message = match &data {
+                            Json::Object(o) => match o.get("error") {
+                                Some(Json::String(s)) => s.clone(),
+                                _ => "the app raised an error and did not show its message (it runs with show_error=False)".into(),
+                            },
+                            Json::String(s) => s.clone(),
+                            _ => format!(
+                                "the app raised an error; Gradio {} sends no message on /call (Gradio ≥ 6.13 does; the queue protocol does on any version)",
+                                i.version
+                            ),
+                        };
+                        return Err(i.remote(api, None, message));
+                    }
+                    _ => {} // heartbeat
+                }
+            }
+        }
+    }
+
+    async fn call_queue(
+        &self,
+        api: &str,
+        dep: &Dependency,
+        data: Vec<Json>,
+        cancel: &CancellationToken,
+        on_update: &mut (dyn FnMut(Update) + Send),
+    ) -> Result<Vec<Json>, Error> {
+        let i = &self.inner;
+        let session = session_hash();
+        let join_url = format!("{}{}/queue/join", i.base, i.prefix);
+        let body = json!({
+            "data": data,
+            "fn_index": dep.fn_index,
+            "session_hash": session,
+            "event_data": null,
+            "trigger_id": null,
+        });
+        let response = i
+            .send(api, cancel, on_update, &join_url, |u| {
+                i.http
+                    .post(u)
+                    .header("x-gradio-user", "api")
+                    .json(&body)
+                    .timeout(i.options.request_timeout)
+            })
+            .await?;
+        let accepted: Json = i.json_body(api, response).await?;
+        let Some(event_id) = accepted.get("event_id").and_then(Json::as_str) else {
+            return Err(i.remote(api, None, format!("no event_id in {accepted}")));
+        };
+        let mut guard = CancelGuard {
+            client: self.clone(),
+            fn_index: Some(dep.fn_index),
+            session: session.clone(),
+            event_id: event_id.to_string(),
+            armed: true,
+        };
+        let data_url = format!("{}{}/queue/data", i.base, i.prefix);
+        let response = i
+            .send(api, cancel, on_update, &data_url, |u| {
+                i.http.get(u).query(&[("session_hash", &session)])
+            })
+            .await?;
+        let response = i.ok(api, response).await?;
+        let mut stream = response.bytes_stream();
+        let mut parser = SseParser::new();
+        let mut current: Option<Vec<Json>> = None;
+        loop {
+            let chunk = match i.next(&mut stream, cancel).await {
+                Next::Chunk(c) => c,
+                Next::Cancelled => {
+                    guard.cancel_now().await;
+                    return Err(Error::Cancelled { node: i.node.clone() });
+                }
+                Next::End => return Err(i.ended(api, parser.has_partial())),
+                Next::Broken(e) => return Err(i.broken(api, &e)),
+                Next::Silent => return Err(i.silent(api)),
+            };
+            for event in parser.push(&chunk) {
+                let Ok(msg) = serde_json::from_str::<Json>(&event.data) else {
+                    continue;
+                };
+                if let Some(id) = msg.get("event_id").and_then(Json::as_str) {
+                    if id != event_id {
+                        continue;
+                    }
+                }
+                match msg.get("msg").and_then(Json::as_str).unwrap_or("") {
+                    "estimation" => {
+                        let rank = msg.get("rank").and_then(Json::as_u64).unwrap_or(0);
+                        let size = msg.get("queue_size").and_then(Json::as_u64).unwrap_or(0);
+                        on_update(Update::Progress(
+                            None,
+                            format!("queued: position {} of {size}", rank + 1),
+                        ));
+                    }
+                    "process_starts" => on_update(Update::Progress(None, "running".into())),
+                    "progress" => {
+                        if let Some(p) = msg
+                            .get("progress_data")
+                            .and_then(Json::as_array)
+                            .and_then(|a| a.last())
+                        {
+                            let fraction = p.get("progress").and_then(Json::as_f64).or_else(|| {
+                                let index = p.get("index").and_then(Json::as_f64)?;
+                                let length = p.get("length").and_then(Json::as_f64)?;
+                                (length > 0.0).then(|| index / length)
+                            });
+                            let desc = p.get("desc").and_then(Json::as_str).unwrap_or("progress");
+                            on_update(Update::Progress(fraction.map(|f| f as f32), desc.to_string()));
+                        }
+                    }
+                    "log" => {
+                        if let Some(log) = msg.get("log").and_then(Json::as_str) {
+                            on_update(Update::Progress(None, log.to_string()));
+                        }
+                    }
+                    "process_generating" => {
+                        let output = msg.get("output").cloned().unwrap_or(Json::Null);
+                        if msg.get("success").and_then(Json::as_bool) == Some(false) {
+                            guard.armed = false;
+                            return Err(i.remote(api, None, queue_error(&output)));
+                        }
+                        let Some(values) = output.get("data").and_then(Json::as_array) else {
+                            continue;
+                        };
+                        let next = match current.take() {
+                            // The first update carries values, later ones diffs.
+                            None => values.clone(),
+                            Some(previous) => previous
+                                .into_iter()
+                                .zip(values)
+                                .map(|(old, diff)| apply_diff(old, diff))
+                                .collect::<Result<Vec<_>, _>>()
+                                .map_err(|e| i.remote(api, None, format!("bad update: {e}")))?,
+                        };
+                        on_update(Update::Partial(next.clone()));
+                        current = Some(next);
+                    }
+                    "process_completed" => {
+                        guard.armed = false;
+                        let output = msg.get("output").cloned().unwrap_or(Json::Null);
+                        if msg.get("success").and_then(Json::as_bool) == Some(true) {
+                            return match output.get("data") {
+                                Some(Json::Array(values)) => Ok(values.clone()),
+                                _ => Err(i.remote(
+                                    api,
+                                    None,
+                                    "the job was cancelled on the server before it finished",
+                                )),
+                            };
+                        }
+                        return Err(i.remote(api, None, queue_error(&output)));
+                    }
+                    "unexpected_error" => {
+                        guard.armed = false;
+                        let m = msg
+                            .get("message")
+                            .and_then(Json::as_str)
+                            .unwrap_or("unexpected server error");
+                        return Err(i.remote(api, None, m.to_string()));
+                    }
+                    "queue_full" => {
+                        guard.armed = false;
+                        return Err(i.remote(api, Some(503), "the app's queue is full"));
+                    }
+                    "close_stream" => return Err(i.ended(api, false)),
+                    _ => {} // heartbeat, process_streaming, …
+                }
+            }
+        }
+    }
+
+    /// Uploads a file (`POST {prefix}/upload`) and returns its FileData object. The same
+    /// content (by `integrity`) is uploaded once per connection.
+    pub async fn upload(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        mime: &str,
+        integrity: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Json, Error> {
+        let i = &self.inner;
+        if let Some(fd) = i.uploads.lock().unwrap().get(integrity) {
+            return Ok(fd.clone());
+        }
+        if let Some(max) = i.max_file_size {
+            if bytes.len() as u64 > max {
+                return Err(i.remote(
+                    "/upload",
+                    None,
+                    format!("`{name}` is {} bytes; the app accepts at most {max}", bytes.len()),
+                ));
+            }
+        }
+        let url = format!("{}{}/upload", i.base, i.prefix);
+        let response = i
+            .send("/upload", cancel, &mut |_| {}, &url, |u| {
+                let part = reqwest::multipart::Part::bytes(bytes.to_vec())
+                    .file_name(name.to_string())
+                    .mime_str(mime)
+                    .unwrap_or_else(|_| reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string()));
+                i.http
+                    .post(u)
+                    .multipart(reqwest::multipart::Form::new().part("files", part))
+                    .timeout(i.options.request_timeout)
+            })
+            .await?;
+        let paths: Json = i.json_body("/upload", response).await?;
+        let Some(path) = paths.get(0).and_then(Json::as_str) else {
+            return Err(i.remote("/upload", None, format!("unexpected answer {paths}")));
+        };
+        let fd = json!({
+            "path": path,
+            "orig_name": name,
+            "size": bytes.len(),
+            "mime_type": mime,
+            "meta": { "_type": "gradio.FileData" },
+        });
+        i.uploads
+            .lock()
+            .unwrap()
+            .insert(integrity.to_string(), fd.clone());
+        Ok(fd)
+    }
+
+    /// Downloads a file output (a FileData object): its bytes, MIME type (when the
+    /// server or the object said) and file name.
+    pub async fn download(
+        &self,
+        file: &Json,
+        cancel: &CancellationToken,
+    ) -> Result<(Vec<u8>, Option<String>, Option<String>), Error> {
+        let i = &self.inner;
+        let path = file.get("path").and_then(Json::as_str);
+        let url_field = file.get("url").and_then(Json::as_str);
+        let is_stream = file.get("is_stream").and_then(Json::as_bool) == Some(true);
+        let url = match (path, url_field) {
+            (Some(p), _) if !is_stream && !p.starts_with("http") => {
+                format!("{}{}/file={}", i.base, i.prefix, encode_path(p))
+            }
+            (_, Some(u)) => u.to_string(),
+            (Some(p), None) => p.to_string(),
+            (None, None) => {
+                return Err(i.remote("/file", None, format!("a file output without path or url: {file}")))
+            }
+        };
+        let response = i
+            .send("/file", cancel, &mut |_| {}, &url, |u| {
+                i.http.get(u).timeout(i.options.request_timeout)
+            })
+            .await?;
+        let response = i.ok("/file", response).await?;
+        let header_mime = response
+            .headers()
+            .get("content-type")
+            .and_then(|h| h.to_str().ok())
+            .map(|m| m.split(';').next().unwrap_or(m).trim().to_string())
+            .filter(|m| m != "application/octet-stream");
+        let bytes = tokio::select! {
+            b = response.bytes() => b.map_err(|e| i.broken("/file", &crate::event::error_chain(&e)))?,
+            _ = cancel.cancelled() => return Err(Error::Cancelled { node: i.node.clone() }),
+        };
+        let mime = header_mime.or_else(|| {
+            file.get("mime_type")
+                .and_then(Json::as_str)
+                .map(str::to_string)
+        });
+        let name = file
+            .get("orig_name")
+            .and_then(Json::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                path.and_then(|p| p.rsplit('/').next())
+                    .map(str::to_string)
+            });
+        Ok((bytes.to_vec(), mime, name))
+    }
+
+    /// Asks the server to cancel a job (best effort).
+    async fn cancel(&self, fn_index: Option<u64>, session: &str, event_id: &str) {
+        let i = &self.inner;
+        let url = format!("{}{}/cancel", i.base, i.prefix);
+        let body = json!({ "fn_index": fn_index, "session_hash": session, "event_id": event_id });
+        let request = authorize(
+            i.http.post(&url).json(&body).timeout(Duration::from_secs(5)),
+            &url,
+            i.token.as_ref(),
+        );
+        match request.send().await {
+            Ok(r) => tracing::debug!(node = %i.node, status = %r.status(), "cancelled the remote job"),
+            Err(e) => tracing::debug!(node = %i.node, error = %e, "could not cancel the remote job"),
+        }
+    }
+}
+
+impl Inner {
+    fn dependency(&self, api: &str) -> Option<&Dependency> {
+        let name = api.trim_start_matches('/');
+        self.dependencies
+            .iter()
+            .find(|d| d.api_name.as_deref() == Some(name))
+    }
+
+    fn remote(&self, endpoint: &str, status: Option<u16>, message: impl Into<String>) -> Error {
+        Error::Remote {
+            node: self.node.clone(),
+            service: self.service.clone(),
+            endpoint: endpoint.to_string(),
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn ended(&self, endpoint: &str, mid_event: bool) -> Error {
+        let how = if mid_event { " in the middle of an event" } else { "" };
+        self.remote(
+            endpoint,
+            None,
+            format!("the event stream ended{how} before the result arrived (the server stopped, or a proxy cut the connection)"),
+        )
+    }
+
+    fn broken(&self, endpoint: &str, error: &str) -> Error {
+        self.remote(
+            endpoint,
+            None,
+            format!("the connection broke while waiting for the result (the server stopped?): {error}"),
+        )
+    }
+
+    fn silent(&self, endpoint: &str) -> Error {
+        self.remote(
+            endpoint,
+            None,
+            format!(
+                "no data for {:.0?} on the event stream, not even a heartbeat: the server stopped answering",
+                self.options.read_timeout
+            ),
+        )
+    }
+
+    async fn next<S, B>(&self, stream: &mut S, cancel: &CancellationToken) -> Next<B>
+    where
+        S: futures::Stream<Item = Result<B, reqwest::Error>> + Unpin,
+    {
+        tokio::select! {
+            next = tokio::time::timeout(self.options.read_timeout, stream.next()) => match next {
+                Err(_) => Next::Silent,
+                Ok(None) => Next::End,
+                Ok(Some(Ok(c))) => Next::Chunk(c),
+                Ok(Some(Err(e))) => Next::Broken(crate::event::error_chain(&e)),
+            },
+            _ = cancel.cancelled() => Next::Cancelled,
+        }
+    }
+
+    /// Sends a request, retrying connection failures, 5xx and 429 with backoff. Returns
+    /// the last response whatever its status.
+    async fn send(
+        &self,
+        endpoint: &str,
+        cancel: &CancellationToken,
+        on_update: &mut (dyn FnMut(Update) + Send),
+        url: &str,
+        make: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let mut attempt = 0u32;
+        loop {
+            let request = authorize(make(url), url, self.token.as_ref());
+            let sent = tokio::select! {
+                r = request.send() => r,
+                _ = cancel.cancelled() => return Err(Error::Cancelled { node: self.node.clone() }),
+            };
+            let retry_in = match &sent {
+                Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => Some(
+                    retry_after(r.headers().get("retry-after").and_then(|h| h.to_str().ok())),
+                ),
+                Err(e) if e.is_connect() => Some(None),
+                _ => None,
+            };
+            match retry_in {
+                Some(wait) if attempt < self.options.retries => {
+                    attempt += 1;
+                    let wait = wait.unwrap_or_else(|| {
+                        self.options
+                            .backoff
+                            .saturating_mul(1 << (attempt - 1).min(6))
+                            .min(Duration::from_secs(30))
+                    });
+                    let why = match &sent {
+                        Ok(r) => format!("HTTP {}", r.status().as_u16()),
+                        Err(_) => "cannot connect".into(),
+                    };
+                    tracing::debug!(node = %self.node, endpoint, %why, attempt, "retrying");
+                    on_update(Update::Progress(
+                        None,
+                        format!(
+                            "{endpoint}: {why}; retrying in {:.1} s (attempt {attempt} of {})",
+                            wait.as_secs_f64(),
+                            self.options.retries
+                        ),
+                    ));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = cancel.cancelled() => return Err(Error::Cancelled { node: self.node.clone() }),
+                    }
+                }
+                _ => {
+                    return sent.map_err(|e| {
+                        let what = if e.is_timeout() {
+                            "timed out".to_string()
+                        } else if e.is_connect() {
+                            format!(
+                                "cannot connect (after {} retries): {}",
+                                attempt,
+                                crate::event::error_chain(&e)
+                            )
+                        } else {
+                            crate::event::error_chain(&e)
+                        };
+                        self.remote(endpoint, None, what)
+                    })
+                }
+            }
+        }
+    }
+
+    /// The response if it succeeded, else an error with the server's message.
+    async fn ok(&self, endpoint: &str, response: reqwest::Response) -> Result<reqwest::Response, Error> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        let mut message = server_message(&bytes);
+        if status.as_u16() == 401 {
+            message = format!("{message} (the app needs a login or a token)");
+        }
+        if status.as_u16() == 404 && endpoint == "/config" {
+            message = format!("{message} (is this a Gradio app?)");
+        }
+        Err(self.remote(endpoint, Some(status.as_u16()), message))
+    }
+
+    async fn json_body(&self, endpoint: &str, response: reqwest::Response) -> Result<Json, Error> {
+        let response = self.ok(endpoint, response).await?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.broken(endpoint, &crate::event::error_chain(&e)))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            let shown: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+            self.remote(endpoint, Some(status), format!("expected JSON ({e}), got {shown}"))
+        })
+    }
+}
+
+fn queue_error(output: &Json) -> String {
+    match output.get("error") {
+        Some(Json::String(s)) if !s.is_empty() => s.clone(),
+        _ => match output.get("title").and_then(Json::as_str) {
+            Some(t) => format!("{t} (the app did not show its message; it runs with show_error=False)"),
+            None => "the app raised an error and did not show its message (it runs with show_error=False)".into(),
+        },
+    }
+}
+
+/// Cancels a remote job when the call that owns it ends early (cancelled, timed out by
+/// the engine, or broken), unless the job finished.
+struct CancelGuard {
+    client: GradioClient,
+    fn_index: Option<u64>,
+    session: String,
+    event_id: String,
+    armed: bool,
+}
+
+impl CancelGuard {
+    async fn cancel_now(&mut self) {
+        self.armed = false;
+        self.client
+            .cancel(self.fn_index, &self.session, &self.event_id)
+            .await;
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            let (fn_index, session, event_id) = (
+                self.fn_index,
+                std::mem::take(&mut self.session),
+                std::mem::take(&mut self.event_id),
+            );
+            handle.spawn(async move { client.cancel(fn_index, &session, &event_id).await });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracebacks_give_their_last_line() {
+        let body = b"Traceback (most recent call last):\n  File \"x\", line 1\ngradio.route_utils.FnIndexInferError: Could not infer function index for API name: nosuch\n";
+        assert_eq!(
+            server_message(body),
+            "gradio.route_utils.FnIndexInferError: Could not infer function index for API name: nosuch"
+        );
+        assert_eq!(server_message(b"Internal Server Error"), "Internal Server Error");
+        assert_eq!(server_message(br#"{"detail":"Session hash not found."}"#), "Session hash not found.");
+    }
+
+    #[test]
+    fn versions_choose_the_protocol() {
+        assert_eq!(parse_version("5.50.0"), (5, 50));
+        assert_eq!(parse_version("6.13.0b1"), (6, 13));
+        assert!(parse_version("6.31.0") >= (6, 13));
+        assert!(parse_version("4.44.1") < (6, 13));
+    }
+
+    #[test]
+    fn file_paths_are_encoded_for_the_file_route() {
+        assert_eq!(encode_path("/tmp/gradio/ab/a b#.png"), "/tmp/gradio/ab/a%20b%23.png");
+    }
+
+    #[test]
+    fn the_token_goes_only_to_hugging_face_hosts() {
+        let http = reqwest::Client::new();
+        let token = HfToken::new("hf_secret");
+        let header = |url: &str| {
+            let r = authorize(http.get(url), url, Some(&token)).build().unwrap();
+            (
+                r.headers().get("authorization").map(|h| h.to_str().unwrap().to_string()),
+                r.headers().get("x-hf-authorization").map(|h| h.to_str().unwrap().to_string()),
+            )
+        };
+        assert_eq!(header("http://127.0.0.1:7860/config"), (None, None));
+        assert_eq!(header("https://example.com/config"), (None, None));
+        assert_eq!(header("https://a-b.hf.space/config"), (None, Some("Bearer hf_secret".into())));
+        assert_eq!(header("https://huggingface.co/api/spaces/a/b"), (Some("Bearer hf_secret".into()), None));
+    }
+
+    #[test]
+    fn file_parameters_are_recognised_in_schemas() {
+        assert!(schema_has_file(&json!({"title": "ImageData", "type": "object"})));
+        assert!(schema_has_file(&json!({"$defs": {"FileData": {"title": "FileData"}}, "items": {"$ref": "#/$defs/FileData"}})));
+        assert!(!schema_has_file(&json!({"type": "string"})));
+    }
+}
