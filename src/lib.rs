@@ -32,8 +32,8 @@ pub mod cache;
 mod error;
 pub mod event;
 mod fn_node;
-mod graph;
 pub mod gradio;
+mod graph;
 pub mod hf;
 pub mod inference;
 pub mod inspector;
@@ -48,11 +48,11 @@ pub use cache::{Cache, CacheKey, KeyPreimage};
 pub use error::{BoxError, Error};
 pub use event::{CacheSource, Event};
 pub use fn_node::{AsyncCtxFn, AsyncFn, FnNode, NodeCore, SyncCtxFn, SyncFn};
+pub use gradio::GradioNode;
 pub use graph::{
     constant, generated, now_unix_ms, random_seed, ArgTuple, Generator, Graph, IntoSource,
     IntoSources, NodeId, Output, Source, TypedNode, EXPORT_GRAPH_ENV,
 };
-pub use gradio::GradioNode;
 pub use inference::InferenceNode;
 pub use media::{Audio, File, Image, Video};
 pub use node::{

@@ -228,7 +228,9 @@ fn encode_path(path: &str) -> String {
 }
 
 fn parse_version(v: &str) -> (u64, u64) {
-    let mut parts = v.split(['.', '-', 'b', 'r']).map(|p| p.parse::<u64>().unwrap_or(0));
+    let mut parts = v
+        .split(['.', '-', 'b', 'r'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
@@ -264,7 +266,11 @@ fn parse_info(info: &Json) -> BTreeMap<String, EndpointInfo> {
             .map(|ps| {
                 ps.iter()
                     .map(|p| {
-                        let label = p.get("label").and_then(Json::as_str).unwrap_or("").to_string();
+                        let label = p
+                            .get("label")
+                            .and_then(Json::as_str)
+                            .unwrap_or("")
+                            .to_string();
                         ParamInfo {
                             name: p
                                 .get("parameter_name")
@@ -296,7 +302,11 @@ fn parse_info(info: &Json) -> BTreeMap<String, EndpointInfo> {
             .map(|rs| {
                 rs.iter()
                     .map(|r| ReturnInfo {
-                        label: r.get("label").and_then(Json::as_str).unwrap_or("").to_string(),
+                        label: r
+                            .get("label")
+                            .and_then(Json::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                         is_file: r.get("type").is_some_and(schema_has_file),
                         component: r
                             .get("component")
@@ -511,7 +521,10 @@ impl GradioClient {
                 };
                 self.call_queue(api, &dep, data, cancel, on_update).await
             }
-            _ => self.call_simple(api, dep.as_ref(), data, cancel, on_update).await,
+            _ => {
+                self.call_simple(api, dep.as_ref(), data, cancel, on_update)
+                    .await
+            }
         }
     }
 
@@ -529,7 +542,10 @@ impl GradioClient {
         let body = json!({ "data": data });
         let response = i
             .send(api, cancel, on_update, &url, |u| {
-                i.http.post(u).json(&body).timeout(i.options.request_timeout)
+                i.http
+                    .post(u)
+                    .json(&body)
+                    .timeout(i.options.request_timeout)
             })
             .await?;
         let accepted: Json = i.json_body(api, response).await?;
@@ -556,7 +572,9 @@ impl GradioClient {
                 Next::Chunk(c) => c,
                 Next::Cancelled => {
                     guard.cancel_now().await;
-                    return Err(Error::Cancelled { node: i.node.clone() });
+                    return Err(Error::Cancelled {
+                        node: i.node.clone(),
+                    });
                 }
                 Next::End => return Err(i.ended(api, parser.has_partial())),
                 Next::Broken(e) => return Err(i.broken(api, &e)),
@@ -656,7 +674,9 @@ impl GradioClient {
                 Next::Chunk(c) => c,
                 Next::Cancelled => {
                     guard.cancel_now().await;
-                    return Err(Error::Cancelled { node: i.node.clone() });
+                    return Err(Error::Cancelled {
+                        node: i.node.clone(),
+                    });
                 }
                 Next::End => return Err(i.ended(api, parser.has_partial())),
                 Next::Broken(e) => return Err(i.broken(api, &e)),
@@ -693,7 +713,10 @@ impl GradioClient {
                                 (length > 0.0).then(|| index / length)
                             });
                             let desc = p.get("desc").and_then(Json::as_str).unwrap_or("progress");
-                            on_update(Update::Progress(fraction.map(|f| f as f32), desc.to_string()));
+                            on_update(Update::Progress(
+                                fraction.map(|f| f as f32),
+                                desc.to_string(),
+                            ));
                         }
                     }
                     "log" => {
@@ -776,7 +799,10 @@ impl GradioClient {
                 return Err(i.remote(
                     "/upload",
                     None,
-                    format!("`{name}` is {} bytes; the app accepts at most {max}", bytes.len()),
+                    format!(
+                        "`{name}` is {} bytes; the app accepts at most {max}",
+                        bytes.len()
+                    ),
                 ));
             }
         }
@@ -786,7 +812,9 @@ impl GradioClient {
                 let part = reqwest::multipart::Part::bytes(bytes.to_vec())
                     .file_name(name.to_string())
                     .mime_str(mime)
-                    .unwrap_or_else(|_| reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string()));
+                    .unwrap_or_else(|_| {
+                        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string())
+                    });
                 i.http
                     .post(u)
                     .multipart(reqwest::multipart::Form::new().part("files", part))
@@ -829,7 +857,11 @@ impl GradioClient {
             (_, Some(u)) => u.to_string(),
             (Some(p), None) => p.to_string(),
             (None, None) => {
-                return Err(i.remote("/file", None, format!("a file output without path or url: {file}")))
+                return Err(i.remote(
+                    "/file",
+                    None,
+                    format!("a file output without path or url: {file}"),
+                ))
             }
         };
         let response = i
@@ -857,10 +889,7 @@ impl GradioClient {
             .get("orig_name")
             .and_then(Json::as_str)
             .map(str::to_string)
-            .or_else(|| {
-                path.and_then(|p| p.rsplit('/').next())
-                    .map(str::to_string)
-            });
+            .or_else(|| path.and_then(|p| p.rsplit('/').next()).map(str::to_string));
         Ok((bytes.to_vec(), mime, name))
     }
 
@@ -870,13 +899,20 @@ impl GradioClient {
         let url = format!("{}{}/cancel", i.base, i.prefix);
         let body = json!({ "fn_index": fn_index, "session_hash": session, "event_id": event_id });
         let request = authorize(
-            i.http.post(&url).json(&body).timeout(Duration::from_secs(5)),
+            i.http
+                .post(&url)
+                .json(&body)
+                .timeout(Duration::from_secs(5)),
             &url,
             i.token.as_ref(),
         );
         match request.send().await {
-            Ok(r) => tracing::debug!(node = %i.node, status = %r.status(), "cancelled the remote job"),
-            Err(e) => tracing::debug!(node = %i.node, error = %e, "could not cancel the remote job"),
+            Ok(r) => {
+                tracing::debug!(node = %i.node, status = %r.status(), "cancelled the remote job")
+            }
+            Err(e) => {
+                tracing::debug!(node = %i.node, error = %e, "could not cancel the remote job")
+            }
         }
     }
 }
@@ -900,7 +936,11 @@ impl Inner {
     }
 
     fn ended(&self, endpoint: &str, mid_event: bool) -> Error {
-        let how = if mid_event { " in the middle of an event" } else { "" };
+        let how = if mid_event {
+            " in the middle of an event"
+        } else {
+            ""
+        };
         self.remote(
             endpoint,
             None,
@@ -912,7 +952,9 @@ impl Inner {
         self.remote(
             endpoint,
             None,
-            format!("the connection broke while waiting for the result (the server stopped?): {error}"),
+            format!(
+                "the connection broke while waiting for the result (the server stopped?): {error}"
+            ),
         )
     }
 
@@ -1014,7 +1056,11 @@ impl Inner {
     }
 
     /// The response if it succeeded, else an error with the server's message.
-    async fn ok(&self, endpoint: &str, response: reqwest::Response) -> Result<reqwest::Response, Error> {
+    async fn ok(
+        &self,
+        endpoint: &str,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, Error> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -1039,7 +1085,11 @@ impl Inner {
             .map_err(|e| self.broken(endpoint, &crate::event::error_chain(&e)))?;
         serde_json::from_slice(&bytes).map_err(|e| {
             let shown: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
-            self.remote(endpoint, Some(status), format!("expected JSON ({e}), got {shown}"))
+            self.remote(
+                endpoint,
+                Some(status),
+                format!("expected JSON ({e}), got {shown}"),
+            )
         })
     }
 }
@@ -1101,8 +1151,14 @@ mod tests {
             server_message(body),
             "gradio.route_utils.FnIndexInferError: Could not infer function index for API name: nosuch"
         );
-        assert_eq!(server_message(b"Internal Server Error"), "Internal Server Error");
-        assert_eq!(server_message(br#"{"detail":"Session hash not found."}"#), "Session hash not found.");
+        assert_eq!(
+            server_message(b"Internal Server Error"),
+            "Internal Server Error"
+        );
+        assert_eq!(
+            server_message(br#"{"detail":"Session hash not found."}"#),
+            "Session hash not found."
+        );
     }
 
     #[test]
@@ -1115,7 +1171,10 @@ mod tests {
 
     #[test]
     fn file_paths_are_encoded_for_the_file_route() {
-        assert_eq!(encode_path("/tmp/gradio/ab/a b#.png"), "/tmp/gradio/ab/a%20b%23.png");
+        assert_eq!(
+            encode_path("/tmp/gradio/ab/a b#.png"),
+            "/tmp/gradio/ab/a%20b%23.png"
+        );
     }
 
     #[test]
@@ -1125,20 +1184,34 @@ mod tests {
         let header = |url: &str| {
             let r = authorize(http.get(url), url, Some(&token)).build().unwrap();
             (
-                r.headers().get("authorization").map(|h| h.to_str().unwrap().to_string()),
-                r.headers().get("x-hf-authorization").map(|h| h.to_str().unwrap().to_string()),
+                r.headers()
+                    .get("authorization")
+                    .map(|h| h.to_str().unwrap().to_string()),
+                r.headers()
+                    .get("x-hf-authorization")
+                    .map(|h| h.to_str().unwrap().to_string()),
             )
         };
         assert_eq!(header("http://127.0.0.1:7860/config"), (None, None));
         assert_eq!(header("https://example.com/config"), (None, None));
-        assert_eq!(header("https://a-b.hf.space/config"), (None, Some("Bearer hf_secret".into())));
-        assert_eq!(header("https://huggingface.co/api/spaces/a/b"), (Some("Bearer hf_secret".into()), None));
+        assert_eq!(
+            header("https://a-b.hf.space/config"),
+            (None, Some("Bearer hf_secret".into()))
+        );
+        assert_eq!(
+            header("https://huggingface.co/api/spaces/a/b"),
+            (Some("Bearer hf_secret".into()), None)
+        );
     }
 
     #[test]
     fn file_parameters_are_recognised_in_schemas() {
-        assert!(schema_has_file(&json!({"title": "ImageData", "type": "object"})));
-        assert!(schema_has_file(&json!({"$defs": {"FileData": {"title": "FileData"}}, "items": {"$ref": "#/$defs/FileData"}})));
+        assert!(schema_has_file(
+            &json!({"title": "ImageData", "type": "object"})
+        ));
+        assert!(schema_has_file(
+            &json!({"$defs": {"FileData": {"title": "FileData"}}, "items": {"$ref": "#/$defs/FileData"}})
+        ));
         assert!(!schema_has_file(&json!({"type": "string"})));
     }
 }

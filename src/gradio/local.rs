@@ -157,7 +157,9 @@ fn default_root() -> PathBuf {
     if let Some(d) = std::env::var_os(SPACES_DIR_ENV) {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("daggr").join("spaces")
 }
 
@@ -174,9 +176,19 @@ fn slug_name(s: &str) -> String {
         .unwrap_or("app");
     let clean: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    if clean.is_empty() { "app".into() } else { clean }
+    if clean.is_empty() {
+        "app".into()
+    } else {
+        clean
+    }
 }
 
 /// Starts (or reuses) the local copy. Errors are plain messages for the caller to wrap.
@@ -191,12 +203,14 @@ pub(crate) async fn start(
     let (dir, repo_source) = match &settings.source {
         LocalSource::Space => {
             let id = space_id.ok_or_else(|| {
-                "run_locally needs a Space id (owner/name) or run_locally_from(path or git URL)".to_string()
+                "run_locally needs a Space id (owner/name) or run_locally_from(path or git URL)"
+                    .to_string()
             })?;
             (root.join(id), RepoSource::Git(format!("{hub}/spaces/{id}")))
         }
         LocalSource::Git(url) => (
-            root.join("git").join(format!("{}-{}", slug_name(url), short_hash(url))),
+            root.join("git")
+                .join(format!("{}-{}", slug_name(url), short_hash(url))),
             RepoSource::Git(url.clone()),
         ),
         LocalSource::Path(p) => {
@@ -204,7 +218,8 @@ pub(crate) async fn start(
                 .map_err(|e| format!("run_locally_from {}: {e}", p.display()))?;
             let key = abs.to_string_lossy().into_owned();
             (
-                root.join("local").join(format!("{}-{}", slug_name(&key), short_hash(&key))),
+                root.join("local")
+                    .join(format!("{}-{}", slug_name(&key), short_hash(&key))),
                 RepoSource::Dir(abs),
             )
         }
@@ -224,9 +239,11 @@ pub(crate) async fn start(
     let node = node.to_string();
     let settings = settings.clone();
     let token = token.cloned();
-    let prepared = tokio::task::spawn_blocking(move || prepare(&node, &dir, &repo_source, &settings, token.as_ref()))
-        .await
-        .map_err(|e| format!("preparing the local app panicked: {e}"))??;
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare(&node, &dir, &repo_source, &settings, token.as_ref())
+    })
+    .await
+    .map_err(|e| format!("preparing the local app panicked: {e}"))??;
     let app = Arc::new(wait_ready(prepared).await?);
     *current = Arc::downgrade(&app);
     Ok(app)
@@ -307,7 +324,10 @@ fn git(url: &str, token: Option<&HfToken>) -> Command {
     if let Some(t) = token.filter(|_| is_hf_host(url)) {
         cmd.env("GIT_CONFIG_COUNT", "1")
             .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env("GIT_CONFIG_VALUE_0", format!("Authorization: Bearer {}", t.expose()));
+            .env(
+                "GIT_CONFIG_VALUE_0",
+                format!("Authorization: Bearer {}", t.expose()),
+            );
     }
     cmd
 }
@@ -330,7 +350,9 @@ pub(crate) fn front_matter(readme: &str) -> FrontMatter {
         if line.trim() == "---" {
             break;
         }
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let v = v.trim().trim_matches(['"', '\'']).to_string();
         if v.is_empty() {
             continue;
@@ -364,24 +386,36 @@ fn prepare(
             if repo.join(".git").is_dir() {
                 let fetched = run_logged(
                     "git fetch",
-                    git(url, token).arg("-C").arg(&repo).args(["fetch", "--depth", "1", "origin", "HEAD"]),
+                    git(url, token)
+                        .arg("-C")
+                        .arg(&repo)
+                        .args(["fetch", "--depth", "1", "origin", "HEAD"]),
                     &log,
                 )
                 .and_then(|_| {
                     run_logged(
                         "git reset",
-                        Command::new("git").arg("-C").arg(&repo).args(["reset", "--hard", "FETCH_HEAD"]),
+                        Command::new("git").arg("-C").arg(&repo).args([
+                            "reset",
+                            "--hard",
+                            "FETCH_HEAD",
+                        ]),
                         &log,
                     )
                 });
                 if let Err(e) = fetched {
-                    tracing::warn!(node, "could not update the clone of {url}; using it as it is: {e}");
+                    tracing::warn!(
+                        node,
+                        "could not update the clone of {url}; using it as it is: {e}"
+                    );
                 }
             } else {
                 let _ = std::fs::remove_dir_all(&repo);
                 run_logged(
                     "git clone",
-                    git(url, token).args(["clone", "--depth", "1", url]).arg(&repo),
+                    git(url, token)
+                        .args(["clone", "--depth", "1", url])
+                        .arg(&repo),
                     &log,
                 )?;
             }
@@ -414,7 +448,10 @@ fn prepare(
             .ok_or_else(|| format!("no app.py, main.py or demo.py in {}", repo.display()))?,
     };
     if !repo.join(&app_file).is_file() {
-        return Err(format!("the app file {app_file} is missing from {}", repo.display()));
+        return Err(format!(
+            "the app file {app_file} is missing from {}",
+            repo.display()
+        ));
     }
     let requirements = std::fs::read_to_string(repo.join("requirements.txt")).ok();
     let gradio = match &fm.sdk_version {
@@ -424,7 +461,10 @@ fn prepare(
     // 3. The venv, reinstalled when what it needs changed.
     let venv = dir.join("venv");
     let python = venv.join("bin").join("python");
-    let want = short_hash(&format!("{gradio}\n{}", requirements.as_deref().unwrap_or("")));
+    let want = short_hash(&format!(
+        "{gradio}\n{}",
+        requirements.as_deref().unwrap_or("")
+    ));
     let stamp_file = venv.join(".daggr-installed");
     let have = std::fs::read_to_string(&stamp_file).unwrap_or_default();
     if have.trim() != want || !python.exists() {
@@ -432,16 +472,28 @@ fn prepare(
         if !python.exists() {
             run_logged(
                 "creating the venv",
-                Command::new(&settings.python).args(["-m", "venv"]).arg(&venv),
+                Command::new(&settings.python)
+                    .args(["-m", "venv"])
+                    .arg(&venv),
                 &log,
             )?;
         }
         let mut pip = Command::new(&python);
-        pip.args(["-m", "pip", "install", "--disable-pip-version-check", &gradio]);
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            &gradio,
+        ]);
         if requirements.is_some() {
             pip.arg("-r").arg(repo.join("requirements.txt"));
         }
-        run_logged(&format!("pip install {gradio} -r requirements.txt"), &mut pip, &log)?;
+        run_logged(
+            &format!("pip install {gradio} -r requirements.txt"),
+            &mut pip,
+            &log,
+        )?;
         std::fs::write(&stamp_file, &want).map_err(|e| e.to_string())?;
     }
     // 4. Launch.
@@ -450,8 +502,13 @@ fn prepare(
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))?;
     let log = logs.join(format!("app-{when}.log"));
-    let mut file = std::fs::File::create(&log).map_err(|e| format!("cannot write {}: {e}", log.display()))?;
-    let _ = writeln!(file, "# daggr run_locally: {} on 127.0.0.1:{port}", repo.join(&app_file).display());
+    let mut file =
+        std::fs::File::create(&log).map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+    let _ = writeln!(
+        file,
+        "# daggr run_locally: {} on 127.0.0.1:{port}",
+        repo.join(&app_file).display()
+    );
     let err = file.try_clone().map_err(|e| e.to_string())?;
     let child = Command::new(&python)
         .args(["-u", "-c", WATCHDOG, &app_file])
@@ -497,7 +554,9 @@ async fn wait_ready(mut launched: Launched) -> Result<LocalApp, String> {
             }
         }
         if let Some(printed) = printed_url(&launched.log) {
-            url = printed.replace("://localhost", "://127.0.0.1").replace("://0.0.0.0", "://127.0.0.1");
+            url = printed
+                .replace("://localhost", "://127.0.0.1")
+                .replace("://0.0.0.0", "://127.0.0.1");
         }
         if let Ok(r) = http
             .get(format!("{url}/config"))
@@ -541,7 +600,10 @@ mod tests {
                 app_file: Some("main.py".into()),
             }
         );
-        assert_eq!(front_matter("# no front matter\nsdk: gradio"), FrontMatter::default());
+        assert_eq!(
+            front_matter("# no front matter\nsdk: gradio"),
+            FrontMatter::default()
+        );
     }
 
     #[test]
@@ -550,7 +612,10 @@ mod tests {
             LocalSource::parse("https://example.com/a/b.git"),
             LocalSource::Git("https://example.com/a/b.git".into())
         );
-        assert_eq!(LocalSource::parse("./my-space"), LocalSource::Path("./my-space".into()));
+        assert_eq!(
+            LocalSource::parse("./my-space"),
+            LocalSource::Path("./my-space".into())
+        );
         assert_eq!(slug_name("https://example.com/a/b.git"), "b");
         assert_eq!(slug_name("/tmp/x y/"), "x-y");
     }

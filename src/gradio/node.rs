@@ -173,7 +173,11 @@ fn media_parts(value: &Value, media: Media, kind: Kind) -> Option<Vec<MediaParts
     }
 }
 
-fn make_value(media: Media, kind: Kind, files: Vec<MediaParts>) -> Result<Value, serde_json::Error> {
+fn make_value(
+    media: Media,
+    kind: Kind,
+    files: Vec<MediaParts>,
+) -> Result<Value, serde_json::Error> {
     macro_rules! build {
         ($ty:ident) => {{
             let mut items = files.into_iter().map(|p| match p.name {
@@ -205,7 +209,11 @@ fn default_name(mime: &str) -> String {
         "octet-stream" => "bin",
         s => s,
     };
-    let stem = if matches!(kind, "image" | "audio" | "video") { kind } else { "file" };
+    let stem = if matches!(kind, "image" | "audio" | "video") {
+        kind
+    } else {
+        "file"
+    };
     format!("{stem}.{ext}")
 }
 
@@ -400,7 +408,10 @@ impl<Args, Outs> GradioNode<Args, Outs> {
     }
 
     /// Declares the next input: the endpoint parameter `name`, carrying a `T`.
-    pub fn input<T: PortValue>(mut self, name: &str) -> GradioNode<<Args as Append<T>>::Output, Outs>
+    pub fn input<T: PortValue>(
+        mut self,
+        name: &str,
+    ) -> GradioNode<<Args as Append<T>>::Output, Outs>
     where
         Args: Append<T>,
     {
@@ -416,7 +427,10 @@ impl<Args, Outs> GradioNode<Args, Outs> {
 
     /// Declares the next output, named `name`, carrying a `T`: the endpoint's next
     /// return value.
-    pub fn output<T: PortValue>(mut self, name: &str) -> GradioNode<Args, <Outs as Append<T>>::Output>
+    pub fn output<T: PortValue>(
+        mut self,
+        name: &str,
+    ) -> GradioNode<Args, <Outs as Append<T>>::Output>
     where
         Outs: Append<T>,
     {
@@ -566,12 +580,17 @@ impl<Args, Outs> GradioNode<Args, Outs> {
 
     /// The log of the `run_locally` app, once it runs.
     pub fn local_log(&self) -> Option<PathBuf> {
-        self.conn.get().and_then(|c| c.local.as_ref()).map(|l| l.log.clone())
+        self.conn
+            .get()
+            .and_then(|c| c.local.as_ref())
+            .map(|l| l.log.clone())
     }
 
     /// Whether the connected endpoint is a generator (streams partial outputs).
     pub fn is_generator(&self) -> Option<bool> {
-        self.conn.get().map(|c| c.client.is_generator(&self.settings.api))
+        self.conn
+            .get()
+            .map(|c| c.client.is_generator(&self.settings.api))
     }
 
     /// The revision that is part of the cache key, if known.
@@ -608,7 +627,10 @@ fn remote(s: &Settings, service: &str, status: Option<u16>, message: impl Into<S
     }
 }
 
-async fn connect(s: &Settings, progress: &mut (dyn FnMut(String) + Send)) -> Result<Connection, Error> {
+async fn connect(
+    s: &Settings,
+    progress: &mut (dyn FnMut(String) + Send),
+) -> Result<Connection, Error> {
     let target = s
         .target
         .clone()
@@ -628,7 +650,12 @@ async fn connect(s: &Settings, progress: &mut (dyn FnMut(String) + Send)) -> Res
                     tracing::warn!(node = %s.node, "run_locally failed, using the remote {service}: {message}");
                     progress(format!("run_locally failed; using the remote {service}"));
                 } else {
-                    return Err(remote(s, &format!("{service} (run_locally)"), None, message));
+                    return Err(remote(
+                        s,
+                        &format!("{service} (run_locally)"),
+                        None,
+                        message,
+                    ));
                 }
             }
         }
@@ -698,7 +725,11 @@ fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, 
         return Err(err(format!(
             "the app has no endpoint `{}`{hint} (its endpoints: {})",
             s.api,
-            if names.is_empty() { "none".into() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
         )));
     };
     let param_names: Vec<&str> = info.parameters.iter().map(|p| p.name.as_str()).collect();
@@ -716,7 +747,11 @@ fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, 
         err(format!(
             "{} has no parameter `{name}` ({what}){hint} (its parameters: {})",
             s.api,
-            if param_names.is_empty() { "none".into() } else { param_names.join(", ") }
+            if param_names.is_empty() {
+                "none".into()
+            } else {
+                param_names.join(", ")
+            }
         ))
     };
     let mut plan: Vec<Option<Arg>> = vec![None; info.parameters.len()];
@@ -749,7 +784,9 @@ fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, 
             return Err(unknown(name, "a fixed parameter"));
         };
         if plan[p].is_some() {
-            return Err(err(format!("parameter `{name}` is both an input and fixed")));
+            return Err(err(format!(
+                "parameter `{name}` is both an input and fixed"
+            )));
         }
         plan[p] = Some(Arg::Fixed(value.clone()));
     }
@@ -776,7 +813,11 @@ fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, 
                     info.returns.len(),
                     info.returns
                         .iter()
-                        .map(|r| if r.label.is_empty() { r.component.clone() } else { r.label.clone() })
+                        .map(|r| if r.label.is_empty() {
+                            r.component.clone()
+                        } else {
+                            r.label.clone()
+                        })
                         .collect::<Vec<_>>()
                         .join(", "),
                     s.positions.len()
@@ -808,7 +849,11 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
         &self.spec
     }
 
-    fn run(&self, ctx: NodeContext, inputs: Inputs) -> BoxFuture<'static, Result<Vec<Value>, BoxError>> {
+    fn run(
+        &self,
+        ctx: NodeContext,
+        inputs: Inputs,
+    ) -> BoxFuture<'static, Result<Vec<Value>, BoxError>> {
         let settings = self.settings.clone();
         let cell = self.conn.clone();
         let types: Vec<PortType> = self.spec.outputs.iter().map(|p| p.ty).collect();
@@ -848,7 +893,9 @@ async fn run(
     for arg in &conn.plan {
         data.push(match arg {
             Arg::Fixed(v) | Arg::Default(v) => v.clone(),
-            Arg::Input(i) => encode_input(s, client, &s.inputs[*i], inputs.value(*i), &cancel).await?,
+            Arg::Input(i) => {
+                encode_input(s, client, &s.inputs[*i], inputs.value(*i), &cancel).await?
+            }
         });
     }
     let names: Vec<&str> = s.outputs.iter().map(|o| o.name.as_str()).collect();
@@ -868,7 +915,9 @@ async fn run(
             ctx.partial(Json::Object(partial));
         }
     };
-    let values = client.predict(&s.api, data, &cancel, &mut on_update).await?;
+    let values = client
+        .predict(&s.api, data, &cancel, &mut on_update)
+        .await?;
     let values = spread(values, positions);
     let mut out = Vec::with_capacity(s.outputs.len());
     for ((port, &pos), ty) in s.outputs.iter().zip(positions).zip(types) {
@@ -877,7 +926,11 @@ async fn run(
                 s,
                 "Gradio app",
                 None,
-                format!("the result has {} value(s); output `{}` wants value {pos}", values.len(), port.name),
+                format!(
+                    "the result has {} value(s); output `{}` wants value {pos}",
+                    values.len(),
+                    port.name
+                ),
             ));
         };
         out.push(decode_output(s, client, port, ty, v, &cancel).await?);
@@ -915,7 +968,11 @@ async fn encode_input(
     let mut uploaded = Vec::with_capacity(files.len());
     for f in &files {
         let name = f.name.clone().unwrap_or_else(|| default_name(&f.mime));
-        uploaded.push(client.upload(&f.bytes, &name, &f.mime, &f.integrity, cancel).await?);
+        uploaded.push(
+            client
+                .upload(&f.bytes, &name, &f.mime, &f.integrity, cancel)
+                .await?,
+        );
     }
     Ok(match port.kind {
         Kind::One(_) => uploaded.pop().unwrap_or(Json::Null),
@@ -971,7 +1028,10 @@ async fn decode_output(
                 s,
                 "Gradio app",
                 None,
-                format!("output `{}` expects a file, the app returned {shown}", port.name),
+                format!(
+                    "output `{}` expects a file, the app returned {shown}",
+                    port.name
+                ),
             ));
         };
         let (bytes, mime, name) = client.download(fd, cancel).await?;
@@ -991,7 +1051,12 @@ async fn decode_output(
         });
     }
     if matches!(port.kind, Kind::One(_)) && files.is_empty() {
-        return Err(remote(s, "Gradio app", None, format!("output `{}` is empty (null)", port.name)));
+        return Err(remote(
+            s,
+            "Gradio app",
+            None,
+            format!("output `{}` is empty (null)", port.name),
+        ));
     }
     make_value(media, port.kind, files).map_err(codec)
 }
@@ -1013,15 +1078,24 @@ mod tests {
         let v = spread(vec![json!([1, 2])], &[0, 1]);
         assert_eq!(v, vec![json!(1), json!(2)]);
         assert_eq!(spread(vec![json!([1, 2])], &[0]), vec![json!([1, 2])]);
-        assert_eq!(spread(vec![json!(1), json!(2)], &[0, 1]), vec![json!(1), json!(2)]);
+        assert_eq!(
+            spread(vec![json!(1), json!(2)], &[0, 1]),
+            vec![json!(1), json!(2)]
+        );
     }
 
     #[test]
     fn file_data_is_found_in_wrappers() {
         let fd = json!({"path": "/tmp/x.png", "meta": {"_type": "gradio.FileData"}});
         assert_eq!(file_data(&fd), Some(&fd));
-        assert_eq!(file_data(&json!({"image": fd.clone(), "caption": null})), Some(&fd));
-        assert_eq!(file_data(&json!({"video": fd.clone(), "subtitles": null})), Some(&fd));
+        assert_eq!(
+            file_data(&json!({"image": fd.clone(), "caption": null})),
+            Some(&fd)
+        );
+        assert_eq!(
+            file_data(&json!({"video": fd.clone(), "subtitles": null})),
+            Some(&fd)
+        );
         assert_eq!(file_data(&json!("text")), None);
     }
 

@@ -146,7 +146,8 @@ pub(crate) async fn resolve(
                         format!("the Space is {stage} on the Hub, so it cannot answer"),
                     ));
                 }
-                if matches!(stage.as_str(), "BUILDING" | "APP_STARTING") && started.elapsed() < wait {
+                if matches!(stage.as_str(), "BUILDING" | "APP_STARTING") && started.elapsed() < wait
+                {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     continue;
                 }
@@ -165,7 +166,10 @@ pub(crate) async fn resolve(
                 } else {
                     "it does not exist, or it is private (set HF_TOKEN)"
                 };
-                return Err((Some(status), format!("the Hub does not know this Space: {hint} ({message})")));
+                return Err((
+                    Some(status),
+                    format!("the Hub does not know this Space: {hint} ({message})"),
+                ));
             }
             Err(_) => {
                 // The Hub is unreachable or odd: the `/host` route, then the subdomain rule.
@@ -213,10 +217,7 @@ async fn get_json(
     let status = response.status();
     let bytes = response.bytes().await.map_err(|e| (None, e.to_string()))?;
     if !status.is_success() {
-        return Err((
-            Some(status.as_u16()),
-            super::client::server_message(&bytes),
-        ));
+        return Err((Some(status.as_u16()), super::client::server_message(&bytes)));
     }
     serde_json::from_slice(&bytes).map_err(|e| (Some(status.as_u16()), format!("not JSON: {e}")))
 }
@@ -227,7 +228,10 @@ mod tests {
 
     #[test]
     fn space_ids_and_urls_parse() {
-        assert_eq!(Target::parse("abidlabs/en2fr"), Ok(Target::Space("abidlabs/en2fr".into())));
+        assert_eq!(
+            Target::parse("abidlabs/en2fr"),
+            Ok(Target::Space("abidlabs/en2fr".into()))
+        );
         assert_eq!(
             Target::parse("https://huggingface.co/spaces/a/b"),
             Ok(Target::Space("a/b".into()))

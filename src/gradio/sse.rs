@@ -41,7 +41,8 @@ impl SseParser {
         };
         let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
         self.pending.drain(..valid);
-        self.buffer.push_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
+        self.buffer
+            .push_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
         let mut events = Vec::new();
         while let Some(end) = self.buffer.find("\n\n") {
             let block: String = self.buffer.drain(..end + 2).collect();
@@ -98,7 +99,10 @@ pub fn apply_diff(target: Json, diff: &Json) -> Result<Json, String> {
             edit.get(2),
         ) else {
             // `delete` edits may omit the value.
-            match (edit.get(0).and_then(Json::as_str), edit.get(1).and_then(Json::as_array)) {
+            match (
+                edit.get(0).and_then(Json::as_str),
+                edit.get(1).and_then(Json::as_array),
+            ) {
                 (Some("delete"), Some(path)) => {
                     target = apply_edit(target, path, "delete", &Json::Null)?;
                     continue;
@@ -209,13 +213,23 @@ mod tests {
         let mut p = SseParser::new();
         assert!(p.push(b"event: gener").is_empty());
         assert!(p.push(b"ating\ndata: [\"a\"]\n").is_empty());
-        let events = p.push(b"\nevent: heartbeat\ndata: null\n\nevent: complete\r\ndata: [1]\r\n\r\n");
+        let events =
+            p.push(b"\nevent: heartbeat\ndata: null\n\nevent: complete\r\ndata: [1]\r\n\r\n");
         assert_eq!(
             events,
             vec![
-                SseEvent { event: Some("generating".into()), data: "[\"a\"]".into() },
-                SseEvent { event: Some("heartbeat".into()), data: "null".into() },
-                SseEvent { event: Some("complete".into()), data: "[1]".into() },
+                SseEvent {
+                    event: Some("generating".into()),
+                    data: "[\"a\"]".into()
+                },
+                SseEvent {
+                    event: Some("heartbeat".into()),
+                    data: "null".into()
+                },
+                SseEvent {
+                    event: Some("complete".into()),
+                    data: "[1]".into()
+                },
             ]
         );
         assert!(!p.has_partial());
@@ -236,11 +250,18 @@ mod tests {
     fn diffs_apply_like_gradio_client() {
         let v = apply_diff(json!("ab0"), &json!([["append", [], " ab1"]])).unwrap();
         assert_eq!(v, json!("ab0 ab1"));
-        let v = apply_diff(json!({"a": [1, 2]}), &json!([["add", ["a", 1], 9], ["replace", ["b"], true]])).unwrap();
+        let v = apply_diff(
+            json!({"a": [1, 2]}),
+            &json!([["add", ["a", 1], 9], ["replace", ["b"], true]]),
+        )
+        .unwrap();
         assert_eq!(v, json!({"a": [1, 9, 2], "b": true}));
         let v = apply_diff(v, &json!([["delete", ["a", 0]], ["append", ["a"], [3]]])).unwrap();
         assert_eq!(v, json!({"a": [9, 2, 3], "b": true}));
-        assert_eq!(apply_diff(json!(1), &json!([["replace", [], 2]])).unwrap(), json!(2));
+        assert_eq!(
+            apply_diff(json!(1), &json!([["replace", [], 2]])).unwrap(),
+            json!(2)
+        );
         assert!(apply_diff(json!(1), &json!([["frobnicate", [], 2]])).is_err());
     }
 }
