@@ -963,7 +963,7 @@ impl Inner {
             endpoint,
             None,
             format!(
-                "no data for {:.0?} on the event stream, not even a heartbeat: the server stopped answering",
+                "no data for {:?} on the event stream, not even a heartbeat: the server stopped answering",
                 self.options.read_timeout
             ),
         )

@@ -32,6 +32,11 @@ impl Target {
     /// Parses `owner/name` or an `http(s)://` URL; anything else is an error message.
     pub fn parse(src: &str) -> Result<Target, String> {
         let src = src.trim();
+        // A Space page URL names the Space: resolve it like an id, not as an app URL.
+        let src = src
+            .strip_prefix("https://huggingface.co/spaces/")
+            .map(|s| s.trim_end_matches('/'))
+            .unwrap_or(src);
         if src.starts_with("http://") || src.starts_with("https://") {
             let url = reqwest::Url::parse(src).map_err(|e| format!("`{src}` is not a URL: {e}"))?;
             if url.host_str().is_none() {

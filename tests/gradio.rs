@@ -1,0 +1,1105 @@
+//! GradioNode against real Gradio apps: the fixture apps of tests/fixtures/gradio, run on
+//! 127.0.0.1 by the gradio pinned in scripts/setup/gradio.sh. Faults Gradio cannot
+//! produce itself (a 500, a cut stream, a silent stream) come from the fault proxy in
+//! tests/gradio_support/fault_proxy.rs, in front of the real app.
+
+mod gradio_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use daggr::gradio::{GradioNode, Protocol};
+use daggr::hf::HfToken;
+use daggr::{
+    constant, Cache, CachePolicy, CacheSource, Configure, Event, File, FnNode, Graph, Image,
+    Outcome, Scope,
+};
+use gradio_support::fault_proxy::{Fault, FaultProxy};
+use gradio_support::{shared, GradioApp};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+fn temp_cache() -> (tempfile::TempDir, Cache) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    (dir, cache)
+}
+
+fn text_app() -> String {
+    shared("text_app.py")
+}
+
+fn image_app() -> String {
+    shared("image_app.py")
+}
+
+fn upper(url: &str) -> GradioNode<(String,), (String,)> {
+    GradioNode::new("upper", url)
+        .api("/upper")
+        .input::<String>("text")
+        .output::<String>("upper")
+}
+
+/// The error a failed node reported in `report`.
+fn error_of(report: &daggr::RunReport, node: &str) -> String {
+    match report.outcome(node) {
+        Some(Outcome::Failed(e)) => e.to_string(),
+        other => panic!("`{node}` did not fail: {other:?}"),
+    }
+}
+
+fn png(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Image {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb(f(x, y)));
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
+    Image::named(bytes, "image/png", "input.png")
+}
+
+fn pixels(image: &Image) -> image::RgbImage {
+    image::load_from_memory(image.bytes()).unwrap().to_rgb8()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_to_text_then_the_cache_answers() {
+    let url = text_app();
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("upper").cache(cache);
+    let text = g.input("text", "hello gradio".to_string());
+    let out = g.add(upper(&url), (text,));
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert_eq!(*report.value(&out).unwrap(), "HELLO GRADIO");
+    assert!(matches!(
+        report.outcome("upper"),
+        Some(Outcome::Computed { .. })
+    ));
+    let again = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(again.outcome("upper"), Some(Outcome::Cached(_))));
+    pipeline.set_input(&text, "changed".to_string()).unwrap();
+    let third = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*third.value(&out).unwrap(), "CHANGED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_inputs_and_outputs_defaults_and_fixed_parameters() {
+    let url = text_app();
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("combine").cache(cache);
+    let (doubled, joined) = g.add(
+        GradioNode::new("combine", &url)
+            .api("/combine")
+            .input::<f64>("x")
+            .input::<String>("label")
+            .output::<f64>("doubled")
+            .output::<String>("joined"),
+        (constant(21.0), constant("answer".to_string())),
+    );
+    // `label` fixed, `x` left to its default (1).
+    let only_label = g.add(
+        GradioNode::new("defaulted", &url)
+            .api("combine")
+            .param("label", json!("only-label"))
+            .skip_output()
+            .output::<String>("joined"),
+        (),
+    );
+    // A checkbox and a dropdown as inputs, the slider at its default (5).
+    let flags = g.add(
+        GradioNode::new("flags", &url)
+            .api("/flags")
+            .input::<bool>("on")
+            .input::<String>("choice")
+            .output::<String>("text"),
+        (constant(true), constant("blue".to_string())),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert_eq!(*report.value(&doubled).unwrap(), 42.0);
+    assert_eq!(*report.value(&joined).unwrap(), "answer:21");
+    assert_eq!(*report.value(&only_label).unwrap(), "only-label:1");
+    assert_eq!(
+        *report.value(&flags).unwrap(),
+        "on=True level=5 choice=blue"
+    );
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    name: String,
+    sizes: Vec<u32>,
+    nested: std::collections::BTreeMap<String, bool>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serde_values_travel_as_json() {
+    let url = text_app();
+    let (_d, cache) = temp_cache();
+    let value = Settings {
+        name: "x".into(),
+        sizes: vec![1, 2, 3],
+        nested: [("a".to_string(), true)].into_iter().collect(),
+    };
+    let mut g = Graph::new("json").cache(cache);
+    let out = g.add(
+        GradioNode::new("echo", &url)
+            .api("/echo_json")
+            .input::<Settings>("value")
+            .output::<Settings>("same"),
+        (constant(value.clone()),),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&out).unwrap(), value);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generator_streams_progress_and_partial_outputs_on_both_routes() {
+    let url = text_app();
+    for protocol in [Protocol::Auto, Protocol::Call] {
+        let (_d, cache) = temp_cache();
+        let mut g = Graph::new("count").cache(cache);
+        let out = g.add(
+            GradioNode::new("count", &url)
+                .api("/count")
+                .protocol(protocol)
+                .input::<String>("prefix")
+                .input::<f64>("n")
+                .output::<String>("ticks"),
+            (constant("t".to_string()), constant(4.0)),
+        );
+        let pipeline = g.build().unwrap();
+        let mut events = pipeline.subscribe();
+        let partials = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = partials.clone();
+        let listener = tokio::spawn(async move {
+            while let Ok(e) = events.recv().await {
+                match e {
+                    Event::NodePartial { value, .. } => seen.lock().unwrap().push(value),
+                    Event::RunFinished { .. } => break,
+                    _ => {}
+                }
+            }
+        });
+        let report = pipeline.run(Scope::All).await.unwrap();
+        assert_eq!(*report.value(&out).unwrap(), "t0 t1 t2 t3", "{protocol:?}");
+        let _ = tokio::time::timeout(Duration::from_secs(5), listener).await;
+        let partials = partials.lock().unwrap().clone();
+        assert!(partials.len() >= 3, "{protocol:?}: {partials:?}");
+        assert_eq!(partials[0], json!({"ticks": "t0"}), "{protocol:?}");
+        // Queue-protocol updates after the first are diffs: applied, they give full values.
+        assert_eq!(partials[1], json!({"ticks": "t0 t1"}), "{protocol:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gr_error_and_exceptions_reach_the_error_with_their_text() {
+    let url = text_app();
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("errors").cache(cache);
+    let text = g.input("text", "boom".to_string());
+    g.add(
+        GradioNode::new("fail", &url)
+            .api("/fail")
+            .input::<String>("text")
+            .output::<String>("out"),
+        (text,),
+    );
+    g.add(
+        GradioNode::new("crash", &url)
+            .api("/crash")
+            .input::<String>("text")
+            .output::<String>("out"),
+        (text,),
+    );
+    g.add(
+        GradioNode::new("fail_call", &url)
+            .api("/fail")
+            .protocol(Protocol::Call)
+            .input::<String>("text")
+            .output::<String>("out"),
+        (text,),
+    );
+    let fine = g.add(upper(&url), (text,));
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    let fail = error_of(&report, "fail");
+    assert_eq!(
+        fail,
+        format!("node `fail` failed: Gradio app at {url} /fail: fixture failure for input 'boom'")
+    );
+    let crash = error_of(&report, "crash");
+    assert!(
+        crash.contains("plain exception for input 'boom'"),
+        "{crash}"
+    );
+    // On /call, Gradio 5 sends `data: null`: the error says so instead of inventing text.
+    let call = error_of(&report, "fail_call");
+    assert!(
+        call.contains("node `fail_call`")
+            && call.contains("/fail")
+            && call.contains("sends no message on /call"),
+        "{call}"
+    );
+    assert_eq!(*report.value(&fine).unwrap(), "BOOM");
+    // Failures are not cached: they run again.
+    let again = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(again.outcome("fail"), Some(Outcome::Failed(_))));
+    assert!(matches!(again.outcome("upper"), Some(Outcome::Cached(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_and_parameter_names_are_checked_with_did_you_mean() {
+    let url = text_app();
+    let err = upper(&url)
+        .api("/uper")
+        .connect()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("no endpoint `/uper`; did you mean `/upper`?"),
+        "{err}"
+    );
+    assert!(err.contains("node `upper`") && err.contains(&url), "{err}");
+
+    let err = GradioNode::new("n", &url)
+        .api("/upper")
+        .input::<String>("txt")
+        .output::<String>("o")
+        .connect()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("no parameter `txt`") && err.contains("did you mean `text`?"),
+        "{err}"
+    );
+
+    let err = GradioNode::new("n", &url)
+        .api("/combine")
+        .input::<f64>("x")
+        .output::<f64>("o")
+        .connect()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("parameter `label` of /combine has no default"),
+        "{err}"
+    );
+
+    let err = GradioNode::new("n", &url)
+        .api("/upper")
+        .input::<Image>("text")
+        .output::<String>("o")
+        .connect()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("takes no file"), "{err}");
+
+    let err = GradioNode::new("n", &url)
+        .api("/combine")
+        .input::<String>("label")
+        .output::<f64>("doubled")
+        .output::<String>("joined")
+        .output::<String>("extra")
+        .connect()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(
+            "/combine returns 2 value(s) (doubled, joined), but the node declares 3 output(s)"
+        ),
+        "{err}"
+    );
+
+    // Unchecked at the first run too: the node fails with the same message.
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("v").cache(cache);
+    g.add(upper(&url).api("/uppr"), (constant("x".to_string()),));
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert!(error_of(&report, "upper").contains("did you mean `/upper`?"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_chain_across_apps_by_download_and_reupload() {
+    let text = text_app();
+    let first = image_app();
+    let second = GradioApp::start("image_app.py");
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("images").cache(cache);
+    let prompt = g.input("prompt", "a red fox".to_string());
+    let loud = g.add(upper(&text), (prompt,));
+    let drawn = g.add(
+        GradioNode::new("draw", &first)
+            .api("/draw")
+            .input::<String>("prompt")
+            .input::<f64>("size")
+            .output::<Image>("image"),
+        (loud, constant(16.0)),
+    );
+    let inverted = g.add(
+        GradioNode::new("invert", &second.url)
+            .api("/invert")
+            .input::<Image>("img")
+            .output::<Image>("inverted"),
+        (drawn,),
+    );
+    let (dims, mean) = g.add(
+        GradioNode::new("stats", &second.url)
+            .api("/stats")
+            .input::<Image>("img")
+            .output::<String>("dims")
+            .output::<f64>("mean"),
+        (inverted,),
+    );
+    let checked = g.add(
+        FnNode::sync("check", |a: Image, b: Image| {
+            let (a, b) = (pixels(&a), pixels(&b));
+            a.dimensions() == b.dimensions()
+                && a.pixels()
+                    .zip(b.pixels())
+                    .all(|(p, q)| (0..3).all(|c| p[c] == 255 - q[c]))
+        }),
+        (drawn, inverted),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    let image = report.value(&drawn).unwrap();
+    assert_eq!(image.mime(), "image/png");
+    assert_eq!(pixels(&image).dimensions(), (16, 16));
+    assert!(
+        *report.value(&checked).unwrap(),
+        "the second app inverted the first's image"
+    );
+    assert_eq!(*report.value(&dims).unwrap(), "16x16");
+    assert!(*report.value(&mean).unwrap() >= 0.0);
+    // Rerun: every Gradio node comes from the cache (media keyed by content).
+    let again = pipeline.run(Scope::All).await.unwrap();
+    for node in ["upper", "draw", "invert", "stats"] {
+        assert!(
+            matches!(again.outcome(node), Some(Outcome::Cached(_))),
+            "{node}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_inputs_key_the_cache_by_content_and_files_and_galleries_work() {
+    let url = image_app();
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("media").cache(cache);
+    let picture = g.input(
+        "picture",
+        png(4, 2, |x, y| [x as u8 * 60, y as u8 * 100, 7]),
+    );
+    let inverted = g.add(
+        GradioNode::new("invert", &url)
+            .api("/invert")
+            .input::<Image>("img")
+            .output::<Image>("inverted"),
+        (picture,),
+    );
+    let note = File::named(b"hello note".to_vec(), "text/plain", "note.txt");
+    let (desc, reversed) = g.add(
+        GradioNode::new("file_info", &url)
+            .api("/file_info")
+            .input::<File>("path")
+            .output::<String>("desc")
+            .output::<File>("reversed"),
+        (constant(note),),
+    );
+    let gallery = g.add(
+        GradioNode::new("gallery", &url)
+            .api("/gallery")
+            .input::<String>("prompt")
+            .input::<f64>("n")
+            .output::<Vec<Image>>("images"),
+        (constant("g".to_string()), constant(3.0)),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert_eq!(
+        pixels(&report.value(&inverted).unwrap()).get_pixel(1, 1).0,
+        [195, 155, 248]
+    );
+    assert_eq!(*report.value(&desc).unwrap(), "note.txt:10");
+    let reversed = report.value(&reversed).unwrap();
+    assert_eq!(reversed.bytes(), b"eton olleh");
+    assert_eq!(reversed.name(), Some("reversed_note.txt"));
+    let images = report.value(&gallery).unwrap();
+    assert_eq!(images.len(), 3);
+    assert!(images.iter().all(|i| pixels(i).dimensions() == (8, 8)));
+    pipeline
+        .set_input(&picture, png(4, 2, |_, _| [1, 2, 3]))
+        .unwrap();
+    let changed = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(
+        changed.outcome("invert"),
+        Some(Outcome::Computed { .. })
+    ));
+    assert_eq!(
+        pixels(&changed.value(&inverted).unwrap()).get_pixel(0, 0).0,
+        [254, 253, 252]
+    );
+}
+
+/// How many /slow calls of the app at `url` ran to the end.
+async fn slow_finished(url: &str) -> f64 {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("probe").cache(cache);
+    let n = g.add(
+        GradioNode::new("slow_finished", url)
+            .api("/slow_finished")
+            .output::<f64>("finished")
+            .cache_policy(CachePolicy::NeverCache),
+        (),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    *report.value(&n).unwrap()
+}
+
+fn slow(url: &str, name: &str) -> GradioNode<(String, f64), (String,)> {
+    GradioNode::new(name, url)
+        .api("/slow")
+        .input::<String>("text")
+        .input::<f64>("seconds")
+        .output::<String>("out")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_or_timing_out_cancels_the_remote_job() {
+    let app = GradioApp::start("text_app.py");
+    for protocol in [Protocol::Auto, Protocol::Call] {
+        // Cancel the run.
+        let (_d, cache) = temp_cache();
+        let mut g = Graph::new("cancel").cache(cache);
+        g.add(
+            slow(&app.url, "slow").protocol(protocol),
+            (constant("c".to_string()), constant(2.0)),
+        );
+        let pipeline = g.build().unwrap();
+        let handle = pipeline.spawn(Scope::All);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let started = Instant::now();
+        handle.cancel();
+        let report = handle.wait().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "cancel took {:?}",
+            started.elapsed()
+        );
+        assert!(!report.is_success());
+        // A node timeout.
+        let (_d, cache) = temp_cache();
+        let mut g = Graph::new("timeout").cache(cache);
+        g.add(
+            slow(&app.url, "slow")
+                .protocol(protocol)
+                .timeout(Duration::from_millis(800)),
+            (constant("t".to_string()), constant(2.0)),
+        );
+        let report = g.build().unwrap().run(Scope::All).await.unwrap();
+        let err = error_of(&report, "slow");
+        assert!(err.contains("timed out"), "{err}");
+        // Had either job run on, it would have finished by now.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            slow_finished(&app.url).await,
+            0.0,
+            "{protocol:?}: a remote job ran to the end"
+        );
+    }
+    // A job that is not cancelled does finish (the counter works).
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("finish").cache(cache);
+    g.add(
+        slow(&app.url, "slow"),
+        (constant("f".to_string()), constant(0.1)),
+    );
+    assert!(g
+        .build()
+        .unwrap()
+        .run(Scope::All)
+        .await
+        .unwrap()
+        .is_success());
+    assert_eq!(slow_finished(&app.url).await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_call_fails_its_branch_only_and_the_cache_stays_intact() {
+    let shared_url = text_app();
+    let mut app = GradioApp::start("text_app.py");
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("killed").cache(cache);
+    let text = g.input("text", "kill".to_string());
+    let healthy = g.add(upper(&shared_url), (text,));
+    let doomed = g.add(
+        slow(&app.url, "doomed").retries(1, Duration::from_millis(100)),
+        (text, constant(3.0)),
+    );
+    let after = g.add(FnNode::sync("after", |s: String| s.len()), (doomed,));
+    let pipeline = g.build().unwrap();
+    let handle = pipeline.spawn(Scope::All);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.kill();
+    let report = handle.wait().await.unwrap();
+    let err = error_of(&report, "doomed");
+    assert!(
+        err.starts_with(&format!(
+            "node `doomed` failed: Gradio app at {} /slow",
+            app.url
+        )) && (err.contains("connection broke") || err.contains("stream ended")),
+        "{err}"
+    );
+    assert_eq!(*report.value(&healthy).unwrap(), "KILL");
+    assert_eq!(report.skipped(), ["after"]);
+    // While it is down, calls fail to connect (after the retries) with a clear error.
+    let report = pipeline.run(Scope::All).await.unwrap();
+    let err = error_of(&report, "doomed");
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(matches!(report.outcome("upper"), Some(Outcome::Cached(_))));
+    // Back up on the same port: the failed branch computes, the rest is still cached.
+    app.restart();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert!(matches!(report.outcome("upper"), Some(Outcome::Cached(_))));
+    assert!(matches!(
+        report.outcome("doomed"),
+        Some(Outcome::Computed { .. })
+    ));
+    assert_eq!(*report.value(&after).unwrap(), "slept 3s for kill".len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_is_retried_and_when_it_persists_reported_with_the_servers_text() {
+    let url = text_app();
+    let proxy = FaultProxy::start(&url).await;
+    // Two 500s and a 429, then the real app: the retries get through.
+    for (status, retry_after) in [(500, None), (502, None), (429, Some("0.1".to_string()))] {
+        proxy.inject(Fault::Status {
+            path: "/queue/join".into(),
+            status,
+            body: "fault proxy: injected failure".into(),
+            retry_after,
+            times: 1,
+        });
+    }
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("retry").cache(cache);
+    let out = g.add(
+        upper(&proxy.url).retries(3, Duration::from_millis(50)),
+        (constant("retry me".to_string()),),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert_eq!(*report.value(&out).unwrap(), "RETRY ME");
+    let joins = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/queue/join"))
+        .count();
+    assert_eq!(joins, 4);
+
+    // A 500 that persists: the error carries status and text; the other branch is fine
+    // and the failed node has no cached result.
+    proxy.inject(Fault::Status {
+        path: "/queue/join".into(),
+        status: 500,
+        body: "fault proxy: injected failure".into(),
+        retry_after: None,
+        times: 100,
+    });
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("persist").cache(cache);
+    let text = g.input("text", "x".to_string());
+    g.add(
+        upper(&proxy.url).retries(2, Duration::from_millis(20)),
+        (text,),
+    );
+    let fine = g.add(
+        GradioNode::new("direct", &url)
+            .api("/upper")
+            .input::<String>("text")
+            .output::<String>("upper"),
+        (text,),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(
+        error_of(&report, "upper"),
+        format!(
+            "node `upper` failed: Gradio app at {} /upper answered HTTP 500: fault proxy: injected failure",
+            proxy.url
+        )
+    );
+    assert_eq!(*report.value(&fine).unwrap(), "X");
+    proxy.clear();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("upper"),
+        Some(Outcome::Computed { .. })
+    ));
+    assert!(matches!(report.outcome("direct"), Some(Outcome::Cached(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_api_is_gradios_plain_text_500() {
+    let url = text_app();
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("unknown").cache(cache);
+    // Unvalidated and on /call: the server's own 500 text comes back.
+    g.add(
+        upper(&url)
+            .api("/nosuch")
+            .validate(false)
+            .protocol(Protocol::Call)
+            .retries(0, Duration::ZERO),
+        (constant("x".to_string()),),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    let err = error_of(&report, "upper");
+    assert!(
+        err.contains("/nosuch answered HTTP 500")
+            && err.contains("Could not infer function index for API name: nosuch"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_mid_way_and_a_silent_stream_are_clear_errors() {
+    let url = text_app();
+    let proxy = FaultProxy::start(&url).await;
+    for (protocol, path) in [
+        (Protocol::Auto, "/queue/data"),
+        (Protocol::Call, "/call/count/"),
+    ] {
+        proxy.inject(Fault::CutStream {
+            path: path.into(),
+            after_events: 2,
+        });
+        let (_d, cache) = temp_cache();
+        let mut g = Graph::new("cut").cache(cache);
+        let text = g.input("text", "cut".to_string());
+        g.add(
+            GradioNode::new("count", &proxy.url)
+                .api("/count")
+                .protocol(protocol)
+                .input::<String>("prefix")
+                .input::<f64>("n")
+                .output::<String>("ticks"),
+            (text, constant(6.0)),
+        );
+        let other = g.add(upper(&url), (text,));
+        let report = g.build().unwrap().run(Scope::All).await.unwrap();
+        let err = error_of(&report, "count");
+        assert!(
+            err.contains(&format!("Gradio app at {} /count", proxy.url))
+                && (err.contains("connection broke") || err.contains("stream ended")),
+            "{protocol:?}: {err}"
+        );
+        assert_eq!(*report.value(&other).unwrap(), "CUT");
+        proxy.clear();
+    }
+    // A stream that stays open and silent: the read timeout ends it.
+    proxy.inject(Fault::Silent {
+        path: "/queue/data".into(),
+    });
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("silent").cache(cache);
+    g.add(
+        upper(&proxy.url).read_timeout(Duration::from_millis(1500)),
+        (constant("s".to_string()),),
+    );
+    let started = Instant::now();
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    let err = error_of(&report, "upper");
+    assert!(err.contains("no data for 1.5s"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_goes_to_other_hosts() {
+    let url = text_app();
+    let proxy = FaultProxy::start(&url).await;
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("token").cache(cache);
+    let out = g.add(
+        upper(&proxy.url).token(HfToken::new("hf_never_send_me")),
+        (constant("t".to_string()),),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&out).unwrap(), "T");
+    let seen = proxy.seen();
+    assert!(seen.len() >= 4, "{seen:?}");
+    for s in &seen {
+        for (k, v) in &s.headers {
+            assert!(
+                !v.contains("hf_never_send_me"),
+                "{} {}: header {k} carried the token",
+                s.method,
+                s.path
+            );
+        }
+    }
+}
+
+/// A stand-in for the Hub's Space API (`/api/spaces/{id}`), which the tests cannot
+/// reach: it answers with a host (the real local app) and a revision.
+async fn hub_standin(
+    host: String,
+    sha: Arc<std::sync::Mutex<String>>,
+    stage: &'static str,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new().route(
+        "/api/spaces/{owner}/{name}",
+        axum::routing::get(move || {
+            let host = host.clone();
+            let sha = sha.lock().unwrap().clone();
+            async move {
+                axum::Json(json!({"id": "fixtures/text-app", "sha": sha, "host": host, "runtime": {"stage": stage}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (
+        url,
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn space_ids_resolve_through_the_hub_and_the_revision_keys_the_cache() {
+    let url = text_app();
+    let sha = Arc::new(std::sync::Mutex::new("rev-one".to_string()));
+    let (hub, _task) = hub_standin(url.clone(), sha.clone(), "RUNNING").await;
+    let (_d, cache) = temp_cache();
+    let build = |cache: Cache, node: GradioNode<(String,), (String,)>| {
+        let mut g = Graph::new("space").cache(cache);
+        let out = g.add(node, (constant("space".to_string()),));
+        (g.build().unwrap(), out)
+    };
+    let node = || {
+        GradioNode::new("upper", "fixtures/text-app")
+            .hub(&hub)
+            .api("/upper")
+            .input::<String>("text")
+            .output::<String>("upper")
+    };
+    let connected = node().connect().await.unwrap();
+    assert_eq!(connected.known_revision(), Some("rev-one"));
+    assert_eq!(connected.connected_url(), Some(url.as_str()));
+    let (pipeline, out) = build(cache.clone(), connected);
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&out).unwrap(), "SPACE");
+    let (pipeline, _) = build(cache.clone(), node().connect().await.unwrap());
+    assert!(matches!(
+        pipeline.run(Scope::All).await.unwrap().outcome("upper"),
+        Some(Outcome::Cached(CacheSource::Memory | CacheSource::Disk))
+    ));
+    // A new revision of the Space is a new key.
+    *sha.lock().unwrap() = "rev-two".into();
+    let (pipeline, _) = build(cache.clone(), node().connect().await.unwrap());
+    assert!(matches!(
+        pipeline.run(Scope::All).await.unwrap().outcome("upper"),
+        Some(Outcome::Computed { .. })
+    ));
+    // A paused Space is refused with the Hub's reason.
+    let (paused_hub, _t2) = hub_standin(url.clone(), sha.clone(), "PAUSED").await;
+    let err = node()
+        .hub(&paused_hub)
+        .connect()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("Space fixtures/text-app") && err.contains("PAUSED"),
+        "{err}"
+    );
+}
+
+// ---------- run_locally ----------
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=daggr",
+            "-c",
+            "user.email=daggr@example.invalid",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+const LOCAL_APP: &str = r#"import gradio as gr
+
+def reverse(text):
+    return text[::-1]
+
+demo = gr.Interface(reverse, gr.Textbox(label="text"), gr.Textbox(label="reversed"), api_name="reverse")
+
+if __name__ == "__main__":
+    demo.launch()
+"#;
+
+fn count_logs(dir: &std::path::Path, prefix: &str) -> usize {
+    walk(dir)
+        .iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .count()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && p.file_name().unwrap() != "venv" && p.file_name().unwrap() != "repo" {
+                out.extend(walk(&p));
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_locally_from_a_git_repository() {
+    let version = std::process::Command::new(gradio_support::python())
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('gradio'))",
+        ])
+        .output()
+        .unwrap();
+    let version = String::from_utf8(version.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("space");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("app.py"), LOCAL_APP).unwrap();
+    std::fs::write(
+        repo.join("README.md"),
+        format!("---\ntitle: Reverse\nsdk: gradio\nsdk_version: {version}\napp_file: app.py\n---\n# Reverse\n"),
+    )
+    .unwrap();
+    // Already satisfied by gradio's own dependencies: nothing new to download.
+    std::fs::write(repo.join("requirements.txt"), "pillow\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "app"]);
+    let git_url = format!("file://{}", repo.display());
+    let spaces = work.path().join("spaces");
+    let node = || {
+        GradioNode::new("reverse", "fixtures/reverse")
+            .api("/reverse")
+            .input::<String>("text")
+            .output::<String>("reversed")
+            .run_locally_from(&git_url)
+            .local_dir(&spaces)
+            .local_fallback(false)
+            .local_timeout(Duration::from_secs(120))
+    };
+    let head = |repo: &std::path::Path| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+
+    let started = Instant::now();
+    let connected = node().connect().await.unwrap();
+    let first_start = started.elapsed();
+    let local_url = connected.connected_url().unwrap().to_string();
+    assert!(local_url.starts_with("http://127.0.0.1:"), "{local_url}");
+    assert_eq!(connected.known_revision(), Some(head(&repo).as_str()));
+    let log = connected.local_log().unwrap();
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("local").cache(cache.clone());
+    let out = g.add(connected, (constant("local space".to_string()),));
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert_eq!(*report.value(&out).unwrap(), "ecaps lacol");
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("Running on local URL"));
+    // The app stops with the pipeline.
+    drop(pipeline);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        reqwest::get(format!("{local_url}/config")).await.is_err(),
+        "the local app outlived its node"
+    );
+    assert_eq!(count_logs(&spaces, "install-"), 1);
+
+    // Again: clone and venv reused (no install), same revision, so the cache answers.
+    let started = Instant::now();
+    let mut g = Graph::new("local").cache(cache.clone());
+    g.add(node(), (constant("local space".to_string()),));
+    let pipeline = g.build().unwrap();
+    // The key has no revision before connecting: connect first to get the same key.
+    drop(pipeline);
+    let mut g = Graph::new("local").cache(cache.clone());
+    g.add(
+        node().connect().await.unwrap(),
+        (constant("local space".to_string()),),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("reverse"),
+        Some(Outcome::Cached(_))
+    ));
+    assert_eq!(
+        count_logs(&spaces, "install-"),
+        1,
+        "the venv was reinstalled"
+    );
+    let second_start = started.elapsed();
+    assert!(
+        second_start < first_start,
+        "reuse: {second_start:?} vs first {first_start:?}"
+    );
+
+    // New requirements: reinstalled. New code: a new revision, computed afresh.
+    std::fs::write(repo.join("requirements.txt"), "pillow\nnumpy\n").unwrap();
+    std::fs::write(
+        repo.join("app.py"),
+        LOCAL_APP.replace("text[::-1]", "text[::-1].upper()"),
+    )
+    .unwrap();
+    git(&repo, &["commit", "-q", "-am", "louder"]);
+    let mut g = Graph::new("local").cache(cache.clone());
+    let node2 = node().connect().await.unwrap();
+    assert_eq!(node2.known_revision(), Some(head(&repo).as_str()));
+    let out = g.add(node2, (constant("local space".to_string()),));
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert_eq!(*report.value(&out).unwrap(), "ECAPS LACOL");
+    assert_eq!(
+        count_logs(&spaces, "install-"),
+        2,
+        "changed requirements reinstall"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_local_start_falls_back_or_fails_as_asked() {
+    let url = text_app();
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("broken");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("README.md"), "---\nsdk: docker\n---\n").unwrap();
+    std::fs::write(repo.join("app.py"), "raise SystemExit(3)\n").unwrap();
+    let node = || {
+        upper(&url)
+            .run_locally_from(repo.to_str().unwrap())
+            .local_dir(work.path().join("spaces"))
+    };
+    // No fallback: the error says why.
+    let err = node()
+        .local_fallback(false)
+        .connect()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("run_locally") && err.contains("sdk: docker"),
+        "{err}"
+    );
+    // Fallback: the remote app (here the shared one) answers, with a warning.
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("fallback").cache(cache);
+    let out = g.add(node(), (constant("fallback".to_string()),));
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&out).unwrap(), "FALLBACK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gradio_nodes_fit_in_pipeline_macro_nodes() {
+    use daggr::pipeline;
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(text_app);
+    fn url() -> &'static str {
+        URL.get().unwrap()
+    }
+    pipeline! {
+        struct Shout {
+            inputs {
+                text: String = "macro".to_string(),
+            }
+            nodes {
+                loud = [GradioNode::new("loud", url()).api("/upper").input::<String>("text").output::<String>("upper")](text);
+                both = [GradioNode::new("both", url()).api("/combine").input::<f64>("x").input::<String>("label").output::<f64>("doubled").output::<String>("joined")](2.5, loud);
+            }
+            outputs {
+                joined: String = both.1,
+            }
+        }
+    }
+    let (_d, cache) = temp_cache();
+    let flow = Shout::build(cache).unwrap();
+    let report = flow.run().await.unwrap();
+    assert_eq!(*report.value(&flow.outputs.joined).unwrap(), "MACRO:2.5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_every_run_of_a_node() {
+    let url = text_app();
+    let proxy = FaultProxy::start(&url).await;
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("many").cache(cache);
+    let node = upper(&proxy.url).cache_policy(CachePolicy::NeverCache);
+    let out = g.add(node, (constant("a".to_string()),));
+    let pipeline = g.build().unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            *pipeline.run(Scope::All).await.unwrap().value(&out).unwrap(),
+            "A"
+        );
+    }
+    let seen = proxy.seen();
+    assert_eq!(
+        seen.iter().filter(|s| s.path == "/config").count(),
+        1,
+        "config read once per node"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.path.contains("/queue/join"))
+            .count(),
+        5
+    );
+}

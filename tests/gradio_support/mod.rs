@@ -1,0 +1,171 @@
+//! Test harness for the GradioNode tests and bench: real Gradio apps (the fixture apps in
+//! tests/fixtures/gradio, run by the pinned gradio of scripts/setup/gradio.sh) on
+//! 127.0.0.1, and a fault-injecting proxy for the failures Gradio cannot produce itself.
+#![allow(dead_code)]
+
+pub mod fault_proxy;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// `$DAGGR_TEST_ENV`, default `~/.cache/daggr-test-env`.
+pub fn test_env() -> PathBuf {
+    std::env::var_os("DAGGR_TEST_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/daggr-test-env")
+        })
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv's Python, running scripts/setup/gradio.sh first when the venv is missing.
+pub fn python() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let python = test_env().join("gradio-venv/bin/python");
+            if !python.exists() {
+                let status = Command::new("bash")
+                    .arg(repo_root().join("scripts/setup/gradio.sh"))
+                    .env("DAGGR_TEST_ENV", test_env())
+                    .status()
+                    .expect("running scripts/setup/gradio.sh");
+                assert!(status.success(), "scripts/setup/gradio.sh failed");
+            }
+            python
+        })
+        .clone()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The HTTP status of `GET /config`, by a plain blocking request (usable anywhere).
+fn config_status(port: u16) -> Option<u16> {
+    let mut s =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
+            .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /config HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A fixture app on 127.0.0.1, killed on Drop.
+pub struct GradioApp {
+    child: Option<Child>,
+    pub app: String,
+    pub port: u16,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl GradioApp {
+    /// Starts `app` (a file in tests/fixtures/gradio) on a free port and waits until
+    /// `/config` answers (90 s at most).
+    pub fn start(app: &str) -> GradioApp {
+        Self::start_on(app, free_port())
+    }
+
+    /// Starts `app` on `port`.
+    pub fn start_on(app: &str, port: u16) -> GradioApp {
+        let mut me = GradioApp {
+            child: None,
+            app: app.to_string(),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            log: std::env::temp_dir().join(format!("daggr-gradio-{app}-{port}.log")),
+        };
+        me.launch();
+        me
+    }
+
+    fn launch(&mut self) {
+        let fixtures = repo_root().join("tests/fixtures/gradio");
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(python())
+            .arg(fixtures.join("_run.py"))
+            .arg(fixtures.join(&self.app))
+            .current_dir(&fixtures)
+            .env("GRADIO_SERVER_NAME", "127.0.0.1")
+            .env("GRADIO_SERVER_PORT", self.port.to_string())
+            .env("GRADIO_ANALYTICS_ENABLED", "False")
+            .env("GRADIO_SHARE", "False")
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("launching a fixture app");
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if config_status(self.port) == Some(200) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "fixture {} exited ({status}): {}",
+                    self.app,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "fixture {} did not answer within 90 s: {}",
+                self.app,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the app (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for GradioApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One app per fixture shared by all tests of a test binary. Statics are never dropped:
+/// the app's watchdog (_run.py) ends it when the test process exits.
+pub fn shared(app: &'static str) -> String {
+    static APPS: OnceLock<Mutex<Vec<GradioApp>>> = OnceLock::new();
+    let apps = APPS.get_or_init(|| Mutex::new(Vec::new()));
+    let mut apps = apps.lock().unwrap();
+    if let Some(a) = apps.iter().find(|a| a.app == app) {
+        return a.url.clone();
+    }
+    let a = GradioApp::start(app);
+    let url = a.url.clone();
+    apps.push(a);
+    url
+}
