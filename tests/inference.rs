@@ -351,3 +351,55 @@ async fn the_llm_chain_example_runs_offline_against_the_local_server() {
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(stdout.contains("llm   Cached"), "{stdout}");
 }
+
+// ---------- pipeline! ----------
+
+static LLM_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn llm() -> InferenceNode<(String,), daggr::inference::ChatOutputs> {
+    InferenceNode::chat("answer", MODEL)
+        .base_url(LLM_URL.get().unwrap())
+        .temperature(0.0)
+        .max_tokens(12)
+}
+
+#[daggr::fn_node]
+fn shout(text: String) -> String {
+    text.to_uppercase()
+}
+
+daggr::pipeline! {
+    /// A chat node in `pipeline!`: its ports are named (`answer.text`, `answer.usage`).
+    struct ShoutFlow {
+        inputs { prompt: String = "Say hello.".to_string() }
+        nodes {
+            answer = [llm()](prompt);
+            loud = shout(text: answer.text);
+        }
+        outputs {
+            loud: String = loud,
+            usage: Option<Usage> = answer.usage,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_macro_declares_a_chat_node_with_named_ports() {
+    let server = llm_server::shared().await;
+    LLM_URL.set(server.url.clone()).unwrap();
+    let (_dir, cache) = temp_cache();
+    let flow = ShoutFlow::build(cache).unwrap();
+    let report = flow.run().await.unwrap();
+    assert!(
+        report.is_success(),
+        "{:?}\n{}",
+        report.errors(),
+        server.log()
+    );
+    let loud = report.value(&flow.outputs.loud).unwrap();
+    assert!(
+        !loud.trim().is_empty() && *loud == loud.to_uppercase(),
+        "{loud}"
+    );
+    assert!(report.value(&flow.outputs.usage).unwrap().is_some());
+}
