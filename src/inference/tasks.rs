@@ -64,8 +64,9 @@ fn hf_base(s: &Settings, base: &str) -> Option<String> {
 }
 
 fn unsupported(s: &Settings, what: &str) -> Error {
+    let task = serde_json::to_value(s.task).unwrap_or_default();
     s.remote(
-        "",
+        &format!("({} not sent)", task.as_str().unwrap_or("request")),
         None,
         format!(
             "{} is not supported by daggr for {what}",
@@ -180,13 +181,13 @@ pub(crate) fn build(s: &Settings, input: &Value) -> Result<Request, Error> {
                     },
                 ),
                 // The provider's own model id, on the provider's route.
-                (Endpoint::Router { .. }, Some(id), _) => (
-                    format!(
-                        "{base}/{}/v1/chat/completions",
-                        s.provider_or("hf-inference")
+                (Endpoint::Router { .. }, Some(id), _) => match s.provider_or("hf-inference") {
+                    "hf-inference" => (
+                        format!("{base}/hf-inference/models/{id}/v1/chat/completions"),
+                        id.clone(),
                     ),
-                    id.clone(),
-                ),
+                    provider => (format!("{base}/{provider}/v1/chat/completions"), id.clone()),
+                },
                 (Endpoint::OpenAi { .. }, _, _) => {
                     (format!("{base}/chat/completions"), s.model.clone())
                 }
@@ -772,6 +773,25 @@ mod tests {
             br#"{"text": "hi", "chunks": []}"#,
         );
         assert!(matches!(a, Ok(Answer::Text(t)) if t == "hi"));
+    }
+
+    #[test]
+    fn unsupported_combinations_are_named_before_anything_is_sent() {
+        let node = crate::InferenceNode::image_classification("labels", "org/vit:together");
+        let image = Value::new(Image::new(vec![1u8], "image/png")).unwrap();
+        let Err(e) = build(&node.settings, &image) else {
+            panic!()
+        };
+        assert_eq!(
+            e.to_string(),
+            "node `labels` failed: model org/vit (provider together) (image-classification not sent): provider together is not supported by daggr for image classification"
+        );
+        let node = crate::InferenceNode::speech_recognition("asr", "org/w")
+            .inference_endpoint("https://x.endpoints.huggingface.cloud");
+        let audio = Value::new(Audio::new(vec![1u8], "audio/wav")).unwrap();
+        let request = build(&node.settings, &audio).unwrap();
+        assert_eq!(request.url, "https://x.endpoints.huggingface.cloud");
+        assert!(matches!(request.body, Body::Bytes(_, ref m) if m == "audio/wav"));
     }
 
     #[test]
