@@ -1,0 +1,141 @@
+// Shapes of the inspector HTTP API (see ../API.md).
+
+export type Status = "pending" | "running" | "cached" | "done" | "failed" | "stale" | "skipped";
+export type WidgetKind = "text" | "number" | "integer" | "bool" | "json" | "image" | "audio" | "video" | "file";
+export type MediaKind = "image" | "audio" | "video" | "file";
+export type Scope = "all" | "to" | "only" | "from";
+
+export interface PortSpec {
+  name: string;
+  type: string;
+  /** Inputs only: "edge" | "const" | "generated:<label>". */
+  source?: string;
+  widget?: WidgetKind;
+}
+
+export interface NodeSpec {
+  index: number;
+  name: string;
+  kind: string;
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+  inputs: PortSpec[];
+  outputs: PortSpec[];
+}
+
+export interface EdgeSpec {
+  from: string;
+  from_port: string;
+  to: string;
+  to_port: string;
+  type: string;
+}
+
+export interface Graph {
+  name: string;
+  width: number;
+  height: number;
+  nodes: NodeSpec[];
+  edges: EdgeSpec[];
+}
+
+export interface SheetInfo {
+  name: string;
+  created_ms: number;
+  updated_ms: number;
+}
+
+export interface SheetList {
+  sheets: SheetInfo[];
+  default: string;
+}
+
+/** A media value as stored: what `POST /api/blobs` returns and what outputs contain. */
+export interface MediaRef {
+  kind: MediaKind;
+  mime: string;
+  size?: number;
+  blob: string;
+  name?: string | null;
+}
+
+/** A media value with a ready URL (listed beside outputs). */
+export interface Media {
+  kind: MediaKind;
+  mime: string;
+  url: string;
+  name?: string | null;
+}
+
+export interface OutputState {
+  port: string;
+  type: string;
+  value: unknown;
+  media?: Media[];
+}
+
+export interface InputState {
+  port: string;
+  value: unknown;
+  overridden: boolean;
+}
+
+export interface Progress {
+  fraction: number | null;
+  message?: string | null;
+}
+
+export interface HistorySummary {
+  count: number;
+  selected_id: number | null;
+  /** 1 = newest. */
+  position: number;
+}
+
+export interface NodeState {
+  name: string;
+  status: Status;
+  stale: boolean;
+  elapsed_ms: number | null;
+  error: string | null;
+  progress: Progress | null;
+  skipped_because?: string | null;
+  history: HistorySummary;
+  inputs: InputState[];
+  outputs: OutputState[];
+}
+
+export interface Bar {
+  node: string;
+  start_ms: number;
+  end_ms: number | null;
+  cached: boolean;
+}
+
+export interface Viewport {
+  x: number;
+  y: number;
+  zoom: number;
+}
+
+export interface SheetState {
+  sheet: string;
+  running: boolean;
+  last_event_id: number;
+  viewport: Viewport | null;
+  nodes: NodeState[];
+  timeline: Bar[];
+}
+
+export interface HistoryEntry {
+  id: number;
+  run: number;
+  outcome: string;
+  elapsed_ms: number | null;
+  finished_ms: number;
+  selected: boolean;
+  outputs: unknown[];
+  inputs: { port: string; value: unknown }[];
+}

@@ -1,0 +1,151 @@
+// Input widgets by the port's `widget`: text, number, integer, bool, json, and media uploads
+// (image / audio / video / file go to POST /api/blobs first; the returned reference is the value).
+import { api } from "./api";
+import { el, toast } from "./dom";
+import { bytes } from "./format";
+import type { MediaRef, NodeSpec, PortSpec } from "./types";
+
+export interface Widget {
+  /** The control (carries the id the port's <label> points at). */
+  control: HTMLElement;
+  /** What goes in the port row. */
+  root: HTMLElement;
+  /** Shows a value from the server (skipped while the user is editing it). */
+  set(value: unknown): void;
+}
+
+export type Commit = (value: unknown) => Promise<void>;
+
+const editing = (e: Element) => document.activeElement === e;
+
+function fail(message: string, control: HTMLElement): void {
+  control.setAttribute("aria-invalid", "true");
+  toast(message);
+}
+
+/** Sends a new value; marks the control busy meanwhile and shows errors. */
+async function send(control: HTMLElement, commit: Commit, value: unknown, revert: () => void): Promise<void> {
+  control.removeAttribute("aria-invalid");
+  control.classList.add("saving");
+  try {
+    await commit(value);
+  } catch (e) {
+    revert();
+    fail(e instanceof Error ? e.message : String(e), control);
+  } finally {
+    control.classList.remove("saving");
+  }
+}
+
+export function makeWidget(node: NodeSpec, port: PortSpec, id: string, commit: Commit): Widget {
+  const testid = `input-${node.name}-${port.name}`;
+  const kind = port.widget || "json";
+  let last: unknown = null;
+
+  if (kind === "bool") {
+    const box = el("input", { id, type: "checkbox", "data-testid": testid });
+    box.addEventListener("change", () => send(box, commit, box.checked, () => (box.checked = !!last)));
+    return { control: box, root: box, set: (v) => ((last = v), (box.checked = !!v)) };
+  }
+
+  if (kind === "image" || kind === "audio" || kind === "video" || kind === "file") return mediaWidget(node, port, id, testid, commit);
+
+  const numeric = kind === "number" || kind === "integer";
+  const input = el("input", {
+    id,
+    type: numeric ? "number" : "text",
+    step: kind === "integer" ? "1" : numeric ? "any" : null,
+    inputmode: kind === "integer" ? "numeric" : numeric ? "decimal" : null,
+    spellcheck: kind === "json" ? "false" : null,
+    autocomplete: "off",
+    "data-testid": testid,
+    title: `${port.name}: ${port.type}`,
+  });
+  const show = (v: unknown) => (v === null || v === undefined ? "" : kind === "text" ? String(v) : kind === "json" ? JSON.stringify(v) : String(v));
+  const revert = () => (input.value = show(last));
+  input.addEventListener("change", () => {
+    let value: unknown = input.value;
+    if (numeric) {
+      const n = Number(input.value);
+      if (input.value.trim() === "" || !isFinite(n)) return fail(`${port.name}: a number is needed`, input);
+      if (kind === "integer" && !Number.isInteger(n)) return fail(`${port.name}: a whole number is needed`, input);
+      value = n;
+    } else if (kind === "json") {
+      try {
+        value = JSON.parse(input.value);
+      } catch {
+        return fail(`${port.name}: not valid JSON`, input);
+      }
+    }
+    send(input, commit, value, revert);
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      revert();
+      input.removeAttribute("aria-invalid");
+      input.blur();
+    }
+  });
+  return {
+    control: input,
+    root: input,
+    set(v) {
+      last = v;
+      if (!editing(input) && !input.hasAttribute("aria-invalid")) input.value = show(v);
+    },
+  };
+}
+
+function isRef(v: unknown): v is MediaRef {
+  return !!v && typeof v === "object" && typeof (v as MediaRef).blob === "string";
+}
+
+function mediaWidget(node: NodeSpec, port: PortSpec, id: string, testid: string, commit: Commit): Widget {
+  const kind = port.widget!;
+  const file = el("input", { id, type: "file", class: "visually-hidden", accept: kind === "file" ? null : `${kind}/*`, "data-testid": testid });
+  const thumb = el("img", { class: "mini", alt: "", hidden: true });
+  const name = el("span", { class: "file-name", text: "no file" });
+  const pick = el("span", { class: "button small", "aria-hidden": "true", text: "Upload" });
+  const root = el("label", { class: "upload", for: id, title: `Upload ${kind === "file" ? "a file" : `an ${kind}`} for ${node.name}.${port.name} (or drop it here)` }, file, thumb, name, pick);
+  let last: unknown = null;
+
+  const show = (v: unknown) => {
+    last = v;
+    if (isRef(v)) {
+      name.textContent = `${v.name || v.mime}${v.size != null ? ` · ${bytes(v.size)}` : ""}`;
+      thumb.hidden = v.kind !== "image";
+      if (v.kind === "image") thumb.src = api.blobUrl(v);
+    } else {
+      name.textContent = v == null ? "no file" : JSON.stringify(v);
+      thumb.hidden = true;
+    }
+  };
+  const upload = async (f: File) => {
+    name.textContent = `uploading ${f.name}…`;
+    root.classList.add("saving");
+    try {
+      const ref = await api.upload(f);
+      await commit(ref);
+      show(ref);
+    } catch (e) {
+      show(last);
+      toast(e instanceof Error ? e.message : String(e));
+    } finally {
+      root.classList.remove("saving");
+      file.value = "";
+    }
+  };
+  file.addEventListener("change", () => file.files?.[0] && upload(file.files[0]));
+  root.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    root.classList.add("drop");
+  });
+  root.addEventListener("dragleave", () => root.classList.remove("drop"));
+  root.addEventListener("drop", (e) => {
+    e.preventDefault();
+    root.classList.remove("drop");
+    const f = e.dataTransfer?.files[0];
+    if (f) upload(f);
+  });
+  return { control: file, root, set: show };
+}
