@@ -92,7 +92,9 @@ fn bench(c: &mut Criterion) {
     println!("gradio: samples GradioNode {rust:?}, gradio_client {python:?}");
 
     let mut group = c.benchmark_group("gradio");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
     group.bench_function("gradio_node_one_call", |b| {
         b.to_async(&rt).iter(|| async {
             let r = p.run(Scope::All).await.unwrap();
