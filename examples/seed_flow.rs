@@ -110,7 +110,7 @@ async fn run(prompt: String) -> Result<(), Error> {
 
     let pipeline = g.build()?;
     let report = pipeline.run(Scope::All).await?;
-    for e in report.errors() {
+    if let Some(e) = report.errors().first() {
         return Err(Error::Failed {
             node: e.node().unwrap_or("?").to_string(),
             message: e.to_string(),
