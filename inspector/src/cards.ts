@@ -256,7 +256,7 @@ export class Cards {
 
   setPartial(name: string, value: unknown): void {
     const card = this.cards.get(name);
-    if (!card) return;
+    if (!card || card.status !== "running") return;
     card.partialSlot.replaceChildren(partialPreview(value));
     this.updatePreviewVisibility(card);
   }

@@ -44,7 +44,11 @@ function showConnection(state: Connection): void {
 }
 
 function setRunStatus(text: string): void {
-  onFrame("run-status", () => ($("run-status").textContent = text));
+  onFrame("run-status", () => {
+    const box = $("run-status");
+    box.textContent = text;
+    box.title = text;
+  });
 }
 
 function setRunning(value: boolean): void {
@@ -92,7 +96,7 @@ async function start(): Promise<void> {
   // ---- state ----
   function applyState(s: SheetState): void {
     setRunning(s.running);
-    if (!s.running && runCount.total === 0) setRunStatus("");
+    if (s.running && !runCount.total) setRunStatus("running…");
     for (const ns of s.nodes) cards.apply(ns, (statusEventId.get(ns.name) ?? -1) > s.last_event_id);
     timeline.update(s.timeline, s.running);
     minimap?.schedule();
@@ -192,10 +196,11 @@ async function start(): Promise<void> {
       case "run_finished": {
         setRunning(false);
         runCount.total = 0;
-        const parts = [`${d.computed ?? 0} computed`, `${d.cached ?? 0} cached`];
+        const parts = [`${d.computed ?? 0} computed`];
+        if (d.cached) parts.push(`${d.cached} cached`);
         if (d.failed) parts.push(`${d.failed} failed`);
         if (d.skipped) parts.push(`${d.skipped} skipped`);
-        setRunStatus(`${d.cancelled ? "Cancelled" : "Done"}: ${parts.join(", ")} in ${ms(d.elapsed_ms)}`);
+        setRunStatus(`${d.cancelled ? "Cancelled" : "Done"} in ${ms(d.elapsed_ms)}: ${parts.join(", ")}`);
         refreshSoon();
         break;
       }
@@ -222,9 +227,10 @@ async function start(): Promise<void> {
     statusEventId.clear();
     runCount.total = 0;
     cards.reset();
-    sheets.render();
+    setRunStatus("");
     setUrl({ sheet: name });
-    const s = await api.state(name);
+    sheets.render();
+    const [s] = await Promise.all([api.state(name), first ? null : sheets.reload()]);
     if (sheet !== name) return null;
     applyState(s);
     if (!first && s.viewport) canvas.set(s.viewport);
@@ -234,7 +240,9 @@ async function start(): Promise<void> {
 
   const saveViewport = debounce(() => sheet && void api.saveViewport(sheet, canvas.view).catch(() => {}), 800);
   canvas.onChange((_v, byUser) => {
-    if (byUser) saveViewport();
+    if (!byUser) return;
+    saveViewport();
+    document.body.classList.add("moved"); // the "drag to pan" hint has done its job
   });
 
   // ---- toolbar ----

@@ -10,6 +10,7 @@ export class Sheets {
   constructor(
     private readonly select: HTMLSelectElement,
     private readonly current: () => string,
+    /** Shows another sheet (and reloads this list). */
     private readonly switchTo: (name: string) => Promise<void>,
   ) {
     select.addEventListener("change", guard(() => this.switchTo(select.value)));
@@ -18,14 +19,12 @@ export class Sheets {
       const name = prompt("New sheet name", this.freeName("sheet"))?.trim();
       if (!name) return;
       await api.createSheet(name);
-      await this.reload();
       await this.switchTo(name);
     });
     on("sheet-fork", async () => {
       const to = prompt(`Fork sheet "${this.current()}" as`, this.freeName(`${this.current()}-copy`))?.trim();
       if (!to) return;
       await api.forkSheet(this.current(), to);
-      await this.reload();
       await this.switchTo(to);
     });
     on("sheet-rename", async () => {
@@ -33,7 +32,6 @@ export class Sheets {
       const to = prompt(`Rename sheet "${from}" to`, from)?.trim();
       if (!to || to === from) return;
       await api.renameSheet(from, to);
-      await this.reload();
       await this.switchTo(to);
     });
     on("sheet-delete", async () => {

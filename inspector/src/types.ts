@@ -1,7 +1,7 @@
 // Shapes of the inspector HTTP API (see ../API.md).
 
 export type Status = "pending" | "running" | "cached" | "done" | "failed" | "stale" | "skipped";
-export type WidgetKind = "text" | "number" | "integer" | "bool" | "json" | "image" | "audio" | "video" | "file";
+export type WidgetKind = "text" | "number" | "integer" | "bool" | "json" | "choice" | "image" | "audio" | "video" | "file";
 export type MediaKind = "image" | "audio" | "video" | "file";
 export type Scope = "all" | "to" | "only" | "from";
 
@@ -11,6 +11,8 @@ export interface PortSpec {
   /** Inputs only: "edge" | "const" | "generated:<label>". */
   source?: string;
   widget?: WidgetKind;
+  /** With `widget: "choice"` (proposed in API.md): the allowed values. */
+  choices?: unknown[];
 }
 
 export interface NodeSpec {

@@ -48,6 +48,14 @@ export function makeWidget(node: NodeSpec, port: PortSpec, id: string, commit: C
     return { control: box, root: box, set: (v) => ((last = v), (box.checked = !!v)) };
   }
 
+  if (kind === "choice" && Array.isArray(port.choices)) {
+    const choices = port.choices;
+    const select = el("select", { id, "data-testid": testid }, ...choices.map((c, i) => el("option", { value: String(i), text: typeof c === "string" ? c : JSON.stringify(c) })));
+    const show = (v: unknown) => (select.value = String(choices.findIndex((c) => JSON.stringify(c) === JSON.stringify(v))));
+    select.addEventListener("change", () => send(select, commit, choices[Number(select.value)], () => show(last)));
+    return { control: select, root: select, set: (v) => ((last = v), editing(select) || show(v)) };
+  }
+
   if (kind === "image" || kind === "audio" || kind === "video" || kind === "file") return mediaWidget(node, port, id, testid, commit);
 
   const numeric = kind === "number" || kind === "integer";
