@@ -254,18 +254,29 @@ pub fn built_graph(args: &GraphArgs) -> Result<GraphIr, CliError> {
             )));
         }
     };
-    let file = std::env::temp_dir().join(format!("daggr-graph-{}-{name}.json", std::process::id()));
-    let _ = std::fs::remove_file(&file);
+    // A fresh private directory (mode 0700 on Unix, removed on drop): the target writes the
+    // graph there, so no other user can plant or read the file.
+    let dir = tempfile::Builder::new()
+        .prefix("cargo-daggr-")
+        .tempdir()
+        .map_err(|e| CliError::Io(format!("creating a temporary directory: {e}")))?;
+    let file = dir.path().join("graph.json");
     let status = Command::new(&exe)
         .env(EXPORT_GRAPH_ENV, &file)
         .env("DAGGR_NO_LAUNCH", "1")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // What the program prints (say, "set DAGGR_LLM_URL" before it exits) is shown, but
+        // never mixed into the graph on stdout.
+        .stdout(std::io::stderr())
         .status()
         .map_err(|e| CliError::Io(format!("running {}: {e}", exe.display())))?;
-    let text = std::fs::read_to_string(&file)
-        .map_err(|_| CliError::NoGraph(format!("`{name}` (exit status {status})")))?;
-    let _ = std::fs::remove_file(&file);
+    // `ExitStatus` displays as "exit status: 0" (or "signal: 9 (SIGKILL)").
+    let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            CliError::NoGraph(format!("the target `{name}` ({status})"))
+        }
+        _ => CliError::Io(format!("reading the graph `{name}` wrote: {e}")),
+    })?;
     GraphIr::from_json(&text)
         .map_err(|e| CliError::Io(format!("the graph `{name}` wrote is not valid: {e}")))
 }
