@@ -8,6 +8,11 @@
 // --graph browser mirrors the pipeline of tests/inspector_browser.rs (so tests/browser/*.mjs
 // can run against the stub); --graph many is 50 chains of 10 nodes (500 nodes).
 // Dev-only extra: POST /__stub/drop closes every event stream (to watch the page reconnect).
+//
+//   node dev/stub-server.mjs --proxy http://127.0.0.1:7860
+// serves the freshly built page but forwards everything else to a real inspector server (for
+// instance `DAGGR_PORT=7860 target/debug/examples/quickstart`), so the page can be tried
+// against the real API without rebuilding the crate.
 import http from "node:http";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -23,6 +28,7 @@ const GRAPH = arg("graph", "demo");
 const PORT = Number(arg("port", "7861"));
 const TOKEN = arg("token", null);
 const SPEED = Number(arg("speed", "1"));
+const PROXY = arg("proxy", null);
 const ASSETS = join(dirname(fileURLToPath(import.meta.url)), "../../assets/inspector");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms / SPEED));
 
@@ -416,6 +422,7 @@ async function route(req, res) {
     const [file, type] = STATIC[url.pathname];
     return send(res, 200, readFileSync(join(ASSETS, file)), type);
   }
+  if (PROXY) return proxy(req, res);
   if (TOKEN && req.headers["x-daggr-token"] !== TOKEN && url.searchParams.get("token") !== TOKEN) throw new HttpError(401, "a valid token is required (see the URL printed at launch)");
   if (parts[0] === "__stub" && parts[1] === "drop") {
     for (const s of sheets.values()) for (const c of s.clients) c.destroy();
@@ -572,6 +579,17 @@ async function route(req, res) {
   throw new HttpError(method === "GET" || method === "POST" || method === "DELETE" ? 404 : 405, "no such route");
 }
 
+function proxy(req, res) {
+  const target = new URL(PROXY);
+  const upstream = http.request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: { ...req.headers, host: target.host } }, (up) => {
+    res.writeHead(up.statusCode, up.headers);
+    up.pipe(res);
+  });
+  upstream.on("error", (e) => (res.headersSent ? res.end() : send(res, 502, { error: `proxy: ${e.message}` })));
+  res.on("close", () => upstream.destroy());
+  req.pipe(upstream);
+}
+
 const server = http.createServer((req, res) => {
   route(req, res).catch((e) => {
     if (res.headersSent) return res.end();
@@ -580,5 +598,6 @@ const server = http.createServer((req, res) => {
 });
 server.listen(PORT, "127.0.0.1", () => {
   const { port } = server.address();
-  console.log(`daggr inspector stub (${GRAPH}, ${specs.length} nodes): http://127.0.0.1:${port}/${TOKEN ? `?token=${TOKEN}` : ""}`);
+  const what = PROXY ? `page + proxy to ${PROXY}` : `${GRAPH}, ${specs.length} nodes`;
+  console.log(`daggr inspector stub (${what}): http://127.0.0.1:${port}/${TOKEN ? `?token=${TOKEN}` : ""}`);
 });
