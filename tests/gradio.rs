@@ -918,6 +918,7 @@ async fn run_locally_from_a_git_repository() {
     git(&repo, &["commit", "-q", "-m", "app"]);
     let git_url = format!("file://{}", repo.display());
     let spaces = work.path().join("spaces");
+    let pip_args = gradio_support::wheelhouse_args();
     let node = || {
         GradioNode::new("reverse", "fixtures/reverse")
             .api("/reverse")
@@ -927,6 +928,7 @@ async fn run_locally_from_a_git_repository() {
             .local_dir(&spaces)
             .local_fallback(false)
             .local_timeout(Duration::from_secs(120))
+            .local_pip_args(pip_args.clone())
     };
     let head = |repo: &std::path::Path| {
         let out = std::process::Command::new("git")

@@ -15,7 +15,17 @@ assert m.version("gradio") == "$GRADIO_VERSION"
 assert importlib.util.find_spec("gradio") and importlib.util.find_spec("gradio_client")
 PY
 }
+# A wheelhouse of the same set, so the run_locally test installs its Space's venv
+# offline (pip --no-index --find-links) instead of asking the index for 50 packages.
+wheels="$DAGGR_TEST_ENV/gradio-wheels"
+wheelhouse() {
+    [ -f "$wheels/.complete-$GRADIO_VERSION" ] && return 0
+    mkdir -p "$wheels"
+    "$venv/bin/pip" download --quiet --disable-pip-version-check -d "$wheels" "gradio==$GRADIO_VERSION"
+    touch "$wheels/.complete-$GRADIO_VERSION"
+}
 if check; then
+    wheelhouse
     echo "gradio: ready ($venv)"
     exit 0
 fi
@@ -26,4 +36,5 @@ mkdir -p "$DAGGR_TEST_ENV"
 GRADIO_ANALYTICS_ENABLED=False "$venv/bin/python" -c "import gradio, gradio_client" \
     || { echo "gradio: gradio==$GRADIO_VERSION does not import" >&2; exit 1; }
 check || { echo "gradio: install of gradio==$GRADIO_VERSION did not import" >&2; exit 1; }
+wheelhouse
 echo "gradio: installed ($venv)"

@@ -81,6 +81,7 @@ pub(crate) struct LocalSettings {
     pub timeout: Duration,
     pub dir: Option<PathBuf>,
     pub python: PathBuf,
+    pub pip_args: Vec<String>,
 }
 
 impl Default for LocalSettings {
@@ -97,6 +98,7 @@ impl Default for LocalSettings {
             timeout,
             dir: None,
             python: PathBuf::from("python3"),
+            pip_args: Vec::new(),
         }
     }
 }

@@ -573,6 +573,13 @@ impl<Args, Outs> GradioNode<Args, Outs> {
         self.with(|s| s.local.get_or_insert_with(LocalSettings::default).python = python)
     }
 
+    /// Extra arguments for the local venv's `pip install` (a mirror's `--index-url`, or
+    /// `--no-index --find-links DIR` for an offline wheelhouse).
+    pub fn local_pip_args(self, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        self.with(|s| s.local.get_or_insert_with(LocalSettings::default).pip_args = args)
+    }
+
     /// The URL the node calls once connected (the local copy's, for `run_locally`).
     pub fn connected_url(&self) -> Option<&str> {
         self.conn.get().map(|c| c.client.base_url())

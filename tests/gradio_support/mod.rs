@@ -44,6 +44,21 @@ pub fn python() -> PathBuf {
         .clone()
 }
 
+/// pip arguments that install from the wheelhouse scripts/setup/gradio.sh keeps (no
+/// index requests), when it is there.
+pub fn wheelhouse_args() -> Vec<String> {
+    python();
+    let wheels = test_env().join("gradio-wheels");
+    let complete = std::fs::read_dir(&wheels)
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".complete-")))
+        .unwrap_or(false);
+    if complete {
+        vec!["--no-index".into(), "--find-links".into(), wheels.to_string_lossy().into_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
