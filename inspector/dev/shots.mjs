@@ -90,6 +90,11 @@ if (!only || only === "demo") {
   await page.waitForSelector("body[data-ready=true]");
   await page.waitForTimeout(300);
   await shot("demo-640-light-deeplink-variations");
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.goto(`${s.url}?node=caption`);
+  await page.waitForSelector("body[data-ready=true]");
+  await page.waitForTimeout(300);
+  await shot("demo-640-dark-deeplink-caption");
   await page.setViewportSize({ width: 1280, height: 800 });
   s.stop();
 }
