@@ -658,7 +658,7 @@ async fn a_500_is_retried_and_when_it_persists_reported_with_the_servers_text() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_api_is_gradios_plain_text_500() {
+async fn an_unknown_api_is_a_plain_text_500_and_a_non_gradio_url_a_404() {
     let url = text_app();
     let (_d, cache) = temp_cache();
     let mut g = Graph::new("unknown").cache(cache);
@@ -677,6 +677,23 @@ async fn an_unknown_api_is_gradios_plain_text_500() {
         err.contains("/nosuch answered HTTP 500")
             && err.contains("Could not infer function index for API name: nosuch"),
         "{err}"
+    );
+    // Not a Gradio app at all (a 404 on /config), connecting fails at once.
+    let proxy = FaultProxy::start(&url).await;
+    proxy.inject(Fault::Status {
+        path: "/config".into(),
+        status: 404,
+        body: r#"{"detail":"Not Found"}"#.into(),
+        retry_after: None,
+        times: 1,
+    });
+    let err = upper(&proxy.url).connect().await.err().unwrap().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "node `upper` failed: Gradio app at {} /upper answered HTTP 404: /config: Not Found (is this a Gradio app?)",
+            proxy.url
+        )
     );
 }
 

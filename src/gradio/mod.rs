@@ -17,6 +17,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # In `pipeline!`
+//!
+//! A Gradio node is a bracketed node expression, wired positionally; with several
+//! outputs its handles are a tuple, so a source names one as `node.0`, `node.1`:
+//!
+//! ```text
+//! nodes {
+//!     loud = [GradioNode::new("loud", URL).api("/upper").input::<String>("text").output::<String>("upper")](text);
+//!     both = [GradioNode::new("both", URL).api("/combine").input::<f64>("x").input::<String>("label")
+//!             .output::<f64>("doubled").output::<String>("joined")](2.5, loud);
+//! }
+//! outputs { joined: String = both.1 }
+//! ```
+//!
+//! which expands to `let both = graph.add(GradioNode::new(…)…, (constant(2.5), sole_output(&loud)));`.
+//!
 //! # How a call goes
 //!
 //! * **Connecting** (first run, or [`GradioNode::connect`]): a Space id is resolved

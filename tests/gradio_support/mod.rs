@@ -50,10 +50,17 @@ pub fn wheelhouse_args() -> Vec<String> {
     python();
     let wheels = test_env().join("gradio-wheels");
     let complete = std::fs::read_dir(&wheels)
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".complete-")))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".complete-"))
+        })
         .unwrap_or(false);
     if complete {
-        vec!["--no-index".into(), "--find-links".into(), wheels.to_string_lossy().into_owned()]
+        vec![
+            "--no-index".into(),
+            "--find-links".into(),
+            wheels.to_string_lossy().into_owned(),
+        ]
     } else {
         Vec::new()
     }
