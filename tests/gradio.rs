@@ -40,6 +40,33 @@ fn upper(url: &str) -> GradioNode<(String,), (String,)> {
         .output::<String>("upper")
 }
 
+/// The route a call of `api` is submitted on (what the fault proxy intercepts).
+fn submit_path(api: &str) -> String {
+    if gradio_support::calls_by_default() {
+        format!("/call/{api}")
+    } else {
+        "/queue/join".into()
+    }
+}
+
+/// The route a call's events stream on.
+fn stream_path(api: &str) -> String {
+    if gradio_support::calls_by_default() {
+        format!("/call/{api}/")
+    } else {
+        "/queue/data".into()
+    }
+}
+
+fn submits(proxy: &FaultProxy, api: &str) -> usize {
+    let path = submit_path(api);
+    proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.contains(&path))
+        .count()
+}
+
 /// The error a failed node reported in `report`.
 fn error_of(report: &daggr::RunReport, node: &str) -> String {
     match report.outcome(node) {
@@ -236,12 +263,16 @@ async fn gr_error_and_exceptions_reach_the_error_with_their_text() {
         crash.contains("plain exception for input 'boom'"),
         "{crash}"
     );
-    // On /call, Gradio 5 sends `data: null`: the error says so instead of inventing text.
+    // On /call, Gradio < 6.13 sends `data: null`: the error says so instead of inventing
+    // text; newer servers send the text.
     let call = error_of(&report, "fail_call");
+    let expected = if gradio_support::calls_by_default() {
+        "fixture failure for input 'boom'"
+    } else {
+        "sends no message on /call"
+    };
     assert!(
-        call.contains("node `fail_call`")
-            && call.contains("/fail")
-            && call.contains("sends no message on /call"),
+        call.contains("node `fail_call`") && call.contains("/fail") && call.contains(expected),
         "{call}"
     );
     assert_eq!(*report.value(&fine).unwrap(), "BOOM");
@@ -592,7 +623,7 @@ async fn a_500_is_retried_and_when_it_persists_reported_with_the_servers_text() 
     // Two 500s and a 429, then the real app: the retries get through.
     for (status, retry_after) in [(500, None), (502, None), (429, Some("0.1".to_string()))] {
         proxy.inject(Fault::Status {
-            path: "/queue/join".into(),
+            path: submit_path("upper"),
             status,
             body: "fault proxy: injected failure".into(),
             retry_after,
@@ -608,17 +639,12 @@ async fn a_500_is_retried_and_when_it_persists_reported_with_the_servers_text() 
     let report = g.build().unwrap().run(Scope::All).await.unwrap();
     assert!(report.is_success(), "{:?}", report.errors());
     assert_eq!(*report.value(&out).unwrap(), "RETRY ME");
-    let joins = proxy
-        .seen()
-        .iter()
-        .filter(|s| s.path.contains("/queue/join"))
-        .count();
-    assert_eq!(joins, 4);
+    assert_eq!(submits(&proxy, "upper"), 4);
 
     // A 500 that persists: the error carries status and text; the other branch is fine
     // and the failed node has no cached result.
     proxy.inject(Fault::Status {
-        path: "/queue/join".into(),
+        path: submit_path("upper"),
         status: 500,
         body: "fault proxy: injected failure".into(),
         retry_after: None,
@@ -673,9 +699,14 @@ async fn an_unknown_api_is_a_plain_text_500_and_a_non_gradio_url_a_404() {
     );
     let report = g.build().unwrap().run(Scope::All).await.unwrap();
     let err = error_of(&report, "upper");
+    // Gradio 5 sends the traceback's last line, Gradio 6 a bare "Internal Server Error".
+    let text = if gradio_support::calls_by_default() {
+        "Internal Server Error"
+    } else {
+        "Could not infer function index for API name: nosuch"
+    };
     assert!(
-        err.contains("/nosuch answered HTTP 500")
-            && err.contains("Could not infer function index for API name: nosuch"),
+        err.contains("/nosuch answered HTTP 500") && err.contains(text),
         "{err}"
     );
     // Not a Gradio app at all (a 404 on /config), connecting fails at once.
@@ -702,8 +733,8 @@ async fn a_stream_cut_mid_way_and_a_silent_stream_are_clear_errors() {
     let url = text_app();
     let proxy = FaultProxy::start(&url).await;
     for (protocol, path) in [
-        (Protocol::Auto, "/queue/data"),
-        (Protocol::Call, "/call/count/"),
+        (Protocol::Auto, stream_path("count")),
+        (Protocol::Call, "/call/count/".to_string()),
     ] {
         proxy.inject(Fault::CutStream {
             path: path.into(),
@@ -734,7 +765,7 @@ async fn a_stream_cut_mid_way_and_a_silent_stream_are_clear_errors() {
     }
     // A stream that stays open and silent: the read timeout ends it.
     proxy.inject(Fault::Silent {
-        path: "/queue/data".into(),
+        path: stream_path("upper"),
     });
     let (_d, cache) = temp_cache();
     let mut g = Graph::new("silent").cache(cache);
@@ -1115,10 +1146,5 @@ async fn one_connection_serves_every_run_of_a_node() {
         1,
         "config read once per node"
     );
-    assert_eq!(
-        seen.iter()
-            .filter(|s| s.path.contains("/queue/join"))
-            .count(),
-        5
-    );
+    assert_eq!(submits(&proxy, "upper"), 5);
 }

@@ -26,10 +26,14 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The venv's Python, running scripts/setup/gradio.sh first when the venv is missing.
+/// `DAGGR_GRADIO_PYTHON` points the tests at another Gradio install (another version).
 pub fn python() -> PathBuf {
     static READY: OnceLock<PathBuf> = OnceLock::new();
     READY
         .get_or_init(|| {
+            if let Some(p) = std::env::var_os("DAGGR_GRADIO_PYTHON") {
+                return PathBuf::from(p);
+            }
             let python = test_env().join("gradio-venv/bin/python");
             if !python.exists() {
                 let status = Command::new("bash")
@@ -64,6 +68,32 @@ pub fn wheelhouse_args() -> Vec<String> {
     } else {
         Vec::new()
     }
+}
+
+/// The (major, minor) version of the Gradio the fixtures run on.
+pub fn gradio_version() -> (u64, u64) {
+    static VERSION: OnceLock<(u64, u64)> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let out = Command::new(python())
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('gradio'))",
+            ])
+            .output()
+            .expect("asking the venv for its gradio version");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts = text
+            .trim()
+            .split('.')
+            .map(|p| p.parse::<u64>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    })
+}
+
+/// Whether the fixtures' Gradio takes the `/call` route by default (≥ 6.13, where its
+/// error events carry the message) rather than the queue protocol.
+pub fn calls_by_default() -> bool {
+    gradio_version() >= (6, 13)
 }
 
 pub fn free_port() -> u16 {
