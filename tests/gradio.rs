@@ -96,7 +96,14 @@ async fn text_to_text_then_the_cache_answers() {
     let (_d, cache) = temp_cache();
     let mut g = Graph::new("upper").cache(cache);
     let text = g.input("text", "hello gradio".to_string());
-    let out = g.add(upper(&url), (text,));
+    let node = upper(&url).connect().await.unwrap();
+    let (major, minor) = gradio_support::gradio_version();
+    eprintln!("fixtures run on Gradio {}", node.gradio_version().unwrap());
+    assert!(node
+        .gradio_version()
+        .unwrap()
+        .starts_with(&format!("{major}.{minor}.")));
+    let out = g.add(node, (text,));
     let pipeline = g.build().unwrap();
     let report = pipeline.run(Scope::All).await.unwrap();
     assert!(report.is_success(), "{:?}", report.errors());
@@ -1013,6 +1020,27 @@ async fn run_locally_from_a_git_repository() {
         "the local app outlived its node"
     );
     assert_eq!(count_logs(&spaces, "install-"), 1);
+    // The install log starts each step with its command line (extra pip arguments too).
+    let install = walk(&spaces)
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("install-")
+        })
+        .unwrap();
+    let install = std::fs::read_to_string(install).unwrap();
+    assert!(
+        install.contains(&format!("\"gradio=={version}\"")),
+        "{install}"
+    );
+    for arg in &pip_args {
+        assert!(
+            install.contains(arg.as_str()),
+            "{arg} missing from the pip command: {install}"
+        );
+    }
 
     // Again: clone and venv reused (no install), same revision, so the cache answers.
     let started = Instant::now();

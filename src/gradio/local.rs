@@ -280,7 +280,14 @@ fn run_logged(what: &str, cmd: &mut Command, log: &Path) -> Result<(), String> {
         .append(true)
         .open(log)
         .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
-    let err = file.try_clone().map_err(|e| e.to_string())?;
+    let mut err = file.try_clone().map_err(|e| e.to_string())?;
+    // The command line, without the environment (where a token may be).
+    let _ = writeln!(
+        err,
+        "$ {:?} {:?}",
+        cmd.get_program(),
+        cmd.get_args().collect::<Vec<_>>()
+    );
     let status = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::from(file))
@@ -481,13 +488,9 @@ fn prepare(
             )?;
         }
         let mut pip = Command::new(&python);
-        pip.args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            &gradio,
-        ]);
+        pip.args(["-m", "pip", "install", "--disable-pip-version-check"])
+            .args(&settings.pip_args)
+            .arg(&gradio);
         if requirements.is_some() {
             pip.arg("-r").arg(repo.join("requirements.txt"));
         }

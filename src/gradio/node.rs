@@ -585,6 +585,11 @@ impl<Args, Outs> GradioNode<Args, Outs> {
         self.conn.get().map(|c| c.client.base_url())
     }
 
+    /// The Gradio version the connected app reports.
+    pub fn gradio_version(&self) -> Option<&str> {
+        self.conn.get().map(|c| c.client.version())
+    }
+
     /// The log of the `run_locally` app, once it runs.
     pub fn local_log(&self) -> Option<PathBuf> {
         self.conn

@@ -49,17 +49,13 @@ pub fn python() -> PathBuf {
 }
 
 /// pip arguments that install from the wheelhouse scripts/setup/gradio.sh keeps (no
-/// index requests), when it is there.
+/// index requests), when it holds the fixtures' Gradio version.
 pub fn wheelhouse_args() -> Vec<String> {
-    python();
     let wheels = test_env().join("gradio-wheels");
-    let complete = std::fs::read_dir(&wheels)
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(".complete-"))
-        })
-        .unwrap_or(false);
-    if complete {
+    if wheels
+        .join(format!(".complete-{}", gradio_version_string()))
+        .exists()
+    {
         vec![
             "--no-index".into(),
             "--find-links".into(),
@@ -70,24 +66,28 @@ pub fn wheelhouse_args() -> Vec<String> {
     }
 }
 
+/// The version of the Gradio the fixtures run on, e.g. `5.50.0`.
+pub fn gradio_version_string() -> String {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let out = Command::new(python())
+                .args([
+                    "-c",
+                    "import importlib.metadata as m; print(m.version('gradio'))",
+                ])
+                .output()
+                .expect("asking the venv for its gradio version");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .clone()
+}
+
 /// The (major, minor) version of the Gradio the fixtures run on.
 pub fn gradio_version() -> (u64, u64) {
-    static VERSION: OnceLock<(u64, u64)> = OnceLock::new();
-    *VERSION.get_or_init(|| {
-        let out = Command::new(python())
-            .args([
-                "-c",
-                "import importlib.metadata as m; print(m.version('gradio'))",
-            ])
-            .output()
-            .expect("asking the venv for its gradio version");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut parts = text
-            .trim()
-            .split('.')
-            .map(|p| p.parse::<u64>().unwrap_or(0));
-        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-    })
+    let v = gradio_version_string();
+    let mut parts = v.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 /// Whether the fixtures' Gradio takes the `/call` route by default (≥ 6.13, where its
