@@ -51,13 +51,19 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
             return options;
         }
     };
+    let mut fields_key = None;
     for opt in parsed.0 {
         let key = opt.key.to_string();
+        // Errors about a value underline the value; a flag or list has none, so the key.
+        let value_span = match &opt.value {
+            OptionValue::Lit(lit) => lit.span(),
+            OptionValue::List(_) | OptionValue::Flag => opt.key.span(),
+        };
         let lit_str = |errors: &mut Errors| match &opt.value {
             OptionValue::Lit(Lit::Str(s)) => Some(s.value()),
             _ => {
                 errors.at(
-                    opt.key.span(),
+                    value_span,
                     format!("`{key}` takes a string: `{key} = \"…\"`"),
                 );
                 None
@@ -74,8 +80,11 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                         "always" => options.cache = Some(format_ident!("AlwaysRecompute")),
                         "never" => options.cache = Some(format_ident!("NeverCache")),
                         other => errors.at(
-                            opt.key.span(),
-                            format!("unknown cache policy `{other}`: use \"default\", \"always\" or \"never\""),
+                            value_span,
+                            format!(
+                                "unknown cache policy `{other}`{}: use \"default\", \"always\" or \"never\"",
+                                did_you_mean(suggest(other, ["default", "always", "never"]))
+                            ),
                         ),
                     }
                 }
@@ -88,8 +97,8 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                     }
                 } else {
                     errors.at(
-                        opt.key.span(),
-                        "`timeout` takes a duration: `timeout = \"30s\"`",
+                        value_span,
+                        "`timeout` takes a duration string: `timeout = \"30s\"`",
                     );
                 }
             }
@@ -98,7 +107,7 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                     Ok(n) => options.retries = Some(n),
                     Err(e) => errors.push(e),
                 },
-                _ => errors.at(opt.key.span(), "`retries` takes a number: `retries = 3`"),
+                _ => errors.at(value_span, "`retries` takes a number: `retries = 3`"),
             },
             "outputs" => match opt.value {
                 OptionValue::List(names) if !names.is_empty() => options.outputs = Some(names),
@@ -108,7 +117,10 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                 ),
             },
             "fields" => match opt.value {
-                OptionValue::Flag => options.fields = true,
+                OptionValue::Flag => {
+                    options.fields = true;
+                    fields_key = Some(opt.key.clone());
+                }
                 _ => errors.at(opt.key.span(), "`fields` is a flag and takes no value"),
             },
             "inline" => match opt.value {
@@ -124,6 +136,12 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                 ),
             ),
         }
+    }
+    if let (Some(key), Some(_)) = (&fields_key, &options.outputs) {
+        errors.at(
+            key.span(),
+            "use `outputs(..)` for a returned tuple or `fields` for a returned struct, not both",
+        );
     }
     options
 }
@@ -166,12 +184,6 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
         None => (false, ty),
     };
     if options.fields {
-        if options.outputs.is_some() {
-            errors.at(
-                Span::call_site(),
-                "use `outputs(..)` for a tuple or `fields` for a struct, not both",
-            );
-        }
         return Returns {
             fallible,
             ports: Vec::new(),
@@ -204,8 +216,8 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
                 fields: None,
             },
             other => {
-                errors.at(
-                    other.span(),
+                errors.spanned(
+                    other,
                     format!(
                         "`outputs({})` names {} ports, so the function must return a tuple of {} values",
                         names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
@@ -309,18 +321,26 @@ pub fn signature(item: &ItemFn) -> Option<FnSignature> {
 pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let options = parse_options(attr, &mut errors);
+    // A bad option falls back to its default: the node is still generated (with the error),
+    // so code using `…Node` reports nothing more.
+    let option_errors = errors.finish();
+    let mut errors = Errors::default();
+    if let Some(e) = option_errors.clone() {
+        errors.push(e);
+    }
     let item_fn: ItemFn = match syn::parse2::<syn::Item>(item.clone()) {
         Ok(syn::Item::Fn(f)) => f,
         Ok(other) => {
-            let what = match &other {
-                syn::Item::Struct(_) => "a struct",
-                syn::Item::Enum(_) => "an enum",
-                syn::Item::Impl(_) => "an impl block",
-                syn::Item::Mod(_) => "a module",
-                _ => "this item",
+            // Underline the item's keyword and name, not its whole body.
+            let (what, head) = match &other {
+                syn::Item::Struct(s) => ("a struct", head(&s.struct_token, &s.ident)),
+                syn::Item::Enum(e) => ("an enum", head(&e.enum_token, &e.ident)),
+                syn::Item::Impl(i) => ("an impl block", head(&i.impl_token, &i.self_ty)),
+                syn::Item::Mod(m) => ("a module", head(&m.mod_token, &m.ident)),
+                _ => ("this item", quote_spanned!(other.span()=> item)),
             };
-            errors.at(
-                other.span(),
+            errors.spanned(
+                head,
                 format!("`#[fn_node]` goes on a function, not on {what}"),
             );
             return with_errors(item, errors);
@@ -330,8 +350,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             // `fn f(&self)` fails here.
             if let Ok(method) = syn::parse2::<syn::ImplItemFn>(item.clone()) {
                 if let Some(receiver) = method.sig.receiver() {
-                    errors.at(
-                        receiver.span(),
+                    errors.spanned(
+                        receiver,
                         "`#[fn_node]` cannot take `self`: make it a free function and pass what it needs as inputs",
                     );
                     return with_errors(item, errors);
@@ -341,9 +361,45 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             return with_errors(item, errors);
         }
     };
-    match expand_fn(&item_fn, &options, &mut errors) {
-        Some(generated) if errors.is_empty() => quote!(#item_fn #generated),
-        _ => with_errors(item, errors),
+    let mut signature_errors = Errors::default();
+    match expand_fn(&item_fn, &options, &mut signature_errors) {
+        Some(generated) if signature_errors.is_empty() => {
+            let errors = option_errors.map(|e| e.to_compile_error());
+            quote!(#item_fn #generated #errors)
+        }
+        _ => {
+            if let Some(e) = signature_errors.finish() {
+                errors.push(e);
+            }
+            with_errors(item, errors)
+        }
+    }
+}
+
+/// An item's keyword and name, to underline.
+fn head(keyword: &impl ToTokens, name: &impl ToTokens) -> TokenStream {
+    quote!(#keyword #name)
+}
+
+/// `::daggr::__private::port::<ty>()`, located on the user's type (call-site hygiene).
+pub(crate) fn port_of(ty: &Type) -> TokenStream {
+    let span = Span::call_site().located_at(ty.span());
+    quote_spanned!(span=> ::daggr::__private::port::<#ty>())
+}
+
+/// `::daggr::__private::field_ports::<ty>()`, located on the user's type like [`port_of`].
+fn field_ports_of(ty: &Type) -> TokenStream {
+    let span = Span::call_site().located_at(ty.span());
+    quote_spanned!(span=> ::daggr::__private::field_ports::<#ty>())
+}
+
+/// The owned type to suggest for a reference parameter: `&str` → `String`, `&[T]` → `Vec<T>`.
+fn owned_hint(referent: &Type) -> String {
+    match referent {
+        Type::Path(p) if p.path.is_ident("str") => "String".into(),
+        Type::Path(p) if p.path.is_ident("Path") => "PathBuf".into(),
+        Type::Slice(s) => format!("Vec<{}>", s.elem.to_token_stream()),
+        other => other.to_token_stream().to_string(),
     }
 }
 
@@ -355,14 +411,14 @@ fn with_errors(item: TokenStream, errors: Errors) -> TokenStream {
 fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Option<TokenStream> {
     let sig = &item.sig;
     if !sig.generics.params.is_empty() {
-        errors.at(
-            sig.generics.span(),
+        errors.spanned(
+            &sig.generics,
             "`#[fn_node]` functions cannot be generic: every port needs one concrete type (write a small wrapper per type)",
         );
     }
     if let Some(receiver) = sig.receiver() {
-        errors.at(
-            receiver.span(),
+        errors.spanned(
+            receiver,
             "`#[fn_node]` cannot take `self`: make it a free function and pass what it needs as inputs",
         );
     }
@@ -375,15 +431,19 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
             Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
                 params.push((p.ident.clone(), (*pat_type.ty).clone()))
             }
-            other => errors.at(
-                other.span(),
+            other => errors.spanned(
+                other,
                 "`#[fn_node]` parameters must be plain names: each one becomes an input port of that name",
             ),
         }
         if let Type::Reference(r) = &*pat_type.ty {
-            errors.at(
-                r.span(),
-                "`#[fn_node]` inputs are owned values: take `T`, not a reference",
+            let owned = &r.elem;
+            errors.spanned(
+                r,
+                format!(
+                    "`#[fn_node]` inputs are owned values: take `{}`, not a reference",
+                    owned_hint(owned)
+                ),
             );
         }
     }
@@ -408,25 +468,41 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
     let outputs_ty = Ident::new(&format!("{base}NodeOutputs"), fn_name.span());
     let hash = code_hash(item);
 
-    // Compile-time checks that every port type can cross a port, spanned on the type.
+    // Every use of a port type goes through `port::<T>()` spanned on the user's type: a type
+    // that cannot cross a port is then reported once, there (rustc drops identical repeats).
     let port_checks = params
         .iter()
-        .map(|(_, ty)| ty)
-        .chain(returns.ports.iter().map(|(_, ty)| ty))
-        .map(|ty| quote_spanned!(ty.span()=> ::daggr::__private::assert_port_value::<#ty>();));
+        .map(|(_, ty)| port_of(ty))
+        .chain(returns.ports.iter().map(|(_, ty)| port_of(ty)))
+        .chain(returns.fields.iter().map(field_ports_of))
+        .map(|check| quote!(let _ = #check;));
+    // The same facts as bounds on the `TypedNode` impl, so its associated types are checked
+    // under them rather than reporting the same problem again on the macro call. Higher-ranked,
+    // so a false one is not a "trivial bound" error: the checks above report it.
+    let typed_node_bounds = params
+        .iter()
+        .map(|(_, ty)| quote!(for<'__daggr> #ty: ::daggr::__private::PortValue))
+        .chain(
+            returns
+                .fields
+                .iter()
+                .map(|ty| quote!(for<'__daggr> #ty: ::daggr::__private::SplitOutputs)),
+        );
 
     let in_specs = params.iter().map(|(name, ty)| {
         let name = name.to_string();
-        quote!(::daggr::__private::PortSpec::new::<#ty>(#name))
+        let port = port_of(ty);
+        quote!(#port.spec(#name))
     });
     let out_specs = returns.ports.iter().map(|(name, ty)| {
         let name = name.to_string();
-        quote!(::daggr::__private::PortSpec::new::<#ty>(#name))
+        let port = port_of(ty);
+        quote!(#port.spec(#name))
     });
-    let args = params
-        .iter()
-        .enumerate()
-        .map(|(i, (_, ty))| quote!(__inputs.get::<#ty>(#i)?));
+    let args = params.iter().enumerate().map(|(i, (_, ty))| {
+        let port = port_of(ty);
+        quote!(#port.get(&__inputs, #i)?)
+    });
     let call = if sig.asyncness.is_some() {
         quote!(#fn_name(#(#args),*).await)
     } else {
@@ -436,18 +512,21 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
         quote!(let __value = __value.map_err(::core::convert::Into::<::daggr::__private::BoxError>::into)?;)
     });
     let encode = if let Some(ty) = &returns.fields {
-        quote!(<#ty as ::daggr::__private::SplitOutputs>::split(__value, &__node))
+        let fields = field_ports_of(ty);
+        quote!(#fields.split(__value, &__node))
     } else if returns.split {
         let names: Vec<&Ident> = returns.ports.iter().map(|(n, _)| n).collect();
         let strs = names.iter().map(|n| n.to_string());
+        let ports = returns.ports.iter().map(|(_, ty)| port_of(ty));
         quote! {
             let (#(#names,)*) = __value;
-            ::core::result::Result::Ok(::std::vec![#(::daggr::__private::encode_port(&__node, #strs, #names)?),*])
+            ::core::result::Result::Ok(::std::vec![#(#ports.encode(&__node, #strs, #names)?),*])
         }
     } else {
-        let port = returns.ports[0].0.to_string();
+        let name = returns.ports[0].0.to_string();
+        let port = port_of(&returns.ports[0].1);
         quote!(::core::result::Result::Ok(
-            ::std::vec![::daggr::__private::encode_port(&__node, #port, __value)?]
+            ::std::vec![#port.encode(&__node, #name, __value)?]
         ))
     };
     let body = quote! {
@@ -565,13 +644,17 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
         .map(|n| format!("Input `{n}`, once wired."));
 
     // With `fields`, the handles are the struct's own (from its `Outputs` derive).
+    // (A type alias is not checked where it is declared, only where it is used.)
     let (outputs_item, out_specs_expr, handles_expr) = match &returns.fields {
         Some(ty) => (
             quote! {
                 #[doc = #doc_outputs]
                 #vis type #outputs_ty = <#ty as ::daggr::__private::SplitOutputs>::Handles;
             },
-            quote!(<#ty as ::daggr::__private::SplitOutputs>::port_specs()),
+            {
+                let fields = field_ports_of(ty);
+                quote!(#fields.port_specs())
+            },
             quote!(<#ty as ::daggr::__private::SplitOutputs>::handles(node)),
         ),
         None => (
@@ -686,7 +769,10 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
                 }
             }
 
-            impl ::daggr::__private::TypedNode for #node_ty {
+            impl ::daggr::__private::TypedNode for #node_ty
+            where
+                #(#typed_node_bounds,)*
+            {
                 type Args = (#(#arg_tys,)*);
                 type Handles = #outputs_ty;
                 fn handles(node: usize) -> #outputs_ty {
@@ -755,6 +841,16 @@ mod tests {
         let out = expand_str("retires = 3", "fn f(x: u32) -> u32 { x }");
         assert!(out.contains("fn f"), "the item is re-emitted");
         assert!(out.contains("did you mean `retries`"), "{out}");
+        assert!(
+            out.contains("struct FNode"),
+            "a bad option still generates the node, with defaults: {out}"
+        );
+        let out = expand_str("cache = \"sometimes\"", "fn g<T>(x: T) -> T { x }");
+        assert!(
+            out.contains("unknown cache policy") && out.contains("cannot be generic"),
+            "option and signature errors are both reported: {out}"
+        );
+        assert!(!out.contains("struct GNode"), "{out}");
         let out = expand_str("", "fn g<T>(x: T) -> T { x }");
         assert!(out.contains("cannot be generic"), "{out}");
         let out = expand_str("", "struct S;");

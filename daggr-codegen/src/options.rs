@@ -114,6 +114,11 @@ impl Errors {
         self.push(syn::Error::new(span, message));
     }
 
+    /// Adds an error underlining all of `tokens` (first to last token), not only the first.
+    pub fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
     /// Whether nothing went wrong.
     pub fn is_empty(&self) -> bool {
         self.0.is_none()

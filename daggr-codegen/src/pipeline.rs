@@ -33,7 +33,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{braced, parenthesized, Attribute, Expr, Ident, Lit, Path, Token, Type, Visibility};
 
-use crate::fn_node::node_type_name;
+use crate::fn_node::{node_type_name, port_of};
 use crate::ir::{EdgeIr, GraphIr, NodeIr, PortIr, SCHEMA_VERSION};
 use crate::options::{did_you_mean, suggest, Errors};
 
@@ -96,8 +96,65 @@ pub struct OutputDef {
 
 const SECTIONS: &[&str] = &["inputs", "nodes", "outputs"];
 
+/// A `pipeline!` parsed for expansion. Mistakes that leave the rest readable (an unknown or
+/// repeated section, an input without a default) are collected in `errors` instead of ending
+/// the parse, so the expansion still declares the pipeline's types and the user's code that
+/// names them reports no follow-up errors.
+pub struct LenientPipeline {
+    /// What could be read.
+    pub def: PipelineDef,
+    /// The mistakes found while reading it.
+    pub errors: Errors,
+}
+
 impl Parse for PipelineDef {
+    /// Strict: the first mistake is an error (as `cargo daggr graph --static` wants).
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        let LenientPipeline { def, errors } = input.parse()?;
+        match errors.finish() {
+            Some(e) => Err(e),
+            None => Ok(def),
+        }
+    }
+}
+
+/// A type as one would write it: `Vec<String>`, not `Vec < String >`.
+fn type_text(ty: &Type) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" <", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace("& ", "&")
+}
+
+/// `name: Type = default`, or `name: Type` with the missing default reported.
+fn parse_input(content: ParseStream, errors: &mut Errors) -> syn::Result<InputDef> {
+    let name: Ident = content.parse()?;
+    content.parse::<Token![:]>()?;
+    let ty: Type = content.parse()?;
+    let default = if content.peek(Token![=]) {
+        content.parse::<Token![=]>()?;
+        content.parse()?
+    } else {
+        errors.spanned(
+            &ty,
+            format!(
+                "pipeline input `{name}` needs a default value: `{name}: {} = …`",
+                type_text(&ty)
+            ),
+        );
+        syn::parse_quote!(::core::unreachable!())
+    };
+    Ok(InputDef { name, ty, default })
+}
+
+impl Parse for LenientPipeline {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut errors = Errors::default();
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
         input.parse::<Token![struct]>()?;
@@ -118,16 +175,20 @@ impl Parse for PipelineDef {
             let content;
             braced!(content in body);
             let key = section.to_string();
-            if !seen.insert(key.clone()) {
-                return Err(syn::Error::new(
+            if SECTIONS.contains(&key.as_str()) && !seen.insert(key.clone()) {
+                errors.at(
                     section.span(),
-                    format!("section `{key}` appears twice"),
-                ));
+                    format!("section `{key}` appears twice: write all of its entries in one `{key} {{ … }}`"),
+                );
             }
             match key.as_str() {
                 "inputs" => {
-                    let list = Punctuated::<InputDef, Token![,]>::parse_terminated(&content)?;
-                    def.inputs = list.into_iter().collect();
+                    while !content.is_empty() {
+                        def.inputs.push(parse_input(&content, &mut errors)?);
+                        if !content.is_empty() {
+                            content.parse::<Token![,]>()?;
+                        }
+                    }
                 }
                 "nodes" => {
                     while !content.is_empty() {
@@ -136,37 +197,29 @@ impl Parse for PipelineDef {
                 }
                 "outputs" => {
                     let list = Punctuated::<OutputDef, Token![,]>::parse_terminated(&content)?;
-                    def.outputs = list.into_iter().collect();
+                    def.outputs.extend(list);
                 }
-                other => {
-                    return Err(syn::Error::new(
-                        section.span(),
-                        format!(
-                            "unknown section `{other}`{}: a pipeline has `inputs {{ … }}`, `nodes {{ … }}` and `outputs {{ … }}`",
-                            did_you_mean(suggest(other, SECTIONS.iter().copied()))
-                        ),
-                    ))
-                }
+                other => errors.at(
+                    section.span(),
+                    format!(
+                        "unknown section `{other}`{} (sections: `inputs {{ … }}`, `nodes {{ … }}`, `outputs {{ … }}`)",
+                        did_you_mean(suggest(other, SECTIONS.iter().copied()))
+                    ),
+                ),
             }
         }
-        Ok(def)
+        Ok(LenientPipeline { def, errors })
     }
 }
 
 impl Parse for InputDef {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let name = input.parse()?;
-        input.parse::<Token![:]>()?;
-        let ty = input.parse()?;
-        if !input.peek(Token![=]) {
-            return Err(input.error("a pipeline input needs a default: `name: Type = value`"));
+        let mut errors = Errors::default();
+        let def = parse_input(input, &mut errors)?;
+        match errors.finish() {
+            Some(e) => Err(e),
+            None => Ok(def),
         }
-        input.parse::<Token![=]>()?;
-        Ok(InputDef {
-            name,
-            ty,
-            default: input.parse()?,
-        })
     }
 }
 
@@ -275,24 +328,32 @@ pub fn classify(expr: &Expr) -> SourceRef<'_> {
 impl PipelineDef {
     /// Checks names, duplicate wiring and cycles; returns the nodes in dependency order.
     pub fn validate(&self, errors: &mut Errors) -> Vec<usize> {
-        let mut names: HashMap<String, Span> = HashMap::new();
-        for name in self
+        // Name → whether it is a pipeline input.
+        let mut names: HashMap<String, bool> = HashMap::new();
+        for (name, is_input) in self
             .inputs
             .iter()
-            .map(|i| &i.name)
-            .chain(self.nodes.iter().map(|n| &n.name))
+            .map(|i| (&i.name, true))
+            .chain(self.nodes.iter().map(|n| (&n.name, false)))
         {
             let key = name.to_string();
             match names.entry(key) {
-                std::collections::hash_map::Entry::Occupied(e) => errors.at(
-                    name.span(),
-                    format!(
-                        "duplicate name `{}`: every input and node of a pipeline needs its own name",
-                        e.key()
-                    ),
-                ),
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let what = match (*e.get(), is_input) {
+                        (true, false) => format!(
+                            "node `{0}` has the same name as pipeline input `{0}`",
+                            e.key()
+                        ),
+                        (true, true) => format!("duplicate input `{}`", e.key()),
+                        _ => format!("duplicate node `{}`", e.key()),
+                    };
+                    errors.at(
+                        name.span(),
+                        format!("{what}: every input and node of a pipeline needs its own name"),
+                    );
+                }
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(name.span());
+                    e.insert(is_input);
                 }
             }
         }
@@ -511,21 +572,27 @@ fn topological_order(
     order
 }
 
-/// Expands `pipeline! { … }`. Never fails: on errors it still emits the pipeline's input
-/// and output types (so completion keeps working) and the errors.
+/// Expands `pipeline! { … }`. Never fails: on errors it still emits the pipeline's types and
+/// methods, with a body that never runs (so completion keeps working and code using them adds
+/// no errors), and the errors.
 pub fn expand(input: TokenStream) -> TokenStream {
-    let def: PipelineDef = match syn::parse2(input) {
+    let LenientPipeline { def, mut errors } = match syn::parse2(input) {
         Ok(d) => d,
         Err(e) => return e.to_compile_error(),
     };
-    let mut errors = Errors::default();
     let order = def.validate(&mut errors);
     let skeleton = skeleton(&def);
-    if let Some(e) = errors.finish() {
-        let e = e.to_compile_error();
-        return quote!(#skeleton #e);
-    }
-    let body = build_body(&def, &order);
+    // With errors, the same items with a body that never runs (the crate does not compile),
+    // so code using the type reports nothing more.
+    let (body, errors) = match errors.finish() {
+        Some(e) => (
+            quote!(::core::unreachable!(
+                "`pipeline!` reported errors at compile time"
+            )),
+            e.to_compile_error(),
+        ),
+        None => (build_body(&def, &order), TokenStream::new()),
+    };
     let name = &def.name;
     let inputs_ty = format_ident!("{}Inputs", name);
     let outputs_ty = format_ident!("{}Outputs", name);
@@ -534,10 +601,11 @@ pub fn expand(input: TokenStream) -> TokenStream {
         let (n, ty) = (&i.name, &i.ty);
         let setter = format_ident!("set_{}", n);
         let doc = format!("Changes input `{n}`; its downstream cone becomes stale.");
+        let port = port_of(ty);
         quote! {
             #[doc = #doc]
             pub fn #setter(&self, value: #ty) -> ::core::result::Result<(), ::daggr::__private::Error> {
-                self.pipeline.set_input(&self.inputs.#n, value)
+                #port.set_input(&self.pipeline, &self.inputs.#n, value)
             }
         }
     });
@@ -587,6 +655,8 @@ pub fn expand(input: TokenStream) -> TokenStream {
 
             #(#setters)*
         }
+
+        #errors
     }
 }
 
@@ -646,7 +716,19 @@ fn source_tokens(expr: &Expr) -> TokenStream {
         }
         SourceRef::Literal(lit) => quote_spanned!(lit.span()=> ::daggr::__private::constant(#lit)),
         SourceRef::Block(block) => {
-            quote_spanned!(block.span()=> ::daggr::__private::constant(#block))
+            // The user's braces are DSL syntax here, not an expression's: rebuilt with a
+            // call-site span so rustc's `unused_braces` lint does not flag them.
+            let span = Span::call_site().located_at(block.span());
+            let inner = match block {
+                Expr::Block(b) => {
+                    let stmts = &b.block.stmts;
+                    quote!(#(#stmts)*)
+                }
+                other => quote!(#other),
+            };
+            let mut braced = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, inner);
+            braced.set_span(span);
+            quote_spanned!(span=> ::daggr::__private::constant(#braced))
         }
         SourceRef::Other(other) => quote!(#other),
     }
@@ -658,7 +740,10 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
     let inputs = def.inputs.iter().map(|i| {
         let (n, ty, default) = (&i.name, &i.ty, &i.default);
         let n_str = n.to_string();
-        let input = quote_spanned!(n.span()=> #graph.input(#n_str, #default));
+        // `port::<T>()` is where a type that cannot cross a port is reported, on the type;
+        // the call is spanned on the name, the location the graph IR records.
+        let port = port_of(ty);
+        let input = quote_spanned!(n.span()=> #port.input(&mut #graph, #n_str, #default));
         quote_spanned! {default.span()=>
             let #n: ::daggr::__private::Output<#ty> = #input;
         }
@@ -673,6 +758,7 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
             // graph IR points at this line.
             let add = quote_spanned!(name.span()=> #graph.add(#custom, (#(#sources,)*)));
             return quote! {
+                #[allow(unused_variables)]
                 let #name = #add;
             };
         }
@@ -693,6 +779,8 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
         let chain = quote_spanned!(finish_span=> #start #(#wires)* #finish);
         let add = quote_spanned!(name.span()=> #graph.add(#node_path::named(#name_str), #chain));
         quote! {
+            // A node nothing reads from still runs (and is cached): not an unused variable.
+            #[allow(unused_variables)]
             let #name = #add;
         }
     });
@@ -789,7 +877,12 @@ mod tests {
     #[test]
     fn duplicates_are_reported() {
         let out = error_of("struct P { inputs { a: u32 = 1 } nodes { a = f(); } }");
-        assert!(out.contains("duplicate name `a`"), "{out}");
+        assert!(
+            out.contains("node `a` has the same name as pipeline input `a`"),
+            "{out}"
+        );
+        let out = error_of("struct P { nodes { a = f(); a = g(); } }");
+        assert!(out.contains("duplicate node `a`"), "{out}");
         let out = error_of("struct P { nodes { a = f(x: 1, x: 2); } }");
         assert!(
             out.contains("input `x` of node `a` is wired twice"),
@@ -802,6 +895,21 @@ mod tests {
         let out = error_of("pub struct P { inputs { n: u32 = 1 } nodes { a = f(x: nope); } }");
         assert!(out.contains("pub struct P"));
         assert!(out.contains("pub struct PInputs"));
+        assert!(out.contains("pub fn set_n"), "the methods too: {out}");
+        assert!(
+            out.contains("unreachable"),
+            "with a body that never runs: {out}"
+        );
+        let out = error_of("pub struct P { inputs { n: u32 } node { } }");
+        assert!(
+            out.contains("pipeline input `n` needs a default value"),
+            "{out}"
+        );
+        assert!(out.contains("pub struct PInputs"), "{out}");
+        assert!(
+            syn::parse_str::<PipelineDef>("struct P { inputs { n: u32 } }").is_err(),
+            "the strict parser (cargo daggr graph --static) still rejects it"
+        );
     }
 
     #[test]

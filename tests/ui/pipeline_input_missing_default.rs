@@ -7,4 +7,7 @@ pipeline! {
     }
 }
 
-fn main() {}
+fn main() {
+    // The type and its setter are still declared: no follow-up error here.
+    let _ = Flow::set_text;
+}

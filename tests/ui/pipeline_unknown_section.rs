@@ -6,4 +6,7 @@ pipeline! {
     }
 }
 
-fn main() {}
+fn main() {
+    // The type is still declared: no follow-up error here.
+    let _ = Flow::graph();
+}
