@@ -744,7 +744,7 @@ async fn a_stream_cut_mid_way_and_a_silent_stream_are_clear_errors() {
         (Protocol::Call, "/call/count/".to_string()),
     ] {
         proxy.inject(Fault::CutStream {
-            path: path.into(),
+            path,
             after_events: 2,
         });
         let (_d, cache) = temp_cache();
