@@ -614,7 +614,9 @@ impl<Args, Outs> GradioNode<Args, Outs> {
 impl<Args: ArgTuple, Outs: OutputTuple> GradioNode<Args, Outs> {
     /// Connects now instead of at the first run: starts the local copy (`run_locally`),
     /// resolves the Space, reads `/config` and `/info`, checks the endpoint and the port
-    /// names, and records the Space's revision in the cache key.
+    /// names, and records the Space's revision in the cache key (a node connected lazily,
+    /// at its first run, has no revision in its key: the key is made before it runs).
+    /// Call it after the other builder methods: a change made afterwards connects again.
     pub async fn connect(mut self) -> Result<Self, Error> {
         let conn = connect(&self.settings, &mut |_| {}).await?;
         if self.settings.revision.is_none() {
