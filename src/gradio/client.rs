@@ -604,7 +604,7 @@ impl GradioClient {
                         guard.armed = false;
                         let message = match &data {
                             Json::Object(o) => match o.get("error") {
-                                Some(Json::String(s)) => s.clone(),
+                                Some(Json::String(s)) => unquote(s),
                                 _ => "the app raised an error and did not show its message (it runs with show_error=False)".into(),
                             },
                             Json::String(s) => s.clone(),
@@ -1094,9 +1094,19 @@ impl Inner {
     }
 }
 
+/// Gradio 4 sends a `gr.Error` message JSON-quoted (`"\"text\""`): unquote it.
+fn unquote(s: &str) -> String {
+    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+        if let Ok(inner) = serde_json::from_str::<String>(s) {
+            return inner;
+        }
+    }
+    s.to_string()
+}
+
 fn queue_error(output: &Json) -> String {
     match output.get("error") {
-        Some(Json::String(s)) if !s.is_empty() => s.clone(),
+        Some(Json::String(s)) if !s.is_empty() => unquote(s),
         _ => match output.get("title").and_then(Json::as_str) {
             Some(t) => format!("{t} (the app did not show its message; it runs with show_error=False)"),
             None => "the app raised an error and did not show its message (it runs with show_error=False)".into(),
@@ -1159,6 +1169,16 @@ mod tests {
             server_message(br#"{"detail":"Session hash not found."}"#),
             "Session hash not found."
         );
+    }
+
+    #[test]
+    fn gradio_4_quoted_messages_are_unquoted() {
+        assert_eq!(
+            queue_error(&json!({"error": "\"fixture failure\""})),
+            "fixture failure"
+        );
+        assert_eq!(queue_error(&json!({"error": "plain"})), "plain");
+        assert_eq!(unquote("\"a\" and \"b\""), "\"a\" and \"b\"");
     }
 
     #[test]
