@@ -17,6 +17,12 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Versions
+//!
+//! The tests run against real Gradio 5.50.0 (pinned in `scripts/setup/gradio.sh`) and
+//! pass unchanged against 4.44.1 (no API prefix, queue protocol, quoted error texts) and
+//! 6.31.0 (`/call` with error texts) when `DAGGR_GRADIO_PYTHON` points at such an install.
+//!
 //! # In `pipeline!`
 //!
 //! A Gradio node is a bracketed node expression, wired positionally; with several
