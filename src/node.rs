@@ -233,6 +233,15 @@ pub trait Node: Send + Sync + 'static {
         ctx: NodeContext,
         inputs: Inputs,
     ) -> BoxFuture<'static, Result<Vec<Value>, BoxError>>;
+
+    /// A code fingerprint that is only learnt when a run starts, such as the current
+    /// revision of a remote app. When this returns a future, the executor awaits it before
+    /// the cache look-up and keys the node with its answer in place of
+    /// [`NodeSpec::code_fingerprint`]; an answer of `None` keeps the spec's fingerprint.
+    /// The default, for nodes whose fingerprint is fixed when they are built, is `None`.
+    fn runtime_fingerprint(&self) -> Option<BoxFuture<'static, Option<String>>> {
+        None
+    }
 }
 
 /// Setters shared by every node kind's builder.

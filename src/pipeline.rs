@@ -852,6 +852,8 @@ impl Pipeline {
 /// The outcome of one node task.
 struct TaskDone {
     result: Result<(Arc<[Value]>, Outcome), Error>,
+    /// The key made again with a fingerprint learnt at run time ([`Node::runtime_fingerprint`]).
+    rekeyed: Option<(CacheKey, KeyPreimage)>,
 }
 
 /// Everything one node's evaluation needs, prepared by the scheduler.
@@ -964,7 +966,15 @@ impl Executor {
                     let Some((n, joined)) = joined else { break };
                     running.remove(&n);
                     let result = match joined {
-                        Ok(done) => done.result,
+                        Ok(done) => {
+                            if let (Some((key, preimage)), Some(p)) =
+                                (done.rekeyed, self.prepared.get_mut(&n))
+                            {
+                                p.key = key;
+                                p.preimage = preimage;
+                            }
+                            done.result
+                        }
                         Err(panic) => Err(Error::NodeFailed {
                             node: self.shared.s.names[n].to_string(),
                             source: format!("panicked: {}", crate::fn_node::panic_message(panic)).into(),
@@ -1123,7 +1133,13 @@ impl Executor {
         let policy = spec.config.cache;
         let types: Vec<_> = spec.outputs.iter().map(|p| p.ty).collect();
         let cache = self.shared.s.cache.clone();
-        if policy == CachePolicy::Default {
+        let runtime_fingerprint = match policy {
+            CachePolicy::NeverCache => None,
+            _ => node.runtime_fingerprint(),
+        };
+        if policy == CachePolicy::Default && runtime_fingerprint.is_some() {
+            // Looked up in the task, once the fingerprint is known.
+        } else if policy == CachePolicy::Default {
             // The workspace's own current result, then memory hits, are settled here without
             // a task: that keeps a fully cached rerun to a hash and a look-up per node.
             let current = self.shared.state.lock().unwrap()[n]
@@ -1142,6 +1158,9 @@ impl Executor {
             cache.count_miss();
         }
         let key = prepared.key;
+        let preimage = runtime_fingerprint
+            .as_ref()
+            .map(|_| prepared.preimage.clone());
         let inputs = Inputs {
             node: self.shared.s.names[n].clone(),
             values: prepared.inputs.clone(),
@@ -1161,11 +1180,34 @@ impl Executor {
             .group
             .as_ref()
             .and_then(|g| self.shared.s.groups.get(g).cloned());
+        let shared = self.shared.clone();
         Started::Spawn(Box::pin(async move {
+            let mut key = key;
+            let mut rekeyed = None;
+            if let (Some(fingerprint), Some(mut preimage)) = (runtime_fingerprint, preimage) {
+                if let Some(code) = fingerprint.await {
+                    preimage.code = code;
+                    key = preimage.key();
+                }
+                if policy == CachePolicy::Default {
+                    let current = shared.state.lock().unwrap()[n]
+                        .as_ref()
+                        .filter(|r| r.key == key)
+                        .map(|r| r.outputs.clone());
+                    if let Some(values) = current {
+                        return TaskDone {
+                            result: Ok((values, Outcome::Cached(CacheSource::Workspace))),
+                            rekeyed: Some((key, preimage)),
+                        };
+                    }
+                }
+                rekeyed = Some((key, preimage));
+            }
             if policy == CachePolicy::Default {
                 if let Some((values, source)) = cache.lookup(&key, &types, false) {
                     return TaskDone {
                         result: Ok((values, Outcome::Cached(source))),
+                        rekeyed,
                     };
                 }
             }
@@ -1183,6 +1225,7 @@ impl Executor {
             };
             TaskDone {
                 result: execute(node, ctx, inputs).await,
+                rekeyed,
             }
         }))
     }

@@ -763,3 +763,108 @@ async fn workspaces_share_the_graph_and_cache_but_not_inputs_or_results() {
         "the first workspace kept its own result"
     );
 }
+
+/// A node whose code fingerprint is only learnt when a run starts (like a remote app's
+/// current revision): it doubles its input and counts its calls.
+struct RemoteRevision {
+    spec: daggr::NodeSpec,
+    revision: Arc<std::sync::Mutex<Option<String>>>,
+    asked: Calls,
+    calls: Calls,
+}
+
+impl daggr::Node for RemoteRevision {
+    fn spec(&self) -> &daggr::NodeSpec {
+        &self.spec
+    }
+    fn run(
+        &self,
+        _ctx: daggr::NodeContext,
+        inputs: daggr::Inputs,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<daggr::Value>, daggr::BoxError>> {
+        self.calls.hit();
+        let x = inputs.get::<u64>(0);
+        Box::pin(async move { Ok(vec![daggr::Value::new(x? * 2)?]) })
+    }
+    fn runtime_fingerprint(&self) -> Option<futures::future::BoxFuture<'static, Option<String>>> {
+        self.asked.hit();
+        let revision = self.revision.lock().unwrap().clone();
+        Some(Box::pin(async move {
+            tokio::task::yield_now().await;
+            revision
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_fingerprint_learnt_at_run_time_keys_the_cache() {
+    let (_d, cache) = temp_cache();
+    let revision = Arc::new(std::sync::Mutex::new(Some("r1".to_string())));
+    let (asked, calls) = (Calls::default(), Calls::default());
+    let build = |cache: Cache| {
+        let mut g = Graph::new("runtime-fingerprint").cache(cache);
+        let node = g.add_dyn(RemoteRevision {
+            spec: daggr::NodeSpec {
+                name: "remote".into(),
+                kind: "test",
+                identity: "double".into(),
+                code_fingerprint: "static".into(),
+                params: serde_json::Value::Null,
+                inputs: vec![daggr::PortSpec::new::<u64>("x")],
+                outputs: vec![daggr::PortSpec::new::<u64>("y")],
+                config: Default::default(),
+            },
+            revision: revision.clone(),
+            asked: asked.clone(),
+            calls: calls.clone(),
+        });
+        g.set_const_dyn(node, "x", daggr::Value::new(21u64).unwrap())
+            .unwrap();
+        g.build().unwrap()
+    };
+    let pipeline = build(cache.clone());
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("remote"),
+        Some(Outcome::Computed { .. })
+    ));
+    // Same fingerprint: the workspace's own result, then (new pipeline) the shared cache.
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("remote"),
+        Some(Outcome::Cached(CacheSource::Workspace))
+    ));
+    let report = build(cache.clone()).run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("remote"),
+        Some(Outcome::Cached(CacheSource::Memory | CacheSource::Disk))
+    ));
+    assert_eq!(calls.get(), 1);
+    // A new fingerprint is a new key, in the same pipeline and in a new one.
+    *revision.lock().unwrap() = Some("r2".into());
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("remote"),
+        Some(Outcome::Computed { .. })
+    ));
+    assert_eq!(calls.get(), 2);
+    let report = build(cache.clone()).run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("remote"),
+        Some(Outcome::Cached(CacheSource::Memory | CacheSource::Disk))
+    ));
+    // No answer keeps the spec's fingerprint: a key of its own, stored like any other.
+    *revision.lock().unwrap() = None;
+    let report = build(cache.clone()).run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("remote"),
+        Some(Outcome::Computed { .. })
+    ));
+    let report = build(cache.clone()).run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("remote"),
+        Some(Outcome::Cached(CacheSource::Memory | CacheSource::Disk))
+    ));
+    assert_eq!(calls.get(), 3);
+    assert_eq!(asked.get(), 7);
+}

@@ -876,6 +876,30 @@ async fn space_ids_resolve_through_the_hub_and_the_revision_keys_the_cache() {
         pipeline.run(Scope::All).await.unwrap().outcome("upper"),
         Some(Outcome::Computed { .. })
     ));
+    // A node that connects at its first run asks the Hub for the revision before the
+    // look-up: the same revision is the same key as a connected node's...
+    let (pipeline, _) = build(cache.clone(), node());
+    assert!(matches!(
+        pipeline.run(Scope::All).await.unwrap().outcome("upper"),
+        Some(Outcome::Cached(CacheSource::Memory | CacheSource::Disk))
+    ));
+    // ...and a new revision recomputes it, then the rerun is the workspace's own result.
+    *sha.lock().unwrap() = "rev-three".into();
+    let (pipeline, _) = build(cache.clone(), node());
+    assert!(matches!(
+        pipeline.run(Scope::All).await.unwrap().outcome("upper"),
+        Some(Outcome::Computed { .. })
+    ));
+    assert!(matches!(
+        pipeline.run(Scope::All).await.unwrap().outcome("upper"),
+        Some(Outcome::Cached(CacheSource::Workspace))
+    ));
+    // A pinned revision keys the same way, without asking the Hub.
+    let (pipeline, _) = build(cache.clone(), node().revision("rev-three"));
+    assert!(matches!(
+        pipeline.run(Scope::All).await.unwrap().outcome("upper"),
+        Some(Outcome::Cached(CacheSource::Memory | CacheSource::Disk))
+    ));
     // A paused Space is refused with the Hub's reason.
     let (paused_hub, _t2) = hub_standin(url.clone(), sha.clone(), "PAUSED").await;
     let err = node()

@@ -319,14 +319,17 @@ enum Arg {
 /// * Endpoint and parameter names are checked against the app's `/info` on the first run
 ///   (or when [`GradioNode::connect`] is awaited), with "did you mean".
 /// * The cache key holds the Space (or URL), the endpoint, the fixed parameters, the
-///   inputs by content, and the Space's revision when it is known ([`GradioNode::revision`],
-///   or learnt by [`GradioNode::connect`] from the Hub or from a `run_locally` clone).
+///   inputs by content, and the Space's revision: pinned with [`GradioNode::revision`],
+///   learnt by [`GradioNode::connect`] (from the Hub or a `run_locally` clone), or else
+///   asked of the Hub before the node's first cache look-up. A URL has no revision.
 /// * Errors are [`Error::Remote`], naming the node, the Space, the endpoint and the
 ///   server's own message. Cancelling the run cancels the remote job.
 pub struct GradioNode<Args = (), Outs = ()> {
     spec: NodeSpec,
     settings: Arc<Settings>,
     conn: Arc<OnceCell<Arc<Connection>>>,
+    /// The Space's commit as the Hub gave it, for the key of a node without a pinned revision.
+    hub_revision: Arc<OnceCell<String>>,
     _types: PhantomData<fn(Args) -> Outs>,
 }
 
@@ -364,6 +367,7 @@ impl GradioNode<(), ()> {
             },
             settings: Arc::new(settings),
             conn: Arc::new(OnceCell::new()),
+            hub_revision: Arc::new(OnceCell::new()),
             _types: PhantomData,
         };
         node.refresh();
@@ -390,6 +394,7 @@ impl<Args, Outs> GradioNode<Args, Outs> {
             .unwrap_or_default();
         // A changed node needs a new connection (and a new validation).
         self.conn = Arc::new(OnceCell::new());
+        self.hub_revision = Arc::new(OnceCell::new());
     }
 
     fn with(mut self, f: impl FnOnce(&mut Settings)) -> Self {
@@ -403,6 +408,7 @@ impl<Args, Outs> GradioNode<Args, Outs> {
             spec: self.spec,
             settings: self.settings,
             conn: self.conn,
+            hub_revision: self.hub_revision,
             _types: PhantomData,
         }
     }
@@ -615,7 +621,7 @@ impl<Args: ArgTuple, Outs: OutputTuple> GradioNode<Args, Outs> {
     /// Connects now instead of at the first run: starts the local copy (`run_locally`),
     /// resolves the Space, reads `/config` and `/info`, checks the endpoint and the port
     /// names, and records the Space's revision in the cache key (a node connected lazily,
-    /// at its first run, has no revision in its key: the key is made before it runs).
+    /// at its first run, asks the Hub for the revision before its cache look-up instead).
     /// Call it after the other builder methods: a change made afterwards connects again.
     pub async fn connect(mut self) -> Result<Self, Error> {
         let conn = connect(&self.settings, &mut |_| {}).await?;
@@ -876,6 +882,38 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
                 .await
                 .map_err(BoxError::from)
         })
+    }
+
+    /// A Space without a pinned revision is keyed by its current commit, asked of the Hub
+    /// once per node (one small request, made before the cache look-up). When the Hub
+    /// cannot be reached the key has no revision, and the call itself reports the error.
+    fn runtime_fingerprint(&self) -> Option<BoxFuture<'static, Option<String>>> {
+        let s = &self.settings;
+        let Ok(Target::Space(id)) = &s.target else {
+            return None;
+        };
+        if s.revision.is_some() {
+            return None;
+        }
+        let known = self.conn.get().and_then(|c| c.revision.clone());
+        let cell = self.hub_revision.clone();
+        let (id, hub, token) = (id.clone(), s.hub.clone(), s.token.clone());
+        Some(Box::pin(async move {
+            let revision = match known {
+                Some(r) => r,
+                None => cell
+                    .get_or_try_init(|| async {
+                        let http = reqwest::Client::new();
+                        space::revision(&http, &hub, &id, token.as_ref())
+                            .await
+                            .ok_or(())
+                    })
+                    .await
+                    .ok()?
+                    .clone(),
+            };
+            Some(format!("revision:{revision}"))
+        }))
     }
 }
 

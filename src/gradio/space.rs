@@ -187,6 +187,20 @@ pub(crate) async fn resolve(
     }
 }
 
+/// The Space's current commit, by one request to the Hub without waiting for a build;
+/// `None` when the Hub cannot be asked or does not say.
+pub(crate) async fn revision(
+    http: &reqwest::Client,
+    hub: &str,
+    space_id: &str,
+    token: Option<&HfToken>,
+) -> Option<String> {
+    let info = get_json(http, &format!("{hub}/api/spaces/{space_id}"), token)
+        .await
+        .ok()?;
+    info.get("sha").and_then(Json::as_str).map(str::to_string)
+}
+
 async fn host_lookup(
     http: &reqwest::Client,
     hub: &str,
