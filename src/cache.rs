@@ -3,8 +3,9 @@
 //!
 //! Keys are content-derived and immutable, so each key is written once (cacache's
 //! index is append-only). Writes go through one background thread, so persisting
-//! never blocks execution; [`Cache::flush`] waits for them, and dropping the last
-//! handle to a cache flushes it.
+//! does not hold execution up unless more than [`WRITE_BACKLOG_BYTES`] wait for the
+//! disk (then a store waits; no result is dropped); [`Cache::flush`] waits for them,
+//! and dropping the last handle to a cache flushes it.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -128,8 +129,9 @@ struct Record {
     outputs: Vec<Box<serde_json::value::RawValue>>,
 }
 
-/// How many results may wait for the disk writer.
-pub const WRITE_QUEUE: usize = 4096;
+/// How many bytes of results may wait for the disk writer before a store waits for it.
+/// Results are never dropped: past this bound the executor slows to the disk's pace.
+pub const WRITE_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
 
 /// The default bound of the in-memory memo.
 pub const DEFAULT_MEMO_BYTES: usize = 256 * 1024 * 1024;
@@ -213,7 +215,10 @@ pub struct CacheCounters {
     pub writes: u64,
     /// Entries whose bytes failed the integrity check (treated as misses and rewritten).
     pub integrity_failures: u64,
-    /// Results not written because the writer queue was full (they stay in memory).
+    /// Stores that waited for the disk writer because its backlog was full
+    /// ([`WRITE_BACKLOG_BYTES`]).
+    pub backlog_waits: u64,
+    /// Results not written because the cache was closing (they stay in memory).
     pub dropped_writes: u64,
 }
 
@@ -249,9 +254,17 @@ enum Job {
     },
 }
 
+/// Writes queued and not yet on disk: how many, and their bytes.
 struct Pending {
-    count: Mutex<usize>,
-    idle: Condvar,
+    backlog: Mutex<Backlog>,
+    /// Signalled whenever a write finishes.
+    progress: Condvar,
+}
+
+#[derive(Default)]
+struct Backlog {
+    jobs: usize,
+    bytes: usize,
 }
 
 struct Inner {
@@ -259,7 +272,7 @@ struct Inner {
     memo: Mutex<Memo>,
     /// Keys whose on-disk bytes failed verification: their rewrite must replace the content.
     damaged: Mutex<HashSet<CacheKey>>,
-    jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pending: Arc<Pending>,
     counters: Counters,
@@ -272,6 +285,7 @@ struct Counters {
     misses: AtomicU64,
     writes: Arc<AtomicU64>,
     integrity_failures: AtomicU64,
+    backlog_waits: AtomicU64,
     dropped_writes: AtomicU64,
 }
 
@@ -293,12 +307,13 @@ impl Cache {
             context: format!("creating cache directory {}", dir.display()),
             source,
         })?;
-        // Bounded: when results arrive faster than the disk takes them (only trivially cheap
-        // nodes can do that), further writes are dropped and counted, never queued without end.
-        let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        // Bounded by bytes, not by jobs: when results arrive faster than the disk takes them
+        // (only trivially cheap nodes can do that), a store waits for the writer past
+        // WRITE_BACKLOG_BYTES instead of dropping a result the next run would recompute.
+        let (tx, rx) = mpsc::channel::<Job>();
         let pending = Arc::new(Pending {
-            count: Mutex::new(0),
-            idle: Condvar::new(),
+            backlog: Mutex::new(Backlog::default()),
+            progress: Condvar::new(),
         });
         let counters = Counters::default();
         let writer = {
@@ -457,28 +472,23 @@ impl Cache {
             blobs,
             repair,
         };
-        *self.0.pending.count.lock().unwrap() += 1;
+        let size = job.size();
+        if self.0.pending.admit(size) {
+            self.0
+                .counters
+                .backlog_waits
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let sent = match self.0.jobs.lock().unwrap().as_ref() {
-            Some(tx) => match tx.try_send(job) {
-                Ok(()) => true,
-                Err(mpsc::TrySendError::Full(_)) => {
-                    if self
-                        .0
-                        .counters
-                        .dropped_writes
-                        .fetch_add(1, Ordering::Relaxed)
-                        == 0
-                    {
-                        tracing::warn!("the cache writer is behind; dropping writes of results it cannot keep up with");
-                    }
-                    false
-                }
-                Err(mpsc::TrySendError::Disconnected(_)) => false,
-            },
+            Some(tx) => tx.send(job).is_ok(),
             None => false,
         };
         if !sent {
-            self.0.pending.done();
+            self.0
+                .counters
+                .dropped_writes
+                .fetch_add(1, Ordering::Relaxed);
+            self.0.pending.done(size);
         }
     }
 
@@ -548,6 +558,7 @@ impl Cache {
             misses: c.misses.load(Ordering::Relaxed),
             writes: c.writes.load(Ordering::Relaxed),
             integrity_failures: c.integrity_failures.load(Ordering::Relaxed),
+            backlog_waits: c.backlog_waits.load(Ordering::Relaxed),
             dropped_writes: c.dropped_writes.load(Ordering::Relaxed),
         }
     }
@@ -650,19 +661,40 @@ impl Cache {
 }
 
 impl Pending {
-    fn done(&self) {
-        let mut count = self.count.lock().unwrap();
-        *count -= 1;
-        if *count == 0 {
-            self.idle.notify_all();
+    /// Counts a write of `size` bytes in, first waiting while the backlog is over its bound
+    /// (a single job larger than the bound still goes, alone). Returns whether it waited.
+    fn admit(&self, size: usize) -> bool {
+        let mut backlog = self.backlog.lock().unwrap();
+        let mut waited = false;
+        while backlog.jobs > 0 && backlog.bytes + size > WRITE_BACKLOG_BYTES {
+            waited = true;
+            backlog = self.progress.wait(backlog).unwrap();
         }
+        backlog.jobs += 1;
+        backlog.bytes += size;
+        waited
+    }
+
+    fn done(&self, size: usize) {
+        let mut backlog = self.backlog.lock().unwrap();
+        backlog.jobs -= 1;
+        backlog.bytes -= size;
+        self.progress.notify_all();
     }
 
     fn wait_idle(&self) {
-        let mut count = self.count.lock().unwrap();
-        while *count > 0 {
-            count = self.idle.wait(count).unwrap();
+        let mut backlog = self.backlog.lock().unwrap();
+        while backlog.jobs > 0 {
+            backlog = self.progress.wait(backlog).unwrap();
         }
+    }
+}
+
+impl Job {
+    /// The bytes a queued job holds (its record and the media it carries).
+    fn size(&self) -> usize {
+        let Job::Write { record, blobs, .. } = self;
+        record.len() + blobs.iter().map(|b| b.bytes.len()).sum::<usize>()
     }
 }
 
@@ -683,6 +715,7 @@ fn writer_loop(
     writes: Arc<AtomicU64>,
 ) {
     for job in rx {
+        let size = job.size();
         let Job::Write {
             key,
             preimage,
@@ -697,7 +730,7 @@ fn writer_loop(
         } else {
             writes.fetch_add(1, Ordering::Relaxed);
         }
-        pending.done();
+        pending.done(size);
     }
 }
 
@@ -893,6 +926,31 @@ mod tests {
             .sum();
         assert_eq!(index_lines, 1, "each key is written to the index once");
         assert_eq!(fresh.explain(&key), Some(preimage(1)));
+    }
+
+    #[test]
+    fn a_backlog_past_its_bound_waits_for_the_writer_and_drops_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        // 24 results of 4 MiB each: 96 MiB, past the 64 MiB bound while the writer works.
+        let big = 4 * 1024 * 1024;
+        for i in 0..24u8 {
+            let image = Image::new(vec![i; big], "image/png");
+            let values: Arc<[Value]> = vec![Value::new(image).unwrap()].into();
+            cache.store(preimage(i).key(), &preimage(i), values, true);
+            let backlog = cache.0.pending.backlog.lock().unwrap();
+            assert!(backlog.bytes <= WRITE_BACKLOG_BYTES, "{}", backlog.bytes);
+        }
+        cache.flush();
+        let counters = cache.counters();
+        assert_eq!(counters.writes, 24);
+        assert_eq!(counters.dropped_writes, 0);
+        let fresh = Cache::open(dir.path()).unwrap();
+        for i in 0..24u8 {
+            assert!(fresh
+                .lookup(&preimage(i).key(), &[PortType::of::<Image>()], false)
+                .is_some());
+        }
     }
 
     #[test]
