@@ -247,7 +247,9 @@ pub struct GcReport {
 enum Job {
     Write {
         key: CacheKey,
-        preimage: serde_json::Value,
+        /// JSON; parsed on the writer thread (cacache wants a `Value`), so what waits in
+        /// the queue is compact and its size is known.
+        preimage: Vec<u8>,
         record: Vec<u8>,
         blobs: Vec<Blob>,
         repair: bool,
@@ -467,7 +469,7 @@ impl Cache {
         record.extend_from_slice(b"]}");
         let job = Job::Write {
             key,
-            preimage: serde_json::to_value(preimage).unwrap_or_default(),
+            preimage: serde_json::to_vec(preimage).unwrap_or_default(),
             record,
             blobs,
             repair,
@@ -691,10 +693,16 @@ impl Pending {
 }
 
 impl Job {
-    /// The bytes a queued job holds (its record and the media it carries).
+    /// The bytes a queued job holds: its record, preimage and media, and a share for the
+    /// allocations themselves.
     fn size(&self) -> usize {
-        let Job::Write { record, blobs, .. } = self;
-        record.len() + blobs.iter().map(|b| b.bytes.len()).sum::<usize>()
+        let Job::Write {
+            record,
+            preimage,
+            blobs,
+            ..
+        } = self;
+        128 + record.len() + preimage.len() + blobs.iter().map(|b| b.bytes.len()).sum::<usize>()
     }
 }
 
@@ -723,6 +731,7 @@ fn writer_loop(
             blobs,
             repair,
         } = job;
+        let preimage = serde_json::from_slice(&preimage).unwrap_or_default();
         if let Err(e) = write_entry(&dir, &key, preimage, &record, &blobs, repair) {
             // A failed write only costs a recomputation later; cacache writes are atomic, so
             // nothing half-written is ever read.
