@@ -278,6 +278,9 @@ struct Inner {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pending: Arc<Pending>,
     counters: Counters,
+    /// The directory of a [`Cache::temporary`], removed after the writer has stopped
+    /// (fields drop after `Drop::drop` has joined it).
+    _temporary: Option<tempfile::TempDir>,
 }
 
 #[derive(Default)]
@@ -338,7 +341,35 @@ impl Cache {
             writer: Mutex::new(Some(writer)),
             pending,
             counters,
+            _temporary: None,
         })))
+    }
+
+    /// A cache in a new temporary directory, deleted when the last handle is dropped: for
+    /// tests and one-off runs that must neither reuse nor leave results.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), daggr::Error> {
+    /// let cache = daggr::Cache::temporary()?;
+    /// let dir = cache.dir().to_path_buf();
+    /// assert!(dir.exists());
+    /// drop(cache);
+    /// assert!(!dir.exists());
+    /// # Ok(()) }
+    /// ```
+    pub fn temporary() -> Result<Cache, Error> {
+        let temp = tempfile::Builder::new()
+            .prefix("daggr-cache-")
+            .tempdir()
+            .map_err(|source| Error::Io {
+                context: "creating a temporary cache directory".into(),
+                source,
+            })?;
+        let mut cache = Cache::open(temp.path())?;
+        Arc::get_mut(&mut cache.0)
+            .expect("a cache just opened has one handle")
+            ._temporary = Some(temp);
+        Ok(cache)
     }
 
     /// Opens the default cache: `$DAGGR_CACHE_DIR` if set, else `.daggr/cache` in the

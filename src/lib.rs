@@ -28,6 +28,7 @@
 
 extern crate self as daggr;
 
+mod alone;
 pub mod cache;
 mod error;
 pub mod event;
@@ -44,6 +45,7 @@ mod pipeline;
 pub mod sheet;
 mod value;
 
+pub use alone::run_alone;
 pub use cache::{Cache, CacheKey, KeyPreimage};
 pub use error::{BoxError, Error};
 pub use event::{CacheSource, Event};
