@@ -103,6 +103,10 @@ pub struct GraphArgs {
     /// Run without accessing the network.
     #[arg(long)]
     pub offline: bool,
+    /// Seconds the built target may take to reach its pipeline's build (it exits there);
+    /// past them it is stopped and the command fails.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
 }
 
 /// Errors of the command-line tool.
@@ -129,6 +133,9 @@ pub enum CliError {
     /// Reading or parsing a file failed.
     #[error("{0}")]
     Io(String),
+    /// The target ran past `--timeout` without building a pipeline, and was stopped.
+    #[error("{0} did not build a daggr pipeline within {1} s and was stopped; does it wait for something (input, the network, a server) before building it? Raise --timeout, or use --static")]
+    Timeout(String, u64),
 }
 
 fn cargo() -> Command {
@@ -261,15 +268,18 @@ pub fn built_graph(args: &GraphArgs) -> Result<GraphIr, CliError> {
         .tempdir()
         .map_err(|e| CliError::Io(format!("creating a temporary directory: {e}")))?;
     let file = dir.path().join("graph.json");
-    let status = Command::new(&exe)
+    let mut command = Command::new(&exe);
+    command
         .env(EXPORT_GRAPH_ENV, &file)
         .env("DAGGR_NO_LAUNCH", "1")
         .stdin(Stdio::null())
         // What the program prints (say, "set DAGGR_LLM_URL" before it exits) is shown, but
         // never mixed into the graph on stdout.
-        .stdout(std::io::stderr())
-        .status()
-        .map_err(|e| CliError::Io(format!("running {}: {e}", exe.display())))?;
+        .stdout(std::io::stderr());
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    let status = run_with_timeout(&mut command, timeout)
+        .map_err(|e| CliError::Io(format!("running {}: {e}", exe.display())))?
+        .ok_or_else(|| CliError::Timeout(format!("the target `{name}`"), args.timeout))?;
     // `ExitStatus` displays as "exit status: 0" (or "signal: 9 (SIGKILL)").
     let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
@@ -279,6 +289,27 @@ pub fn built_graph(args: &GraphArgs) -> Result<GraphIr, CliError> {
     })?;
     GraphIr::from_json(&text)
         .map_err(|e| CliError::Io(format!("the graph `{name}` wrote is not valid: {e}")))
+}
+
+/// Runs `command` to its end, or kills it after `timeout` (then `Ok(None)`).
+fn run_with_timeout(
+    command: &mut Command,
+    timeout: std::time::Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let mut child = command.spawn()?;
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        // Polling: std has no wait-with-timeout, and a target reaching its build exits at once.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The package directory and the source files to parse for `--static`.
@@ -460,6 +491,18 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_target_past_its_timeout_is_stopped() {
+        let timeout = std::time::Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let status = run_with_timeout(Command::new("sleep").arg("30"), timeout).unwrap();
+        assert!(status.is_none(), "stopped, not waited for");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        let status = run_with_timeout(&mut Command::new("true"), timeout).unwrap();
+        assert!(status.unwrap().success());
     }
 
     #[test]
