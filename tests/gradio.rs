@@ -985,11 +985,34 @@ async fn run_locally_from_a_git_repository() {
     let repo = work.path().join("space");
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::write(repo.join("app.py"), LOCAL_APP).unwrap();
+    // The Space's Python is this machine's python3 (so the venv builds from the
+    // wheelhouse), written as Spaces do: quoted, with a comment and loose spacing.
+    let python3 = std::process::Command::new("python3")
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .unwrap();
+    let python3 = String::from_utf8(python3.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let readme = |python: &str| {
+        format!(
+            "---\ntitle: Reverse\nsdk: gradio\nsdk_version: {version}\napp_file: app.py\n\
+             python_version :  \"{python}\"  # the Space's Python\n---\n# Reverse\n"
+        )
+    };
+    std::fs::write(repo.join("README.md"), readme(&python3)).unwrap();
+    // One Debian package installed wherever dpkg-query runs (dpkg itself), one that
+    // exists nowhere: run_locally names the missing one and installs nothing.
     std::fs::write(
-        repo.join("README.md"),
-        format!("---\ntitle: Reverse\nsdk: gradio\nsdk_version: {version}\napp_file: app.py\n---\n# Reverse\n"),
+        repo.join("packages.txt"),
+        "dpkg\ndaggr-no-such-package  # missing\n",
     )
     .unwrap();
+    let has_dpkg = std::process::Command::new("dpkg-query")
+        .arg("--version")
+        .output()
+        .is_ok();
     // Already satisfied by gradio's own dependencies: nothing new to download.
     // Gradio 4.44 only runs today with these pins (see the protocol reference).
     let pins = if gradio_support::gradio_version().0 == 4 {
@@ -1039,9 +1062,24 @@ async fn run_locally_from_a_git_repository() {
     let report = pipeline.run(Scope::All).await.unwrap();
     assert!(report.is_success(), "{:?}", report.errors());
     assert_eq!(*report.value(&out).unwrap(), "ecaps lacol");
-    assert!(std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("Running on local URL"));
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("Running on local URL"), "{log_text}");
+    // The venv's Python is the one asked for, so nothing is said about it; the missing
+    // package is named, the installed one is not.
+    assert!(
+        log_text.contains(&format!("with Python {python3}.")),
+        "{log_text}"
+    );
+    assert!(!log_text.contains("asks for Python"), "{log_text}");
+    let packages = log_text
+        .lines()
+        .find(|l| l.starts_with("# warning: packages.txt"))
+        .unwrap_or_else(|| panic!("no packages.txt warning in {log_text}"));
+    assert!(packages.contains("daggr-no-such-package"), "{packages}");
+    if has_dpkg {
+        assert!(packages.contains("not installed"), "{packages}");
+        assert!(!packages.contains("dpkg "), "{packages}");
+    }
     // The app stops with the pipeline.
     drop(pipeline);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1123,6 +1161,25 @@ async fn run_locally_from_a_git_repository() {
         count_logs(&spaces, "install-"),
         2,
         "changed requirements reinstall"
+    );
+
+    // An app that cannot start, asking for a Python this machine lacks: the venv is
+    // python3's again (same version, so reused), and the error names what is missing.
+    std::fs::write(repo.join("README.md"), readme("2.0")).unwrap();
+    std::fs::write(repo.join("app.py"), "raise SystemExit(3)\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "broken"]);
+    let err = node().connect().await.err().unwrap().to_string();
+    assert!(err.contains("the app exited"), "{err}");
+    assert!(err.contains("this may be why"), "{err}");
+    assert!(err.contains("daggr-no-such-package"), "{err}");
+    assert!(
+        err.contains("asks for Python 2.0") && err.contains("the venv uses python3 ("),
+        "{err}"
+    );
+    assert_eq!(
+        count_logs(&spaces, "install-"),
+        2,
+        "the same Python rebuilt the venv"
     );
 }
 

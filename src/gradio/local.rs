@@ -4,14 +4,22 @@
 //!    only to Hugging Face hosts and never on a command line), a git URL (cloned), or a
 //!    local directory (used in place). A clone is reused and brought up to date with
 //!    `git fetch` on each start (an offline fetch keeps the clone as it is).
-//! 2. The venv: `python3 -m venv`, then `pip install gradio==<sdk_version>` (from the
+//! 2. The machine: the venv's interpreter is the one named with `local_python`, else
+//!    one on PATH matching the README's `python_version` (`python3.10`, then `python3`
+//!    if it is 3.10; the same major.minor counts as a match), else `python3`: a mismatch
+//!    is a warning (tracing and the app's log), never a silent choice. The Debian packages
+//!    of `packages.txt` are checked with `dpkg-query` (where it exists), never installed:
+//!    missing ones are a warning too. These warnings are repeated in the error when the
+//!    install or the app then fails, as its likely cause.
+//! 3. The venv: `<python> -m venv`, then `pip install gradio==<sdk_version>` (from the
 //!    README front-matter; the latest gradio without one) with `-r requirements.txt`.
-//!    It is reused, and reinstalled when the requirements or the SDK version change.
-//! 3. The app (`app_file` from the front-matter, else `app.py`, `main.py`, `demo.py`)
+//!    It is reused, reinstalled when the requirements, the SDK version or the Python
+//!    version change, and made anew when its interpreter's version is not the chosen one.
+//! 4. The app (`app_file` from the front-matter, else `app.py`, `main.py`, `demo.py`)
 //!    is launched with `GRADIO_SERVER_NAME=127.0.0.1` and `GRADIO_SERVER_PORT` set to a
 //!    free port, and polled on `/config` until it answers or the timeout passes; an app
 //!    that exits early fails at once with the end of its log.
-//! 4. The child is stopped when the node (with the pipeline holding it) is dropped, and
+//! 5. The child is stopped when the node (with the pipeline holding it) is dropped, and
 //!    exits by itself if this process dies first. Logs of each step stay in
 //!    `<dir>/<space>/logs/`.
 //!
@@ -32,6 +40,9 @@ pub const SPACES_DIR_ENV: &str = "DAGGR_SPACES_DIR";
 pub const LOCAL_TIMEOUT_ENV: &str = "DAGGR_LOCAL_TIMEOUT";
 /// Environment variable: `1` makes a failed local start an error instead of a fallback.
 pub const NO_FALLBACK_ENV: &str = "DAGGR_LOCAL_NO_FALLBACK";
+
+/// How the warnings about the machine start in the logs.
+const WARNING_PREFIX: &str = "# warning: ";
 
 /// Runs the launched app and exits when its parent (this process) is gone.
 const WATCHDOG: &str = r#"
@@ -80,7 +91,8 @@ pub(crate) struct LocalSettings {
     pub fallback: bool,
     pub timeout: Duration,
     pub dir: Option<PathBuf>,
-    pub python: PathBuf,
+    /// The interpreter the user named; `None` chooses by the README's `python_version`.
+    pub python: Option<PathBuf>,
     pub pip_args: Vec<String>,
 }
 
@@ -97,7 +109,7 @@ impl Default for LocalSettings {
             fallback: true,
             timeout,
             dir: None,
-            python: PathBuf::from("python3"),
+            python: None,
             pip_args: Vec::new(),
         }
     }
@@ -263,6 +275,8 @@ struct Launched {
     log: PathBuf,
     revision: Option<String>,
     timeout: Duration,
+    /// What the machine lacks, repeated in the error if the app does not answer.
+    warnings: Vec<String>,
 }
 
 fn stamp() -> String {
@@ -307,7 +321,11 @@ fn run_logged(what: &str, cmd: &mut Command, log: &Path) -> Result<(), String> {
 
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
+    // The warnings daggr wrote at the top of a log are listed on their own after it.
+    let all: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(WARNING_PREFIX))
+        .collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
@@ -347,33 +365,218 @@ pub(crate) struct FrontMatter {
     pub sdk: Option<String>,
     pub sdk_version: Option<String>,
     pub app_file: Option<String>,
+    pub python_version: Option<String>,
 }
 
+/// Reads the top-level keys of the README's YAML front matter, line by line: a full
+/// YAML parser would be a dependency for four flat keys.
 pub(crate) fn front_matter(readme: &str) -> FrontMatter {
     let mut fm = FrontMatter::default();
-    let mut lines = readme.lines();
+    // Editors on Windows may start the file with a byte-order mark.
+    let mut lines = readme.trim_start_matches('\u{feff}').lines();
     if lines.next().map(str::trim) != Some("---") {
         return fm;
     }
     for line in lines {
-        if line.trim() == "---" {
+        let line = line.trim_end();
+        if line == "---" || line == "..." {
             break;
         }
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let v = v.trim().trim_matches(['"', '\'']).to_string();
-        if v.is_empty() {
+        // An indented line belongs to a nested value (a list of models, a mapping), where
+        // a key of the same name means something else.
+        if line.starts_with([' ', '\t', '#']) {
             continue;
         }
-        match k.trim() {
-            "sdk" => fm.sdk = Some(v),
-            "sdk_version" => fm.sdk_version = Some(v),
-            "app_file" => fm.app_file = Some(v),
+        let Some((key, raw)) = line.split_once(':') else {
+            continue;
+        };
+        let Some(value) = scalar(raw) else {
+            continue;
+        };
+        match key.trim() {
+            "sdk" => fm.sdk = Some(value),
+            "sdk_version" => fm.sdk_version = Some(value),
+            "app_file" => fm.app_file = Some(value),
+            "python_version" => fm.python_version = Some(value),
             _ => {}
         }
     }
     fm
+}
+
+/// A one-line YAML scalar as text: quoted (up to the closing quote) or plain (up to a
+/// `#` comment that follows a space). Kept as text, so `python_version: 3.10` stays
+/// "3.10" where a YAML parser would read the number 3.1.
+fn scalar(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let value = match raw.chars().next() {
+        Some(quote @ ('"' | '\'')) => raw[1..].split(quote).next().unwrap_or(""),
+        _ => {
+            let comment = raw
+                .char_indices()
+                .find(|&(i, c)| c == '#' && (i == 0 || raw[..i].ends_with([' ', '\t'])))
+                .map_or(raw.len(), |(i, _)| i);
+            &raw[..comment]
+        }
+    };
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// The interpreter a venv is made with.
+#[derive(Debug, PartialEq, Eq)]
+struct Interpreter {
+    /// A name looked up on PATH (`python3.10`) or a path.
+    program: PathBuf,
+    /// Its version, e.g. `3.10.12`.
+    version: String,
+    /// Why it is not the Python the Space asks for, when it is not.
+    mismatch: Option<String>,
+}
+
+/// The version of a Python interpreter, or `None` when it does not run.
+fn python_version(program: &Path) -> Option<String> {
+    let out = Command::new(program)
+        .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !version.is_empty()).then_some(version)
+}
+
+/// `(major, minor)` of a version such as `3.10`, `3.10.13` or `3.11.7`.
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Chooses the venv's interpreter: the one the user named, else one on PATH with the
+/// major.minor of `wanted` (patch releases are compatible, and the exact patch a Space
+/// names is rarely installed), else `python3` with a mismatch note. `version_of` runs
+/// an interpreter ([`python_version`] outside tests).
+fn choose_python(
+    given: Option<&Path>,
+    wanted: Option<&str>,
+    version_of: impl Fn(&Path) -> Option<String>,
+) -> Result<Interpreter, String> {
+    let wanted_minor = wanted.and_then(major_minor);
+    let matches = |version: &str| wanted_minor.is_some() && major_minor(version) == wanted_minor;
+    let python3 = PathBuf::from("python3");
+    let (program, version) = match given {
+        Some(program) => {
+            let version = version_of(program)
+                .ok_or_else(|| format!("local_python {} does not run", program.display()))?;
+            (program.to_path_buf(), version)
+        }
+        None => {
+            let named = wanted_minor.map(|(major, minor)| format!("python{major}.{minor}"));
+            let found = named.map(PathBuf::from).and_then(|program| {
+                let version = version_of(&program).filter(|v| matches(v))?;
+                Some((program, version))
+            });
+            match found {
+                Some(found) => found,
+                None => {
+                    let version = version_of(&python3)
+                        .ok_or("python3 does not run; name a Python with local_python")?;
+                    (python3, version)
+                }
+            }
+        }
+    };
+    let mismatch = wanted
+        .filter(|_| !matches(&version))
+        .map(|w| match (given, wanted_minor) {
+            (Some(_), _) => format!(
+                "the Space asks for Python {w} (python_version); the venv uses the given \
+                 local_python {} ({version})",
+                program.display()
+            ),
+            (None, Some((major, minor))) => format!(
+                "the Space asks for Python {w} (python_version), but there is no \
+                 python{major}.{minor} on PATH and python3 is {version}: the venv uses \
+                 python3 ({version}); install Python {major}.{minor} or name one with \
+                 local_python"
+            ),
+            (None, None) => format!(
+                "the Space asks for Python {w:?} (python_version), which is not a version: \
+                 the venv uses python3 ({version})"
+            ),
+        });
+    Ok(Interpreter {
+        program,
+        version,
+        mismatch,
+    })
+}
+
+/// The Debian packages a `packages.txt` lists (whitespace-separated, `#` comments),
+/// without the version pins `name=1.2` that apt accepts.
+fn packages_txt(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .flat_map(str::split_whitespace)
+        .map(|p| p.split('=').next().unwrap_or(p).to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Whether a Debian package is installed; `None` when dpkg-query cannot run here.
+fn dpkg_installed(package: &str) -> Option<bool> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}\n", package])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    // `install ok installed`, once per architecture; a removed package keeps
+    // `deinstall ok config-files`, and an unknown one makes dpkg-query fail.
+    let status = String::from_utf8_lossy(&out.stdout);
+    Some(out.status.success() && status.lines().any(|l| l.ends_with(" installed")))
+}
+
+/// The warning about `packages`, if any: the missing ones (run_locally installs none),
+/// or all of them when they cannot be checked. `installed` is [`dpkg_installed`]
+/// outside tests.
+fn packages_warning(
+    packages: &[String],
+    installed: impl Fn(&str) -> Option<bool>,
+) -> Option<String> {
+    let mut missing = Vec::new();
+    for package in packages {
+        match installed(package) {
+            Some(true) => {}
+            Some(false) => missing.push(package.as_str()),
+            None => {
+                return Some(format!(
+                    "packages.txt lists Debian packages that could not be checked (no \
+                     dpkg-query here) and that run_locally does not install: {}",
+                    packages.join(" ")
+                ))
+            }
+        }
+    }
+    (!missing.is_empty()).then(|| {
+        format!(
+            "packages.txt lists Debian packages that are not installed: {} (run_locally \
+             installs none; e.g. `sudo apt-get install {}`)",
+            missing.join(" "),
+            missing.join(" ")
+        )
+    })
+}
+
+/// An error with the environment warnings that may explain it.
+fn with_warnings(error: String, warnings: &[String]) -> String {
+    if warnings.is_empty() {
+        return error;
+    }
+    let list: Vec<String> = warnings.iter().map(|w| format!("- {w}")).collect();
+    format!("{error}\nthis may be why:\n{}", list.join("\n"))
 }
 
 fn prepare(
@@ -462,46 +665,41 @@ fn prepare(
             repo.display()
         ));
     }
-    let requirements = std::fs::read_to_string(repo.join("requirements.txt")).ok();
+    let requirements = repo.join("requirements.txt");
     let gradio = match &fm.sdk_version {
         Some(v) => format!("gradio=={v}"),
         None => "gradio".to_string(),
     };
-    // 3. The venv, reinstalled when what it needs changed.
-    let venv = dir.join("venv");
-    let python = venv.join("bin").join("python");
-    let want = short_hash(&format!(
-        "{gradio}\n{}",
-        requirements.as_deref().unwrap_or("")
-    ));
-    let stamp_file = venv.join(".daggr-installed");
-    let have = std::fs::read_to_string(&stamp_file).unwrap_or_default();
-    if have.trim() != want || !python.exists() {
-        let log = logs.join(format!("install-{when}.log"));
-        if !python.exists() {
-            run_logged(
-                "creating the venv",
-                Command::new(&settings.python)
-                    .args(["-m", "venv"])
-                    .arg(&venv),
-                &log,
-            )?;
-        }
-        let mut pip = Command::new(&python);
-        pip.args(["-m", "pip", "install", "--disable-pip-version-check"])
-            .args(&settings.pip_args)
-            .arg(&gradio);
-        if requirements.is_some() {
-            pip.arg("-r").arg(repo.join("requirements.txt"));
-        }
-        run_logged(
-            &format!("pip install {gradio} -r requirements.txt"),
-            &mut pip,
-            &log,
-        )?;
-        std::fs::write(&stamp_file, &want).map_err(|e| e.to_string())?;
+    // 3. The machine: what the Space expects of it that pip cannot install.
+    let interpreter = choose_python(
+        settings.python.as_deref(),
+        fm.python_version.as_deref(),
+        python_version,
+    )?;
+    let packages = std::fs::read_to_string(repo.join("packages.txt"))
+        .map(|text| packages_txt(&text))
+        .unwrap_or_default();
+    let warnings: Vec<String> = interpreter
+        .mismatch
+        .clone()
+        .into_iter()
+        .chain(packages_warning(&packages, dpkg_installed))
+        .collect();
+    for warning in &warnings {
+        tracing::warn!(node, "run_locally: {warning}");
     }
-    // 4. Launch.
+    // 4. The venv.
+    let python = install(
+        dir,
+        &logs.join(format!("install-{when}.log")),
+        &interpreter,
+        &gradio,
+        requirements.is_file().then_some(requirements.as_path()),
+        settings,
+        &warnings,
+    )
+    .map_err(|e| with_warnings(e, &warnings))?;
+    // 5. Launch.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -511,9 +709,13 @@ fn prepare(
         std::fs::File::create(&log).map_err(|e| format!("cannot write {}: {e}", log.display()))?;
     let _ = writeln!(
         file,
-        "# daggr run_locally: {} on 127.0.0.1:{port}",
-        repo.join(&app_file).display()
+        "# daggr run_locally: {} on 127.0.0.1:{port} with Python {}",
+        repo.join(&app_file).display(),
+        interpreter.version
     );
+    for warning in &warnings {
+        let _ = writeln!(file, "{WARNING_PREFIX}{warning}");
+    }
     let err = file.try_clone().map_err(|e| e.to_string())?;
     let child = Command::new(&python)
         .args(["-u", "-c", WATCHDOG, &app_file])
@@ -533,7 +735,80 @@ fn prepare(
         log,
         revision,
         timeout: settings.timeout,
+        warnings,
     })
+}
+
+/// Makes (or reuses) `<dir>/venv` with `interpreter` and installs `gradio` and the
+/// requirements; returns the venv's Python. The install log starts with `warnings`.
+fn install(
+    dir: &Path,
+    log: &Path,
+    interpreter: &Interpreter,
+    gradio: &str,
+    requirements: Option<&Path>,
+    settings: &LocalSettings,
+    warnings: &[String],
+) -> Result<PathBuf, String> {
+    let venv = dir.join("venv");
+    let python = venv.join("bin").join("python");
+    let requirements_text = requirements
+        .and_then(|r| std::fs::read_to_string(r).ok())
+        .unwrap_or_default();
+    let want = short_hash(&format!(
+        "python {}\n{gradio}\n{requirements_text}",
+        interpreter.version
+    ));
+    let stamp_file = venv.join(".daggr-installed");
+    let have = std::fs::read_to_string(&stamp_file).unwrap_or_default();
+    // Asked of the venv itself, so a venv made by another interpreter (or whose
+    // interpreter is gone) is made anew rather than mixed with this one's packages.
+    let venv_version = python_version(&python);
+    if have.trim() == want && venv_version.as_deref() == Some(interpreter.version.as_str()) {
+        return Ok(python);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+    for warning in warnings {
+        let _ = writeln!(file, "{WARNING_PREFIX}{warning}");
+    }
+    if venv_version.as_deref() != Some(interpreter.version.as_str()) {
+        if venv.exists() {
+            let _ = writeln!(
+                file,
+                "# the venv's Python is {}; making it anew with {} ({})",
+                venv_version.as_deref().unwrap_or("missing or broken"),
+                interpreter.program.display(),
+                interpreter.version
+            );
+            std::fs::remove_dir_all(&venv)
+                .map_err(|e| format!("cannot remove {}: {e}", venv.display()))?;
+        }
+        run_logged(
+            "creating the venv",
+            Command::new(&interpreter.program)
+                .args(["-m", "venv"])
+                .arg(&venv),
+            log,
+        )?;
+    }
+    let mut pip = Command::new(&python);
+    pip.args(["-m", "pip", "install", "--disable-pip-version-check"])
+        .args(&settings.pip_args)
+        .arg(gradio);
+    if let Some(r) = requirements {
+        pip.arg("-r").arg(r);
+    }
+    run_logged(
+        &format!("pip install {gradio} -r requirements.txt"),
+        &mut pip,
+        log,
+    )?;
+    std::fs::write(&stamp_file, &want).map_err(|e| e.to_string())?;
+    Ok(python)
 }
 
 /// The URL the app printed, if it chose its own port.
@@ -551,11 +826,12 @@ async fn wait_ready(mut launched: Launched) -> Result<LocalApp, String> {
     loop {
         if let Some(child) = launched.child.0.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
+                let error = format!(
                     "the app exited ({status}) before answering; log {}:\n{}",
                     launched.log.display(),
                     tail(&launched.log, 20)
-                ));
+                );
+                return Err(with_warnings(error, &launched.warnings));
             }
         }
         if let Some(printed) = printed_url(&launched.log) {
@@ -579,12 +855,13 @@ async fn wait_ready(mut launched: Launched) -> Result<LocalApp, String> {
             }
         }
         if started.elapsed() > launched.timeout {
-            return Err(format!(
+            let error = format!(
                 "the app did not answer on {url} within {:?}; log {}:\n{}",
                 launched.timeout,
                 launched.log.display(),
                 tail(&launched.log, 20)
-            ));
+            );
+            return Err(with_warnings(error, &launched.warnings));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -596,19 +873,218 @@ mod tests {
 
     #[test]
     fn front_matter_is_read() {
-        let readme = "---\ntitle: Demo\nsdk: gradio\nsdk_version: 5.50.0\napp_file: \"main.py\"\n---\n# Demo\nsdk: docker\n";
+        let readme = "---\ntitle: Demo\nsdk: gradio\nsdk_version: 5.50.0\napp_file: \"main.py\"\npython_version: \"3.10\"\n---\n# Demo\nsdk: docker\n";
         assert_eq!(
             front_matter(readme),
             FrontMatter {
                 sdk: Some("gradio".into()),
                 sdk_version: Some("5.50.0".into()),
                 app_file: Some("main.py".into()),
+                python_version: Some("3.10".into()),
             }
         );
         assert_eq!(
             front_matter("# no front matter\nsdk: gradio"),
             FrontMatter::default()
         );
+    }
+
+    #[test]
+    fn front_matter_takes_quotes_comments_and_odd_spacing() {
+        let readme = "\u{feff}---  \r\n\
+            # a comment line\r\n\
+            sdk :   gradio   # the SDK\r\n\
+            sdk_version: '5.50.0' # pinned\r\n\
+            python_version:3.10.13\r\n\
+            app_file: \"src/app #1.py\"  # quoted: the # is part of it\r\n\
+            models:\r\n\
+            \x20 - app_file: nested.py\r\n\
+            \x20 sdk: docker\r\n\
+            emoji: 🚀\r\n\
+            ---\r\n";
+        assert_eq!(
+            front_matter(readme),
+            FrontMatter {
+                sdk: Some("gradio".into()),
+                sdk_version: Some("5.50.0".into()),
+                app_file: Some("src/app #1.py".into()),
+                python_version: Some("3.10.13".into()),
+            }
+        );
+        // Unquoted, a version stays text (YAML would read 3.10 as the number 3.1); an
+        // empty or comment-only value is no value; a key inside the body is not read.
+        let readme = "---\npython_version: 3.10\nsdk_version:   # to do\napp_file: \"\"\n---\nsdk_version: 1\n";
+        assert_eq!(
+            front_matter(readme),
+            FrontMatter {
+                python_version: Some("3.10".into()),
+                ..FrontMatter::default()
+            }
+        );
+        assert_eq!(scalar(" a#b "), Some("a#b".into()));
+    }
+
+    /// A PATH holding the given interpreters and their versions.
+    fn path_with(pythons: &[(&str, &str)]) -> impl Fn(&Path) -> Option<String> {
+        let pythons: HashMap<PathBuf, String> = pythons
+            .iter()
+            .map(|(p, v)| (PathBuf::from(p), v.to_string()))
+            .collect();
+        move |p: &Path| pythons.get(p).cloned()
+    }
+
+    #[test]
+    fn the_python_matching_python_version_is_chosen() {
+        let path = path_with(&[("python3", "3.12.3"), ("python3.10", "3.10.12")]);
+        let chosen = choose_python(None, Some("3.10.13"), &path).unwrap();
+        assert_eq!(chosen.program, PathBuf::from("python3.10"));
+        assert_eq!(chosen.version, "3.10.12");
+        assert_eq!(chosen.mismatch, None);
+        // python3 itself, when it is the wanted version.
+        let chosen = choose_python(None, Some("3.12"), &path).unwrap();
+        assert_eq!(
+            (chosen.program, chosen.mismatch),
+            (PathBuf::from("python3"), None)
+        );
+        // No python_version: python3, nothing to say.
+        let chosen = choose_python(None, None, &path).unwrap();
+        assert_eq!(
+            (chosen.program, chosen.mismatch),
+            (PathBuf::from("python3"), None)
+        );
+    }
+
+    #[test]
+    fn an_absent_python_falls_back_to_python3_and_says_so() {
+        let path = path_with(&[("python3", "3.12.3"), ("python3.9", "3.9.0")]);
+        let chosen = choose_python(None, Some("3.10"), &path).unwrap();
+        assert_eq!(chosen.program, PathBuf::from("python3"));
+        assert_eq!(chosen.version, "3.12.3");
+        let message = chosen.mismatch.unwrap();
+        assert!(
+            message.contains("asks for Python 3.10")
+                && message.contains("no python3.10 on PATH")
+                && message.contains("the venv uses python3 (3.12.3)")
+                && message.contains("local_python"),
+            "{message}"
+        );
+        // A python3.10 that is not 3.10 (a stray link) does not count.
+        let path = path_with(&[("python3", "3.12.3"), ("python3.10", "3.12.3")]);
+        let chosen = choose_python(None, Some("3.10"), &path).unwrap();
+        assert_eq!(chosen.program, PathBuf::from("python3"));
+        assert!(chosen.mismatch.is_some());
+        // Not a version at all.
+        let chosen = choose_python(None, Some("latest"), &path).unwrap();
+        assert!(chosen.mismatch.unwrap().contains("not a version"));
+        // No python3 either: an error, not a guess.
+        let err = choose_python(None, Some("3.10"), path_with(&[])).unwrap_err();
+        assert!(err.contains("python3 does not run"), "{err}");
+    }
+
+    #[test]
+    fn a_given_python_is_used_as_given() {
+        let path = path_with(&[("python3", "3.12.3"), ("/opt/py/bin/python", "3.11.9")]);
+        let given = Path::new("/opt/py/bin/python");
+        let chosen = choose_python(Some(given), Some("3.11"), &path).unwrap();
+        assert_eq!((chosen.program.as_path(), chosen.mismatch), (given, None));
+        let chosen = choose_python(Some(given), Some("3.10"), &path).unwrap();
+        assert_eq!(chosen.program, given);
+        assert!(chosen
+            .mismatch
+            .unwrap()
+            .contains("uses the given local_python /opt/py/bin/python (3.11.9)"));
+        let err = choose_python(Some(Path::new("/nope/python")), None, &path).unwrap_err();
+        assert!(err.contains("/nope/python does not run"), "{err}");
+    }
+
+    #[test]
+    fn a_real_absent_python_falls_back_to_the_real_python3() {
+        // Python 2.0 is on no PATH; python3 is wherever these tests run (else skip).
+        let Some(version) = python_version(Path::new("python3")) else {
+            return;
+        };
+        let chosen = choose_python(None, Some("2.0"), python_version).unwrap();
+        assert_eq!(chosen.program, PathBuf::from("python3"));
+        assert!(chosen
+            .mismatch
+            .unwrap()
+            .contains(&format!("the venv uses python3 ({version})")),);
+    }
+
+    #[test]
+    fn packages_txt_is_read_and_checked() {
+        let text = "ffmpeg\n# a comment\n  libgl1 libsm6  # two on a line\n\nlibx=1.2\n";
+        let packages = packages_txt(text);
+        assert_eq!(packages, ["ffmpeg", "libgl1", "libsm6", "libx"]);
+        let installed = |p: &str| Some(p != "libgl1" && p != "libx");
+        let warning = packages_warning(&packages, installed).unwrap();
+        assert!(
+            warning.contains("not installed: libgl1 libx") && !warning.contains("ffmpeg"),
+            "{warning}"
+        );
+        assert_eq!(packages_warning(&packages, |_| Some(true)), None);
+        assert_eq!(packages_warning(&[], |_| None), None);
+        // Without dpkg-query: all named, as unchecked.
+        let warning = packages_warning(&packages, |_| None).unwrap();
+        assert!(warning.contains("could not be checked") && warning.contains("ffmpeg libgl1"));
+        // The failure that follows names them.
+        let error = with_warnings("the app exited".into(), &[warning]);
+        assert!(error.starts_with("the app exited\nthis may be why:\n- packages.txt"));
+    }
+
+    #[test]
+    fn dpkg_query_tells_installed_from_missing() {
+        // Where dpkg-query runs, a package that does not exist is not installed.
+        if let Some(installed) = dpkg_installed("daggr-no-such-package") {
+            assert!(!installed);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_venv_of_another_python_is_made_anew() {
+        let Some(version) = python_version(Path::new("python3")) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // A venv whose Python says it is 3.9.0, with the stamp of a finished install.
+        let bin = dir.path().join("venv/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("python");
+        std::fs::write(&fake, "#!/bin/sh\necho 3.9.0\n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let interpreter = Interpreter {
+            program: "python3".into(),
+            version: version.clone(),
+            mismatch: None,
+        };
+        let log = dir.path().join("install.log");
+        // Offline: pip is only asked for a distribution that does not exist.
+        let settings = LocalSettings {
+            pip_args: vec!["--no-index".into()],
+            ..LocalSettings::default()
+        };
+        let err = install(
+            dir.path(),
+            &log,
+            &interpreter,
+            "daggr-no-such-dist",
+            None,
+            &settings,
+            &["a warning".into()],
+        )
+        .unwrap_err();
+        assert!(err.contains("pip install daggr-no-such-dist"), "{err}");
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(log.starts_with("# warning: a warning\n"), "{log}");
+        assert!(
+            log.contains(&format!(
+                "the venv's Python is 3.9.0; making it anew with python3 ({version})"
+            )),
+            "{log}"
+        );
+        assert_eq!(python_version(&fake).as_deref(), Some(version.as_str()));
     }
 
     #[test]

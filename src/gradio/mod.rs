@@ -69,6 +69,12 @@
 //! [`GradioNode::run_locally`] (or [`GradioNode::run_locally_from`] a directory or git
 //! URL) runs the Space on this machine; see the `local` module's steps: clone, venv with
 //! `gradio==<sdk_version>` and `requirements.txt`, launch on a free loopback port, wait.
+//! Unlike the Python original, it heeds what pip cannot install: the venv is made with
+//! the README's `python_version` when a matching interpreter is on PATH (`python3.10`,
+//! or `python3` if it is that version; [`GradioNode::local_python`] names one), and the
+//! Debian packages of `packages.txt` are checked with `dpkg-query`, never installed. A
+//! wrong Python or a missing package is a warning (tracing and the app's log, see
+//! [`GradioNode::local_log`]) and is repeated in the error if the app then fails.
 //! Clones and venvs are reused, logs kept under `$DAGGR_SPACES_DIR` (default
 //! `~/.cache/daggr/spaces`), and the app stops when the node is dropped. A failed step
 //! falls back to the remote Space with a warning, or is an error with

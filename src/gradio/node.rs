@@ -573,10 +573,26 @@ impl<Args, Outs> GradioNode<Args, Outs> {
         self.with(|s| s.local.get_or_insert_with(LocalSettings::default).dir = Some(dir))
     }
 
-    /// The Python that creates the local venv (default `python3`).
+    /// The Python that creates the local venv, a name on PATH or a path. By default it
+    /// is chosen by the `python_version` of the Space's README: `python3.10` for
+    /// `"3.10"` (or `"3.10.13"`), else `python3` if it has that major.minor, else
+    /// `python3` with a warning naming both versions. A Python named here is used as
+    /// given (with a warning if its version differs); a venv made by another version is
+    /// made anew.
+    ///
+    /// ```no_run
+    /// use daggr::GradioNode;
+    /// let node = GradioNode::new("caption", "owner/space")
+    ///     .api("/predict")
+    ///     .input::<String>("text")
+    ///     .output::<String>("caption")
+    ///     .run_locally()
+    ///     .local_python("/opt/python3.10/bin/python3.10");
+    /// # let _ = node;
+    /// ```
     pub fn local_python(self, python: impl Into<PathBuf>) -> Self {
         let python = python.into();
-        self.with(|s| s.local.get_or_insert_with(LocalSettings::default).python = python)
+        self.with(|s| s.local.get_or_insert_with(LocalSettings::default).python = Some(python))
     }
 
     /// Extra arguments for the local venv's `pip install` (a mirror's `--index-url`, or
