@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BoxError;
-use crate::event::{Event, EventSender};
+use crate::event::{Event, EventSender, LogBuffer};
 use crate::value::{PortType, PortValue, Value};
 
 /// One input or output port: a name and a Rust type.
@@ -164,7 +164,7 @@ impl Inputs {
     }
 }
 
-/// Handed to a running node: progress reporting and cancellation.
+/// Handed to a running node: progress reporting, its log, and cancellation.
 #[derive(Clone)]
 pub struct NodeContext {
     pub(crate) node: Arc<str>,
@@ -172,6 +172,7 @@ pub struct NodeContext {
     pub(crate) run: u64,
     pub(crate) cancel: CancellationToken,
     pub(crate) events: EventSender,
+    pub(crate) log: LogBuffer,
 }
 
 impl NodeContext {
@@ -181,14 +182,57 @@ impl NodeContext {
     }
 
     /// Reports progress: a fraction in `0.0..=1.0` (if known) and a message.
+    ///
+    /// Progress also goes to the node's log as `progress 50%: message`, at most once a
+    /// second (streams report progress per token); the update held back in between is
+    /// written before the next line, so the log always ends with the latest progress.
     pub fn progress(&self, fraction: Option<f32>, message: impl Into<String>) {
+        let fraction = fraction.map(|f| f.clamp(0.0, 1.0));
+        let message = message.into();
+        self.log.progress(fraction, &message);
         self.events.send(Event::NodeProgress {
             run: self.run,
             node: self.index,
             name: self.node.clone(),
-            fraction: fraction.map(|f| f.clamp(0.0, 1.0)),
-            message: message.into(),
+            fraction,
+            message,
         });
+    }
+
+    /// Writes a line to the node's log.
+    ///
+    /// Each line is stamped with the time it was written, sent as an
+    /// [`Event::NodeLog`] (the inspector shows it live in the node's Logs section) and kept
+    /// with the node's result, so a sheet stores it with the result's history entry. A
+    /// result keeps the last [`MAX_LOG_LINES`](crate::event::MAX_LOG_LINES) lines (earlier
+    /// ones are counted as dropped); a trailing newline is removed and a line longer than
+    /// [`MAX_LOG_LINE_BYTES`](crate::event::MAX_LOG_LINE_BYTES) is cut. The executor writes
+    /// to the same log: progress, each retry with the error that caused it, a timeout,
+    /// cancellation and the final error.
+    ///
+    /// ```
+    /// use daggr::{constant, Cache, FnNode, Graph, NodeContext, Scope};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), daggr::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut g = Graph::new("logs").cache(Cache::open(dir.path())?);
+    /// let total = g.add(
+    ///     FnNode::with_context("total", |ctx: NodeContext, n: u64| async move {
+    ///         ctx.log(format!("adding 1..={n}"));
+    ///         let sum = (1..=n).sum::<u64>();
+    ///         ctx.log(format!("sum = {sum}"));
+    ///         Ok::<_, std::io::Error>(sum)
+    ///     }),
+    ///     (constant(4u64),),
+    /// );
+    /// let pipeline = g.build()?;
+    /// pipeline.run(Scope::All).await?;
+    /// let result = pipeline.result(total)?.expect("the node ran");
+    /// let lines: Vec<&str> = result.logs.lines.iter().map(|l| l.line.as_str()).collect();
+    /// assert_eq!(lines, ["adding 1..=4", "sum = 10"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn log(&self, line: impl Into<String>) {
+        self.log.write(line);
     }
 
     /// Publishes a partial output (streamed tokens, an intermediate image) as JSON.

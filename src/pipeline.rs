@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::error::{suggest, Error};
-use crate::event::{error_chain, CacheSource, Event, EventSender};
+use crate::event::{error_chain, CacheSource, Event, EventSender, LogBuffer, Logs};
 use crate::graph::{Binding, Graph, Output};
 use crate::node::{CachePolicy, Inputs, Node, NodeContext};
 use crate::value::{ContentHash, PortValue, Value};
@@ -106,6 +106,9 @@ pub struct NodeResult {
     pub run: u64,
     /// When it was adopted, in milliseconds since the Unix epoch.
     pub finished_unix_ms: u64,
+    /// The log written while it was computed (see [`NodeContext::log`]); empty when it
+    /// came from the cache, since the node did not run.
+    pub logs: Arc<Logs>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -883,6 +886,8 @@ struct Executor {
     outcomes: Vec<(usize, Outcome)>,
     values: HashMap<usize, Arc<[Value]>>,
     prepared: HashMap<usize, Prepared>,
+    /// The logs of the nodes running now (the executor writes failures and cancellation).
+    logs: HashMap<usize, LogBuffer>,
     started: Instant,
 }
 
@@ -908,6 +913,7 @@ impl Executor {
             outcomes: Vec::new(),
             values: HashMap::new(),
             prepared: HashMap::new(),
+            logs: HashMap::new(),
             started: Instant::now(),
         }
     }
@@ -1167,12 +1173,16 @@ impl Executor {
             names: spec.inputs.iter().map(|p| p.name.clone()).collect(),
         };
         self.prepared.insert(n, prepared);
+        let name = self.shared.s.names[n].clone();
+        let log = LogBuffer::new(self.run, n, name.clone(), self.shared.events.clone());
+        self.logs.insert(n, log.clone());
         let ctx = NodeContext {
-            node: self.shared.s.names[n].clone(),
+            node: name,
             index: n,
             run: self.run,
             cancel: self.cancel.child_token(),
             events: self.shared.events.clone(),
+            log,
         };
         let global = self.shared.s.global.clone();
         let group = spec
@@ -1238,10 +1248,22 @@ impl Executor {
     ) {
         let name = self.shared.s.names[n].clone();
         let prepared = self.prepared.remove(&n);
+        let log = self.logs.remove(&n);
         match result {
             Ok((values, outcome)) => {
                 let prepared = prepared.expect("a finished node was prepared");
                 let spec = self.shared.s.nodes[n].spec();
+                // Taken before the events below: a held-back progress line comes first.
+                let logs = match &outcome {
+                    Outcome::Computed { .. } => log.map(|l| Arc::new(l.take())),
+                    // The same result as before, so the same log.
+                    Outcome::Cached(CacheSource::Workspace) => {
+                        let state = self.shared.state.lock().unwrap();
+                        state[n].as_ref().map(|r| r.logs.clone())
+                    }
+                    _ => None,
+                }
+                .unwrap_or_default();
                 match &outcome {
                     Outcome::Cached(source) => self.shared.events.send(Event::NodeCached {
                         run: self.run,
@@ -1276,6 +1298,7 @@ impl Executor {
                     outcome: outcome.clone(),
                     run: self.run,
                     finished_unix_ms: unix_ms(),
+                    logs,
                 };
                 for observer in self.shared.observers.lock().unwrap().iter() {
                     observer.on_result(n, &self.shared.s.names[n], &result);
@@ -1286,6 +1309,12 @@ impl Executor {
                 self.outcomes.push((n, outcome));
             }
             Err(error) => {
+                if let Some(log) = log {
+                    match &error {
+                        Error::Cancelled { .. } => log.write("cancelled"),
+                        _ => log.write(format!("failed: {}", error_chain(&error))),
+                    }
+                }
                 self.shared.events.send(Event::NodeFailed {
                     run: self.run,
                     node: n,
@@ -1350,6 +1379,7 @@ async fn execute(
     let spec = node.spec();
     let name = spec.name.clone();
     let retry = &spec.config.retry;
+    let attempts = retry.retries.saturating_add(1);
     let mut attempt = 1;
     loop {
         ctx.events.send(Event::NodeStarted {
@@ -1370,10 +1400,15 @@ async fn execute(
         let result = match spec.config.timeout {
             Some(after) => match tokio::time::timeout(after, call).await {
                 Ok(r) => r.map_err(|source| node_error(&name, source)),
-                Err(_) => Err(Error::Timeout {
-                    node: name.clone(),
-                    after,
-                }),
+                Err(_) => {
+                    ctx.log.write(format!(
+                        "attempt {attempt} of {attempts} timed out after {after:?}"
+                    ));
+                    Err(Error::Timeout {
+                        node: name.clone(),
+                        after,
+                    })
+                }
             },
             None => call.await.map_err(|source| node_error(&name, source)),
         };
@@ -1393,15 +1428,20 @@ async fn execute(
         if attempt > retry.retries {
             return Err(error);
         }
+        let delay = retry.delay(attempt);
+        let error = error_chain(&error);
+        ctx.log.write(format!(
+            "attempt {attempt} of {attempts} failed, retrying in {delay:?}: {error}"
+        ));
         ctx.events.send(Event::NodeRetrying {
             run: ctx.run,
             node: ctx.index,
             name: ctx.node.clone(),
             attempt,
-            error: error_chain(&error),
+            error,
         });
         tokio::select! {
-            _ = tokio::time::sleep(retry.delay(attempt)) => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = ctx.cancelled() => return Err(Error::Cancelled { node: name }),
         }
         attempt += 1;

@@ -1,11 +1,17 @@
 //! Sheets: named, persistent workspaces of a pipeline.
 //!
 //! A sheet holds its input values and overrides, each node's current result and its
-//! whole result history with provenance, and view state (the selected history entry per
-//! node, the canvas viewport). It lives in an SQLite database (WAL mode, busy timeout),
+//! whole result history with provenance and log, and view state (the selected history entry
+//! per node, the canvas viewport). It lives in an SQLite database (WAL mode, busy timeout),
 //! by default `.daggr/sheets.db` in the project. Values are stored in their canonical
 //! encoding, in which media are references into the content-addressed cache; outputs
 //! larger than [`INLINE_LIMIT`] are stored in the cache too and referenced by integrity.
+//!
+//! Each result keeps the log its node wrote while computing it ([`crate::NodeContext::log`]
+//! and the executor's lines): at most the last [`MAX_LOG_LINES`] lines, the earlier ones
+//! counted as dropped. Read a history entry's log with [`Sheet::log`]; a restored or
+//! selected result carries its log in [`NodeResult::logs`]. Failed runs leave no result,
+//! so their log is only seen live (in the event stream and the inspector).
 //!
 //! Results are written by one background thread in batched transactions, so persisting
 //! never blocks execution; [`Sheet::run`] waits for its writes before it returns, and a
@@ -40,7 +46,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{collect_blob_refs, CacheKey, GcReport};
-use crate::event::CacheSource;
+#[cfg(doc)]
+use crate::event::MAX_LOG_LINES;
+use crate::event::{CacheSource, Logs};
 use crate::graph::Output;
 use crate::pipeline::{NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunReport, Scope};
 use crate::value::{ContentHash, PortValue};
@@ -56,7 +64,8 @@ pub const INLINE_LIMIT: usize = 16 * 1024;
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sheets (
     id INTEGER PRIMARY KEY,
     pipeline TEXT NOT NULL,
@@ -92,7 +101,17 @@ CREATE TABLE selections (
     result_id INTEGER NOT NULL REFERENCES results(id) ON DELETE CASCADE,
     PRIMARY KEY (sheet_id, node)
 );
-"#];
+"#,
+    // 2: each result's log (a `Logs` as JSON; no row when nothing was logged), in a table of
+    // its own so listing and pruning results never reads it. `lines` is its line count.
+    r#"
+CREATE TABLE result_logs (
+    result_id INTEGER PRIMARY KEY REFERENCES results(id) ON DELETE CASCADE,
+    lines INTEGER NOT NULL,
+    log TEXT NOT NULL
+);
+"#,
+];
 
 /// The default database path: `$DAGGR_SHEETS_DB`, else `sheets.db` beside the default cache
 /// directory (in the project's `.daggr/`).
@@ -172,6 +191,8 @@ struct ResultRow {
     finished_ms: i64,
     outputs: String,
     provenance: String,
+    /// The log's line count and JSON, when something was logged.
+    log: Option<(usize, String)>,
     /// Large outputs and media to put into the cache before the row is committed.
     blobs: Vec<Vec<u8>>,
     cache_dir: PathBuf,
@@ -234,6 +255,8 @@ pub struct HistoryEntry {
     pub provenance: Provenance,
     /// Whether it is the node's current result in this sheet.
     pub selected: bool,
+    /// How many log lines it keeps (read them with [`Sheet::log`]).
+    pub log_lines: usize,
 }
 
 /// A node's history at a glance.
@@ -539,6 +562,11 @@ impl SheetStore {
                 }
             }
             tx.execute(
+                "INSERT INTO result_logs (result_id, lines, log)
+                 SELECT m.new, l.lines, l.log FROM result_logs l JOIN fork_map m ON m.old = l.result_id",
+                [],
+            )?;
+            tx.execute(
                 "INSERT INTO selections (sheet_id, node, result_id)
                  SELECT ?2, s.node, m.new FROM selections s JOIN fork_map m ON m.old = s.result_id WHERE s.sheet_id = ?1",
                 params![source, id],
@@ -590,10 +618,10 @@ impl SheetStore {
             let inputs: Vec<(String, String, String)> = stmt
                 .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
-            let mut stmt = c.prepare(
-                "SELECT r.node, r.id, r.run, r.cache_key, r.outcome, r.elapsed_ms, r.finished_ms, r.outputs, r.provenance
-                 FROM selections s JOIN results r ON r.id = s.result_id WHERE s.sheet_id = ?1",
-            )?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RESULT_COLUMNS}, l.log FROM selections s JOIN results r ON r.id = s.result_id
+                 LEFT JOIN result_logs l ON l.result_id = r.id WHERE s.sheet_id = ?1"
+            ))?;
             let selected: Vec<StoredResult> = stmt.query_map([id], StoredResult::from_row)?.collect::<Result<_, _>>()?;
             Ok((inputs, selected))
         })?;
@@ -672,6 +700,11 @@ fn restore_input(
     workspace.set_constant_value(index, port, value)
 }
 
+/// The columns [`StoredResult::from_row`] reads, from `results r LEFT JOIN result_logs l`;
+/// queries add an eleventh, the log itself (`l.log`), or `NULL` where only its size is needed.
+const RESULT_COLUMNS: &str = "r.node, r.id, r.run, r.cache_key, r.outcome, r.elapsed_ms, \
+     r.finished_ms, r.outputs, r.provenance, l.lines";
+
 struct StoredResult {
     node: String,
     id: i64,
@@ -682,6 +715,15 @@ struct StoredResult {
     finished_ms: i64,
     outputs: String,
     provenance: String,
+    log_lines: usize,
+    log: Option<String>,
+}
+
+/// A stored log: its JSON, or empty when there is none (or it cannot be read: a log is
+/// never worth failing a result over).
+fn parse_logs(json: Option<&str>) -> Logs {
+    json.and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default()
 }
 
 impl StoredResult {
@@ -696,6 +738,8 @@ impl StoredResult {
             finished_ms: r.get(6)?,
             outputs: r.get(7)?,
             provenance: r.get(8)?,
+            log_lines: r.get::<_, Option<i64>>(9)?.unwrap_or(0).max(0) as usize,
+            log: r.get(10)?,
         })
     }
 
@@ -769,6 +813,7 @@ impl StoredResult {
                 outcome: outcome_from_text(&self.outcome, self.elapsed_ms),
                 run: self.run,
                 finished_unix_ms: self.finished_ms as u64,
+                logs: Arc::new(parse_logs(self.log.as_deref())),
             },
         )
     }
@@ -888,6 +933,12 @@ fn build_row(
         inputs,
     };
     let (outcome, elapsed_ms) = outcome_text(&result.outcome);
+    let log = (!result.logs.is_empty()).then(|| {
+        (
+            result.logs.lines.len(),
+            serde_json::to_string(&*result.logs).unwrap_or_default(),
+        )
+    });
     ResultRow {
         sheet_id,
         node: name.to_string(),
@@ -898,6 +949,7 @@ fn build_row(
         finished_ms: result.finished_unix_ms as i64,
         outputs: String::from_utf8(outputs).unwrap_or_default(),
         provenance: serde_json::to_string(&provenance).unwrap_or_default(),
+        log,
         blobs,
         cache_dir: workspace.cache().dir().to_path_buf(),
     }
@@ -988,6 +1040,9 @@ fn write_rows(conn: &mut Connection, rows: &[ResultRow], limit: usize) -> rusqli
                  SELECT id FROM results WHERE sheet_id = ?1 AND node = ?2 ORDER BY id DESC LIMIT ?3)
              AND id NOT IN (SELECT result_id FROM selections WHERE sheet_id = ?1 AND node = ?2)",
         )?;
+        let mut insert_log = tx.prepare_cached(
+            "INSERT INTO result_logs (result_id, lines, log) VALUES (?1, ?2, ?3)",
+        )?;
         let mut touch = tx.prepare_cached("UPDATE sheets SET updated_ms = ?2 WHERE id = ?1")?;
         let mut touched = HashSet::new();
         for row in rows {
@@ -1003,6 +1058,9 @@ fn write_rows(conn: &mut Connection, rows: &[ResultRow], limit: usize) -> rusqli
                 row.provenance
             ])?;
             let id = tx.last_insert_rowid();
+            if let Some((lines, log)) = &row.log {
+                insert_log.execute(params![id, *lines as i64, log])?;
+            }
             select.execute(params![row.sheet_id, row.node, id])?;
             touched.insert((row.sheet_id, row.node.clone()));
         }
@@ -1167,10 +1225,11 @@ impl Sheet {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let mut stmt = c.prepare(
-                "SELECT node, id, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance
-                 FROM results WHERE sheet_id = ?1 AND node = ?2 ORDER BY id DESC",
-            )?;
+            // The logs themselves stay in the database: only their line counts are listed.
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RESULT_COLUMNS}, NULL FROM results r LEFT JOIN result_logs l ON l.result_id = r.id
+                 WHERE r.sheet_id = ?1 AND r.node = ?2 ORDER BY r.id DESC"
+            ))?;
             let rows = stmt.query_map(params![self.id, node], StoredResult::from_row)?;
             let mut out = Vec::new();
             for row in rows {
@@ -1191,6 +1250,7 @@ impl Sheet {
                         inputs: Vec::new(),
                     }),
                     selected: Some(row.id) == selected,
+                    log_lines: row.log_lines,
                 });
             }
             Ok(out)
@@ -1231,8 +1291,10 @@ impl Sheet {
         self.store.flush();
         let stored = self.store.with_conn(|c| {
             c.query_row(
-                "SELECT node, id, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance
-                 FROM results WHERE sheet_id = ?1 AND node = ?2 AND id = ?3",
+                &format!(
+                    "SELECT {RESULT_COLUMNS}, l.log FROM results r LEFT JOIN result_logs l ON l.result_id = r.id
+                     WHERE r.sheet_id = ?1 AND r.node = ?2 AND r.id = ?3"
+                ),
                 params![self.id, node, result_id],
                 StoredResult::from_row,
             )
@@ -1251,6 +1313,26 @@ impl Sheet {
             )
         })?;
         Ok(())
+    }
+
+    /// The log of history entry `result_id` of `node` (empty when nothing was logged, or
+    /// when the result came from the cache).
+    pub fn log(&self, node: &str, result_id: i64) -> Result<Logs, Error> {
+        self.pipeline.node_index(node)?;
+        self.store.flush();
+        let row: Option<Option<String>> = self.store.with_conn(|c| {
+            c.query_row(
+                "SELECT l.log FROM results r LEFT JOIN result_logs l ON l.result_id = r.id
+                 WHERE r.sheet_id = ?1 AND r.node = ?2 AND r.id = ?3",
+                params![self.id, node, result_id],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        let log = row.ok_or_else(|| Error::NoResult {
+            node: format!("{node} (history entry {result_id})"),
+        })?;
+        Ok(parse_logs(log.as_deref()))
     }
 
     /// Restores the constant inputs a history entry was computed from (the inspector's

@@ -868,3 +868,139 @@ async fn a_fingerprint_learnt_at_run_time_keys_the_cache() {
     assert_eq!(calls.get(), 3);
     assert_eq!(asked.get(), 7);
 }
+
+// ---- node logs ----
+
+/// The text of a result's log lines.
+fn log_lines(result: &daggr::NodeResult) -> Vec<String> {
+    result.logs.lines.iter().map(|l| l.line.clone()).collect()
+}
+
+/// `(node, line)` of every `NodeLog` event received so far.
+fn logged(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<(String, String)> {
+    let mut lines = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::NodeLog { name, line, .. } = e {
+            lines.push((name.to_string(), line));
+        }
+    }
+    lines
+}
+
+#[tokio::test]
+async fn node_log_lines_are_sent_as_events_and_kept_with_the_result() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("logs").cache(cache.clone());
+    let out = g.add(
+        FnNode::with_context("chatty", |ctx: daggr::NodeContext, n: u32| async move {
+            ctx.log(format!("starting with n = {n}\n"));
+            ctx.progress(Some(0.5), "halfway");
+            ctx.log("done");
+            Ok::<_, std::io::Error>(n + 1)
+        }),
+        (constant(1u32),),
+    );
+    let pipeline = g.build().unwrap();
+    let mut events = pipeline.subscribe();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    pipeline.run(Scope::All).await.unwrap();
+    let expected = ["starting with n = 1", "progress 50%: halfway", "done"];
+    let sent = logged(&mut events);
+    assert_eq!(
+        sent,
+        expected.map(|l| ("chatty".to_string(), l.to_string())),
+        "one event per line, in order, the trailing newline removed"
+    );
+    let result = pipeline.result(out).unwrap().unwrap();
+    assert_eq!(log_lines(&result), expected);
+    assert_eq!(result.logs.dropped, 0);
+    assert!(result.logs.lines.iter().all(|l| l.unix_ms >= before));
+    // Rerun with nothing changed: the same result, so the same log, and nothing new sent.
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(log_lines(&pipeline.result(out).unwrap().unwrap()), expected);
+    assert!(logged(&mut events).is_empty());
+    // Another workspace gets the value from the cache: the node did not run, so no log.
+    let other = pipeline.new_workspace();
+    let report = other.run(Scope::All).await.unwrap();
+    assert!(matches!(report.outcome("chatty"), Some(Outcome::Cached(_))));
+    assert!(other.result(out).unwrap().unwrap().logs.is_empty());
+}
+
+#[tokio::test]
+async fn retries_timeouts_and_the_final_error_are_written_to_the_node_log() {
+    let (_d, cache) = temp_cache();
+    let attempts = Calls::default();
+    let mut g = Graph::new("retry-log").cache(cache);
+    let a = attempts.clone();
+    let flaky = g.add(
+        FnNode::try_async("flaky", move || {
+            let a = a.clone();
+            async move {
+                a.hit();
+                match a.get() {
+                    1 => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        Ok(0u64)
+                    }
+                    2 => Err("503 service unavailable"),
+                    _ => Ok(7u64),
+                }
+            }
+        })
+        .timeout(Duration::from_millis(50))
+        .retry(RetryPolicy::new(2, Duration::from_millis(5))),
+        (),
+    );
+    g.add(
+        FnNode::try_sync("broken", || Err::<u64, _>("disk full")),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    let mut events = pipeline.subscribe();
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(
+        log_lines(&pipeline.result(flaky).unwrap().unwrap()),
+        [
+            "attempt 1 of 3 timed out after 50ms",
+            "attempt 1 of 3 failed, retrying in 5ms: node `flaky` timed out after 50ms",
+            "attempt 2 of 3 failed, retrying in 10ms: node `flaky` failed: 503 service unavailable",
+        ]
+    );
+    // A failure leaves no result: its log is in the events, ending with the error.
+    let broken: Vec<String> = logged(&mut events)
+        .into_iter()
+        .filter(|(node, _)| node == "broken")
+        .map(|(_, line)| line)
+        .collect();
+    assert_eq!(broken, ["failed: node `broken` failed: disk full"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_node_is_written_to_its_log() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("cancel-log").cache(cache);
+    g.add(
+        FnNode::with_context("slow", |ctx: daggr::NodeContext| async move {
+            ctx.log("working");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, std::io::Error>(1u64)
+        }),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    let mut events = pipeline.subscribe();
+    let handle = pipeline.spawn(Scope::All);
+    loop {
+        if let Ok(Event::NodeLog { line, .. }) = events.recv().await {
+            if line == "working" {
+                break;
+            }
+        }
+    }
+    handle.cancel();
+    assert!(handle.wait().await.unwrap().cancelled);
+    assert_eq!(logged(&mut events), [("slow".into(), "cancelled".into())]);
+}

@@ -27,7 +27,7 @@ struct Server {
     client: reqwest::Client,
     calls: Vec<Calls>,
     stop: tokio_util::sync::CancellationToken,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -72,12 +72,20 @@ async fn start(token: Option<&str>) -> Server {
         (constant(8u32),),
     );
     let pipeline = g.build().unwrap();
+    let mut server = serve(&pipeline, &dir.path().join("sheets.db"), token).await;
+    server.calls = calls;
+    server._dir = Some(dir);
+    server
+}
+
+/// Serves `pipeline` with its sheets in `db`, until the server is dropped.
+async fn serve(pipeline: &daggr::Pipeline, db: &std::path::Path, token: Option<&str>) -> Server {
     let inspector = Inspector::bind(
-        &pipeline,
+        pipeline,
         LaunchOptions {
             port: Some(0),
             open_browser: false,
-            sheets_db: Some(dir.path().join("sheets.db")),
+            sheets_db: Some(db.to_path_buf()),
             token: token.map(str::to_string),
             ..LaunchOptions::default()
         },
@@ -92,9 +100,9 @@ async fn start(token: Option<&str>) -> Server {
         base: format!("http://127.0.0.1:{port}"),
         port,
         client: reqwest::Client::new(),
-        calls,
+        calls: Vec::new(),
         stop,
-        _dir: dir,
+        _dir: None,
     }
 }
 
@@ -613,6 +621,138 @@ async fn live_events_stream_and_resume_with_last_event_id() {
     s.run("default", json!({ "scope": "all" })).await;
     let state = s.state("default").await;
     assert_eq!(node(&state, "count")["status"], "cached");
+}
+
+/// Reads an event stream until `until` shows up (or 5 s pass).
+async fn read_events(mut response: reqwest::Response, until: &str) -> String {
+    let mut text = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+        .await
+        .unwrap_or(Ok(None))
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if text.contains(until) {
+            break;
+        }
+    }
+    text
+}
+
+fn texts(lines: &Value) -> Vec<&str> {
+    lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_logs_stream_live_and_are_served_per_result_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sheets.db");
+    let mut g = Graph::new("logs").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let n = g.input("n", 2u64);
+    g.add(
+        FnNode::with_context("chatty", |ctx: daggr::NodeContext, n: u64| async move {
+            ctx.log(format!("n = {n}"));
+            ctx.progress(Some(1.0), "all done");
+            ctx.log("bye");
+            Ok::<_, std::io::Error>(n)
+        }),
+        (n,),
+    );
+    g.add(FnNode::try_sync("broken", || Err::<u64, _>("nope")), ());
+    let pipeline = g.build().unwrap();
+    let s = serve(&pipeline, &db, None).await;
+
+    // Live: every line is a `node_log` event.
+    let events = s
+        .client
+        .get(format!("{}/api/sheets/default/events", s.base))
+        .send()
+        .await
+        .unwrap();
+    let reader = tokio::spawn(read_events(events, "event: run_finished"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.run("default", json!({ "scope": "all" })).await;
+    let text = reader.await.unwrap();
+    assert!(text.contains("event: node_log"), "{text}");
+    assert!(
+        text.contains(r#""line":"progress 100%: all done","node":"chatty""#),
+        "{text}"
+    );
+
+    // The current result's log, and the failed node's live one (it has no result).
+    let (status, log) = s.get("/api/sheets/default/nodes/chatty/logs").await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["source"], "result");
+    assert_eq!(
+        texts(&log["lines"]),
+        ["n = 2", "progress 100%: all done", "bye"]
+    );
+    assert!(log["lines"][0]["unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    assert_eq!(log["dropped"], 0);
+    assert!(log["last_event_id"].as_u64().unwrap() > 0);
+    let (_, log) = s.get("/api/sheets/default/nodes/broken/logs").await;
+    assert_eq!(log["source"], "live");
+    assert_eq!(texts(&log["lines"]), ["failed: node `broken` failed: nope"]);
+    let state = s.state("default").await;
+    assert_eq!(node(&state, "chatty")["log_lines"], 3);
+    assert_eq!(node(&state, "broken")["log_lines"], 1);
+
+    // Each history entry has its own log.
+    let (status, _) = s
+        .post(
+            "/api/sheets/default/inputs",
+            json!({ "node": "n", "port": "value", "value": 3 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.run("default", json!({ "scope": "to", "node": "chatty" }))
+        .await;
+    let (_, history) = s.get("/api/sheets/default/nodes/chatty/history").await;
+    let entries = history["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e["log_lines"] == 3));
+    let older = entries[1]["id"].as_i64().unwrap();
+    let (status, log) = s
+        .get(&format!(
+            "/api/sheets/default/nodes/chatty/logs?entry={older}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(
+        (log["source"].as_str(), log["entry"].as_i64()),
+        (Some("entry"), Some(older))
+    );
+    assert_eq!(texts(&log["lines"])[0], "n = 2");
+    assert_eq!(s.get("/api/sheets/default/nodes/nope/logs").await.0, 404);
+    assert_eq!(
+        s.get("/api/sheets/default/nodes/chatty/logs?entry=x")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        s.get("/api/sheets/default/nodes/chatty/logs?entry=999999")
+            .await
+            .0,
+        404
+    );
+    drop(s);
+
+    // A restarted server serves the logs the sheet stored.
+    let s = serve(&pipeline, &db, None).await;
+    let (_, log) = s.get("/api/sheets/default/nodes/chatty/logs").await;
+    assert_eq!(log["source"], "result");
+    assert_eq!(texts(&log["lines"])[0], "n = 3");
+    let (_, log) = s
+        .get(&format!(
+            "/api/sheets/default/nodes/chatty/logs?entry={older}"
+        ))
+        .await;
+    assert_eq!(texts(&log["lines"])[0], "n = 2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

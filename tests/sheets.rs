@@ -339,6 +339,80 @@ async fn tokens_never_reach_the_sheet() {
     }
 }
 
+#[tokio::test]
+async fn each_history_entry_keeps_its_log_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sheets.db");
+    let mut g = Graph::new("logged").cache(daggr::Cache::open(dir.path().join("cache")).unwrap());
+    let x = g.input("x", 1u64);
+    let chatty = g.add(
+        FnNode::with_context("chatty", |ctx: daggr::NodeContext, x: u64| async move {
+            ctx.log(format!("x is {x}"));
+            // x = 2 logs past the bound: only the last MAX_LOG_LINES lines are kept.
+            let extra = if x == 2 {
+                daggr::event::MAX_LOG_LINES + 4
+            } else {
+                0
+            };
+            for i in 0..extra {
+                ctx.log(format!("line {i}"));
+            }
+            Ok::<_, std::io::Error>(x * 10)
+        }),
+        (x,),
+    );
+    let pipeline = g.build().unwrap();
+    let store = SheetStore::open(&db).unwrap();
+    let sheet = store.create(&pipeline, "s").unwrap();
+    sheet.run(Scope::All).await.unwrap();
+    sheet.set_input(&x, 2).unwrap();
+    sheet.run(Scope::All).await.unwrap();
+    sheet.set_input(&x, 3).unwrap();
+    sheet.run(Scope::All).await.unwrap();
+    let history = sheet.history("chatty").unwrap();
+    let lines: Vec<usize> = history.iter().map(|e| e.log_lines).collect();
+    assert_eq!(lines, [1, daggr::event::MAX_LOG_LINES, 1], "newest first");
+    drop(sheet);
+    drop(store);
+
+    // After a restart: the current result has its log, and so has every history entry.
+    let store = SheetStore::open(&db).unwrap();
+    let sheet = store.open_sheet(&pipeline, "s").unwrap();
+    let text = |logs: &daggr::event::Logs| -> Vec<String> {
+        logs.lines.iter().map(|l| l.line.clone()).collect()
+    };
+    let current = sheet.result(chatty).unwrap().unwrap();
+    assert_eq!(text(&current.logs), ["x is 3"]);
+    assert!(current.logs.lines[0].unix_ms > 0);
+    let (newest, bounded, oldest) = (history[0].id, history[1].id, history[2].id);
+    assert_eq!(text(&sheet.log("chatty", oldest).unwrap()), ["x is 1"]);
+    let long = sheet.log("chatty", bounded).unwrap();
+    assert_eq!(long.lines.len(), daggr::event::MAX_LOG_LINES);
+    assert_eq!(long.dropped, 5, "`x is 2` and lines 0..=3 were not kept");
+    assert_eq!(long.lines[0].line, "line 4");
+    assert!(sheet.log("chatty", newest + 100).is_err());
+    // Selecting an older entry makes its log the current one; a fork copies the logs.
+    sheet.select("chatty", oldest).unwrap();
+    assert_eq!(
+        text(&sheet.result(chatty).unwrap().unwrap().logs),
+        ["x is 1"]
+    );
+    let fork = store.fork(&pipeline, "s", "copy").unwrap();
+    assert_eq!(
+        text(&fork.result(chatty).unwrap().unwrap().logs),
+        ["x is 1"]
+    );
+    let forked = fork.history("chatty").unwrap();
+    assert_eq!(text(&fork.log("chatty", forked[0].id).unwrap()), ["x is 3"]);
+    // A result served from the cache did not run here: no log.
+    let other = store.create(&pipeline, "other").unwrap();
+    other.run(Scope::All).await.unwrap();
+    let entry = &other.history("chatty").unwrap()[0];
+    assert!(entry.outcome.starts_with("cached"));
+    assert_eq!(entry.log_lines, 0);
+    assert!(other.log("chatty", entry.id).unwrap().is_empty());
+}
+
 #[test]
 fn a_database_from_a_newer_daggr_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -348,7 +422,7 @@ fn a_database_from_a_newer_daggr_is_refused() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();

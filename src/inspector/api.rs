@@ -76,6 +76,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/sheets/{sheet}/fork", post(fork_sheet))
         .route("/api/sheets/{sheet}/state", get(state))
         .route("/api/sheets/{sheet}/nodes/{node}/history", get(history))
+        .route("/api/sheets/{sheet}/nodes/{node}/logs", get(logs))
         .route("/api/sheets/{sheet}/run", post(run))
         .route("/api/sheets/{sheet}/cancel", post(cancel))
         .route("/api/sheets/{sheet}/inputs", post(set_input))
@@ -471,10 +472,15 @@ fn state_json(app: &App, open: &OpenSheet) -> Result<Json_, Error> {
             selected_id: selected,
             position,
         } = summary.get(name).copied().unwrap_or_default();
+        let log_lines = if shows_live_log(&live) {
+            live.log_lines
+        } else {
+            result.as_ref().map_or(0, |r| r.logs.lines.len())
+        };
         nodes.push(json!({
             "name": name, "status": status, "stale": is_stale,
             "elapsed_ms": elapsed_ms, "error": live.error, "progress": live.progress,
-            "skipped_because": live.skipped_because,
+            "skipped_because": live.skipped_because, "log_lines": log_lines,
             "history": { "count": count, "selected_id": selected, "position": position },
             "inputs": inputs, "outputs": outputs,
         }));
@@ -516,11 +522,59 @@ async fn history(
             json!({
                 "id": e.id, "run": e.run, "outcome": e.outcome, "elapsed_ms": e.elapsed_ms,
                 "finished_ms": e.finished_ms, "selected": e.selected, "outputs": e.outputs, "media": media,
+                "log_lines": e.log_lines,
                 "inputs": e.provenance.inputs.iter().map(|i| json!({ "port": i.port, "value": i.value, "generated": i.generated, "hash": i.hash })).collect::<Vec<_>>(),
             })
         })
         .collect();
     Ok(Json(json!({ "entries": entries })).into_response())
+}
+
+/// Whether the page shows a node's live log rather than its current result's: while it
+/// runs, and after it failed (a failure leaves no result to keep the log with).
+fn shows_live_log(live: &super::live::NodeLive) -> bool {
+    live.running || live.error.is_some()
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    entry: Option<i64>,
+}
+
+/// A node's log: of history entry `?entry=ID`, or else the one the page shows now (see
+/// [`shows_live_log`]), with the id of the newest event so live `node_log` events after it
+/// can be appended without duplicates.
+async fn logs(
+    State(app): State<Arc<App>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> ApiResult {
+    let (sheet, node) = path(p)?;
+    let LogQuery { entry } = query
+        .map(|Query(q)| q)
+        .map_err(|e| bad(format!("invalid query: {e}")))?;
+    let open = app.sheet(&sheet)?;
+    let index = open.sheet.pipeline().node_index(&node)?;
+    let (source, logs, last_event_id) = match entry {
+        Some(id) => ("entry", open.sheet.log(&node, id)?, open.live.last_id()),
+        None => {
+            let live = open.live.node(&node);
+            let (live_logs, last_event_id) = open.live.node_log(&node);
+            match live_logs.filter(|_| shows_live_log(&live)) {
+                Some(logs) => ("live", logs, last_event_id),
+                None => {
+                    let logs = open.sheet.pipeline().result(index)?.map(|r| r.logs);
+                    let logs = logs.map(|l| (*l).clone()).unwrap_or_default();
+                    ("result", logs, last_event_id)
+                }
+            }
+        }
+    };
+    Ok(Json(json!({
+        "source": source, "entry": entry, "lines": logs.lines, "dropped": logs.dropped,
+        "last_event_id": last_event_id,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]

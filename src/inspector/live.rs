@@ -1,5 +1,6 @@
 //! Per-sheet live state for the inspector: an event log with ids (so an EventSource can
-//! resume with `Last-Event-ID`), each node's live status, and the last run's timeline.
+//! resume with `Last-Event-ID`), each node's live status and log, and the last run's
+//! timeline.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use crate::event::{CacheSource, Event};
+use crate::event::{CacheSource, Event, LogLine, Logs, MAX_LOG_LINES};
 
 /// How many events a sheet keeps for reconnecting clients.
 pub const LOG_CAPACITY: usize = 2000;
@@ -38,6 +39,8 @@ pub struct NodeLive {
     pub skipped_because: Option<String>,
     /// Elapsed time of the last computation.
     pub elapsed_ms: Option<f64>,
+    /// Lines in the log of its latest execution in this process (see [`LiveLog::node_log`]).
+    pub log_lines: usize,
 }
 
 /// One bar of the run timeline.
@@ -58,6 +61,9 @@ struct Inner {
     next_id: u64,
     log: VecDeque<LiveEvent>,
     nodes: HashMap<String, NodeLive>,
+    /// Per node, the log of its latest execution (kept apart from `nodes`, which is cloned
+    /// for every state request).
+    logs: HashMap<String, Logs>,
     run_started: Option<Instant>,
     timeline: Vec<Bar>,
     running: bool,
@@ -82,18 +88,7 @@ impl Default for LiveLog {
 impl LiveLog {
     /// Records an event and publishes it.
     pub fn push(&self, name: &'static str, data: serde_json::Value) -> LiveEvent {
-        let mut inner = self.inner.lock().unwrap();
-        inner.next_id += 1;
-        let event = LiveEvent {
-            id: inner.next_id,
-            name,
-            data,
-        };
-        if inner.log.len() == LOG_CAPACITY {
-            inner.log.pop_front();
-        }
-        inner.log.push_back(event.clone());
-        drop(inner);
+        let event = append(&mut self.inner.lock().unwrap(), name, data);
         let _ = self.tx.send(event.clone());
         event
     }
@@ -132,13 +127,18 @@ impl LiveLog {
 
     /// A node's live state.
     pub fn node(&self, name: &str) -> NodeLive {
-        self.inner
-            .lock()
-            .unwrap()
-            .nodes
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+        let inner = self.inner.lock().unwrap();
+        let mut live = inner.nodes.get(name).cloned().unwrap_or_default();
+        live.log_lines = inner.logs.get(name).map_or(0, |l| l.lines.len());
+        live
+    }
+
+    /// The log of the node's latest execution in this process (`None` if it has not run
+    /// since the server started), and the id of the newest event, read together: a client
+    /// showing this log and then applying `node_log` events after that id sees each line once.
+    pub fn node_log(&self, name: &str) -> (Option<Logs>, u64) {
+        let inner = self.inner.lock().unwrap();
+        (inner.logs.get(name).cloned(), inner.next_id)
     }
 
     /// The last run's timeline.
@@ -148,14 +148,16 @@ impl LiveLog {
 
     /// Translates an engine event into the page's vocabulary and records it.
     pub fn record(&self, event: &Event) {
-        let (name, data) = {
+        // The state change and the event's id are made under one lock, so a snapshot (a
+        // node's log, say) always matches the id it is sent with.
+        let recorded = {
             let mut inner = self.inner.lock().unwrap();
             let since = |inner: &Inner| {
                 inner
                     .run_started
                     .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0)
             };
-            match event {
+            let (name, data) = match event {
                 Event::RunStarted { run, nodes } => {
                     inner.run_started = Some(Instant::now());
                     inner.timeline.clear();
@@ -170,6 +172,8 @@ impl LiveLog {
                     live.error = None;
                     live.skipped_because = None;
                     if *attempt == 1 {
+                        // A new execution starts a new log (retries add to the same one).
+                        inner.logs.insert(name.to_string(), Logs::default());
                         inner.timeline.push(Bar {
                             node: name.to_string(),
                             start_ms: start,
@@ -197,6 +201,26 @@ impl LiveLog {
                 }
                 Event::NodePartial { name, value, .. } => {
                     ("node_partial", json!({ "node": &**name, "value": value }))
+                }
+                Event::NodeLog {
+                    name,
+                    unix_ms,
+                    line,
+                    ..
+                } => {
+                    let logs = inner.logs.entry(name.to_string()).or_default();
+                    if logs.lines.len() == MAX_LOG_LINES {
+                        logs.lines.remove(0);
+                        logs.dropped += 1;
+                    }
+                    logs.lines.push(LogLine {
+                        unix_ms: *unix_ms,
+                        line: line.clone(),
+                    });
+                    (
+                        "node_log",
+                        json!({ "node": &**name, "unix_ms": unix_ms, "line": line }),
+                    )
                 }
                 Event::NodeCached { name, source, .. } => {
                     let at = since(&inner);
@@ -276,10 +300,26 @@ impl LiveLog {
                                 "skipped": skipped, "cancelled": cancelled, "elapsed_ms": elapsed.as_secs_f64() * 1000.0 }),
                     )
                 }
-            }
+            };
+            append(&mut inner, name, data)
         };
-        self.push(name, data);
+        let _ = self.tx.send(recorded);
     }
+}
+
+/// Gives the event the next id and keeps it for reconnecting clients.
+fn append(inner: &mut Inner, name: &'static str, data: serde_json::Value) -> LiveEvent {
+    inner.next_id += 1;
+    let event = LiveEvent {
+        id: inner.next_id,
+        name,
+        data,
+    };
+    if inner.log.len() == LOG_CAPACITY {
+        inner.log.pop_front();
+    }
+    inner.log.push_back(event.clone());
+    event
 }
 
 fn close_bar(timeline: &mut [Bar], node: &str, end: f64) {
@@ -309,5 +349,50 @@ mod tests {
             log.push("node_started", json!({ "i": i }));
         }
         assert!(log.since(3).is_none(), "too old: the client must resync");
+    }
+
+    #[test]
+    fn a_node_log_is_kept_per_execution_with_the_id_it_was_read_at() {
+        let log = LiveLog::default();
+        let name: Arc<str> = Arc::from("n");
+        let started = |attempt| Event::NodeStarted {
+            run: 1,
+            node: 0,
+            name: name.clone(),
+            attempt,
+        };
+        let line = |text: &str| Event::NodeLog {
+            run: 1,
+            node: 0,
+            name: name.clone(),
+            unix_ms: 5,
+            line: text.into(),
+        };
+        assert_eq!(log.node_log("n").0, None, "not run yet");
+        log.record(&started(1));
+        log.record(&line("first try"));
+        log.record(&started(2));
+        log.record(&line("second try"));
+        let (logs, id) = log.node_log("n");
+        let lines: Vec<String> = logs.unwrap().lines.into_iter().map(|l| l.line).collect();
+        assert_eq!(
+            lines,
+            ["first try", "second try"],
+            "a retry adds to the log"
+        );
+        assert_eq!(id, log.last_id());
+        assert_eq!(log.node("n").log_lines, 2);
+        let sent = log.since(0).unwrap();
+        assert_eq!(sent[1].name, "node_log");
+        assert_eq!(
+            sent[1].data,
+            json!({ "node": "n", "unix_ms": 5, "line": "first try" })
+        );
+        log.record(&started(1));
+        assert_eq!(
+            log.node_log("n").0.unwrap().lines.len(),
+            0,
+            "a new run, a new log"
+        );
     }
 }
