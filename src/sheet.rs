@@ -2,7 +2,7 @@
 //!
 //! A sheet holds its input values and overrides, each node's current result and its
 //! whole result history with provenance and log, and view state (the selected history entry
-//! per node, the canvas viewport). It lives in an SQLite database (WAL mode, busy timeout),
+//! per node, the canvas viewport, the node positions set by dragging cards). It lives in an SQLite database (WAL mode, busy timeout),
 //! by default `.daggr/sheets.db` in the project. Values are stored in their canonical
 //! encoding, in which media are references into the content-addressed cache; outputs
 //! larger than [`INLINE_LIMIT`] are stored in the cache too and referenced by integrity.
@@ -36,7 +36,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -110,6 +110,10 @@ CREATE TABLE result_logs (
     lines INTEGER NOT NULL,
     log TEXT NOT NULL
 );
+"#,
+    // 3: node positions set by hand in the inspector, stored like the viewport (JSON).
+    r#"
+ALTER TABLE sheets ADD COLUMN positions TEXT;
 "#,
 ];
 
@@ -257,6 +261,16 @@ pub struct HistoryEntry {
     pub selected: bool,
     /// How many log lines it keeps (read them with [`Sheet::log`]).
     pub log_lines: usize,
+}
+
+/// Where a node's card sits on the inspector's canvas when it was dragged there: its
+/// top-left corner, in canvas coordinates (those of the computed layout).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodePosition {
+    /// Left.
+    pub x: f64,
+    /// Top.
+    pub y: f64,
 }
 
 /// A node's history at a glance.
@@ -523,7 +537,8 @@ impl SheetStore {
         Ok(())
     }
 
-    /// Copies a sheet (inputs, full history, selections, viewport) under a new name and opens it.
+    /// Copies a sheet (inputs, full history, selections, viewport, node positions) under a
+    /// new name and opens it.
     pub fn fork(&self, pipeline: &Pipeline, from: &str, to: &str) -> Result<Sheet, Error> {
         self.flush();
         let source = self
@@ -536,8 +551,8 @@ impl SheetStore {
             let tx = c.transaction()?;
             let now = now_ms();
             tx.execute(
-                "INSERT INTO sheets (pipeline, name, created_ms, updated_ms, viewport)
-                 SELECT pipeline, ?2, ?3, ?3, viewport FROM sheets WHERE id = ?1",
+                "INSERT INTO sheets (pipeline, name, created_ms, updated_ms, viewport, positions)
+                 SELECT pipeline, ?2, ?3, ?3, viewport, positions FROM sheets WHERE id = ?1",
                 params![source, to, now],
             )?;
             let id = tx.last_insert_rowid();
@@ -1374,6 +1389,48 @@ impl Sheet {
             c.execute(
                 "UPDATE sheets SET viewport = ?2 WHERE id = ?1",
                 params![self.id, viewport.to_string()],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The node positions set by hand in the inspector, by node name; nodes not listed (and
+    /// nodes the pipeline no longer has) keep the computed layout.
+    pub fn node_positions(&self) -> Result<BTreeMap<String, NodePosition>, Error> {
+        let text: Option<String> = self.store.with_conn(|c| {
+            c.query_row(
+                "SELECT positions FROM sheets WHERE id = ?1",
+                [self.id],
+                |r| r.get(0),
+            )
+        })?;
+        let mut positions: BTreeMap<String, NodePosition> = text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        positions.retain(|node, _| self.pipeline.node_index(node).is_ok());
+        Ok(positions)
+    }
+
+    /// Stores the node positions set by hand, replacing the previous ones; an empty map
+    /// puts every node back on the computed layout. Every node must be in the pipeline, and
+    /// positions that are not finite are not kept.
+    pub fn set_node_positions(
+        &self,
+        positions: &BTreeMap<String, NodePosition>,
+    ) -> Result<(), Error> {
+        for node in positions.keys() {
+            self.pipeline.node_index(node)?;
+        }
+        let kept: BTreeMap<&String, &NodePosition> = positions
+            .iter()
+            .filter(|(_, p)| p.x.is_finite() && p.y.is_finite())
+            .collect();
+        let text = (!kept.is_empty())
+            .then(|| serde_json::to_string(&kept).expect("finite numbers serialize"));
+        self.store.with_conn(|c| {
+            c.execute(
+                "UPDATE sheets SET positions = ?2 WHERE id = ?1",
+                params![self.id, text],
             )
         })?;
         Ok(())

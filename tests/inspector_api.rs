@@ -756,6 +756,39 @@ async fn node_logs_stream_live_and_are_served_per_result_and_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_positions_are_stored_per_sheet_and_reset() {
+    let s = start(None).await;
+    assert_eq!(s.state("default").await["positions"], json!({}));
+    let moved = json!({ "count": { "x": 812.5, "y": 40.0 }, "render": { "x": 0.0, "y": 700.0 } });
+    let (status, reply) = s.post("/api/sheets/default/positions", moved.clone()).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(s.state("default").await["positions"], moved);
+    let (status, _) = s.post("/api/sheets", json!({ "name": "other" })).await;
+    assert_eq!(status, 201);
+    assert_eq!(s.state("other").await["positions"], json!({}), "per sheet");
+    for bad in [
+        json!({ "nope": { "x": 1, "y": 2 } }),
+        json!({ "count": { "x": 1e300, "y": 2 } }),
+        json!({ "count": { "x": "left", "y": 2 } }),
+        json!({ "count": { "x": 1 } }),
+        json!([1, 2]),
+    ] {
+        let (status, reply) = s.post("/api/sheets/default/positions", bad.clone()).await;
+        assert_eq!(status, 400, "{bad} -> {reply}");
+        assert!(reply["error"].is_string());
+    }
+    assert_eq!(s.state("default").await["positions"], moved, "unchanged");
+    let reset = s
+        .client
+        .delete(format!("{}/api/sheets/default/positions", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    assert_eq!(s.state("default").await["positions"], json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_host_headers_are_refused() {
     let s = start(None).await;
     let (status, text) = s
@@ -817,6 +850,9 @@ async fn a_bounded_fuzz_of_malformed_requests_never_gets_a_5xx() {
         "/api/blobs",
         "/api/sheets/%ZZ/state",
         "/api/sheets/default/nodes/x/history",
+        "/api/sheets/default/nodes/count/logs?entry=-1",
+        "/api/sheets/default/nodes/count/logs?entry=%FF",
+        "/api/sheets/default/positions",
         "/api/blobs/sha256-!!",
         "/api/export/%00",
         "/api/sheets/default/events?last_event_id=abc",
@@ -833,6 +869,7 @@ async fn a_bounded_fuzz_of_malformed_requests_never_gets_a_5xx() {
         "{\"to\": 7}",
         "{\"x\": \"1\", \"y\": 2, \"zoom\": 1}",
         "{\"node\":\"count\",\"id\":\"x\"}",
+        "{\"count\": {\"x\": null, \"y\": 1}}",
         "\u{fffd}\u{fffd}",
         "{\"scope\":\"only\",\"node\":\"ghost\"}",
     ];

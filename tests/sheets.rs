@@ -413,6 +413,43 @@ async fn each_history_entry_keeps_its_log_across_a_reopen() {
     assert!(other.log("chatty", entry.id).unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn node_positions_persist_per_sheet_and_are_forked() {
+    use daggr::sheet::NodePosition;
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sheets.db");
+    let c = chain(dir.path());
+    let store = SheetStore::open(&db).unwrap();
+    let sheet = store.create(&c.pipeline, "s").unwrap();
+    assert!(
+        sheet.node_positions().unwrap().is_empty(),
+        "the computed layout"
+    );
+    let moved = BTreeMap::from([
+        ("middle".to_string(), NodePosition { x: 420.5, y: -30.0 }),
+        ("last".to_string(), NodePosition { x: 10.0, y: 900.0 }),
+    ]);
+    sheet.set_node_positions(&moved).unwrap();
+    let unknown = BTreeMap::from([("nope".to_string(), NodePosition { x: 0.0, y: 0.0 })]);
+    assert!(matches!(
+        sheet.set_node_positions(&unknown),
+        Err(Error::UnknownNode { .. })
+    ));
+    drop(sheet);
+    drop(store);
+    let store = SheetStore::open(&db).unwrap();
+    let sheet = store.open_sheet(&c.pipeline, "s").unwrap();
+    assert_eq!(sheet.node_positions().unwrap(), moved);
+    let other = store.create(&c.pipeline, "other").unwrap();
+    assert!(other.node_positions().unwrap().is_empty(), "per sheet");
+    let fork = store.fork(&c.pipeline, "s", "copy").unwrap();
+    assert_eq!(fork.node_positions().unwrap(), moved);
+    sheet.set_node_positions(&BTreeMap::new()).unwrap();
+    assert!(sheet.node_positions().unwrap().is_empty(), "reset");
+    assert_eq!(fork.node_positions().unwrap(), moved);
+}
+
 #[test]
 fn a_database_from_a_newer_daggr_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -422,7 +459,7 @@ fn a_database_from_a_newer_daggr_is_refused() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();

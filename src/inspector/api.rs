@@ -1,7 +1,7 @@
 //! The inspector's HTTP API (see `inspector/API.md`): routes, the security layer, and the
 //! JSON shapes. Every malformed request gets a 4xx JSON error.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use serde_json::{json, Value as Json_};
 use super::layout::{card_height, layout};
 use super::{App, OpenSheet};
 use crate::pipeline::Outcome;
+use crate::sheet::NodePosition;
 use crate::{Error, Pipeline, Scope};
 
 /// A JSON error response.
@@ -87,6 +88,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/sheets/{sheet}/select", post(select))
         .route("/api/sheets/{sheet}/restore", post(restore))
         .route("/api/sheets/{sheet}/viewport", post(viewport))
+        .route(
+            "/api/sheets/{sheet}/positions",
+            post(set_positions).delete(clear_positions),
+        )
         .route("/api/sheets/{sheet}/events", get(events))
         .route("/api/blobs", post(upload_blob))
         .route("/api/blobs/{integrity}", get(get_blob))
@@ -491,6 +496,7 @@ fn state_json(app: &App, open: &OpenSheet) -> Result<Json_, Error> {
         "running": open.run.lock().unwrap().is_some(),
         "last_event_id": open.live.last_id(),
         "viewport": open.sheet.viewport()?,
+        "positions": open.sheet.node_positions()?,
         "nodes": nodes,
         "timeline": open.live.timeline(),
     }))
@@ -761,6 +767,40 @@ async fn viewport(
     }
     open.sheet
         .set_viewport(&json!({ "x": v.x, "y": v.y, "zoom": v.zoom }))?;
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
+/// Positions beyond this are refused: no canvas is that large, and they would break the
+/// page's bounds.
+const MAX_COORDINATE: f64 = 1e6;
+
+async fn set_positions(
+    State(app): State<Arc<App>>,
+    sheet: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> ApiResult {
+    let open = app.sheet(&path(sheet)?)?;
+    let positions: BTreeMap<String, NodePosition> = parse(&body)?;
+    for (node, p) in &positions {
+        if open.sheet.pipeline().node_index(node).is_err() {
+            return Err(bad(format!("no node named `{node}` in this pipeline")));
+        }
+        if !(p.x.abs() <= MAX_COORDINATE && p.y.abs() <= MAX_COORDINATE) {
+            return Err(bad(format!(
+                "the position of `{node}` must be finite numbers within ±{MAX_COORDINATE}"
+            )));
+        }
+    }
+    open.sheet.set_node_positions(&positions)?;
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
+async fn clear_positions(
+    State(app): State<Arc<App>>,
+    sheet: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let open = app.sheet(&path(sheet)?)?;
+    open.sheet.set_node_positions(&BTreeMap::new())?;
     Ok(Json(json!({ "ok": true })).into_response())
 }
 
