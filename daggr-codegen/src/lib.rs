@@ -1,9 +1,11 @@
 //! The logic behind daggr's macros and its `cargo daggr` tool, as an ordinary library:
-//! the graph IR and its export formats (always), and with the `macros` feature the
-//! parsers, validation and code generation that `daggr-macros` calls.
+//! the graph IR and its export formats and the Gradio bindings generator (always), and
+//! with the `macros` feature the parsers, validation and code generation that
+//! `daggr-macros` calls.
 
 #![warn(missing_docs)]
 
+pub mod gradio;
 pub mod ir;
 
 #[cfg(feature = "cli")]
