@@ -203,8 +203,9 @@ pub const MAX_LOG_LINES: usize = 1000;
 pub const MAX_LOG_LINE_BYTES: usize = 8 * 1024;
 
 /// Progress is logged at most this often per node: streamed tokens report progress per
-/// token, and a line each would bury the node's own lines. A progress update held back is
-/// written before the next line, or when the node ends, so the last one is never lost.
+/// token, and a line each would bury the node's own lines. An update that comes sooner is
+/// held back: a later line supersedes it, and if it is the node's last word it is written
+/// when the node ends.
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One line of a node's log.
@@ -250,7 +251,8 @@ struct LogState {
     dropped: u64,
     /// When the last progress line was written.
     last_progress: Option<Instant>,
-    /// The latest progress line held back by [`PROGRESS_LOG_INTERVAL`].
+    /// The latest progress line held back by [`PROGRESS_LOG_INTERVAL`], while no other line
+    /// came after it.
     held: Option<LogLine>,
 }
 
@@ -265,17 +267,21 @@ impl LogBuffer {
         }
     }
 
-    /// Writes a line (a held-back progress line first, so the order stays true).
+    /// Writes a line (a held-back progress update is superseded by it).
     pub(crate) fn write(&self, line: impl Into<String>) {
         let line = LogLine {
             unix_ms: crate::pipeline::unix_ms(),
             line: clip(line.into()),
         };
         let mut state = self.state.lock().unwrap();
-        if let Some(held) = state.held.take() {
-            self.emit(&mut state, held);
-        }
+        state.held = None;
         self.emit(&mut state, line);
+    }
+
+    /// Writes the node's last line (after a held-back progress update: the state it ended in).
+    pub(crate) fn end(&self, line: impl Into<String>) {
+        self.flush_held();
+        self.write(line);
     }
 
     /// Writes a progress update as a line, `progress 50%: message`, at most once per
@@ -307,15 +313,20 @@ impl LogBuffer {
         self.emit(&mut state, line);
     }
 
-    /// The log so far (writing a held-back progress line first), leaving it empty.
+    /// The node ended: its log (a held-back progress update written last), leaving it empty.
     pub(crate) fn take(&self) -> Logs {
+        self.flush_held();
         let mut state = self.state.lock().unwrap();
-        if let Some(held) = state.held.take() {
-            self.emit(&mut state, held);
-        }
         Logs {
             lines: state.lines.drain(..).collect(),
             dropped: std::mem::take(&mut state.dropped),
+        }
+    }
+
+    fn flush_held(&self) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(held) = state.held.take() {
+            self.emit(&mut state, held);
         }
     }
 
@@ -399,23 +410,16 @@ mod tests {
     }
 
     #[test]
-    fn progress_is_logged_at_most_once_a_second_and_the_last_update_is_kept() {
+    fn progress_is_logged_at_most_once_a_second_and_a_last_update_is_kept() {
         let (log, mut rx) = buffer();
         log.progress(Some(0.25), "step 1");
         log.progress(Some(0.5), "step 2");
         log.progress(None, "step 3");
         log.write("mine");
+        log.progress(Some(0.9), "");
         log.progress(Some(1.0), "");
         let lines: Vec<String> = log.take().lines.into_iter().map(|l| l.line).collect();
-        assert_eq!(
-            lines,
-            [
-                "progress 25%: step 1",
-                "progress: step 3",
-                "mine",
-                "progress 100%"
-            ]
-        );
+        assert_eq!(lines, ["progress 25%: step 1", "mine", "progress 100%"]);
         let mut sent = Vec::new();
         while let Ok(Event::NodeLog { line, .. }) = rx.try_recv() {
             sent.push(line);

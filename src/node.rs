@@ -184,8 +184,8 @@ impl NodeContext {
     /// Reports progress: a fraction in `0.0..=1.0` (if known) and a message.
     ///
     /// Progress also goes to the node's log as `progress 50%: message`, at most once a
-    /// second (streams report progress per token); the update held back in between is
-    /// written before the next line, so the log always ends with the latest progress.
+    /// second (streams report progress per token): an update that comes sooner is skipped,
+    /// unless nothing else is logged after it, then it is written when the node ends.
     pub fn progress(&self, fraction: Option<f32>, message: impl Into<String>) {
         let fraction = fraction.map(|f| f.clamp(0.0, 1.0));
         let message = message.into();

@@ -1253,7 +1253,7 @@ impl Executor {
             Ok((values, outcome)) => {
                 let prepared = prepared.expect("a finished node was prepared");
                 let spec = self.shared.s.nodes[n].spec();
-                // Taken before the events below: a held-back progress line comes first.
+                // Taken before the events below: a held-back progress line is sent first.
                 let logs = match &outcome {
                     Outcome::Computed { .. } => log.map(|l| Arc::new(l.take())),
                     // The same result as before, so the same log.
@@ -1311,8 +1311,8 @@ impl Executor {
             Err(error) => {
                 if let Some(log) = log {
                     match &error {
-                        Error::Cancelled { .. } => log.write("cancelled"),
-                        _ => log.write(format!("failed: {}", error_chain(&error))),
+                        Error::Cancelled { .. } => log.end("cancelled"),
+                        _ => log.end(format!("failed: {}", error_chain(&error))),
                     }
                 }
                 self.shared.events.send(Event::NodeFailed {
