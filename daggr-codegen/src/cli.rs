@@ -2,6 +2,8 @@
 //! JSON (the IR), DOT or Mermaid, either by building the target and asking it (the
 //! `DAGGR_EXPORT_GRAPH` handshake: the program writes its graph when it builds a pipeline
 //! and exits before any other work) or, with `--static`, by parsing the sources with syn.
+//! `cargo daggr codegen gradio` writes typed bindings for a Gradio app's endpoints (see
+//! [`crate::gradio`]), from the app's live API description or a saved one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,8 @@ use std::process::{Command, Stdio};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::fetch::{Fetcher, Source};
+use crate::gradio;
 use crate::ir::GraphIr;
 
 /// The environment variable of the graph handshake (the runtime reads it in `Graph::build`).
@@ -41,6 +45,45 @@ pub struct DaggrArgs {
 pub enum DaggrCommand {
     /// Print a pipeline's graph (nodes, typed ports, edges) as JSON, DOT or Mermaid.
     Graph(GraphArgs),
+    /// Generate typed Rust bindings for an app's API.
+    Codegen(CodegenArgs),
+}
+
+/// `cargo daggr codegen` arguments.
+#[derive(Debug, Args)]
+pub struct CodegenArgs {
+    /// What kind of app.
+    #[command(subcommand)]
+    pub target: CodegenTarget,
+}
+
+/// The kinds of app `cargo daggr codegen` knows.
+#[derive(Debug, Subcommand)]
+pub enum CodegenTarget {
+    /// One typed `GradioNode` function per endpoint of a Gradio app (a Space or a URL),
+    /// from its API description (`/info`).
+    Gradio(GradioArgs),
+}
+
+/// `cargo daggr codegen gradio` arguments.
+#[derive(Debug, Args)]
+pub struct GradioArgs {
+    /// The app: a Space id (`owner/name`) or a URL; the bindings call it by default.
+    #[arg(value_name = "SPACE-or-URL")]
+    pub src: String,
+    /// Only this endpoint, e.g. `--api /predict` (repeatable; default: every named one).
+    #[arg(long = "api", value_name = "NAME")]
+    pub apis: Vec<String>,
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Read the API description (the JSON of the app's `/info`) from this file instead of
+    /// asking the app: no network.
+    #[arg(long, value_name = "FILE")]
+    pub info: Option<PathBuf>,
+    /// Seconds each request may take (a sleeping Space takes a while to wake).
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
 }
 
 /// Output formats.
@@ -136,6 +179,12 @@ pub enum CliError {
     /// The target ran past `--timeout` without building a pipeline, and was stopped.
     #[error("{0} did not build a daggr pipeline within {1} s and was stopped; does it wait for something (input, the network, a server) before building it? Raise --timeout, or use --static")]
     Timeout(String, u64),
+    /// The app or its API description could not be had.
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    /// No bindings could be generated from the API description.
+    #[error(transparent)]
+    Codegen(#[from] gradio::CodegenError),
 }
 
 fn cargo() -> Command {
@@ -203,7 +252,60 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
         }
+        DaggrCommand::Codegen(CodegenArgs {
+            target: CodegenTarget::Gradio(gradio),
+        }) => codegen_gradio(&gradio),
     }
+}
+
+/// `cargo daggr codegen gradio`: asks the app (or reads `--info`), generates, writes.
+pub fn codegen_gradio(args: &GradioArgs) -> Result<(), CliError> {
+    // The bindings name the app as the runtime parses it: a Space id, or a URL with no
+    // trailing slash.
+    let src = match Source::parse(&args.src)? {
+        Source::Space(id) => id,
+        Source::Url(url) => url,
+    };
+    let (info, version) = match &args.info {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))?;
+            let info = serde_json::from_str(&text)
+                .map_err(|e| CliError::Io(format!("{} is not JSON: {e}", path.display())))?;
+            (info, None)
+        }
+        None => {
+            let api = Fetcher::new(std::time::Duration::from_secs(args.timeout)).app_api(&src)?;
+            (api.info, api.version)
+        }
+    };
+    let bindings = gradio::generate(
+        &info,
+        &gradio::Options {
+            src,
+            apis: args.apis.clone(),
+            gradio_version: version,
+        },
+    )?;
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &bindings.code)
+                .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))?;
+            let names: Vec<&str> = bindings
+                .endpoints
+                .iter()
+                .map(|(api, _)| api.as_str())
+                .collect();
+            eprintln!(
+                "cargo daggr: wrote bindings for {} endpoint(s) ({}) to {}",
+                names.len(),
+                names.join(", "),
+                path.display()
+            );
+        }
+        None => print!("{}", bindings.code),
+    }
+    Ok(())
 }
 
 /// Builds the target, runs it with the handshake variable, and reads the graph it wrote.
@@ -522,7 +624,9 @@ mod tests {
             "b",
             "--locked",
         ]);
-        let DaggrCommand::Graph(graph) = args.command;
+        let DaggrCommand::Graph(graph) = args.command else {
+            panic!("parsed as graph");
+        };
         assert_eq!(graph.format, Format::Mermaid);
         assert_eq!(
             graph.cargo_flags(),
@@ -535,6 +639,36 @@ mod tests {
                 "--locked"
             ]
         );
+    }
+
+    #[test]
+    fn codegen_gradio_arguments() {
+        let Cli::Daggr(args) = Cli::parse_from([
+            "cargo-daggr",
+            "daggr",
+            "codegen",
+            "gradio",
+            "owner/space",
+            "--api",
+            "/upper",
+            "--api",
+            "predict",
+            "-o",
+            "src/space.rs",
+            "--info",
+            "info.json",
+        ]);
+        let DaggrCommand::Codegen(CodegenArgs {
+            target: CodegenTarget::Gradio(gradio),
+        }) = args.command
+        else {
+            panic!("parsed as codegen gradio");
+        };
+        assert_eq!(gradio.src, "owner/space");
+        assert_eq!(gradio.apis, ["/upper", "predict"]);
+        assert_eq!(gradio.output, Some(PathBuf::from("src/space.rs")));
+        assert_eq!(gradio.info, Some(PathBuf::from("info.json")));
+        assert_eq!(gradio.timeout, 120);
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod ir;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
+pub mod fetch;
 #[cfg(feature = "macros")]
 pub mod fn_node;
 #[cfg(feature = "macros")]
