@@ -1,7 +1,9 @@
 //! The inspector in a real browser (Debian's chromium driven by playwright-core): every node
 //! and edge renders, run all updates statuses live, an image output shows as an image,
 //! editing an input and "run this node" changes that node only, a reload keeps the sheet,
-//! switching sheets works. Screenshots land in `target/inspector-screenshots/`.
+//! switching sheets works; a node's log shows live in its card and after a reload, with the
+//! executor's retry lines; dragging a card moves it and its edges, survives a reload, and
+//! "Reset layout" puts it back. Screenshots land in `target/inspector-screenshots/`.
 //! The browser and playwright-core come from `scripts/setup/browser.sh` (run here if missing).
 
 use std::io::Cursor;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use daggr::inspector::{Inspector, LaunchOptions};
-use daggr::{constant, Cache, FnNode, Graph, Image};
+use daggr::{constant, Cache, Configure, FnNode, Graph, Image, NodeContext, RetryPolicy};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -201,4 +203,82 @@ async fn the_inspector_works_in_a_real_browser() {
         "downstream was only marked stale"
     );
     assert!(Path::new(&repo().join("target/inspector-screenshots/3-after-edit.png")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_show_live_and_cards_can_be_dragged() {
+    let playwright = browser_env();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Graph::new("logs-and-drag").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let text = g.input("text", "logs and dragging".to_string());
+    // Logs more lines than its log box shows, slowly enough to be seen running.
+    g.add(
+        FnNode::with_context("chatty", |ctx: NodeContext, t: String| async move {
+            ctx.log("hello from chatty");
+            for i in 0..16 {
+                ctx.log(format!("step {i} of 16"));
+                ctx.progress(Some(i as f32 / 16.0), format!("step {i}"));
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+            ctx.log(format!("done: {} chars", t.len()));
+            Ok::<_, std::io::Error>(t.len() as u64)
+        }),
+        (text,),
+    );
+    let upper = g.add(
+        FnNode::sync("upper", |t: String| t.to_uppercase()).inputs(["text"]),
+        (text,),
+    );
+    g.add(FnNode::sync("tail", |t: String| t.len() as u64), (upper,));
+    let failed_once = Arc::new(AtomicUsize::new(0));
+    g.add(
+        FnNode::try_async("flaky", move || {
+            let failed = failed_once.clone();
+            async move {
+                if failed.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err("503 service unavailable")
+                } else {
+                    Ok(1u64)
+                }
+            }
+        })
+        .retry(RetryPolicy::new(1, Duration::from_millis(50))),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let output =
+        tokio::task::spawn_blocking(move || node_script("logs_and_drag.mjs", &url, &playwright))
+            .await
+            .unwrap();
+    stop.cancel();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser check failed:\n{stderr}\n{stdout}"
+    );
+    let findings: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    // Lines were seen while the node ran, and all of them once it was done.
+    assert!(findings["live_lines"].as_u64().unwrap() >= 1, "{findings}");
+    assert_eq!(findings["lines"][0], "hello from chatty");
+    assert_eq!(
+        findings["lines"].as_array().unwrap().last().unwrap(),
+        "done: 17 chars"
+    );
+    assert!(findings["copied"]
+        .as_str()
+        .unwrap()
+        .contains("hello from chatty"));
+    assert!(findings["flaky"]
+        .as_str()
+        .unwrap()
+        .contains("attempt 1 of 2 failed, retrying in 50ms"));
+    assert_eq!(findings["after_reload"], findings["lines"]);
+    assert_eq!(
+        findings["older_log"], findings["lines"],
+        "the older history entry shows its own log"
+    );
+    assert_eq!(findings["dragged"], true);
+    assert_eq!(findings["reset"], true);
 }

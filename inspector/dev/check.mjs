@@ -77,6 +77,17 @@ await check("run all: failure shows an error box, downstream is skipped, others 
   assert(/Done in .*: .*computed.*1 failed.*1 skipped/.test(await page.textContent("#run-status")), await page.textContent("#run-status"));
 });
 
+await check("logs: a failed node's card shows the lines it logged and its error", async () => {
+  // A DOM click: Playwright would scroll the off-screen card into view, which pans the canvas.
+  await page.$eval('[data-testid="node-publish"] header .name', (n) => n.click());
+  await page.waitForSelector('[data-testid="logs-publish"]', { state: "visible" });
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="log-lines-publish"] .line').length === 2);
+  const lines = await page.$$eval('[data-testid="log-lines-publish"] .line .text', (ts) => ts.map((t) => t.textContent));
+  assert(lines[0] === "uploading report.md" && lines[1].startsWith("failed: HTTP 503"), JSON.stringify(lines));
+  await page.click('[data-testid="canvas"]', { position: { x: 5, y: 5 } });
+  assert(await page.locator(".card.open").count() === 0, "a click on the background closes the card");
+});
+
 await check("previews: image, gallery, audio, JSON tree, file link, long text", async () => {
   assert(await page.locator('[data-testid="node-generate"] .rich img').count() === 1, "no image");
   await page.waitForFunction(() => document.querySelector('[data-testid="node-generate"] .rich img')?.naturalWidth > 0);
@@ -130,6 +141,26 @@ await check("export SVG downloads a standalone SVG with every edge", async () =>
 await check("export Mermaid downloads the server's text", async () => {
   const [download] = await Promise.all([page.waitForEvent("download"), page.click('[data-testid="export-mermaid"]')]);
   assert(readFileSync(await download.path(), "utf8").startsWith("flowchart"), "not mermaid");
+});
+
+await check("dragging a card moves it and its edges; Reset layout puts it back", async () => {
+  const left = () => page.$eval('[data-testid="node-score"]', (c) => parseFloat(c.style.left));
+  const edge = () => page.getAttribute('#edges path[data-to="score"]', "d");
+  const [x0, d0] = [await left(), await edge()];
+  const h = await page.locator('[data-testid="node-score"] header .name').boundingBox();
+  const saved = page.waitForResponse((r) => r.url().includes("/positions") && r.request().method() === "POST");
+  await page.mouse.move(h.x + 5, h.y + 5);
+  await page.mouse.down();
+  await page.mouse.move(h.x + 105, h.y + 45, { steps: 6 });
+  await page.mouse.up();
+  assert((await saved).ok(), "positions not saved");
+  assert((await left()) > x0 + 20, `score did not move (${x0} -> ${await left()})`);
+  assert((await edge()) !== d0, "its edge did not follow");
+  assert(await page.locator('[data-testid="node-score"].open').count() === 0, "a drag opened the card");
+  await page.click('[data-testid="reset-layout"]');
+  await page.waitForFunction((x) => parseFloat(document.querySelector('[data-testid="node-score"]').style.left) === x, x0);
+  assert((await edge()) === d0, "the edge is not back");
+  assert(await page.isHidden('[data-testid="reset-layout"]'), "Reset layout still shown");
 });
 
 await check("history list selects an older result; restore brings its inputs back", async () => {

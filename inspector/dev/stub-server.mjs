@@ -3,10 +3,11 @@
 // building the crate: Node standard library only. It serves ../../assets/inspector/ and
 // simulates a pipeline with live SSE events, sheets, history, media blobs and staleness.
 //
-//   node dev/stub-server.mjs [--graph demo|browser|many] [--port 7861] [--token T] [--speed 1]
+//   node dev/stub-server.mjs [--graph demo|browser|logs|many] [--port 7861] [--token T] [--speed 1]
 //
-// --graph browser mirrors the pipeline of tests/inspector_browser.rs (so tests/browser/*.mjs
-// can run against the stub); --graph many is 50 chains of 10 nodes (500 nodes).
+// --graph browser and --graph logs mirror the pipelines of tests/inspector_browser.rs (so
+// tests/browser/inspector.mjs and logs_and_drag.mjs can run against the stub); --graph many is
+// 50 chains of 10 nodes (500 nodes).
 // Dev-only extra: POST /__stub/drop closes every event stream (to watch the page reconnect).
 //
 //   node dev/stub-server.mjs --proxy http://127.0.0.1:7860
@@ -123,6 +124,7 @@ function demo() {
     input("size", "u32", "integer", 96),
     input("reference", "Image", "image", putBlob(scene(48, 2, 200), "image/png", "reference.png")),
     { name: "generate", kind: "gradio", inputs: [edge("prompt", "String", "prompt.value"), edge("size", "u32", "size.value"), konst("seed", "u64", "integer", 7)], outputs: [{ name: "output", type: "Image" }], ms: 900, steps: 6,
+      logs: (i) => ["loaded the Space's config (Gradio 5)", `prompt: ${i.prompt}`, `seed ${i.seed}, ${i.size}×${i.size}`],
       run: (i) => [putBlob(scene(Math.min(256, Math.max(8, i.size)), i.seed, (i.prompt.length * 13) % 360), "image/png", "generated.png")] },
     { name: "caption", kind: "inference", inputs: [edge("image", "Image", "generate.output")], outputs: [{ name: "output", type: "String" }], ms: 1200, stream: caption, run: () => [caption] },
     { name: "variations", kind: "fn", inputs: [edge("image", "Image", "generate.output"), konst("count", "usize", "integer", 6)], outputs: [{ name: "output", type: "Vec<Image>" }], ms: 500,
@@ -135,6 +137,7 @@ function demo() {
     { name: "report", kind: "fn", inputs: [edge("caption", "String", "caption.output"), edge("score", "f64", "score.output")], outputs: [{ name: "output", type: "File" }], ms: 200,
       run: (i) => [putBlob(Buffer.from(`# Report\n\n${i.caption}\n\nscore: ${i.score}\n`), "text/markdown", "report.md")] },
     { name: "publish", kind: "gradio", inputs: [edge("report", "File", "report.output"), konst("dry_run", "bool", "bool", false)], outputs: [{ name: "output", type: "String" }], ms: 600,
+      logs: (i) => [`uploading report.md${i.dry_run ? " (dry run)" : ""}`],
       run: (i) => {
         if (!i.dry_run) throw new Error("HTTP 503 from the upload Space: service unavailable (gave up after 3 attempts)");
         return ["dry run: nothing uploaded"];
@@ -156,6 +159,19 @@ function browser() {
   ];
 }
 
+/** Mirrors logs_show_live_and_cards_can_be_dragged in tests/inspector_browser.rs. */
+function logs() {
+  return [
+    input("text", "String", "text", "logs and dragging"),
+    { name: "chatty", kind: "fn", inputs: [edge("in0", "String", "text.value")], outputs: [{ name: "output", type: "u64" }], ms: 1000,
+      logs: (i) => ["hello from chatty", "progress 0%: step 0", ...Array.from({ length: 16 }, (_, k) => `step ${k} of 16`), `done: ${i.in0.length} chars`], run: (i) => [i.in0.length] },
+    { name: "upper", kind: "fn", inputs: [edge("text", "String", "text.value")], outputs: [{ name: "output", type: "String" }], ms: 5, run: (i) => [i.text.toUpperCase()] },
+    { name: "tail", kind: "fn", inputs: [edge("in0", "String", "upper.output")], outputs: [{ name: "output", type: "u64" }], ms: 5, run: (i) => [i.in0.length] },
+    { name: "flaky", kind: "fn", inputs: [], outputs: [{ name: "output", type: "u64" }], ms: 60,
+      logs: () => ["attempt 1 of 2 failed, retrying in 50ms: node `flaky` failed: 503 service unavailable"], run: () => [1] },
+  ];
+}
+
 function many() {
   const nodes = [];
   for (let c = 0; c < 50; c++) {
@@ -167,7 +183,7 @@ function many() {
   return nodes;
 }
 
-const specs = { demo, browser, many }[GRAPH]?.();
+const specs = { demo, browser, logs, many }[GRAPH]?.();
 if (!specs) throw new Error(`unknown --graph ${GRAPH}`);
 const byName = new Map(specs.map((n, i) => [n.name, Object.assign(n, { index: i })]));
 const edges = [];
@@ -209,7 +225,8 @@ const sheets = new Map();
 function newSheet(name) {
   const now = Date.now();
   return { name, created_ms: now, updated_ms: now, overrides: new Map(), results: new Map(), history: new Map(), live: new Map(),
-    cachedNow: new Set(), timeline: [], log: [], nextId: 1, clients: new Set(), run: null, runs: 0, viewport: null };
+    cachedNow: new Set(), timeline: [], log: [], nextId: 1, clients: new Set(), run: null, runs: 0, viewport: null,
+    nodeLogs: new Map(), positions: {} };
 }
 sheets.set("default", newSheet("default"));
 
@@ -221,6 +238,19 @@ function push(sheet, event, data) {
   return e;
 }
 const frame = (e) => `id: ${e.id}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
+
+/** Writes a line to a node's live log (the log of its latest execution) and sends it. */
+function logLine(sheet, node, line) {
+  const entry = { unix_ms: Date.now(), line };
+  sheet.nodeLogs.get(node)?.push(entry);
+  push(sheet, "node_log", { node, ...entry });
+}
+/** What GET …/logs shows: the live log while running or after a failure, else the current result's. */
+function currentLog(sheet, name) {
+  const live = sheet.live.get(name) || {};
+  if ((live.running || live.error) && sheet.nodeLogs.has(name)) return { source: "live", lines: sheet.nodeLogs.get(name) };
+  return { source: "result", lines: sheet.results.get(name)?.logs || [] };
+}
 
 const constValue = (sheet, node, port) => {
   const key = `${node.name}.${port.name}`;
@@ -259,7 +289,7 @@ function media(value, into = []) {
 
 function state(sheet) {
   return {
-    sheet: sheet.name, running: !!sheet.run, last_event_id: sheet.nextId - 1, viewport: sheet.viewport,
+    sheet: sheet.name, running: !!sheet.run, last_event_id: sheet.nextId - 1, viewport: sheet.viewport, positions: sheet.positions,
     nodes: specs.map((node) => {
       const live = sheet.live.get(node.name) || {};
       const r = sheet.results.get(node.name);
@@ -269,7 +299,7 @@ function state(sheet) {
       const pos = r ? hist.findIndex((h) => h.id === r.id) + 1 : 0;
       return {
         name: node.name, status, stale, elapsed_ms: live.elapsed_ms ?? r?.elapsed_ms ?? null, error: live.error ?? null, progress: live.progress ?? null,
-        skipped_because: live.skipped ?? null,
+        skipped_because: live.skipped ?? null, log_lines: currentLog(sheet, node.name).lines.length,
         history: { count: hist.length, selected_id: r?.id ?? null, position: pos },
         inputs: node.inputs.filter((p) => p.source === "const").map((p) => ({ port: p.name, value: constValue(sheet, node, p), overridden: sheet.overrides.has(`${node.name}.${p.name}`) })),
         outputs: r ? node.outputs.map((o, k) => ({ port: o.name, type: o.type, value: r.outputs[k], media: media(r.outputs[k]) })) : [],
@@ -323,14 +353,17 @@ async function execute(sheet, scope, target) {
     const bar = { node: node.name, start_ms: start, end_ms: null, cached: false };
     sheet.timeline.push(bar);
     sheet.live.set(node.name, { running: true });
+    sheet.nodeLogs.set(node.name, []);
     push(sheet, "node_started", { node: node.name, attempt: 1 });
     const inputs = inputsOf(sheet, node);
     try {
+      for (const line of node.logs?.(inputs) || []) logLine(sheet, node.name, line);
       if (node.steps) {
         for (let s = 1; s <= node.steps; s++) {
           await sleep(node.ms / node.steps);
           sheet.live.get(node.name).progress = { fraction: s / node.steps, message: `step ${s}/${node.steps}` };
           push(sheet, "node_progress", { node: node.name, fraction: s / node.steps, message: `step ${s}/${node.steps}` });
+          logLine(sheet, node.name, `progress ${Math.round((s / node.steps) * 100)}%: step ${s}/${node.steps}`);
         }
       } else if (node.stream) {
         const words = node.stream.split(" ");
@@ -342,7 +375,7 @@ async function execute(sheet, scope, target) {
       } else await sleep(node.ms);
       const outputs = node.run(inputs);
       const elapsed_ms = since() - start;
-      const entry = { id: ++entryIds, run, outcome: "computed", elapsed_ms, finished_ms: Date.now(), key, outputs,
+      const entry = { id: ++entryIds, run, outcome: "computed", elapsed_ms, finished_ms: Date.now(), key, outputs, logs: sheet.nodeLogs.get(node.name),
         inputs: node.inputs.filter((p) => p.source === "const").map((p) => ({ port: p.name, value: inputs[p.name] })) };
       sheet.results.set(node.name, entry);
       const hist = sheet.history.get(node.name) || [];
@@ -353,6 +386,7 @@ async function execute(sheet, scope, target) {
       counts.computed++;
       push(sheet, "node_finished", { node: node.name, elapsed_ms });
     } catch (e) {
+      logLine(sheet, node.name, `failed: ${e.message}`);
       sheet.live.set(node.name, { error: e.message });
       bar.end_ms = since();
       counts.failed++;
@@ -486,6 +520,7 @@ async function route(req, res) {
     copy.results = new Map(sheet.results);
     copy.history = new Map([...sheet.history].map(([k, v]) => [k, [...v]]));
     copy.viewport = sheet.viewport;
+    copy.positions = { ...sheet.positions };
     sheets.set(to, copy);
     others();
     return send(res, 201, { name: to });
@@ -494,7 +529,29 @@ async function route(req, res) {
   if (c === "nodes" && e === "history" && method === "GET") {
     const node = nodeOf(d);
     const current = sheet.results.get(node.name);
-    return send(res, 200, { entries: (sheet.history.get(node.name) || []).map(({ key, ...h }) => ({ ...h, selected: h.id === current?.id, media: media(h.outputs) })) });
+    return send(res, 200, { entries: (sheet.history.get(node.name) || []).map(({ key, logs, ...h }) => ({ ...h, selected: h.id === current?.id, media: media(h.outputs), log_lines: logs.length })) });
+  }
+  if (c === "nodes" && e === "logs" && method === "GET") {
+    const node = nodeOf(d);
+    const entry = url.searchParams.get("entry");
+    if (entry === null) return send(res, 200, { ...currentLog(sheet, node.name), entry: null, dropped: 0, last_event_id: sheet.nextId - 1 });
+    const found = (sheet.history.get(node.name) || []).find((h) => String(h.id) === entry);
+    if (!found) throw new HttpError(404, `no history entry ${entry} for ${node.name}`);
+    return send(res, 200, { source: "entry", entry: found.id, lines: found.logs, dropped: 0, last_event_id: sheet.nextId - 1 });
+  }
+  if (c === "positions" && method === "POST") {
+    const positions = await body(req);
+    if (!positions || typeof positions !== "object" || Array.isArray(positions)) throw bad("positions must be an object of node names");
+    for (const [name, p] of Object.entries(positions)) {
+      if (!byName.has(name)) throw bad(`no node named \`${name}\` in this pipeline`);
+      if (![p?.x, p?.y].every((n) => typeof n === "number" && Math.abs(n) <= 1e6)) throw bad(`the position of \`${name}\` must be finite numbers`);
+    }
+    sheet.positions = positions;
+    return send(res, 200, { ok: true });
+  }
+  if (c === "positions" && method === "DELETE") {
+    sheet.positions = {};
+    return send(res, 200, { ok: true });
   }
   if (c === "run" && method === "POST") {
     const { scope, node } = (await body(req)) || {};

@@ -1,6 +1,6 @@
 // The HTTP API (../API.md): JSON in and out, errors as `{ "error": "…" }`, the token from the
 // page's own URL sent as `x-daggr-token` (and as `?token=` where no header can be sent).
-import type { Graph, HistoryEntry, MediaRef, Scope, SheetList, SheetState, Viewport } from "./types";
+import type { Graph, HistoryEntry, MediaRef, NodeLogs, Position, Scope, SheetList, SheetState, Viewport } from "./types";
 
 export const token = new URLSearchParams(location.search).get("token");
 const enc = encodeURIComponent;
@@ -58,6 +58,7 @@ export const api = {
   state: (sheet: string) => call<SheetState>("GET", `${sheetPath(sheet)}/state`),
   history: (sheet: string, node: string) =>
     call<{ entries: HistoryEntry[] }>("GET", `${sheetPath(sheet)}/nodes/${enc(node)}/history`),
+  logs: (sheet: string, node: string) => call<NodeLogs>("GET", `${sheetPath(sheet)}/nodes/${enc(node)}/logs`),
 
   run: (sheet: string, scope: Scope, node?: string) =>
     call<{ run: number }>("POST", `${sheetPath(sheet)}/run`, node === undefined ? { scope } : { scope, node }),
@@ -69,6 +70,8 @@ export const api = {
   select: (sheet: string, node: string, id: number) => call<unknown>("POST", `${sheetPath(sheet)}/select`, { node, id }),
   restore: (sheet: string, node: string, id: number) => call<unknown>("POST", `${sheetPath(sheet)}/restore`, { node, id }),
   saveViewport: (sheet: string, v: Viewport) => call<unknown>("POST", `${sheetPath(sheet)}/viewport`, v),
+  savePositions: (sheet: string, positions: Record<string, Position>) => call<unknown>("POST", `${sheetPath(sheet)}/positions`, positions),
+  resetPositions: (sheet: string) => call<unknown>("DELETE", `${sheetPath(sheet)}/positions`),
 
   upload: (file: File) =>
     call<MediaRef>("POST", "/api/blobs", file, {

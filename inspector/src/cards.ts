@@ -5,8 +5,9 @@ import { el, guard } from "./dom";
 import { ms } from "./format";
 import type { GraphIndex } from "./graph";
 import { HistoryBar } from "./history";
+import { LogView } from "./logs";
 import { partialPreview, richPreview, summarize } from "./previews";
-import type { NodeSpec, NodeState, OutputState, Progress, Status } from "./types";
+import type { LogLine, NodeSpec, NodeState, OutputState, Progress, Status } from "./types";
 import { makeWidget, type Widget } from "./widgets";
 
 /** Card geometry shared with the CSS (inspector.css: .card header, .ports, .port). */
@@ -40,6 +41,7 @@ interface Card {
   partialSlot: HTMLElement;
   richSlot: HTMLElement;
   history: HistoryBar;
+  logs: LogView;
   status: Status;
   elapsed: number | null;
   startedAt: number;
@@ -144,6 +146,7 @@ export class Cards {
     const preview = el("div", { class: "preview scroll empty" }, errorSlot, partialSlot, richSlot);
     const editable = node.inputs.some((p) => p.source === "const");
     const history = new HistoryBar(node.name, () => this.hooks.sheet(), editable);
+    const logs = new LogView(node.name, () => this.hooks.sheet(), () => this.status(node.name));
     const root = el("div", {
       class: "card",
       "data-testid": `node-${node.name}`,
@@ -161,13 +164,14 @@ export class Cards {
       el("div", { class: "progress" }, bar),
       ports,
       preview,
+      logs.root,
       history.root);
     root.style.left = `${node.x}px`;
     root.style.top = `${node.y}px`;
     root.style.width = `${node.w}px`;
     root.style.setProperty("--h", `${node.h}px`);
     this.cards.set(node.name, {
-      node, root, statusText, bar, widgets, outRows, preview, errorSlot, partialSlot, richSlot, history,
+      node, root, statusText, bar, widgets, outRows, preview, errorSlot, partialSlot, richSlot, history, logs,
       status: "pending", elapsed: null, startedAt: 0, progress: null, keys: {},
     });
     return root;
@@ -179,6 +183,17 @@ export class Cards {
       card.keys = {};
       card.partialSlot.replaceChildren();
     }
+    this.selected?.logs.reload();
+  }
+
+  /** A `node_log` event: the open card shows the line. */
+  logLine(name: string, line: LogLine, id: number): void {
+    this.cards.get(name)?.logs.live(id, line);
+  }
+
+  /** A node's first attempt started: its log starts over. */
+  logRestart(name: string, id: number): void {
+    this.cards.get(name)?.logs.live(id, null);
   }
 
   setStatus(name: string, status: Status, elapsed?: number | null): void {
@@ -300,6 +315,9 @@ export class Cards {
     }
     const history = JSON.stringify(ns.history);
     if (card.keys.history !== history) {
+      // Another result is current (a new one, or one picked from the history): show its
+      // log. While the node runs, live lines keep the log current instead.
+      if (card.keys.history !== undefined && card.status !== "running") card.logs.reload();
       card.keys.history = history;
       card.history.update(ns.history);
     }
@@ -352,8 +370,26 @@ export class Cards {
 
   /** The selected card is outlined and shows all its content. */
   select(name: string | null): void {
-    if (this.selected) this.selected.root.classList.remove("highlight", "open");
-    this.selected = (name && this.cards.get(name)) || null;
-    if (this.selected) this.selected.root.classList.add("highlight", "open");
+    const next = (name && this.cards.get(name)) || null;
+    if (next === this.selected) return;
+    if (this.selected) {
+      this.selected.root.classList.remove("highlight", "open");
+      this.selected.logs.close();
+    }
+    this.selected = next;
+    if (next) {
+      next.root.classList.add("highlight", "open");
+      next.logs.open();
+    }
+  }
+
+  /** Moves the cards to their nodes' current positions. */
+  place(names: Iterable<string>): void {
+    for (const name of names) {
+      const card = this.cards.get(name);
+      if (!card) continue;
+      card.root.style.left = `${card.node.x}px`;
+      card.root.style.top = `${card.node.y}px`;
+    }
   }
 }

@@ -1,10 +1,11 @@
 // Edges: one SVG, one cubic Bézier <path> per edge, built once. A status change only swaps
 // the classes of the edges arriving at that node: fresh (downstream up to date), stale
-// (downstream stale), active (downstream running), idle (no result yet).
+// (downstream stale), active (downstream running), idle (no result yet). A moved node
+// redraws only the edges at its ends.
 import { onFrame, svg } from "./dom";
 import type { GraphIndex } from "./graph";
 import { portY } from "./cards";
-import type { Status } from "./types";
+import type { EdgeSpec, Status } from "./types";
 
 const STATE_CLASS: Record<Status, string> = {
   pending: "idle",
@@ -23,13 +24,13 @@ export function edgePath(x1: number, y1: number, x2: number, y2: number): string
 
 export class Edges {
   private into = new Map<string, SVGPathElement[]>();
+  /** Per node, the edges that start or end at it. */
+  private ends = new Map<string, { path: SVGPathElement; edge: EdgeSpec }[]>();
   private dirty = new Map<string, Status>();
 
-  constructor(root: SVGSVGElement, idx: GraphIndex) {
+  constructor(private readonly root: SVGSVGElement, private readonly idx: GraphIndex) {
     const { graph } = idx;
-    root.setAttribute("width", String(graph.width));
-    root.setAttribute("height", String(graph.height));
-    root.setAttribute("viewBox", `0 0 ${graph.width} ${graph.height}`);
+    this.resize();
     // Port dots: a marker at both ends of every edge (half of it shows beside the card).
     const defs = svg("defs");
     const marker = svg("marker", { id: "port-dot", viewBox: "0 0 10 10", refX: 5, refY: 5, markerWidth: 10, markerHeight: 10, markerUnits: "userSpaceOnUse" });
@@ -40,17 +41,35 @@ export class Edges {
       const a = idx.byName.get(e.from);
       const b = idx.byName.get(e.to);
       if (!a || !b) continue;
-      const path = svg("path", {
-        class: "idle",
-        d: edgePath(a.x + a.w, portY(a, e.from_port, "out"), b.x, portY(b, e.to_port, "in")),
-        "data-from": e.from,
-        "data-to": e.to,
-      });
+      const path = svg("path", { class: "idle", d: this.pathOf(e), "data-from": e.from, "data-to": e.to });
       if (!this.into.has(e.to)) this.into.set(e.to, []);
       this.into.get(e.to)!.push(path);
+      for (const end of [e.from, e.to]) {
+        if (!this.ends.has(end)) this.ends.set(end, []);
+        this.ends.get(end)!.push({ path, edge: e });
+      }
       group.append(path);
     }
     root.replaceChildren(defs, group);
+  }
+
+  private pathOf(e: EdgeSpec): string {
+    const a = this.idx.byName.get(e.from)!;
+    const b = this.idx.byName.get(e.to)!;
+    return edgePath(a.x + a.w, portY(a, e.from_port, "out"), b.x, portY(b, e.to_port, "in"));
+  }
+
+  /** The canvas size changed (a node was moved past it). */
+  resize(): void {
+    const { width, height } = this.idx.graph;
+    this.root.setAttribute("width", String(width));
+    this.root.setAttribute("height", String(height));
+    this.root.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  }
+
+  /** Redraws the edges at these nodes (they moved). */
+  moveNodes(names: Iterable<string>): void {
+    for (const name of names) for (const { path, edge } of this.ends.get(name) || []) path.setAttribute("d", this.pathOf(edge));
   }
 
   /** Restyles the edges into `node` at the next frame. */

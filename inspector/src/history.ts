@@ -1,9 +1,9 @@
 // Result history per node: ‹ 2/5 › steps through past results (selecting one makes it current,
-// so downstream goes stale), the counter opens the list, and "restore" puts back the inputs
-// that produced the selected result.
+// so downstream goes stale, and the open card shows its log), the counter opens the list, and
+// "restore" puts back the inputs that produced the selected result.
 import { api } from "./api";
 import { el, guard } from "./dom";
-import { clock, ms } from "./format";
+import { clock, ms, plural } from "./format";
 import { closePopover, openPopover } from "./popover";
 import type { HistoryEntry, HistorySummary } from "./types";
 
@@ -77,7 +77,7 @@ export class HistoryBar {
           if (!e.selected) await api.select(this.sheet(), this.node, e.id);
         }),
       },
-        el("span", { class: "entry-head", text: `${total - i}/${total} · run ${e.run} · ${e.outcome}${e.elapsed_ms != null ? ` · ${ms(e.elapsed_ms)}` : ""}` }),
+        el("span", { class: "entry-head", text: `${total - i}/${total} · run ${e.run} · ${e.outcome}${e.elapsed_ms != null ? ` · ${ms(e.elapsed_ms)}` : ""}${e.log_lines ? ` · ${plural(e.log_lines, "log line")}` : ""}` }),
         el("span", { class: "entry-sub", text: `${clock(e.finished_ms)}${inputs ? ` · ${inputs}` : ""}` }));
     });
     if (!items.length) items.push(el("button", { disabled: true, text: "No results yet" }));

@@ -9,6 +9,7 @@ import { type Connection, type EventName, LiveEvents } from "./events";
 import { exportMermaid, exportSvg } from "./export";
 import { ms } from "./format";
 import { indexGraph } from "./graph";
+import { Layout } from "./layout";
 import { Minimap } from "./minimap";
 import { isOpen } from "./popover";
 import { openRunMenu } from "./runmenu";
@@ -78,6 +79,23 @@ async function start(): Promise<void> {
     select: (name) => select(name, false),
   });
   minimap = new Minimap($("minimap") as HTMLCanvasElement, idx, canvas, (n) => cards.status(n));
+  const layout = new Layout(idx, {
+    moved(names) {
+      cards.place(names);
+      edges.moveNodes(names);
+      edges.resize();
+      minimap?.schedule();
+    },
+    dropped: () => saveLayout(),
+  });
+  layout.bindDrag($("cards"), canvas);
+  const resetLayout = $("reset-layout") as HTMLButtonElement;
+  // Shown only when a card was dragged: the toolbar has no room to spare.
+  const showLayout = () => (resetLayout.hidden = !Object.keys(layout.manual).length);
+  function saveLayout(): void {
+    showLayout();
+    void api.savePositions(sheet, layout.manual).catch((e) => toast(`The node positions were not saved: ${e instanceof Error ? e.message : String(e)}`));
+  }
   const timeline = new Timeline($("timeline"), $("timeline-toggle"), (n) => cards.status(n), (n) => select(n, true));
 
   function select(name: string | null, center: boolean): void {
@@ -160,6 +178,10 @@ async function start(): Promise<void> {
       case "node_started":
         nodeStatus(d.node, "running", id);
         cards.setError(d.node, null);
+        if ((d.attempt ?? 1) === 1) cards.logRestart(d.node, id);
+        break;
+      case "node_log":
+        cards.logLine(d.node, { unix_ms: Number(d.unix_ms) || Date.now(), line: String(d.line ?? "") }, id);
         break;
       case "node_progress":
         cards.setProgress(d.node, { fraction: d.fraction ?? null, message: d.message });
@@ -233,6 +255,8 @@ async function start(): Promise<void> {
     const [s] = await Promise.all([api.state(name), first ? null : sheets.reload()]);
     if (sheet !== name) return null;
     applyState(s);
+    layout.apply(s.positions || {});
+    showLayout();
     if (!first && s.viewport) canvas.set(s.viewport);
     live.connect(name);
     return s;
@@ -253,6 +277,11 @@ async function start(): Promise<void> {
     if (!cancelled) toast("Nothing to cancel", "info");
   });
   click("fit", () => canvas.fit());
+  click("reset-layout", async () => {
+    layout.reset();
+    showLayout();
+    await api.resetPositions(sheet);
+  });
   click("zoom-in", () => canvas.zoomStep(1.25));
   click("zoom-out", () => canvas.zoomStep(0.8));
   click("export-svg", () => exportSvg(idx, $("edges") as unknown as SVGSVGElement, (n) => cards.element(n), (n) => cards.status(n)));

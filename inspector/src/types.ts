@@ -104,6 +104,8 @@ export interface NodeState {
   error: string | null;
   progress: Progress | null;
   skipped_because?: string | null;
+  /** Lines in the log the Logs section shows (the live one while running or failed). */
+  log_lines?: number;
   history: HistorySummary;
   inputs: InputState[];
   outputs: OutputState[];
@@ -122,11 +124,19 @@ export interface Viewport {
   zoom: number;
 }
 
+/** A card's top-left corner on the canvas. */
+export interface Position {
+  x: number;
+  y: number;
+}
+
 export interface SheetState {
   sheet: string;
   running: boolean;
   last_event_id: number;
   viewport: Viewport | null;
+  /** Nodes dragged by hand, by name; the others sit where the server's layout put them. */
+  positions?: Record<string, Position>;
   nodes: NodeState[];
   timeline: Bar[];
 }
@@ -140,4 +150,22 @@ export interface HistoryEntry {
   selected: boolean;
   outputs: unknown[];
   inputs: { port: string; value: unknown }[];
+  log_lines?: number;
+}
+
+export interface LogLine {
+  /** Milliseconds since the Unix epoch. */
+  unix_ms: number;
+  line: string;
+}
+
+/** `GET …/nodes/{node}/logs`. */
+export interface NodeLogs {
+  source: "live" | "result" | "entry";
+  entry: number | null;
+  lines: LogLine[];
+  /** Earlier lines that were not kept. */
+  dropped: number;
+  /** Events after this id are newer than `lines`. */
+  last_event_id: number;
 }
