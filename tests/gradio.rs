@@ -467,6 +467,14 @@ async fn media_inputs_key_the_cache_by_content_and_files_and_galleries_work() {
             .output::<Vec<Image>>("images"),
         (constant("g".to_string()), constant(3.0)),
     );
+    // A gallery output, downloaded, goes back up as a gallery input.
+    let sizes = g.add(
+        GradioNode::new("contact", &url)
+            .api("/contact")
+            .input::<Vec<Image>>("items")
+            .output::<String>("sizes"),
+        (&gallery,),
+    );
     let pipeline = g.build().unwrap();
     let report = pipeline.run(Scope::All).await.unwrap();
     assert!(report.is_success(), "{:?}", report.errors());
@@ -481,6 +489,7 @@ async fn media_inputs_key_the_cache_by_content_and_files_and_galleries_work() {
     let images = report.value(&gallery).unwrap();
     assert_eq!(images.len(), 3);
     assert!(images.iter().all(|i| pixels(i).dimensions() == (8, 8)));
+    assert_eq!(*report.value(&sizes).unwrap(), "8x8,8x8,8x8");
     pipeline
         .set_input(&picture, png(4, 2, |_, _| [1, 2, 3]))
         .unwrap();

@@ -748,16 +748,6 @@ fn docs(e: &Endpoint) -> Vec<String> {
             )));
         }
     }
-    if e.params
-        .iter()
-        .any(|p| p.component.eq_ignore_ascii_case("gallery"))
-    {
-        lines.push(String::new());
-        lines.extend(wrap(
-            "Note: a Gallery parameter takes `{\"image\": file, \"caption\": …}` items, while a \
-             `Vec<Image>` port sends plain files.",
-        ));
-    }
     lines
 }
 
@@ -1172,7 +1162,6 @@ mod tests {
             "/// - `custom: f64` (MyCustomSlider)\n",
             "/// - `legacy: String` (OldThing)\n",
             "/// Required, but past the 8 input ports a node has: set them with `.param(name, json)`:\n/// - `g: ",
-            "/// Note: a Gallery parameter takes",
             "/// Output ports: none.\n",
         ] {
             assert!(f.contains(line), "{line}\nin\n{f}");

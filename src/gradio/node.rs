@@ -274,9 +274,41 @@ struct Connection {
 
 #[derive(Clone, Debug)]
 enum Arg {
-    Input(usize),
+    /// The node's input port `usize`, shaped for the parameter's component.
+    Input(usize, Wrap),
     Fixed(Json),
     Default(Json),
+}
+
+/// How an uploaded file is shaped for the component that receives it: most take the
+/// FileData itself, but a Video takes `{"video": FileData, "subtitles": null}` and a
+/// Gallery a list of `{"image" | "video": FileData, "caption": null}` (their data models
+/// in Gradio 4 to 6; a bare FileData fails their validation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wrap {
+    Plain,
+    Video,
+    Gallery,
+}
+
+impl Wrap {
+    fn for_component(component: &str) -> Wrap {
+        match component.to_ascii_lowercase().as_str() {
+            "video" => Wrap::Video,
+            "gallery" => Wrap::Gallery,
+            _ => Wrap::Plain,
+        }
+    }
+
+    /// Shapes one uploaded FileData (`mime` is its file's type).
+    fn apply(self, file: Json, mime: &str) -> Json {
+        match self {
+            Wrap::Plain => file,
+            Wrap::Video => json!({"video": file, "subtitles": null}),
+            Wrap::Gallery if mime.starts_with("video/") => json!({"video": file, "caption": null}),
+            Wrap::Gallery => json!({"image": file, "caption": null}),
+        }
+    }
 }
 
 /// A node calling one endpoint of a Gradio app: a Hugging Face Space (`owner/name`) or
@@ -751,7 +783,9 @@ fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, 
                     s.fixed.keys().cloned().collect::<Vec<_>>().join(", ")
                 )));
             }
-            return Ok((0..s.inputs.len()).map(Arg::Input).collect());
+            return Ok((0..s.inputs.len())
+                .map(|i| Arg::Input(i, Wrap::Plain))
+                .collect());
         }
         let names = client.api_names();
         let hint = match suggest(&s.api, names.iter().map(String::as_str)) {
@@ -813,7 +847,7 @@ fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, 
             };
             return Err(err(msg));
         }
-        plan[p] = Some(Arg::Input(i));
+        plan[p] = Some(Arg::Input(i, Wrap::for_component(&param.component)));
     }
     for (name, value) in &s.fixed {
         let Some(p) = find(name) else {
@@ -961,8 +995,8 @@ async fn run(
     for arg in &conn.plan {
         data.push(match arg {
             Arg::Fixed(v) | Arg::Default(v) => v.clone(),
-            Arg::Input(i) => {
-                encode_input(s, client, &s.inputs[*i], inputs.value(*i), &cancel).await?
+            Arg::Input(i, wrap) => {
+                encode_input(s, client, &s.inputs[*i], *wrap, inputs.value(*i), &cancel).await?
             }
         });
     }
@@ -1020,6 +1054,7 @@ async fn encode_input(
     s: &Settings,
     client: &GradioClient,
     port: &PortDecl,
+    wrap: Wrap,
     value: &Value,
     cancel: &CancellationToken,
 ) -> Result<Json, Error> {
@@ -1036,11 +1071,10 @@ async fn encode_input(
     let mut uploaded = Vec::with_capacity(files.len());
     for f in &files {
         let name = f.name.clone().unwrap_or_else(|| default_name(&f.mime));
-        uploaded.push(
-            client
-                .upload(&f.bytes, &name, &f.mime, &f.integrity, cancel)
-                .await?,
-        );
+        let file = client
+            .upload(&f.bytes, &name, &f.mime, &f.integrity, cancel)
+            .await?;
+        uploaded.push(wrap.apply(file, &f.mime));
     }
     Ok(match port.kind {
         Kind::One(_) => uploaded.pop().unwrap_or(Json::Null),
@@ -1132,6 +1166,27 @@ async fn decode_output(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_shaped_for_video_and_gallery_components() {
+        let fd = json!({"path": "/tmp/a.png", "meta": {"_type": "gradio.FileData"}});
+        assert_eq!(
+            Wrap::for_component("Image").apply(fd.clone(), "image/png"),
+            fd
+        );
+        assert_eq!(
+            Wrap::for_component("Video").apply(fd.clone(), "video/mp4"),
+            json!({"video": fd, "subtitles": null})
+        );
+        assert_eq!(
+            Wrap::for_component("gallery").apply(fd.clone(), "image/png"),
+            json!({"image": fd, "caption": null})
+        );
+        assert_eq!(
+            Wrap::for_component("Gallery").apply(fd.clone(), "video/webm"),
+            json!({"video": fd, "caption": null})
+        );
+    }
 
     #[test]
     fn port_kinds_follow_the_rust_type() {
