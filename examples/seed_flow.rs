@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use daggr::{generated, Configure, Error, GradioNode, Graph, Image, RetryPolicy, Scope};
+use daggr::{Configure, Error, GradioNode, Image, RetryPolicy};
+use serde_json::json;
 
 /// Captions an image from what its bytes say: format, size, and how much is transparent.
 #[daggr::fn_node]
@@ -58,6 +59,13 @@ fn is_network_failure(e: &Error) -> bool {
     }
 }
 
+fn offline(e: &Error) -> ! {
+    eprintln!(
+        "seed_flow needs the network (huggingface.co and *.hf.space), which is not reachable here:\n  {e}"
+    );
+    std::process::exit(2);
+}
+
 #[tokio::main]
 async fn main() {
     let prompt = std::env::args()
@@ -65,63 +73,53 @@ async fn main() {
         .unwrap_or_else(|| "A cheetah in the grassy savanna.".to_string());
     if let Err(e) = run(prompt).await {
         if is_network_failure(&e) {
-            eprintln!(
-                "seed_flow needs the network (huggingface.co and *.hf.space), which is not reachable here:\n  {e}"
-            );
-            std::process::exit(2);
+            offline(&e);
         }
         eprintln!("seed_flow failed: {e}");
         std::process::exit(1);
     }
 }
 
+// The whole flow: two Spaces and a Rust function, wired by name and checked by rustc.
+daggr::pipeline! {
+    struct SeedFlow {
+        inputs { prompt: String = "A cheetah in the grassy savanna.".to_string() }
+        nodes {
+            image = [GradioNode::new("generate", "hf-applications/Z-Image-Turbo").api("/generate_image")
+                .input::<String>("prompt").input::<f64>("seed").param("width", json!(1024)).param("height", json!(1024))
+                .output::<Image>("image").timeout(Duration::from_secs(600)).retry(RetryPolicy::new(1, Duration::from_secs(5)))]
+                (prompt, daggr::generated("seed", || (rand_seed() % 1_000_000) as f64));
+            cutout = [GradioNode::new("remove_background", "hf-applications/background-removal").api("/image")
+                .input::<Image>("image").skip_output().output::<Image>("cutout").timeout(Duration::from_secs(600))](image);
+            text = caption(image: cutout);
+        }
+        outputs { caption: String = text, cutout: Image = cutout }
+    }
+}
+
 async fn run(prompt: String) -> Result<(), Error> {
-    // Connecting up front checks the endpoints and names against the Spaces' APIs and puts
-    // each Space's revision in the cache key.
-    println!("connecting to the Spaces…");
-    let generate = GradioNode::new("generate", "hf-applications/Z-Image-Turbo")
-        .api("/generate_image")
-        .input::<String>("prompt")
-        .input::<f64>("seed")
-        .param("height", serde_json::json!(1024))
-        .param("width", serde_json::json!(1024))
-        .output::<Image>("image")
-        .timeout(Duration::from_secs(600))
-        .retry(RetryPolicy::new(1, Duration::from_secs(5)))
-        .connect()
-        .await?;
-    // The endpoint returns the original and the cut-out image: keep the second.
-    let cutout = GradioNode::new("remove_background", "hf-applications/background-removal")
-        .api("/image")
-        .input::<Image>("image")
-        .skip_output()
-        .output::<Image>("cutout")
-        .timeout(Duration::from_secs(600))
-        .connect()
-        .await?;
-
-    let mut g = Graph::new("seed_flow");
-    let prompt = g.input("prompt", prompt);
-    // A fresh seed each run, recorded with the result (as `random.random` in the original).
-    let seed = generated("seed", || (rand_seed() % 1_000_000) as f64);
-    let image = g.add(generate, (prompt, seed));
-    let cut = g.add(cutout, (image,));
-    let text = g.add(CaptionNode::new(), (cut,));
-
-    let pipeline = g.build()?;
-    let report = pipeline.run(Scope::All).await?;
+    // Each Space's endpoint and names are checked against its API at the first run, and its
+    // current revision (asked of the Hub) is part of the node's cache key. The generated
+    // seed is recorded with the result, as `random.random` in the original.
+    let flow = SeedFlow::new()?;
+    flow.set_prompt(prompt)?;
+    println!("calling the Spaces…");
+    let report = flow.run().await?;
     if let Some(e) = report.errors().first() {
+        if is_network_failure(e) {
+            offline(e);
+        }
         return Err(Error::Failed {
             node: e.node().unwrap_or("?").to_string(),
             message: e.to_string(),
         });
     }
-    let cut_image = report.value(&cut)?;
+    let cut_image = report.value(&flow.outputs.cutout)?;
     std::fs::write("seed_flow_cutout.png", cut_image.bytes()).map_err(|source| Error::Io {
         context: "writing seed_flow_cutout.png".into(),
         source,
     })?;
-    println!("caption: {}", report.value(&text.output)?);
+    println!("caption: {}", report.value(&flow.outputs.caption)?);
     println!("saved the cut-out image to seed_flow_cutout.png");
     Ok(())
 }
