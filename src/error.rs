@@ -199,6 +199,19 @@ pub enum Error {
         /// The closest existing name.
         suggestion: Option<String>,
     },
+    /// A history entry of a failed or cancelled execution was selected: it has no outputs
+    /// to become the node's current result.
+    #[error("history entry {entry} of node `{node}` cannot be selected: it is the {outcome} execution of run {run}, which has no outputs (its log and error stay in the history)")]
+    NotSelectable {
+        /// The node.
+        node: String,
+        /// The history entry's id.
+        entry: i64,
+        /// `failed` or `cancelled`.
+        outcome: String,
+        /// The run it belongs to.
+        run: u64,
+    },
     /// A sheet of that name already exists for the pipeline.
     #[error("a sheet named `{name}` already exists")]
     SheetExists {
@@ -269,6 +282,7 @@ impl Error {
             | Error::InputWiredTwice { node, .. }
             | Error::UnknownPort { node, .. }
             | Error::Remote { node, .. }
+            | Error::NotSelectable { node, .. }
             | Error::Failed { node, .. } => Some(node),
             Error::DuplicateNode { name } => Some(name),
             _ => None,

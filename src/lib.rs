@@ -61,8 +61,8 @@ pub use node::{
     CachePolicy, Configure, Inputs, Node, NodeConfig, NodeContext, NodeSpec, PortSpec, RetryPolicy,
 };
 pub use pipeline::{
-    NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunHandle, RunReport, Scope,
-    TerminalProgress,
+    NodeFailure, NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunHandle, RunReport,
+    Scope, TerminalProgress,
 };
 pub use value::{ContentHash, PortType, PortValue, Value};
 

@@ -1,8 +1,8 @@
 //! A built pipeline: its graph, each node's current result, and the executor.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -108,6 +108,36 @@ pub struct NodeResult {
     pub finished_unix_ms: u64,
     /// The log written while it was computed (see [`NodeContext::log`]); empty when it
     /// came from the cache, since the node did not run.
+    pub logs: Arc<Logs>,
+}
+
+/// A node that failed or was cancelled in a run, as [`ResultObserver::on_failure`] is told
+/// of it. It is not a result: the node's current (last good) result, if any, stays current.
+#[derive(Clone, Debug)]
+pub struct NodeFailure {
+    /// The run it failed in.
+    pub run: u64,
+    /// Whether the run was cancelled while the node was running (rather than the node
+    /// failing by itself).
+    pub cancelled: bool,
+    /// The error with its whole cause chain, `outer: inner: innermost`.
+    pub error: String,
+    /// Attempts started: 0 when it failed before running (its inputs could not be gathered,
+    /// or the run was cancelled while it waited for a concurrency slot).
+    pub attempts: u32,
+    /// Time from the start of its first attempt to the failure (zero when none started).
+    pub elapsed: Duration,
+    /// When it failed, in milliseconds since the Unix epoch.
+    pub finished_unix_ms: u64,
+    /// The cache key it would have been stored under; `None` when it failed before its
+    /// inputs were gathered, and then `inputs` and `generated` are empty too.
+    pub key: Option<CacheKey>,
+    /// The content hash each input had (generated inputs included).
+    pub inputs: Vec<ContentHash>,
+    /// Generated input values (seeds, timestamps), by port name.
+    pub generated: Vec<(String, Value)>,
+    /// The log it wrote: its own lines and the executor's (each retry, a timeout,
+    /// cancellation, the final error), bounded like a result's.
     pub logs: Arc<Logs>,
 }
 
@@ -304,12 +334,20 @@ struct Shared {
     observers: Mutex<Vec<Arc<dyn ResultObserver>>>,
 }
 
-/// Told about every result a workspace adopts (computed, or found in the cache). Called on
-/// the executor's path: implementations must only enqueue work (a sheet queues a database
-/// write), never block.
+/// Told about every result a workspace adopts (computed, or found in the cache), and about
+/// every node that fails or is cancelled. Called on the executor's path: implementations
+/// must only enqueue work (a sheet queues a database write), never block.
 pub trait ResultObserver: Send + Sync + 'static {
     /// `node` (index and name) has a new current result.
     fn on_result(&self, node: usize, name: &str, result: &NodeResult);
+
+    /// `node` (index and name) failed, or was cancelled while running. Its current result
+    /// is unchanged (a failure never replaces it and never reaches the cache). Nodes a run
+    /// does not start are not reported: those skipped because something upstream failed,
+    /// and those a cancelled run never reached. Does nothing unless implemented.
+    fn on_failure(&self, node: usize, name: &str, failure: &NodeFailure) {
+        let _ = (node, name, failure);
+    }
 }
 
 /// A validated, runnable pipeline. Cheap to clone; clones share state (see
@@ -886,8 +924,9 @@ struct Executor {
     outcomes: Vec<(usize, Outcome)>,
     values: HashMap<usize, Arc<[Value]>>,
     prepared: HashMap<usize, Prepared>,
-    /// The logs of the nodes running now (the executor writes failures and cancellation).
-    logs: HashMap<usize, LogBuffer>,
+    /// The nodes running now: what the executor still needs when one fails or is cancelled
+    /// (by then its task may have been dropped).
+    running: HashMap<usize, RunningNode>,
     started: Instant,
 }
 
@@ -913,7 +952,7 @@ impl Executor {
             outcomes: Vec::new(),
             values: HashMap::new(),
             prepared: HashMap::new(),
-            logs: HashMap::new(),
+            running: HashMap::new(),
             started: Instant::now(),
         }
     }
@@ -1175,7 +1214,14 @@ impl Executor {
         self.prepared.insert(n, prepared);
         let name = self.shared.s.names[n].clone();
         let log = LogBuffer::new(self.run, n, name.clone(), self.shared.events.clone());
-        self.logs.insert(n, log.clone());
+        let attempts = Arc::new(Attempts::default());
+        self.running.insert(
+            n,
+            RunningNode {
+                log: log.clone(),
+                attempts: attempts.clone(),
+            },
+        );
         let ctx = NodeContext {
             node: name,
             index: n,
@@ -1234,7 +1280,7 @@ impl Executor {
                 None => None,
             };
             TaskDone {
-                result: execute(node, ctx, inputs).await,
+                result: execute(node, ctx, inputs, attempts).await,
                 rekeyed,
             }
         }))
@@ -1248,14 +1294,14 @@ impl Executor {
     ) {
         let name = self.shared.s.names[n].clone();
         let prepared = self.prepared.remove(&n);
-        let log = self.logs.remove(&n);
+        let running = self.running.remove(&n);
         match result {
             Ok((values, outcome)) => {
                 let prepared = prepared.expect("a finished node was prepared");
                 let spec = self.shared.s.nodes[n].spec();
                 // Taken before the events below: a held-back progress line is sent first.
                 let logs = match &outcome {
-                    Outcome::Computed { .. } => log.map(|l| Arc::new(l.take())),
+                    Outcome::Computed { .. } => running.map(|r| Arc::new(r.log.take())),
                     // The same result as before, so the same log.
                     Outcome::Cached(CacheSource::Workspace) => {
                         let state = self.shared.state.lock().unwrap();
@@ -1264,31 +1310,15 @@ impl Executor {
                     _ => None,
                 }
                 .unwrap_or_default();
-                match &outcome {
-                    Outcome::Cached(source) => self.shared.events.send(Event::NodeCached {
-                        run: self.run,
-                        node: n,
-                        name,
-                        source: *source,
-                    }),
-                    Outcome::Computed { elapsed, .. } => {
-                        if spec.config.cache != CachePolicy::NeverCache {
-                            self.shared.s.cache.store(
-                                prepared.key,
-                                &prepared.preimage,
-                                values.clone(),
-                                true,
-                            );
-                        }
-                        self.shared.events.send(Event::NodeFinished {
-                            run: self.run,
-                            node: n,
-                            name,
-                            elapsed: *elapsed,
-                            outputs: values.iter().map(|v| v.hash()).collect(),
-                        });
-                    }
-                    _ => {}
+                if matches!(outcome, Outcome::Computed { .. })
+                    && spec.config.cache != CachePolicy::NeverCache
+                {
+                    self.shared.s.cache.store(
+                        prepared.key,
+                        &prepared.preimage,
+                        values.clone(),
+                        true,
+                    );
                 }
                 let result = NodeResult {
                     key: prepared.key,
@@ -1301,25 +1331,71 @@ impl Executor {
                     logs,
                 };
                 for observer in self.shared.observers.lock().unwrap().iter() {
-                    observer.on_result(n, &self.shared.s.names[n], &result);
+                    observer.on_result(n, &name, &result);
                 }
                 self.shared.state.lock().unwrap()[n] = Some(result);
+                // After the observers and the state: whoever sees the event finds the result
+                // current and handed to them (a sheet's flush then covers it).
+                match &outcome {
+                    Outcome::Cached(source) => self.shared.events.send(Event::NodeCached {
+                        run: self.run,
+                        node: n,
+                        name,
+                        source: *source,
+                    }),
+                    Outcome::Computed { elapsed, .. } => {
+                        self.shared.events.send(Event::NodeFinished {
+                            run: self.run,
+                            node: n,
+                            name,
+                            elapsed: *elapsed,
+                            outputs: values.iter().map(|v| v.hash()).collect(),
+                        })
+                    }
+                    _ => {}
+                }
                 self.values.insert(n, values.clone());
                 self.slots[n] = Slot::Done(values);
                 self.outcomes.push((n, outcome));
             }
             Err(error) => {
-                if let Some(log) = log {
-                    match &error {
-                        Error::Cancelled { .. } => log.end("cancelled"),
-                        _ => log.end(format!("failed: {}", error_chain(&error))),
+                let cancelled = matches!(error, Error::Cancelled { .. });
+                let text = error_chain(&error);
+                if let Some(running) = &running {
+                    if cancelled {
+                        running.log.end("cancelled");
+                    } else {
+                        running.log.end(format!("failed: {text}"));
                     }
                 }
+                // Observers only: the cache and the node's current result stay as they were.
+                let failure = NodeFailure {
+                    run: self.run,
+                    cancelled,
+                    error: text,
+                    attempts: running.as_ref().map_or(0, |r| r.attempts.started()),
+                    elapsed: running
+                        .as_ref()
+                        .map_or(Duration::ZERO, |r| r.attempts.elapsed()),
+                    finished_unix_ms: unix_ms(),
+                    key: prepared.as_ref().map(|p| p.key),
+                    inputs: prepared
+                        .as_ref()
+                        .map(|p| p.inputs.iter().map(|v| v.hash()).collect())
+                        .unwrap_or_default(),
+                    generated: prepared.map(|p| p.generated).unwrap_or_default(),
+                    logs: Arc::new(running.map(|r| r.log.take()).unwrap_or_default()),
+                };
+                for observer in self.shared.observers.lock().unwrap().iter() {
+                    observer.on_failure(n, &name, &failure);
+                }
+                // After the observers: whoever sees the event knows the failure was handed
+                // to them (a sheet's flush then covers it).
                 self.shared.events.send(Event::NodeFailed {
                     run: self.run,
                     node: n,
                     name,
-                    error: error_chain(&error),
+                    error: failure.error,
                     elapsed: self.started.elapsed(),
                 });
                 self.slots[n] = Slot::Failed { root: n };
@@ -1363,6 +1439,39 @@ impl Executor {
 
 type NodeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = TaskDone> + Send>>;
 
+/// What the executor keeps of a node while it runs.
+struct RunningNode {
+    log: LogBuffer,
+    attempts: Arc<Attempts>,
+}
+
+/// A running node's attempts, counted by its task and read by the executor when the node
+/// fails, or when a cancelled run drops the task.
+#[derive(Default)]
+struct Attempts {
+    started: AtomicU32,
+    first_started_at: OnceLock<Instant>,
+}
+
+impl Attempts {
+    /// An attempt starts: its number, 1 for the first.
+    fn start(&self) -> u32 {
+        self.first_started_at.get_or_init(Instant::now);
+        self.started.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn started(&self) -> u32 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Time since the first attempt started (zero before it).
+    fn elapsed(&self) -> Duration {
+        self.first_started_at
+            .get()
+            .map_or(Duration::ZERO, Instant::elapsed)
+    }
+}
+
 enum Started {
     Done(Arc<[Value]>, Outcome),
     Failed(Error),
@@ -1375,13 +1484,14 @@ async fn execute(
     node: Arc<dyn Node>,
     ctx: NodeContext,
     inputs: Inputs,
+    tries: Arc<Attempts>,
 ) -> Result<(Arc<[Value]>, Outcome), Error> {
     let spec = node.spec();
     let name = spec.name.clone();
     let retry = &spec.config.retry;
     let attempts = retry.retries.saturating_add(1);
-    let mut attempt = 1;
     loop {
+        let attempt = tries.start();
         ctx.events.send(Event::NodeStarted {
             run: ctx.run,
             node: ctx.index,
@@ -1444,7 +1554,6 @@ async fn execute(
             _ = tokio::time::sleep(delay) => {}
             _ = ctx.cancelled() => return Err(Error::Cancelled { node: name }),
         }
-        attempt += 1;
     }
 }
 

@@ -10,8 +10,14 @@
 //! Each result keeps the log its node wrote while computing it ([`crate::NodeContext::log`]
 //! and the executor's lines): at most the last [`MAX_LOG_LINES`] lines, the earlier ones
 //! counted as dropped. Read a history entry's log with [`Sheet::log`]; a restored or
-//! selected result carries its log in [`NodeResult::logs`]. Failed runs leave no result,
-//! so their log is only seen live (in the event stream and the inspector).
+//! selected result carries its log in [`NodeResult::logs`].
+//!
+//! A node that fails or is cancelled leaves a history entry too, so a flaky step can be
+//! diagnosed after a restart: its outcome is `failed` or `cancelled`, with the error
+//! ([`HistoryEntry::error`]), the attempts it made and its log, but no outputs. Such an
+//! entry never becomes the node's current result ([`Sheet::select`] refuses it): the last
+//! good result stays current. It counts toward the history limit and is forked like any
+//! other entry.
 //!
 //! Results are written by one background thread in batched transactions, so persisting
 //! never blocks execution; [`Sheet::run`] waits for its writes before it returns, and a
@@ -50,7 +56,9 @@ use crate::cache::{collect_blob_refs, CacheKey, GcReport};
 use crate::event::MAX_LOG_LINES;
 use crate::event::{CacheSource, Logs};
 use crate::graph::Output;
-use crate::pipeline::{NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunReport, Scope};
+use crate::pipeline::{
+    NodeFailure, NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunReport, Scope,
+};
 use crate::value::{ContentHash, PortValue};
 use crate::{Cache, Error};
 
@@ -114,6 +122,14 @@ CREATE TABLE result_logs (
     // 3: node positions set by hand in the inspector, stored like the viewport (JSON).
     r#"
 ALTER TABLE sheets ADD COLUMN positions TEXT;
+"#,
+    // 4: failed and cancelled executions are history entries as well: `error` holds the
+    // error with its cause chain (NULL for a result), their outputs are `[]` and they are
+    // never selected. `attempts`: attempts made, for computed and failed entries (NULL
+    // for cached ones and rows written before this migration).
+    r#"
+ALTER TABLE results ADD COLUMN error TEXT;
+ALTER TABLE results ADD COLUMN attempts INTEGER;
 "#,
 ];
 
@@ -195,6 +211,10 @@ struct ResultRow {
     finished_ms: i64,
     outputs: String,
     provenance: String,
+    /// The error of a failed or cancelled execution (then `outputs` is `[]`).
+    error: Option<String>,
+    /// Attempts made, when the node ran.
+    attempts: Option<u32>,
     /// The log's line count and JSON, when something was logged.
     log: Option<(usize, String)>,
     /// Large outputs and media to put into the cache before the row is committed.
@@ -247,20 +267,37 @@ pub struct HistoryEntry {
     pub run: u64,
     /// The cache key.
     pub key: String,
-    /// `computed`, `cached:memory`, `cached:disk` or `cached:workspace`.
+    /// `computed`, `cached:memory`, `cached:disk` or `cached:workspace` for a result;
+    /// `failed` or `cancelled` for an execution that produced none (see [`HistoryEntry::error`]).
     pub outcome: String,
-    /// Time the computation took, if it ran.
+    /// Time the computation took, if it ran: of its successful attempt for a result, from
+    /// its first attempt to the failure for a failed or cancelled entry.
     pub elapsed_ms: Option<f64>,
-    /// When it was adopted (Unix ms).
+    /// When it was adopted, or failed (Unix ms).
     pub finished_ms: i64,
-    /// Output encodings (JSON; media as blob references; large values as `{"$cached": …}`).
+    /// Output encodings (JSON; media as blob references; large values as `{"$cached": …}`);
+    /// empty for a failed or cancelled entry.
     pub outputs: Vec<serde_json::Value>,
-    /// What it was computed from.
+    /// What it was computed from (for a failed entry: what it was computing from; no
+    /// inputs when it failed before gathering them).
     pub provenance: Provenance,
+    /// The error with its cause chain, for a failed or cancelled entry; `None` for a result.
+    pub error: Option<String>,
+    /// Attempts made, when the node ran (`None` for a cached result, and for results
+    /// stored by a daggr that did not record them).
+    pub attempts: Option<u32>,
     /// Whether it is the node's current result in this sheet.
     pub selected: bool,
     /// How many log lines it keeps (read them with [`Sheet::log`]).
     pub log_lines: usize,
+}
+
+impl HistoryEntry {
+    /// Whether it records a failed or cancelled execution (which has no outputs and cannot
+    /// be selected) rather than a result.
+    pub fn is_failure(&self) -> bool {
+        self.error.is_some()
+    }
 }
 
 /// Where a node's card sits on the inspector's canvas when it was dragged there: its
@@ -276,12 +313,14 @@ pub struct NodePosition {
 /// A node's history at a glance.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct HistorySummary {
-    /// Entries kept.
+    /// Results kept (the entries that can be selected).
     pub count: usize,
     /// The selected (current) entry.
     pub selected_id: Option<i64>,
-    /// Its position, 1 = newest.
+    /// Its position among the results, 1 = newest.
     pub position: usize,
+    /// Failed and cancelled entries kept.
+    pub failed: usize,
 }
 
 /// A sheet's name and timestamps.
@@ -567,8 +606,8 @@ impl SheetStore {
                 let mut read = tx.prepare("SELECT id FROM results WHERE sheet_id = ?1 ORDER BY id")?;
                 let old_ids: Vec<i64> = read.query_map([source], |r| r.get(0))?.collect::<Result<_, _>>()?;
                 let mut copy = tx.prepare(
-                    "INSERT INTO results (sheet_id, node, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance)
-                     SELECT ?2, node, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance FROM results WHERE id = ?1",
+                    "INSERT INTO results (sheet_id, node, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance, error, attempts)
+                     SELECT ?2, node, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance, error, attempts FROM results WHERE id = ?1",
                 )?;
                 let mut map = tx.prepare("INSERT INTO fork_map (old, new) VALUES (?1, ?2)")?;
                 for old in old_ids {
@@ -716,9 +755,9 @@ fn restore_input(
 }
 
 /// The columns [`StoredResult::from_row`] reads, from `results r LEFT JOIN result_logs l`;
-/// queries add an eleventh, the log itself (`l.log`), or `NULL` where only its size is needed.
+/// queries add a last one, the log itself (`l.log`), or `NULL` where only its size is needed.
 const RESULT_COLUMNS: &str = "r.node, r.id, r.run, r.cache_key, r.outcome, r.elapsed_ms, \
-     r.finished_ms, r.outputs, r.provenance, l.lines";
+     r.finished_ms, r.outputs, r.provenance, l.lines, r.error, r.attempts";
 
 struct StoredResult {
     node: String,
@@ -731,6 +770,8 @@ struct StoredResult {
     outputs: String,
     provenance: String,
     log_lines: usize,
+    error: Option<String>,
+    attempts: Option<u32>,
     log: Option<String>,
 }
 
@@ -754,7 +795,9 @@ impl StoredResult {
             outputs: r.get(7)?,
             provenance: r.get(8)?,
             log_lines: r.get::<_, Option<i64>>(9)?.unwrap_or(0).max(0) as usize,
-            log: r.get(10)?,
+            error: r.get(10)?,
+            attempts: r.get::<_, Option<i64>>(11)?.map(|a| a.max(0) as u32),
+            log: r.get(12)?,
         })
     }
 
@@ -825,7 +868,7 @@ impl StoredResult {
                 inputs: provenance.inputs.iter().map(|i| i.hash).collect(),
                 generated,
                 outputs: values.into(),
-                outcome: outcome_from_text(&self.outcome, self.elapsed_ms),
+                outcome: outcome_from_text(&self.outcome, self.elapsed_ms, self.attempts),
                 run: self.run,
                 finished_unix_ms: self.finished_ms as u64,
                 logs: Arc::new(parse_logs(self.log.as_deref())),
@@ -847,11 +890,12 @@ fn outcome_text(outcome: &Outcome) -> (String, Option<f64>) {
     }
 }
 
-fn outcome_from_text(text: &str, elapsed_ms: Option<f64>) -> Outcome {
+/// The outcome of a stored result (never a failed entry: those are not restored).
+fn outcome_from_text(text: &str, elapsed_ms: Option<f64>, attempts: Option<u32>) -> Outcome {
     match text {
         "computed" => Outcome::Computed {
             elapsed: Duration::from_secs_f64(elapsed_ms.unwrap_or(0.0) / 1000.0),
-            attempts: 1,
+            attempts: attempts.unwrap_or(1),
         },
         "cached:memory" => Outcome::Cached(CacheSource::Memory),
         "cached:disk" => Outcome::Cached(CacheSource::Disk),
@@ -866,14 +910,8 @@ struct SheetObserver {
     workspace: Pipeline,
 }
 
-impl ResultObserver for SheetObserver {
-    fn on_result(&self, node: usize, name: &str, result: &NodeResult) {
-        // A result the sheet already has (restored, or reused because its key matched) is
-        // not a new history entry.
-        if matches!(result.outcome, Outcome::Cached(CacheSource::Workspace)) {
-            return;
-        }
-        let row = build_row(self.sheet_id, &self.workspace, node, name, result);
+impl SheetObserver {
+    fn queue(&self, row: ResultRow) {
         *self.store.0.pending.count.lock().unwrap() += 1;
         if !self.store.send(Write::Result(Box::new(row))) {
             self.store.0.pending.done();
@@ -881,18 +919,40 @@ impl ResultObserver for SheetObserver {
     }
 }
 
-fn build_row(
+impl ResultObserver for SheetObserver {
+    fn on_result(&self, node: usize, name: &str, result: &NodeResult) {
+        // A result the sheet already has (restored, or reused because its key matched) is
+        // not a new history entry.
+        if matches!(result.outcome, Outcome::Cached(CacheSource::Workspace)) {
+            return;
+        }
+        self.queue(result_row(
+            self.sheet_id,
+            &self.workspace,
+            node,
+            name,
+            result,
+        ));
+    }
+
+    fn on_failure(&self, node: usize, name: &str, failure: &NodeFailure) {
+        self.queue(failure_row(
+            self.sheet_id,
+            &self.workspace,
+            node,
+            name,
+            failure,
+        ));
+    }
+}
+
+fn result_row(
     sheet_id: i64,
     workspace: &Pipeline,
     node: usize,
     name: &str,
     result: &NodeResult,
 ) -> ResultRow {
-    let spec = workspace
-        .nodes()
-        .nth(node)
-        .expect("observer gets valid indices")
-        .spec();
     let mut outputs = Vec::with_capacity(64);
     let mut blobs = Vec::new();
     outputs.push(b'[');
@@ -914,14 +974,93 @@ fn build_row(
         }
     }
     outputs.push(b']');
+    let (outcome, elapsed_ms) = outcome_text(&result.outcome);
+    let attempts = match result.outcome {
+        Outcome::Computed { attempts, .. } => Some(attempts),
+        _ => None,
+    };
+    ResultRow {
+        sheet_id,
+        node: name.to_string(),
+        run: result.run,
+        key: result.key.to_hex(),
+        outcome,
+        elapsed_ms,
+        finished_ms: result.finished_unix_ms as i64,
+        outputs: String::from_utf8(outputs).unwrap_or_default(),
+        provenance: provenance_json(workspace, node, &result.inputs, &result.generated),
+        error: None,
+        attempts,
+        log: log_column(&result.logs),
+        blobs,
+        cache_dir: workspace.cache().dir().to_path_buf(),
+    }
+}
+
+/// A failed or cancelled execution: no outputs, so nothing for the cache either.
+fn failure_row(
+    sheet_id: i64,
+    workspace: &Pipeline,
+    node: usize,
+    name: &str,
+    failure: &NodeFailure,
+) -> ResultRow {
+    ResultRow {
+        sheet_id,
+        node: name.to_string(),
+        run: failure.run,
+        // Empty when it failed before its key was known; the cache is never asked for it.
+        key: failure.key.map(|k| k.to_hex()).unwrap_or_default(),
+        outcome: if failure.cancelled {
+            "cancelled"
+        } else {
+            "failed"
+        }
+        .into(),
+        elapsed_ms: (failure.attempts > 0).then_some(failure.elapsed.as_secs_f64() * 1000.0),
+        finished_ms: failure.finished_unix_ms as i64,
+        outputs: "[]".into(),
+        provenance: provenance_json(workspace, node, &failure.inputs, &failure.generated),
+        error: Some(failure.error.clone()),
+        attempts: Some(failure.attempts),
+        log: log_column(&failure.logs),
+        blobs: Vec::new(),
+        cache_dir: workspace.cache().dir().to_path_buf(),
+    }
+}
+
+/// A log as stored in `result_logs`: its line count and JSON, or `None` when nothing was
+/// logged (then no row is written).
+fn log_column(logs: &Logs) -> Option<(usize, String)> {
+    (!logs.is_empty()).then(|| {
+        (
+            logs.lines.len(),
+            serde_json::to_string(logs).unwrap_or_default(),
+        )
+    })
+}
+
+/// The provenance of an execution of `node` from inputs with these hashes (empty when it
+/// never got its inputs), as JSON.
+fn provenance_json(
+    workspace: &Pipeline,
+    node: usize,
+    hashes: &[ContentHash],
+    generated: &[(String, crate::Value)],
+) -> String {
+    let spec = workspace
+        .nodes()
+        .nth(node)
+        .expect("observer gets valid indices")
+        .spec();
     let bindings_const = |port: usize| workspace.is_constant_input(node, port);
     let inputs = spec
         .inputs
         .iter()
         .enumerate()
-        .zip(&result.inputs)
+        .zip(hashes)
         .map(|((i, p), hash)| {
-            let generated = result.generated.iter().find(|(g, _)| g == &p.name);
+            let generated = generated.iter().find(|(g, _)| g == &p.name);
             let value = match generated {
                 Some((_, v)) => Some(v.to_json()),
                 None if bindings_const(i) => workspace
@@ -947,27 +1086,7 @@ fn build_row(
         params: spec.params.clone(),
         inputs,
     };
-    let (outcome, elapsed_ms) = outcome_text(&result.outcome);
-    let log = (!result.logs.is_empty()).then(|| {
-        (
-            result.logs.lines.len(),
-            serde_json::to_string(&*result.logs).unwrap_or_default(),
-        )
-    });
-    ResultRow {
-        sheet_id,
-        node: name.to_string(),
-        run: result.run,
-        key: result.key.to_hex(),
-        outcome,
-        elapsed_ms,
-        finished_ms: result.finished_unix_ms as i64,
-        outputs: String::from_utf8(outputs).unwrap_or_default(),
-        provenance: serde_json::to_string(&provenance).unwrap_or_default(),
-        log,
-        blobs,
-        cache_dir: workspace.cache().dir().to_path_buf(),
-    }
+    serde_json::to_string(&provenance).unwrap_or_default()
 }
 
 impl Pending {
@@ -1043,8 +1162,8 @@ fn write_rows(conn: &mut Connection, rows: &[ResultRow], limit: usize) -> rusqli
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO results (sheet_id, node, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO results (sheet_id, node, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance, error, attempts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         let mut select = tx.prepare_cached(
             "INSERT INTO selections (sheet_id, node, result_id) VALUES (?1, ?2, ?3)
@@ -1070,13 +1189,18 @@ fn write_rows(conn: &mut Connection, rows: &[ResultRow], limit: usize) -> rusqli
                 row.elapsed_ms,
                 row.finished_ms,
                 row.outputs,
-                row.provenance
+                row.provenance,
+                row.error,
+                row.attempts
             ])?;
             let id = tx.last_insert_rowid();
             if let Some((lines, log)) = &row.log {
                 insert_log.execute(params![id, *lines as i64, log])?;
             }
-            select.execute(params![row.sheet_id, row.node, id])?;
+            // A failed execution has no outputs: the last good result stays current.
+            if row.error.is_none() {
+                select.execute(params![row.sheet_id, row.node, id])?;
+            }
             touched.insert((row.sheet_id, row.node.clone()));
         }
         for (sheet_id, node) in &touched {
@@ -1265,6 +1389,8 @@ impl Sheet {
                         inputs: Vec::new(),
                     }),
                     selected: Some(row.id) == selected,
+                    error: row.error,
+                    attempts: row.attempts,
                     log_lines: row.log_lines,
                 });
             }
@@ -1272,27 +1398,32 @@ impl Sheet {
         })
     }
 
-    /// Per node: the number of history entries, the selected entry's id, and its position
-    /// (1 = newest). One query for the whole sheet.
+    /// Per node: the number of results kept, the selected entry's id and its position among
+    /// the results (1 = newest), and the number of failed and cancelled entries kept. One
+    /// query for the whole sheet.
     pub fn history_summary(
         &self,
     ) -> Result<std::collections::HashMap<String, HistorySummary>, Error> {
         self.store.with_conn(|c| {
+            // A failed entry (`error` set) is no result: counted apart, never a position.
             let mut stmt = c.prepare(
-                "SELECT r.node, COUNT(*), s.result_id,
-                        SUM(CASE WHEN r.id >= COALESCE(s.result_id, 0) THEN 1 ELSE 0 END)
+                "SELECT r.node, SUM(r.error IS NULL), s.result_id,
+                        SUM(r.error IS NULL AND r.id >= COALESCE(s.result_id, 0)),
+                        SUM(r.error IS NOT NULL)
                  FROM results r LEFT JOIN selections s ON s.sheet_id = r.sheet_id AND s.node = r.node
                  WHERE r.sheet_id = ?1 GROUP BY r.node",
             )?;
             let rows = stmt.query_map([self.id], |r| {
                 let count: i64 = r.get(1)?;
                 let position: i64 = r.get(3)?;
+                let failed: i64 = r.get(4)?;
                 Ok((
                     r.get::<_, String>(0)?,
                     HistorySummary {
                         count: count as usize,
                         selected_id: r.get(2)?,
                         position: position as usize,
+                        failed: failed as usize,
                     },
                 ))
             })?;
@@ -1302,6 +1433,8 @@ impl Sheet {
 
     /// Makes history entry `result_id` the node's current result; downstream nodes then
     /// see its value (and become stale if it differs from what they were computed from).
+    /// A failed or cancelled entry has no outputs: selecting it is an
+    /// [`Error::NotSelectable`], and the current result stays.
     pub fn select(&self, node: &str, result_id: i64) -> Result<(), Error> {
         self.store.flush();
         let stored = self.store.with_conn(|c| {
@@ -1318,6 +1451,14 @@ impl Sheet {
         let stored = stored.ok_or_else(|| Error::NoResult {
             node: format!("{node} (history entry {result_id})"),
         })?;
+        if stored.error.is_some() {
+            return Err(Error::NotSelectable {
+                node: node.to_string(),
+                entry: result_id,
+                outcome: stored.outcome,
+                run: stored.run,
+            });
+        }
         let cache_dir = self.pipeline.cache().dir().to_path_buf();
         stored.restore(&self.pipeline, &cache_dir, self.store.path())?;
         self.store.with_conn(|c| {
@@ -1330,8 +1471,8 @@ impl Sheet {
         Ok(())
     }
 
-    /// The log of history entry `result_id` of `node` (empty when nothing was logged, or
-    /// when the result came from the cache).
+    /// The log of history entry `result_id` of `node`, a result or a failed execution
+    /// (empty when nothing was logged, or when the result came from the cache).
     pub fn log(&self, node: &str, result_id: i64) -> Result<Logs, Error> {
         self.pipeline.node_index(node)?;
         self.store.flush();

@@ -1004,3 +1004,148 @@ async fn cancelling_a_running_node_is_written_to_its_log() {
     assert!(handle.wait().await.unwrap().cancelled);
     assert_eq!(logged(&mut events), [("slow".into(), "cancelled".into())]);
 }
+
+/// Records what a workspace's observer is told.
+#[derive(Default)]
+struct Told {
+    results: std::sync::Mutex<Vec<String>>,
+    failures: std::sync::Mutex<Vec<(String, daggr::NodeFailure)>>,
+}
+
+impl daggr::ResultObserver for Told {
+    fn on_result(&self, _node: usize, name: &str, _result: &daggr::NodeResult) {
+        self.results.lock().unwrap().push(name.to_string());
+    }
+    fn on_failure(&self, _node: usize, name: &str, failure: &daggr::NodeFailure) {
+        self.failures
+            .lock()
+            .unwrap()
+            .push((name.to_string(), failure.clone()));
+    }
+}
+
+impl Told {
+    fn take_failures(&self) -> Vec<(String, daggr::NodeFailure)> {
+        std::mem::take(&mut self.failures.lock().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_are_told_of_failed_and_cancelled_nodes_but_not_skipped_ones() {
+    let (_d, cache) = temp_cache();
+    let broken = Arc::new(AtomicBool::new(false));
+    let mut g = Graph::new("told").cache(cache.clone());
+    let x = g.input("x", 1u64);
+    let b = broken.clone();
+    let flaky = g.add(
+        FnNode::with_context("flaky", move |ctx: daggr::NodeContext, x: u64| {
+            let broken = b.load(Ordering::SeqCst);
+            async move {
+                ctx.log("trying");
+                if broken {
+                    Err(std::io::Error::other("503 service unavailable"))
+                } else {
+                    Ok(x)
+                }
+            }
+        })
+        .cache_policy(CachePolicy::AlwaysRecompute)
+        .retry(RetryPolicy::new(1, Duration::from_millis(1))),
+        (x,),
+    );
+    let after = g.add(FnNode::sync("after", |x: u64| x + 1), (flaky,));
+    g.add(
+        FnNode::with_context("slow", |ctx: daggr::NodeContext| async move {
+            ctx.log("working");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, std::io::Error>(1u64)
+        }),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    let told = Arc::new(Told::default());
+    pipeline.add_observer(told.clone());
+    pipeline.run(Scope::to(after)).await.unwrap();
+    let good = pipeline.result(flaky).unwrap().unwrap();
+    let entries = cache.stats().unwrap().entries;
+
+    // A failure: told once, with its attempts, inputs and log; skipped `after` is not told.
+    broken.store(true, Ordering::SeqCst);
+    let report = pipeline.run(Scope::to(after)).await.unwrap();
+    assert_eq!(report.failed(), ["flaky"]);
+    assert_eq!(report.skipped(), ["after"]);
+    let failures = told.take_failures();
+    assert_eq!(failures.len(), 1, "skipped nodes are not failures");
+    let (name, failure) = &failures[0];
+    assert_eq!(name, "flaky");
+    assert_eq!(failure.run, 2);
+    assert!(!failure.cancelled);
+    assert_eq!(failure.attempts, 2);
+    assert_eq!(
+        failure.error,
+        "node `flaky` failed: 503 service unavailable"
+    );
+    assert!(failure.elapsed > Duration::ZERO);
+    assert_eq!(
+        failure.key,
+        Some(good.key),
+        "the same inputs as the good result"
+    );
+    assert_eq!(failure.inputs, good.inputs);
+    let lines: Vec<&str> = failure.logs.lines.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "trying",
+            "attempt 1 of 2 failed, retrying in 1ms: node `flaky` failed: 503 service unavailable",
+            "trying",
+            "failed: node `flaky` failed: 503 service unavailable",
+        ]
+    );
+    // Nothing else changed: the last good result is current, nothing is stale or cached.
+    let current = pipeline.result(flaky).unwrap().unwrap();
+    assert_eq!((current.run, current.key), (1, good.key));
+    assert_eq!(pipeline.stale_nodes(), ["slow"], "it never ran");
+    assert_eq!(*pipeline.value(&after).unwrap(), 2);
+    cache.flush();
+    assert_eq!(cache.stats().unwrap().entries, entries);
+    let results = told.results.lock().unwrap().clone();
+    assert_eq!(
+        results.iter().filter(|n| *n == "flaky").count(),
+        1,
+        "a failure is not a result: {results:?}"
+    );
+
+    // A node that fails before it runs (no upstream value) is told without inputs.
+    let fresh = pipeline.new_workspace();
+    let told_fresh = Arc::new(Told::default());
+    fresh.add_observer(told_fresh.clone());
+    fresh.run(Scope::only(after)).await.unwrap();
+    let failures = told_fresh.take_failures();
+    let (name, failure) = &failures[0];
+    assert_eq!(name, "after");
+    assert!(failure.error.contains("has no value"), "{}", failure.error);
+    assert_eq!((failure.attempts, failure.elapsed), (0, Duration::ZERO));
+    assert!(failure.key.is_none() && failure.inputs.is_empty() && failure.logs.is_empty());
+
+    // A cancelled node is told as cancelled, with what it logged.
+    let mut events = pipeline.subscribe();
+    let handle = pipeline.spawn(Scope::only("slow"));
+    loop {
+        if let Ok(Event::NodeLog { line, .. }) = events.recv().await {
+            if line == "working" {
+                break;
+            }
+        }
+    }
+    handle.cancel();
+    assert!(handle.wait().await.unwrap().cancelled);
+    let failures = told.take_failures();
+    let (name, failure) = &failures[0];
+    assert_eq!(name, "slow");
+    assert!(failure.cancelled);
+    assert_eq!(failure.error, "node `slow` was cancelled");
+    assert_eq!(failure.attempts, 1);
+    let lines: Vec<&str> = failure.logs.lines.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(lines, ["working", "cancelled"]);
+}

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -450,6 +450,238 @@ async fn node_positions_persist_per_sheet_and_are_forked() {
     assert_eq!(fork.node_positions().unwrap(), moved);
 }
 
+/// `x -> flaky -> down`; `flaky` is always recomputed, logs each try and, while `broken`
+/// is set, fails after 3 attempts (the error's second line is the server's body).
+struct Flaky {
+    pipeline: Pipeline,
+    flaky: Output<u64>,
+    down: Output<u64>,
+    broken: Arc<AtomicBool>,
+}
+
+fn flaky_chain(dir: &std::path::Path) -> Flaky {
+    let broken = Arc::new(AtomicBool::new(false));
+    let mut g = Graph::new("flaky").cache(daggr::Cache::open(dir.join("cache")).unwrap());
+    let x = g.input("x", 1u64);
+    let b = broken.clone();
+    let flaky = g.add(
+        FnNode::with_context("flaky", move |ctx: daggr::NodeContext, x: u64| {
+            let broken = b.load(Ordering::SeqCst);
+            async move {
+                ctx.log(format!("calling the remote step with {x}"));
+                if broken {
+                    Err(std::io::Error::other(
+                        "503 service unavailable\n<html>busy</html>",
+                    ))
+                } else {
+                    Ok(x * 10)
+                }
+            }
+        })
+        .cache_policy(CachePolicy::AlwaysRecompute)
+        .retry(daggr::RetryPolicy::new(2, Duration::from_millis(1))),
+        (x,),
+    );
+    let down = g.add(FnNode::sync("down", |x: u64| x + 1), (flaky,));
+    Flaky {
+        pipeline: g.build().unwrap(),
+        flaky,
+        down,
+        broken,
+    }
+}
+
+#[tokio::test]
+async fn a_failure_is_kept_in_the_history_and_the_last_good_result_stays_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sheets.db");
+    let f = flaky_chain(dir.path());
+    let store = SheetStore::open(&db).unwrap();
+    let sheet = store.create(&f.pipeline, "s").unwrap();
+    sheet.run(Scope::All).await.unwrap();
+    let entries = f.pipeline.cache().stats().unwrap().entries;
+
+    f.broken.store(true, Ordering::SeqCst);
+    let report = sheet.run(Scope::All).await.unwrap();
+    assert_eq!(report.failed(), ["flaky"]);
+    assert_eq!(report.skipped(), ["down"]);
+    let check = |sheet: &daggr::sheet::Sheet| {
+        let history = sheet.history("flaky").unwrap();
+        assert_eq!(
+            history.len(),
+            2,
+            "newest first: the failure, then the result"
+        );
+        let (failed, good) = (&history[0], &history[1]);
+        assert!(failed.is_failure() && !good.is_failure());
+        assert_eq!((failed.run, failed.outcome.as_str()), (2, "failed"));
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("node `flaky` failed: 503 service unavailable\n<html>busy</html>")
+        );
+        assert_eq!(failed.attempts, Some(3));
+        assert!(failed.elapsed_ms.is_some());
+        assert!(failed.outputs.is_empty() && !failed.selected);
+        assert_eq!(
+            failed.provenance.inputs, good.provenance.inputs,
+            "what it was computing from"
+        );
+        assert_eq!(failed.key, good.key);
+        assert!(good.selected && good.error.is_none());
+        assert_eq!(good.attempts, Some(1));
+        let log: Vec<String> = sheet
+            .log("flaky", failed.id)
+            .unwrap()
+            .lines
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+        assert_eq!(failed.log_lines, log.len());
+        assert_eq!(log.len(), 6, "{log:?}");
+        assert_eq!(log[0], "calling the remote step with 1");
+        assert!(
+            log[1].starts_with("attempt 1 of 3 failed, retrying in 1ms: node `flaky` failed: 503")
+        );
+        assert_eq!(
+            log[5],
+            format!("failed: {}", failed.error.as_ref().unwrap())
+        );
+        // Skipped nodes leave no entry.
+        assert_eq!(sheet.history("down").unwrap().len(), 1);
+        // The last good result is still current, and nothing went stale.
+        assert_eq!(*sheet.value(&f.flaky).unwrap(), 10);
+        assert_eq!(*sheet.value(&f.down).unwrap(), 11);
+        assert!(sheet.stale_nodes().is_empty(), "{:?}", sheet.stale_nodes());
+        let summary = sheet.history_summary().unwrap()["flaky"];
+        assert_eq!(
+            (
+                summary.count,
+                summary.failed,
+                summary.position,
+                summary.selected_id
+            ),
+            (1, 1, 1, Some(good.id))
+        );
+        // Selecting the failure is refused and changes nothing.
+        let err = sheet.select("flaky", failed.id).unwrap_err();
+        assert!(matches!(err, Error::NotSelectable { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "history entry {} of node `flaky` cannot be selected: it is the failed execution of run 2, \
+                 which has no outputs (its log and error stay in the history)",
+                failed.id
+            )
+        );
+        assert_eq!(*sheet.value(&f.flaky).unwrap(), 10);
+        assert!(sheet.history("flaky").unwrap()[1].selected);
+    };
+    check(&sheet);
+    assert_eq!(
+        f.pipeline.cache().stats().unwrap().entries,
+        entries,
+        "a failure never reaches the cache"
+    );
+
+    // After a restart (new store, new pipeline) it is all still there.
+    drop(sheet);
+    drop(store);
+    let f = flaky_chain(dir.path());
+    let store = SheetStore::open(&db).unwrap();
+    let sheet = store.open_sheet(&f.pipeline, "s").unwrap();
+    check(&sheet);
+    // Once fixed, the node runs again and its new result becomes current.
+    let report = sheet.run(Scope::All).await.unwrap();
+    assert_eq!(report.computed(), ["flaky"], "down's input did not change");
+    let history = sheet.history("flaky").unwrap();
+    let outcomes: Vec<&str> = history.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["computed", "failed", "computed"]);
+    assert!(history[0].selected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_runs_are_recorded_and_failures_are_pruned_and_forked_like_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SheetStore::open_with_history_limit(dir.path().join("sheets.db"), 3).unwrap();
+    let f = flaky_chain(dir.path());
+    let sheet = store.create(&f.pipeline, "s").unwrap();
+    sheet.run(Scope::All).await.unwrap();
+    f.broken.store(true, Ordering::SeqCst);
+    for _ in 0..4 {
+        sheet.run(Scope::All).await.unwrap();
+    }
+    // The newest 3 entries are kept, and the selected result (older) too.
+    let history = sheet.history("flaky").unwrap();
+    let runs: Vec<(u64, &str)> = history
+        .iter()
+        .map(|e| (e.run, e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        runs,
+        [(5, "failed"), (4, "failed"), (3, "failed"), (1, "computed")]
+    );
+    assert!(history[3].selected);
+
+    // A fork copies the failures with their errors and logs.
+    let fork = store.fork(&f.pipeline, "s", "copy").unwrap();
+    let forked = fork.history("flaky").unwrap();
+    assert_eq!(forked.len(), 4);
+    assert_eq!(forked[0].error, history[0].error);
+    assert_eq!(forked[0].attempts, Some(3));
+    assert_eq!(
+        fork.log("flaky", forked[0].id).unwrap(),
+        sheet.log("flaky", history[0].id).unwrap()
+    );
+    assert!(fork.select("flaky", forked[0].id).is_err());
+    assert_eq!(*fork.value(&f.flaky).unwrap(), 10);
+
+    // A cancelled node is an entry too, with what it logged.
+    let mut g = Graph::new("slow").cache(daggr::Cache::open(dir.path().join("cache")).unwrap());
+    g.add(
+        FnNode::with_context("slow", |ctx: daggr::NodeContext| async move {
+            ctx.log("working");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, std::io::Error>(1u64)
+        }),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    let sheet = store.create(&pipeline, "slow").unwrap();
+    let mut events = sheet.pipeline().subscribe();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let token = cancel.clone();
+    let waiter = tokio::spawn(async move {
+        loop {
+            if let Ok(daggr::Event::NodeLog { line, .. }) = events.recv().await {
+                if line == "working" {
+                    token.cancel();
+                    break;
+                }
+            }
+        }
+    });
+    let report = sheet.run_with_cancel(Scope::All, cancel).await.unwrap();
+    waiter.await.unwrap();
+    assert!(report.cancelled);
+    let history = sheet.history("slow").unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].outcome, "cancelled");
+    assert_eq!(
+        history[0].error.as_deref(),
+        Some("node `slow` was cancelled")
+    );
+    let log: Vec<String> = sheet
+        .log("slow", history[0].id)
+        .unwrap()
+        .lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(log, ["working", "cancelled"]);
+    assert!(sheet.result("slow").unwrap().is_none());
+    assert_eq!(sheet.history_summary().unwrap()["slow"].count, 0);
+}
+
 #[test]
 fn a_database_from_a_newer_daggr_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -459,7 +691,7 @@ fn a_database_from_a_newer_daggr_is_refused() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
@@ -491,6 +723,73 @@ fn long_chain(dir: &std::path::Path, ms: u64) -> (Pipeline, Output<u64>) {
     (g.build().unwrap(), prev)
 }
 
+/// [`long_chain`] beside `remote`, an independent, always recomputed node that logs a line
+/// and fails while `broken` is set.
+fn long_chain_and_remote(
+    dir: &std::path::Path,
+    ms: u64,
+    broken: Arc<AtomicBool>,
+) -> (Pipeline, Output<u64>, Output<u64>) {
+    let mut g = Graph::new("long-remote").cache(daggr::Cache::open(dir.join("cache")).unwrap());
+    let remote = g.add(
+        FnNode::with_context("remote", move |ctx: daggr::NodeContext| {
+            let broken = broken.load(Ordering::SeqCst);
+            async move {
+                ctx.log("calling the remote step");
+                if broken {
+                    Err(std::io::Error::other("connection reset"))
+                } else {
+                    Ok(7u64)
+                }
+            }
+        })
+        .cache_policy(CachePolicy::AlwaysRecompute),
+        (),
+    );
+    let mut prev = g.input("start", 0u64);
+    for i in 0..CHAIN_LEN {
+        prev = g.add(
+            FnNode::from_async(&format!("n{i}"), move |x: u64| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                x + 1
+            }),
+            (prev,),
+        );
+    }
+    (g.build().unwrap(), remote, prev)
+}
+
+/// The child of [`a_sigkill_after_a_failure_leaves_it_recorded_and_the_sheet_consistent`]:
+/// `remote` succeeds once, then fails while the chain runs; every stored node and the
+/// stored failure are reported.
+async fn failing_child(dir: &std::path::Path) {
+    let broken = Arc::new(AtomicBool::new(false));
+    let (pipeline, _, _) = long_chain_and_remote(dir, 40, broken.clone());
+    let store = SheetStore::open(dir.join("sheets.db")).unwrap();
+    let sheet = store.open_or_create(&pipeline, "shared").unwrap();
+    sheet.run(Scope::only("remote")).await.unwrap();
+    broken.store(true, Ordering::SeqCst);
+    let mut events = sheet.pipeline().subscribe();
+    let s2 = store.clone();
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            let line = match event {
+                daggr::Event::NodeFinished { name, .. } => format!("stored {name}"),
+                daggr::Event::NodeFailed { name, .. } => format!("failed {name}"),
+                _ => continue,
+            };
+            // Report only what is durably stored.
+            let s3 = s2.clone();
+            tokio::task::spawn_blocking(move || s3.flush())
+                .await
+                .unwrap();
+            println!("{line}");
+        }
+    });
+    sheet.run(Scope::All).await.unwrap();
+    println!("done");
+}
+
 /// Entry point of the child processes (ignored unless run by the tests below).
 #[test]
 #[ignore]
@@ -500,6 +799,10 @@ fn sheet_child_process() {
     };
     let dir = std::path::PathBuf::from(std::env::var("DAGGR_CHILD_DIR").unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
+    if mode == "failing" {
+        rt.block_on(failing_child(&dir));
+        return;
+    }
     rt.block_on(async {
         let (pipeline, _) = long_chain(&dir, 40);
         let store = SheetStore::open(dir.join("sheets.db")).unwrap();
@@ -588,6 +891,73 @@ async fn a_sigkilled_run_leaves_the_sheet_consistent_and_resumes() {
     }
     assert!(computed.len() <= CHAIN_LEN - stored.len(), "{computed:?}");
     assert!(computed.contains(&"n23"), "the nodes after the kill ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_after_a_failure_leaves_it_recorded_and_the_sheet_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_child(dir.path(), "failing", 0);
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (mut stored, mut failed) = (0, false);
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        failed |= line == "failed remote";
+        stored += line.starts_with("stored n") as usize;
+        if failed && stored >= 4 {
+            child.kill().unwrap(); // SIGKILL, mid-run
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(
+        failed && stored >= 4,
+        "the child got far enough before the kill"
+    );
+    let conn = rusqlite::Connection::open(dir.path().join("sheets.db")).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(conn);
+
+    let (pipeline, remote, last) =
+        long_chain_and_remote(dir.path(), 1, Arc::new(AtomicBool::new(false)));
+    let store = SheetStore::open(dir.path().join("sheets.db")).unwrap();
+    let sheet = store.open_sheet(&pipeline, "shared").unwrap();
+    let history = sheet.history("remote").unwrap();
+    let outcomes: Vec<&str> = history.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["failed", "computed"]);
+    assert_eq!(
+        history[0].error.as_deref(),
+        Some("node `remote` failed: connection reset")
+    );
+    let log: Vec<String> = sheet
+        .log("remote", history[0].id)
+        .unwrap()
+        .lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    assert_eq!(
+        log,
+        [
+            "calling the remote step",
+            "failed: node `remote` failed: connection reset"
+        ]
+    );
+    assert!(sheet.select("remote", history[0].id).is_err());
+    assert_eq!(
+        *sheet.value(&remote).unwrap(),
+        7,
+        "the last good result is current"
+    );
+    let report = sheet.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&last).unwrap(), CHAIN_LEN as u64);
+    assert!(
+        report.computed().len() <= CHAIN_LEN + 1 - stored,
+        "{stored} stored, yet {:?} ran",
+        report.computed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

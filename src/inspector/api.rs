@@ -40,7 +40,7 @@ impl From<Error> for ApiError {
             Error::UnknownNode { .. } | Error::UnknownSheet { .. } | Error::NoResult { .. } => {
                 StatusCode::NOT_FOUND
             }
-            Error::SheetExists { .. } => StatusCode::CONFLICT,
+            Error::SheetExists { .. } | Error::NotSelectable { .. } => StatusCode::CONFLICT,
             Error::UnknownPort { .. }
             | Error::WrongValueType { .. }
             | Error::Codec { .. }
@@ -476,6 +476,7 @@ fn state_json(app: &App, open: &OpenSheet) -> Result<Json_, Error> {
             count,
             selected_id: selected,
             position,
+            failed,
         } = summary.get(name).copied().unwrap_or_default();
         let log_lines = if shows_live_log(&live) {
             live.log_lines
@@ -486,7 +487,7 @@ fn state_json(app: &App, open: &OpenSheet) -> Result<Json_, Error> {
             "name": name, "status": status, "stale": is_stale,
             "elapsed_ms": elapsed_ms, "error": live.error, "progress": live.progress,
             "skipped_because": live.skipped_because, "log_lines": log_lines,
-            "history": { "count": count, "selected_id": selected, "position": position },
+            "history": { "count": count, "selected_id": selected, "position": position, "failed": failed },
             "inputs": inputs, "outputs": outputs,
         }));
     }
@@ -528,7 +529,7 @@ async fn history(
             json!({
                 "id": e.id, "run": e.run, "outcome": e.outcome, "elapsed_ms": e.elapsed_ms,
                 "finished_ms": e.finished_ms, "selected": e.selected, "outputs": e.outputs, "media": media,
-                "log_lines": e.log_lines,
+                "log_lines": e.log_lines, "error": e.error, "attempts": e.attempts,
                 "inputs": e.provenance.inputs.iter().map(|i| json!({ "port": i.port, "value": i.value, "generated": i.generated, "hash": i.hash })).collect::<Vec<_>>(),
             })
         })
