@@ -253,18 +253,8 @@ fn list(errors: &[Error]) -> String {
         .join("\n")
 }
 
-/// The closest candidate to `name`, when one is close enough to be a likely typo.
-pub(crate) fn suggest<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::levenshtein(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
-}
+// One "did you mean" rule for the runtime, the macros and `cargo daggr`.
+pub(crate) use daggr_codegen::suggest;
 
 impl Error {
     /// The name of the node this error is about, if it is about one.

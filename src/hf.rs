@@ -64,47 +64,12 @@ fn token_file() -> Option<PathBuf> {
     Some(home.join("token"))
 }
 
-/// Whether `url` is on a Hugging Face host (`huggingface.co`, `*.huggingface.co`,
-/// `*.hf.space`, `hf.co`), where the token may be sent. Only `https` URLs qualify.
-pub fn is_hf_host(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("https://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return false; // userinfo tricks such as https://huggingface.co@evil.example
-    }
-    let host = authority
-        .split(':')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    host == "huggingface.co"
-        || host.ends_with(".huggingface.co")
-        || host == "hf.co"
-        || host.ends_with(".hf.space")
-}
+// Shared with `cargo daggr codegen gradio`, so both send the token to the same hosts.
+pub use daggr_codegen::remote::is_hf_host;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_hugging_face_hosts_qualify() {
-        assert!(is_hf_host("https://huggingface.co/api/spaces/a/b"));
-        assert!(is_hf_host(
-            "https://router.huggingface.co/v1/chat/completions"
-        ));
-        assert!(is_hf_host("https://abidlabs-en2fr.hf.space/config"));
-        assert!(
-            !is_hf_host("http://huggingface.co/"),
-            "plain http never carries the token"
-        );
-        assert!(!is_hf_host("https://huggingface.co.evil.example/"));
-        assert!(!is_hf_host("https://huggingface.co@evil.example/"));
-        assert!(!is_hf_host("https://127.0.0.1:7860/"));
-        assert!(!is_hf_host("https://evilhf.space/"));
-    }
 
     #[test]
     fn tokens_never_print() {

@@ -11,9 +11,10 @@ use std::process::{Command, Stdio};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::fetch::{Fetcher, Source};
+use crate::fetch::{FetchError, Fetcher};
 use crate::gradio;
 use crate::ir::GraphIr;
+use crate::remote::Target;
 
 /// The environment variable of the graph handshake (the runtime reads it in `Graph::build`).
 pub const EXPORT_GRAPH_ENV: &str = "DAGGR_EXPORT_GRAPH";
@@ -262,10 +263,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 pub fn codegen_gradio(args: &GradioArgs) -> Result<(), CliError> {
     // The bindings name the app as the runtime parses it: a Space id, or a URL with no
     // trailing slash.
-    let src = match Source::parse(&args.src)? {
-        Source::Space(id) => id,
-        Source::Url(url) => url,
-    };
+    let src = Target::parse(&args.src)
+        .map_err(FetchError::Source)?
+        .key()
+        .to_string();
     let (info, version) = match &args.info {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -9,59 +9,19 @@
 //! description. The Hugging Face token (`HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, or the
 //! Hugging Face CLI's token file) goes only to Hugging Face hosts over https; redirects
 //! are followed here, one hop at a time, so a redirect elsewhere never carries it.
+//!
+//! Only the requests are here: reading the source, the Hub's answers, the token's hosts
+//! and error bodies is [`crate::remote`], which the runtime uses too.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value as Json;
 
-/// The default Hub.
-pub const DEFAULT_HUB: &str = "https://huggingface.co";
-
-/// Where a Gradio app lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// A Hugging Face Space, `owner/name`.
-    Space(String),
-    /// An app at this base URL (no trailing slash).
-    Url(String),
-}
-
-impl Source {
-    /// Parses `owner/name`, a Space page URL (`https://huggingface.co/spaces/owner/name`)
-    /// or an `http(s)://` URL, as the runtime does.
-    pub fn parse(src: &str) -> Result<Source, FetchError> {
-        let src = src.trim();
-        let space = src
-            .strip_prefix("https://huggingface.co/spaces/")
-            .or_else(|| src.strip_prefix("spaces/"))
-            .map(|s| s.trim_end_matches('/'));
-        if space.is_none() && (src.starts_with("http://") || src.starts_with("https://")) {
-            // Routes are appended to it: no query, fragment or trailing slash.
-            let url = src.split(['?', '#']).next().unwrap_or(src);
-            let url = url.trim_end_matches('/');
-            let host = url.split("://").nth(1).unwrap_or("");
-            if host.is_empty() {
-                return Err(FetchError::Source(format!("`{src}` has no host")));
-            }
-            return Ok(Source::Url(url.to_string()));
-        }
-        let id = space.unwrap_or(src);
-        let parts: Vec<&str> = id.split('/').collect();
-        let valid = |p: &str| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        };
-        if parts.len() == 2 && parts.iter().all(|p| valid(p)) {
-            Ok(Source::Space(id.to_string()))
-        } else {
-            Err(FetchError::Source(format!(
-                "`{src}` is neither a Space id (`owner/name`) nor an http(s) URL"
-            )))
-        }
-    }
-}
+use crate::remote::{
+    default_hub, host_answer, is_hf_host, is_space_host, server_message, subdomain_url,
+    unknown_space, SpaceInfo, Target,
+};
 
 /// What the app said about itself.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,30 +88,22 @@ struct Answer {
     body: String,
 }
 
+impl Answer {
+    /// The server's own words in the body, read as the runtime reads them.
+    fn message(&self) -> String {
+        server_message(self.body.as_bytes())
+    }
+}
+
 /// Why an app behind Gradio's own login cannot be asked.
 const LOGIN_NEEDED: &str = "GET /config answered 401: the app needs a login (Gradio auth), \
      which cargo daggr does not do; save its /info from a browser and pass it with --info";
-
-/// Runtime stages in which a Space cannot answer (gradio_client refuses them too).
-const DEAD_STAGES: &[&str] = &[
-    "NO_APP_FILE",
-    "CONFIG_ERROR",
-    "BUILD_ERROR",
-    "RUNTIME_ERROR",
-    "PAUSED",
-    "STOPPED",
-    "DELETING",
-];
 
 impl Fetcher {
     /// A client whose requests each take at most `timeout` (a sleeping Space takes a
     /// while to wake), with the token and Hub of the environment.
     pub fn new(timeout: Duration) -> Fetcher {
-        let hub = std::env::var("HF_ENDPOINT")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_HUB.to_string());
-        Fetcher::with(timeout, token_from_env(), &hub)
+        Fetcher::with(timeout, token_from_env(), &default_hub())
     }
 
     /// A client with the given token and Hub.
@@ -175,9 +127,9 @@ impl Fetcher {
 
     /// Resolves `src` and reads the app's `/config` and `/info`.
     pub fn app_api(&self, src: &str) -> Result<AppApi, FetchError> {
-        let url = match Source::parse(src)? {
-            Source::Url(url) => url,
-            Source::Space(id) => self.resolve_space(&id)?,
+        let url = match Target::parse(src).map_err(FetchError::Source)? {
+            Target::Url(url) => url,
+            Target::Space(id) => self.resolve_space(&id)?,
         };
         let config_url = format!("{url}/config");
         let answer = self.get(&config_url)?;
@@ -189,9 +141,9 @@ impl Fetcher {
             (200, Some(config)) => config,
             (status, _) => {
                 let reason = match status {
-                    200 => format!("GET /config answered {}", summary(&answer.body)),
+                    200 => "GET /config answered 200, but not with a Gradio config".into(),
                     401 => LOGIN_NEEDED.to_string(),
-                    _ => format!("GET /config answered {status} {}", summary(&answer.body)),
+                    _ => format!("GET /config answered {status}: {}", answer.message()),
                 };
                 return Err(FetchError::NotGradio { url, reason });
             }
@@ -210,10 +162,7 @@ impl Fetcher {
         let info = match (answer.status, serde_json::from_str::<Json>(&answer.body)) {
             (200, Ok(info)) => info,
             (status, _) => {
-                let answered = format!(
-                    "GET {info_route} answered {status} {}",
-                    summary(&answer.body)
-                );
+                let answered = format!("GET {info_route} answered {status}: {}", answer.message());
                 return Err(FetchError::NoApiInfo {
                     url,
                     reason: format!("{answered} (is its API hidden, `show_api=False`?)"),
@@ -236,33 +185,23 @@ impl Fetcher {
         };
         match answer.status {
             200 => {
+                // Not JSON is as good as saying nothing: the routes below still may.
                 let info: Json = serde_json::from_str(&answer.body).unwrap_or(Json::Null);
-                let stage = info
-                    .pointer("/runtime/stage")
-                    .and_then(Json::as_str)
-                    .unwrap_or("");
-                if DEAD_STAGES.contains(&stage) {
+                let info = SpaceInfo::from_json(&info);
+                if let Some(reason) = info.unavailable() {
                     return Err(FetchError::Space {
                         space: id.to_string(),
-                        reason: format!("the Space is {stage} on the Hub, so it cannot answer"),
+                        reason,
                     });
                 }
-                if let Some(host) = info.get("host").and_then(Json::as_str) {
-                    return Ok(host.trim_end_matches('/').to_string());
-                }
-                Ok(self.host_route(id).unwrap_or_else(|| subdomain_url(id)))
+                Ok(info
+                    .host
+                    .or_else(|| self.host_route(id))
+                    .unwrap_or_else(|| subdomain_url(id)))
             }
             401 | 404 => Err(FetchError::Space {
                 space: id.to_string(),
-                reason: format!(
-                    "the Hub does not know it: {} ({})",
-                    if self.token.is_some() {
-                        "it does not exist, or this token cannot see it"
-                    } else {
-                        "it does not exist, or it is private (set HF_TOKEN)"
-                    },
-                    summary(&answer.body)
-                ),
+                reason: unknown_space(self.token.is_some(), &answer.message()),
             }),
             _ => Ok(self.host_route(id).unwrap_or_else(|| subdomain_url(id))),
         }
@@ -273,15 +212,7 @@ impl Fetcher {
         let answer = self
             .get(&format!("{}/api/spaces/{id}/host", self.hub))
             .ok()?;
-        let j: Json = serde_json::from_str(&answer.body).ok()?;
-        j.get("host")
-            .and_then(Json::as_str)
-            .map(|h| h.trim_end_matches('/').to_string())
-            .or_else(|| {
-                j.get("subdomain")
-                    .and_then(Json::as_str)
-                    .map(|s| format!("https://{s}.hf.space"))
-            })
+        host_answer(&serde_json::from_str(&answer.body).ok()?)
     }
 
     /// GET, following redirects (at most five), with the token only on Hugging Face hosts.
@@ -346,56 +277,6 @@ fn join(base: &str, location: &str) -> String {
     format!("{dir}/{location}")
 }
 
-/// A short account of a body for an error message.
-fn summary(body: &str) -> String {
-    let text = body.trim();
-    if text.is_empty() {
-        "(empty)".into()
-    } else if text.starts_with('<') {
-        "(an HTML page)".into()
-    } else {
-        let short: String = text.chars().take(200).collect();
-        format!("`{short}`")
-    }
-}
-
-/// The `*.hf.space` URL the subdomain rule gives for a Space id (a fallback only).
-pub fn subdomain_url(space_id: &str) -> String {
-    let sub: String = space_id
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if matches!(c, '/' | '_' | '.') { '-' } else { c })
-        .collect();
-    format!("https://{sub}.hf.space")
-}
-
-/// The host of an `https://` URL, lowercase, or `None` for plain http, a userinfo trick
-/// (`https://huggingface.co@evil.example`) or no host.
-fn https_host(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("https://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return None;
-    }
-    let host = authority.split(':').next().unwrap_or("");
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
-/// Whether `url` is on a Hugging Face host (`huggingface.co` and its subdomains, `hf.co`,
-/// `*.hf.space`), over https: the only places the token may go.
-pub fn is_hf_host(url: &str) -> bool {
-    https_host(url).is_some_and(|host| {
-        host == "huggingface.co"
-            || host.ends_with(".huggingface.co")
-            || host == "hf.co"
-            || host.ends_with(".hf.space")
-    })
-}
-
-fn is_space_host(url: &str) -> bool {
-    https_host(url).is_some_and(|host| host.ends_with(".hf.space"))
-}
-
 /// The token of the environment: `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, else the file the
 /// Hugging Face CLI writes (`$HF_TOKEN_PATH`, or `token` in `$HF_HOME`, default
 /// `~/.cache/huggingface`), as the runtime reads it.
@@ -425,38 +306,6 @@ mod tests {
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
-
-    #[test]
-    fn sources_parse_as_the_runtime_parses_them() {
-        assert_eq!(
-            Source::parse("abidlabs/en2fr").unwrap(),
-            Source::Space("abidlabs/en2fr".into())
-        );
-        assert_eq!(
-            Source::parse("https://huggingface.co/spaces/a/b/").unwrap(),
-            Source::Space("a/b".into())
-        );
-        assert_eq!(
-            Source::parse("http://127.0.0.1:7860/?view=api").unwrap(),
-            Source::Url("http://127.0.0.1:7860".into())
-        );
-        for bad in ["just-a-name", "a/b/c", "a b/c", "http://"] {
-            assert!(Source::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_token_goes_only_to_hugging_face_hosts() {
-        assert!(is_hf_host("https://huggingface.co/api/spaces/a/b"));
-        assert!(is_hf_host("https://abidlabs-en2fr.hf.space/config"));
-        assert!(is_space_host("https://abidlabs-en2fr.hf.space/config"));
-        assert!(!is_space_host("https://huggingface.co/api"));
-        assert!(!is_hf_host("http://huggingface.co/"));
-        assert!(!is_hf_host("https://huggingface.co.evil.example/"));
-        assert!(!is_hf_host("https://huggingface.co@evil.example/"));
-        assert!(!is_hf_host("https://evilhf.space/"));
-        assert!(!is_hf_host("http://127.0.0.1:7860/config"));
-    }
 
     #[test]
     fn redirect_targets_resolve() {
@@ -557,21 +406,23 @@ mod tests {
         let err = fetcher.app_api(&url).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("{url} is not a Gradio app: GET /config answered (an HTML page)")
+            format!(
+                "{url} is not a Gradio app: GET /config answered 200, but not with a Gradio config"
+            )
         );
 
         let (url, _) = serve(vec![]);
         let err = fetcher.app_api(&url).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("{url} is not a Gradio app: GET /config answered 404 `Not Found`")
+            format!("{url} is not a Gradio app: GET /config answered 404: Not Found")
         );
 
         let (url, _) = serve(vec![("/config", ok(r#"{"version":"4.44.1"}"#))]);
         let err = fetcher.app_api(&url).unwrap_err();
         assert!(
             err.to_string().starts_with(&format!(
-                "the Gradio app at {url} does not describe its API: GET /info answered 404"
+                "the Gradio app at {url} does not describe its API: GET /info answered 404: Not Found (is its API hidden"
             )),
             "{err}"
         );
@@ -610,7 +461,7 @@ mod tests {
         let err = fetcher.app_api("owner/missing").unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("Space owner/missing: the Hub does not know it: it does not exist, or this token cannot see it"),
+                .starts_with("Space owner/missing: the Hub does not know this Space: it does not exist, or this token cannot see it (Not Found)"),
             "{err}"
         );
     }

@@ -64,6 +64,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value as Json;
 
+use crate::remote::{parse_info, schema_has_file, ParamInfo, ReturnInfo};
+use crate::suggest;
+
 /// The most input (and output) ports a `GradioNode` takes.
 pub const MAX_PORTS: usize = 8;
 
@@ -123,17 +126,6 @@ fn did_you_mean(suggestion: &Option<String>) -> String {
         .as_ref()
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default()
-}
-
-/// The closest candidate to `name`, if one is close enough to be a typo (the same rule as
-/// the runtime's "did you mean").
-fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::levenshtein(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
 }
 
 /// A Rust type for a value, and why it is only JSON when it is.
@@ -238,113 +230,59 @@ fn select(endpoints: &[Endpoint], apis: &[String]) -> Result<BTreeSet<String>, C
     Ok(wanted)
 }
 
-fn str_at<'a>(v: &'a Json, key: &str) -> &'a str {
-    v.get(key).and_then(Json::as_str).unwrap_or("")
-}
-
 /// Reads the named endpoints, sorted by API name, with their function names.
 fn parse(info: &Json) -> Result<Vec<Endpoint>, CodegenError> {
-    let named = info
-        .get("named_endpoints")
-        .and_then(Json::as_object)
-        .ok_or_else(|| {
-            let what = match info {
-                Json::Object(map) => {
-                    let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
-                    format!("no `named_endpoints` object (keys: {})", keys.join(", "))
-                }
-                other => format!("expected a JSON object, got {}", kind_of(other)),
-            };
-            CodegenError::NotApiInfo(what)
-        })?;
-    // Sorted here, not by the map: serde_json keeps insertion order when some crate in
-    // the build turns on its `preserve_order` feature.
-    let mut apis: Vec<&String> = named.keys().collect();
-    apis.sort();
+    // The runtime's reading of `/info`, so the bindings' ports are the names it checks.
+    let described = parse_info(info).map_err(CodegenError::NotApiInfo)?;
     let mut taken = BTreeSet::new();
-    let mut endpoints = Vec::new();
-    for api in apis {
-        let e = &named[api];
-        let api = format!("/{}", api.trim_start_matches('/'));
-        let params = e
-            .get("parameters")
-            .and_then(Json::as_array)
-            .map(|ps| ps.iter().map(parse_param).collect())
-            .unwrap_or_default();
-        let mut port_names = BTreeSet::new();
-        let returns = e
-            .get("returns")
-            .and_then(Json::as_array)
-            .map(|rs| {
-                rs.iter()
+    let endpoints = described
+        .into_iter()
+        .map(|(api, e)| {
+            let mut port_names = BTreeSet::new();
+            Endpoint {
+                ident: unique(fn_ident(&api), &mut taken),
+                api,
+                description: e.description,
+                params: e.parameters.iter().map(param).collect(),
+                returns: e
+                    .returns
+                    .iter()
                     .enumerate()
-                    .map(|(i, r)| parse_return(i, r, &mut port_names))
-                    .collect()
-            })
-            .unwrap_or_default();
-        endpoints.push(Endpoint {
-            ident: unique(fn_ident(&api), &mut taken),
-            api,
-            description: str_at(e, "description").trim().to_string(),
-            params,
-            returns,
-        });
-    }
+                    .map(|(i, r)| output(i, r, &mut port_names))
+                    .collect(),
+            }
+        })
+        .collect();
     Ok(endpoints)
 }
 
-fn kind_of(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
-    }
-}
-
-fn parse_param(p: &Json) -> Param {
-    // The runtime matches ports by `parameter_name`, else by label (older servers).
-    let name = p
-        .get("parameter_name")
-        .and_then(Json::as_str)
-        .unwrap_or_else(|| str_at(p, "label"))
-        .to_string();
-    let has_default = p.get("parameter_has_default").and_then(Json::as_bool) == Some(true);
-    let default = has_default.then(|| p.get("parameter_default").cloned().unwrap_or(Json::Null));
+fn param(p: &ParamInfo) -> Param {
+    let default = p.has_default.then(|| p.default.clone());
     let optional = default.as_ref().is_some_and(Json::is_null);
-    let component = str_at(p, "component").to_string();
     Param {
-        ty: map_type(&component, p, optional),
-        name,
-        component,
+        ty: map_type(&p.component, &p.schema, &p.python_type, optional),
+        name: p.name.clone(),
+        component: p.component.clone(),
         default,
     }
 }
 
-fn parse_return(i: usize, r: &Json, taken: &mut BTreeSet<String>) -> Return {
-    let label = snake(str_at(r, "label"));
+fn output(i: usize, r: &ReturnInfo, taken: &mut BTreeSet<String>) -> Return {
+    let label = snake(&r.label);
     let port = if label.is_empty() {
         format!("output_{i}")
     } else {
         label
     };
-    let component = str_at(r, "component").to_string();
     Return {
         port: unique(port, taken),
-        ty: map_type(&component, r, false),
-        component,
+        ty: map_type(&r.component, &r.schema, &r.python_type, false),
+        component: r.component.clone(),
     }
 }
 
 /// The Rust type of a parameter or return value (see the module docs).
-fn map_type(component: &str, value: &Json, optional: bool) -> Mapped {
-    let schema = value.get("type").unwrap_or(&Json::Null);
-    let python = value
-        .pointer("/python_type/type")
-        .and_then(Json::as_str)
-        .unwrap_or("");
+fn map_type(component: &str, schema: &Json, python: &str, optional: bool) -> Mapped {
     let wrap = |t: &str| {
         if optional {
             Mapped::plain(&format!("Option<{t}>"))
@@ -370,7 +308,7 @@ fn map_type(component: &str, value: &Json, optional: bool) -> Mapped {
             wrap(media)
         };
     }
-    if has_file(schema) {
+    if schema_has_file(schema) {
         return Mapped {
             rust: "serde_json::Value".into(),
             note: Some(format!(
@@ -419,27 +357,6 @@ fn python_scalar(python: &str) -> Option<&'static str> {
         "float" | "int" => Some("f64"),
         "bool" => Some("bool"),
         _ => None,
-    }
-}
-
-/// Whether a JSON schema describes a file (a FileData object), as gradio_client and the
-/// runtime decide it.
-fn has_file(schema: &Json) -> bool {
-    match schema {
-        Json::Object(map) => {
-            let title = map.get("title").and_then(Json::as_str).unwrap_or("");
-            if title.ends_with("FileData") || title == "ImageData" {
-                return true;
-            }
-            if let Some(props) = map.get("properties").and_then(Json::as_object) {
-                if props.contains_key("path") && props.contains_key("meta") {
-                    return true;
-                }
-            }
-            map.values().any(has_file)
-        }
-        Json::Array(items) => items.iter().any(has_file),
-        _ => false,
     }
 }
 

@@ -1,12 +1,14 @@
 //! The logic behind daggr's macros and its `cargo daggr` tool, as an ordinary library:
-//! the graph IR and its export formats and the Gradio bindings generator (always), and
-//! with the `macros` feature the parsers, validation and code generation that
-//! `daggr-macros` calls.
+//! the graph IR and its export formats, the Gradio bindings generator and what the
+//! runtime and the tool share about Hugging Face and Gradio apps (always), and with the
+//! `macros` feature the parsers, validation and code generation that `daggr-macros`
+//! calls.
 
 #![warn(missing_docs)]
 
 pub mod gradio;
 pub mod ir;
+pub mod remote;
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -20,3 +22,15 @@ pub mod options;
 pub mod outputs;
 #[cfg(feature = "macros")]
 pub mod pipeline;
+
+/// The closest candidate to `name`, when one is close enough to be a likely typo. The
+/// "did you mean" of the runtime, the macros and `cargo daggr` alike: one rule, so the
+/// three suggest the same names.
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}

@@ -5,6 +5,9 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Ident, Lit, Token};
 
+// Re-exported for the macros' parsers, which import their helpers from here.
+pub use crate::suggest;
+
 /// One option: `key = literal`, `key(a, b)` or a bare flag `key`.
 pub enum OptionValue {
     /// `key = literal`
@@ -49,16 +52,6 @@ impl Parse for AttrOptions {
         let list = Punctuated::<AttrOption, Token![,]>::parse_terminated(input)?;
         Ok(AttrOptions(list.into_iter().collect()))
     }
-}
-
-/// The closest candidate to `name`, if one is close enough to be a typo.
-pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::levenshtein(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
 }
 
 /// `; did you mean `x`?` or nothing.

@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 use super::sse::{apply_diff, SseParser};
 use crate::hf::{is_hf_host, HfToken};
 use crate::Error;
+// Reading `/info`, error bodies and token hosts is shared with `cargo daggr codegen
+// gradio` (`daggr_codegen::remote`); the types are re-exported as `daggr::gradio::…`.
+use daggr_codegen::remote::{is_space_host, parse_info, server_message, EndpointInfo};
 
 /// Which route a call goes through.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -71,43 +74,6 @@ pub enum Update {
     Partial(Vec<Json>),
 }
 
-/// One parameter of an endpoint, as `/info` describes it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParamInfo {
-    /// `parameter_name` (or the label, on servers without parameter names).
-    pub name: String,
-    /// The component's label.
-    pub label: String,
-    /// Whether the parameter may be left out (its default is then sent).
-    pub has_default: bool,
-    /// The default value.
-    pub default: Json,
-    /// Whether the parameter takes a file (a FileData object).
-    pub is_file: bool,
-    /// The component, e.g. `Textbox`, `Image`.
-    pub component: String,
-}
-
-/// One return value of an endpoint.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReturnInfo {
-    /// The component's label.
-    pub label: String,
-    /// Whether the value is a file (or holds files).
-    pub is_file: bool,
-    /// The component, e.g. `Image`.
-    pub component: String,
-}
-
-/// An endpoint's parameters and returns.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct EndpointInfo {
-    /// Parameters, in call order.
-    pub parameters: Vec<ParamInfo>,
-    /// Return values, in order.
-    pub returns: Vec<ReturnInfo>,
-}
-
 #[derive(Clone, Debug)]
 struct Dependency {
     fn_index: u64,
@@ -148,51 +114,10 @@ fn session_hash() -> String {
         .collect()
 }
 
-/// The server's own words in an error body: the last line of a Python traceback, else
-/// the usual JSON shapes (`detail`, `error`), else the text.
-pub fn server_message(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    if text.contains("Traceback (most recent call last)") {
-        if let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-            return last.trim().to_string();
-        }
-    }
-    if let Ok(json) = serde_json::from_slice::<Json>(body) {
-        for key in ["error", "detail", "message"] {
-            match json.get(key) {
-                Some(Json::String(s)) if !s.is_empty() => return s.clone(),
-                Some(Json::Object(o)) => {
-                    if let Some(Json::String(s)) = o.get("error").or_else(|| o.get("message")) {
-                        return s.clone();
-                    }
-                }
-                Some(v @ Json::Array(_)) => return v.to_string(),
-                _ => {}
-            }
-        }
-    }
-    let text = text.trim();
-    if text.is_empty() {
-        "(empty response)".into()
-    } else if text.starts_with('<') {
-        "(an HTML error page)".into()
-    } else {
-        text.chars().take(2000).collect()
-    }
-}
-
 /// The delay a `Retry-After` header asks for (seconds form), capped at 30 s.
 fn retry_after(header: Option<&str>) -> Option<Duration> {
     let secs: f64 = header?.trim().parse().ok()?;
     (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs.min(30.0)))
-}
-
-/// Whether `url` answers on an `*.hf.space` host (token in `X-HF-Authorization`).
-fn is_space_host(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| h.to_ascii_lowercase()))
-        .is_some_and(|h| h.ends_with(".hf.space"))
 }
 
 /// Adds the token to a request when (and only when) it goes to a Hugging Face host.
@@ -232,100 +157,6 @@ fn parse_version(v: &str) -> (u64, u64) {
         .split(['.', '-', 'b', 'r'])
         .map(|p| p.parse::<u64>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
-/// Walks a JSON schema for a FileData-like object, as gradio_client does.
-fn schema_has_file(schema: &Json) -> bool {
-    match schema {
-        Json::Object(map) => {
-            let title = map.get("title").and_then(Json::as_str).unwrap_or("");
-            if title.ends_with("FileData") || title == "ImageData" {
-                return true;
-            }
-            if let Some(props) = map.get("properties").and_then(Json::as_object) {
-                if props.contains_key("path") && props.contains_key("meta") {
-                    return true;
-                }
-            }
-            map.values().any(schema_has_file)
-        }
-        Json::Array(items) => items.iter().any(schema_has_file),
-        _ => false,
-    }
-}
-
-fn parse_info(info: &Json) -> BTreeMap<String, EndpointInfo> {
-    let mut out = BTreeMap::new();
-    let Some(named) = info.get("named_endpoints").and_then(Json::as_object) else {
-        return out;
-    };
-    for (name, e) in named {
-        let parameters = e
-            .get("parameters")
-            .and_then(Json::as_array)
-            .map(|ps| {
-                ps.iter()
-                    .map(|p| {
-                        let label = p
-                            .get("label")
-                            .and_then(Json::as_str)
-                            .unwrap_or("")
-                            .to_string();
-                        ParamInfo {
-                            name: p
-                                .get("parameter_name")
-                                .and_then(Json::as_str)
-                                .map(str::to_string)
-                                .unwrap_or_else(|| label.clone()),
-                            label,
-                            has_default: p
-                                .get("parameter_has_default")
-                                .and_then(Json::as_bool)
-                                .unwrap_or(false),
-                            default: p.get("parameter_default").cloned().unwrap_or(Json::Null),
-                            is_file: p.get("type").is_some_and(schema_has_file)
-                                || p.pointer("/python_type/type").and_then(Json::as_str)
-                                    == Some("filepath"),
-                            component: p
-                                .get("component")
-                                .and_then(Json::as_str)
-                                .unwrap_or("")
-                                .to_string(),
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let returns = e
-            .get("returns")
-            .and_then(Json::as_array)
-            .map(|rs| {
-                rs.iter()
-                    .map(|r| ReturnInfo {
-                        label: r
-                            .get("label")
-                            .and_then(Json::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                        is_file: r.get("type").is_some_and(schema_has_file),
-                        component: r
-                            .get("component")
-                            .and_then(Json::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.insert(
-            name.clone(),
-            EndpointInfo {
-                parameters,
-                returns,
-            },
-        );
-    }
-    out
 }
 
 /// The result of waiting for the next piece of a stream.
@@ -430,7 +261,7 @@ impl GradioClient {
         // An app may hide its API description; calls then go by position.
         if let Ok(response) = response {
             if let Ok(info) = inner.json_body("/info", response).await {
-                inner.endpoints = parse_info(&info);
+                inner.endpoints = parse_info(&info).unwrap_or_default();
             }
         }
         Ok(GradioClient {
@@ -1155,23 +986,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tracebacks_give_their_last_line() {
-        let body = b"Traceback (most recent call last):\n  File \"x\", line 1\ngradio.route_utils.FnIndexInferError: Could not infer function index for API name: nosuch\n";
-        assert_eq!(
-            server_message(body),
-            "gradio.route_utils.FnIndexInferError: Could not infer function index for API name: nosuch"
-        );
-        assert_eq!(
-            server_message(b"Internal Server Error"),
-            "Internal Server Error"
-        );
-        assert_eq!(
-            server_message(br#"{"detail":"Session hash not found."}"#),
-            "Session hash not found."
-        );
-    }
-
-    #[test]
     fn gradio_4_quoted_messages_are_unquoted() {
         assert_eq!(
             queue_error(&json!({"error": "\"fixture failure\""})),
@@ -1222,16 +1036,5 @@ mod tests {
             header("https://huggingface.co/api/spaces/a/b"),
             (Some("Bearer hf_secret".into()), None)
         );
-    }
-
-    #[test]
-    fn file_parameters_are_recognised_in_schemas() {
-        assert!(schema_has_file(
-            &json!({"title": "ImageData", "type": "object"})
-        ));
-        assert!(schema_has_file(
-            &json!({"$defs": {"FileData": {"title": "FileData"}}, "items": {"$ref": "#/$defs/FileData"}})
-        ));
-        assert!(!schema_has_file(&json!({"type": "string"})));
     }
 }

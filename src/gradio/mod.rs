@@ -86,9 +86,8 @@ mod node;
 pub mod space;
 pub mod sse;
 
-pub use client::{
-    server_message, ClientOptions, EndpointInfo, GradioClient, ParamInfo, Protocol, ReturnInfo,
-    Update,
-};
+pub use client::{ClientOptions, GradioClient, Protocol, Update};
+// What `/info` and error bodies say, read as `cargo daggr codegen gradio` reads them.
+pub use daggr_codegen::remote::{server_message, EndpointInfo, ParamInfo, ReturnInfo};
 pub use local::{LOCAL_TIMEOUT_ENV, NO_FALLBACK_ENV, SPACES_DIR_ENV};
 pub use node::{Append, GradioNode, OutputTuple};

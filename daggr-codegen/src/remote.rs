@@ -1,0 +1,859 @@
+//! What daggr's runtime (`GradioNode`, the inference nodes) and `cargo daggr codegen
+//! gradio` both need to know about Hugging Face and Gradio apps, as pure functions: one
+//! copy, so the two read a Space id, the Hub's answers and an app's `/info` alike. The
+//! HTTP requests stay with each caller (async `reqwest` in the runtime, blocking `ureq`
+//! in the tool).
+//!
+//! * Where an app lives: a [`Target`] (a Space id, a Space page URL or an app URL), the
+//!   Hub ([`DEFAULT_HUB`], [`default_hub`]), what the Hub says of a Space
+//!   ([`SpaceInfo`], [`host_answer`], [`unknown_space`]) and, when it says nothing, the
+//!   subdomain rule ([`subdomain_url`]).
+//! * Where the Hugging Face token may go: [`is_hf_host`], [`is_space_host`].
+//! * What an app says: its endpoints ([`parse_info`] of its `/info` answer) and the
+//!   server's own words in an error body ([`server_message`]).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+/// The default Hub.
+pub const DEFAULT_HUB: &str = "https://huggingface.co";
+/// Environment variable overriding the Hub URL (as `huggingface_hub` reads it).
+pub const HUB_ENV: &str = "HF_ENDPOINT";
+
+/// The Hub URL: `$HF_ENDPOINT` or [`DEFAULT_HUB`], without a trailing slash (routes are
+/// appended to it).
+pub fn default_hub() -> String {
+    std::env::var(HUB_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_HUB.to_string())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Where a Gradio app lives: a Space on the Hub or an app at a URL.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Target {
+    /// A Hugging Face Space, `owner/name`.
+    Space(String),
+    /// A Gradio app at this base URL (no query, fragment or trailing slash).
+    Url(String),
+}
+
+impl Target {
+    /// Parses `owner/name`, `spaces/owner/name`, a Space page URL
+    /// (`https://huggingface.co/spaces/owner/name`) or an `http(s)://` URL; anything else
+    /// is an error message.
+    ///
+    /// A URL is written as the `url` crate (WHATWG rules) writes it: host lowercase, no
+    /// default port, `.` and `..` resolved, no query, fragment or trailing slash
+    /// (`HTTP://` and other spellings of the scheme are not URLs here). The runtime
+    /// parsed URLs with that crate before this module existed, and the URL is part of
+    /// node cache keys: the same app keeps giving the same string.
+    pub fn parse(src: &str) -> Result<Target, String> {
+        let src = src.trim();
+        // A Space page URL names the Space: resolve it like an id, not as an app URL.
+        let id = src
+            .strip_prefix(DEFAULT_HUB)
+            .and_then(|rest| rest.strip_prefix("/spaces/"))
+            .or_else(|| src.strip_prefix("spaces/"))
+            .map(|id| id.trim_end_matches('/'));
+        if id.is_none() && (src.starts_with("http://") || src.starts_with("https://")) {
+            return app_url(src).map(Target::Url);
+        }
+        let id = id.unwrap_or(src);
+        let valid = |part: &str| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        let parts: Vec<&str> = id.split('/').collect();
+        if parts.len() == 2 && parts.iter().all(|p| valid(p)) {
+            Ok(Target::Space(id.to_string()))
+        } else {
+            Err(format!(
+                "`{id}` is neither a Space id (`owner/name`) nor an http(s) URL"
+            ))
+        }
+    }
+
+    /// How errors name it: `Space owner/name` or `Gradio app at URL`.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Space(id) => format!("Space {id}"),
+            Target::Url(url) => format!("Gradio app at {url}"),
+        }
+    }
+
+    /// The stable part of a cache key: the Space id or the URL.
+    pub fn key(&self) -> &str {
+        match self {
+            Target::Space(id) | Target::Url(id) => id,
+        }
+    }
+}
+
+/// `src`, an `http://` or `https://` URL, as an app's base URL, written as the `url`
+/// crate writes it (so cache keys made before this function existed still match): the
+/// host lowercase, no default port, the path's `.` and `..` segments resolved and its
+/// spaces, quotes and non-ASCII bytes percent-encoded; then without query, fragment or
+/// trailing slash, since routes are appended to it.
+///
+/// Not done, as no one writes an app's URL that way: punycode for a non-ASCII host (kept
+/// as written, lowercase; the HTTP client encodes it when it sends), percent-decoding
+/// of the host (a `%` in it is refused), IPv4 shorthands such as `127.1`.
+fn app_url(src: &str) -> Result<String, String> {
+    // As browsers read http(s) URLs: tabs and line breaks are dropped, backslashes are
+    // slashes, and the slashes before the host may be more than two.
+    let cleaned = src.replace(['\t', '\n', '\r'], "");
+    let (scheme, rest) = cleaned
+        .split_once("://")
+        .ok_or_else(|| format!("`{src}` is not an http(s) URL"))?;
+    let rest = rest.replace('\\', "/");
+    let rest = rest.trim_start_matches('/');
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (userinfo, host_port) = match authority.rsplit_once('@') {
+        Some((userinfo, host_port)) => (userinfo, host_port),
+        None => ("", authority),
+    };
+    let (host, port) = split_port(host_port).map_err(|what| invalid(src, what))?;
+    if host.is_empty() {
+        return Err(format!("`{src}` has no host"));
+    }
+    let bad_host_char = |c: char| c.is_control() || c.is_whitespace() || "<>[]^|%\"".contains(c);
+    if !host.starts_with('[') && host.contains(bad_host_char) {
+        return Err(invalid(src, "domain character"));
+    }
+    let default_port = if scheme == "https" { 443 } else { 80 };
+
+    let mut url = format!("{scheme}://");
+    // As the url crate writes userinfo: an empty password is dropped, and the whole of
+    // it when the user name is empty too.
+    match userinfo.split_once(':').unwrap_or((userinfo, "")) {
+        ("", "") => {}
+        (user, "") => url.push_str(&format!("{user}@")),
+        (user, password) => url.push_str(&format!("{user}:{password}@")),
+    }
+    url.push_str(&host);
+    if let Some(port) = port.filter(|p| *p != default_port) {
+        url.push_str(&format!(":{port}"));
+    }
+    url.push_str(&normalise_path(path));
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn invalid(src: &str, what: &str) -> String {
+    format!("`{src}` is not a URL: invalid {what}")
+}
+
+/// `host[:port]` as the host and the port (none when empty), or what is invalid. An IPv6
+/// literal (`[::1]`) is written in its canonical form, as the url crate writes it.
+fn split_port(host_port: &str) -> Result<(String, Option<u16>), &'static str> {
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (address, rest) = v6.split_once(']').ok_or("IPv6 address")?;
+            let address: std::net::Ipv6Addr = address.parse().map_err(|_| "IPv6 address")?;
+            let port = match rest {
+                "" => "",
+                rest => rest.strip_prefix(':').ok_or("port number")?,
+            };
+            (format!("[{address}]"), port)
+        }
+        None => {
+            let (host, port) = host_port.split_once(':').unwrap_or((host_port, ""));
+            (host.to_lowercase(), port)
+        }
+    };
+    if port.is_empty() {
+        return Ok((host, None));
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("port number");
+    }
+    // Leading zeros are allowed (`:0080` is port 80), so they go before parsing.
+    let port = match port.trim_start_matches('0') {
+        "" => 0,
+        digits => digits.parse().map_err(|_| "port number")?,
+    };
+    Ok((host, Some(port)))
+}
+
+/// A URL path with its `.` and `..` segments resolved and the bytes a URL may not hold
+/// as they are (controls, space, `"`, `<`, `>`, `` ` ``, `{`, `}`, non-ASCII)
+/// percent-encoded.
+fn normalise_path(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/').skip(1) {
+        // `%2e` is a dot here too, as the url crate reads it.
+        match segment.to_ascii_lowercase().replace("%2e", ".").as_str() {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    let mut out = String::new();
+    for segment in segments {
+        out.push('/');
+        for b in segment.bytes() {
+            if b <= b' ' || b >= 0x7f || b"\"<>`{}".contains(&b) {
+                out.push_str(&format!("%{b:02X}"));
+            } else {
+                out.push(b as char);
+            }
+        }
+    }
+    out
+}
+
+/// The `*.hf.space` URL the subdomain rule gives for a Space id (`Owner/My_Space` →
+/// `https://owner-my-space.hf.space`): a fallback only, as the Hub documents the rule by
+/// example rather than as a rule.
+pub fn subdomain_url(space_id: &str) -> String {
+    let sub: String = space_id
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if matches!(c, '/' | '_' | '.') { '-' } else { c })
+        .collect();
+    format!("https://{sub}.hf.space")
+}
+
+/// Runtime stages in which a Space cannot answer; gradio_client refuses them too.
+const DEAD_STAGES: &[&str] = &[
+    "NO_APP_FILE",
+    "CONFIG_ERROR",
+    "BUILD_ERROR",
+    "RUNTIME_ERROR",
+    "PAUSED",
+    "STOPPED",
+    "DELETING",
+];
+
+/// What the Hub's answer to `GET {hub}/api/spaces/{id}` says about a Space.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpaceInfo {
+    /// The app's base URL (no trailing slash), when the Hub gives it.
+    pub host: Option<String>,
+    /// The Space repository's commit, when the Hub gives it.
+    pub sha: Option<String>,
+    /// Its runtime stage (`RUNNING`, `BUILDING`, `PAUSED`, …); empty when not given.
+    pub stage: String,
+}
+
+impl SpaceInfo {
+    /// Reads the Hub's answer; missing fields are `None` or empty.
+    pub fn from_json(info: &Json) -> SpaceInfo {
+        let text = |pointer: &str| info.pointer(pointer).and_then(Json::as_str);
+        SpaceInfo {
+            host: text("/host").map(|h| h.trim_end_matches('/').to_string()),
+            sha: text("/sha").map(str::to_string),
+            stage: text("/runtime/stage").unwrap_or("").to_string(),
+        }
+    }
+
+    /// Why the Space cannot answer, when its stage is one in which it cannot (stopped,
+    /// paused, broken).
+    pub fn unavailable(&self) -> Option<String> {
+        DEAD_STAGES.contains(&self.stage.as_str()).then(|| {
+            format!(
+                "the Space is {} on the Hub, so it cannot answer",
+                self.stage
+            )
+        })
+    }
+
+    /// Whether the Space is building or starting: it may answer if one waits.
+    pub fn is_starting(&self) -> bool {
+        matches!(self.stage.as_str(), "BUILDING" | "APP_STARTING")
+    }
+}
+
+/// The base URL in the Hub's answer to `GET {hub}/api/spaces/{id}/host`: its `host`, else
+/// its `subdomain` on `hf.space`.
+pub fn host_answer(answer: &Json) -> Option<String> {
+    answer
+        .get("host")
+        .and_then(Json::as_str)
+        .map(|h| h.trim_end_matches('/').to_string())
+        .or_else(|| {
+            answer
+                .get("subdomain")
+                .and_then(Json::as_str)
+                .map(|s| format!("https://{s}.hf.space"))
+        })
+}
+
+/// The error for a Space the Hub answers 401 or 404 about; `message` is what it said.
+/// With a token the Space may exist but be hidden from it; without, it may be private.
+pub fn unknown_space(has_token: bool, message: &str) -> String {
+    let hint = if has_token {
+        "it does not exist, or this token cannot see it"
+    } else {
+        "it does not exist, or it is private (set HF_TOKEN)"
+    };
+    format!("the Hub does not know this Space: {hint} ({message})")
+}
+
+/// The lowercase host of an `https://` URL; `None` for plain http, no host, or a userinfo
+/// trick (`https://huggingface.co@evil.example`). The authority ends at `/`, `?`, `#` or
+/// `\` (HTTP clients read a backslash as a slash, so `https://evil.example\.hf.space` is
+/// on `evil.example`).
+fn https_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
+    if authority.contains('@') {
+        return None;
+    }
+    let host = authority.split(':').next().unwrap_or("");
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Whether `url` is on a Hugging Face host (`huggingface.co` and its subdomains, `hf.co`,
+/// `*.hf.space`) over https: the only places the Hugging Face token may be sent.
+pub fn is_hf_host(url: &str) -> bool {
+    https_host(url).is_some_and(|host| {
+        host == "huggingface.co"
+            || host.ends_with(".huggingface.co")
+            || host == "hf.co"
+            || host.ends_with(".hf.space")
+    })
+}
+
+/// Whether `url` is on a Space's own host (`https://*.hf.space`). The token goes there in
+/// `X-HF-Authorization`, as gradio_client sends it: the Hub's proxy reads that header and
+/// the Space's code never sees the token.
+pub fn is_space_host(url: &str) -> bool {
+    https_host(url).is_some_and(|host| host.ends_with(".hf.space"))
+}
+
+/// One parameter of an endpoint, as `/info` describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamInfo {
+    /// `parameter_name` (or the label, on servers without parameter names).
+    pub name: String,
+    /// The component's label.
+    pub label: String,
+    /// Whether the parameter may be left out (its default is then sent).
+    pub has_default: bool,
+    /// The default value.
+    pub default: Json,
+    /// Whether the parameter takes a file (a FileData object).
+    pub is_file: bool,
+    /// The component, e.g. `Textbox`, `Image`.
+    pub component: String,
+    /// The JSON schema of the value (`type`); `null` when not given.
+    pub schema: Json,
+    /// The Python type gradio_client shows (`python_type.type`: `str`, `filepath`,
+    /// `list[str]`); empty when not given.
+    pub python_type: String,
+}
+
+/// One return value of an endpoint, as `/info` describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReturnInfo {
+    /// The component's label.
+    pub label: String,
+    /// Whether the value is a file (or holds files).
+    pub is_file: bool,
+    /// The component, e.g. `Image`.
+    pub component: String,
+    /// The JSON schema of the value (`type`); `null` when not given.
+    pub schema: Json,
+    /// The Python type gradio_client shows (`python_type.type`); empty when not given.
+    pub python_type: String,
+}
+
+/// An endpoint's description, parameters and returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointInfo {
+    /// The endpoint's docs (its function's docstring), trimmed; empty when none.
+    pub description: String,
+    /// Parameters, in call order.
+    pub parameters: Vec<ParamInfo>,
+    /// Return values, in order.
+    pub returns: Vec<ReturnInfo>,
+}
+
+/// The named endpoints of an app's `GET {api_prefix}/info` answer (Gradio 4, 5 and 6
+/// answer in the same shape), by API name with one leading slash. An answer without a
+/// `named_endpoints` object is an error saying what it is instead.
+///
+/// The map is sorted by name whatever the JSON's order (serde_json keeps insertion order
+/// when some crate of the build turns on its `preserve_order` feature).
+pub fn parse_info(info: &Json) -> Result<BTreeMap<String, EndpointInfo>, String> {
+    let named = info
+        .get("named_endpoints")
+        .and_then(Json::as_object)
+        .ok_or_else(|| match info {
+            Json::Object(map) => {
+                let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
+                format!("no `named_endpoints` object (keys: {})", keys.join(", "))
+            }
+            other => format!("expected a JSON object, got {}", kind_of(other)),
+        })?;
+    let list = |e: &Json, key: &str| e.get(key).and_then(Json::as_array).cloned();
+    Ok(named
+        .iter()
+        .map(|(api, e)| {
+            let endpoint = EndpointInfo {
+                description: str_at(e, "description").trim().to_string(),
+                parameters: list(e, "parameters")
+                    .unwrap_or_default()
+                    .iter()
+                    .map(param_info)
+                    .collect(),
+                returns: list(e, "returns")
+                    .unwrap_or_default()
+                    .iter()
+                    .map(return_info)
+                    .collect(),
+            };
+            (format!("/{}", api.trim_start_matches('/')), endpoint)
+        })
+        .collect())
+}
+
+fn param_info(p: &Json) -> ParamInfo {
+    let label = str_at(p, "label").to_string();
+    let python_type = python_type(p);
+    ParamInfo {
+        name: p
+            .get("parameter_name")
+            .and_then(Json::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| label.clone()),
+        label,
+        has_default: p.get("parameter_has_default").and_then(Json::as_bool) == Some(true),
+        default: p.get("parameter_default").cloned().unwrap_or(Json::Null),
+        // gradio_client treats a `filepath` parameter as a file even when its schema does
+        // not say so.
+        is_file: p.get("type").is_some_and(schema_has_file) || python_type == "filepath",
+        component: str_at(p, "component").to_string(),
+        schema: p.get("type").cloned().unwrap_or(Json::Null),
+        python_type,
+    }
+}
+
+fn return_info(r: &Json) -> ReturnInfo {
+    ReturnInfo {
+        label: str_at(r, "label").to_string(),
+        is_file: r.get("type").is_some_and(schema_has_file),
+        component: str_at(r, "component").to_string(),
+        schema: r.get("type").cloned().unwrap_or(Json::Null),
+        python_type: python_type(r),
+    }
+}
+
+fn str_at<'a>(v: &'a Json, key: &str) -> &'a str {
+    v.get(key).and_then(Json::as_str).unwrap_or("")
+}
+
+fn python_type(v: &Json) -> String {
+    v.pointer("/python_type/type")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+fn kind_of(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Whether a JSON schema describes a file (a FileData object) anywhere inside, as
+/// gradio_client decides it: a title ending in `FileData` (or `ImageData`), or an object
+/// with `path` and `meta` properties.
+pub fn schema_has_file(schema: &Json) -> bool {
+    match schema {
+        Json::Object(map) => {
+            let title = map.get("title").and_then(Json::as_str).unwrap_or("");
+            if title.ends_with("FileData") || title == "ImageData" {
+                return true;
+            }
+            if let Some(props) = map.get("properties").and_then(Json::as_object) {
+                if props.contains_key("path") && props.contains_key("meta") {
+                    return true;
+                }
+            }
+            map.values().any(schema_has_file)
+        }
+        Json::Array(items) => items.iter().any(schema_has_file),
+        _ => false,
+    }
+}
+
+/// The server's own words in an error body: the last line of a Python traceback, else
+/// the usual JSON shapes (`error`, `detail`, `message`), else the text, cut to 2000
+/// characters (an HTML page or an empty body is said to be one).
+pub fn server_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if text.contains("Traceback (most recent call last)") {
+        if let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+            return last.trim().to_string();
+        }
+    }
+    if let Ok(json) = serde_json::from_slice::<Json>(body) {
+        for key in ["error", "detail", "message"] {
+            match json.get(key) {
+                Some(Json::String(s)) if !s.is_empty() => return s.clone(),
+                Some(Json::Object(o)) => {
+                    if let Some(Json::String(s)) = o.get("error").or_else(|| o.get("message")) {
+                        return s.clone();
+                    }
+                }
+                Some(v @ Json::Array(_)) => return v.to_string(),
+                _ => {}
+            }
+        }
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty response)".into()
+    } else if text.starts_with('<') {
+        "(an HTML error page)".into()
+    } else {
+        text.chars().take(2000).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn space(id: &str) -> Result<Target, String> {
+        Ok(Target::Space(id.into()))
+    }
+
+    fn url(url: &str) -> Result<Target, String> {
+        Ok(Target::Url(url.into()))
+    }
+
+    #[test]
+    fn space_ids_and_urls_parse() {
+        for (src, parsed) in [
+            ("abidlabs/en2fr", space("abidlabs/en2fr")),
+            ("  a_b/c.d-e  ", space("a_b/c.d-e")),
+            ("spaces/a/b", space("a/b")),
+            ("https://huggingface.co/spaces/a/b", space("a/b")),
+            ("https://huggingface.co/spaces/a/b/", space("a/b")),
+            ("http://127.0.0.1:7860/", url("http://127.0.0.1:7860")),
+            (
+                "http://127.0.0.1:7860/?view=api",
+                url("http://127.0.0.1:7860"),
+            ),
+            ("https://x.hf.space/?view=api", url("https://x.hf.space")),
+            ("https://x.hf.space#top", url("https://x.hf.space")),
+            ("https://x.hf.space/app//", url("https://x.hf.space/app")),
+            // A URL that is not a Space page is an app, even on the Hub's host.
+            (
+                "https://huggingface.co/api/spaces/a/b",
+                url("https://huggingface.co/api/spaces/a/b"),
+            ),
+        ] {
+            assert_eq!(Target::parse(src), parsed, "{src}");
+        }
+        // `HTTP://x` too: a URL's scheme is read in lowercase only, as it always was.
+        for bad in [
+            "just-a-name",
+            "a/b/c",
+            "a b/c",
+            "/b",
+            "a/",
+            "spaces/a",
+            "",
+            "HTTP://x",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Target::parse("https://huggingface.co/spaces/a/b/c"),
+            Err("`a/b/c` is neither a Space id (`owner/name`) nor an http(s) URL".into())
+        );
+    }
+
+    /// The runtime parsed URLs with the `url` crate, and the URL is part of cache keys:
+    /// these are the strings it gave (checked against `url` 2.5).
+    #[test]
+    fn urls_are_written_as_the_url_crate_writes_them() {
+        for (src, written) in [
+            (
+                "http://Example.COM:8080/Path",
+                Some("http://example.com:8080/Path"),
+            ),
+            ("http://example.com:80/", Some("http://example.com")),
+            (
+                "https://example.com:443/app",
+                Some("https://example.com/app"),
+            ),
+            ("https://example.com:80", Some("https://example.com:80")),
+            ("http://example.com:0080", Some("http://example.com")),
+            ("http://example.com:/", Some("http://example.com")),
+            ("http://h/a/./b/../c", Some("http://h/a/c")),
+            ("http://h/a/..", Some("http://h")),
+            ("http://h/a/%2E%2e/b/%2e/c", Some("http://h/b/c")),
+            ("http://h/%41%2e/x", Some("http://h/%41%2e/x")),
+            ("http://h/a//b", Some("http://h/a//b")),
+            (
+                "http://h/a\"<>`{}|^",
+                Some("http://h/a%22%3C%3E%60%7B%7D|^"),
+            ),
+            ("http://h/a b/\u{e9}", Some("http://h/a%20b/%C3%A9")),
+            ("http:///h/x", Some("http://h/x")),
+            ("http://h/\tx\n", Some("http://h/x")),
+            ("http://h\\x", Some("http://h/x")),
+            ("http://user:pw@h/", Some("http://user:pw@h")),
+            ("http://user:@h/", Some("http://user@h")),
+            ("http://@h/", Some("http://h")),
+            ("http://[::1]:7860/", Some("http://[::1]:7860")),
+            ("http://[::1]:80/", Some("http://[::1]")),
+            ("http://[0:0:0:0:0:0:0:1]/", Some("http://[::1]")),
+            ("http://[::ABCD]/", Some("http://[::abcd]")),
+        ] {
+            match written {
+                Some(w) => assert_eq!(Target::parse(src), url(w), "{src}"),
+                None => assert!(Target::parse(src).is_err(), "{src}"),
+            }
+        }
+        for (bad, error) in [
+            ("http://", "`http://` has no host"),
+            ("https://", "`https://` has no host"),
+            ("http://?x", "`http://?x` has no host"),
+            ("http://:7860", "`http://:7860` has no host"),
+            (
+                "http://h:x/",
+                "`http://h:x/` is not a URL: invalid port number",
+            ),
+            (
+                "http://h:65536/",
+                "`http://h:65536/` is not a URL: invalid port number",
+            ),
+            (
+                "http://a b/",
+                "`http://a b/` is not a URL: invalid domain character",
+            ),
+            (
+                "http://a|b/",
+                "`http://a|b/` is not a URL: invalid domain character",
+            ),
+            (
+                "http://[::1/",
+                "`http://[::1/` is not a URL: invalid IPv6 address",
+            ),
+            (
+                "http://[zz]/",
+                "`http://[zz]/` is not a URL: invalid IPv6 address",
+            ),
+            (
+                "http://[::1]x/",
+                "`http://[::1]x/` is not a URL: invalid port number",
+            ),
+        ] {
+            assert_eq!(Target::parse(bad), Err(error.to_string()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn targets_describe_themselves() {
+        let s = Target::parse("a/b").unwrap();
+        assert_eq!((s.describe().as_str(), s.key()), ("Space a/b", "a/b"));
+        let u = Target::parse("http://h:1/").unwrap();
+        assert_eq!(
+            (u.describe().as_str(), u.key()),
+            ("Gradio app at http://h:1", "http://h:1")
+        );
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({"kind": "space", "id": "a/b"})
+        );
+    }
+
+    #[test]
+    fn the_subdomain_rule_matches_the_documented_examples() {
+        assert_eq!(
+            subdomain_url("NimaBoscarino/hotdog-gradio"),
+            "https://nimaboscarino-hotdog-gradio.hf.space"
+        );
+        assert_eq!(subdomain_url("a_b/c.d"), "https://a-b-c-d.hf.space");
+    }
+
+    #[test]
+    fn the_hub_describes_spaces() {
+        let info = SpaceInfo::from_json(&json!({
+            "id": "a/b", "sha": "abc", "host": "https://a-b.hf.space/",
+            "runtime": {"stage": "RUNNING"}
+        }));
+        assert_eq!(
+            info,
+            SpaceInfo {
+                host: Some("https://a-b.hf.space".into()),
+                sha: Some("abc".into()),
+                stage: "RUNNING".into(),
+            }
+        );
+        assert_eq!(info.unavailable(), None);
+        assert!(!info.is_starting());
+        let paused = SpaceInfo::from_json(&json!({"runtime": {"stage": "PAUSED"}}));
+        assert_eq!(
+            paused.unavailable().as_deref(),
+            Some("the Space is PAUSED on the Hub, so it cannot answer")
+        );
+        assert!(SpaceInfo::from_json(&json!({"runtime": {"stage": "BUILDING"}})).is_starting());
+        assert_eq!(SpaceInfo::from_json(&json!(null)), SpaceInfo::default());
+
+        assert_eq!(
+            host_answer(&json!({"host": "https://x.hf.space/"})).as_deref(),
+            Some("https://x.hf.space")
+        );
+        assert_eq!(
+            host_answer(&json!({"subdomain": "x"})).as_deref(),
+            Some("https://x.hf.space")
+        );
+        assert_eq!(host_answer(&json!({})), None);
+        assert_eq!(
+            unknown_space(false, "Not Found"),
+            "the Hub does not know this Space: it does not exist, or it is private (set HF_TOKEN) (Not Found)"
+        );
+        assert!(unknown_space(true, "x").contains("this token cannot see it"));
+    }
+
+    #[test]
+    fn only_hugging_face_hosts_qualify() {
+        for url in [
+            "https://huggingface.co/api/spaces/a/b",
+            "https://router.huggingface.co/v1/chat/completions",
+            "https://abidlabs-en2fr.hf.space/config",
+            "https://HuggingFace.co:443/x",
+            "https://hf.co/x",
+        ] {
+            assert!(is_hf_host(url), "{url}");
+        }
+        for url in [
+            "http://huggingface.co/", // plain http never carries the token
+            "https://huggingface.co.evil.example/",
+            "https://huggingface.co@evil.example/",
+            "https://evil.example\\@huggingface.co/",
+            "https://evil.example\\.hf.space/",
+            "https://127.0.0.1:7860/",
+            "http://127.0.0.1:7860/config",
+            "https://evilhf.space/",
+            "https://",
+            "huggingface.co",
+        ] {
+            assert!(!is_hf_host(url), "{url}");
+        }
+        assert!(is_space_host("https://abidlabs-en2fr.hf.space/config"));
+        assert!(!is_space_host("https://huggingface.co/api"));
+        assert!(!is_space_host("http://a-b.hf.space/"));
+    }
+
+    #[test]
+    fn file_parameters_are_recognised_in_schemas() {
+        assert!(schema_has_file(
+            &json!({"title": "ImageData", "type": "object"})
+        ));
+        assert!(schema_has_file(
+            &json!({"$defs": {"FileData": {"title": "FileData"}}, "items": {"$ref": "#/$defs/FileData"}})
+        ));
+        assert!(schema_has_file(
+            &json!({"properties": {"path": {}, "meta": {}}})
+        ));
+        assert!(!schema_has_file(&json!({"type": "string"})));
+    }
+
+    #[test]
+    fn info_describes_endpoints() {
+        let info = json!({
+            "named_endpoints": {
+                "/upper": {
+                    "description": "  Shouts.  ",
+                    "parameters": [
+                        {"label": "Text", "parameter_name": "text", "parameter_has_default": false,
+                         "parameter_default": null, "type": {"type": "string"},
+                         "python_type": {"type": "str", "description": ""}, "component": "Textbox"},
+                        {"label": "Path", "parameter_has_default": true, "parameter_default": "x",
+                         "type": {"type": "string"}, "python_type": {"type": "filepath"},
+                         "component": "File"}
+                    ],
+                    "returns": [
+                        {"label": "out", "type": {"title": "FileData"}, "component": "Image"}
+                    ]
+                },
+                "no_slash": {}
+            },
+            "unnamed_endpoints": {"0": {}}
+        });
+        let endpoints = parse_info(&info).unwrap();
+        assert_eq!(
+            endpoints.keys().collect::<Vec<_>>(),
+            ["/no_slash", "/upper"]
+        );
+        assert_eq!(endpoints["/no_slash"], EndpointInfo::default());
+        let upper = &endpoints["/upper"];
+        assert_eq!(upper.description, "Shouts.");
+        assert_eq!(
+            upper.parameters[0],
+            ParamInfo {
+                name: "text".into(),
+                label: "Text".into(),
+                has_default: false,
+                default: Json::Null,
+                is_file: false,
+                component: "Textbox".into(),
+                schema: json!({"type": "string"}),
+                python_type: "str".into(),
+            }
+        );
+        // No parameter name (older servers): the label; a `filepath` is a file.
+        let path = &upper.parameters[1];
+        assert_eq!((path.name.as_str(), path.is_file), ("Path", true));
+        assert_eq!((path.has_default, &path.default), (true, &json!("x")));
+        let out = &upper.returns[0];
+        assert_eq!((out.label.as_str(), out.is_file), ("out", true));
+        assert_eq!(out.python_type, "");
+
+        assert_eq!(
+            parse_info(&json!({"detail": "Not Found"})),
+            Err("no `named_endpoints` object (keys: detail)".into())
+        );
+        assert_eq!(
+            parse_info(&json!([1])),
+            Err("expected a JSON object, got an array".into())
+        );
+    }
+
+    #[test]
+    fn tracebacks_give_their_last_line() {
+        let body = b"Traceback (most recent call last):\n  File \"x\", line 1\ngradio.route_utils.FnIndexInferError: Could not infer function index for API name: nosuch\n";
+        assert_eq!(
+            server_message(body),
+            "gradio.route_utils.FnIndexInferError: Could not infer function index for API name: nosuch"
+        );
+        assert_eq!(
+            server_message(b"Internal Server Error"),
+            "Internal Server Error"
+        );
+        assert_eq!(
+            server_message(br#"{"detail":"Session hash not found."}"#),
+            "Session hash not found."
+        );
+        assert_eq!(
+            server_message(br#"{"error":{"message":"nested"}}"#),
+            "nested"
+        );
+        assert_eq!(server_message(b"  "), "(empty response)");
+        assert_eq!(server_message(b"<html>hi</html>"), "(an HTML error page)");
+        assert_eq!(server_message(&[b'x'; 3000]).len(), 2000);
+    }
+}
