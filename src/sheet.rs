@@ -1352,7 +1352,8 @@ impl Sheet {
         })
     }
 
-    /// A node's history in this sheet, newest first.
+    /// A node's history in this sheet, newest first: its results and its failed and
+    /// cancelled runs ([`HistoryEntry::is_failure`]).
     pub fn history(&self, node: &str) -> Result<Vec<HistoryEntry>, Error> {
         self.pipeline.node_index(node)?;
         self.store.flush();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use daggr::inspector::{Inspector, LaunchOptions};
-use daggr::{constant, Cache, FnNode, Graph, Image};
+use daggr::{constant, Cache, Configure, FnNode, Graph, Image};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -753,6 +753,117 @@ async fn node_logs_stream_live_and_are_served_per_result_and_after_a_restart() {
         ))
         .await;
     assert_eq!(texts(&log["lines"])[0], "n = 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_runs_are_in_the_history_with_their_logs_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sheets.db");
+    let mut g = Graph::new("failures").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let n = g.input("n", 1u64);
+    g.add(
+        FnNode::with_context("remote", |ctx: daggr::NodeContext, n: u64| async move {
+            ctx.log(format!("calling with {n}"));
+            if n == 2 {
+                Err(std::io::Error::other(
+                    "503 service unavailable\n<html>busy</html>",
+                ))
+            } else {
+                Ok(n * 10)
+            }
+        })
+        .retry(daggr::RetryPolicy::new(1, Duration::from_millis(1))),
+        (n,),
+    );
+    let pipeline = g.build().unwrap();
+    let s = serve(&pipeline, &db, None).await;
+    s.run("default", json!({ "scope": "all" })).await;
+    let (status, _) = s
+        .post(
+            "/api/sheets/default/inputs",
+            json!({ "node": "n", "port": "value", "value": 2 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.run("default", json!({ "scope": "all" })).await;
+    assert_eq!(
+        node(&s.state("default").await, "remote")["status"],
+        "failed"
+    );
+    drop(s);
+
+    // After a restart the failure is still in the history, with its error and its log.
+    let s = serve(&pipeline, &db, None).await;
+    let error = "node `remote` failed: 503 service unavailable\n<html>busy</html>";
+    let (status, history) = s.get("/api/sheets/default/nodes/remote/history").await;
+    assert_eq!(status, 200, "{history}");
+    let entries = history["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{history}");
+    let (failed, good) = (&entries[0], &entries[1]);
+    assert_eq!(failed["outcome"], "failed");
+    assert_eq!(failed["run"], 2);
+    assert_eq!(failed["error"], error);
+    assert_eq!(failed["attempts"], 2);
+    assert_eq!(failed["outputs"], json!([]));
+    assert_eq!(failed["selected"], false);
+    assert_eq!(failed["log_lines"], 4);
+    assert_ne!(
+        failed["inputs"][0]["hash"], good["inputs"][0]["hash"],
+        "what it was computing from: n = 2"
+    );
+    assert_eq!(
+        (good["outcome"].as_str(), &good["error"], &good["selected"]),
+        (Some("computed"), &Value::Null, &json!(true))
+    );
+    let id = failed["id"].as_i64().unwrap();
+    let (status, log) = s
+        .get(&format!("/api/sheets/default/nodes/remote/logs?entry={id}"))
+        .await;
+    assert_eq!(status, 200, "{log}");
+    assert_eq!(log["source"], "entry");
+    assert_eq!(
+        texts(&log["lines"]),
+        [
+            "calling with 2".to_string(),
+            format!("attempt 1 of 2 failed, retrying in 1ms: {error}"),
+            "calling with 2".to_string(),
+            format!("failed: {error}"),
+        ]
+    );
+    // The current-result panel still shows the last good result (stale: `n` changed since).
+    let state = s.state("default").await;
+    let remote = node(&state, "remote");
+    assert_eq!(remote["status"], "stale");
+    assert_eq!(remote["outputs"][0]["value"], 10);
+    assert_eq!(remote["error"], Value::Null);
+    assert_eq!(
+        remote["history"],
+        json!({ "count": 1, "selected_id": good["id"], "position": 1, "failed": 1 })
+    );
+    let (_, log) = s.get("/api/sheets/default/nodes/remote/logs").await;
+    assert_eq!(
+        (log["source"].as_str(), texts(&log["lines"])),
+        (Some("result"), vec!["calling with 1"])
+    );
+    // A failed entry cannot be selected.
+    let (status, reply) = s
+        .post(
+            "/api/sheets/default/select",
+            json!({ "node": "remote", "id": id }),
+        )
+        .await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be selected: it is the failed execution of run 2"),
+        "{reply}"
+    );
+    assert_eq!(
+        node(&s.state("default").await, "remote")["outputs"][0]["value"],
+        10
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

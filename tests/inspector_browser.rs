@@ -3,7 +3,8 @@
 //! editing an input and "run this node" changes that node only, a reload keeps the sheet,
 //! switching sheets works; a node's log shows live in its card and after a reload, with the
 //! executor's retry lines; dragging a card moves it and its edges, survives a reload, and
-//! "Reset layout" puts it back. Screenshots land in `target/inspector-screenshots/`.
+//! "Reset layout" puts it back; a failed run stays in the node's history with its error and
+//! log, also after a server restart. Screenshots land in `target/inspector-screenshots/`.
 //! The browser and playwright-core come from `scripts/setup/browser.sh` (run here if missing).
 
 use std::io::Cursor;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use daggr::inspector::{Inspector, LaunchOptions};
 use daggr::{constant, Cache, Configure, FnNode, Graph, Image, NodeContext, RetryPolicy};
+use serde_json::json;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,13 +82,35 @@ async fn serve(
 }
 
 fn node_script(script: &str, url: &str, playwright: &Path) -> std::process::Output {
+    node_script_with(script, url, playwright, &[])
+}
+
+/// Runs a browser script with extra arguments after its URL and screenshot directory.
+fn node_script_with(
+    script: &str,
+    url: &str,
+    playwright: &Path,
+    extra: &[&str],
+) -> std::process::Output {
     Command::new("node")
         .arg(repo().join("tests/browser").join(script))
         .arg(url)
         .arg(repo().join("target/inspector-screenshots"))
+        .args(extra)
         .env("DAGGR_PLAYWRIGHT", playwright)
         .output()
         .expect("node runs")
+}
+
+/// The findings a browser script printed last, or a panic with what it said.
+fn findings_of(output: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser check failed:\n{stderr}\n{stdout}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
 /// 500 nodes (50 chains of 10): all render and finish; load, run and frame times are
@@ -281,4 +305,80 @@ async fn logs_show_live_and_cards_can_be_dragged() {
     );
     assert_eq!(findings["dragged"], true);
     assert_eq!(findings["reset"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_stays_in_the_history_with_its_error_and_log() {
+    let playwright = browser_env();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Graph::new("failed-history").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let text = g.input("text", "a flaky remote step".to_string());
+    // Fails on its first call, as a busy Space does, then succeeds.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let remote = g.add(
+        FnNode::with_context("remote", move |ctx: NodeContext, t: String| {
+            let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                ctx.log("calling the remote step");
+                if first {
+                    Err(std::io::Error::other(
+                        "503 service unavailable\n<html>the Space is busy</html>",
+                    ))
+                } else {
+                    Ok(t.len() as u64)
+                }
+            }
+        }),
+        (text,),
+    );
+    g.add(FnNode::sync("shout", |n: u64| format!("{n}!")), (remote,));
+    let pipeline = g.build().unwrap();
+
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let pw = playwright.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        node_script_with("failed_history.mjs", &url, &pw, &["run"])
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    let run = findings_of(&output);
+    let error = "node `remote` failed: 503 service unavailable\n<html>the Space is busy</html>";
+    assert_eq!(run["live_error"], error, "the failure as it happened");
+
+    // A new server on the same sheets: the failure is still there.
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let output = tokio::task::spawn_blocking(move || {
+        node_script_with("failed_history.mjs", &url, &playwright, &["restart"])
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    let restart = findings_of(&output);
+    for findings in [&run, &restart] {
+        assert_eq!(
+            findings["output"], "19",
+            "the current result is the good one"
+        );
+        assert_eq!(findings["error_box"], 0);
+        assert_eq!(findings["current_log"], json!(["calling the remote step"]));
+        assert_eq!(findings["entries"], json!(["computed", "failed"]));
+        assert!(
+            findings["entry_head"]
+                .as_str()
+                .unwrap()
+                .starts_with("run 1 · failed"),
+            "{findings}"
+        );
+        assert_eq!(
+            findings["entry_error"], "node `remote` failed: 503 service unavailable",
+            "the error's first line"
+        );
+        assert_eq!(findings["source"], "run 1 · failed");
+        assert_eq!(
+            findings["failed_log"],
+            json!(["calling the remote step", format!("failed: {error}")])
+        );
+        assert_eq!(findings["back_log"], findings["current_log"]);
+    }
 }

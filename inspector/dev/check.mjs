@@ -88,6 +88,23 @@ await check("logs: a failed node's card shows the lines it logged and its error"
   assert(await page.locator(".card.open").count() === 0, "a click on the background closes the card");
 });
 
+await check("history: a failed run is listed with its error; picking it shows its log, not as a result", async () => {
+  // DOM clicks, as above: the card is off-screen.
+  await page.waitForFunction(() => document.querySelector('[data-testid="history-publish"] .counter')?.textContent === "✕ 1");
+  await page.$eval('[data-testid="history-publish"] .counter', (b) => b.click());
+  const failedEntry = '[data-testid="history-list-publish"] .entry.failed';
+  await page.waitForSelector(failedEntry);
+  const error = await page.textContent(`${failedEntry} .entry-error`);
+  assert(error.startsWith("HTTP 503"), `entry error: ${error}`);
+  await page.$eval(failedEntry, (b) => b.click());
+  await page.waitForFunction(() => document.querySelector('[data-testid="logs-source-publish"]')?.textContent === "run 1 · failed");
+  const lines = await page.$$eval('[data-testid="log-lines-publish"] .line .text', (ts) => ts.map((t) => t.textContent));
+  assert(lines[0] === "uploading report.md" && lines[1].startsWith("failed: HTTP 503"), JSON.stringify(lines));
+  await page.$eval('[data-testid="logs-current-publish"]', (b) => b.click());
+  await page.waitForFunction(() => document.querySelector('[data-testid="logs-source-publish"]')?.closest("[hidden]"));
+  await page.click('[data-testid="canvas"]', { position: { x: 5, y: 5 } });
+});
+
 await check("previews: image, gallery, audio, JSON tree, file link, long text", async () => {
   assert(await page.locator('[data-testid="node-generate"] .rich img').count() === 1, "no image");
   await page.waitForFunction(() => document.querySelector('[data-testid="node-generate"] .rich img')?.naturalWidth > 0);

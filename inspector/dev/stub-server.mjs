@@ -296,11 +296,13 @@ function state(sheet) {
       const stale = isStale(sheet, node);
       const status = live.running ? "running" : live.error ? "failed" : live.skipped ? "skipped" : !r ? "pending" : stale ? "stale" : sheet.cachedNow.has(node.name) ? "cached" : "done";
       const hist = sheet.history.get(node.name) || [];
-      const pos = r ? hist.findIndex((h) => h.id === r.id) + 1 : 0;
+      // Failed runs are listed in the history but are no results (as in the crate).
+      const results = hist.filter((h) => !h.error);
+      const pos = r ? results.findIndex((h) => h.id === r.id) + 1 : 0;
       return {
         name: node.name, status, stale, elapsed_ms: live.elapsed_ms ?? r?.elapsed_ms ?? null, error: live.error ?? null, progress: live.progress ?? null,
         skipped_because: live.skipped ?? null, log_lines: currentLog(sheet, node.name).lines.length,
-        history: { count: hist.length, selected_id: r?.id ?? null, position: pos },
+        history: { count: results.length, selected_id: r?.id ?? null, position: pos, failed: hist.length - results.length },
         inputs: node.inputs.filter((p) => p.source === "const").map((p) => ({ port: p.name, value: constValue(sheet, node, p), overridden: sheet.overrides.has(`${node.name}.${p.name}`) })),
         outputs: r ? node.outputs.map((o, k) => ({ port: o.name, type: o.type, value: r.outputs[k], media: media(r.outputs[k]) })) : [],
       };
@@ -387,6 +389,12 @@ async function execute(sheet, scope, target) {
       push(sheet, "node_finished", { node: node.name, elapsed_ms });
     } catch (e) {
       logLine(sheet, node.name, `failed: ${e.message}`);
+      // Kept in the history like the crate's sheets do: its error and log, no outputs.
+      const entry = { id: ++entryIds, run, outcome: "failed", error: e.message, attempts: 1, elapsed_ms: since() - start, finished_ms: Date.now(), key,
+        outputs: [], logs: sheet.nodeLogs.get(node.name), inputs: node.inputs.filter((p) => p.source === "const").map((p) => ({ port: p.name, value: inputs[p.name] })) };
+      const hist = sheet.history.get(node.name) || [];
+      hist.unshift(entry);
+      sheet.history.set(node.name, hist.slice(0, 50));
       sheet.live.set(node.name, { error: e.message });
       bar.end_ms = since();
       counts.failed++;
@@ -594,6 +602,7 @@ async function route(req, res) {
     const node = nodeOf(n);
     const entry = (sheet.history.get(n) || []).find((h) => h.id === id);
     if (!entry) throw new HttpError(404, `no history entry ${id} for ${n}`);
+    if (c === "select" && entry.error) throw new HttpError(409, `history entry ${id} of node \`${n}\` cannot be selected: it is the failed execution of run ${entry.run}, which has no outputs`);
     if (c === "select") {
       sheet.results.set(n, entry);
       sheet.cachedNow.delete(n);

@@ -58,7 +58,8 @@ export const api = {
   state: (sheet: string) => call<SheetState>("GET", `${sheetPath(sheet)}/state`),
   history: (sheet: string, node: string) =>
     call<{ entries: HistoryEntry[] }>("GET", `${sheetPath(sheet)}/nodes/${enc(node)}/history`),
-  logs: (sheet: string, node: string) => call<NodeLogs>("GET", `${sheetPath(sheet)}/nodes/${enc(node)}/logs`),
+  logs: (sheet: string, node: string, entry?: number) =>
+    call<NodeLogs>("GET", `${sheetPath(sheet)}/nodes/${enc(node)}/logs${entry === undefined ? "" : `?entry=${entry}`}`),
 
   run: (sheet: string, scope: Scope, node?: string) =>
     call<{ run: number }>("POST", `${sheetPath(sheet)}/run`, node === undefined ? { scope } : { scope, node }),

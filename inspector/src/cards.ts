@@ -145,8 +145,12 @@ export class Cards {
     const richSlot = el("div", { class: "slot rich-slot" });
     const preview = el("div", { class: "preview scroll empty" }, errorSlot, partialSlot, richSlot);
     const editable = node.inputs.some((p) => p.source === "const");
-    const history = new HistoryBar(node.name, () => this.hooks.sheet(), editable);
     const logs = new LogView(node.name, () => this.hooks.sheet(), () => this.status(node.name));
+    // A failed run picked from the history: its log shows in this card, opened if need be.
+    const history = new HistoryBar(node.name, () => this.hooks.sheet(), editable, (entry) => {
+      this.hooks.select(node.name);
+      logs.showEntry(entry);
+    });
     const root = el("div", {
       class: "card",
       "data-testid": `node-${node.name}`,

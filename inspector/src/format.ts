@@ -16,6 +16,9 @@ export function bytes(n: number | null | undefined): string {
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
+/** The summary of a (multi-line) error: its first line. */
+export const firstLine = (text: string): string => text.split("\n", 1)[0];
+
 export const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 /** "a, b, c … (12 nodes)" */

@@ -1,11 +1,13 @@
 // A node's log, in its card while the card is open: fetched when it opens, then kept live
 // from `node_log` events. The fetch says which event it is up to, so an event already in it
 // is skipped and none falls between the two. Timestamped, monospace, following the end
-// while the reader is at the end, and copyable.
+// while the reader is at the end, and copyable. A failed run picked from the history shows
+// its stored log instead (not live), until the reader goes back to the current one, another
+// result becomes current, or the node runs again.
 import { api } from "./api";
 import { el, guard, toast } from "./dom";
-import { plural } from "./format";
-import type { LogLine, Status } from "./types";
+import { firstLine, plural } from "./format";
+import type { HistoryEntry, LogLine, Status } from "./types";
 
 /** Lines kept on the page per log: as many as the server keeps per result. */
 const MAX_LINES = 1000;
@@ -24,6 +26,11 @@ export class LogView {
   readonly root: HTMLElement;
   private list!: HTMLOListElement;
   private count!: HTMLElement;
+  /** Shown while a past run's log is: which run, and the way back. */
+  private sourceRow!: HTMLElement;
+  private source!: HTMLElement;
+  /** The history entry whose log is shown, or null for the current (live) log. */
+  private entry: HistoryEntry | null = null;
   private lines: LogLine[] = [];
   private dropped = 0;
   /** Events up to this id are already in `lines`. */
@@ -42,6 +49,16 @@ export class LogView {
   private build(): void {
     const node = this.node;
     this.count = el("span", { class: "logs-count" });
+    this.source = el("span", { class: "logs-source", "data-testid": `logs-source-${node}` });
+    const back = el("button", {
+      class: "back",
+      title: "Show the log of the current result",
+      "aria-label": `Show the current log of ${node}`,
+      "data-testid": `logs-current-${node}`,
+      text: "Current log",
+      onclick: guard(() => this.load()),
+    });
+    this.sourceRow = el("div", { class: "logs-source-row", hidden: true }, this.source, back);
     this.list = el("ol", { class: "log-lines scroll", role: "log", tabindex: 0, "aria-label": `Log of ${node}`, "data-testid": `log-lines-${node}` });
     const copy = el("button", {
       class: "copy",
@@ -51,7 +68,7 @@ export class LogView {
       text: "Copy",
       onclick: guard(() => this.copy()),
     });
-    this.root.append(el("div", { class: "logs-head" }, el("span", { class: "logs-title", text: "Logs" }), this.count, copy), this.list);
+    this.root.append(el("div", { class: "logs-head" }, el("span", { class: "logs-title", text: "Logs" }), this.count, copy), this.sourceRow, this.list);
   }
 
   /** The card opened: fetch the log and follow it. */
@@ -60,10 +77,17 @@ export class LogView {
     if (this.state === "closed") void this.load();
   }
 
+  /** Shows the stored log of history entry `entry` (a failed run) instead of the current one. */
+  showEntry(entry: HistoryEntry): void {
+    if (!this.list) this.build();
+    void this.load(entry);
+  }
+
   /** The card closed: forget the lines (a closed card shows no log). */
   close(): void {
     this.state = "closed";
     this.generation++;
+    this.entry = null;
     this.lines = [];
     this.waiting = [];
     this.list?.replaceChildren();
@@ -76,16 +100,24 @@ export class LogView {
 
   /** A `node_log` event (`line`), or a `node_started` of a first attempt (`null`). */
   live(id: number, line: LogLine | null): void {
+    if (this.entry) {
+      // A stored log does not change; a new execution takes the reader back to the live one.
+      if (!line && this.state !== "closed") void this.load();
+      return;
+    }
     if (this.state === "loading") this.waiting.push([id, line]);
     else if (this.state === "open") this.change(id, line);
   }
 
-  private async load(): Promise<void> {
+  /** Fetches the current log, or `entry`'s. */
+  private async load(entry: HistoryEntry | null = null): Promise<void> {
     const generation = ++this.generation;
     this.state = "loading";
+    this.entry = entry;
+    this.writeSource();
     this.waiting = [];
     try {
-      const logs = await api.logs(this.sheet(), this.node);
+      const logs = await api.logs(this.sheet(), this.node, entry?.id);
       if (generation !== this.generation) return;
       this.lines = logs.lines.slice(-MAX_LINES);
       this.dropped = logs.dropped + (logs.lines.length - this.lines.length);
@@ -132,6 +164,15 @@ export class LogView {
     return l.scrollHeight - l.scrollTop - l.clientHeight < 8;
   }
 
+  /** Says whose log is shown: a past run's (with the way back), or nothing for the current one. */
+  private writeSource(): void {
+    const entry = this.entry;
+    this.sourceRow.hidden = !entry;
+    this.source.textContent = entry ? `run ${entry.run} · ${entry.outcome}` : "";
+    this.source.title = entry?.error ? firstLine(entry.error) : "";
+    this.root.classList.toggle("of-failure", !!entry?.error);
+  }
+
   private render(follow = true): void {
     const rows: HTMLElement[] = this.lines.map(row);
     if (this.dropped) rows.unshift(el("li", { class: "dropped", text: `… ${plural(this.dropped, "earlier line")} not kept` }));
@@ -142,6 +183,7 @@ export class LogView {
   }
 
   private emptyText(): string {
+    if (this.entry) return "Nothing was logged.";
     switch (this.status()) {
       case "pending":
         return "Not run yet.";

@@ -90,10 +90,13 @@ export interface Progress {
 }
 
 export interface HistorySummary {
+  /** Results kept (the entries that can be selected). */
   count: number;
   selected_id: number | null;
-  /** 1 = newest. */
+  /** Among the results, 1 = newest. */
   position: number;
+  /** Failed and cancelled runs kept (listed, never selected). */
+  failed?: number;
 }
 
 export interface NodeState {
@@ -144,7 +147,12 @@ export interface SheetState {
 export interface HistoryEntry {
   id: number;
   run: number;
+  /** "computed" | "cached:…" for a result; "failed" | "cancelled" for a run that left none. */
   outcome: string;
+  /** A failed or cancelled run's error (its first line is the summary); null for a result. */
+  error?: string | null;
+  /** Attempts made, when the node ran. */
+  attempts?: number | null;
   elapsed_ms: number | null;
   finished_ms: number;
   selected: boolean;

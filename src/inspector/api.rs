@@ -538,7 +538,8 @@ async fn history(
 }
 
 /// Whether the page shows a node's live log rather than its current result's: while it
-/// runs, and after it failed (a failure leaves no result to keep the log with).
+/// runs, and after it failed (a failure is no result: the current one is the last good one,
+/// with its own log; the failure's log is kept under its history entry).
 fn shows_live_log(live: &super::live::NodeLive) -> bool {
     live.running || live.error.is_some()
 }
