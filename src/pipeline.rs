@@ -426,6 +426,12 @@ impl Pipeline {
         Ok(Pipeline::workspace_of(structure))
     }
 
+    /// Makes the next run number follow `run` (a sheet's history continues across processes
+    /// instead of starting again at run 1 beside its stored runs).
+    pub(crate) fn continue_runs_after(&self, run: u64) {
+        self.0.runs.fetch_max(run, Ordering::Relaxed);
+    }
+
     fn workspace_of(s: Arc<Structure>) -> Pipeline {
         Pipeline(Arc::new(Shared {
             bindings: Mutex::new(s.default_bindings.clone()),

@@ -667,7 +667,7 @@ impl SheetStore {
         self.flush();
         let workspace = pipeline.new_workspace();
         let cache_dir = workspace.cache().dir().to_path_buf();
-        let (inputs, selected) = self.with_conn(|c| {
+        let (inputs, selected, last_run) = self.with_conn(|c| {
             let mut stmt = c.prepare("SELECT node, port, value FROM sheet_inputs WHERE sheet_id = ?1")?;
             let inputs: Vec<(String, String, String)> = stmt
                 .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -677,8 +677,14 @@ impl SheetStore {
                  LEFT JOIN result_logs l ON l.result_id = r.id WHERE s.sheet_id = ?1"
             ))?;
             let selected: Vec<StoredResult> = stmt.query_map([id], StoredResult::from_row)?.collect::<Result<_, _>>()?;
-            Ok((inputs, selected))
+            let last_run: i64 = c.query_row(
+                "SELECT COALESCE(MAX(run), 0) FROM results WHERE sheet_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            Ok((inputs, selected, last_run))
         })?;
+        workspace.continue_runs_after(u64::try_from(last_run).unwrap_or(0));
         for (node, port, value) in inputs {
             if let Err(e) = restore_input(&workspace, &cache_dir, &node, &port, &value) {
                 tracing::warn!(sheet = name, node, port, error = %e, "skipping a stored input that no longer fits the pipeline");

@@ -107,6 +107,10 @@ async fn edit_middle_run_only_then_run_to_end_survives_a_reopen() {
     let report = sheet.run(Scope::All).await.unwrap();
     assert!(report.computed().is_empty(), "{:?}", report.computed());
     assert_eq!(counts(&c2), [0, 0, 0]);
+    assert_eq!(
+        report.run, 4,
+        "run numbers go on from the sheet's stored runs"
+    );
     let inputs = sheet.stored_inputs().unwrap();
     assert_eq!(
         inputs,
