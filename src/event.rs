@@ -132,7 +132,7 @@ pub enum Event {
         name: Arc<str>,
         /// The error with its cause chain.
         error: String,
-        /// Time spent.
+        /// Time the node spent, from its first attempt (zero if it failed before running).
         #[serde(with = "duration_ms")]
         elapsed: Duration,
     },

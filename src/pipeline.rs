@@ -1402,7 +1402,7 @@ impl Executor {
                     node: n,
                     name,
                     error: failure.error,
-                    elapsed: self.started.elapsed(),
+                    elapsed: failure.elapsed,
                 });
                 self.slots[n] = Slot::Failed { root: n };
                 self.outcomes.push((n, Outcome::Failed(Arc::new(error))));

@@ -1149,3 +1149,36 @@ async fn observers_are_told_of_failed_and_cancelled_nodes_but_not_skipped_ones()
     let lines: Vec<&str> = failure.logs.lines.iter().map(|l| l.line.as_str()).collect();
     assert_eq!(lines, ["working", "cancelled"]);
 }
+
+#[tokio::test]
+async fn a_failure_event_reports_the_nodes_own_time_not_the_runs() {
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("failure-time").cache(cache);
+    let slow = g.add(
+        FnNode::from_async("slow", |x: u64| async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            x
+        }),
+        (constant(1u64),),
+    );
+    g.add(
+        FnNode::try_sync("fails", |x: u64| -> Result<u64, std::io::Error> {
+            Err(std::io::Error::other(format!("no {x}")))
+        }),
+        (slow,),
+    );
+    let pipeline = g.build().unwrap();
+    let mut events = pipeline.subscribe();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(report.failed(), ["fails"]);
+    let mut failed = None;
+    while let Ok(e) = events.try_recv() {
+        if let Event::NodeFailed { elapsed, .. } = e {
+            failed = Some(elapsed);
+        }
+    }
+    // The run took 300 ms before the node started; the node itself failed at once.
+    let elapsed = failed.expect("a NodeFailed event");
+    assert!(elapsed < Duration::from_millis(250), "{elapsed:?}");
+    assert!(report.elapsed >= Duration::from_millis(300));
+}
