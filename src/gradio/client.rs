@@ -74,6 +74,49 @@ pub enum Update {
     Partial(Vec<Json>),
 }
 
+/// A username and password for an app launched with Gradio's own login
+/// (`launch(auth=(user, password))`). `Debug` shows the username only; the password is
+/// sent only in the form of `POST {app}/login`, never logged, never in an error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+impl Login {
+    /// The credentials the app was launched with.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Login {
+        Login {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    /// The username.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// `text` with the password blanked out, for a message built from what the server
+    /// answered to the login (a server may echo the form it got).
+    fn redact(&self, text: &str) -> String {
+        if self.password.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.password, "<redacted>")
+        }
+    }
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Dependency {
     fn_index: u64,
@@ -100,6 +143,10 @@ struct Inner {
     endpoints: BTreeMap<String, EndpointInfo>,
     http: reqwest::Client,
     token: Option<HfToken>,
+    login: Option<Login>,
+    /// The `Cookie` header of the current login session (`name=value; …`), sent only to
+    /// this app's origin.
+    cookies: Mutex<Option<String>>,
     options: ClientOptions,
     uploads: Mutex<HashMap<String, Json>>,
 }
@@ -139,6 +186,34 @@ pub(crate) fn authorize(
     }
 }
 
+/// Whether two URLs have the same scheme, host and port (where a session cookie may go).
+fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
+/// The `Cookie` header for the cookies a response sets (`name=value` of each; their
+/// attributes are this client's business: they go to the app's origin only, for as long
+/// as the client lives). `None` when it sets none.
+fn cookie_header(response: &reqwest::Response) -> Option<String> {
+    let pairs: Vec<&str> = response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .map(str::trim)
+        .filter(|pair| pair.contains('='))
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.join("; "))
+}
+
 /// Percent-encodes a server path for the `file=` route (keeps `/`).
 fn encode_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
@@ -169,14 +244,16 @@ enum Next<B> {
 }
 
 impl GradioClient {
-    /// Connects to the app at `base` (reads `/config`, then `{prefix}/info`). `node` and
-    /// `service` name the caller and the app in errors (`"Space owner/name"`); the token
-    /// goes only to Hugging Face hosts.
+    /// Connects to the app at `base`: logs in with `login` if given (`POST {base}/login`),
+    /// then reads `/config` and `{prefix}/info`. `node` and `service` name the caller and
+    /// the app in errors (`"Space owner/name"`); the token goes only to Hugging Face
+    /// hosts, the login's session cookies only to the app's own origin.
     pub async fn connect(
         base: &str,
         node: &str,
         service: &str,
         token: Option<HfToken>,
+        login: Option<Login>,
         options: ClientOptions,
     ) -> Result<GradioClient, Error> {
         let http = reqwest::Client::builder()
@@ -202,10 +279,14 @@ impl GradioClient {
             endpoints: BTreeMap::new(),
             http,
             token,
+            login,
+            cookies: Mutex::new(None),
             options,
             uploads: Mutex::new(HashMap::new()),
         };
         let never = CancellationToken::new();
+        // An app with a login answers 401 on every route, /config included, until then.
+        inner.log_in(&never).await?;
         let config_url = format!("{}/config", inner.base);
         let response = inner
             .send("/config", &never, &mut |_| {}, &config_url, |u| {
@@ -729,13 +810,12 @@ impl GradioClient {
         let i = &self.inner;
         let url = format!("{}{}/cancel", i.base, i.prefix);
         let body = json!({ "fn_index": fn_index, "session_hash": session, "event_id": event_id });
-        let request = authorize(
+        let request = i.authorize(
             i.http
                 .post(&url)
                 .json(&body)
                 .timeout(Duration::from_secs(5)),
             &url,
-            i.token.as_ref(),
         );
         match request.send().await {
             Ok(r) => {
@@ -815,9 +895,115 @@ impl Inner {
         }
     }
 
+    /// Adds the HF token (to Hugging Face hosts only) and the login's session cookies (to
+    /// this app's origin only: not the Hub, not a file URL on another host; reqwest drops
+    /// the header itself when a redirect leaves the host).
+    fn authorize(&self, request: reqwest::RequestBuilder, url: &str) -> reqwest::RequestBuilder {
+        let request = authorize(request, url, self.token.as_ref());
+        let cookies = self.cookies.lock().unwrap().clone();
+        match cookies {
+            Some(c) if same_origin(url, &self.base) => request.header(reqwest::header::COOKIE, c),
+            _ => request,
+        }
+    }
+
+    /// Logs in (`POST {base}/login`, form fields `username` and `password`) and keeps the
+    /// session cookies. Does nothing without a login. An app without a login redirects
+    /// `/login` to its page: that is only noted (debug), and calls go without cookies.
+    async fn log_in(&self, cancel: &CancellationToken) -> Result<(), Error> {
+        let Some(login) = &self.login else {
+            return Ok(());
+        };
+        // At the root on Gradio 4, 5 and 6 alike (`{prefix}/login` is a 404).
+        let url = format!("{}/login", self.base);
+        // A client of its own that follows no redirect: the form with the password must
+        // not be re-posted to wherever a 307 points.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("daggr/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                self.remote("/login", None, format!("cannot build an HTTP client: {e}"))
+            })?;
+        let form = [
+            ("username", login.username.as_str()),
+            ("password", login.password.as_str()),
+        ];
+        let response = self
+            .send_retrying("/login", cancel, &mut |_| {}, &url, |u| {
+                http.post(u)
+                    .form(&form)
+                    .timeout(self.options.request_timeout)
+            })
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            let cookies = cookie_header(&response);
+            if cookies.is_none() {
+                tracing::debug!(node = %self.node, "/login answered without a session cookie; calling the app without one");
+            }
+            *self.cookies.lock().unwrap() = cookies;
+            return Ok(());
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let target = reqwest::Url::parse(&url)
+                .and_then(|u| u.join(location))
+                .map(String::from)
+                .unwrap_or_else(|_| location.to_string());
+            // Gradio without a login redirects `/login` to its own page.
+            if same_origin(&target, &self.base) {
+                tracing::debug!(node = %self.node, "the app has no login (/login redirects to its page); calling it without one");
+                return Ok(());
+            }
+            return Err(self.remote(
+                "/login",
+                Some(status.as_u16()),
+                format!("the login was redirected to another host ({target}); the password is not sent there (give the node that address if it is the app's)"),
+            ));
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        let message = login.redact(&server_message(&bytes));
+        let message = match status.as_u16() {
+            // Gradio answers wrong credentials with 400 "Incorrect credentials.".
+            400 | 401 | 403 => format!("login refused for user `{}`: {message}", login.username),
+            _ => format!("logging in as `{}` failed: {message}", login.username),
+        };
+        Err(self.remote("/login", Some(status.as_u16()), message))
+    }
+
+    /// Sends a request like [`Inner::send_retrying`]; when the app answers 401 or 403 and
+    /// the client has a login, the session has expired (the app restarted and forgot
+    /// it): logs in again, once, and sends the request again.
+    async fn send(
+        &self,
+        endpoint: &str,
+        cancel: &CancellationToken,
+        on_update: &mut (dyn FnMut(Update) + Send),
+        url: &str,
+        make: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let response = self
+            .send_retrying(endpoint, cancel, on_update, url, &make)
+            .await?;
+        let denied = matches!(response.status().as_u16(), 401 | 403);
+        if !(denied && self.login.is_some() && same_origin(url, &self.base)) {
+            return Ok(response);
+        }
+        tracing::debug!(node = %self.node, endpoint, status = %response.status(), "logging in again (the session expired?)");
+        self.log_in(cancel).await?;
+        self.send_retrying(endpoint, cancel, on_update, url, &make)
+            .await
+    }
+
     /// Sends a request, retrying connection failures, 5xx and 429 with backoff. Returns
     /// the last response whatever its status.
-    async fn send(
+    async fn send_retrying(
         &self,
         endpoint: &str,
         cancel: &CancellationToken,
@@ -827,7 +1013,7 @@ impl Inner {
     ) -> Result<reqwest::Response, Error> {
         let mut attempt = 0u32;
         loop {
-            let request = authorize(make(url), url, self.token.as_ref());
+            let request = self.authorize(make(url), url);
             let sent = tokio::select! {
                 r = request.send() => r,
                 _ = cancel.cancelled() => return Err(Error::Cancelled { node: self.node.clone() }),
@@ -899,7 +1085,17 @@ impl Inner {
         let bytes = response.bytes().await.unwrap_or_default();
         let mut message = server_message(&bytes);
         if status.as_u16() == 401 {
-            message = format!("{message} (the app needs a login or a token)");
+            message = match (message.as_str(), &self.login) {
+                // Gradio's own login wall (every route answers so without a session).
+                ("Not authenticated", None) => {
+                    "the app requires a login: set .auth(user, pass) on the node".into()
+                }
+                ("Not authenticated", Some(login)) => format!(
+                    "the app requires a login and did not accept the session of `{}`",
+                    login.username
+                ),
+                _ => format!("{message} (the app needs a login or a token)"),
+            };
         }
         if status.as_u16() == 404 && endpoint == "/config" {
             message = format!("{message} (is this a Gradio app?)");
@@ -1009,6 +1205,40 @@ mod tests {
             encode_path("/tmp/gradio/ab/a b#.png"),
             "/tmp/gradio/ab/a%20b%23.png"
         );
+    }
+
+    #[test]
+    fn session_cookies_stay_on_the_apps_origin() {
+        let app = "http://127.0.0.1:7860";
+        assert!(same_origin("http://127.0.0.1:7860/gradio_api/upload", app));
+        assert!(same_origin(
+            "http://127.0.0.1:7860",
+            "http://127.0.0.1:7860/"
+        ));
+        assert!(same_origin(
+            "https://a-b.hf.space/x",
+            "https://a-b.hf.space:443"
+        ));
+        assert!(!same_origin("http://127.0.0.1:7861/config", app));
+        assert!(!same_origin("http://localhost:7860/config", app));
+        assert!(!same_origin("https://127.0.0.1:7860/config", app));
+        assert!(!same_origin("https://huggingface.co/api/spaces/a/b", app));
+        assert!(!same_origin("not a url", app));
+    }
+
+    #[test]
+    fn a_login_never_shows_its_password() {
+        let login = Login::new("daggr", "secret");
+        let shown = format!("{login:?}");
+        assert!(
+            shown.contains("daggr") && !shown.contains("secret"),
+            "{shown}"
+        );
+        assert_eq!(
+            login.redact("bad form: password=secret"),
+            "bad form: password=<redacted>"
+        );
+        assert_eq!(Login::new("u", "").redact("text"), "text");
     }
 
     #[test]

@@ -62,7 +62,11 @@
 //!   a 404). Cancelling the run, or the node's timeout, cancels the remote job.
 //! * **Auth**: the Hugging Face token ([`crate::hf::HfToken::from_env`]) is sent only to
 //!   Hugging Face hosts (`huggingface.co`, `*.hf.space`: to Spaces as
-//!   `X-HF-Authorization`, as gradio_client does), never elsewhere, never logged.
+//!   `X-HF-Authorization`, as gradio_client does), never elsewhere, never logged. An
+//!   app launched with Gradio's own login (`auth=(user, password)`) is called with
+//!   [`GradioNode::auth`]: `POST /login` (at the root on Gradio 4, 5 and 6) before
+//!   `/config`, its session cookies (`access-token-…`) on every later request to the
+//!   app's origin, and one new login when a request answers 401 or 403.
 //!
 //! # run_locally
 //!
@@ -86,7 +90,7 @@ mod node;
 pub mod space;
 pub mod sse;
 
-pub use client::{ClientOptions, GradioClient, Protocol, Update};
+pub use client::{ClientOptions, GradioClient, Login, Protocol, Update};
 // What `/info` and error bodies say, read as `cargo daggr codegen gradio` reads them.
 pub use daggr_codegen::remote::{server_message, EndpointInfo, ParamInfo, ReturnInfo};
 pub use local::{LOCAL_TIMEOUT_ENV, NO_FALLBACK_ENV, SPACES_DIR_ENV};

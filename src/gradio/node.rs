@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ClientOptions, GradioClient, Protocol, Update};
+use super::client::{ClientOptions, GradioClient, Login, Protocol, Update};
 use super::local::{self, LocalApp, LocalSettings, LocalSource};
 use super::space::{self, Target};
 use crate::error::{suggest, BoxError};
@@ -254,6 +254,7 @@ pub(crate) struct Settings {
     next_return: usize,
     fixed: BTreeMap<String, Json>,
     token: Option<HfToken>,
+    auth: Option<Login>,
     hub: String,
     revision: Option<String>,
     options: ClientOptions,
@@ -354,6 +355,7 @@ impl Wrap {
 ///   inputs by content, and the Space's revision: pinned with [`GradioNode::revision`],
 ///   learnt by [`GradioNode::connect`] (from the Hub or a `run_locally` clone), or else
 ///   asked of the Hub before the node's first cache look-up. A URL has no revision.
+///   With [`GradioNode::auth`], the username too (never the password).
 /// * Errors are [`Error::Remote`], naming the node, the Space, the endpoint and the
 ///   server's own message. Cancelling the run cancels the remote job.
 pub struct GradioNode<Args = (), Outs = ()> {
@@ -379,6 +381,7 @@ impl GradioNode<(), ()> {
             next_return: 0,
             fixed: BTreeMap::new(),
             token: HfToken::from_env(),
+            auth: None,
             hub: space::default_hub(),
             revision: None,
             options: ClientOptions::default(),
@@ -419,6 +422,12 @@ impl<Args, Outs> GradioNode<Args, Outs> {
             "fixed": s.fixed,
             "outputs": s.positions,
         });
+        // The user an app serves may change what it answers (`gr.Request.username`), so
+        // it keys the cache; the password never does (changing it changes no result).
+        // Only set with a login, so the keys of other nodes stay as they were.
+        if let Some(login) = &s.auth {
+            self.spec.params["user"] = json!(login.username());
+        }
         self.spec.code_fingerprint = s
             .revision
             .as_ref()
@@ -507,6 +516,34 @@ impl<Args, Outs> GradioNode<Args, Outs> {
     /// file). It is sent only to Hugging Face hosts, never elsewhere, and never logged.
     pub fn token(self, token: HfToken) -> Self {
         self.with(|s| s.token = Some(token))
+    }
+
+    /// Logs in to an app launched with Gradio's own login (`launch(auth=(user,
+    /// password))`), as `gradio_client.Client(src, auth=(user, password))` does: the
+    /// node posts the credentials to the app's `/login` before reading `/config`, sends
+    /// the session cookies with every request to that app (uploads, calls, event
+    /// streams, downloads, cancellation), and logs in again once when a request is
+    /// refused with 401 or 403 (the app restarted and forgot the session).
+    ///
+    /// ```no_run
+    /// use daggr::GradioNode;
+    /// let password = std::env::var("APP_PASSWORD").unwrap_or_default();
+    /// let node = GradioNode::new("upper", "http://127.0.0.1:7860")
+    ///     .auth("daggr", &password)
+    ///     .api("/upper")
+    ///     .input::<String>("text")
+    ///     .output::<String>("upper");
+    /// # let _ = node;
+    /// ```
+    ///
+    /// The username is part of the cache key (an app may answer each user differently);
+    /// the password is not, is never logged nor shown in errors or `Debug`, and goes
+    /// only to the app's own `/login` (not to the Hub, and not on a redirect). Wrong
+    /// credentials fail the node with "login refused"; an app without a login works as
+    /// before (a debug-level note says it had none).
+    pub fn auth(self, username: &str, password: &str) -> Self {
+        let login = Login::new(username, password);
+        self.with(|s| s.auth = Some(login))
     }
 
     /// Sends no token at all.
@@ -742,25 +779,32 @@ async fn connect(
             (resolved.url, resolved.sha)
         }
     };
-    let client = GradioClient::connect(&url, &s.node, &service, s.token.clone(), s.options.clone())
-        .await
-        .map_err(|e| match e {
-            // Name the endpoint the node calls, with the route that failed in the message.
-            Error::Remote {
-                node,
-                service,
-                endpoint,
-                status,
-                message,
-            } => Error::Remote {
-                node,
-                service,
-                endpoint: s.api.clone(),
-                status,
-                message: format!("{endpoint}: {message}"),
-            },
-            other => other,
-        })?;
+    let client = GradioClient::connect(
+        &url,
+        &s.node,
+        &service,
+        s.token.clone(),
+        s.auth.clone(),
+        s.options.clone(),
+    )
+    .await
+    .map_err(|e| match e {
+        // Name the endpoint the node calls, with the route that failed in the message.
+        Error::Remote {
+            node,
+            service,
+            endpoint,
+            status,
+            message,
+        } => Error::Remote {
+            node,
+            service,
+            endpoint: s.api.clone(),
+            status,
+            message: format!("{endpoint}: {message}"),
+        },
+        other => other,
+    })?;
     let plan = plan(s, &client, &service)?;
     Ok(Connection {
         client,

@@ -1,7 +1,7 @@
 //! The fault proxy: a small HTTP proxy of the tests' own, in front of a real Gradio app,
 //! that forwards every request unchanged except when told to inject a fault: an error
-//! status (a 500 with a plain-text body, a 429 with Retry-After), an event stream cut
-//! after some events, or a stream that goes silent. It also records the headers it saw.
+//! status (a 500 with a plain-text body, a 429 with Retry-After), a redirect, an event
+//! stream cut after some events, or a stream that goes silent. It also records the headers it saw.
 //! It is the only stand-in in these tests; everything behind it is real Gradio.
 
 use std::sync::{Arc, Mutex};
@@ -27,14 +27,21 @@ pub enum Fault {
     CutStream { path: String, after_events: usize },
     /// Answer 200 `text/event-stream` and then send nothing, ever.
     Silent { path: String },
+    /// Answer `status` (a 3xx) with `Location: {to}{the request's path and query}`.
+    Redirect {
+        path: String,
+        status: u16,
+        to: String,
+    },
 }
 
 impl Fault {
     fn path(&self) -> &str {
         match self {
-            Fault::Status { path, .. } | Fault::CutStream { path, .. } | Fault::Silent { path } => {
-                path
-            }
+            Fault::Status { path, .. }
+            | Fault::CutStream { path, .. }
+            | Fault::Silent { path }
+            | Fault::Redirect { path, .. } => path,
         }
     }
 }
@@ -158,6 +165,15 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
                 r.headers_mut()
                     .insert("retry-after", HeaderValue::from_str(ra).unwrap());
             }
+            return r;
+        }
+        Some(Fault::Redirect { status, to, .. }) => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::from_u16(*status).unwrap();
+            r.headers_mut().insert(
+                "location",
+                HeaderValue::from_str(&format!("{to}{path}")).unwrap(),
+            );
             return r;
         }
         Some(Fault::Silent { .. }) => {

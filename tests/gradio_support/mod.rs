@@ -117,6 +117,9 @@ fn config_status(port: u16) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// The login the harness launches auth_app.py with (`auth=("daggr", "secret")`).
+pub const AUTH: (&str, &str) = ("daggr", "secret");
+
 /// A fixture app on 127.0.0.1, killed on Drop.
 pub struct GradioApp {
     child: Option<Child>,
@@ -124,6 +127,8 @@ pub struct GradioApp {
     pub port: u16,
     pub url: String,
     pub log: PathBuf,
+    /// The `auth=(user, password)` it runs with, if any.
+    pub auth: Option<(String, String)>,
 }
 
 impl GradioApp {
@@ -135,12 +140,23 @@ impl GradioApp {
 
     /// Starts `app` on `port`.
     pub fn start_on(app: &str, port: u16) -> GradioApp {
+        Self::launched(app, port, None)
+    }
+
+    /// Starts `app` (one that reads `FIXTURE_AUTH`, like auth_app.py) behind Gradio's
+    /// login, `auth=(user, password)`, on a free port.
+    pub fn start_with_auth(app: &str, user: &str, password: &str) -> GradioApp {
+        Self::launched(app, free_port(), Some((user.into(), password.into())))
+    }
+
+    fn launched(app: &str, port: u16, auth: Option<(String, String)>) -> GradioApp {
         let mut me = GradioApp {
             child: None,
             app: app.to_string(),
             port,
             url: format!("http://127.0.0.1:{port}"),
             log: std::env::temp_dir().join(format!("daggr-gradio-{app}-{port}.log")),
+            auth,
         };
         me.launch();
         me
@@ -149,7 +165,11 @@ impl GradioApp {
     fn launch(&mut self) {
         let fixtures = repo_root().join("tests/fixtures/gradio");
         let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(python())
+        let mut command = Command::new(python());
+        if let Some((user, password)) = &self.auth {
+            command.env("FIXTURE_AUTH", format!("{user}:{password}"));
+        }
+        let child = command
             .arg(fixtures.join("_run.py"))
             .arg(fixtures.join(&self.app))
             .current_dir(&fixtures)
@@ -165,8 +185,10 @@ impl GradioApp {
             .expect("launching a fixture app");
         self.child = Some(child);
         let started = Instant::now();
+        // Behind a login, `/config` answers 401 once the app is up.
+        let ready = if self.auth.is_some() { 401 } else { 200 };
         loop {
-            if config_status(self.port) == Some(200) {
+            if config_status(self.port) == Some(ready) {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -208,7 +230,8 @@ impl Drop for GradioApp {
 }
 
 /// One app per fixture shared by all tests of a test binary. Statics are never dropped:
-/// the app's watchdog (_run.py) ends it when the test process exits.
+/// the app's watchdog (_run.py) ends it when the test process exits. auth_app.py runs
+/// behind the login [`AUTH`].
 pub fn shared(app: &'static str) -> String {
     static APPS: OnceLock<Mutex<Vec<GradioApp>>> = OnceLock::new();
     let apps = APPS.get_or_init(|| Mutex::new(Vec::new()));
@@ -216,7 +239,11 @@ pub fn shared(app: &'static str) -> String {
     if let Some(a) = apps.iter().find(|a| a.app == app) {
         return a.url.clone();
     }
-    let a = GradioApp::start(app);
+    let a = if app == "auth_app.py" {
+        GradioApp::start_with_auth(app, AUTH.0, AUTH.1)
+    } else {
+        GradioApp::start(app)
+    };
     let url = a.url.clone();
     apps.push(a);
     url
