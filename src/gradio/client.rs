@@ -186,6 +186,35 @@ pub(crate) fn authorize(
     }
 }
 
+/// Redirects as reqwest follows them (up to 10), except that with a token none may lead
+/// from a Hugging Face host to another host: reqwest drops `Authorization` and `Cookie` when
+/// a redirect leaves the host, but not `X-HF-Authorization`, so following it would hand the
+/// token to that host. Such a redirect is an error instead.
+fn token_safe_redirects(has_token: bool) -> reqwest::redirect::Policy {
+    if !has_token {
+        return reqwest::redirect::Policy::limited(10);
+    }
+    reqwest::redirect::Policy::custom(|attempt| {
+        let previous: Vec<&str> = attempt.previous().iter().map(|u| u.as_str()).collect();
+        if redirect_leaves_hf(&previous, attempt.url().as_str()) {
+            let target = attempt.url().to_string();
+            attempt.error(format!(
+                "a Hugging Face host redirected to {target}; not followed, so the HF token is not sent there"
+            ))
+        } else if attempt.previous().len() >= 10 {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Whether a redirect to `next`, after `previous` (the first request included), would carry
+/// a token given to a Hugging Face host to another host.
+fn redirect_leaves_hf(previous: &[&str], next: &str) -> bool {
+    previous.iter().any(|u| is_hf_host(u)) && !is_hf_host(next)
+}
+
 /// Whether two URLs have the same scheme, host and port (where a session cookie may go).
 fn same_origin(a: &str, b: &str) -> bool {
     match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
@@ -259,6 +288,7 @@ impl GradioClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             .user_agent(concat!("daggr/", env!("CARGO_PKG_VERSION")))
+            .redirect(token_safe_redirects(token.is_some()))
             .build()
             .map_err(|e| Error::Remote {
                 node: node.to_string(),
@@ -1180,6 +1210,23 @@ impl Drop for CancelGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_never_carry_the_token_off_hugging_face() {
+        let space = "https://owner-app.hf.space/gradio_api/file=x";
+        assert!(redirect_leaves_hf(&[space], "https://evil.example/x"));
+        assert!(
+            redirect_leaves_hf(&[space], "http://owner-app.hf.space/x"),
+            "not https"
+        );
+        assert!(!redirect_leaves_hf(&[space], "https://other.hf.space/x"));
+        assert!(!redirect_leaves_hf(&[space], "https://huggingface.co/x"));
+        // No Hugging Face host on the way: no token was attached, any redirect is fine.
+        assert!(!redirect_leaves_hf(
+            &["http://127.0.0.1:7860/x"],
+            "https://a.example/"
+        ));
+    }
 
     #[test]
     fn gradio_4_quoted_messages_are_unquoted() {
