@@ -1221,8 +1221,18 @@ async fn a_failing_local_start_falls_back_or_fails_as_asked() {
     let (_d, cache) = temp_cache();
     let mut g = Graph::new("fallback").cache(cache);
     let out = g.add(node(), (constant("fallback".to_string()),));
-    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
     assert_eq!(*report.value(&out).unwrap(), "FALLBACK");
+    // The decision stays in the node's log, with the reason.
+    let result = pipeline.result("upper").unwrap().unwrap();
+    let lines: Vec<&str> = result.logs.lines.iter().map(|l| l.line.as_str()).collect();
+    assert!(
+        lines.iter().any(
+            |l| l.contains("run_locally failed; using the remote") && l.contains("sdk: docker")
+        ),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

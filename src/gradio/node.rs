@@ -747,14 +747,26 @@ async fn connect(
             Target::Space(id) => Some(id.as_str()),
             Target::Url(_) => None,
         };
-        progress("starting the app locally".into());
+        progress("run_locally: starting the app locally".into());
         match local::start(&s.node, space_id, local, &s.hub, s.token.as_ref()).await {
-            Ok(app) => local_app = Some(app),
+            Ok(app) => {
+                progress(format!(
+                    "run_locally: the local copy answers at {} (its log: {})",
+                    app.url,
+                    app.log.display()
+                ));
+                local_app = Some(app)
+            }
             Err(message) => {
                 if local.fallback && !local::no_fallback_env() {
                     tracing::warn!(node = %s.node, "run_locally failed, using the remote {service}: {message}");
-                    progress(format!("run_locally failed; using the remote {service}"));
+                    progress(format!(
+                        "run_locally failed; using the remote {service} instead: {message}"
+                    ));
                 } else {
+                    progress(format!(
+                        "run_locally failed and falling back is off: {message}"
+                    ));
                     return Err(remote(
                         s,
                         &format!("{service} (run_locally)"),
@@ -1030,7 +1042,14 @@ async fn run(
     let conn = tokio::select! {
         c = cell.get_or_try_init(|| async {
             ctx.progress(None, "connecting");
-            connect(s, &mut |m| ctx.progress(None, m)).await.map(Arc::new)
+            // Connection steps (run_locally's above all) go to the node's log as well: its
+            // fallback decision must stay readable after the run, not only flash by.
+            connect(s, &mut |m| {
+                ctx.log(m.clone());
+                ctx.progress(None, m)
+            })
+            .await
+            .map(Arc::new)
         }) => c?.clone(),
         _ = cancel.cancelled() => return Err(Error::Cancelled { node: s.node.clone() }),
     };
