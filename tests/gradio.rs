@@ -15,15 +15,9 @@ use daggr::{
     Outcome, Scope,
 };
 use gradio_support::fault_proxy::{Fault, FaultProxy};
-use gradio_support::{shared, GradioApp};
+use gradio_support::{pixels, png, shared, temp_cache, upper, GradioApp};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-fn temp_cache() -> (tempfile::TempDir, Cache) {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::open(dir.path()).unwrap();
-    (dir, cache)
-}
 
 fn text_app() -> String {
     shared("text_app.py")
@@ -31,13 +25,6 @@ fn text_app() -> String {
 
 fn image_app() -> String {
     shared("image_app.py")
-}
-
-fn upper(url: &str) -> GradioNode<(String,), (String,)> {
-    GradioNode::new("upper", url)
-        .api("/upper")
-        .input::<String>("text")
-        .output::<String>("upper")
 }
 
 /// The route a call of `api` is submitted on (what the fault proxy intercepts).
@@ -73,21 +60,6 @@ fn error_of(report: &daggr::RunReport, node: &str) -> String {
         Some(Outcome::Failed(e)) => e.to_string(),
         other => panic!("`{node}` did not fail: {other:?}"),
     }
-}
-
-fn png(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Image {
-    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb(f(x, y)));
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .unwrap();
-    Image::named(bytes, "image/png", "input.png")
-}
-
-fn pixels(image: &Image) -> image::RgbImage {
-    image::load_from_memory(image.bytes()).unwrap().to_rgb8()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

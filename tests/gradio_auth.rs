@@ -6,40 +6,12 @@
 mod gradio_support;
 
 use daggr::gradio::GradioNode;
-use daggr::{constant, Cache, Graph, Image, Node, Outcome, Scope};
+use daggr::{constant, Graph, Image, Node, Outcome, Scope};
 use gradio_support::fault_proxy::{Fault, FaultProxy, Seen};
-use gradio_support::{shared, GradioApp, AUTH};
-
-fn temp_cache() -> (tempfile::TempDir, Cache) {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::open(dir.path()).unwrap();
-    (dir, cache)
-}
+use gradio_support::{pixels, png, shared, temp_cache, upper, GradioApp, AUTH};
 
 fn auth_app() -> String {
     shared("auth_app.py")
-}
-
-fn upper(url: &str) -> GradioNode<(String,), (String,)> {
-    GradioNode::new("upper", url)
-        .api("/upper")
-        .input::<String>("text")
-        .output::<String>("upper")
-}
-
-fn png(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Image {
-    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb(f(x, y)));
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .unwrap();
-    Image::named(bytes, "image/png", "input.png")
-}
-
-fn pixels(image: &Image) -> image::RgbImage {
-    image::load_from_memory(image.bytes()).unwrap().to_rgb8()
 }
 
 /// The error a failed node reported in `report`.

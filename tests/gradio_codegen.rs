@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use daggr::{constant, Audio, Cache, File, Graph, Image, Outcome, Scope};
-use gradio_support::{repo_root, shared};
+use gradio_support::{png, repo_root, shared};
 use serde_json::{json, Value as Json};
 
 // The free functions call the app at the snapshot's SRC; this test calls the live app
@@ -181,17 +181,6 @@ fn the_binary_generates_the_committed_bindings() {
     );
 }
 
-fn png(width: u32, height: u32, rgb: [u8; 3]) -> Image {
-    let img = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .unwrap();
-    Image::named(bytes, "image/png", "input.png")
-}
-
 fn dimensions(image: &Image) -> (u32, u32) {
     let img = image::load_from_memory(image.bytes()).unwrap();
     (img.width(), img.height())
@@ -236,7 +225,7 @@ async fn the_generated_nodes_run_against_the_app() {
     let doubled = g.add(app.predict_1("double"), (constant(21.0),));
     let thumb = g.add(
         app.make_thumb("thumb").param("size", json!(8)),
-        (constant(png(10, 6, [200, 30, 30])),),
+        (constant(png(10, 6, |_, _| [200, 30, 30])),),
     );
     let (type_name, is_number) = g.add(app.type_("kind"), (constant(json!(3.5)),));
     let note = File::named(b"\x01\x02\x03 note".to_vec(), "text/plain", "note.txt");
@@ -246,7 +235,7 @@ async fn the_generated_nodes_run_against_the_app() {
         app.files("files_overlay").input::<Option<Image>>("overlay"),
         (
             constant(note.clone()),
-            constant(Some(png(4, 4, [0, 0, 255]))),
+            constant(Some(png(4, 4, |_, _| [0, 0, 255]))),
         ),
     );
     let tone = wav(400);

@@ -248,3 +248,37 @@ pub fn shared(app: &'static str) -> String {
     apps.push(a);
     url
 }
+
+// ---------- helpers shared by the Gradio test files ----------
+
+/// A cache in a temporary directory (kept alive by the returned guard).
+pub fn temp_cache() -> (tempfile::TempDir, daggr::Cache) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = daggr::Cache::open(dir.path()).unwrap();
+    (dir, cache)
+}
+
+/// A node calling the `/upper` endpoint (text → upper-case text) of the app at `url`.
+pub fn upper(url: &str) -> daggr::GradioNode<(String,), (String,)> {
+    daggr::GradioNode::new("upper", url)
+        .api("/upper")
+        .input::<String>("text")
+        .output::<String>("upper")
+}
+
+/// A `width`×`height` PNG whose pixel at (x, y) is `f(x, y)`.
+pub fn png(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> daggr::Image {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb(f(x, y)));
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
+    daggr::Image::named(bytes, "image/png", "input.png")
+}
+
+/// The decoded pixels of an image.
+pub fn pixels(image: &daggr::Image) -> image::RgbImage {
+    image::load_from_memory(image.bytes()).unwrap().to_rgb8()
+}
