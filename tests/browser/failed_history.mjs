@@ -6,25 +6,11 @@
 // failure with the first line of its error, picking it shows its log, and the card's current
 // result is the good one. Phase "restart" (a new server on the same sheets): the same, from
 // the stored history. Prints one JSON line of findings; exits 1 on the first failed check.
-import { createRequire } from "node:module";
-import { execSync } from "node:child_process";
-import { mkdtempSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { launch } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots, phase] = process.argv.slice(2);
-const require = createRequire(import.meta.url);
-const { chromium } = require(process.env.DAGGR_PLAYWRIGHT);
-const executablePath = execSync("command -v chromium", { shell: "/bin/bash" }).toString().trim();
-mkdirSync(shots, { recursive: true });
-
-const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "daggr-ui-")), {
-  executablePath, headless: true, args, viewport: { width: 1280, height: 800 } });
-const page = context.pages()[0] || (await context.newPage());
-const errors = [];
-page.on("pageerror", (e) => errors.push(String(e)));
+const { context, page, errors } = await launch(shots);
 // A refused request logs a console error; none is expected here.
 page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
 

@@ -1,25 +1,11 @@
 // End-to-end check of the inspector in real Chromium (playwright-core, Debian's chromium).
 // Usage: node inspector.mjs <url> <screenshot dir>; env DAGGR_PLAYWRIGHT = path to playwright-core.
 // Prints one JSON line of findings; exits 1 with a message on the first failed check.
-import { createRequire } from "node:module";
-import { execSync } from "node:child_process";
-import { mkdtempSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { launch } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
-const require = createRequire(import.meta.url);
-const { chromium } = require(process.env.DAGGR_PLAYWRIGHT);
-const executablePath = execSync("command -v chromium", { shell: "/bin/bash" }).toString().trim();
-mkdirSync(shots, { recursive: true });
-
-const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "daggr-ui-")), {
-  executablePath, headless: true, args, viewport: { width: 1280, height: 800 } });
-const page = context.pages()[0] || (await context.newPage());
-const errors = [];
-page.on("pageerror", (e) => errors.push(String(e)));
+const { context, page, errors } = await launch(shots);
 page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
 page.on("dialog", (d) => d.accept(d.message().startsWith("New sheet") ? "experiment" : undefined));
 

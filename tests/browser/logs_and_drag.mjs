@@ -3,26 +3,11 @@
 // The pipeline (tests/inspector_browser.rs): text -> chatty (logs 18 lines over ~1 s),
 // text -> upper -> tail, and flaky (fails once, then succeeds on its retry).
 // Prints one JSON line of findings; exits 1 with a message on the first failed check.
-import { createRequire } from "node:module";
-import { execSync } from "node:child_process";
-import { mkdtempSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { launch } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
-const require = createRequire(import.meta.url);
-const { chromium } = require(process.env.DAGGR_PLAYWRIGHT);
-const executablePath = execSync("command -v chromium", { shell: "/bin/bash" }).toString().trim();
-mkdirSync(shots, { recursive: true });
-
-const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "daggr-ui-")), {
-  executablePath, headless: true, args, viewport: { width: 1280, height: 800 } });
-await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(url).origin });
-const page = context.pages()[0] || (await context.newPage());
-const errors = [];
-page.on("pageerror", (e) => errors.push(String(e)));
+const { context, page, errors } = await launch(shots, { clipboardFor: new URL(url).origin });
 page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
 
 const findings = {};

@@ -1,24 +1,11 @@
 // 500 nodes in real Chromium: every card renders, a full run's live updates land, and the
 // canvas stays responsive. Prints measured times (medians) as one JSON line; budgets are
 // reported, not asserted (machines are noisy).
-import { createRequire } from "node:module";
-import { execSync } from "node:child_process";
-import { mkdtempSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { launch } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
-const require = createRequire(import.meta.url);
-const { chromium } = require(process.env.DAGGR_PLAYWRIGHT);
-const executablePath = execSync("command -v chromium", { shell: "/bin/bash" }).toString().trim();
-mkdirSync(shots, { recursive: true });
-const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "daggr-ui-")), {
-  executablePath, headless: true, args, viewport: { width: 1280, height: 800 } });
-const page = context.pages()[0] || (await context.newPage());
-const errors = [];
-page.on("pageerror", (e) => errors.push(String(e)));
+const { context, page, errors } = await launch(shots);
 const fail = (m) => { console.error(`FAIL: ${m} ${JSON.stringify(errors)}`); process.exit(1); };
 
 let t = Date.now();
