@@ -96,119 +96,26 @@ impl Target {
     }
 }
 
-/// `src`, an `http://` or `https://` URL, as an app's base URL, written as the `url`
-/// crate writes it (so cache keys made before this function existed still match): the
-/// host lowercase, no default port, the path's `.` and `..` segments resolved and its
-/// spaces, quotes and non-ASCII bytes percent-encoded; then without query, fragment or
-/// trailing slash, since routes are appended to it.
-///
-/// Not done, as no one writes an app's URL that way: punycode for a non-ASCII host (kept
-/// as written, lowercase; the HTTP client encodes it when it sends), percent-decoding
-/// of the host (a `%` in it is refused), IPv4 shorthands such as `127.1`.
+/// `src`, an `http://` or `https://` URL, as an app's base URL: parsed by the `url` crate
+/// (WHATWG rules, the parser reqwest sends requests with, so the string names the host the
+/// request really goes to), then without query, fragment or trailing slash, since routes
+/// are appended to it.
 fn app_url(src: &str) -> Result<String, String> {
-    // As browsers read http(s) URLs: tabs and line breaks are dropped, backslashes are
-    // slashes, and the slashes before the host may be more than two.
-    let cleaned = src.replace(['\t', '\n', '\r'], "");
-    let (scheme, rest) = cleaned
-        .split_once("://")
-        .ok_or_else(|| format!("`{src}` is not an http(s) URL"))?;
-    let rest = rest.replace('\\', "/");
-    let rest = rest.trim_start_matches('/');
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (userinfo, host_port) = match authority.rsplit_once('@') {
-        Some((userinfo, host_port)) => (userinfo, host_port),
-        None => ("", authority),
-    };
-    let (host, port) = split_port(host_port).map_err(|what| invalid(src, what))?;
-    if host.is_empty() {
+    let url = url::Url::parse(src).map_err(|e| match e {
+        url::ParseError::EmptyHost => format!("`{src}` has no host"),
+        e => format!("`{src}` is not a URL: {e}"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{src}` is not an http(s) URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("`{src}` has no host"));
     }
-    let bad_host_char = |c: char| c.is_control() || c.is_whitespace() || "<>[]^|%\"".contains(c);
-    if !host.starts_with('[') && host.contains(bad_host_char) {
-        return Err(invalid(src, "domain character"));
+    let mut s = url.to_string();
+    if let Some(i) = s.find(['?', '#']) {
+        s.truncate(i);
     }
-    let default_port = if scheme == "https" { 443 } else { 80 };
-
-    let mut url = format!("{scheme}://");
-    // As the url crate writes userinfo: an empty password is dropped, and the whole of
-    // it when the user name is empty too.
-    match userinfo.split_once(':').unwrap_or((userinfo, "")) {
-        ("", "") => {}
-        (user, "") => url.push_str(&format!("{user}@")),
-        (user, password) => url.push_str(&format!("{user}:{password}@")),
-    }
-    url.push_str(&host);
-    if let Some(port) = port.filter(|p| *p != default_port) {
-        url.push_str(&format!(":{port}"));
-    }
-    url.push_str(&normalise_path(path));
-    Ok(url.trim_end_matches('/').to_string())
-}
-
-fn invalid(src: &str, what: &str) -> String {
-    format!("`{src}` is not a URL: invalid {what}")
-}
-
-/// `host[:port]` as the host and the port (none when empty), or what is invalid. An IPv6
-/// literal (`[::1]`) is written in its canonical form, as the url crate writes it.
-fn split_port(host_port: &str) -> Result<(String, Option<u16>), &'static str> {
-    let (host, port) = match host_port.strip_prefix('[') {
-        Some(v6) => {
-            let (address, rest) = v6.split_once(']').ok_or("IPv6 address")?;
-            let address: std::net::Ipv6Addr = address.parse().map_err(|_| "IPv6 address")?;
-            let port = match rest {
-                "" => "",
-                rest => rest.strip_prefix(':').ok_or("port number")?,
-            };
-            (format!("[{address}]"), port)
-        }
-        None => {
-            let (host, port) = host_port.split_once(':').unwrap_or((host_port, ""));
-            (host.to_lowercase(), port)
-        }
-    };
-    if port.is_empty() {
-        return Ok((host, None));
-    }
-    if !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("port number");
-    }
-    // Leading zeros are allowed (`:0080` is port 80), so they go before parsing.
-    let port = match port.trim_start_matches('0') {
-        "" => 0,
-        digits => digits.parse().map_err(|_| "port number")?,
-    };
-    Ok((host, Some(port)))
-}
-
-/// A URL path with its `.` and `..` segments resolved and the bytes a URL may not hold
-/// as they are (controls, space, `"`, `<`, `>`, `` ` ``, `{`, `}`, non-ASCII)
-/// percent-encoded.
-fn normalise_path(path: &str) -> String {
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in path.split('/').skip(1) {
-        // `%2e` is a dot here too, as the url crate reads it.
-        match segment.to_ascii_lowercase().replace("%2e", ".").as_str() {
-            "." => {}
-            ".." => {
-                segments.pop();
-            }
-            _ => segments.push(segment),
-        }
-    }
-    let mut out = String::new();
-    for segment in segments {
-        out.push('/');
-        for b in segment.bytes() {
-            if b <= b' ' || b >= 0x7f || b"\"<>`{}".contains(&b) {
-                out.push_str(&format!("%{b:02X}"));
-            } else {
-                out.push(b as char);
-            }
-        }
-    }
-    out
+    Ok(s.trim_end_matches('/').to_string())
 }
 
 /// The `*.hf.space` URL the subdomain rule gives for a Space id (`Owner/My_Space` →
@@ -299,18 +206,17 @@ pub fn unknown_space(has_token: bool, message: &str) -> String {
     format!("the Hub does not know this Space: {hint} ({message})")
 }
 
-/// The lowercase host of an `https://` URL; `None` for plain http, no host, or a userinfo
-/// trick (`https://huggingface.co@evil.example`). The authority ends at `/`, `?`, `#` or
-/// `\` (HTTP clients read a backslash as a slash, so `https://evil.example\.hf.space` is
-/// on `evil.example`).
+/// The host of an `https://` URL as the HTTP client will read it (the `url` crate: a
+/// backslash is a slash, a userinfo is not the host, case and percent-encoding are
+/// normalised), so `https://evil.example\\.hf.space` and `https://huggingface.co@evil.example`
+/// are on `evil.example`; `None` for plain http, no host, or a URL carrying a userinfo
+/// (nothing legitimate sends the token that way).
 fn https_host(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("https://")?;
-    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
-    if authority.contains('@') {
+    let url = url::Url::parse(url).ok()?;
+    if url.scheme() != "https" || !url.username().is_empty() || url.password().is_some() {
         return None;
     }
-    let host = authority.split(':').next().unwrap_or("");
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    url.host_str().map(str::to_string)
 }
 
 /// Whether `url` is on a Hugging Face host (`huggingface.co` and its subdomains, `hf.co`,
@@ -583,8 +489,8 @@ mod tests {
         );
     }
 
-    /// The runtime parsed URLs with the `url` crate, and the URL is part of cache keys:
-    /// these are the strings it gave (checked against `url` 2.5).
+    /// The URL is part of cache keys: these are the strings the `url` crate (2.5) writes,
+    /// pinned so that a change of its rules shows here rather than as silent cache misses.
     #[test]
     fn urls_are_written_as_the_url_crate_writes_them() {
         for (src, written) in [
@@ -641,11 +547,11 @@ mod tests {
             ),
             (
                 "http://a b/",
-                "`http://a b/` is not a URL: invalid domain character",
+                "`http://a b/` is not a URL: invalid international domain name",
             ),
             (
                 "http://a|b/",
-                "`http://a|b/` is not a URL: invalid domain character",
+                "`http://a|b/` is not a URL: invalid international domain name",
             ),
             (
                 "http://[::1/",
@@ -657,7 +563,7 @@ mod tests {
             ),
             (
                 "http://[::1]x/",
-                "`http://[::1]x/` is not a URL: invalid port number",
+                "`http://[::1]x/` is not a URL: invalid IPv6 address",
             ),
         ] {
             assert_eq!(Target::parse(bad), Err(error.to_string()), "{bad}");
