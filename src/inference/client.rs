@@ -132,6 +132,21 @@ fn request_builder(
     })
 }
 
+/// The message of a failed request. Servers without vision support answer a request
+/// with image parts with messages that do not mention images (llama-cpp-python with a
+/// text-only model: HTTP 500 `can only concatenate str (not "list") to str`), so the
+/// message says that the request carried images.
+fn failed(request: &Request, f: Failure) -> String {
+    if request.has_images {
+        format!(
+            "{} (the request carried images: does this model and server accept image input?)",
+            f.message
+        )
+    } else {
+        f.message
+    }
+}
+
 /// Describes a transport error without credentials (reqwest's messages carry the URL only).
 fn transport_error(s: &Settings, e: &reqwest::Error) -> String {
     if e.is_timeout() {
@@ -146,9 +161,14 @@ fn transport_error(s: &Settings, e: &reqwest::Error) -> String {
     }
 }
 
-/// Calls the endpoint for one input and returns the parsed answer.
-pub(crate) async fn call(s: &Settings, ctx: &NodeContext, input: &Value) -> Result<Answer, Error> {
-    let request = tasks::build(s, input)?;
+/// Calls the endpoint for one set of inputs (one value per input port) and returns the
+/// parsed answer.
+pub(crate) async fn call(
+    s: &Settings,
+    ctx: &NodeContext,
+    inputs: &[Value],
+) -> Result<Answer, Error> {
+    let request = tasks::build(s, inputs)?;
     let endpoint = path_of(&request.url);
     let http = s.http().map_err(|e| s.remote(&endpoint, None, e))?;
     let mut retry = 0;
@@ -164,13 +184,13 @@ pub(crate) async fn call(s: &Settings, ctx: &NodeContext, input: &Value) -> Resu
             Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
                 let f = read_failure(s, r).await;
                 if retry >= s.retries {
-                    return Err(s.remote(&endpoint, Some(f.status), f.message));
+                    return Err(s.remote(&endpoint, Some(f.status), failed(&request, f)));
                 }
                 (format!("HTTP {}: {}", f.status, f.message), f.wait)
             }
             Ok(r) => {
                 let f = read_failure(s, r).await;
-                return Err(s.remote(&endpoint, Some(f.status), f.message));
+                return Err(s.remote(&endpoint, Some(f.status), failed(&request, f)));
             }
             Err(e) if e.is_connect() && retry < s.retries => (transport_error(s, &e), None),
             Err(e) => return Err(s.remote(&endpoint, None, transport_error(s, &e))),
@@ -208,7 +228,7 @@ pub(crate) async fn call(s: &Settings, ctx: &NodeContext, input: &Value) -> Resu
         b = response.bytes() => b.map_err(|e| s.remote(&endpoint, Some(status), format!("reading the answer: {}", transport_error(s, &e))))?,
         _ = ctx.cancelled() => return Err(Error::Cancelled { node: s.node.clone() }),
     };
-    let batch = input.downcast_ref::<Vec<String>>().is_some();
+    let batch = inputs[0].downcast_ref::<Vec<String>>().is_some();
     match tasks::parse(s.task, batch, &content_type, &bytes)
         .map_err(|m| s.remote(&endpoint, Some(status), m))?
     {

@@ -7,7 +7,8 @@
 //! | constructor | input port | output ports |
 //! |---|---|---|
 //! | [`InferenceNode::chat`] | `prompt: String` | [`ChatOutputs`]: `text`, `usage`, `finish_reason` |
-//! | [`InferenceNode::chat_messages`] | `messages: Vec<ChatMessage>` | [`ChatOutputs`] |
+//! | [`InferenceNode::vision_chat`] | `prompt: String`, `image: Image` | [`ChatOutputs`] |
+//! | [`InferenceNode::chat_messages`] | `messages: Vec<ChatMessage>` (may hold images: [`ChatMessage::user_with_images`]) | [`ChatOutputs`] |
 //! | [`InferenceNode::chat_request`] | `request: ChatRequest` (conversation and sampling parameters) | [`ChatOutputs`] |
 //! | [`InferenceNode::text_generation`] | `prompt: String` | `text: String` |
 //! | [`InferenceNode::text_to_image`] | `prompt: String` | `image: Image` |
@@ -355,7 +356,9 @@ fn split_model(model: &str) -> (String, Option<String>) {
 }
 
 impl<Args: ArgTuple, Out: InferenceOutput> InferenceNode<Args, Out> {
-    fn new(name: &str, model: &str, task: Task, input: &str) -> Self {
+    /// A node for `task` whose input ports are named `inputs` (one name per element of
+    /// `Args`).
+    fn new(name: &str, model: &str, task: Task, inputs: &[&str]) -> Self {
         let (model, provider) = split_model(model);
         let settings = Settings {
             node: name.to_string(),
@@ -381,7 +384,7 @@ impl<Args: ArgTuple, Out: InferenceOutput> InferenceNode<Args, Out> {
                 identity: String::new(),
                 code_fingerprint: String::new(),
                 params: serde_json::Value::Null,
-                inputs: Args::port_specs(&[input.to_string()]),
+                inputs: Args::port_specs(&inputs.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
                 outputs: Out::ports(),
                 config: NodeConfig::default(),
             },
@@ -592,14 +595,45 @@ impl InferenceNode<(String,), ChatOutputs> {
     /// # let _ = answer.text;
     /// ```
     pub fn chat(name: &str, model: &str) -> Self {
-        Self::new(name, model, Task::ChatCompletion, "prompt")
+        Self::new(name, model, Task::ChatCompletion, &["prompt"])
+    }
+}
+
+impl InferenceNode<(String, Image), ChatOutputs> {
+    /// Chat completion of a prompt about an image, for vision-language models (e.g.
+    /// captioning an image an upstream node generated). Inputs `prompt: String` and
+    /// `image: Image`; the outputs and parameters are those of [`InferenceNode::chat`].
+    /// The image is sent inline, as a `data:` URL with its MIME type, in an `image_url`
+    /// content part after the prompt's text part (the OpenAI vision shape, which the router
+    /// and OpenAI-compatible servers accept). It is in the cache key by content. Images over
+    /// 20 MiB are refused before any request (downscale them first).
+    ///
+    /// ```no_run
+    /// use daggr::{Graph, InferenceNode};
+    /// let mut g = Graph::new("caption");
+    /// let prompt = g.input("prompt", "A red square".to_string());
+    /// let image = g.add(
+    ///     InferenceNode::text_to_image("draw", "black-forest-labs/FLUX.1-schnell"),
+    ///     (prompt,),
+    /// );
+    /// let question = g.input("question", "Describe this image in one sentence.".to_string());
+    /// let caption = g.add(
+    ///     InferenceNode::vision_chat("caption", "Qwen/Qwen2.5-VL-7B-Instruct")
+    ///         .temperature(0.0)
+    ///         .max_tokens(64),
+    ///     (question, image),
+    /// );
+    /// # let _ = caption.text;
+    /// ```
+    pub fn vision_chat(name: &str, model: &str) -> Self {
+        Self::new(name, model, Task::ChatCompletion, &["prompt", "image"])
     }
 }
 
 impl InferenceNode<(Vec<ChatMessage>,), ChatOutputs> {
     /// Chat completion of a whole conversation.
     pub fn chat_messages(name: &str, model: &str) -> Self {
-        Self::new(name, model, Task::ChatCompletion, "messages")
+        Self::new(name, model, Task::ChatCompletion, &["messages"])
     }
 }
 
@@ -608,14 +642,14 @@ impl InferenceNode<(ChatRequest,), ChatOutputs> {
     /// arrive on one typed port; the node's own settings fill in what the request leaves
     /// unset.
     pub fn chat_request(name: &str, model: &str) -> Self {
-        Self::new(name, model, Task::ChatCompletion, "request")
+        Self::new(name, model, Task::ChatCompletion, &["request"])
     }
 }
 
 impl InferenceNode<(String,), String> {
     /// Text generation (completion) from a prompt.
     pub fn text_generation(name: &str, model: &str) -> Self {
-        Self::new(name, model, Task::TextGeneration, "prompt")
+        Self::new(name, model, Task::TextGeneration, &["prompt"])
     }
 
     sampling_methods!();
@@ -631,7 +665,7 @@ impl InferenceNode<(String,), Image> {
     /// Endpoints), base64 JSON (together, nscale, OpenAI-compatible servers) or a URL
     /// (fal-ai, replicate), which is downloaded without credentials.
     pub fn text_to_image(name: &str, model: &str) -> Self {
-        Self::new(name, model, Task::TextToImage, "prompt")
+        Self::new(name, model, Task::TextToImage, &["prompt"])
     }
 
     /// Image size in pixels.
@@ -668,14 +702,14 @@ impl InferenceNode<(String,), Vec<f32>> {
     /// The embedding of one text. (`normalize`, `truncate`, `dimensions`, … go through
     /// [`InferenceNode::param`].)
     pub fn feature_extraction(name: &str, model: &str) -> Self {
-        Self::new(name, model, Task::FeatureExtraction, "text")
+        Self::new(name, model, Task::FeatureExtraction, &["text"])
     }
 }
 
 impl InferenceNode<(Vec<String>,), Vec<Vec<f32>>> {
     /// The embeddings of several texts, in one request, in order.
     pub fn feature_extraction_batch(name: &str, model: &str) -> Self {
-        Self::new(name, model, Task::FeatureExtraction, "texts")
+        Self::new(name, model, Task::FeatureExtraction, &["texts"])
     }
 }
 
@@ -683,14 +717,14 @@ impl InferenceNode<(Audio,), String> {
     /// Speech to text (hf-inference and Inference Endpoints: the audio's bytes; fal-ai: a
     /// data URL; OpenAI-compatible servers: `audio/transcriptions`).
     pub fn speech_recognition(name: &str, model: &str) -> Self {
-        Self::new(name, model, Task::AutomaticSpeechRecognition, "audio")
+        Self::new(name, model, Task::AutomaticSpeechRecognition, &["audio"])
     }
 }
 
 impl InferenceNode<(Image,), Vec<Label>> {
     /// Image classification: labels with scores, best first.
     pub fn image_classification(name: &str, model: &str) -> Self {
-        Self::new(name, model, Task::ImageClassification, "image")
+        Self::new(name, model, Task::ImageClassification, &["image"])
     }
 
     /// Return at most this many labels.
@@ -744,9 +778,9 @@ impl<Args: ArgTuple, Out: InferenceOutput> Node for InferenceNode<Args, Out> {
         inputs: Inputs,
     ) -> BoxFuture<'static, Result<Vec<Value>, BoxError>> {
         let settings = self.settings.clone();
-        let input = inputs.value(0).clone();
+        let inputs: Vec<Value> = (0..inputs.len()).map(|i| inputs.value(i).clone()).collect();
         Box::pin(async move {
-            let answer = client::call(&settings, &ctx, &input).await?;
+            let answer = client::call(&settings, &ctx, &inputs).await?;
             Ok(outputs(&settings, answer)?)
         })
     }
@@ -813,6 +847,15 @@ mod tests {
             .collect();
         assert_eq!(names, ["text", "usage", "finish_reason"]);
         assert_eq!(chat.spec().inputs[0].name, "request");
+        let vision = InferenceNode::vision_chat("v", "m");
+        let inputs: Vec<_> = vision
+            .spec()
+            .inputs
+            .iter()
+            .map(|p| (p.name.as_str(), p.ty.is::<Image>()))
+            .collect();
+        assert_eq!(inputs, [("prompt", false), ("image", true)]);
+        assert_eq!(vision.spec().outputs.len(), 3);
         let embed = InferenceNode::feature_extraction_batch("e", "m");
         assert_eq!(embed.spec().outputs[0].name, "embeddings");
         assert!(embed.spec().outputs[0].ty.is::<Vec<Vec<f32>>>());

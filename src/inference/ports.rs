@@ -4,21 +4,33 @@
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Output;
+use crate::media::Image;
 
-/// One chat message.
+/// One chat message: a role, its text and, for vision-language models, images.
 ///
 /// ```
 /// use daggr::inference::ChatMessage;
 /// let m = ChatMessage::user("Hello!");
 /// assert_eq!((m.role.as_str(), m.content.as_str()), ("user", "Hello!"));
+/// assert!(m.images.is_empty());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
     pub role: String,
     /// The text.
     pub content: String,
+    /// Images shown to the model with the text (see [`ChatMessage::user_with_images`]).
+    /// As a port value each image is held by its content hash, so the cache key changes
+    /// with the pixels; left out of the value's encoding when empty, so text-only
+    /// messages encode (and are cached) as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
 }
+
+// `Image` compares by MIME type and bytes, a full equivalence, so messages holding images
+// are still `Eq` (as they were before they could hold any).
+impl Eq for ChatMessage {}
 
 impl ChatMessage {
     /// A message with any role.
@@ -26,6 +38,29 @@ impl ChatMessage {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            images: Vec::new(),
+        }
+    }
+
+    /// A user message with images, for a vision-language model. On the wire its
+    /// `content` becomes a list of parts: the text, then each image as an `image_url`
+    /// part holding a `data:` URL with the image's MIME type (messages without images
+    /// keep plain string content).
+    ///
+    /// ```
+    /// use daggr::inference::ChatMessage;
+    /// use daggr::Image;
+    /// let png = Image::new(vec![0x89, b'P', b'N', b'G'], "image/png");
+    /// let m = ChatMessage::user_with_images("What is in this picture?", [png]);
+    /// assert_eq!(m.images.len(), 1);
+    /// ```
+    pub fn user_with_images(
+        text: impl Into<String>,
+        images: impl IntoIterator<Item = Image>,
+    ) -> Self {
+        ChatMessage {
+            images: images.into_iter().collect(),
+            ..Self::user(text)
         }
     }
 

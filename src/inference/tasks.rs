@@ -36,6 +36,8 @@ pub(crate) struct Request {
     pub stream: bool,
     /// For progress fractions of a stream.
     pub max_tokens: Option<u32>,
+    /// Whether a chat request carries images (a server's error then says so).
+    pub has_images: bool,
 }
 
 /// A parsed answer, before it is split into output ports.
@@ -108,8 +110,21 @@ fn wrong_input(s: &Settings, port: &str, expected: &'static str, found: &Value) 
 /// The chat request: the input (a prompt, a conversation or a whole [`ChatRequest`]) with
 /// the node's settings as defaults, and its system prompt first unless the conversation
 /// has one.
-fn chat_request(s: &Settings, input: &Value) -> Result<ChatRequest, Error> {
-    let mut request = if let Some(text) = input.downcast_ref::<String>() {
+fn chat_request(s: &Settings, inputs: &[Value]) -> Result<ChatRequest, Error> {
+    let input = &inputs[0];
+    let mut request = if let [prompt, image] = inputs {
+        // `vision_chat`: a prompt and an image, sent as one user message.
+        let text = prompt
+            .downcast_ref::<String>()
+            .ok_or_else(|| wrong_input(s, "prompt", "String", prompt))?;
+        let image = image
+            .downcast_ref::<Image>()
+            .ok_or_else(|| wrong_input(s, "image", "Image", image))?;
+        ChatRequest::new(vec![ChatMessage::user_with_images(
+            text.clone(),
+            [image.clone()],
+        )])
+    } else if let Some(text) = input.downcast_ref::<String>() {
         ChatRequest::prompt(text.clone())
     } else if let Some(messages) = input.downcast_ref::<Vec<ChatMessage>>() {
         ChatRequest::new(messages.clone())
@@ -141,6 +156,63 @@ fn chat_request(s: &Settings, input: &Value) -> Result<ChatRequest, Error> {
     Ok(request)
 }
 
+/// The largest image sent inline in a chat request (20 MiB). It is the limit OpenAI
+/// documents for an image input, which OpenAI-compatible providers follow; base64 makes
+/// it about 27 MiB of request body, around where servers start refusing bodies. A larger
+/// image is better downscaled before the node, so it is refused before anything is sent.
+pub(crate) const MAX_INLINE_IMAGE_BYTES: usize = 20 * 1024 * 1024;
+
+/// The conversation as sent: plain string `content` for a message without images (the
+/// shape every chat server accepts), else a list of content parts, the text first and
+/// then each image as an `image_url` part holding a `data:` URL. `port` names the input
+/// the images came from, for errors.
+fn wire_messages(s: &Settings, port: &str, messages: &[ChatMessage]) -> Result<Json, Error> {
+    let not_sent = |message: String| s.remote("(chat-completion not sent)", None, message);
+    let mut wire = Vec::with_capacity(messages.len());
+    for m in messages {
+        if m.images.is_empty() {
+            wire.push(json!({ "role": m.role, "content": m.content }));
+            continue;
+        }
+        let mut parts = Vec::with_capacity(m.images.len() + 1);
+        if !m.content.is_empty() {
+            parts.push(json!({ "type": "text", "text": m.content }));
+        }
+        for image in &m.images {
+            let size = image.bytes().len();
+            if size > MAX_INLINE_IMAGE_BYTES {
+                return Err(not_sent(format!(
+                    "input `{port}`: the image is {:.1} MiB, more than the {} MiB an image \
+                     may have when sent inline in a chat request; downscale it first",
+                    size as f64 / (1024.0 * 1024.0),
+                    MAX_INLINE_IMAGE_BYTES / (1024 * 1024)
+                )));
+            }
+            // The declared MIME type, or the one the bytes show (an `Image` read from a
+            // file with an unknown extension is `application/octet-stream`).
+            let mime = if image.mime().starts_with("image/") {
+                image.mime().to_string()
+            } else {
+                sniff_image(image.bytes(), image.mime())
+            };
+            if !mime.starts_with("image/") {
+                return Err(not_sent(format!(
+                    "input `{port}`: the image's MIME type is `{}` and its bytes are not \
+                     PNG, JPEG or WebP; give the Image an image/* MIME type",
+                    image.mime()
+                )));
+            }
+            let b64 = base64::engine::general_purpose::STANDARD.encode(image.bytes());
+            parts.push(json!({
+                "type": "image_url",
+                "image_url": { "url": format!("data:{mime};base64,{b64}") },
+            }));
+        }
+        wire.push(json!({ "role": m.role, "content": parts }));
+    }
+    Ok(Json::Array(wire))
+}
+
 /// The OpenAI sampling fields of a request.
 fn sampling(body: &mut Map<String, Json>, r: &ChatRequest) {
     put(body, "temperature", r.temperature.map(|v| json!(v)));
@@ -151,7 +223,9 @@ fn sampling(body: &mut Map<String, Json>, r: &ChatRequest) {
 }
 
 /// The URL, body and headers for one input.
-pub(crate) fn build(s: &Settings, input: &Value) -> Result<Request, Error> {
+pub(crate) fn build(s: &Settings, inputs: &[Value]) -> Result<Request, Error> {
+    // Every task but vision chat has one input.
+    let input = &inputs[0];
     let base = s.endpoint.url().to_string();
     let p = &s.params;
     let text = |port: &str| -> Result<String, Error> {
@@ -167,10 +241,11 @@ pub(crate) fn build(s: &Settings, input: &Value) -> Result<Request, Error> {
         headers: Vec::new(),
         stream: false,
         max_tokens: None,
+        has_images: false,
     };
     Ok(match s.task {
         Task::ChatCompletion => {
-            let r = chat_request(s, input)?;
+            let r = chat_request(s, inputs)?;
             let (url, model) = match (&s.endpoint, &s.provider_model, &s.provider) {
                 // Server-side provider selection: `org/model` or `org/model:provider`.
                 (Endpoint::Router { .. }, None, provider) => (
@@ -197,7 +272,12 @@ pub(crate) fn build(s: &Settings, input: &Value) -> Result<Request, Error> {
             };
             let mut body = Map::new();
             body.insert("model".into(), json!(model));
-            body.insert("messages".into(), json!(r.messages));
+            let port = match inputs.len() {
+                2 => "image",
+                _ if input.downcast_ref::<ChatRequest>().is_some() => "request",
+                _ => "messages",
+            };
+            body.insert("messages".into(), wire_messages(s, port, &r.messages)?);
             body.insert("stream".into(), json!(s.stream));
             if s.stream {
                 body.insert("stream_options".into(), json!({ "include_usage": true }));
@@ -205,6 +285,7 @@ pub(crate) fn build(s: &Settings, input: &Value) -> Result<Request, Error> {
             sampling(&mut body, &r);
             merge(&mut body, &p.extra);
             Request {
+                has_images: r.messages.iter().any(|m| !m.images.is_empty()),
                 accept: if s.stream {
                     "text/event-stream"
                 } else {
@@ -494,6 +575,7 @@ fn binary_request(
         headers: Vec::new(),
         stream: false,
         max_tokens: None,
+        has_images: false,
     }
 }
 
@@ -779,7 +861,7 @@ mod tests {
     fn unsupported_combinations_are_named_before_anything_is_sent() {
         let node = crate::InferenceNode::image_classification("labels", "org/vit:together");
         let image = Value::new(Image::new(vec![1u8], "image/png")).unwrap();
-        let Err(e) = build(&node.settings, &image) else {
+        let Err(e) = build(&node.settings, std::slice::from_ref(&image)) else {
             panic!()
         };
         assert_eq!(
@@ -789,7 +871,7 @@ mod tests {
         let node = crate::InferenceNode::speech_recognition("asr", "org/w")
             .inference_endpoint("https://x.endpoints.huggingface.cloud");
         let audio = Value::new(Audio::new(vec![1u8], "audio/wav")).unwrap();
-        let request = build(&node.settings, &audio).unwrap();
+        let request = build(&node.settings, std::slice::from_ref(&audio)).unwrap();
         assert_eq!(request.url, "https://x.endpoints.huggingface.cloud");
         assert!(matches!(request.body, Body::Bytes(_, ref m) if m == "audio/wav"));
     }
@@ -819,5 +901,101 @@ mod tests {
             panic!()
         };
         assert_eq!((c.usage, c.finish_reason), (None, None));
+    }
+
+    fn chat_body(
+        node: &crate::InferenceNode<impl crate::graph::ArgTuple, super::super::ChatOutputs>,
+        inputs: &[Value],
+    ) -> Json {
+        let request = build(&node.settings, inputs).unwrap();
+        let Body::Json(body) = request.body else {
+            panic!()
+        };
+        body
+    }
+
+    #[test]
+    fn text_only_messages_are_sent_as_before() {
+        // Byte for byte what `json!(messages)` sent before messages could hold images.
+        let node = crate::InferenceNode::chat_messages("c", "org/m").base_url("http://x/v1");
+        let messages_json = || json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]);
+        let messages = vec![ChatMessage::system("Be brief."), ChatMessage::user("Hi")];
+        let body = chat_body(&node, &[Value::new(messages).unwrap()]);
+        // What the derived encoding gave (`json!(messages)`), text and key order alike.
+        assert_eq!(
+            body["messages"].to_string(),
+            serde_json::to_string(&messages_json()).unwrap()
+        );
+        // And the port value of a text-only message encodes as before (same cache keys).
+        assert_eq!(
+            serde_json::to_value(ChatMessage::user("Hi")).unwrap(),
+            json!({"role": "user", "content": "Hi"})
+        );
+    }
+
+    #[test]
+    fn images_become_data_url_parts_after_the_text() {
+        let node = crate::InferenceNode::vision_chat("caption", "org/vlm")
+            .base_url("http://x/v1")
+            .system("One sentence.");
+        let png = Image::new(vec![0x89, b'P', b'N', b'G', 1, 2], "image/png");
+        let inputs = [
+            Value::new("What is this?".to_string()).unwrap(),
+            Value::new(png).unwrap(),
+        ];
+        let request = build(&node.settings, &inputs).unwrap();
+        assert!(request.has_images);
+        let Body::Json(body) = request.body else {
+            panic!()
+        };
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "system", "content": "One sentence."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORwEC"}},
+                ]},
+            ])
+        );
+        // A file of unknown extension is `application/octet-stream`: the bytes tell.
+        let jpeg = Image::new(vec![0xFF, 0xD8, 0xFF, 0xE0], "application/octet-stream");
+        let m = ChatMessage::user_with_images("", [jpeg]);
+        let node = crate::InferenceNode::chat_messages("c", "org/vlm");
+        let body = chat_body(&node, &[Value::new(vec![m]).unwrap()]);
+        assert_eq!(
+            body["messages"][0]["content"],
+            json!([{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4A=="}}])
+        );
+    }
+
+    #[test]
+    fn images_too_large_or_not_images_are_refused_before_sending() {
+        let node = crate::InferenceNode::vision_chat("caption", "org/vlm").base_url("http://x/v1");
+        let big = Image::new(vec![0u8; MAX_INLINE_IMAGE_BYTES + 1], "image/png");
+        let inputs = [
+            Value::new("Describe.".to_string()).unwrap(),
+            Value::new(big).unwrap(),
+        ];
+        let Err(e) = build(&node.settings, &inputs) else {
+            panic!()
+        };
+        assert_eq!(
+            e.to_string(),
+            "node `caption` failed: model org/vlm at http://x/v1 (chat-completion not sent): input `image`: the image is 20.0 MiB, more than the 20 MiB an image may have when sent inline in a chat request; downscale it first"
+        );
+        let text = Image::new(b"hello".to_vec(), "text/plain");
+        let inputs = [
+            Value::new("Describe.".to_string()).unwrap(),
+            Value::new(text).unwrap(),
+        ];
+        let Err(e) = build(&node.settings, &inputs) else {
+            panic!()
+        };
+        assert!(
+            e.to_string()
+                .contains("input `image`: the image's MIME type is `text/plain`"),
+            "{e}"
+        );
     }
 }
