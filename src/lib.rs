@@ -16,8 +16,7 @@
 //! let mut g = Graph::new("example");
 //! let text = g.input("text", "hello daggr".to_string());
 //! let words = g.add(FnNode::sync("count_words", |t: String| t.split_whitespace().count()), (text,));
-//! # let dir = tempfile::tempdir().unwrap();
-//! # let g = g.cache(daggr::Cache::open(dir.path())?);
+//! # let g = g.cache(daggr::Cache::temporary()?);
 //! let pipeline = g.build()?;
 //! let report = pipeline.run(Scope::All).await?;
 //! assert_eq!(*report.value(&words)?, 2);
