@@ -403,3 +403,82 @@ async fn pipeline_macro_declares_a_chat_node_with_named_ports() {
     );
     assert!(report.value(&flow.outputs.usage).unwrap().is_some());
 }
+
+/// A 1×1 PNG, as an upstream node might generate.
+const PNG_1X1: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0, 0, 0,
+    1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xDE, 0, 0, 0, 0x0C, 0x49, 0x44, 0x41, 0x54,
+    0x08, 0xD7, 0x63, 0xF8, 0xCF, 0xC0, 0, 0, 0x03, 0x01, 0x01, 0, 0x18, 0xDD, 0x8D, 0xB0, 0, 0, 0,
+    0, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+/// What the real text-only server does with a vision request. No PyPI package ships a
+/// vision model small enough for these tests (see scripts/setup/llm.sh), so the server
+/// runs SmolLM2 without a vision projector: llama-cpp-python then cannot format a
+/// message whose content is a list of parts and answers HTTP 500 with a message that
+/// does not mention images. The node's error names node, model and server, keeps the
+/// server's message, and says that the request carried images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vision_request_to_a_text_only_server_is_a_clear_error() {
+    let server = llm_server::shared().await;
+    let (_dir, cache) = temp_cache();
+    let mut g = Graph::new("caption").cache(cache);
+    let draw = g.add(
+        FnNode::sync("draw", |_: String| daggr::Image::new(PNG_1X1, "image/png")),
+        (constant("a black pixel".to_string()),),
+    );
+    let caption = g.add(
+        InferenceNode::vision_chat("caption", MODEL)
+            .base_url(&server.url)
+            .temperature(0.0)
+            .max_tokens(8),
+        (constant("Describe this image.".to_string()), draw),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("draw"),
+        Some(Outcome::Computed { .. })
+    ));
+    let Some(Outcome::Failed(e)) = report.outcome("caption") else {
+        panic!("{:?}", report.outcome("caption"))
+    };
+    let Error::Remote {
+        node,
+        service,
+        endpoint,
+        status,
+        message,
+    } = &**e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(node, "caption");
+    assert_eq!(service, &format!("model {MODEL} at {}", server.url));
+    assert_eq!(endpoint, "/v1/chat/completions");
+    assert_eq!(*status, Some(500));
+    assert!(
+        message.starts_with(r#"can only concatenate str (not "list") to str (request id "#),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(
+            "(the request carried images: does this model and server accept image input?)"
+        ),
+        "{message}"
+    );
+    assert!(report.value(&caption.text).is_err());
+
+    // The same server still answers a text-only chat (the failure was the request's).
+    let (_text_dir, text_cache) = temp_cache();
+    let mut g = Graph::new("text").cache(text_cache);
+    let answer = g.add(
+        InferenceNode::chat("answer", MODEL)
+            .base_url(&server.url)
+            .temperature(0.0)
+            .max_tokens(4),
+        (constant("Say hi.".to_string()),),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert!(!report.value(&answer.text).unwrap().trim().is_empty());
+}

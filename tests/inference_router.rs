@@ -617,3 +617,186 @@ async fn pipeline_macro_declares_inference_nodes() {
         "inference"
     );
 }
+
+/// Vision chat through the router: a generated image captioned by a vision-language
+/// model. No offline server runs a vision model (no PyPI package ships one small enough:
+/// see scripts/setup/llm.sh), so the exact request body is checked here against the
+/// protocol stand-in, which decodes the image's data URL and echoes what it found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vision_chat_sends_the_image_as_a_data_url_part() {
+    use base64::Engine as _;
+    use daggr::inference::ChatMessage;
+    let r = RouterStandIn::start().await;
+    let (dir, cache) = temp_cache();
+    const VLM: &str = "Qwen/Qwen2.5-VL-7B-Instruct";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(PNG_1X1);
+    let data_url = format!("data:image/png;base64,{b64}");
+
+    // text to image → vision chat (plain and streamed); a conversation with images.
+    let mut g = Graph::new("caption").cache(cache);
+    let draw = g.add(
+        InferenceNode::text_to_image("draw", "org/diffusion").router_url(&r.url),
+        (constant("a red square".to_string()),),
+    );
+    let question = g.input("question", "Describe this image.".to_string());
+    let caption = g.add(
+        InferenceNode::vision_chat("caption", &format!("{VLM}:hyperbolic"))
+            .router_url(&r.url)
+            .system("One sentence.")
+            .temperature(0.0)
+            .max_tokens(32)
+            .seed(1),
+        (question, draw),
+    );
+    let streamed = g.add(
+        InferenceNode::vision_chat("streamed", VLM)
+            .router_url(&r.url)
+            .stream(true),
+        (question, draw),
+    );
+    let jpeg = Image::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10], "image/jpeg");
+    let messages = vec![
+        ChatMessage::user("Hello."),
+        ChatMessage::assistant("Hi!"),
+        ChatMessage::user_with_images("Which differs?", [Image::new(PNG_1X1, "image/png"), jpeg]),
+    ];
+    let compare = g.add(
+        InferenceNode::chat_messages("compare", VLM).router_url(&r.url),
+        (constant(messages),),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    let echoed = "echo: Describe this image. [image/png, 69 bytes]";
+    assert_eq!(*report.value(&caption.text).unwrap(), echoed);
+    assert_eq!(
+        report.value(&caption.usage).unwrap().unwrap().total_tokens,
+        7
+    );
+    assert_eq!(
+        report.value(&caption.finish_reason).unwrap().as_deref(),
+        Some("stop")
+    );
+    assert_eq!(*report.value(&streamed.text).unwrap(), echoed);
+    assert_eq!(
+        *report.value(&compare.text).unwrap(),
+        "echo: Which differs? [image/png, 69 bytes] [image/jpeg, 6 bytes]"
+    );
+
+    // The exact bodies: the text part, then the image as a data URL with its MIME type.
+    let chats = r.requests_to("/v1/chat/completions");
+    let body_of = |model: &str, stream: bool| {
+        chats
+            .iter()
+            .map(|q| q.body.clone())
+            .find(|b| b["model"] == model && b["stream"] == stream)
+            .unwrap_or_else(|| panic!("no request for {model}"))
+    };
+    assert_eq!(
+        body_of(&format!("{VLM}:hyperbolic"), false),
+        json!({
+            "model": format!("{VLM}:hyperbolic"),
+            "messages": [
+                {"role": "system", "content": "One sentence."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Describe this image."},
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                ]},
+            ],
+            "stream": false,
+            "temperature": 0.0,
+            "max_tokens": 32,
+            "seed": 1,
+        })
+    );
+    assert_eq!(
+        body_of(VLM, true)["messages"][0]["content"][1]["image_url"]["url"],
+        json!(data_url)
+    );
+    // Messages without images keep plain string content.
+    let compare_body = chats
+        .iter()
+        .map(|q| q.body.clone())
+        .find(|b| b["messages"].as_array().unwrap().len() == 3)
+        .unwrap();
+    assert_eq!(
+        compare_body["messages"],
+        json!([
+            {"role": "user", "content": "Hello."},
+            {"role": "assistant", "content": "Hi!"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Which differs?"},
+                {"type": "image_url", "image_url": {"url": data_url}},
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
+            ]},
+        ])
+    );
+
+    // The cache key holds the image by content: the same pixels, now a constant in a new
+    // graph on the same cache instead of the text-to-image node's output, are served
+    // from the cache; other pixels are a new request.
+    let sent = r.requests_to("/v1/chat/completions").len();
+    let caption_of = |image: Image| {
+        let mut g = Graph::new("caption").cache(Cache::open(dir.path()).unwrap());
+        let question = g.input("question", "Describe this image.".to_string());
+        let caption = g.add(
+            InferenceNode::vision_chat("caption", &format!("{VLM}:hyperbolic"))
+                .router_url(&r.url)
+                .system("One sentence.")
+                .temperature(0.0)
+                .max_tokens(32)
+                .seed(1),
+            (question, constant(image)),
+        );
+        (g.build().unwrap(), caption)
+    };
+    let (same, caption) = caption_of(Image::new(PNG_1X1, "image/png"));
+    let again = same.run(Scope::All).await.unwrap();
+    assert!(
+        again.cached().contains(&"caption"),
+        "{:?}",
+        again.computed()
+    );
+    assert_eq!(*again.value(&caption.text).unwrap(), echoed);
+    assert_eq!(r.requests_to("/v1/chat/completions").len(), sent);
+    let mut other = PNG_1X1.to_vec();
+    other.extend_from_slice(b"trailing bytes");
+    let (changed, caption) = caption_of(Image::new(other, "image/png"));
+    let report = changed.run(Scope::All).await.unwrap();
+    assert!(report.computed().contains(&"caption"));
+    assert_eq!(
+        *report.value(&caption.text).unwrap(),
+        "echo: Describe this image. [image/png, 83 bytes]"
+    );
+    assert_eq!(r.requests_to("/v1/chat/completions").len(), sent + 1);
+}
+
+/// An image too large to send inline is refused before any request, naming node and
+/// port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vision_chat_refuses_an_image_too_large_to_send_inline() {
+    let r = RouterStandIn::start().await;
+    let (_dir, cache) = temp_cache();
+    let mut g = Graph::new("caption").cache(cache);
+    let mut huge = PNG_1X1.to_vec();
+    huge.resize(21 * 1024 * 1024, 0);
+    let caption = g.add(
+        InferenceNode::vision_chat("caption", "Qwen/Qwen2.5-VL-7B-Instruct").router_url(&r.url),
+        (
+            constant("Describe this image.".to_string()),
+            constant(Image::new(huge, "image/png")),
+        ),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    let Some(Outcome::Failed(e)) = report.outcome("caption") else {
+        panic!("{:?}", report.outcome("caption"))
+    };
+    assert_eq!(
+        e.to_string(),
+        "node `caption` failed: model Qwen/Qwen2.5-VL-7B-Instruct (provider auto) \
+         (chat-completion not sent): input `image`: the image is 21.0 MiB, more than the \
+         20 MiB an image may have when sent inline in a chat request; downscale it first"
+    );
+    assert!(report.value(&caption.text).is_err());
+    assert!(r.requests().is_empty(), "nothing was sent");
+}

@@ -8,6 +8,8 @@
 //! Routes, each with its provider's response shape:
 //! * `POST /v1/chat/completions` (`model` = `org/m` or `org/m:provider`; plain JSON, or an
 //!   SSE stream ending in `data: [DONE]`), and `POST /{provider}/v1/chat/completions`;
+//!   a user message may be a list of content parts (vision): the echo then holds its
+//!   text parts and `[image/png, 69 bytes]` per decoded `image_url` data URL;
 //! * `POST /hf-inference/models/{model}`: text to image → raw PNG bytes; text generation
 //!   `{"inputs": "…"}` → `[{"generated_text"}]`; audio bytes → `{"text"}`; image bytes →
 //!   `[{label, score}]`; `{"inputs": "<base64>", "parameters"}` for either with parameters;
@@ -259,6 +261,36 @@ fn embed(text: &str) -> Value {
     json!([text.len() as f64, 0.5, -0.25])
 }
 
+/// The text of a user message's `content`: a string as it is; a list of content parts
+/// (vision requests) as its text parts, then `[image/png, 69 bytes]` for each
+/// `image_url` part whose `data:` URL decodes (else `[bad image_url …]`), so a test sees
+/// from the answer that the image arrived whole.
+fn user_text(content: &Value) -> String {
+    if let Some(text) = content.as_str() {
+        return text.to_string();
+    }
+    let parts = content.as_array().cloned().unwrap_or_default();
+    let mut out: Vec<String> = Vec::new();
+    for part in &parts {
+        match part["type"].as_str() {
+            Some("text") => out.push(part["text"].as_str().unwrap_or("").to_string()),
+            Some("image_url") => {
+                let url = part["image_url"]["url"].as_str().unwrap_or("");
+                let decoded = url
+                    .strip_prefix("data:")
+                    .and_then(|rest| rest.split_once(";base64,"))
+                    .and_then(|(mime, b64)| {
+                        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+                        Some(format!("[{mime}, {} bytes]", bytes.len()))
+                    });
+                out.push(decoded.unwrap_or_else(|| format!("[bad image_url {url:.40}]")));
+            }
+            other => out.push(format!("[unknown part {other:?}]")),
+        }
+    }
+    out.join(" ")
+}
+
 /// OpenAI chat completion, plain or streamed.
 async fn chat(State(s): State<RouterStandIn>, headers: HeaderMap, body: Bytes) -> Response {
     chat_answer(&s, "/v1/chat/completions".into(), headers, body)
@@ -282,9 +314,8 @@ fn chat_answer(s: &RouterStandIn, route: String, headers: HeaderMap, body: Bytes
     let last_user = request["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("")
-        .to_string();
+        .map(|m| user_text(&m["content"]))
+        .unwrap_or_default();
     let text = format!("echo: {last_user}");
     if request["stream"] == true {
         let mut events = vec![
