@@ -734,7 +734,9 @@ async fn vision_chat_sends_the_image_as_a_data_url_part() {
 
     // The cache key holds the image by content: the same pixels, now a constant in a new
     // graph on the same cache instead of the text-to-image node's output, are served
-    // from the cache; other pixels are a new request.
+    // from the cache; other pixels are a new request. The new graphs open new handles on
+    // the directory, so the first run's queued writes must be on disk first.
+    pipeline.cache().flush();
     let sent = r.requests_to("/v1/chat/completions").len();
     let caption_of = |image: Image| {
         let mut g = Graph::new("caption").cache(Cache::open(dir.path()).unwrap());
