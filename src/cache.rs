@@ -21,6 +21,12 @@ use crate::media::Blob;
 use crate::value::{ContentHash, PortType, Value};
 use crate::Error;
 
+/// Whether a stored record names a media blob (`"blob":"sha256-…"`, see [`crate::media`]).
+fn memchr_blob(record: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"blob\":\"sha256-";
+    record.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
 /// Bumped whenever the key layout or the stored record format changes: every old entry becomes a miss.
 pub const KEY_SCHEMA_VERSION: u32 = 1;
 
@@ -398,7 +404,49 @@ impl Cache {
         if memory_only {
             return None;
         }
-        match self.read_disk(key, types) {
+        let values = self.read_disk(key, types);
+        self.count_disk_lookup(key, values)
+    }
+
+    /// Counts a miss that was decided without looking (policy `AlwaysRecompute`).
+    pub(crate) fn count_miss(&self) {
+        self.0.counters.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    // Synchronous on purpose: a look-up is a stat and a small read, cheaper inline than a
+    // hop to the blocking pool, and it keeps the per-node overhead in microseconds.
+    /// Like [`Cache::lookup`], for the executor's node tasks: a record that names media
+    /// blobs is decoded on the blocking pool, since reading and verifying their bytes can
+    /// take milliseconds and the run's other nodes are polled on the same task meanwhile.
+    /// Misses and records of plain values stay inline (a thread hop would cost more).
+    pub(crate) async fn lookup_async(
+        &self,
+        key: &CacheKey,
+        types: &[PortType],
+    ) -> Option<(Arc<[Value]>, CacheSource)> {
+        if let Some(values) = self.0.memo.lock().unwrap().get(key) {
+            self.0.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Some((values, CacheSource::Memory));
+        }
+        let values = match self.read_record(key) {
+            None => None,
+            Some(bytes) if memchr_blob(&bytes) => {
+                let (cache, key, types) = (self.clone(), *key, types.to_vec());
+                tokio::task::spawn_blocking(move || cache.decode_record(&key, &bytes, &types))
+                    .await
+                    .unwrap_or(None)
+            }
+            Some(bytes) => self.decode_record(key, &bytes, types),
+        };
+        self.count_disk_lookup(key, values)
+    }
+
+    fn count_disk_lookup(
+        &self,
+        key: &CacheKey,
+        values: Option<Arc<[Value]>>,
+    ) -> Option<(Arc<[Value]>, CacheSource)> {
+        match values {
             Some(values) => {
                 self.0.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
                 self.0.memo.lock().unwrap().insert(*key, values.clone());
@@ -411,14 +459,13 @@ impl Cache {
         }
     }
 
-    /// Counts a miss that was decided without looking (policy `AlwaysRecompute`).
-    pub(crate) fn count_miss(&self) {
-        self.0.counters.misses.fetch_add(1, Ordering::Relaxed);
+    fn read_disk(&self, key: &CacheKey, types: &[PortType]) -> Option<Arc<[Value]>> {
+        let bytes = self.read_record(key)?;
+        self.decode_record(key, &bytes, types)
     }
 
-    // Synchronous on purpose: a look-up is a stat and a small read, cheaper inline than a
-    // hop to the blocking pool, and it keeps the per-node overhead in microseconds.
-    fn read_disk(&self, key: &CacheKey, types: &[PortType]) -> Option<Arc<[Value]>> {
+    /// The stored record of `key`, if there is a sound one.
+    fn read_record(&self, key: &CacheKey) -> Option<Vec<u8>> {
         let bytes = match cacache::read_sync(&self.0.dir, key.index_key()) {
             Ok(bytes) => bytes,
             Err(cacache::Error::EntryNotFound(..)) => return None,
@@ -436,7 +483,17 @@ impl Cache {
                 return None;
             }
         };
-        let record: Record = match serde_json::from_slice(&bytes) {
+        Some(bytes)
+    }
+
+    /// Decodes a stored record into values of `types` (reading the media blobs it names).
+    fn decode_record(
+        &self,
+        key: &CacheKey,
+        bytes: &[u8],
+        types: &[PortType],
+    ) -> Option<Arc<[Value]>> {
+        let record: Record = match serde_json::from_slice(bytes) {
             Ok(r) => r,
             Err(e) => {
                 self.damaged(key, &e.to_string());
@@ -991,6 +1048,54 @@ mod tests {
                 .lookup(&preimage(i).key(), &[PortType::of::<Image>()], false)
                 .is_some());
         }
+    }
+
+    #[test]
+    fn records_naming_media_are_told_apart() {
+        let image = Value::new(Image::new(vec![1u8; 64], "image/png")).unwrap();
+        assert!(
+            memchr_blob(image.encoded()),
+            "{}",
+            String::from_utf8_lossy(image.encoded())
+        );
+        let text = Value::new("a \"blob\" of text".to_string()).unwrap();
+        assert!(!memchr_blob(text.encoded()));
+    }
+
+    #[tokio::test]
+    async fn async_lookups_read_media_and_plain_records_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let image = Image::new(vec![7u8; 300_000], "image/png");
+        let with_media: Arc<[Value]> = vec![Value::new(image.clone()).unwrap()].into();
+        let plain: Arc<[Value]> = vec![Value::new(vec![3u8; 10]).unwrap()].into();
+        cache.store(preimage(1).key(), &preimage(1), with_media, true);
+        cache.store(preimage(2).key(), &preimage(2), plain, true);
+        cache.flush();
+        let fresh = Cache::open(dir.path()).unwrap();
+        let (got, source) = fresh
+            .lookup_async(&preimage(1).key(), &[PortType::of::<Image>()])
+            .await
+            .unwrap();
+        assert_eq!(source, CacheSource::Disk);
+        assert_eq!(got[0].downcast_ref::<Image>().unwrap(), &image);
+        let (got, _) = fresh
+            .lookup_async(&preimage(2).key(), &[PortType::of::<Vec<u8>>()])
+            .await
+            .unwrap();
+        assert_eq!(got[0].downcast_ref::<Vec<u8>>().unwrap(), &vec![3u8; 10]);
+        // Then from memory; and a key never stored is a miss.
+        let (_, source) = fresh
+            .lookup_async(&preimage(1).key(), &[PortType::of::<Image>()])
+            .await
+            .unwrap();
+        assert_eq!(source, CacheSource::Memory);
+        assert!(fresh
+            .lookup_async(&preimage(3).key(), &[PortType::of::<Image>()])
+            .await
+            .is_none());
+        let c = fresh.counters();
+        assert_eq!((c.disk_hits, c.memory_hits, c.misses), (2, 1, 1));
     }
 
     #[test]

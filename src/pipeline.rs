@@ -1266,7 +1266,7 @@ impl Executor {
                 rekeyed = Some((key, preimage));
             }
             if policy == CachePolicy::Default {
-                if let Some((values, source)) = cache.lookup(&key, &types, false) {
+                if let Some((values, source)) = cache.lookup_async(&key, &types).await {
                     return TaskDone {
                         result: Ok((values, Outcome::Cached(source))),
                         rekeyed,
