@@ -825,7 +825,7 @@ async fn hub_standin(
 async fn space_ids_resolve_through_the_hub_and_the_revision_keys_the_cache() {
     let url = text_app();
     let sha = Arc::new(std::sync::Mutex::new("rev-one".to_string()));
-    let (hub, _task) = hub_standin(url.clone(), sha.clone(), "RUNNING").await;
+    let (hub, hub_task) = hub_standin(url.clone(), sha.clone(), "RUNNING").await;
     let (_d, cache) = temp_cache();
     let build = |cache: Cache, node: GradioNode<(String,), (String,)>| {
         let mut g = Graph::new("space").cache(cache);
@@ -877,6 +877,15 @@ async fn space_ids_resolve_through_the_hub_and_the_revision_keys_the_cache() {
     ));
     // A pinned revision keys the same way, without asking the Hub.
     let (pipeline, _) = build(cache.clone(), node().revision("rev-three"));
+    assert!(matches!(
+        pipeline.run(Scope::All).await.unwrap().outcome("upper"),
+        Some(Outcome::Cached(CacheSource::Memory | CacheSource::Disk))
+    ));
+    // Offline (the Hub gone), the last revision it gave still keys the node: the result
+    // computed online is found.
+    hub_task.abort();
+    let _ = hub_task.await;
+    let (pipeline, _) = build(cache.clone(), node());
     assert!(matches!(
         pipeline.run(Scope::All).await.unwrap().outcome("upper"),
         Some(Outcome::Cached(CacheSource::Memory | CacheSource::Disk))

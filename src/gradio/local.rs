@@ -167,6 +167,20 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Slot>> {
     REGISTRY.get_or_init(Default::default)
 }
 
+/// Where the last revision the Hub gave for each Space is kept (`<spaces dir>/revisions`).
+pub(crate) fn revisions_dir() -> PathBuf {
+    default_root().join("revisions")
+}
+
+/// The file that remembers `space_id`'s last revision as `hub` gave it.
+pub(crate) fn revision_file(dir: &std::path::Path, hub: &str, space_id: &str) -> PathBuf {
+    dir.join(format!(
+        "{}-{}",
+        slug_name(space_id),
+        short_hash(&format!("{hub} {space_id}"))
+    ))
+}
+
 fn default_root() -> PathBuf {
     if let Some(d) = std::env::var_os(SPACES_DIR_ENV) {
         return PathBuf::from(d);

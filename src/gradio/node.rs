@@ -354,7 +354,8 @@ impl Wrap {
 /// * The cache key holds the Space (or URL), the endpoint, the fixed parameters, the
 ///   inputs by content, and the Space's revision: pinned with [`GradioNode::revision`],
 ///   learnt by [`GradioNode::connect`] (from the Hub or a `run_locally` clone), or else
-///   asked of the Hub before the node's first cache look-up. A URL has no revision.
+///   asked of the Hub before the node's first cache look-up (offline: the last revision
+///   the Hub gave, remembered on disk). A URL has no revision.
 ///   With [`GradioNode::auth`], the username too (never the password).
 /// * Errors are [`Error::Remote`], naming the node, the Space, the endpoint and the
 ///   server's own message. Cancelling the run cancels the remote job.
@@ -991,8 +992,11 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
     }
 
     /// A Space without a pinned revision is keyed by its current commit, asked of the Hub
-    /// once per node (one small request, made before the cache look-up). When the Hub
-    /// cannot be reached the key has no revision, and the call itself reports the error.
+    /// once per node (one small request, made before the cache look-up). The answer is
+    /// remembered on disk (`$DAGGR_SPACES_DIR/revisions`), so that when the Hub cannot be
+    /// reached the last revision it gave keys the node: an offline rerun still finds the
+    /// results computed online. With no revision known at all the key has none, and the
+    /// call itself reports the error.
     fn runtime_fingerprint(&self) -> Option<BoxFuture<'static, Option<String>>> {
         let s = &self.settings;
         let Ok(Target::Space(id)) = &s.target else {
@@ -1004,15 +1008,20 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
         let known = self.conn.get().and_then(|c| c.revision.clone());
         let cell = self.hub_revision.clone();
         let (id, hub, token) = (id.clone(), s.hub.clone(), s.token.clone());
+        let memo = local::revision_file(&local::revisions_dir(), &hub, &id);
         Some(Box::pin(async move {
             let revision = match known {
                 Some(r) => r,
                 None => cell
                     .get_or_try_init(|| async {
                         let http = reqwest::Client::new();
-                        space::revision(&http, &hub, &id, token.as_ref())
-                            .await
-                            .ok_or(())
+                        match space::revision(&http, &hub, &id, token.as_ref()).await {
+                            Some(r) => {
+                                remember_revision(&memo, &r);
+                                Ok(r)
+                            }
+                            None => last_revision(&memo).ok_or(()),
+                        }
                     })
                     .await
                     .ok()?
@@ -1021,6 +1030,29 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
             Some(format!("revision:{revision}"))
         }))
     }
+}
+
+/// Keeps the revision the Hub gave (best effort: without it only offline reruns miss).
+/// Written to a temporary file and renamed, so a reader never sees half a revision.
+fn remember_revision(file: &std::path::Path, revision: &str) {
+    if last_revision(file).as_deref() == Some(revision) {
+        return;
+    }
+    let Some(dir) = file.parent() else { return };
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, revision))
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!(file = %file.display(), error = %e, "cannot remember the Space's revision");
+    }
+}
+
+fn last_revision(file: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let revision = text.trim();
+    (!revision.is_empty()).then(|| revision.to_string())
 }
 
 impl<Args: ArgTuple, Outs: OutputTuple> TypedNode for GradioNode<Args, Outs> {
