@@ -22,7 +22,7 @@ use crate::value::{ContentHash, PortType, Value};
 use crate::Error;
 
 /// Whether a stored record names a media blob (`"blob":"sha256-…"`, see [`crate::media`]).
-fn memchr_blob(record: &[u8]) -> bool {
+fn names_a_blob(record: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"\"blob\":\"sha256-";
     record.windows(NEEDLE.len()).any(|w| w == NEEDLE)
 }
@@ -424,13 +424,12 @@ impl Cache {
         key: &CacheKey,
         types: &[PortType],
     ) -> Option<(Arc<[Value]>, CacheSource)> {
-        if let Some(values) = self.0.memo.lock().unwrap().get(key) {
-            self.0.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Some((values, CacheSource::Memory));
+        if let Some(hit) = self.lookup(key, types, true) {
+            return Some(hit);
         }
         let values = match self.read_record(key) {
             None => None,
-            Some(bytes) if memchr_blob(&bytes) => {
+            Some(bytes) if names_a_blob(&bytes) => {
                 let (cache, key, types) = (self.clone(), *key, types.to_vec());
                 tokio::task::spawn_blocking(move || cache.decode_record(&key, &bytes, &types))
                     .await
@@ -1054,12 +1053,12 @@ mod tests {
     fn records_naming_media_are_told_apart() {
         let image = Value::new(Image::new(vec![1u8; 64], "image/png")).unwrap();
         assert!(
-            memchr_blob(image.encoded()),
+            names_a_blob(image.encoded()),
             "{}",
             String::from_utf8_lossy(image.encoded())
         );
         let text = Value::new("a \"blob\" of text".to_string()).unwrap();
-        assert!(!memchr_blob(text.encoded()));
+        assert!(!names_a_blob(text.encoded()));
     }
 
     #[tokio::test]

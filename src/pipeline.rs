@@ -334,6 +334,16 @@ struct Shared {
     observers: Mutex<Vec<Arc<dyn ResultObserver>>>,
 }
 
+impl Shared {
+    /// The outputs of node `n`'s current result, if it was made under `key`.
+    fn current_outputs(&self, n: usize, key: &CacheKey) -> Option<Arc<[Value]>> {
+        self.state.lock().unwrap()[n]
+            .as_ref()
+            .filter(|r| r.key == *key)
+            .map(|r| r.outputs.clone())
+    }
+}
+
 /// Told about every result a workspace adopts (computed, or found in the cache), and about
 /// every node that fails or is cancelled. Called on the executor's path: implementations
 /// must only enqueue work (a sheet queues a database write), never block.
@@ -1184,34 +1194,31 @@ impl Executor {
         let policy = spec.config.cache;
         let types: Vec<_> = spec.outputs.iter().map(|p| p.ty).collect();
         let cache = self.shared.s.cache.clone();
-        let runtime_fingerprint = match policy {
+        // A fingerprint learnt at run time re-keys the node in its task, before any look-up.
+        let rekey = match policy {
             CachePolicy::NeverCache => None,
-            _ => node.runtime_fingerprint(),
+            _ => node
+                .runtime_fingerprint()
+                .map(|fingerprint| (fingerprint, prepared.preimage.clone())),
         };
-        if policy == CachePolicy::Default && runtime_fingerprint.is_some() {
-            // Looked up in the task, once the fingerprint is known.
-        } else if policy == CachePolicy::Default {
-            // The workspace's own current result, then memory hits, are settled here without
-            // a task: that keeps a fully cached rerun to a hash and a look-up per node.
-            let current = self.shared.state.lock().unwrap()[n]
-                .as_ref()
-                .filter(|r| r.key == prepared.key)
-                .map(|r| r.outputs.clone());
-            if let Some(values) = current {
-                self.prepared.insert(n, prepared);
-                return Started::Done(values, Outcome::Cached(CacheSource::Workspace));
+        match (policy, &rekey) {
+            (CachePolicy::Default, None) => {
+                // The workspace's own current result, then memory hits, are settled here
+                // without a task: that keeps a fully cached rerun to a hash and a look-up
+                // per node.
+                if let Some(values) = self.shared.current_outputs(n, &prepared.key) {
+                    self.prepared.insert(n, prepared);
+                    return Started::Done(values, Outcome::Cached(CacheSource::Workspace));
+                }
+                if let Some((values, source)) = cache.lookup(&prepared.key, &types, true) {
+                    self.prepared.insert(n, prepared);
+                    return Started::Done(values, Outcome::Cached(source));
+                }
             }
-            if let Some((values, source)) = cache.lookup(&prepared.key, &types, true) {
-                self.prepared.insert(n, prepared);
-                return Started::Done(values, Outcome::Cached(source));
-            }
-        } else {
-            cache.count_miss();
+            (CachePolicy::Default, Some(_)) => {} // looked up in the task
+            _ => cache.count_miss(),
         }
         let key = prepared.key;
-        let preimage = runtime_fingerprint
-            .as_ref()
-            .map(|_| prepared.preimage.clone());
         let inputs = Inputs {
             node: self.shared.s.names[n].clone(),
             values: prepared.inputs.clone(),
@@ -1246,24 +1253,20 @@ impl Executor {
         Started::Spawn(Box::pin(async move {
             let mut key = key;
             let mut rekeyed = None;
-            if let (Some(fingerprint), Some(mut preimage)) = (runtime_fingerprint, preimage) {
+            if let Some((fingerprint, mut preimage)) = rekey {
                 if let Some(code) = fingerprint.await {
                     preimage.code = code;
                     key = preimage.key();
                 }
+                rekeyed = Some((key, preimage));
                 if policy == CachePolicy::Default {
-                    let current = shared.state.lock().unwrap()[n]
-                        .as_ref()
-                        .filter(|r| r.key == key)
-                        .map(|r| r.outputs.clone());
-                    if let Some(values) = current {
+                    if let Some(values) = shared.current_outputs(n, &key) {
                         return TaskDone {
                             result: Ok((values, Outcome::Cached(CacheSource::Workspace))),
-                            rekeyed: Some((key, preimage)),
+                            rekeyed,
                         };
                     }
                 }
-                rekeyed = Some((key, preimage));
             }
             if policy == CachePolicy::Default {
                 if let Some((values, source)) = cache.lookup_async(&key, &types).await {

@@ -681,7 +681,7 @@ mod tests {
             &file,
             r#"
             #[fn_node] fn shout(text: String) -> String { text }
-            #[fn_node(outputs(n, m))] fn pair(text: String) -> (u32, Vec<u8>) { todo!() }
+            #[fn_node(outputs(n, m))] fn pair(text: String) -> (u32, Vec<u8>) { (text.len() as u32, text.into_bytes()) }
             daggr::pipeline! {
                 pub struct Flow {
                     inputs { text: String = String::new() }

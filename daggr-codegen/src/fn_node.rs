@@ -865,7 +865,7 @@ mod tests {
     fn result_and_tuple_returns() {
         let out = expand_str(
             "outputs(mask, image)",
-            "fn seg(x: u32) -> Result<(u32, String), std::io::Error> { todo!() }",
+            "fn seg(x: u32) -> Result<(u32, String), std::io::Error> { Ok((x, x.to_string())) }",
         );
         assert!(out.contains("map_err"));
         assert!(

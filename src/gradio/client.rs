@@ -263,15 +263,6 @@ fn parse_version(v: &str) -> (u64, u64) {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
-/// The result of waiting for the next piece of a stream.
-enum Next<B> {
-    Chunk(B),
-    End,
-    Cancelled,
-    Broken(String),
-    Silent,
-}
-
 impl GradioClient {
     /// Connects to the app at `base`: logs in with `login` if given (`POST {base}/login`),
     /// then reads `/config` and `{prefix}/info`. `node` and `service` name the caller and
@@ -510,18 +501,9 @@ impl GradioClient {
         let mut stream = response.bytes_stream();
         let mut parser = SseParser::new();
         loop {
-            let chunk = match i.next(&mut stream, cancel).await {
-                Next::Chunk(c) => c,
-                Next::Cancelled => {
-                    guard.cancel_now().await;
-                    return Err(Error::Cancelled {
-                        node: i.node.clone(),
-                    });
-                }
-                Next::End => return Err(i.ended(api, parser.has_partial())),
-                Next::Broken(e) => return Err(i.broken(api, &e)),
-                Next::Silent => return Err(i.silent(api)),
-            };
+            let chunk = i
+                .next_chunk(&mut stream, cancel, &mut guard, api, parser.has_partial())
+                .await?;
             for event in parser.push(&chunk) {
                 let data: Json = serde_json::from_str(&event.data).unwrap_or(Json::Null);
                 match event.event.as_deref() {
@@ -612,18 +594,9 @@ impl GradioClient {
         let mut parser = SseParser::new();
         let mut current: Option<Vec<Json>> = None;
         loop {
-            let chunk = match i.next(&mut stream, cancel).await {
-                Next::Chunk(c) => c,
-                Next::Cancelled => {
-                    guard.cancel_now().await;
-                    return Err(Error::Cancelled {
-                        node: i.node.clone(),
-                    });
-                }
-                Next::End => return Err(i.ended(api, parser.has_partial())),
-                Next::Broken(e) => return Err(i.broken(api, &e)),
-                Next::Silent => return Err(i.silent(api)),
-            };
+            let chunk = i
+                .next_chunk(&mut stream, cancel, &mut guard, api, parser.has_partial())
+                .await?;
             for event in parser.push(&chunk) {
                 let Ok(msg) = serde_json::from_str::<Json>(&event.data) else {
                     continue;
@@ -910,18 +883,32 @@ impl Inner {
         )
     }
 
-    async fn next<S, B>(&self, stream: &mut S, cancel: &CancellationToken) -> Next<B>
+    /// The next chunk of a call's event stream, or the error that ends the call: the node
+    /// cancelled (the remote job is cancelled first), the stream ended (`mid_event`: inside
+    /// an event) or broke, or no data within the read timeout.
+    async fn next_chunk<S, B>(
+        &self,
+        stream: &mut S,
+        cancel: &CancellationToken,
+        guard: &mut CancelGuard,
+        endpoint: &str,
+        mid_event: bool,
+    ) -> Result<B, Error>
     where
         S: futures::Stream<Item = Result<B, reqwest::Error>> + Unpin,
     {
-        tokio::select! {
-            next = tokio::time::timeout(self.options.read_timeout, stream.next()) => match next {
-                Err(_) => Next::Silent,
-                Ok(None) => Next::End,
-                Ok(Some(Ok(c))) => Next::Chunk(c),
-                Ok(Some(Err(e))) => Next::Broken(crate::event::error_chain(&e)),
-            },
-            _ = cancel.cancelled() => Next::Cancelled,
+        let next = tokio::select! {
+            next = tokio::time::timeout(self.options.read_timeout, stream.next()) => next,
+            _ = cancel.cancelled() => {
+                guard.cancel_now().await;
+                return Err(Error::Cancelled { node: self.node.clone() });
+            }
+        };
+        match next {
+            Err(_) => Err(self.silent(endpoint)),
+            Ok(None) => Err(self.ended(endpoint, mid_event)),
+            Ok(Some(Ok(chunk))) => Ok(chunk),
+            Ok(Some(Err(e))) => Err(self.broken(endpoint, &crate::event::error_chain(&e))),
         }
     }
 
