@@ -13,6 +13,38 @@ use daggr::inference::{ChatMessage, ChatRequest, Usage};
 use daggr::{constant, Cache, Error, Event, FnNode, Graph, InferenceNode, Outcome, Scope};
 use llm_server::{CountingProxy, MODEL};
 
+/// The fields of the `Error::Remote` a failed node reported.
+struct Remote {
+    node: String,
+    service: String,
+    endpoint: String,
+    status: Option<u16>,
+    message: String,
+}
+
+fn remote_failure(report: &daggr::RunReport, name: &str) -> Remote {
+    let Some(Outcome::Failed(e)) = report.outcome(name) else {
+        panic!("{:?}", report.outcome(name))
+    };
+    let Error::Remote {
+        node,
+        service,
+        endpoint,
+        status,
+        message,
+    } = &**e
+    else {
+        panic!("{e}")
+    };
+    Remote {
+        node: node.clone(),
+        service: service.clone(),
+        endpoint: endpoint.clone(),
+        status: *status,
+        message: message.clone(),
+    }
+}
+
 fn temp_cache() -> (tempfile::TempDir, Cache) {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
@@ -242,23 +274,17 @@ async fn the_real_servers_error_object_becomes_one_clear_error() {
         (constant("hello".to_string()),),
     );
     let report = g.build().unwrap().run(Scope::All).await.unwrap();
-    let Some(Outcome::Failed(e)) = report.outcome("embed") else {
-        panic!("{:?}", report.outcome("embed"))
-    };
-    let Error::Remote {
+    let Remote {
         node,
         service,
         endpoint,
         status,
         message,
-    } = &**e
-    else {
-        panic!("{e}")
-    };
+    } = remote_failure(&report, "embed");
     assert_eq!(node, "embed");
-    assert_eq!(service, &format!("model {MODEL} at {}", server.url));
+    assert_eq!(service, format!("model {MODEL} at {}", server.url));
     assert_eq!(endpoint, "/v1/embeddings");
-    assert_eq!(*status, Some(500));
+    assert_eq!(status, Some(500));
     // The server's message, and the request id it sent along.
     assert!(
         message.starts_with(
@@ -439,23 +465,17 @@ async fn a_vision_request_to_a_text_only_server_is_a_clear_error() {
         report.outcome("draw"),
         Some(Outcome::Computed { .. })
     ));
-    let Some(Outcome::Failed(e)) = report.outcome("caption") else {
-        panic!("{:?}", report.outcome("caption"))
-    };
-    let Error::Remote {
+    let Remote {
         node,
         service,
         endpoint,
         status,
         message,
-    } = &**e
-    else {
-        panic!("{e}")
-    };
+    } = remote_failure(&report, "caption");
     assert_eq!(node, "caption");
-    assert_eq!(service, &format!("model {MODEL} at {}", server.url));
+    assert_eq!(service, format!("model {MODEL} at {}", server.url));
     assert_eq!(endpoint, "/v1/chat/completions");
-    assert_eq!(*status, Some(500));
+    assert_eq!(status, Some(500));
     assert!(
         message.starts_with(r#"can only concatenate str (not "list") to str (request id "#),
         "{message}"
