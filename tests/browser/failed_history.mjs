@@ -48,14 +48,18 @@ if (phase === "run") {
 }
 await waitFor((c) => document.querySelector(c)?.classList.contains("open"), card("remote"), "remote's card is not open");
 
-// The current-result panel: the good result, no error.
+// The current-result panel: the good result, no error. A node's "done" status can arrive
+// before the snapshot carrying its outputs, so wait for the result itself (and the history
+// counter, which comes with it) before reading it.
+await waitFor((c) => { const v = document.querySelector(c); return v && !v.classList.contains("empty"); },
+  `${card("remote")} [data-testid="output-output"]`, "remote's output never arrived");
+await waitFor((c) => document.querySelector(c)?.textContent === "1/1 · ✕ 1", counter, "the history counter does not show the failed run");
 findings.output = (await page.textContent(`${card("remote")} [data-testid="output-output"]`)).trim();
 findings.error_box = await page.locator('[data-testid="error-remote"]').count();
 await waitFor(() => document.querySelectorAll('[data-testid="log-lines-remote"] .line').length > 0, null, "no current log");
 findings.current_log = await lineTexts();
 
 // The history: one result and one failed run.
-await waitFor((c) => document.querySelector(c)?.textContent === "1/1 · ✕ 1", counter, "the history counter does not show the failed run");
 await page.click(counter);
 const failedEntry = '[data-testid="history-list-remote"] .entry.failed';
 await page.waitForSelector(failedEntry).catch(() => fail("the history list has no failed entry"));
@@ -71,7 +75,8 @@ findings.source = await page.textContent('[data-testid="logs-source-remote"]');
 await waitFor(() => [...document.querySelectorAll('[data-testid="log-lines-remote"] .line .text')].some((t) => t.textContent.startsWith("failed: ")),
   null, "the failed run's log has no failure line");
 findings.failed_log = await lineTexts();
-await check((await page.textContent(`${card("remote")} [data-testid="output-output"]`)).trim() === findings.output, "picking a failed run changed the outputs");
+const outputAfter = (await page.textContent(`${card("remote")} [data-testid="output-output"]`)).trim();
+await check(outputAfter === findings.output, `picking a failed run changed the outputs: ${JSON.stringify(findings.output)} became ${JSON.stringify(outputAfter)}`);
 await page.screenshot({ path: join(shots, `9-failed-log-${phase}.png`) });
 
 // And back to the current log.
