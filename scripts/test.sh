@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: prepares the test environment, then runs every test of the
-# workspace (unit, integration, compile-fail UI tests and doc tests).
+# workspace (unit, integration, compile-fail UI tests and doc tests) on Gradio 5.50.0, and
+# the Gradio tests again on each other Gradio version scripts/setup/gradio.sh installs
+# (4.44.1: no API prefix, queue protocol; 6.31.0: /call with its error texts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
-cargo test --workspace --locked --no-fail-fast
+export DAGGR_TEST_ENV="${DAGGR_TEST_ENV:-$HOME/.cache/daggr-test-env}"
+status=0
+cargo test --workspace --locked --no-fail-fast || status=$?
+for venv in "$DAGGR_TEST_ENV"/gradio-*-venv; do
+    [ -x "$venv/bin/python" ] || continue
+    echo "test.sh: the Gradio tests on $(basename "$venv")"
+    DAGGR_GRADIO_PYTHON="$venv/bin/python" cargo test --locked --no-fail-fast -p daggr \
+        --test gradio --test gradio_auth --test gradio_codegen || status=$?
+done
+exit "$status"

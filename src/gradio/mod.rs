@@ -19,9 +19,10 @@
 //!
 //! # Versions
 //!
-//! The tests run against real Gradio 5.50.0 (pinned in `scripts/setup/gradio.sh`) and
-//! pass unchanged against 4.44.1 (no API prefix, queue protocol, quoted error texts) and
-//! 6.31.0 (`/call` with error texts) when `DAGGR_GRADIO_PYTHON` points at such an install.
+//! The tests run against real Gradio 5.50.0, 4.44.1 (no API prefix, queue protocol, quoted
+//! error texts) and 6.31.0 (`/call` with error texts), each pinned in its own venv by
+//! `scripts/setup/gradio.sh`; `scripts/test.sh` runs the Gradio tests once per version
+//! (`DAGGR_GRADIO_PYTHON` points the harness at a venv's Python).
 //!
 //! # In `pipeline!`
 //!
