@@ -54,6 +54,16 @@ fn submits(proxy: &FaultProxy, api: &str) -> usize {
         .count()
 }
 
+/// The error text of a node whose connection check fails.
+async fn connect_error<A: daggr::ArgTuple, O: daggr::gradio::OutputTuple>(
+    node: GradioNode<A, O>,
+) -> String {
+    match node.connect().await {
+        Ok(_) => panic!("the connection check passed"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// The error a failed node reported in `report`.
 fn error_of(report: &daggr::RunReport, node: &str) -> String {
     match report.outcome(node) {
@@ -264,69 +274,55 @@ async fn gr_error_and_exceptions_reach_the_error_with_their_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_and_parameter_names_are_checked_with_did_you_mean() {
     let url = text_app();
-    let err = upper(&url)
-        .api("/uper")
-        .connect()
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = connect_error(upper(&url).api("/uper")).await;
     assert!(
         err.contains("no endpoint `/uper`; did you mean `/upper`?"),
         "{err}"
     );
     assert!(err.contains("node `upper`") && err.contains(&url), "{err}");
 
-    let err = GradioNode::new("n", &url)
-        .api("/upper")
-        .input::<String>("txt")
-        .output::<String>("o")
-        .connect()
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = connect_error(
+        GradioNode::new("n", &url)
+            .api("/upper")
+            .input::<String>("txt")
+            .output::<String>("o"),
+    )
+    .await;
     assert!(
         err.contains("no parameter `txt`") && err.contains("did you mean `text`?"),
         "{err}"
     );
 
-    let err = GradioNode::new("n", &url)
-        .api("/combine")
-        .input::<f64>("x")
-        .output::<f64>("o")
-        .connect()
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = connect_error(
+        GradioNode::new("n", &url)
+            .api("/combine")
+            .input::<f64>("x")
+            .output::<f64>("o"),
+    )
+    .await;
     assert!(
         err.contains("parameter `label` of /combine has no default"),
         "{err}"
     );
 
-    let err = GradioNode::new("n", &url)
-        .api("/upper")
-        .input::<Image>("text")
-        .output::<String>("o")
-        .connect()
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = connect_error(
+        GradioNode::new("n", &url)
+            .api("/upper")
+            .input::<Image>("text")
+            .output::<String>("o"),
+    )
+    .await;
     assert!(err.contains("takes no file"), "{err}");
 
-    let err = GradioNode::new("n", &url)
-        .api("/combine")
-        .input::<String>("label")
-        .output::<f64>("doubled")
-        .output::<String>("joined")
-        .output::<String>("extra")
-        .connect()
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = connect_error(
+        GradioNode::new("n", &url)
+            .api("/combine")
+            .input::<String>("label")
+            .output::<f64>("doubled")
+            .output::<String>("joined")
+            .output::<String>("extra"),
+    )
+    .await;
     assert!(
         err.contains(
             "/combine returns 2 value(s) (doubled, joined), but the node declares 3 output(s)"
@@ -706,7 +702,7 @@ async fn an_unknown_api_is_a_plain_text_500_and_a_non_gradio_url_a_404() {
         retry_after: None,
         times: 1,
     });
-    let err = upper(&proxy.url).connect().await.err().unwrap().to_string();
+    let err = connect_error(upper(&proxy.url)).await;
     assert_eq!(
         err,
         format!(
@@ -892,13 +888,7 @@ async fn space_ids_resolve_through_the_hub_and_the_revision_keys_the_cache() {
     ));
     // A paused Space is refused with the Hub's reason.
     let (paused_hub, _t2) = hub_standin(url.clone(), sha.clone(), "PAUSED").await;
-    let err = node()
-        .hub(&paused_hub)
-        .connect()
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = connect_error(node().hub(&paused_hub)).await;
     assert!(
         err.contains("Space fixtures/text-app") && err.contains("PAUSED"),
         "{err}"
@@ -1158,7 +1148,7 @@ async fn run_locally_from_a_git_repository() {
     std::fs::write(repo.join("README.md"), readme("2.0")).unwrap();
     std::fs::write(repo.join("app.py"), "raise SystemExit(3)\n").unwrap();
     git(&repo, &["commit", "-q", "-am", "broken"]);
-    let err = node().connect().await.err().unwrap().to_string();
+    let err = connect_error(node()).await;
     assert!(err.contains("the app exited"), "{err}");
     assert!(err.contains("this may be why"), "{err}");
     assert!(err.contains("daggr-no-such-package"), "{err}");
@@ -1187,13 +1177,7 @@ async fn a_failing_local_start_falls_back_or_fails_as_asked() {
             .local_dir(work.path().join("spaces"))
     };
     // No fallback: the error says why.
-    let err = node()
-        .local_fallback(false)
-        .connect()
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = connect_error(node().local_fallback(false)).await;
     assert!(
         err.contains("run_locally") && err.contains("sdk: docker"),
         "{err}"
