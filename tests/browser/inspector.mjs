@@ -56,6 +56,11 @@ await img.waitFor({ timeout: 10000 }).catch(() => fail("no <img> in the render c
 await page.waitForFunction(() => document.querySelector('[data-testid="node-render"] img')?.naturalWidth > 0, null, { timeout: 10000 })
   .catch(() => fail("the image did not load"));
 findings.image_width = await img.evaluate((i) => i.naturalWidth);
+// A "done" status can come before the snapshot with the outputs: wait for count's result.
+await page.waitForFunction(() => {
+  const v = document.querySelector('[data-testid="node-count"] [data-testid="output-output"]');
+  return v && !v.classList.contains("empty");
+}, null, { timeout: 10000 }).catch(() => fail("count's output never arrived"));
 const countBefore = (await page.textContent('[data-testid="node-count"] [data-testid="output-output"]')).trim();
 await page.screenshot({ path: join(shots, "2-after-run.png") });
 
