@@ -55,6 +55,8 @@ fn is_network_failure(e: &Error) -> bool {
                     || message.contains("error sending request")
                     || message.contains("timed out"))
         }
+        // Both Spaces unreachable at the preflight check.
+        Error::Invalid(problems) => problems.iter().all(is_network_failure),
         _ => false,
     }
 }
@@ -98,11 +100,14 @@ daggr::pipeline! {
 }
 
 async fn run(prompt: String) -> Result<(), Error> {
-    // Each Space's endpoint and names are checked against its API at the first run, and its
-    // current revision (asked of the Hub) is part of the node's cache key. The generated
-    // seed is recorded with the result, as `random.random` in the original.
+    // Both Spaces' endpoints and names are checked against their APIs before anything runs
+    // (a renamed endpoint of the second Space fails now, not after the generation), and each
+    // Space's current revision (asked of the Hub) is part of its node's cache key. The
+    // generated seed is recorded with the result, as `random.random` in the original.
     let flow = SeedFlow::new()?;
     flow.set_prompt(prompt)?;
+    println!("checking the Spaces…");
+    flow.pipeline.preflight().await?;
     println!("calling the Spaces…");
     let report = flow.run().await?;
     if let Some(e) = report.errors().first() {

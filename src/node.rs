@@ -286,6 +286,14 @@ pub trait Node: Send + Sync + 'static {
     fn runtime_fingerprint(&self) -> Option<BoxFuture<'static, Option<String>>> {
         None
     }
+
+    /// Checks the node against what it calls, before any run: a remote node connects and
+    /// checks its endpoint and port names, keeping the connection for its runs.
+    /// [`crate::Pipeline::preflight`] awaits this for every node. The default, for nodes
+    /// with nothing outside the process to check, is `None`.
+    fn preflight(&self) -> Option<BoxFuture<'static, Result<(), crate::Error>>> {
+        None
+    }
 }
 
 /// Setters shared by every node kind's builder.

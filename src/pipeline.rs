@@ -623,6 +623,41 @@ impl Pipeline {
         self.0.s.nodes.iter().map(|n| n.as_ref())
     }
 
+    /// Checks every node against what it calls now, instead of at its first run, so a
+    /// renamed endpoint of the last Space in a chain is found before the expensive first
+    /// step runs: each [`crate::GradioNode`] connects (resolving its Space, starting its
+    /// local copy with `run_locally`, reading `/config` and `/info`) and checks its
+    /// endpoint and port names, all concurrently. The connections are kept for the runs.
+    /// Every problem is returned at once: one error as it is, several as
+    /// [`Error::Invalid`].
+    ///
+    /// ```no_run
+    /// # async fn demo(pipeline: daggr::Pipeline) -> Result<(), daggr::Error> {
+    /// pipeline.preflight().await?; // e.g. "no endpoint `/uper`; did you mean `/upper`?"
+    /// let report = pipeline.run(daggr::Scope::All).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn preflight(&self) -> Result<(), Error> {
+        let checks: FuturesUnordered<_> = self
+            .0
+            .s
+            .nodes
+            .iter()
+            .filter_map(|n| n.preflight())
+            .collect();
+        let mut errors: Vec<Error> = checks.filter_map(|r| async { r.err() }).collect().await;
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => {
+                // In node order, not in the order the checks happened to end.
+                let order = |e: &Error| e.node().and_then(|n| self.0.s.by_name.get(n).copied());
+                errors.sort_by_key(order);
+                Err(Error::Invalid(errors))
+            }
+        }
+    }
+
     /// The edges as `(from node, from port, to node, to port)` indices.
     pub fn edges(&self) -> Vec<(usize, usize, usize, usize)> {
         self.0

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use daggr::gradio::{GradioNode, Protocol};
 use daggr::hf::HfToken;
 use daggr::{
-    constant, Cache, CachePolicy, CacheSource, Configure, Event, File, FnNode, Graph, Image,
+    constant, Cache, CachePolicy, CacheSource, Configure, Error, Event, File, FnNode, Graph, Image,
     Outcome, Scope,
 };
 use gradio_support::fault_proxy::{Fault, FaultProxy};
@@ -1250,4 +1250,53 @@ async fn one_connection_serves_every_run_of_a_node() {
         "config read once per node"
     );
     assert_eq!(submits(&proxy, "upper"), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_checks_every_node_before_any_runs_and_keeps_the_connections() {
+    let url = text_app();
+    let proxy = FaultProxy::start(&url).await;
+    let (_d, cache) = temp_cache();
+    // A chain whose first step would run long before the second's mistakes showed.
+    let mut g = Graph::new("preflight").cache(cache.clone());
+    let slow_step = g.add(
+        slow(&proxy.url, "first"),
+        (constant("x".to_string()), constant(30.0)),
+    );
+    let wrong_api = g.add(upper(&proxy.url).api("/uper"), (slow_step,));
+    g.add(
+        GradioNode::new("wrong_port", &proxy.url)
+            .api("/upper")
+            .input::<String>("txt")
+            .output::<String>("o"),
+        (wrong_api,),
+    );
+    let err = g.build().unwrap().preflight().await.unwrap_err();
+    let Error::Invalid(problems) = &err else {
+        panic!("two problems, not {err:?}")
+    };
+    let nodes: Vec<_> = problems.iter().map(|e| e.node().unwrap()).collect();
+    assert_eq!(nodes, ["upper", "wrong_port"], "in node order: {err}");
+    let text = err.to_string();
+    assert!(text.contains("did you mean `/upper`?"), "{text}");
+    assert!(text.contains("did you mean `text`?"), "{text}");
+    assert_eq!(submits(&proxy, "slow"), 0, "the slow first step never ran");
+    let configs = || proxy.seen().iter().filter(|s| s.path == "/config").count();
+    assert_eq!(configs(), 3, "the three nodes connected");
+
+    // One mistake is returned as it is.
+    let mut g = Graph::new("one").cache(cache.clone());
+    g.add(upper(&url).api("/uper"), (constant("x".to_string()),));
+    let err = g.build().unwrap().preflight().await.unwrap_err();
+    assert!(matches!(err, Error::Remote { .. }), "{err:?}");
+
+    // A sound pipeline passes, and its runs use the connection preflight made.
+    let mut g = Graph::new("sound").cache(cache);
+    let out = g.add(upper(&proxy.url), (constant("ok".to_string()),));
+    let pipeline = g.build().unwrap();
+    pipeline.preflight().await.unwrap();
+    assert_eq!(configs(), 4, "preflight read /config");
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&out).unwrap(), "OK");
+    assert_eq!(configs(), 4, "the run connected no second time");
 }

@@ -991,6 +991,20 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
         })
     }
 
+    /// Connects as [`GradioNode::connect`] does, into the connection the runs use.
+    fn preflight(&self) -> Option<BoxFuture<'static, Result<(), Error>>> {
+        let settings = self.settings.clone();
+        let cell = self.conn.clone();
+        Some(Box::pin(async move {
+            cell.get_or_try_init(|| async {
+                let log = |m: String| tracing::info!(node = %settings.node, "{m}");
+                connect(&settings, &mut |m| log(m)).await.map(Arc::new)
+            })
+            .await
+            .map(|_| ())
+        }))
+    }
+
     /// A Space without a pinned revision is keyed by its current commit, asked of the Hub
     /// once per node (one small request, made before the cache look-up). The answer is
     /// remembered on disk (`$DAGGR_SPACES_DIR/revisions`), so that when the Hub cannot be
