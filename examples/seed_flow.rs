@@ -107,7 +107,7 @@ async fn run(prompt: String) -> Result<(), Error> {
     let flow = SeedFlow::new()?;
     flow.set_prompt(prompt)?;
     println!("checking the Spaces…");
-    flow.pipeline.preflight().await?;
+    flow.preflight().await?;
     println!("calling the Spaces…");
     let report = flow.run().await?;
     if let Some(e) = report.errors().first() {

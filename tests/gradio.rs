@@ -1224,6 +1224,7 @@ async fn gradio_nodes_fit_in_pipeline_macro_nodes() {
     }
     let (_d, cache) = temp_cache();
     let flow = Shout::build(cache).unwrap();
+    flow.preflight().await.unwrap();
     let report = flow.run().await.unwrap();
     assert_eq!(*report.value(&flow.outputs.joined).unwrap(), "MACRO:2.5");
 }

@@ -638,6 +638,11 @@ pub fn expand(input: TokenStream) -> TokenStream {
                 self.pipeline.run(::daggr::__private::Scope::All).await
             }
 
+            /// Checks every node against what it calls (Gradio endpoints and port names) before anything runs.
+            pub async fn preflight(&self) -> ::core::result::Result<(), ::daggr::__private::Error> {
+                self.pipeline.preflight().await
+            }
+
             /// Serves the inspector for this pipeline until Ctrl-C.
             pub async fn launch(&self) -> ::core::result::Result<(), ::daggr::__private::Error> {
                 self.pipeline.launch().await
