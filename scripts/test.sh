@@ -6,13 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
-export DAGGR_TEST_ENV="${DAGGR_TEST_ENV:-$HOME/.cache/daggr-test-env}"
 status=0
 cargo test --workspace --locked --no-fail-fast || status=$?
-for venv in "$DAGGR_TEST_ENV"/gradio-*-venv; do
-    [ -x "$venv/bin/python" ] || continue
-    echo "test.sh: the Gradio tests on $(basename "$venv")"
-    DAGGR_GRADIO_PYTHON="$venv/bin/python" cargo test --locked --no-fail-fast -p daggr \
+# The matrix comes from gradio.sh, which installed it (a venv of a version it no longer
+# pins is not tested).
+for python in $(bash scripts/setup/gradio.sh --matrix); do
+    echo "test.sh: the Gradio tests on $python"
+    DAGGR_GRADIO_PYTHON="$python" cargo test --locked --no-fail-fast -p daggr \
         --test gradio --test gradio_auth --test gradio_codegen || status=$?
 done
 exit "$status"

@@ -257,6 +257,16 @@ fn list(errors: &[Error]) -> String {
 pub(crate) use daggr_codegen::suggest;
 
 impl Error {
+    /// Every problem at once: none is `Ok`, one is returned as it is, several as
+    /// [`Error::Invalid`] (in the order given).
+    pub(crate) fn all(mut problems: Vec<Error>) -> Result<(), Error> {
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(Error::Invalid(problems)),
+        }
+    }
+
     /// The name of the node this error is about, if it is about one.
     pub fn node(&self) -> Option<&str> {
         match self {

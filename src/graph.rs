@@ -496,16 +496,11 @@ impl Graph {
                 });
             }
         }
-        match problems.len() {
-            0 => {
-                if let Some(target) = std::env::var_os(EXPORT_GRAPH_ENV) {
-                    export_and_exit(&self.ir(), &target);
-                }
-                Pipeline::new(self, graph)
-            }
-            1 => Err(problems.remove(0)),
-            _ => Err(Error::Invalid(problems)),
+        Error::all(problems)?;
+        if let Some(target) = std::env::var_os(EXPORT_GRAPH_ENV) {
+            export_and_exit(&self.ir(), &target);
         }
+        Pipeline::new(self, graph)
     }
 }
 

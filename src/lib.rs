@@ -151,9 +151,9 @@ pub use daggr_macros::fn_node;
 /// and `outputs { name: Type = source, … }`. A source is an input, a node (its only output),
 /// `node.port`, a literal or `{ expr }` (a constant), or any `Source<T>` expression such as
 /// `daggr::random_seed()`. The generated type has `graph()`, `new()`, `build(cache)`, `run()`,
-/// `preflight()`, `launch()`, `graph_ir()`/`graph_json()` and a `set_<input>` method per input. Wiring mistakes are
-/// compile errors on your tokens: wrong types, unknown nodes or ports, missing or doubly
-/// wired inputs, duplicate names and cycles.
+/// `preflight()`, `launch()`, `graph_ir()`/`graph_json()` and a `set_<input>` method per
+/// input. Wiring mistakes are compile errors on your tokens: wrong types, unknown nodes or
+/// ports, missing or doubly wired inputs, duplicate names and cycles.
 pub use daggr_macros::pipeline;
 
 /// Makes a struct's named fields the output ports of a `#[fn_node(fields)]` function

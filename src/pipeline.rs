@@ -638,24 +638,10 @@ impl Pipeline {
     /// # Ok(()) }
     /// ```
     pub async fn preflight(&self) -> Result<(), Error> {
-        let checks: FuturesUnordered<_> = self
-            .0
-            .s
-            .nodes
-            .iter()
-            .filter_map(|n| n.preflight())
-            .collect();
-        let mut errors: Vec<Error> = checks.filter_map(|r| async { r.err() }).collect().await;
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            _ => {
-                // In node order, not in the order the checks happened to end.
-                let order = |e: &Error| e.node().and_then(|n| self.0.s.by_name.get(n).copied());
-                errors.sort_by_key(order);
-                Err(Error::Invalid(errors))
-            }
-        }
+        // join_all keeps node order, whatever order the checks end in.
+        let checks = self.0.s.nodes.iter().filter_map(|n| n.preflight());
+        let results = futures::future::join_all(checks).await;
+        Error::all(results.into_iter().filter_map(Result::err).collect())
     }
 
     /// The edges as `(from node, from port, to node, to port)` indices.

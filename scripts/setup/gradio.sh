@@ -12,11 +12,19 @@
 # ($DAGGR_TEST_ENV/gradio-wheels) holds the same sets, so the run_locally test installs its
 # Space's venv offline (pip --no-index --find-links) instead of asking the index for 50
 # packages.
+#
+# `gradio.sh --matrix` installs nothing and prints the matrix venvs' Pythons, one a line.
 set -euo pipefail
 : "${DAGGR_TEST_ENV:=$HOME/.cache/daggr-test-env}"
 GRADIO_VERSION="5.50.0"
 GRADIO_MATRIX="4.44.1 6.31.0"
 wheels="$DAGGR_TEST_ENV/gradio-wheels"
+matrix_venv() { echo "$DAGGR_TEST_ENV/gradio-$1-venv"; }
+
+if [ "${1:-}" = "--matrix" ]; then
+    for version in $GRADIO_MATRIX; do echo "$(matrix_venv "$version")/bin/python"; done
+    exit 0
+fi
 
 # What a version needs beside gradio itself. Gradio 4.44.1 only installs and runs today
 # with these (see the protocol reference): without them it fails on `ImportError: HfFolder`
@@ -31,9 +39,8 @@ requirements() {
 
 ready() { # venv version
     [ -x "$1/bin/python" ] && GRADIO_ANALYTICS_ENABLED=False "$1/bin/python" - <<PY 2>/dev/null
-import importlib.metadata as m, importlib.util
+import importlib.metadata as m
 assert m.version("gradio") == "$2"
-assert importlib.util.find_spec("gradio") and importlib.util.find_spec("gradio_client")
 import gradio, gradio_client
 PY
 }
@@ -65,5 +72,5 @@ install() { # venv version
 
 install "$DAGGR_TEST_ENV/gradio-venv" "$GRADIO_VERSION"
 for version in $GRADIO_MATRIX; do
-    install "$DAGGR_TEST_ENV/gradio-$version-venv" "$version"
+    install "$(matrix_venv "$version")" "$version"
 done

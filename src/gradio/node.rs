@@ -733,6 +733,17 @@ fn remote(s: &Settings, service: &str, status: Option<u16>, message: impl Into<S
     }
 }
 
+/// The node's connection: made by its first run or preflight, then shared by every run.
+async fn connection(
+    s: &Settings,
+    cell: &OnceCell<Arc<Connection>>,
+    progress: &mut (dyn FnMut(String) + Send),
+) -> Result<Arc<Connection>, Error> {
+    cell.get_or_try_init(|| async { connect(s, progress).await.map(Arc::new) })
+        .await
+        .cloned()
+}
+
 async fn connect(
     s: &Settings,
     progress: &mut (dyn FnMut(String) + Send),
@@ -996,12 +1007,8 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
         let settings = self.settings.clone();
         let cell = self.conn.clone();
         Some(Box::pin(async move {
-            cell.get_or_try_init(|| async {
-                let log = |m: String| tracing::info!(node = %settings.node, "{m}");
-                connect(&settings, &mut |m| log(m)).await.map(Arc::new)
-            })
-            .await
-            .map(|_| ())
+            let log = &mut |m: String| tracing::info!(node = %settings.node, "{m}");
+            connection(&settings, &cell, log).await.map(|_| ())
         }))
     }
 
@@ -1085,18 +1092,17 @@ async fn run(
     inputs: Inputs,
 ) -> Result<Vec<Value>, Error> {
     let cancel = ctx.cancellation_token();
+    // Connection steps (run_locally's above all) go to the node's log as well: its fallback
+    // decision must stay readable after the run, not only flash by.
+    let mut progress = |m: String| {
+        ctx.log(m.clone());
+        ctx.progress(None, m)
+    };
+    if cell.get().is_none() {
+        ctx.progress(None, "connecting");
+    }
     let conn = tokio::select! {
-        c = cell.get_or_try_init(|| async {
-            ctx.progress(None, "connecting");
-            // Connection steps (run_locally's above all) go to the node's log as well: its
-            // fallback decision must stay readable after the run, not only flash by.
-            connect(s, &mut |m| {
-                ctx.log(m.clone());
-                ctx.progress(None, m)
-            })
-            .await
-            .map(Arc::new)
-        }) => c?.clone(),
+        c = connection(s, cell, &mut progress) => c?,
         _ = cancel.cancelled() => return Err(Error::Cancelled { node: s.node.clone() }),
     };
     let client = &conn.client;

@@ -6,7 +6,7 @@
 // failure with the first line of its error, picking it shows its log, and the card's current
 // result is the good one. Phase "restart" (a new server on the same sheets): the same, from
 // the stored history. Prints one JSON line of findings; exits 1 on the first failed check.
-import { launch } from "./launch.mjs";
+import { launch, outputShown } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots, phase] = process.argv.slice(2);
@@ -48,11 +48,9 @@ if (phase === "run") {
 }
 await waitFor((c) => document.querySelector(c)?.classList.contains("open"), card("remote"), "remote's card is not open");
 
-// The current-result panel: the good result, no error. A node's "done" status can arrive
-// before the snapshot carrying its outputs, so wait for the result itself (and the history
-// counter, which comes with it) before reading it.
-await waitFor((c) => { const v = document.querySelector(c); return v && !v.classList.contains("empty"); },
-  `${card("remote")} [data-testid="output-output"]`, "remote's output never arrived");
+// The current-result panel: the good result, no error (once it and the history counter,
+// which comes with it, have arrived).
+await outputShown(page, "remote", "output").catch(() => fail("remote's output never arrived"));
 await waitFor((c) => document.querySelector(c)?.textContent === "1/1 · ✕ 1", counter, "the history counter does not show the failed run");
 findings.output = (await page.textContent(`${card("remote")} [data-testid="output-output"]`)).trim();
 findings.error_box = await page.locator('[data-testid="error-remote"]').count();

@@ -1,7 +1,7 @@
 // End-to-end check of the inspector in real Chromium (playwright-core, Debian's chromium).
 // Usage: node inspector.mjs <url> <screenshot dir>; env DAGGR_PLAYWRIGHT = path to playwright-core.
 // Prints one JSON line of findings; exits 1 with a message on the first failed check.
-import { launch } from "./launch.mjs";
+import { launch, outputShown } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
@@ -56,11 +56,7 @@ await img.waitFor({ timeout: 10000 }).catch(() => fail("no <img> in the render c
 await page.waitForFunction(() => document.querySelector('[data-testid="node-render"] img')?.naturalWidth > 0, null, { timeout: 10000 })
   .catch(() => fail("the image did not load"));
 findings.image_width = await img.evaluate((i) => i.naturalWidth);
-// A "done" status can come before the snapshot with the outputs: wait for count's result.
-await page.waitForFunction(() => {
-  const v = document.querySelector('[data-testid="node-count"] [data-testid="output-output"]');
-  return v && !v.classList.contains("empty");
-}, null, { timeout: 10000 }).catch(() => fail("count's output never arrived"));
+await outputShown(page, "count", "output").catch(() => fail("count's output never arrived"));
 const countBefore = (await page.textContent('[data-testid="node-count"] [data-testid="output-output"]')).trim();
 await page.screenshot({ path: join(shots, "2-after-run.png") });
 

@@ -27,3 +27,12 @@ export async function launch(shots, { clipboardFor } = {}) {
   page.on("pageerror", (e) => errors.push(String(e)));
   return { context, page, errors };
 }
+
+/// Resolves once `node`'s card shows a result for `port`. A node's `done` status comes with
+/// its event and its outputs with the state fetched just after (inspector/API.md), so an
+/// output read right after the status can still be the placeholder.
+export const outputShown = (page, node, port, timeout = 10000) =>
+  page.waitForFunction(([n, p]) => {
+    const v = document.querySelector(`[data-testid="node-${n}"] [data-testid="output-${p}"]`);
+    return v && !v.classList.contains("empty");
+  }, [node, port], { timeout });
