@@ -11,10 +11,11 @@
 //! which the test reaches with the bindings' `App::at(url)`.
 
 mod gradio_support;
+#[path = "common/cargo_daggr.rs"]
+mod cargo_daggr_bin;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use daggr::{constant, Audio, Cache, File, Graph, Image, Outcome, Scope};
 use gradio_support::{png, repo_root, shared};
@@ -117,29 +118,8 @@ async fn the_library_generates_the_committed_bindings() {
     check_snapshot(&bindings.code, "by the library");
 }
 
-/// Builds `cargo-daggr` once, in the build directory cargo_daggr_graph.rs uses too (the
-/// outer `cargo test` holds the workspace's own).
-fn cargo_daggr() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let target = repo_root().join("target/cargo-daggr-test");
-        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "-q", "-p", "daggr-codegen", "--bin", "cargo-daggr"])
-            .arg("--manifest-path")
-            .arg(repo_root().join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building cargo-daggr failed");
-        target
-            .join("debug")
-            .join(format!("cargo-daggr{}", std::env::consts::EXE_SUFFIX))
-    })
-}
-
 fn run_cli(args: &[&str]) -> std::process::Output {
-    Command::new(cargo_daggr())
+    Command::new(cargo_daggr_bin::binary())
         .args(["daggr", "codegen", "gradio"])
         .args(args)
         .output()

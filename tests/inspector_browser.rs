@@ -19,7 +19,10 @@ use daggr::{constant, Cache, Configure, FnNode, Graph, Image, NodeContext, Retry
 use serde_json::json;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
 }
 
 fn test_env() -> PathBuf {

@@ -64,7 +64,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value as Json;
 
-use crate::remote::{parse_info, schema_has_file, ParamInfo, ReturnInfo};
+use crate::gradio_info::{parse_info, schema_has_file, ParamInfo, ReturnInfo};
 use crate::suggest;
 
 /// The most input (and output) ports a `GradioNode` takes.

@@ -8,12 +8,8 @@
 
 pub mod gradio;
 pub mod ir;
-pub mod remote;
+pub mod gradio_info;
 
-#[cfg(feature = "cli")]
-pub mod cli;
-#[cfg(feature = "cli")]
-pub mod fetch;
 #[cfg(feature = "macros")]
 pub mod fn_node;
 #[cfg(feature = "macros")]

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // A stand-in for the Rust inspector server (../API.md), for working on the page without
-// building the crate: Node standard library only. It serves ../../assets/inspector/ and
+// building the crate: Node standard library only. It serves ../../daggr/assets/inspector/ and
 // simulates a pipeline with live SSE events, sheets, history, media blobs and staleness.
 //
 //   node dev/stub-server.mjs [--graph demo|browser|logs|many] [--port 7861] [--token T] [--speed 1]
@@ -30,7 +30,7 @@ const PORT = Number(arg("port", "7861"));
 const TOKEN = arg("token", null);
 const SPEED = Number(arg("speed", "1"));
 const PROXY = arg("proxy", null);
-const ASSETS = join(dirname(fileURLToPath(import.meta.url)), "../../assets/inspector");
+const ASSETS = join(dirname(fileURLToPath(import.meta.url)), "../../daggr/assets/inspector");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms / SPEED));
 
 // ---------------------------------------------------------------- media

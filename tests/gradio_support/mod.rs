@@ -22,7 +22,10 @@ pub fn test_env() -> PathBuf {
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
 }
 
 /// The venv's Python, running scripts/setup/gradio.sh first when the venv is missing.

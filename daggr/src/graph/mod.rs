@@ -1,0 +1,638 @@
+//! The graph builder: typed handles for typed wiring, plus a run-time API for
+//! graphs assembled from data, checked when the graph is built.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::sync::Arc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::cache::Cache;
+use crate::error::{suggest, Error};
+use crate::node::{Node, NodeSpec, PortSpec};
+use crate::exec::Pipeline;
+use crate::value::{PortValue, Value};
+use daggr_codegen::ir::{short_type_name, EdgeIr, GraphIr, NodeIr, PortIr, SourceLocation};
+
+/// A typed handle to one output port of a node in a [`Graph`].
+///
+/// Wiring it into an input of another type does not compile:
+///
+/// ```compile_fail
+/// use daggr::{FnNode, Graph};
+/// let mut g = Graph::new("p");
+/// let n: daggr::Output<u64> = g.input("n", 1u64);
+/// // `shout` takes a String, `n` carries a u64: rejected by rustc.
+/// let _ = g.add(FnNode::sync("shout", |s: String| s.to_uppercase()), (n,));
+/// ```
+pub struct Output<T> {
+    pub(crate) node: usize,
+    pub(crate) port: usize,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Output<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Output<T> {}
+
+impl<T> std::fmt::Debug for Output<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Output(node {}, port {})", self.node, self.port)
+    }
+}
+
+impl<T> Output<T> {
+    #[doc(hidden)]
+    pub fn new(node: usize, port: usize) -> Self {
+        Output {
+            node,
+            port,
+            _type: PhantomData,
+        }
+    }
+
+    /// The node this port belongs to.
+    pub fn node_id(&self) -> NodeId {
+        NodeId(self.node)
+    }
+}
+
+/// An untyped handle to a node, for graphs assembled at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId(pub(crate) usize);
+
+impl NodeId {
+    /// The node's index in its graph.
+    pub fn index(&self) -> usize {
+        self.0
+    }
+}
+
+/// A value generator for an input: evaluated each time the node runs; the value it
+/// produced is recorded with the result.
+#[derive(Clone)]
+pub struct Generator {
+    pub(crate) label: Arc<str>,
+    pub(crate) make: Arc<dyn Fn() -> Result<Value, serde_json::Error> + Send + Sync>,
+}
+
+/// What feeds one input port.
+#[derive(Clone)]
+pub(crate) enum Binding {
+    Unbound,
+    Port { node: usize, port: usize },
+    Const(Value),
+    Generated(Generator),
+}
+
+/// A typed source for an input port: another node's output, a constant, or a generated value.
+pub struct Source<T> {
+    binding: Result<Binding, serde_json::Error>,
+    _type: PhantomData<fn() -> T>,
+}
+
+/// Things that can feed an input of type `T`.
+#[diagnostic::on_unimplemented(
+    message = "cannot wire `{Self}` into an input of type `{T}`",
+    label = "this does not carry a `{T}`",
+    note = "an input takes an `Output<{T}>`, `daggr::constant(value)` or `daggr::generated(..)` of the same type; insert a converter node to change types"
+)]
+pub trait IntoSource<T> {
+    /// Converts into a source.
+    fn into_source(self) -> Source<T>;
+}
+
+impl<T> IntoSource<T> for Output<T> {
+    fn into_source(self) -> Source<T> {
+        Source {
+            binding: Ok(Binding::Port {
+                node: self.node,
+                port: self.port,
+            }),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> IntoSource<T> for &Output<T> {
+    fn into_source(self) -> Source<T> {
+        (*self).into_source()
+    }
+}
+
+impl<T> IntoSource<T> for Source<T> {
+    fn into_source(self) -> Source<T> {
+        self
+    }
+}
+
+/// A constant input value (part of the cache key through its content hash).
+///
+/// ```
+/// let size = daggr::constant(256u32);
+/// # let _ = size;
+/// ```
+pub fn constant<T: PortValue>(value: T) -> Source<T> {
+    Source {
+        binding: Value::new(value).map(Binding::Const),
+        _type: PhantomData,
+    }
+}
+
+/// An input generated afresh each time the node runs (a seed, a timestamp). The node is
+/// then effectively uncached for that input; the value produced is recorded with its result.
+pub fn generated<T: PortValue>(
+    label: &str,
+    make: impl Fn() -> T + Send + Sync + 'static,
+) -> Source<T> {
+    Source {
+        binding: Ok(Binding::Generated(Generator {
+            label: label.into(),
+            make: Arc::new(move || Value::new(make())),
+        })),
+        _type: PhantomData,
+    }
+}
+
+/// A random `u64` seed, drawn each run and recorded with the result.
+pub fn random_seed() -> Source<u64> {
+    generated("random_seed", rand::random::<u64>)
+}
+
+/// The current time in milliseconds since the Unix epoch, taken each run and recorded.
+pub fn now_unix_ms() -> Source<u64> {
+    generated("now_unix_ms", || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// A tuple of argument types a typed node takes.
+pub trait ArgTuple: Send + 'static {
+    /// The input port specs, given their names.
+    fn port_specs(names: &[String]) -> Vec<PortSpec>;
+    /// The number of arguments.
+    const ARITY: usize;
+    /// Takes owned, typed copies of the inputs.
+    fn from_inputs(inputs: &crate::node::Inputs) -> Result<Self, Error>
+    where
+        Self: Sized;
+}
+
+/// A tuple of sources matching an [`ArgTuple`] element by element.
+pub trait IntoSources<Args> {
+    #[doc(hidden)]
+    fn into_bindings(self) -> Vec<ErasedSource>;
+}
+
+/// A source with its type erased (an implementation detail of [`IntoSources`]).
+#[doc(hidden)]
+pub struct ErasedSource(pub(crate) Result<Binding, serde_json::Error>);
+
+/// A node whose input and output types are known to the compiler.
+pub trait TypedNode: Node + Sized {
+    /// The input types, as a tuple.
+    type Args: ArgTuple;
+    /// The typed handles to the node's outputs: an [`Output<T>`] for one port, a struct of
+    /// them for several.
+    type Handles;
+    /// The handles of the node added at `node`.
+    fn handles(node: usize) -> Self::Handles;
+}
+
+macro_rules! tuples {
+    ($( ($($A:ident $s:ident $i:tt),*) )*) => {$(
+        impl<$($A: PortValue),*> ArgTuple for ($($A,)*) {
+            #[allow(unused_variables)]
+            fn port_specs(names: &[String]) -> Vec<PortSpec> {
+                vec![$(PortSpec::new::<$A>(names[$i].clone())),*]
+            }
+            const ARITY: usize = 0 $(+ { let _ = $i; 1 })*;
+            #[allow(unused_variables)]
+            fn from_inputs(inputs: &crate::node::Inputs) -> Result<Self, Error> {
+                Ok(($(inputs.get::<$A>($i)?,)*))
+            }
+        }
+
+        #[allow(non_camel_case_types)]
+        impl<$($A, $s: IntoSource<$A>),*> IntoSources<($($A,)*)> for ($($s,)*) {
+            #[allow(clippy::unused_unit)]
+            fn into_bindings(self) -> Vec<ErasedSource> {
+                vec![$(ErasedSource(self.$i.into_source().binding)),*]
+            }
+        }
+    )*};
+}
+
+tuples! {
+    ()
+    (A0 s0 0)
+    (A0 s0 0, A1 s1 1)
+    (A0 s0 0, A1 s1 1, A2 s2 2)
+    (A0 s0 0, A1 s1 1, A2 s2 2, A3 s3 3)
+    (A0 s0 0, A1 s1 1, A2 s2 2, A3 s3 3, A4 s4 4)
+    (A0 s0 0, A1 s1 1, A2 s2 2, A3 s3 3, A4 s4 4, A5 s5 5)
+    (A0 s0 0, A1 s1 1, A2 s2 2, A3 s3 3, A4 s4 4, A5 s5 5, A6 s6 6)
+    (A0 s0 0, A1 s1 1, A2 s2 2, A3 s3 3, A4 s4 4, A5 s5 5, A6 s6 6, A7 s7 7)
+}
+
+pub(crate) struct NodeEntry {
+    pub(crate) node: Arc<dyn Node>,
+    pub(crate) bindings: Vec<Binding>,
+    pub(crate) location: &'static Location<'static>,
+}
+
+/// Environment variable of the `cargo daggr graph` handshake: when set, [`Graph::build`]
+/// writes the graph IR as JSON to that path (`-` for stdout) and exits the process with 0,
+/// before any network or disk I/O.
+pub const EXPORT_GRAPH_ENV: &str = "DAGGR_EXPORT_GRAPH";
+
+/// Builds a pipeline: add nodes, wire ports, then [`Graph::build`].
+///
+/// ```
+/// use daggr::{constant, FnNode, Graph, Scope};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), daggr::Error> {
+/// let mut g = Graph::new("doc");
+/// let name = g.input("name", "world".to_string());
+/// let greeting = g.add(FnNode::sync("greet", |n: String, p: String| format!("{p}, {n}!")), (name, constant("Hello".to_string())));
+/// # let dir = tempfile::tempdir().unwrap();
+/// let pipeline = g.cache(daggr::Cache::open(dir.path())?).build()?;
+/// let report = pipeline.run(Scope::All).await?;
+/// assert_eq!(*report.value(&greeting)?, "Hello, world!");
+/// # Ok(()) }
+/// ```
+pub struct Graph {
+    pub(crate) name: String,
+    pub(crate) nodes: Vec<NodeEntry>,
+    pub(crate) cache: Option<Cache>,
+    pub(crate) concurrency: usize,
+    pub(crate) group_limits: HashMap<String, usize>,
+    problems: Vec<Error>,
+}
+
+impl Graph {
+    /// An empty graph named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Graph {
+            name: name.into(),
+            nodes: Vec::new(),
+            cache: None,
+            concurrency: 64,
+            group_limits: HashMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Uses this cache instead of the default one ([`Cache::open_default`]).
+    pub fn cache(mut self, cache: Cache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The most nodes that compute at the same time (default 64).
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = limit.max(1);
+        self
+    }
+
+    /// The most nodes of `group` that compute at the same time.
+    pub fn group_limit(mut self, group: impl Into<String>, limit: usize) -> Self {
+        self.group_limits.insert(group.into(), limit.max(1));
+        self
+    }
+
+    /// A named pipeline input with a default value; change it with [`Pipeline::set_input`].
+    #[track_caller]
+    pub fn input<T: PortValue>(&mut self, name: impl Into<String>, default: T) -> Output<T> {
+        let node = crate::kinds::fn_node::input_node::<T>(name.into());
+        self.add(node, (constant(default),))
+    }
+
+    /// Adds a typed node, wiring its inputs from `inputs` (a tuple with one source per argument).
+    #[track_caller]
+    pub fn add<N: TypedNode>(&mut self, node: N, inputs: impl IntoSources<N::Args>) -> N::Handles {
+        let id = self.nodes.len();
+        let mut bindings = Vec::new();
+        for (port, ErasedSource(binding)) in inputs.into_bindings().into_iter().enumerate() {
+            match binding {
+                Ok(b) => bindings.push(b),
+                Err(source) => {
+                    let spec = node.spec();
+                    self.problems.push(Error::Codec {
+                        node: spec.name.clone(),
+                        port: spec.inputs[port].name.clone(),
+                        type_name: spec.inputs[port].ty.name(),
+                        source,
+                    });
+                    bindings.push(Binding::Unbound);
+                }
+            }
+        }
+        self.nodes.push(NodeEntry {
+            node: Arc::new(node),
+            bindings,
+            location: Location::caller(),
+        });
+        N::handles(id)
+    }
+
+    /// Adds a node with all inputs unconnected (for graphs assembled at run time).
+    #[track_caller]
+    pub fn add_dyn(&mut self, node: impl Node) -> NodeId {
+        self.add_arc(Arc::new(node))
+    }
+
+    /// Adds a shared node with all inputs unconnected.
+    #[track_caller]
+    pub fn add_arc(&mut self, node: Arc<dyn Node>) -> NodeId {
+        let id = self.nodes.len();
+        let bindings = vec![Binding::Unbound; node.spec().inputs.len()];
+        self.nodes.push(NodeEntry {
+            node,
+            bindings,
+            location: Location::caller(),
+        });
+        NodeId(id)
+    }
+
+    /// Finds a node by name.
+    pub fn node_id(&self, name: &str) -> Result<NodeId, Error> {
+        self.nodes
+            .iter()
+            .position(|n| n.node.spec().name == name)
+            .map(NodeId)
+            .ok_or_else(|| Error::UnknownNode {
+                name: name.to_string(),
+                suggestion: suggest(name, self.nodes.iter().map(|n| n.node.spec().name.as_str())),
+            })
+    }
+
+    fn spec(&self, id: NodeId) -> &NodeSpec {
+        self.nodes[id.0].node.spec()
+    }
+
+    /// Connects `from.out_port` to `to.in_port`, checking names and types at run time.
+    pub fn connect_dyn(
+        &mut self,
+        from: NodeId,
+        out_port: &str,
+        to: NodeId,
+        in_port: &str,
+    ) -> Result<(), Error> {
+        let src = port_index(self.spec(from), out_port, Direction::Output)?;
+        let dst = port_index(self.spec(to), in_port, Direction::Input)?;
+        let (src_spec, dst_spec) = (self.spec(from), self.spec(to));
+        let (src_ty, dst_ty) = (src_spec.outputs[src].ty, dst_spec.inputs[dst].ty);
+        if !src_ty.same_as(&dst_ty) {
+            return Err(Error::TypeMismatch {
+                from: format!("{}.{out_port}", src_spec.name),
+                from_type: src_ty.name(),
+                to: format!("{}.{in_port}", dst_spec.name),
+                to_type: dst_ty.name(),
+            });
+        }
+        self.bind(
+            to,
+            dst,
+            Binding::Port {
+                node: from.0,
+                port: src,
+            },
+        )
+    }
+
+    /// Binds a constant to `to.in_port`, checking the type at run time.
+    pub fn set_const_dyn(&mut self, to: NodeId, in_port: &str, value: Value) -> Result<(), Error> {
+        let spec = self.spec(to);
+        let dst = port_index(spec, in_port, Direction::Input)?;
+        let ty = spec.inputs[dst].ty;
+        if !ty.same_as(&value.port_type()) {
+            return Err(Error::WrongValueType {
+                node: spec.name.clone(),
+                port: in_port.to_string(),
+                expected: ty.name(),
+                found: value.port_type().name(),
+            });
+        }
+        self.bind(to, dst, Binding::Const(value))
+    }
+
+    /// A typed handle to an output of a node added at run time; checks the type.
+    pub fn output<T: PortValue>(&self, node: NodeId, port: &str) -> Result<Output<T>, Error> {
+        let spec = self.spec(node);
+        let index = port_index(spec, port, Direction::Output)?;
+        let ty = spec.outputs[index].ty;
+        if !ty.is::<T>() {
+            return Err(Error::WrongValueType {
+                node: spec.name.clone(),
+                port: port.to_string(),
+                expected: ty.name(),
+                found: std::any::type_name::<T>(),
+            });
+        }
+        Ok(Output::new(node.0, index))
+    }
+
+    fn bind(&mut self, to: NodeId, port: usize, binding: Binding) -> Result<(), Error> {
+        let slot = &mut self.nodes[to.0].bindings[port];
+        if !matches!(slot, Binding::Unbound) {
+            let spec = self.nodes[to.0].node.spec();
+            return Err(Error::InputWiredTwice {
+                node: spec.name.clone(),
+                port: spec.inputs[port].name.clone(),
+            });
+        }
+        *slot = binding;
+        Ok(())
+    }
+
+    /// Validates the graph (duplicate names, unconnected inputs, cycles; every problem
+    /// at once) and returns a runnable pipeline.
+    pub fn build(mut self) -> Result<Pipeline, Error> {
+        let mut problems = std::mem::take(&mut self.problems);
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for entry in &self.nodes {
+            let name = entry.node.spec().name.as_str();
+            *seen.entry(name).or_default() += 1;
+            if seen[name] == 2 {
+                problems.push(Error::DuplicateNode {
+                    name: name.to_string(),
+                });
+            }
+        }
+        let mut graph: DiGraph<usize, (usize, usize)> =
+            DiGraph::with_capacity(self.nodes.len(), self.nodes.len());
+        for i in 0..self.nodes.len() {
+            graph.add_node(i);
+        }
+        for (i, entry) in self.nodes.iter().enumerate() {
+            for (port, binding) in entry.bindings.iter().enumerate() {
+                match binding {
+                    Binding::Unbound => problems.push(Error::UnconnectedInput {
+                        node: entry.node.spec().name.clone(),
+                        port: entry.node.spec().inputs[port].name.clone(),
+                    }),
+                    Binding::Port { node, port: out } => {
+                        graph.add_edge(NodeIndex::new(*node), NodeIndex::new(i), (*out, port));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for scc in petgraph::algo::tarjan_scc(&graph) {
+            let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+            if scc.len() > 1 || self_loop {
+                problems.push(Error::Cycle {
+                    nodes: cycle_order(&graph, &scc)
+                        .into_iter()
+                        .map(|n| self.nodes[n].node.spec().name.clone())
+                        .collect(),
+                });
+            }
+        }
+        Error::all(problems)?;
+        if let Some(target) = std::env::var_os(EXPORT_GRAPH_ENV) {
+            export_and_exit(&self.ir(), &target);
+        }
+        Pipeline::new(self, graph)
+    }
+}
+
+impl Graph {
+    /// The graph IR (nodes, typed ports, edges, source locations), as `cargo daggr graph` prints it.
+    pub fn ir(&self) -> GraphIr {
+        let nodes = &self.nodes;
+        let port = |p: &crate::node::PortSpec, source: Option<String>| PortIr {
+            name: p.name.clone(),
+            ty: short_type_name(p.ty.name()),
+            source,
+        };
+        let mut edges = Vec::new();
+        let ir_nodes = nodes
+            .iter()
+            .map(|entry| {
+                let spec = entry.node.spec();
+                let inputs = spec
+                    .inputs
+                    .iter()
+                    .zip(&entry.bindings)
+                    .map(|(p, b)| match b {
+                        Binding::Port { node, port: out } => {
+                            let from = nodes[*node].node.spec();
+                            edges.push(EdgeIr {
+                                from: from.name.clone(),
+                                from_port: from.outputs[*out].name.clone(),
+                                to: spec.name.clone(),
+                                to_port: p.name.clone(),
+                                ty: short_type_name(p.ty.name()),
+                            });
+                            port(p, None)
+                        }
+                        Binding::Const(_) => port(p, Some("const".into())),
+                        Binding::Generated(g) => port(p, Some(format!("generated:{}", g.label))),
+                        Binding::Unbound => port(p, Some("unbound".into())),
+                    })
+                    .collect();
+                NodeIr {
+                    name: spec.name.clone(),
+                    kind: spec.kind.to_string(),
+                    inputs,
+                    outputs: spec.outputs.iter().map(|p| port(p, None)).collect(),
+                    location: Some(SourceLocation {
+                        file: entry.location.file().to_string(),
+                        line: entry.location.line(),
+                        column: entry.location.column(),
+                    }),
+                }
+            })
+            .collect();
+        GraphIr {
+            schema_version: daggr_codegen::ir::SCHEMA_VERSION,
+            name: self.name.clone(),
+            nodes: ir_nodes,
+            edges,
+        }
+    }
+}
+
+fn export_and_exit(ir: &GraphIr, target: &std::ffi::OsStr) -> ! {
+    let json = ir.to_json();
+    let result = if target == "-" {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(json.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush())
+    } else {
+        std::fs::write(target, json)
+    };
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!(
+                "daggr: cannot write the graph to {}: {e}",
+                target.to_string_lossy()
+            );
+            std::process::exit(2)
+        }
+    }
+}
+
+/// Orders the nodes of a strongly connected component along one loop.
+fn cycle_order(graph: &DiGraph<usize, (usize, usize)>, scc: &[NodeIndex]) -> Vec<usize> {
+    let mut order = vec![scc[0]];
+    let mut current = scc[0];
+    while let Some(next) = graph
+        .neighbors(current)
+        .find(|n| scc.contains(n) && (!order.contains(n) || *n == scc[0]))
+    {
+        if next == scc[0] {
+            break;
+        }
+        order.push(next);
+        current = next;
+    }
+    let mut out: Vec<usize> = order.into_iter().map(|n| n.index()).collect();
+    // Start from the lowest index so messages are stable.
+    if let Some(min_at) = out
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, n)| **n)
+        .map(|(i, _)| i)
+    {
+        out.rotate_left(min_at);
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Input,
+    Output,
+}
+
+fn port_index(spec: &NodeSpec, port: &str, direction: Direction) -> Result<usize, Error> {
+    let ports = match direction {
+        Direction::Input => &spec.inputs,
+        Direction::Output => &spec.outputs,
+    };
+    ports
+        .iter()
+        .position(|p| p.name == port)
+        .ok_or_else(|| Error::UnknownPort {
+            node: spec.name.clone(),
+            direction: match direction {
+                Direction::Input => "input",
+                Direction::Output => "output",
+            },
+            port: port.to_string(),
+            available: ports.iter().map(|p| p.name.clone()).collect(),
+            suggestion: suggest(port, ports.iter().map(|p| p.name.as_str())),
+        })
+}
