@@ -289,3 +289,12 @@ impl Error {
         }
     }
 }
+
+/// The message of a caught panic (`&str` and `String` payloads; others are "unknown panic").
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

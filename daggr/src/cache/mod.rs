@@ -16,10 +16,22 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 use ssri::Integrity;
 
-use crate::node::event::CacheSource;
+pub use crate::value::media::parse_integrity;
 use crate::value::media::Blob;
 use crate::value::{ContentHash, PortType, Value};
 use crate::Error;
+
+/// Where a cached result came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheSource {
+    /// This process's in-memory memo.
+    Memory,
+    /// The on-disk content-addressed store.
+    Disk,
+    /// The workspace's (or sheet's) own current result, whose key still matches.
+    Workspace,
+}
 
 /// Whether a stored record names a media blob (`"blob":"sha256-…"`, see [`crate::value::media`]).
 fn names_a_blob(record: &[u8]) -> bool {
@@ -909,24 +921,6 @@ fn integrity_of_content_path(path: &Path) -> Option<Integrity> {
     Integrity::from_hex(format!("{a}{b}{rest}"), algorithm).ok()
 }
 
-/// Parses an SRI integrity string strictly: one `sha256-` or `sha512-` hash whose base64
-/// digest has the right length. (ssri accepts digests it later cannot turn into a path.)
-pub fn parse_integrity(text: &str) -> Option<Integrity> {
-    let (algorithm, digest) = text.split_once('-')?;
-    let expected_len = match algorithm {
-        "sha256" => 44,
-        "sha512" => 88,
-        _ => return None,
-    };
-    let valid_char = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=';
-    if digest.len() != expected_len || !digest.bytes().all(valid_char) {
-        return None;
-    }
-    let sri: Integrity = text.parse().ok()?;
-    // to_hex panics on undecodable base64: check it decodes without panicking.
-    std::panic::catch_unwind(|| sri.to_hex()).ok()?;
-    Some(sri)
-}
 
 /// The default cache directory (see [`Cache::open_default`]).
 pub fn default_dir() -> PathBuf {

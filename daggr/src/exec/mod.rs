@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::error::{suggest, Error};
-use crate::node::event::{error_chain, CacheSource, Event, EventSender, LogBuffer, Logs};
+use crate::node::event::{error_chain, unix_ms, CacheSource, Event, EventSender, LogBuffer, Logs};
 use crate::graph::{Binding, Graph, Output};
 use crate::node::{CachePolicy, Inputs, Node, NodeContext};
 use crate::value::{ContentHash, PortValue, Value};
@@ -143,13 +143,6 @@ pub struct NodeFailure {
     pub logs: Arc<Logs>,
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// How a node fared in a run.
 #[derive(Clone, Debug)]
@@ -373,6 +366,15 @@ impl std::fmt::Debug for Pipeline {
             .field("name", &self.0.s.name)
             .field("nodes", &self.0.s.nodes.len())
             .finish()
+    }
+}
+
+impl Graph {
+    /// Validates the graph (duplicate names, unconnected inputs, cycles; every problem
+    /// at once) and returns a runnable pipeline.
+    pub fn build(self) -> Result<Pipeline, Error> {
+        let (graph, dag) = self.validate()?;
+        Pipeline::new(graph, dag)
     }
 }
 
@@ -699,7 +701,7 @@ impl Pipeline {
     /// Changes a pipeline input made with [`Graph::input`]. Its downstream cone becomes stale.
     pub fn set_input<T: PortValue>(&self, input: &Output<T>, value: T) -> Result<(), Error> {
         let spec = self.0.s.nodes[input.node].spec();
-        if spec.kind != "input" {
+        if spec.kind != crate::graph::INPUT_KIND {
             return Err(Error::UnknownPort {
                 node: spec.name.clone(),
                 direction: "input",
@@ -1061,7 +1063,7 @@ impl Executor {
                         }
                         Err(panic) => Err(Error::NodeFailed {
                             node: self.shared.s.names[n].to_string(),
-                            source: format!("panicked: {}", crate::kinds::fn_node::panic_message(panic)).into(),
+                            source: format!("panicked: {}", crate::error::panic_message(panic)).into(),
                         }),
                     };
                     self.finish(n, result, &mut ready);

@@ -11,8 +11,11 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::cache::Cache;
 use crate::error::{suggest, Error};
 use crate::node::{Node, NodeSpec, PortSpec};
-use crate::exec::Pipeline;
 use crate::value::{PortValue, Value};
+
+mod input;
+
+pub use input::INPUT_KIND;
 use daggr_codegen::ir::{short_type_name, EdgeIr, GraphIr, NodeIr, PortIr, SourceLocation};
 
 /// A typed handle to one output port of a node in a [`Graph`].
@@ -310,7 +313,7 @@ impl Graph {
     /// A named pipeline input with a default value; change it with [`Pipeline::set_input`].
     #[track_caller]
     pub fn input<T: PortValue>(&mut self, name: impl Into<String>, default: T) -> Output<T> {
-        let node = crate::kinds::fn_node::input_node::<T>(name.into());
+        let node = input::InputNode::<T>::new(name.into());
         self.add(node, (constant(default),))
     }
 
@@ -453,8 +456,9 @@ impl Graph {
     }
 
     /// Validates the graph (duplicate names, unconnected inputs, cycles; every problem
-    /// at once) and returns a runnable pipeline.
-    pub fn build(mut self) -> Result<Pipeline, Error> {
+    /// at once) and returns it with its edges as a petgraph, for the executor
+    /// (`Graph::build`, in the executor's layer, makes the pipeline).
+    pub(crate) fn validate(mut self) -> Result<(Graph, DiGraph<usize, (usize, usize)>), Error> {
         let mut problems = std::mem::take(&mut self.problems);
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for entry in &self.nodes {
@@ -500,7 +504,7 @@ impl Graph {
         if let Some(target) = std::env::var_os(EXPORT_GRAPH_ENV) {
             export_and_exit(&self.ir(), &target);
         }
-        Pipeline::new(self, graph)
+        Ok((self, graph))
     }
 }
 

@@ -191,7 +191,7 @@ async fn run_sync<T: Send + 'static>(
     if blocking {
         tokio::task::spawn_blocking(work).await.map_err(|e| {
             if e.is_panic() {
-                BoxError::from(format!("panicked: {}", panic_message(e.into_panic())))
+                BoxError::from(format!("panicked: {}", crate::error::panic_message(e.into_panic())))
             } else {
                 BoxError::from("the blocking task was cancelled")
             }
@@ -201,13 +201,6 @@ async fn run_sync<T: Send + 'static>(
     }
 }
 
-pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
 
 impl<Args: ArgTuple, R: PortValue> FnNode<Args, R> {
     fn spec_for(name: &str, identity: String) -> NodeSpec {
@@ -425,14 +418,3 @@ impl<Args: ArgTuple, R: PortValue> TypedNode for FnNode<Args, R> {
     }
 }
 
-/// The node behind [`crate::Graph::input`]: passes its constant through. It is cached like
-/// any node, so an unchanged input reports as cached and an edited one as computed.
-pub(crate) fn input_node<T: PortValue>(name: String) -> FnNode<(T,), T> {
-    let mut node = FnNode::<(T,), T>::sync(&name, |v: T| v)
-        .inputs(["value"])
-        .output_name("value")
-        .identity(format!("input:{}", std::any::type_name::<T>()))
-        .inline();
-    node.core.spec.kind = "input";
-    node
-}

@@ -8,18 +8,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+pub use crate::cache::CacheSource;
 use crate::value::ContentHash;
 
-/// Where a cached result came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheSource {
-    /// This process's in-memory memo.
-    Memory,
-    /// The on-disk content-addressed store.
-    Disk,
-    /// The workspace's (or sheet's) own current result, whose key still matches.
-    Workspace,
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// One event of a run. Node events carry the node's index and name, never the graph.
@@ -270,7 +268,7 @@ impl LogBuffer {
     /// Writes a line (a held-back progress update is superseded by it).
     pub(crate) fn write(&self, line: impl Into<String>) {
         let line = LogLine {
-            unix_ms: crate::exec::unix_ms(),
+            unix_ms: unix_ms(),
             line: clip(line.into()),
         };
         let mut state = self.state.lock().unwrap();
@@ -296,7 +294,7 @@ impl LogBuffer {
             text.push_str(message);
         }
         let line = LogLine {
-            unix_ms: crate::exec::unix_ms(),
+            unix_ms: unix_ms(),
             line: clip(text),
         };
         let now = Instant::now();

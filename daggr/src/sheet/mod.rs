@@ -202,7 +202,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
 }
 
 fn now_ms() -> i64 {
-    crate::exec::unix_ms() as i64
+    crate::node::event::unix_ms() as i64
 }
 
 /// One stored result, ready to insert (built on the executor's path, written by the writer).

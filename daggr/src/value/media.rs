@@ -196,7 +196,7 @@ impl Media {
     fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         let r = BlobRef::deserialize(d)?;
-        let integrity = crate::cache::parse_integrity(&r.blob)
+        let integrity = parse_integrity(&r.blob)
             .ok_or_else(|| D::Error::custom(format!("`{}` is not a content hash", r.blob)))?;
         let bytes = resolve(&integrity).map_err(D::Error::custom)?;
         if bytes.len() != r.size {
@@ -327,6 +327,26 @@ pub fn guess_mime(path: &Path) -> Option<&'static str> {
         "pdf" => "application/pdf",
         _ => return None,
     })
+}
+
+
+/// Parses an SRI integrity string strictly: one `sha256-` or `sha512-` hash whose base64
+/// digest has the right length. (ssri accepts digests it later cannot turn into a path.)
+pub fn parse_integrity(text: &str) -> Option<Integrity> {
+    let (algorithm, digest) = text.split_once('-')?;
+    let expected_len = match algorithm {
+        "sha256" => 44,
+        "sha512" => 88,
+        _ => return None,
+    };
+    let valid_char = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=';
+    if digest.len() != expected_len || !digest.bytes().all(valid_char) {
+        return None;
+    }
+    let sri: Integrity = text.parse().ok()?;
+    // to_hex panics on undecodable base64: check it decodes without panicking.
+    std::panic::catch_unwind(|| sri.to_hex()).ok()?;
+    Some(sri)
 }
 
 #[cfg(test)]
