@@ -120,11 +120,6 @@ impl LiveLog {
         self.inner.lock().unwrap().next_id
     }
 
-    /// Whether a run is in progress.
-    pub fn running(&self) -> bool {
-        self.inner.lock().unwrap().running
-    }
-
     /// A node's live state.
     pub fn node(&self, name: &str) -> NodeLive {
         let inner = self.inner.lock().unwrap();

@@ -16,8 +16,8 @@
 
 mod api;
 mod assets;
-pub mod layout;
-pub mod live;
+mod layout;
+mod live;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
