@@ -134,11 +134,13 @@ async fn a_graph_assembled_at_run_time_runs_and_gives_typed_handles() {
     let mut g = Graph::new("dynamic").cache(cache);
     let a = g.add_dyn(sum_node("a", &["x", "y"]));
     let b = g.add_dyn(sum_node("b", &["x"]));
-    g.set_const_dyn(a, "x", Value::new(2u64).unwrap()).unwrap();
-    g.set_const_dyn(a, "y", Value::new(40u64).unwrap()).unwrap();
+    g.set_constant_value(a, "x", Value::new(2u64).unwrap())
+        .unwrap();
+    g.set_constant_value(a, "y", Value::new(40u64).unwrap())
+        .unwrap();
     g.connect_dyn(a, "sum", b, "x").unwrap();
     assert!(g
-        .set_const_dyn(b, "x", Value::new("no".to_string()).unwrap())
+        .set_constant_value(b, "x", Value::new("no".to_string()).unwrap())
         .is_err());
     let out = g.output::<u64>(b, "sum").unwrap();
     assert!(g.output::<String>(b, "sum").is_err());

@@ -9,8 +9,9 @@ use std::process::{Command, Output};
 mod cargo_daggr_bin;
 
 fn sample(version: &str) -> PathBuf {
-    cargo_daggr_bin::workspace()
-        .join(format!("daggr-codegen/tests/data/gradio_info/codegen_app-{version}.json"))
+    cargo_daggr_bin::workspace().join(format!(
+        "daggr-codegen/tests/data/gradio_info/codegen_app-{version}.json"
+    ))
 }
 
 fn cargo_daggr(args: &[&str]) -> Output {

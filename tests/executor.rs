@@ -818,7 +818,7 @@ async fn a_fingerprint_learnt_at_run_time_keys_the_cache() {
             asked: asked.clone(),
             calls: calls.clone(),
         });
-        g.set_const_dyn(node, "x", daggr::Value::new(21u64).unwrap())
+        g.set_constant_value(node, "x", daggr::Value::new(21u64).unwrap())
             .unwrap();
         g.build().unwrap()
     };
@@ -1181,4 +1181,171 @@ async fn a_failure_event_reports_the_nodes_own_time_not_the_runs() {
     let elapsed = failed.expect("a NodeFailed event");
     assert!(elapsed < Duration::from_millis(250), "{elapsed:?}");
     assert!(report.elapsed >= Duration::from_millis(300));
+}
+
+/// A `tracing` subscriber that keeps every span's name, parent and fields (as text), so a
+/// test can read what a user's subscriber would be shown.
+mod spans {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    #[derive(Clone, Debug)]
+    pub struct Span {
+        pub id: u64,
+        pub name: &'static str,
+        pub parent: Option<u64>,
+        pub fields: HashMap<String, String>,
+    }
+
+    impl Span {
+        pub fn field(&self, name: &str) -> Option<&str> {
+            self.fields.get(name).map(String::as_str)
+        }
+    }
+
+    #[derive(Clone, Default)]
+    pub struct Collector(Arc<Mutex<Vec<Span>>>);
+
+    impl Collector {
+        /// The spans so far, in creation order (a span's id is its position, from 1).
+        pub fn spans(&self) -> Vec<Span> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    struct Fields<'a>(&'a mut HashMap<String, String>);
+
+    impl Visit for Fields<'_> {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_string(), value.to_string());
+        }
+        // Display fields (`%name`) arrive here too, and print as themselves.
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0
+                .insert(field.name().to_string(), format!("{value:?}"));
+        }
+    }
+
+    impl Subscriber for Collector {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+            let mut spans = self.0.lock().unwrap();
+            let mut span = Span {
+                id: spans.len() as u64 + 1,
+                name: attrs.metadata().name(),
+                parent: attrs.parent().map(Id::into_u64),
+                fields: HashMap::new(),
+            };
+            attrs.record(&mut Fields(&mut span.fields));
+            spans.push(span);
+            Id::from_u64(spans.len() as u64)
+        }
+        fn record(&self, span: &Id, values: &Record<'_>) {
+            let mut spans = self.0.lock().unwrap();
+            let span = &mut spans[span.into_u64() as usize - 1];
+            values.record(&mut Fields(&mut span.fields));
+        }
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+}
+
+/// The node spans of the run span `run`, by node name.
+fn node_spans(all: &[spans::Span], run: &spans::Span) -> Vec<(String, spans::Span)> {
+    all.iter()
+        .filter(|s| s.name == "node" && s.parent == Some(run.id))
+        .map(|s| (s.field("node").unwrap_or_default().to_string(), s.clone()))
+        .collect()
+}
+
+// A current-thread runtime: the subscriber is this thread's default, and the executor
+// creates its spans on the thread running the run.
+#[tokio::test]
+async fn runs_and_nodes_are_traced_with_their_cache_outcome() {
+    let collector = spans::Collector::default();
+    let _default = tracing::subscriber::set_default(collector.clone());
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("traced").cache(cache);
+    let x = g.input("x", 2u64);
+    let tries = Calls::default();
+    let t = tries.clone();
+    let flaky = g.add(
+        FnNode::try_sync("flaky", move |x: u64| {
+            t.hit();
+            if t.get() == 1 {
+                Err(std::io::Error::other("first try fails"))
+            } else {
+                Ok(x + 1)
+            }
+        })
+        .retry(RetryPolicy::new(1, Duration::from_millis(1))),
+        (x,),
+    );
+    let double = g.add(FnNode::sync("double", |x: u64| x * 2), (flaky,));
+    let broken = g.add(
+        FnNode::try_sync("broken", |_: u64| -> Result<u64, std::io::Error> {
+            Err(std::io::Error::other("disk on fire"))
+        }),
+        (x,),
+    );
+    g.add(FnNode::sync("after_broken", |x: u64| x), (broken,));
+    let pipeline = g.build().unwrap();
+
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&double).unwrap(), 6);
+    let all = collector.spans();
+    let runs: Vec<_> = all.iter().filter(|s| s.name == "run").collect();
+    assert_eq!(runs.len(), 1, "{all:#?}");
+    let run = runs[0];
+    assert_eq!(run.field("pipeline"), Some("traced"));
+    assert_eq!(run.field("run"), Some("1"));
+    assert_eq!(run.field("scope"), Some("all"));
+    assert_eq!(run.field("computed"), Some("3"));
+    assert_eq!(run.field("failed"), Some("1"));
+    assert_eq!(run.field("skipped"), Some("1"));
+    assert_eq!(run.field("cancelled"), Some("false"));
+    let nodes = node_spans(&all, run);
+    let names: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 5, "one span per node: {names:?}");
+    let node = |name: &str| &nodes.iter().find(|(n, _)| n == name).unwrap().1;
+    for name in ["x", "flaky", "double", "broken", "after_broken"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    assert_eq!(node("x").field("outcome"), Some("computed"));
+    assert_eq!(node("flaky").field("outcome"), Some("computed"));
+    assert_eq!(node("flaky").field("attempt"), Some("2"));
+    assert_eq!(node("double").field("attempt"), Some("1"));
+    assert_eq!(node("broken").field("outcome"), Some("failed"));
+    assert!(node("broken")
+        .field("error")
+        .is_some_and(|e| e.contains("disk on fire")));
+    assert_eq!(node("after_broken").field("outcome"), Some("skipped"));
+    assert_eq!(node("after_broken").field("attempt"), None);
+
+    // A rerun finds the workspace's own results; another workspace, the cache's memory.
+    pipeline.run(Scope::to(double)).await.unwrap();
+    pipeline.new_workspace().run(Scope::All).await.unwrap();
+    assert_eq!(tries.get(), 2);
+    let all = collector.spans();
+    let runs: Vec<_> = all.iter().filter(|s| s.name == "run").collect();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[1].field("scope"), Some("to double"));
+    assert_eq!(runs[1].field("cached"), Some("3"));
+    let rerun = node_spans(&all, runs[1]);
+    assert_eq!(rerun.len(), 3);
+    for (name, span) in &rerun {
+        assert_eq!(span.field("outcome"), Some("workspace"), "{name}");
+        assert_eq!(span.field("attempt"), None, "{name} did not run");
+    }
+    let fresh = node_spans(&all, runs[2]);
+    let double = &fresh.iter().find(|(n, _)| n == "double").unwrap().1;
+    assert_eq!(double.field("outcome"), Some("memory"));
 }

@@ -10,9 +10,9 @@
 //! The snapshot names the app `http://127.0.0.1:7860`; the fixture runs on a free port,
 //! which the test reaches with the bindings' `App::at(url)`.
 
-mod gradio_support;
 #[path = "common/cargo_daggr.rs"]
 mod cargo_daggr_bin;
+mod gradio_support;
 
 use std::path::PathBuf;
 use std::process::Command;

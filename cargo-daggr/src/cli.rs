@@ -1,20 +1,23 @@
 //! `cargo daggr`: the command-line tool. `cargo daggr graph` prints a pipeline's graph as
 //! JSON (the IR), DOT or Mermaid, either by building the target and asking it (the
 //! `DAGGR_EXPORT_GRAPH` handshake: the program writes its graph when it builds a pipeline
-//! and exits before any other work) or, with `--static`, by parsing the sources with syn.
-//! `cargo daggr codegen gradio` writes typed bindings for a Gradio app's endpoints (see
-//! [`daggr_codegen::gradio`]), from the app's live API description or a saved one.
+//! and exits before any other work) or, with `--static`, by reading the sources
+//! ([`daggr_codegen::static_graph`]). `cargo daggr codegen gradio` writes typed bindings
+//! for a Gradio app's endpoints ([`daggr_codegen::gradio`]), from the app's live API
+//! description (asked through the runtime's Gradio client, see [`crate::app`]) or a
+//! saved one.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use cargo_metadata::{Message, Metadata, MetadataCommand, Package, Target as CargoTarget};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::fetch::{FetchError, Fetcher};
+use daggr::hf::hub::{default_hub, Target};
+use daggr::hf::HfToken;
 use daggr_codegen::gradio;
 use daggr_codegen::ir::GraphIr;
-use daggr::hf::hub::Target;
+use daggr_codegen::static_graph::{StaticGraphError, StaticSources};
 
 /// The environment variable of the graph handshake (the runtime reads it in `Graph::build`).
 pub const EXPORT_GRAPH_ENV: &str = "DAGGR_EXPORT_GRAPH";
@@ -163,26 +166,21 @@ pub enum CliError {
     /// The target ran but never built a pipeline.
     #[error("{0} never built a daggr pipeline (no graph was written); does it call `Graph::build`, `new()` or `build()` on a pipeline?")]
     NoGraph(String),
-    /// No `pipeline!` was found in the sources.
-    #[error("no `pipeline!` found in {0}")]
-    NoPipeline(String),
-    /// A named pipeline is not among those found.
-    #[error("no pipeline named `{name}`; found: {found}")]
-    UnknownPipeline {
-        /// The name asked for.
-        name: String,
-        /// The names found.
-        found: String,
-    },
+    /// The sources could not be read, or hold no (such) pipeline.
+    #[error(transparent)]
+    Static(#[from] StaticGraphError),
     /// Reading or parsing a file failed.
     #[error("{0}")]
     Io(String),
     /// The target ran past `--timeout` without building a pipeline, and was stopped.
     #[error("{0} did not build a daggr pipeline within {1} s and was stopped; does it wait for something (input, the network, a server) before building it? Raise --timeout, or use --static")]
     Timeout(String, u64),
+    /// The app is neither a Space id nor a URL.
+    #[error("{0}")]
+    Source(String),
     /// The app or its API description could not be had.
     #[error(transparent)]
-    Fetch(#[from] crate::fetch::FetchError),
+    App(#[from] crate::app::AppError),
     /// No bindings could be generated from the API description.
     #[error(transparent)]
     Codegen(#[from] gradio::CodegenError),
@@ -263,10 +261,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 pub fn codegen_gradio(args: &GradioArgs) -> Result<(), CliError> {
     // The bindings name the app as the runtime parses it: a Space id, or a URL with no
     // trailing slash.
-    let src = Target::parse(&args.src)
-        .map_err(FetchError::Source)?
-        .key()
-        .to_string();
+    let target = Target::parse(&args.src).map_err(CliError::Source)?;
+    let src = target.key().to_string();
     let (info, version) = match &args.info {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -276,7 +272,12 @@ pub fn codegen_gradio(args: &GradioArgs) -> Result<(), CliError> {
             (info, None)
         }
         None => {
-            let api = Fetcher::new(std::time::Duration::from_secs(args.timeout)).app_api(&src)?;
+            let api = crate::app::app_api(
+                &target,
+                &default_hub(),
+                HfToken::from_env(),
+                std::time::Duration::from_secs(args.timeout),
+            )?;
             (api.info, api.version)
         }
     };
@@ -331,22 +332,21 @@ pub fn built_graph(args: &GraphArgs) -> Result<GraphIr, CliError> {
     };
     let wanted_name = args.example.as_ref().or(args.bin.as_ref());
     let mut executables = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+    for message in Message::parse_stream(output.stdout.as_slice()).flatten() {
+        let Message::CompilerArtifact(artifact) = message else {
             continue;
         };
-        if message["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let (Some(exe), Some(kinds)) = (
-            message["executable"].as_str(),
-            message["target"]["kind"].as_array(),
-        ) else {
+        let Some(exe) = artifact.executable else {
             continue;
         };
-        let name = message["target"]["name"].as_str().unwrap_or("");
-        if kinds.iter().any(|k| k == wanted_kind) && wanted_name.is_none_or(|w| w == name) {
-            executables.push((name.to_string(), PathBuf::from(exe)));
+        let target = &artifact.target;
+        let kind_matches = if args.example.is_some() {
+            target.is_example()
+        } else {
+            target.is_bin()
+        };
+        if kind_matches && wanted_name.is_none_or(|w| *w == target.name) {
+            executables.push((target.name.clone(), exe.into_std_path_buf()));
         }
     }
     let (name, exe) = match executables.len() {
@@ -415,66 +415,158 @@ fn run_with_timeout(
     }
 }
 
-/// The package directory and the source files to parse for `--static`.
-fn static_sources(args: &GraphArgs) -> Result<Vec<PathBuf>, CliError> {
-    let mut meta = cargo();
-    meta.args(["metadata", "--no-deps", "--format-version", "1"]);
+/// `cargo metadata` of the workspace `args` point at (no dependencies).
+fn metadata(args: &GraphArgs) -> Result<Metadata, CliError> {
+    let mut command = MetadataCommand::new();
+    command.no_deps();
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        command.cargo_path(cargo);
+    }
     if let Some(m) = &args.manifest_path {
-        meta.arg("--manifest-path").arg(m);
+        command.manifest_path(m);
     }
-    let output = meta
-        .output()
-        .map_err(|e| CliError::Cargo(format!("metadata: {e}")))?;
-    if !output.status.success() {
-        return Err(CliError::Cargo(format!(
-            "metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )));
-    }
-    let meta: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| CliError::Cargo(format!("metadata: {e}")))?;
-    let packages = meta["packages"].as_array().cloned().unwrap_or_default();
-    let package = match &args.package {
-        Some(p) => packages.iter().find(|x| x["name"] == p.as_str()),
-        None => {
-            let root = meta["resolve"]["root"].as_str().unwrap_or("");
-            packages
-                .iter()
-                .find(|x| x["id"] == root)
-                .or_else(|| packages.iter().find(|x| x["name"] == "daggr"))
-                .or_else(|| packages.first())
+    let mut options = Vec::new();
+    for (on, flag) in [(args.locked, "--locked"), (args.offline, "--offline")] {
+        if on {
+            options.push(flag.to_string());
         }
     }
-    .ok_or_else(|| CliError::Cargo("no such package".into()))?;
-    let mut files = Vec::new();
-    let mut lib_dir = None;
-    for target in package["targets"].as_array().into_iter().flatten() {
-        let kinds: Vec<&str> = target["kind"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|k| k.as_str())
-            .collect();
-        let path = PathBuf::from(target["src_path"].as_str().unwrap_or(""));
-        let name = target["name"].as_str().unwrap_or("");
-        let selected = match (&args.example, &args.bin) {
-            (Some(e), _) => kinds.contains(&"example") && name == e,
-            (_, Some(b)) => kinds.contains(&"bin") && name == b,
-            _ => kinds.contains(&"bin"),
+    command.other_options(options);
+    command
+        .exec()
+        .map_err(|e| CliError::Cargo(format!("metadata: {e}")))
+}
+
+/// The manifest cargo reads: `--manifest-path`, else the nearest `Cargo.toml` at or above
+/// the current directory.
+fn manifest(args: &GraphArgs) -> Option<PathBuf> {
+    let path = match &args.manifest_path {
+        Some(m) => m.clone(),
+        None => std::env::current_dir()
+            .ok()?
+            .ancestors()
+            .map(|d| d.join("Cargo.toml"))
+            .find(|m| m.is_file())?,
+    };
+    std::fs::canonicalize(&path).ok().or(Some(path))
+}
+
+/// The packages cargo would choose without `--package`: the manifest's own package, or,
+/// for a virtual manifest (a workspace root that is no package), the workspace's default
+/// members.
+fn current_packages<'m>(meta: &'m Metadata, manifest: Option<&Path>) -> Vec<&'m Package> {
+    let members = meta.workspace_packages();
+    let own = manifest.and_then(|m| {
+        members.iter().copied().find(|p| {
+            let path = p.manifest_path.as_std_path();
+            std::fs::canonicalize(path).is_ok_and(|p| p == m) || path == m
+        })
+    });
+    match own {
+        Some(package) => vec![package],
+        None if meta.workspace_default_members.is_available() => meta.workspace_default_packages(),
+        None => members,
+    }
+}
+
+/// The package and target files `--static` reads: the selected example or binary (all
+/// binaries when none is named) and the package's library, whose `#[fn_node]`
+/// functions give port types.
+fn static_sources(args: &GraphArgs) -> Result<Vec<PathBuf>, CliError> {
+    let meta = metadata(args)?;
+    let candidates: Vec<&Package> = match &args.package {
+        Some(name) => {
+            let package = meta
+                .workspace_packages()
+                .into_iter()
+                .find(|p| p.name.as_str() == name.as_str())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = meta
+                        .workspace_packages()
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect();
+                    CliError::Cargo(format!(
+                        "no package `{name}` in the workspace (its packages: {})",
+                        names.join(", ")
+                    ))
+                })?;
+            vec![package]
+        }
+        None => current_packages(&meta, manifest(args).as_deref()),
+    };
+    let (kind, wanted) = match (&args.example, &args.bin) {
+        (Some(e), _) => ("example", Some(e.as_str())),
+        (_, Some(b)) => ("bin", Some(b.as_str())),
+        _ => ("bin", None),
+    };
+    let selected = |t: &CargoTarget| {
+        let kind_matches = if kind == "example" {
+            t.is_example()
+        } else {
+            t.is_bin()
         };
-        if kinds.contains(&"lib") {
-            lib_dir = path.parent().map(Path::to_path_buf);
+        kind_matches && wanted.is_none_or(|w| t.name == w)
+    };
+    let mut found: Vec<(&Package, Vec<&CargoTarget>)> = candidates
+        .iter()
+        .map(|p| (*p, p.targets.iter().filter(|t| selected(t)).collect()))
+        .filter(|(_, targets): &(&Package, Vec<&CargoTarget>)| !targets.is_empty())
+        .collect();
+    let shown = |packages: &[&Package]| {
+        packages
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (package, targets) = match found.len() {
+        1 => found.remove(0),
+        // No binary to read, only a library: its `pipeline!`s.
+        0 if wanted.is_none() && candidates.len() == 1 => (candidates[0], Vec::new()),
+        0 => {
+            let what = match wanted {
+                Some(w) => format!("{kind} target `{w}`"),
+                None => "bin target".to_string(),
+            };
+            return Err(CliError::Cargo(format!(
+                "no {what} in package {}",
+                shown(&candidates)
+            )));
         }
-        if selected {
-            files.push(path);
+        _ => {
+            let packages: Vec<&Package> = found.iter().map(|(p, _)| *p).collect();
+            return Err(CliError::Cargo(format!(
+                "several packages have {kind} targets ({}): choose one with --package",
+                shown(&packages)
+            )));
         }
-    }
-    if files.is_empty() && (args.example.is_some() || args.bin.is_some()) {
-        return Err(CliError::Cargo("no such target".into()));
-    }
-    // `#[fn_node]` functions may live in the library: parse it too, for port types.
-    if let Some(dir) = lib_dir {
-        collect_rs(&dir, &mut files);
+    };
+    let mut files: Vec<PathBuf> = targets
+        .iter()
+        .map(|t| t.src_path.clone().into_std_path_buf())
+        .collect();
+    // `#[fn_node]` functions may live in the library: read it too, for port types.
+    let lib = package
+        .targets
+        .iter()
+        .find(|t| t.is_lib() || t.is_rlib() || t.is_proc_macro());
+    if let Some(dir) = lib.and_then(|t| t.src_path.parent()) {
+        let mut library = Vec::new();
+        collect_rs(dir.as_std_path(), &mut library);
+        // A library beside other targets' files (`lib.rs` and the examples in one
+        // directory): only the targets chosen are read.
+        let others: Vec<&Path> = package
+            .targets
+            .iter()
+            .filter(|t| !t.is_lib() && !t.is_rlib() && !t.is_proc_macro())
+            .map(|t| t.src_path.as_std_path())
+            .collect();
+        for file in library {
+            if !files.contains(&file) && !others.contains(&file.as_path()) {
+                files.push(file);
+            }
+        }
     }
     Ok(files)
 }
@@ -488,102 +580,28 @@ fn collect_rs(dir: &Path, into: &mut Vec<PathBuf>) {
     for path in entries {
         if path.is_dir() {
             collect_rs(&path, into);
-        } else if path.extension().is_some_and(|e| e == "rs") && !into.contains(&path) {
+        } else if path.extension().is_some_and(|e| e == "rs") {
             into.push(path);
         }
     }
 }
 
-/// Parses the target's sources for `#[fn_node]` functions and `pipeline!` invocations.
+/// Reads the target's sources for `#[fn_node]` functions and `pipeline!` invocations.
 pub fn static_graph(args: &GraphArgs) -> Result<GraphIr, CliError> {
     let files = static_sources(args)?;
-    static_graph_of_files(&files, args.pipeline.as_deref())
-}
-
-/// The static graph of the `pipeline!` found in `files` (the one named `pipeline`, if given).
-pub fn static_graph_of_files(
-    files: &[PathBuf],
-    pipeline: Option<&str>,
-) -> Result<GraphIr, CliError> {
-    use syn::visit::Visit;
-
-    struct Finder {
-        signatures: HashMap<String, daggr_codegen::fn_node::FnSignature>,
-        pipelines: Vec<daggr_codegen::pipeline::PipelineDef>,
-        errors: Vec<String>,
+    let mut sources = StaticSources::new();
+    for file in &files {
+        sources.add_file(file)?;
     }
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
-            if let Some(sig) = daggr_codegen::fn_node::signature(item) {
-                self.signatures.insert(item.sig.ident.to_string(), sig);
-            }
-            syn::visit::visit_item_fn(self, item);
-        }
-        fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-            if mac
-                .path
-                .segments
-                .last()
-                .is_some_and(|s| s.ident == "pipeline")
-            {
-                match syn::parse2::<daggr_codegen::pipeline::PipelineDef>(mac.tokens.clone()) {
-                    Ok(def) => self.pipelines.push(def),
-                    Err(e) => self.errors.push(e.to_string()),
-                }
-            }
-        }
+    let names = sources.pipeline_names();
+    if args.pipeline.is_none() && names.len() > 1 {
+        eprintln!(
+            "cargo daggr: several pipelines ({}); showing `{}` (choose with --pipeline)",
+            names.join(", "),
+            names[0]
+        );
     }
-    let mut finder = Finder {
-        signatures: HashMap::new(),
-        pipelines: Vec::new(),
-        errors: Vec::new(),
-    };
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| CliError::Io(format!("reading {}: {e}", file.display())))?;
-        let ast = syn::parse_file(&text)
-            .map_err(|e| CliError::Io(format!("parsing {}: {e}", file.display())))?;
-        finder.visit_file(&ast);
-    }
-    let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    if finder.pipelines.is_empty() {
-        let why = if finder.errors.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", finder.errors.join("; "))
-        };
-        return Err(CliError::NoPipeline(format!("{}{why}", shown.join(", "))));
-    }
-    let names: Vec<String> = finder
-        .pipelines
-        .iter()
-        .map(|p| p.name.to_string())
-        .collect();
-    let def = match pipeline {
-        Some(name) => finder
-            .pipelines
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| CliError::UnknownPipeline {
-                name: name.to_string(),
-                found: names.join(", "),
-            })?,
-        None => {
-            if finder.pipelines.len() > 1 {
-                eprintln!(
-                    "cargo daggr: several pipelines ({}); showing `{}` (choose with --pipeline)",
-                    names.join(", "),
-                    names[0]
-                );
-            }
-            &finder.pipelines[0]
-        }
-    };
-    let signatures = &finder.signatures;
-    Ok(def.static_ir(&|path| {
-        let name = path.segments.last()?.ident.to_string();
-        signatures.get(&name).cloned()
-    }))
+    Ok(sources.graph(args.pipeline.as_deref())?)
 }
 
 #[cfg(test)]
@@ -672,36 +690,55 @@ mod tests {
         assert_eq!(gradio.timeout, 120);
     }
 
+    fn graph_args(args: &[&str]) -> GraphArgs {
+        let Cli::Daggr(parsed) = Cli::parse_from(
+            ["cargo-daggr", "daggr", "graph"]
+                .iter()
+                .chain(args)
+                .copied(),
+        );
+        let DaggrCommand::Graph(graph) = parsed.command else {
+            panic!("parsed as graph");
+        };
+        graph
+    }
+
     #[test]
-    fn static_parsing_finds_pipelines_and_port_types() {
-        let dir = std::env::temp_dir().join(format!("daggr-static-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("main.rs");
-        std::fs::write(
-            &file,
-            r#"
-            #[fn_node] fn shout(text: String) -> String { text }
-            #[fn_node(outputs(n, m))] fn pair(text: String) -> (u32, Vec<u8>) { (text.len() as u32, text.into_bytes()) }
-            daggr::pipeline! {
-                pub struct Flow {
-                    inputs { text: String = String::new() }
-                    nodes { loud = shout(text: text); p = pair(text: loud); }
-                }
-            }
-            fn main() {}
-            "#,
-        )
-        .unwrap();
-        let ir = static_graph_of_files(std::slice::from_ref(&file), None).unwrap();
-        assert_eq!(ir.name, "Flow");
-        let p = ir.nodes.iter().find(|n| n.name == "p").unwrap();
-        assert_eq!(p.outputs[1].ty, "Vec<u8>");
-        assert_eq!(ir.edges.len(), 2);
-        assert_eq!(ir.edges[1].ty, "String");
-        assert!(matches!(
-            static_graph_of_files(&[file], Some("Other")),
-            Err(CliError::UnknownPipeline { .. })
-        ));
-        let _ = std::fs::remove_dir_all(dir);
+    fn static_sources_in_a_virtual_workspace() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let manifest = root.join("Cargo.toml");
+        let manifest = manifest.to_str().unwrap();
+        let args = graph_args(&[
+            "--static",
+            "--example",
+            "quickstart",
+            "--manifest-path",
+            manifest,
+        ]);
+        let files = static_sources(&args).unwrap();
+        assert!(files[0].ends_with("examples/quickstart.rs"), "{files:?}");
+        assert!(
+            files.iter().any(|f| f.ends_with("examples/lib.rs")),
+            "{files:?}"
+        );
+        assert!(
+            !files.iter().any(|f| f.ends_with("examples/llm_chain.rs")),
+            "other examples are not read: {files:?}"
+        );
+
+        let args = graph_args(&["--static", "--example", "nope", "--manifest-path", manifest]);
+        let err = static_sources(&args).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cargo no example target `nope` in package "),
+            "{err}"
+        );
+        assert!(err.contains("daggr-examples"), "{err}");
+
+        let args = graph_args(&["--static", "-p", "nope", "--manifest-path", manifest]);
+        let err = static_sources(&args).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cargo no package `nope` in the workspace (its packages: "),
+            "{err}"
+        );
     }
 }

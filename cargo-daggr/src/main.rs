@@ -2,8 +2,8 @@
 //! or by reading its sources) and generate typed bindings for Gradio apps. Cargo runs
 //! this binary as `cargo-daggr daggr …`.
 
+mod app;
 mod cli;
-mod fetch;
 
 use clap::Parser;
 

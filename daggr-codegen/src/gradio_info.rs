@@ -248,5 +248,4 @@ mod tests {
             Err("expected a JSON object, got an array".into())
         );
     }
-
 }

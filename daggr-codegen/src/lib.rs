@@ -7,8 +7,8 @@
 #![warn(missing_docs)]
 
 pub mod gradio;
-pub mod ir;
 pub mod gradio_info;
+pub mod ir;
 
 #[cfg(feature = "macros")]
 pub mod fn_node;
@@ -18,6 +18,8 @@ pub mod options;
 pub mod outputs;
 #[cfg(feature = "macros")]
 pub mod pipeline;
+#[cfg(feature = "macros")]
+pub mod static_graph;
 
 /// The closest candidate to `name`, when one is close enough to be a likely typo. The
 /// "did you mean" of the runtime, the macros and `cargo daggr` alike: one rule, so the

@@ -183,6 +183,7 @@ pub enum Error {
         source: Box<cacache::Error>,
     },
     /// The sheet database failed.
+    #[cfg(feature = "sheets")]
     #[error("sheet database {path}: {source}")]
     Sheet {
         /// The database file.
@@ -217,6 +218,15 @@ pub enum Error {
     SheetExists {
         /// The name.
         name: String,
+    },
+    /// Something that needs a Cargo feature daggr was built without (the inspector, sheets,
+    /// a remote node kind).
+    #[error("daggr was built without the `{feature}` feature, which {what} needs; enable it in Cargo.toml (daggr = {{ features = [\"{feature}\"] }})")]
+    FeatureDisabled {
+        /// The feature.
+        feature: &'static str,
+        /// What needs it (`Pipeline::launch`, …).
+        what: &'static str,
     },
     /// A file-system error outside cacache (creating the cache directory, reading media files).
     #[error("{context}: {source}")]

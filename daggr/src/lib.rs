@@ -22,47 +22,82 @@
 //! assert_eq!(*report.value(&words)?, 2);
 //! # Ok(()) }
 //! ```
+//!
+//! ## Cargo features
+//!
+//! All on by default. With `default-features = false`, Rust function nodes (`#[fn_node]`,
+//! [`pipeline!`], the builder API) and the disk cache remain, without an HTTP client, an
+//! HTTP server or SQLite.
+//!
+//! - `gradio`: Gradio apps as nodes (`GradioNode`); an HTTP client (reqwest, rustls).
+//! - `inference`: inference endpoints as nodes (`InferenceNode`); the same client.
+//! - `sheets`: named input sets and run history in SQLite (`daggr::sheet`).
+//! - `inspector` (implies `sheets`): the local web UI (`launch()`); an HTTP server (axum).
+//!   Without it, `launch()` returns [`Error::FeatureDisabled`].
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// The docs link the remote kinds (`GradioNode`, `InferenceNode`) where they fit; a build
+// without them has nothing to link to (the default build's docs are checked for broken links).
+#![cfg_attr(
+    not(all(feature = "gradio", feature = "inference")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 extern crate self as daggr;
 
 // The layers, bottom to top; a module names only modules above it in this list (checked
 // by tests/layers.rs): errors; values and media; the cache; the node contract and its
 // events; the graph; the executor; the node kinds; sheets; the inspector.
-mod error;
-mod value;
 pub mod cache;
-mod node;
-mod graph;
+mod error;
 mod exec;
-mod kinds;
-pub mod sheet;
+mod graph;
+#[cfg(feature = "inspector")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inspector")))]
 pub mod inspector;
+mod kinds;
 mod macro_support;
+mod node;
+#[cfg(feature = "sheets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sheets")))]
+pub mod sheet;
+mod value;
 
-pub use kinds::{gradio, hf, inference};
+#[cfg(feature = "gradio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gradio")))]
+pub use kinds::gradio;
+#[cfg(any(feature = "gradio", feature = "inference"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "gradio", feature = "inference"))))]
+pub use kinds::hf;
+#[cfg(feature = "inference")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inference")))]
+pub use kinds::inference;
 pub use node::event;
 pub use value::media;
 
-pub use exec::alone::run_alone;
 pub use cache::{Cache, CacheKey, KeyPreimage};
 pub use error::{BoxError, Error};
 pub use event::{CacheSource, Event};
-pub use kinds::fn_node::{AsyncCtxFn, AsyncFn, FnNode, NodeCore, SyncCtxFn, SyncFn};
+pub use exec::alone::run_alone;
+pub use exec::{
+    NodeFailure, NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunHandle, RunReport,
+    Scope, TerminalProgress,
+};
+#[cfg(feature = "gradio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gradio")))]
 pub use gradio::GradioNode;
 pub use graph::{
     constant, generated, now_unix_ms, random_seed, ArgTuple, Generator, Graph, IntoSource,
     IntoSources, NodeId, Output, Source, TypedNode, EXPORT_GRAPH_ENV,
 };
+#[cfg(feature = "inference")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inference")))]
 pub use inference::InferenceNode;
+pub use kinds::fn_node::{AsyncCtxFn, AsyncFn, FnNode, NodeCore, SyncCtxFn, SyncFn};
 pub use media::{Audio, File, Image, Video};
 pub use node::{
     CachePolicy, Configure, Inputs, Node, NodeConfig, NodeContext, NodeSpec, PortSpec, RetryPolicy,
-};
-pub use exec::{
-    NodeFailure, NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunHandle, RunReport,
-    Scope, TerminalProgress,
 };
 pub use value::{ContentHash, PortType, PortValue, Value};
 

@@ -187,3 +187,20 @@ impl<T> FieldPorts<T> {
         (self.split)(value, node)
     }
 }
+
+/// `Pipeline::launch` when daggr is built without the inspector: `pipeline!` types call it
+/// in every build (their code is compiled with the user's features, not daggr's), so it
+/// exists and says which feature is missing.
+#[cfg(not(feature = "inspector"))]
+impl crate::Pipeline {
+    /// Serves the inspector: not in this build, so an [`Error::FeatureDisabled`]
+    /// naming the `inspector` feature.
+    ///
+    /// [`Error::FeatureDisabled`]: crate::Error::FeatureDisabled
+    pub async fn launch(&self) -> Result<(), crate::Error> {
+        Err(crate::Error::FeatureDisabled {
+            feature: "inspector",
+            what: "`launch()` (the inspector)",
+        })
+    }
+}

@@ -44,7 +44,12 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The layer a file belongs to: its first path component under `src/`.
 fn module_of(file: &Path) -> String {
     let rel = file.strip_prefix(src()).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     first.trim_end_matches(".rs").to_string()
 }
 
@@ -124,7 +129,13 @@ fn root_names() -> BTreeMap<String, String> {
         };
         for item in items.split(',') {
             let item = item.trim();
-            let name = item.rsplit(" as ").next().unwrap().rsplit("::").next().unwrap();
+            let name = item
+                .rsplit(" as ")
+                .next()
+                .unwrap()
+                .rsplit("::")
+                .next()
+                .unwrap();
             let name = name.trim();
             if !name.is_empty() && name != "self" {
                 names.insert(name.to_string(), module.clone());
@@ -203,7 +214,7 @@ fn group_heads(group: &str) -> Vec<String> {
 fn no_module_names_a_higher_layer() {
     let root = root_names();
     assert!(
-        root.get("Pipeline").is_some() && root.get("Error").is_some(),
+        root.contains_key("Pipeline") && root.contains_key("Error"),
         "lib.rs's re-exports were not read: {root:?}"
     );
     let mut files = Vec::new();

@@ -32,8 +32,8 @@ pub fn test_env() -> PathBuf {
 fn setup() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../scripts/setup/llm.sh");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup/llm.sh");
         let out = Command::new("bash")
             .arg(&script)
             .env("DAGGR_TEST_ENV", test_env())

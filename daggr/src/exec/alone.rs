@@ -1,8 +1,8 @@
 //! Running one node on its own, with given inputs: how a node is tested without the
 //! pipeline it will live in.
 
-use crate::graph::{Graph, IntoSources, TypedNode};
 use crate::exec::{RunReport, Scope};
+use crate::graph::{Graph, IntoSources, TypedNode};
 use crate::{Cache, Error};
 
 /// Runs `node` once, alone, with `inputs` (one source per input port, usually

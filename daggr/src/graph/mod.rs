@@ -15,8 +15,8 @@ use crate::value::{PortValue, Value};
 
 mod input;
 
-pub use input::INPUT_KIND;
 use daggr_codegen::ir::{short_type_name, EdgeIr, GraphIr, NodeIr, PortIr, SourceLocation};
+pub use input::INPUT_KIND;
 
 /// A typed handle to one output port of a node in a [`Graph`].
 ///
@@ -256,6 +256,10 @@ pub(crate) struct NodeEntry {
 /// before any network or disk I/O.
 pub const EXPORT_GRAPH_ENV: &str = "DAGGR_EXPORT_GRAPH";
 
+/// The graph's edges as a petgraph over node indices, weighted `(output port, input port)`:
+/// what validation hands the executor.
+pub(crate) type Dag = DiGraph<usize, (usize, usize)>;
+
 /// Builds a pipeline: add nodes, wire ports, then [`Graph::build`].
 ///
 /// ```
@@ -310,7 +314,8 @@ impl Graph {
         self
     }
 
-    /// A named pipeline input with a default value; change it with [`Pipeline::set_input`].
+    /// A named pipeline input with a default value; change it with
+    /// [`Pipeline::set_input`](crate::Pipeline::set_input).
     #[track_caller]
     pub fn input<T: PortValue>(&mut self, name: impl Into<String>, default: T) -> Output<T> {
         let node = input::InputNode::<T>::new(name.into());
@@ -410,8 +415,41 @@ impl Graph {
         )
     }
 
-    /// Binds a constant to `to.in_port`, checking the type at run time.
-    pub fn set_const_dyn(&mut self, to: NodeId, in_port: &str, value: Value) -> Result<(), Error> {
+    /// Binds a constant to `to.in_port`, checking its type.
+    pub fn set_constant<T: PortValue>(
+        &mut self,
+        to: NodeId,
+        in_port: &str,
+        value: T,
+    ) -> Result<(), Error> {
+        let spec = self.spec(to);
+        let dst = port_index(spec, in_port, Direction::Input)?;
+        let ty = spec.inputs[dst].ty;
+        if !ty.is::<T>() {
+            return Err(Error::WrongValueType {
+                node: spec.name.clone(),
+                port: in_port.to_string(),
+                expected: ty.name(),
+                found: std::any::type_name::<T>(),
+            });
+        }
+        let value = Value::new(value).map_err(|source| Error::Codec {
+            node: spec.name.clone(),
+            port: in_port.to_string(),
+            type_name: ty.name(),
+            source,
+        })?;
+        self.bind(to, dst, Binding::Const(value))
+    }
+
+    /// Binds a constant given as an untyped [`Value`] to `to.in_port`, checking its type at
+    /// run time.
+    pub fn set_constant_value(
+        &mut self,
+        to: NodeId,
+        in_port: &str,
+        value: Value,
+    ) -> Result<(), Error> {
         let spec = self.spec(to);
         let dst = port_index(spec, in_port, Direction::Input)?;
         let ty = spec.inputs[dst].ty;
@@ -458,7 +496,7 @@ impl Graph {
     /// Validates the graph (duplicate names, unconnected inputs, cycles; every problem
     /// at once) and returns it with its edges as a petgraph, for the executor
     /// (`Graph::build`, in the executor's layer, makes the pipeline).
-    pub(crate) fn validate(mut self) -> Result<(Graph, DiGraph<usize, (usize, usize)>), Error> {
+    pub(crate) fn validate(mut self) -> Result<(Graph, Dag), Error> {
         let mut problems = std::mem::take(&mut self.problems);
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for entry in &self.nodes {

@@ -708,7 +708,7 @@ async fn clear_input(
 ) -> ApiResult {
     let (sheet, node, port) = path(p)?;
     let open = app.sheet(&sheet)?;
-    open.sheet.clear_input(&node, &port)?;
+    open.sheet.reset_constant(&node, &port)?;
     open.live
         .push("state_changed", json!({ "reason": "input", "node": node }));
     Ok(Json(json!({ "ok": true })).into_response())

@@ -191,7 +191,10 @@ async fn run_sync<T: Send + 'static>(
     if blocking {
         tokio::task::spawn_blocking(work).await.map_err(|e| {
             if e.is_panic() {
-                BoxError::from(format!("panicked: {}", crate::error::panic_message(e.into_panic())))
+                BoxError::from(format!(
+                    "panicked: {}",
+                    crate::error::panic_message(e.into_panic())
+                ))
             } else {
                 BoxError::from("the blocking task was cancelled")
             }
@@ -200,7 +203,6 @@ async fn run_sync<T: Send + 'static>(
         Ok(work())
     }
 }
-
 
 impl<Args: ArgTuple, R: PortValue> FnNode<Args, R> {
     fn spec_for(name: &str, identity: String) -> NodeSpec {
@@ -417,4 +419,3 @@ impl<Args: ArgTuple, R: PortValue> TypedNode for FnNode<Args, R> {
         Output::new(node, 0)
     }
 }
-

@@ -4,7 +4,13 @@
 //! executor, and never name sheets or the inspector.
 
 pub mod fn_node;
+#[cfg(feature = "gradio")]
 pub mod gradio;
+#[cfg(any(feature = "gradio", feature = "inference"))]
 pub mod hf;
+#[cfg(any(feature = "gradio", feature = "inference"))]
+// Shared: with one remote kind only, the parts only the other uses are unused.
+#[cfg_attr(not(all(feature = "gradio", feature = "inference")), allow(dead_code))]
 pub(crate) mod http;
+#[cfg(feature = "inference")]
 pub mod inference;

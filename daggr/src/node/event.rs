@@ -11,7 +11,6 @@ use tokio::sync::broadcast;
 pub use crate::cache::CacheSource;
 use crate::value::ContentHash;
 
-
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()

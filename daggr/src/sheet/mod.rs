@@ -52,13 +52,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{collect_blob_refs, CacheKey, GcReport};
-#[cfg(doc)]
-use crate::node::event::MAX_LOG_LINES;
-use crate::node::event::{CacheSource, Logs};
-use crate::graph::Output;
 use crate::exec::{
     NodeFailure, NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunReport, Scope,
 };
+use crate::graph::Output;
+#[cfg(doc)]
+use crate::node::event::MAX_LOG_LINES;
+use crate::node::event::{CacheSource, Logs};
 use crate::value::{ContentHash, PortValue};
 use crate::{Cache, Error};
 
@@ -1338,8 +1338,9 @@ impl Sheet {
         })
     }
 
-    /// Clears a stored input or override: the value goes back to the pipeline's default.
-    pub fn clear_input(&self, node: &str, port: &str) -> Result<(), Error> {
+    /// Puts a constant input (a pipeline input or an override) back to the value the graph
+    /// was built with, and forgets the sheet's stored value.
+    pub fn reset_constant(&self, node: &str, port: &str) -> Result<(), Error> {
         self.pipeline.reset_constant(node, port)?;
         self.store.with_conn(|c| {
             c.execute(

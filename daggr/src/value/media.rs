@@ -305,30 +305,49 @@ media_type!(
     File, "file", "application/octet-stream"
 );
 
-/// A MIME type from a file extension, for the common media formats.
+/// A MIME type from a file extension (by `mime_guess`, the table reqwest uses too).
 pub fn guess_mime(path: &Path) -> Option<&'static str> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    Some(match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "bmp" => "image/bmp",
-        "svg" => "image/svg+xml",
-        "wav" => "audio/wav",
-        "mp3" => "audio/mpeg",
-        "ogg" => "audio/ogg",
-        "flac" => "audio/flac",
-        "mp4" => "video/mp4",
-        "webm" => "video/webm",
-        "json" => "application/json",
-        "txt" => "text/plain",
-        "csv" => "text/csv",
-        "pdf" => "application/pdf",
-        _ => return None,
-    })
+    mime_guess::from_path(path).first_raw()
 }
 
+/// A MIME type from the bytes' magic number (by `infer`), for a file nobody labelled.
+/// Named as [`guess_mime`] names that format's extension, so both agree (`audio/wav`,
+/// where `infer` alone says `audio/x-wav`).
+#[cfg(any(feature = "gradio", feature = "inference"))]
+pub(crate) fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
+    let kind = infer::get(bytes)?;
+    Some(
+        mime_guess::from_ext(kind.extension())
+            .first_raw()
+            .unwrap_or(kind.mime_type()),
+    )
+}
+
+/// The usual file extension of a MIME type (`png`, `jpg`, `mp3`), for naming a file that
+/// has no name.
+#[cfg_attr(not(feature = "gradio"), allow(dead_code))]
+pub(crate) fn extension_for(mime: &str) -> Option<&'static str> {
+    let mime = mime.split(';').next().unwrap_or(mime).trim();
+    // mime_guess lists a type's extensions alphabetically, and for these the first (or the
+    // subtype) is not the one people use.
+    match mime {
+        "image/jpeg" => return Some("jpg"),
+        "audio/mpeg" => return Some("mp3"),
+        "text/plain" => return Some("txt"),
+        "application/octet-stream" => return Some("bin"),
+        _ => {}
+    }
+    let extensions = mime_guess::get_mime_extensions_str(mime)?;
+    // The subtype when it is an extension of the type (`image/png`, `image/svg+xml`).
+    let sub = mime.split_once('/')?.1;
+    let sub = sub.strip_suffix("+xml").unwrap_or(sub);
+    let sub = sub.strip_prefix("x-").unwrap_or(sub);
+    extensions
+        .iter()
+        .find(|e| e.eq_ignore_ascii_case(sub))
+        .or_else(|| extensions.first())
+        .copied()
+}
 
 /// Parses an SRI integrity string strictly: one `sha256-` or `sha512-` hash whose base64
 /// digest has the right length. (ssri accepts digests it later cannot turn into a path.)
@@ -366,6 +385,57 @@ mod tests {
         assert_eq!(value.blobs().iter().count(), 1);
         let back: Image = value.to_owned_value().unwrap().unwrap();
         assert_eq!(back, image);
+    }
+
+    #[test]
+    fn mime_types_and_extensions_agree() {
+        for (file, mime) in [
+            ("a.PNG", "image/png"),
+            ("a.jpg", "image/jpeg"),
+            ("a.webp", "image/webp"),
+            ("a.svg", "image/svg+xml"),
+            ("a.wav", "audio/wav"),
+            ("a.mp3", "audio/mpeg"),
+            ("a.flac", "audio/flac"),
+            ("a.mp4", "video/mp4"),
+            ("a.webm", "video/webm"),
+            ("a.json", "application/json"),
+            ("a.txt", "text/plain"),
+            ("a.csv", "text/csv"),
+            ("a.pdf", "application/pdf"),
+        ] {
+            assert_eq!(guess_mime(Path::new(file)), Some(mime), "{file}");
+            let ext = extension_for(mime).unwrap();
+            assert_eq!(
+                guess_mime(Path::new(&format!("x.{ext}"))),
+                Some(mime),
+                "{ext}"
+            );
+        }
+        assert_eq!(guess_mime(Path::new("no_extension")), None);
+        assert_eq!(extension_for("image/jpeg"), Some("jpg"));
+        assert_eq!(extension_for("image/png; charset=x"), Some("png"));
+        assert_eq!(extension_for("application/x-nothing-known"), None);
+    }
+
+    #[cfg(any(feature = "gradio", feature = "inference"))]
+    #[test]
+    fn sniffed_mime_types_agree_with_guessed_ones() {
+        let mut wav = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
+        wav.resize(44, 0);
+        for (bytes, mime) in [
+            (&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], "image/png"),
+            (
+                &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F'][..],
+                "image/jpeg",
+            ),
+            (&b"GIF89a\x01\0\x01\0"[..], "image/gif"),
+            (&b"RIFF\0\0\0\0WEBPVP8 "[..], "image/webp"),
+            (&wav[..], "audio/wav"),
+        ] {
+            assert_eq!(sniff_mime(bytes), Some(mime), "{mime}");
+        }
+        assert_eq!(sniff_mime(b"plain words"), None);
     }
 
     #[test]

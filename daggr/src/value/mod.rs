@@ -1,10 +1,11 @@
 //! Values that cross ports: typed at the edges, type-erased inside the engine.
 //!
-//! Every value is encoded once, canonically (JSON with sorted map keys), when it
-//! is produced. The encoding gives its content hash, which is what downstream
-//! cache keys are made of (so a byte-identical rerun cuts invalidation off), and
-//! what the cache stores. Media bytes are never inside that JSON: media values
-//! serialize as a reference to a content-addressed blob (see [`crate::value::media`]).
+//! Every value is encoded once, canonically (compact JSON with every object's
+//! members sorted by key, see [`canonical_json`]), when it is produced. The
+//! encoding gives its content hash, which is what downstream cache keys are made
+//! of (so a byte-identical rerun cuts invalidation off), and what the cache stores.
+//! Media bytes are never inside that JSON: media values serialize as a reference
+//! to a content-addressed blob (see [`crate::value::media`]).
 
 pub mod media;
 
@@ -69,12 +70,17 @@ impl PortType {
     }
 
     /// Decodes an encoded value of this type; media bytes are resolved from `blobs`.
+    ///
+    /// The bytes may come from outside (a server's response), in any member order: the value
+    /// keeps their canonical form, so its content hash does not depend on that order.
     pub fn decode(&self, encoded: &[u8], blobs: BlobSet) -> Result<Value, serde_json::Error> {
         let any = media::with_blob_source(&blobs, || (self.decode)(encoded))?;
-        Ok(self.wrap(any, encoded, blobs))
+        let canonical = canonical_json(&serde_json::from_slice(encoded)?);
+        Ok(self.wrap(any, &canonical, blobs))
     }
 
     /// Decodes an encoded value of this type; media bytes are read from the cache at `dir`.
+    /// The bytes are taken as they are: daggr wrote them, already canonical.
     pub(crate) fn decode_from_disk(
         &self,
         encoded: &[u8],
@@ -238,10 +244,163 @@ impl fmt::Debug for Value {
     }
 }
 
-/// Encodes canonically: through `serde_json::Value`, whose maps are sorted, so a
-/// `HashMap`'s iteration order never changes a hash.
+/// Encodes canonically (see [`canonical_json`]), so a `HashMap`'s iteration order never
+/// changes a hash.
 fn encode<T: Serialize>(value: &T) -> Result<(Vec<u8>, BlobSet), serde_json::Error> {
     let (json, blobs) = media::collect_blobs(|| serde_json::to_value(value));
-    let json = json?;
-    Ok((serde_json::to_vec(&json)?, blobs))
+    Ok((canonical_json(&json?), blobs))
+}
+
+/// The canonical JSON of `json`: compact, every object's members sorted by key (byte order),
+/// recursively. Content hashes and cache keys are made of these bytes.
+///
+/// Written here rather than left to `serde_json::to_vec`, whose object order is not ours to
+/// fix: any crate in a user's build may turn on serde_json's `preserve_order` feature, and
+/// then a `serde_json::Map` keeps insertion order, so a `HashMap` would hash differently in
+/// every process. Scalars are still written by serde_json, so without that feature the bytes
+/// are exactly what `serde_json::to_vec` writes (the key layout did not change). Not a
+/// canonical-JSON crate such as `serde_jcs`: RFC 8785 also rewrites numbers (ECMAScript
+/// form) and orders keys by UTF-16 units, which would change every existing key for no gain
+/// here, where the only drift to rule out is member order.
+pub(crate) fn canonical_json(json: &serde_json::Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    write_canonical(json, &mut out);
+    out
+}
+
+fn write_canonical(json: &serde_json::Value, out: &mut Vec<u8>) {
+    match json {
+        serde_json::Value::Object(map) => write_object(map.iter(), out),
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+/// Writes an object's members sorted by key, whatever order `members` come in.
+fn write_object<'a>(
+    members: impl Iterator<Item = (&'a String, &'a serde_json::Value)>,
+    out: &mut Vec<u8>,
+) {
+    let mut members: Vec<_> = members.collect();
+    // Keys of one object are distinct, so an unstable sort is deterministic; on members that
+    // are already sorted (serde_json's default `BTreeMap`) it is one linear pass.
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, value)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(key, out);
+        out.push(b':');
+        write_canonical(value, out);
+    }
+    out.push(b'}');
+}
+
+fn write_str(text: &str, out: &mut Vec<u8>) {
+    // Serializing a string into memory cannot fail.
+    serde_json::to_writer(&mut *out, text).expect("a JSON string writes to memory");
+}
+
+fn write_scalar(scalar: &serde_json::Value, out: &mut Vec<u8>) {
+    // A null, bool, number or string: serializing one into memory cannot fail.
+    serde_json::to_writer(&mut *out, scalar).expect("a JSON scalar writes to memory");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// A map that serializes its members in the order given, as a `HashMap` (or a
+    /// `preserve_order` `serde_json::Map`) may.
+    struct Pairs(Vec<(&'static str, u32)>);
+
+    impl Serialize for Pairs {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
+    }
+
+    #[test]
+    fn objects_are_written_with_sorted_members_whatever_their_order() {
+        let (one, two, nested) = (
+            serde_json::json!(1),
+            serde_json::json!(2),
+            serde_json::json!({"z": [{"y": null, "x": "\u{e9}\"q\""}], "a": 1.5}),
+        );
+        let (a, b, c) = ("a".to_string(), "b".to_string(), "c".to_string());
+        // Straight into the object writer, so the sort is exercised even where serde_json's
+        // own maps are sorted already.
+        let mut out = Vec::new();
+        write_object(
+            [(&c, &nested), (&b, &two), (&a, &one)].into_iter(),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":1,"b":2,"c":{"a":1.5,"z":[{"x":"é\"q\"","y":null}]}}"#
+        );
+        // Where serde_json's maps are sorted (its default), the bytes are exactly the ones it
+        // writes: keys made before this writer existed still match.
+        let json = serde_json::json!({"c": nested, "b": 2, "a": 1});
+        let plain = serde_json::to_vec(&json).unwrap();
+        if plain.starts_with(br#"{"a""#) {
+            assert_eq!(canonical_json(&json), plain);
+        }
+    }
+
+    #[test]
+    fn hashes_do_not_depend_on_member_order() {
+        let forward = Pairs((0..50).map(|i| (NAMES[i], i as u32)).collect());
+        let backward = Pairs((0..50).rev().map(|i| (NAMES[i], i as u32)).collect());
+        // Through `encode`, the path `Value::new` takes (`Pairs` is no port value: it does
+        // not deserialize).
+        let (forward, backward) = (encode(&forward).unwrap().0, encode(&backward).unwrap().0);
+        assert_eq!(forward, backward);
+        // Two HashMaps of one content, filled in opposite orders at different capacities.
+        let mut small: HashMap<String, u32> = HashMap::new();
+        let mut large: HashMap<String, u32> = HashMap::with_capacity(4096);
+        for i in 0..50 {
+            small.insert(NAMES[i].into(), i as u32);
+            large.insert(NAMES[49 - i].into(), (49 - i) as u32);
+        }
+        let (small, large) = (Value::new(small).unwrap(), Value::new(large).unwrap());
+        assert_eq!(small.hash(), large.hash());
+        assert_eq!(small.encoded(), large.encoded());
+        // Bytes from outside in another order decode to the same canonical value.
+        let ty = PortType::of::<HashMap<String, u32>>();
+        let reversed = format!(
+            "{{{}}}",
+            (0..50)
+                .rev()
+                .map(|i| format!("\"{}\":{i}", NAMES[i]))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let decoded = ty.decode(reversed.as_bytes(), BlobSet::default()).unwrap();
+        assert_eq!(decoded.hash(), small.hash());
+    }
+
+    const NAMES: [&str; 50] = [
+        "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12",
+        "k13", "k14", "k15", "k16", "k17", "k18", "k19", "k20", "k21", "k22", "k23", "k24", "k25",
+        "k26", "k27", "k28", "k29", "k30", "k31", "k32", "k33", "k34", "k35", "k36", "k37", "k38",
+        "k39", "k40", "k41", "k42", "k43", "k44", "k45", "k46", "k47", "k48", "k49",
+    ];
 }

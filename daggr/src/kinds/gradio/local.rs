@@ -834,7 +834,7 @@ fn printed_url(log: &Path) -> Option<String> {
 }
 
 async fn wait_ready(mut launched: Launched) -> Result<LocalApp, String> {
-    let http = reqwest::Client::new();
+    let http = crate::kinds::http::client::shared().map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut url = format!("http://127.0.0.1:{}", launched.port);
     loop {

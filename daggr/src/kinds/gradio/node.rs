@@ -18,8 +18,11 @@ use super::space::{self, Target};
 use crate::error::{suggest, BoxError};
 use crate::graph::{ArgTuple, Output, TypedNode};
 use crate::kinds::hf::HfToken;
-use crate::value::media::{guess_mime, Audio, BlobSet, File, Image, Video};
+use crate::kinds::http::client as http_client;
 use crate::node::{Configure, Inputs, Node, NodeConfig, NodeContext, NodeSpec, PortSpec};
+use crate::value::media::{
+    extension_for, guess_mime, sniff_mime, Audio, BlobSet, File, Image, Video,
+};
 use crate::value::{PortType, PortValue, Value};
 use crate::Error;
 
@@ -199,39 +202,25 @@ fn make_value(
     }
 }
 
+/// The client for the Hub's Space API: the caller's if given (the token goes in
+/// `Authorization` there, which reqwest drops when a redirect leaves the host), else
+/// daggr's shared one.
+fn hub_client(options: &ClientOptions) -> Result<reqwest::Client, http_client::ClientError> {
+    match &options.http_client {
+        Some(c) => Ok(c.clone()),
+        None => http_client::shared(),
+    }
+}
+
 fn default_name(mime: &str) -> String {
-    let (kind, sub) = mime.split_once('/').unwrap_or(("file", "bin"));
-    let ext = match sub {
-        "jpeg" => "jpg",
-        "svg+xml" => "svg",
-        "mpeg" => "mp3",
-        "plain" => "txt",
-        "octet-stream" => "bin",
-        s => s,
-    };
+    let kind = mime.split_once('/').map_or("file", |(kind, _)| kind);
+    let ext = extension_for(mime).unwrap_or("bin");
     let stem = if matches!(kind, "image" | "audio" | "video") {
         kind
     } else {
         "file"
     };
     format!("{stem}.{ext}")
-}
-
-fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
-    let m = if bytes.starts_with(b"\x89PNG") {
-        "image/png"
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        "image/jpeg"
-    } else if bytes.starts_with(b"GIF8") {
-        "image/gif"
-    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        "image/webp"
-    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE" {
-        "audio/wav"
-    } else {
-        return None;
-    };
-    Some(m)
 }
 
 /// One declared port.
@@ -590,6 +579,29 @@ impl<Args, Outs> GradioNode<Args, Outs> {
         })
     }
 
+    /// Sends the node's requests through `client`, one of your own (a proxy, a custom CA),
+    /// instead of the one daggr builds. Its timeouts and redirect policy are its own,
+    /// except where a redirect could carry a secret off: requests that carry the HF token
+    /// to a Hugging Face host (a Space reads it from `X-HF-Authorization`, which reqwest
+    /// does not drop on a redirect to another host) and the login of
+    /// [`GradioNode::auth`] go through daggr's own client, which checks every redirect.
+    /// The Hub's Space API and the app's other routes use `client`.
+    ///
+    /// ```no_run
+    /// use daggr::GradioNode;
+    /// let client = reqwest::Client::builder()
+    ///     .proxy(reqwest::Proxy::all("http://proxy.internal:3128").unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// let node = GradioNode::new("upper", "http://127.0.0.1:7860")
+    ///     .api("/upper")
+    ///     .http_client(client);
+    /// # let _ = node;
+    /// ```
+    pub fn http_client(self, client: reqwest::Client) -> Self {
+        self.with(|s| s.options.http_client = Some(client))
+    }
+
     /// Whether to check the endpoint and parameter names against `/info` (default true).
     pub fn validate(self, on: bool) -> Self {
         self.with(|s| s.validate = on)
@@ -796,7 +808,8 @@ async fn connect(
         }
         (None, Target::Url(url)) => (url.clone(), None),
         (None, Target::Space(id)) => {
-            let http = reqwest::Client::new();
+            let http =
+                hub_client(&s.options).map_err(|e| remote(s, &service, None, e.to_string()))?;
             let resolved = space::resolve(&http, &s.hub, id, s.token.as_ref(), s.space_wait)
                 .await
                 .map_err(|(status, m)| remote(s, &service, status, m))?;
@@ -1029,13 +1042,14 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
         let known = self.conn.get().and_then(|c| c.revision.clone());
         let cell = self.hub_revision.clone();
         let (id, hub, token) = (id.clone(), s.hub.clone(), s.token.clone());
+        let http = hub_client(&s.options);
         let memo = local::revision_file(&local::revisions_dir(), &hub, &id);
         Some(Box::pin(async move {
             let revision = match known {
                 Some(r) => r,
                 None => cell
                     .get_or_try_init(|| async {
-                        let http = reqwest::Client::new();
+                        let http = http.map_err(|_| ())?;
                         match space::revision(&http, &hub, &id, token.as_ref()).await {
                             Some(r) => {
                                 remember_revision(&memo, &r);

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::kinds::hf::{is_hf_host, HfToken};
 use crate::kinds::hf::hub::{host_answer, unknown_space, SpaceInfo};
+use crate::kinds::hf::{is_hf_host, HfToken};
+use crate::kinds::http::retry::{RetryOn, RetryPolicy};
 use crate::kinds::http::server_message;
 // Defined with the rest of the shared reading, re-exported where they always were.
 pub use crate::kinds::hf::hub::{default_hub, subdomain_url, Target, DEFAULT_HUB, HUB_ENV};
@@ -40,6 +41,14 @@ pub(crate) async fn resolve(
 ) -> Result<ResolvedSpace, (Option<u16>, String)> {
     let started = Instant::now();
     let info_url = format!("{hub}/api/spaces/{space_id}");
+    // A build takes minutes: ask again after 1 s, then less often, at most every 5 s.
+    let poll = RetryPolicy {
+        retries: u32::MAX,
+        first: Duration::from_secs(1),
+        cap: Duration::from_secs(5),
+        on: RetryOn::ServerErrors,
+    };
+    let mut polls = 0;
     loop {
         let info = get_json(http, &info_url, token).await;
         match info {
@@ -49,7 +58,8 @@ pub(crate) async fn resolve(
                     return Err((None, reason));
                 }
                 if info.is_starting() && started.elapsed() < wait {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    polls += 1;
+                    tokio::time::sleep(poll.backoff(polls)).await;
                     continue;
                 }
                 let host = match info.host {

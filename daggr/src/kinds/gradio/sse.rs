@@ -1,89 +1,15 @@
 //! Server-sent events as Gradio writes them, and the diffs of its queue protocol.
 //!
 //! Gradio frames each event as `event: <name>\ndata: <json>\n\n` on the `/call` route and as
-//! `data: <json>\n\n` on `/queue/data`. [`SseParser`] turns the byte chunks of a response
+//! `data: <json>\n\n` on `/queue/data`. [`SseParser`] (the one event-stream parser of the
+//! remote node kinds, shared with inference streams) turns the byte chunks of a response
 //! into [`SseEvent`]s, whatever the chunk boundaries; [`apply_diff`] applies the
 //! `[[op, path, value], …]` edits that `/queue/data` sends for generator outputs after
 //! the first one.
 
 use serde_json::Value as Json;
 
-/// One server-sent event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SseEvent {
-    /// The `event:` field (absent on `/queue/data`).
-    pub event: Option<String>,
-    /// The `data:` lines, joined with `\n`.
-    pub data: String,
-}
-
-/// An incremental SSE parser: feed it chunks, take complete events.
-#[derive(Default, Debug)]
-pub struct SseParser {
-    buffer: String,
-    pending: Vec<u8>,
-}
-
-impl SseParser {
-    /// A parser with nothing buffered.
-    pub fn new() -> Self {
-        SseParser::default()
-    }
-
-    /// Adds a chunk and returns the events it completed.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
-        // Keep an incomplete UTF-8 sequence at the end of a chunk for the next one.
-        self.pending.extend_from_slice(chunk);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(s) => s.len(),
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => self.pending.len(),
-        };
-        let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
-        self.pending.drain(..valid);
-        self.buffer
-            .push_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
-        let mut events = Vec::new();
-        while let Some(end) = self.buffer.find("\n\n") {
-            let block: String = self.buffer.drain(..end + 2).collect();
-            if let Some(event) = parse_block(&block) {
-                events.push(event);
-            }
-        }
-        events
-    }
-
-    /// Whether part of an event is buffered (a stream that ends now was cut mid-event).
-    pub fn has_partial(&self) -> bool {
-        !self.buffer.trim().is_empty() || !self.pending.is_empty()
-    }
-}
-
-fn parse_block(block: &str) -> Option<SseEvent> {
-    let mut event = None;
-    let mut data: Vec<&str> = Vec::new();
-    for line in block.lines() {
-        if line.is_empty() || line.starts_with(':') {
-            continue;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "event" => event = Some(value.to_string()),
-            "data" => data.push(value),
-            _ => {}
-        }
-    }
-    if event.is_none() && data.is_empty() {
-        return None;
-    }
-    Some(SseEvent {
-        event,
-        data: data.join("\n"),
-    })
-}
+pub use crate::kinds::http::sse::{SseEvent, SseParser};
 
 /// Applies a Gradio diff (`[[op, path, value], …]`, ops `replace`, `append`, `add`,
 /// `delete`) to `target`, as `gradio_client.utils.apply_diff` does.
@@ -207,44 +133,6 @@ fn index_mut<'a>(current: &'a mut Json, step: &Json) -> Result<&'a mut Json, Str
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn events_split_across_chunks_are_joined() {
-        let mut p = SseParser::new();
-        assert!(p.push(b"event: gener").is_empty());
-        assert!(p.push(b"ating\ndata: [\"a\"]\n").is_empty());
-        let events =
-            p.push(b"\nevent: heartbeat\ndata: null\n\nevent: complete\r\ndata: [1]\r\n\r\n");
-        assert_eq!(
-            events,
-            vec![
-                SseEvent {
-                    event: Some("generating".into()),
-                    data: "[\"a\"]".into()
-                },
-                SseEvent {
-                    event: Some("heartbeat".into()),
-                    data: "null".into()
-                },
-                SseEvent {
-                    event: Some("complete".into()),
-                    data: "[1]".into()
-                },
-            ]
-        );
-        assert!(!p.has_partial());
-        p.push(b"data: {\"msg\"");
-        assert!(p.has_partial());
-    }
-
-    #[test]
-    fn utf8_split_inside_a_character_survives() {
-        let mut p = SseParser::new();
-        let text = "data: [\"é\"]\n\n".as_bytes();
-        let cut = text.iter().position(|&b| b == 0xC3).unwrap() + 1;
-        assert!(p.push(&text[..cut]).is_empty());
-        assert_eq!(p.push(&text[cut..])[0].data, "[\"é\"]");
-    }
 
     #[test]
     fn diffs_apply_like_gradio_client() {

@@ -459,5 +459,4 @@ mod tests {
         assert!(!is_space_host("https://huggingface.co/api"));
         assert!(!is_space_host("http://a-b.hf.space/"));
     }
-
 }

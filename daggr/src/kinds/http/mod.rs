@@ -1,7 +1,12 @@
 //! What the remote node kinds (Gradio apps, inference endpoints) share about HTTP: the
-//! server's own words in an error body ([`server_message`]).
+//! server's own words in an error body ([`server_message`]), how clients are built
+//! ([`client`]), the retry policy ([`retry`]) and the event-stream parser ([`sse`]).
 
 use serde_json::Value as Json;
+
+pub(crate) mod client;
+pub(crate) mod retry;
+pub(crate) mod sse;
 
 /// The server's own words in an error body: the last line of a Python traceback, else
 /// the usual JSON shapes (`error`, `detail`, `message`), else the text, cut to 2000

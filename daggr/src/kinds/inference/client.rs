@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::errors::{error_message, retry_after};
+use super::errors::error_message;
 use super::sse::read_stream;
 use super::tasks::{self, bad_shape, Answer, Body, Request};
 use super::{Settings, Task};
 use crate::kinds::hf::is_hf_host;
-use crate::value::media::Image;
+use crate::kinds::http::retry::{retry_after, sleep_unless, RetryOn, RetryPolicy};
 use crate::node::NodeContext;
+use crate::value::media::Image;
 use crate::value::Value;
 use crate::Error;
 
@@ -53,11 +54,14 @@ fn path_of(url: &str) -> String {
     }
 }
 
-/// The delay before retry number `retry` (1-based) when the server gave none: 0.5 s
-/// doubling, with ±20 % jitter, capped.
-fn backoff(retry: u32, max: Duration) -> Duration {
-    let base = Duration::from_millis(500).saturating_mul(1 << (retry - 1).min(10));
-    base.mul_f64(0.8 + 0.4 * rand::random::<f64>()).min(max)
+/// The node's retry policy: 429, 503 and connection failures, from 0.5 s doubling.
+fn retry_policy(s: &Settings) -> RetryPolicy {
+    RetryPolicy {
+        retries: s.retries,
+        first: Duration::from_millis(500),
+        cap: s.max_retry_wait,
+        on: RetryOn::Overload,
+    }
 }
 
 /// A failed response, read.
@@ -98,7 +102,8 @@ fn request_builder(
     let mut builder = http
         .post(&request.url)
         .header("accept", request.accept)
-        .header("user-agent", concat!("daggr/", env!("CARGO_PKG_VERSION")));
+        // Set here too, so a caller's own client still names daggr.
+        .header("user-agent", crate::kinds::http::client::USER_AGENT);
     for (name, value) in &request.headers {
         builder = builder.header(*name, *value);
     }
@@ -171,6 +176,7 @@ pub(crate) async fn call(
     let request = tasks::build(s, inputs)?;
     let endpoint = path_of(&request.url);
     let http = s.http().map_err(|e| s.remote(&endpoint, None, e))?;
+    let policy = retry_policy(s);
     let mut retry = 0;
     let response = loop {
         let builder =
@@ -181,9 +187,9 @@ pub(crate) async fn call(
         };
         let (why, wait) = match sent {
             Ok(r) if r.status().is_success() => break r,
-            Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
+            Ok(r) if policy.retries_status(r.status().as_u16()) => {
                 let f = read_failure(s, r).await;
-                if retry >= s.retries {
+                if retry >= policy.retries {
                     return Err(s.remote(&endpoint, Some(f.status), failed(&request, f)));
                 }
                 (format!("HTTP {}: {}", f.status, f.message), f.wait)
@@ -192,11 +198,13 @@ pub(crate) async fn call(
                 let f = read_failure(s, r).await;
                 return Err(s.remote(&endpoint, Some(f.status), failed(&request, f)));
             }
-            Err(e) if e.is_connect() && retry < s.retries => (transport_error(s, &e), None),
+            Err(e) if policy.retries_error(&e) && retry < policy.retries => {
+                (transport_error(s, &e), None)
+            }
             Err(e) => return Err(s.remote(&endpoint, None, transport_error(s, &e))),
         };
         retry += 1;
-        let wait = wait.unwrap_or_else(|| backoff(retry, s.max_retry_wait));
+        let wait = policy.wait(retry, wait);
         ctx.progress(
             None,
             format!(
@@ -205,9 +213,10 @@ pub(crate) async fn call(
                 wait.as_secs_f64()
             ),
         );
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = ctx.cancelled() => return Err(Error::Cancelled { node: s.node.clone() }),
+        if !sleep_unless(wait, ctx.cancelled()).await {
+            return Err(Error::Cancelled {
+                node: s.node.clone(),
+            });
         }
     };
     let content_type = response
@@ -311,17 +320,11 @@ mod tests {
     }
 
     #[test]
-    fn paths_and_backoff() {
+    fn paths() {
         assert_eq!(
             path_of("http://127.0.0.1:1/v1/chat/completions"),
             "/v1/chat/completions"
         );
         assert_eq!(path_of("https://router.huggingface.co"), "/");
-        let max = Duration::from_secs(3);
-        for retry in 1..=12 {
-            let d = backoff(retry, max);
-            assert!(d <= max, "{d:?}");
-            assert!(d >= Duration::from_millis(400).min(max), "{d:?}");
-        }
     }
 }

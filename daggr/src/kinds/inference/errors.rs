@@ -1,7 +1,4 @@
-//! Reading a provider's error response: the server's own message, whatever its shape, and
-//! how long a `Retry-After` header asks us to wait.
-
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+//! Reading a provider's error response: the server's own message, whatever its shape.
 
 use serde_json::Value as Json;
 
@@ -71,65 +68,9 @@ pub(crate) fn json_message(json: &Json) -> Option<String> {
         .or_else(|| json.get("message").and_then(pick))
 }
 
-/// How long a `Retry-After` header asks to wait: either delay-seconds (`"2"`, also a
-/// fractional `"0.5"`) or an HTTP date (`"Wed, 21 Oct 2015 07:28:00 GMT"`), capped at
-/// `max`. `None` when the header is missing or unreadable.
-///
-/// ```
-/// use std::time::Duration;
-/// use daggr::inference::retry_after;
-/// let max = Duration::from_secs(30);
-/// assert_eq!(retry_after(Some("2"), max), Some(Duration::from_secs(2)));
-/// assert_eq!(retry_after(Some("3600"), max), Some(max));
-/// assert_eq!(retry_after(Some("soon"), max), None);
-/// ```
-pub fn retry_after(header: Option<&str>, max: Duration) -> Option<Duration> {
-    let header = header?.trim();
-    if let Ok(secs) = header.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(max));
-    }
-    let at = http_date(header)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(at.saturating_sub(now)).min(max))
-}
-
-/// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form
-/// HTTP senders must use.
-fn http_date(s: &str) -> Option<u64> {
-    let (_, rest) = s.split_once(", ")?;
-    let parts: Vec<&str> = rest.split(' ').collect();
-    let [day, month, year, time, "GMT"] = parts[..] else {
-        return None;
-    };
-    let day: u64 = day.parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == month)? as u64
-        + 1;
-    let year: u64 = year.parse().ok()?;
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, sec] = hms[..] else { return None };
-    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm), for years from 1970.
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
-}
+// `Retry-After` is read by the one retry policy of the remote kinds; re-exported here, where
+// it has always been public (`daggr::inference::retry_after`).
+pub use crate::kinds::http::retry::retry_after;
 
 #[cfg(test)]
 mod tests {
@@ -172,36 +113,5 @@ mod tests {
             "(an HTML error page)"
         );
         assert_eq!(error_message(None, b""), "(no message)");
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates_and_is_capped() {
-        let max = Duration::from_secs(30);
-        assert_eq!(retry_after(Some("2"), max), Some(Duration::from_secs(2)));
-        assert_eq!(
-            retry_after(Some("0.5"), max),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(retry_after(Some("3600"), max), Some(max));
-        assert_eq!(retry_after(Some("-1"), max), None);
-        // A date in the past means "now".
-        assert_eq!(
-            retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT"), max),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(
-            retry_after(Some("Wed, 21 Oct 2099 07:28:00 GMT"), max),
-            Some(max)
-        );
-        assert_eq!(retry_after(Some("tomorrow"), max), None);
-        assert_eq!(retry_after(None, max), None);
-    }
-
-    #[test]
-    fn http_dates_are_exact() {
-        assert_eq!(http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
-        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(http_date("Tue, 29 Feb 2000 12:00:00 GMT"), Some(951825600));
-        assert_eq!(http_date("Sun, 06 Nov 1994 08:49:37 UTC"), None);
     }
 }

@@ -75,8 +75,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::BoxError;
 use crate::graph::{ArgTuple, Output, TypedNode};
 use crate::kinds::hf::HfToken;
-use crate::value::media::{Audio, Image};
+use crate::kinds::http::client::{self as http_client, Redirects};
 use crate::node::{Configure, Inputs, Node, NodeConfig, NodeContext, NodeSpec, PortSpec};
+use crate::value::media::{Audio, Image};
 use crate::value::{PortValue, Value};
 use crate::Error;
 
@@ -185,6 +186,8 @@ pub(crate) struct Settings {
     pub read_timeout: Duration,
     pub retries: u32,
     pub max_retry_wait: Duration,
+    /// The caller's own client ([`InferenceNode::http_client`]), used as it is.
+    pub user_http: Option<reqwest::Client>,
     http: OnceLock<reqwest::Client>,
 }
 
@@ -237,16 +240,18 @@ impl Settings {
         }
     }
 
-    /// The HTTP client (built on first use, with the connect and read timeouts).
+    /// The HTTP client: the caller's, else daggr's (built on first use, with the read
+    /// timeout). Any client is safe with the token: it goes in `Authorization`, which
+    /// reqwest drops when a redirect leaves the host.
     pub(crate) fn http(&self) -> Result<reqwest::Client, String> {
+        if let Some(c) = &self.user_http {
+            return Ok(c.clone());
+        }
         if let Some(c) = self.http.get() {
             return Ok(c.clone());
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(self.read_timeout)
-            .build()
-            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        let client = http_client::build(Redirects::Follow, Some(self.read_timeout))
+            .map_err(|e| e.to_string())?;
         Ok(self.http.get_or_init(|| client).clone())
     }
 }
@@ -375,6 +380,7 @@ impl<Args: ArgTuple, Out: InferenceOutput> InferenceNode<Args, Out> {
             read_timeout: Duration::from_secs(300),
             retries: 3,
             max_retry_wait: Duration::from_secs(30),
+            user_http: None,
             http: OnceLock::new(),
         };
         let mut node = InferenceNode {
@@ -527,6 +533,25 @@ impl<Args: ArgTuple, Out: InferenceOutput> InferenceNode<Args, Out> {
     /// The longest wait before a retry, whatever `Retry-After` asks (default 30 s).
     pub fn max_retry_wait(self, max: Duration) -> Self {
         self.with(|s| s.max_retry_wait = max)
+    }
+
+    /// Sends the node's requests through `client`, one of your own (a proxy, a custom CA,
+    /// other timeouts), instead of the one daggr builds. It is used as it is: its own
+    /// timeouts apply, not [`InferenceNode::read_timeout`] (give it a
+    /// `reqwest::ClientBuilder::read_timeout` for streams). The token rules are unchanged:
+    /// it goes in `Authorization`, which reqwest drops when a redirect leaves the host.
+    ///
+    /// ```no_run
+    /// use daggr::InferenceNode;
+    /// let client = reqwest::Client::builder()
+    ///     .proxy(reqwest::Proxy::all("http://proxy.internal:3128").unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// let node = InferenceNode::chat("chat", "meta-llama/Llama-3.1-8B-Instruct").http_client(client);
+    /// # let _ = node;
+    /// ```
+    pub fn http_client(self, client: reqwest::Client) -> Self {
+        self.with(|s| s.user_http = Some(client))
     }
 
     /// Renames the input port.

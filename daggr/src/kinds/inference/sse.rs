@@ -1,5 +1,6 @@
-//! Streamed answers: a server-sent events decoder, and the reader that turns an OpenAI
-//! (or TGI) token stream into node progress, partial outputs and the final answer.
+//! Streamed answers: the reader that turns an OpenAI (or TGI) token stream into node
+//! progress, partial outputs and the final answer. The events come from the remote kinds'
+//! one event-stream parser, [`SseParser`].
 
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
@@ -7,88 +8,9 @@ use serde_json::{json, Value as Json};
 use super::errors::json_message;
 use super::ports::{ChatAnswer, Usage};
 use super::Settings;
+use crate::kinds::http::sse::{SseEvent, SseParser};
 use crate::node::NodeContext;
 use crate::Error;
-
-/// One server-sent event.
-#[derive(Debug, PartialEq)]
-pub(crate) struct SseEvent {
-    /// The `event:` field, if any.
-    pub event: Option<String>,
-    /// The `data:` lines, joined by `\n`.
-    pub data: String,
-}
-
-/// Decodes a `text/event-stream` body fed in arbitrary chunks (a chunk may end in the
-/// middle of a line or of a UTF-8 character). Lines end in `\n` or `\r\n`.
-#[derive(Default)]
-pub(crate) struct SseDecoder {
-    buffer: Vec<u8>,
-    event: Option<String>,
-    data: Vec<String>,
-}
-
-impl SseDecoder {
-    /// Feeds a chunk; returns the events it completed.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
-        self.buffer.extend_from_slice(chunk);
-        let mut events = Vec::new();
-        let mut start = 0;
-        while let Some(end) = self.buffer[start..].iter().position(|&b| b == b'\n') {
-            let mut line = &self.buffer[start..start + end];
-            start += end + 1;
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            let line = String::from_utf8_lossy(line).into_owned();
-            if let Some(event) = self.line(&line) {
-                events.push(event);
-            }
-        }
-        self.buffer.drain(..start);
-        events
-    }
-
-    /// The stream ended: the event still being read, if any.
-    pub fn finish(&mut self) -> Option<SseEvent> {
-        let rest = std::mem::take(&mut self.buffer);
-        if !rest.is_empty() {
-            let line = String::from_utf8_lossy(&rest).into_owned();
-            if let Some(event) = self.line(&line) {
-                return Some(event);
-            }
-        }
-        self.dispatch()
-    }
-
-    fn line(&mut self, line: &str) -> Option<SseEvent> {
-        if line.is_empty() {
-            return self.dispatch();
-        }
-        if line.starts_with(':') {
-            return None; // a comment (keep-alive)
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "data" => self.data.push(value.to_string()),
-            "event" => self.event = Some(value.to_string()),
-            _ => {} // id, retry: not needed here
-        }
-        None
-    }
-
-    fn dispatch(&mut self) -> Option<SseEvent> {
-        let event = self.event.take();
-        if self.data.is_empty() {
-            return None;
-        }
-        Some(SseEvent {
-            event,
-            data: std::mem::take(&mut self.data).join("\n"),
-        })
-    }
-}
 
 /// What one stream chunk carried.
 #[derive(Debug, Default, PartialEq)]
@@ -147,7 +69,7 @@ pub(crate) async fn read_stream(
     response: reqwest::Response,
 ) -> Result<ChatAnswer, Error> {
     let mut body = response.bytes_stream();
-    let mut decoder = SseDecoder::default();
+    let mut decoder = SseParser::new();
     let mut answer = ChatAnswer::default();
     let mut tokens = 0u32;
     let mut handle = |event: SseEvent, answer: &mut ChatAnswer| -> Result<bool, Error> {
@@ -242,50 +164,6 @@ fn cut(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_in_pieces(body: &[u8], piece: usize) -> Vec<SseEvent> {
-        let mut d = SseDecoder::default();
-        let mut events: Vec<SseEvent> = body.chunks(piece).flat_map(|c| d.push(c)).collect();
-        events.extend(d.finish());
-        events
-    }
-
-    #[test]
-    fn events_survive_any_chunking_including_split_utf8() {
-        let body = "data: {\"t\":\"héllo 🌊\"}\r\n\r\n: keep-alive\n\nevent: error\ndata: a\ndata: b\n\ndata: [DONE]\n\n";
-        for piece in 1..body.len() {
-            let events = decode_in_pieces(body.as_bytes(), piece);
-            assert_eq!(
-                events,
-                vec![
-                    SseEvent {
-                        event: None,
-                        data: "{\"t\":\"héllo 🌊\"}".into()
-                    },
-                    SseEvent {
-                        event: Some("error".into()),
-                        data: "a\nb".into()
-                    },
-                    SseEvent {
-                        event: None,
-                        data: "[DONE]".into()
-                    },
-                ],
-                "piece size {piece}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_last_event_without_a_blank_line_is_kept() {
-        assert_eq!(
-            decode_in_pieces(b"data: x", 3),
-            vec![SseEvent {
-                event: None,
-                data: "x".into()
-            }]
-        );
-    }
 
     #[test]
     fn chunks_of_each_stream_shape() {

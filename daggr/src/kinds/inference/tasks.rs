@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::ports::{ChatAnswer, ChatMessage, ChatRequest, Label, Usage};
 use super::{Endpoint, Settings, Task};
-use crate::value::media::{Audio, Image};
+use crate::value::media::{sniff_mime, Audio, Image};
 use crate::value::Value;
 use crate::Error;
 
@@ -733,19 +733,14 @@ fn decode_b64_image(b64: &str) -> Option<Answer> {
 
 /// The image's MIME type from its magic bytes, else from the content type.
 pub(crate) fn sniff_image(bytes: &[u8], content_type: &str) -> String {
-    if bytes.starts_with(b"\x89PNG") {
-        "image/png".into()
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        "image/jpeg".into()
-    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        "image/webp".into()
+    if let Some(mime) = sniff_mime(bytes).filter(|m| m.starts_with("image/")) {
+        return mime.to_string();
+    }
+    let ct = content_type.split(';').next().unwrap_or("").trim();
+    if ct.starts_with("image/") {
+        ct.to_string()
     } else {
-        let ct = content_type.split(';').next().unwrap_or("").trim();
-        if ct.starts_with("image/") {
-            ct.to_string()
-        } else {
-            "application/octet-stream".into()
-        }
+        "application/octet-stream".into()
     }
 }
 

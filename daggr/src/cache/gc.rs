@@ -1,0 +1,142 @@
+//! Garbage collection: dropping node results that are no longer live, then every content
+//! file (result or media blob) nothing refers to.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Serialize;
+use ssri::Integrity;
+
+use super::{Cache, CacheKey};
+use crate::Error;
+
+/// What a garbage collection removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Node results dropped from the index.
+    pub removed_entries: usize,
+    /// Content files deleted.
+    pub removed_files: usize,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+}
+
+impl Cache {
+    /// Removes every node result whose key is not in `live`, then every content file
+    /// (result or media blob) that neither a remaining result nor `live_blobs` (integrity
+    /// strings, e.g. media held by sheets) refers to. Flushes first.
+    pub fn gc(
+        &self,
+        live: &HashSet<CacheKey>,
+        live_blobs: &HashSet<String>,
+    ) -> Result<GcReport, Error> {
+        self.flush();
+        let mut report = GcReport::default();
+        let mut referenced: HashSet<String> = live_blobs.clone();
+        for (key, meta) in self.live_entries()? {
+            if !live.contains(&key) {
+                cacache::remove_sync(&self.0.dir, key.index_key()).map_err(|e| self.err(e))?;
+                self.forget_in_memory(&key);
+                report.removed_entries += 1;
+                continue;
+            }
+            referenced.insert(meta.integrity.to_string());
+            if let Ok(bytes) = cacache::read_hash_sync(&self.0.dir, &meta.integrity) {
+                collect_blob_refs(&bytes, &mut referenced);
+            }
+        }
+        for (path, size) in self.content_files()? {
+            let Some(integrity) = integrity_of_content_path(&path) else {
+                continue;
+            };
+            if !referenced.contains(&integrity.to_string()) {
+                std::fs::remove_file(&path).map_err(|source| Error::Io {
+                    context: format!("removing {}", path.display()),
+                    source,
+                })?;
+                report.removed_files += 1;
+                report.freed_bytes += size;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Finds `"blob":"sha256-…"` media references in encoded values.
+pub fn collect_blob_refs(record: &[u8], into: &mut HashSet<String>) {
+    fn walk(v: &serde_json::Value, into: &mut HashSet<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let (Some(serde_json::Value::String(blob)), Some(_)) =
+                    (map.get("blob"), map.get("mime"))
+                {
+                    into.insert(blob.clone());
+                }
+                map.values().for_each(|v| walk(v, into));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, into)),
+            _ => {}
+        }
+    }
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(record) {
+        walk(&json, into);
+    }
+}
+
+/// `…/content-v2/sha256/ab/cd/ef…` → the integrity it stores.
+fn integrity_of_content_path(path: &Path) -> Option<Integrity> {
+    let parts: Vec<&str> = path
+        .iter()
+        .rev()
+        .take(4)
+        .map(|p| p.to_str())
+        .collect::<Option<_>>()?;
+    let [rest, b, a, algo] = parts[..] else {
+        return None;
+    };
+    let algorithm = match algo {
+        "sha256" => ssri::Algorithm::Sha256,
+        "sha512" => ssri::Algorithm::Sha512,
+        "sha1" => ssri::Algorithm::Sha1,
+        _ => return None,
+    };
+    Integrity::from_hex(format!("{a}{b}{rest}"), algorithm).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cache::tests::preimage;
+    use crate::value::media::Image;
+    use crate::value::{PortType, Value};
+
+    #[test]
+    fn gc_keeps_live_entries_and_their_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        for i in 0..3u8 {
+            let values: Arc<[Value]> =
+                vec![Value::new(Image::new(vec![i; 100], "image/png")).unwrap()].into();
+            cache.store(preimage(i).key(), &preimage(i), values, true);
+        }
+        let before = cache.stats().unwrap();
+        assert_eq!(before.entries, 3);
+        assert_eq!(before.content_files, 6);
+        let live: HashSet<CacheKey> = [preimage(1).key()].into();
+        let report = cache.gc(&live, &HashSet::new()).unwrap();
+        assert_eq!(report.removed_entries, 2);
+        assert_eq!(report.removed_files, 4);
+        let after = cache.stats().unwrap();
+        assert_eq!(after.entries, 1);
+        assert_eq!(after.content_files, 2);
+        cache.clear_memory();
+        assert!(cache
+            .lookup(&preimage(1).key(), &[PortType::of::<Image>()], false)
+            .is_some());
+        assert!(cache
+            .lookup(&preimage(0).key(), &[PortType::of::<Image>()], false)
+            .is_none());
+    }
+}

@@ -1,0 +1,771 @@
+//! One run: [`Executor`] schedules a scope's nodes in dependency order, settles cache hits,
+//! runs the rest under the concurrency limits with their timeouts and retries, and hands
+//! each result (or failure) to the workspace that started it.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::workspace::Shared;
+use super::{NodeFailure, NodeResult, Outcome, RunReport};
+use crate::cache::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
+use crate::error::Error;
+use crate::graph::Binding;
+use crate::node::event::{error_chain, unix_ms, CacheSource, Event, LogBuffer};
+use crate::node::{CachePolicy, Inputs, Node, NodeContext};
+use crate::value::Value;
+
+/// The outcome of one node task.
+struct TaskDone {
+    result: Result<(Arc<[Value]>, Outcome), Error>,
+    /// The key made again with a fingerprint learnt at run time ([`Node::runtime_fingerprint`]).
+    rekeyed: Option<(CacheKey, KeyPreimage)>,
+}
+
+/// Everything one node's evaluation needs, prepared by the scheduler.
+struct Prepared {
+    preimage: KeyPreimage,
+    key: CacheKey,
+    inputs: Vec<Value>,
+    generated: Vec<(String, Value)>,
+}
+
+enum Slot {
+    Pending,
+    Running,
+    Done(Arc<[Value]>),
+    Failed { root: usize },
+}
+
+/// One run of a workspace: its scope, each node's slot, and what it has produced so far.
+pub(super) struct Executor {
+    shared: Arc<Shared>,
+    run: u64,
+    in_scope: Vec<bool>,
+    cancel: CancellationToken,
+    slots: Vec<Slot>,
+    /// Values of out-of-scope upstream nodes, resolved on demand.
+    provided: HashMap<usize, Option<Arc<[Value]>>>,
+    waiting: Vec<usize>,
+    outcomes: Vec<(usize, Outcome)>,
+    values: HashMap<usize, Arc<[Value]>>,
+    prepared: HashMap<usize, Prepared>,
+    /// The nodes running now: what the executor still needs when one fails or is cancelled
+    /// (by then its task may have been dropped).
+    running: HashMap<usize, RunningNode>,
+    started: Instant,
+    /// The run's span, parent of the node spans.
+    span: tracing::Span,
+    /// Each started node's span, until the node ends and its outcome is recorded.
+    spans: Vec<tracing::Span>,
+}
+
+impl Executor {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        run: u64,
+        in_scope: Vec<bool>,
+        cancel: CancellationToken,
+        span: tracing::Span,
+    ) -> Self {
+        let n = shared.s.nodes.len();
+        let waiting = (0..n)
+            .map(|i| {
+                shared.s.upstream[i]
+                    .iter()
+                    .filter(|u| in_scope[**u])
+                    .count()
+            })
+            .collect();
+        Executor {
+            shared,
+            run,
+            in_scope,
+            cancel,
+            slots: (0..n).map(|_| Slot::Pending).collect(),
+            provided: HashMap::new(),
+            waiting,
+            outcomes: Vec::new(),
+            values: HashMap::new(),
+            prepared: HashMap::new(),
+            running: HashMap::new(),
+            started: Instant::now(),
+            span,
+            spans: (0..n).map(|_| tracing::Span::none()).collect(),
+        }
+    }
+
+    pub(super) async fn run(mut self) -> RunReport {
+        let total = self.in_scope.iter().filter(|s| **s).count();
+        self.shared.events.send(Event::RunStarted {
+            run: self.run,
+            nodes: total,
+        });
+        let mut ready: Vec<usize> = self
+            .shared
+            .s
+            .topo
+            .iter()
+            .copied()
+            .filter(|&n| self.in_scope[n] && self.waiting[n] == 0)
+            .collect();
+        ready.reverse(); // pop() then yields topological order
+                         // Node futures run on this run's own task rather than as spawned tasks: no
+                         // cross-thread wake-up per node, which keeps the engine's overhead per node in
+                         // microseconds. Synchronous nodes still run on the blocking pool (or inline when
+                         // marked cheap), so they overlap; async node bodies should await, not compute.
+        let mut tasks = FuturesUnordered::new();
+        let mut running: HashSet<usize> = HashSet::new();
+        let mut cancelled = false;
+        loop {
+            while let Some(n) = ready.pop() {
+                if self.cancel.is_cancelled() {
+                    cancelled = true;
+                    break;
+                }
+                match self.start(n) {
+                    Started::Done(values, outcome) => {
+                        self.finish(n, Ok((values, outcome)), &mut ready)
+                    }
+                    Started::Failed(error) => self.finish(n, Err(error), &mut ready),
+                    Started::Skipped(root) => self.skip(n, root, &mut ready),
+                    Started::Spawn(fut) => {
+                        self.slots[n] = Slot::Running;
+                        running.insert(n);
+                        tasks.push(AssertUnwindSafe(fut).catch_unwind().map(move |r| (n, r)));
+                    }
+                }
+            }
+            if cancelled || tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => {
+                    cancelled = true;
+                    break;
+                }
+                joined = tasks.next() => {
+                    let Some((n, joined)) = joined else { break };
+                    running.remove(&n);
+                    let result = match joined {
+                        Ok(done) => {
+                            if let (Some((key, preimage)), Some(p)) =
+                                (done.rekeyed, self.prepared.get_mut(&n))
+                            {
+                                p.key = key;
+                                p.preimage = preimage;
+                            }
+                            done.result
+                        }
+                        Err(panic) => Err(Error::NodeFailed {
+                            node: self.shared.s.names[n].to_string(),
+                            source: format!("panicked: {}", crate::error::panic_message(panic)).into(),
+                        }),
+                    };
+                    self.finish(n, result, &mut ready);
+                }
+            }
+        }
+        if cancelled {
+            // Dropping the futures cancels the in-flight async nodes.
+            drop(tasks);
+            let mut in_flight: Vec<usize> = running.into_iter().collect();
+            in_flight.sort_unstable();
+            for n in in_flight {
+                let error = Error::Cancelled {
+                    node: self.shared.s.names[n].to_string(),
+                };
+                self.finish(n, Err(error), &mut Vec::new());
+            }
+        }
+        let count = |f: fn(&Outcome) -> bool| self.outcomes.iter().filter(|(_, o)| f(o)).count();
+        let elapsed = self.started.elapsed();
+        let computed = count(|o| matches!(o, Outcome::Computed { .. }));
+        let cached = count(|o| matches!(o, Outcome::Cached(_)));
+        let failed = count(|o| matches!(o, Outcome::Failed(_)));
+        let skipped = count(|o| matches!(o, Outcome::Skipped { .. }));
+        self.span.record("computed", computed);
+        self.span.record("cached", cached);
+        self.span.record("failed", failed);
+        self.span.record("skipped", skipped);
+        self.span.record("cancelled", cancelled);
+        self.shared.events.send(Event::RunFinished {
+            run: self.run,
+            computed,
+            cached,
+            failed,
+            skipped,
+            cancelled,
+            elapsed,
+        });
+        RunReport {
+            run: self.run,
+            elapsed,
+            cancelled,
+            names: self.shared.s.names.clone(),
+            outcomes: self.outcomes,
+            values: self.values,
+        }
+    }
+
+    /// Values of an upstream node for node inputs: from this run, or (out of scope) its
+    /// current result, or failing that a cache hit. `Err(root)` when it failed in this run.
+    fn upstream_values(&mut self, up: usize) -> Result<Option<Arc<[Value]>>, usize> {
+        if self.in_scope[up] {
+            return match &self.slots[up] {
+                Slot::Done(v) => Ok(Some(v.clone())),
+                Slot::Failed { root } => Err(*root),
+                _ => unreachable!("in-scope upstream nodes finish first"),
+            };
+        }
+        if let Some(v) = self.provided.get(&up) {
+            return Ok(v.clone());
+        }
+        let current = self.shared.state.lock().unwrap()[up]
+            .as_ref()
+            .map(|r| r.outputs.clone());
+        let values = match current {
+            Some(v) => Some(v),
+            None => self.cached_without_running(up),
+        };
+        self.provided.insert(up, values.clone());
+        Ok(values)
+    }
+
+    /// A cache hit for an out-of-scope node whose own inputs can be resolved the same way.
+    fn cached_without_running(&mut self, n: usize) -> Option<Arc<[Value]>> {
+        let node = self.shared.s.nodes[n].clone();
+        let spec = node.spec();
+        if spec.config.cache != CachePolicy::Default {
+            return None;
+        }
+        let prepared = match self.prepare(n) {
+            Ok(Ok(p)) => p,
+            _ => return None,
+        };
+        if !prepared.generated.is_empty() {
+            return None;
+        }
+        let types: Vec<_> = spec.outputs.iter().map(|p| p.ty).collect();
+        let (values, _) = self.shared.s.cache.lookup(&prepared.key, &types, false)?;
+        Some(values)
+    }
+
+    /// Gathers a node's inputs and computes its key. `Ok(Err(root))`: an upstream failed.
+    fn prepare(&mut self, n: usize) -> Result<Result<Prepared, usize>, Error> {
+        let bindings: Vec<Binding> = self.shared.bindings.lock().unwrap()[n].clone();
+        let node = self.shared.s.nodes[n].clone();
+        let spec = node.spec();
+        let mut inputs = Vec::with_capacity(bindings.len());
+        let mut generated = Vec::new();
+        for (port, binding) in bindings.iter().enumerate() {
+            let value = match binding {
+                Binding::Port { node, port: out } => match self.upstream_values(*node) {
+                    Ok(Some(values)) => values[*out].clone(),
+                    Ok(None) => {
+                        return Err(Error::MissingUpstream {
+                            node: spec.name.clone(),
+                            port: spec.inputs[port].name.clone(),
+                            upstream: self.shared.s.names[*node].to_string(),
+                        })
+                    }
+                    Err(root) => return Ok(Err(root)),
+                },
+                Binding::Const(v) => v.clone(),
+                Binding::Generated(g) => {
+                    let v = (g.make)().map_err(|source| Error::Codec {
+                        node: spec.name.clone(),
+                        port: spec.inputs[port].name.clone(),
+                        type_name: spec.inputs[port].ty.name(),
+                        source,
+                    })?;
+                    generated.push((spec.inputs[port].name.clone(), v.clone()));
+                    let _ = &g.label;
+                    v
+                }
+                Binding::Unbound => unreachable!("unbound inputs are rejected by build()"),
+            };
+            inputs.push(value);
+        }
+        let preimage = KeyPreimage {
+            schema: KEY_SCHEMA_VERSION,
+            identity: format!("{}:{}", spec.kind, spec.identity),
+            code: spec.code_fingerprint.clone(),
+            version: spec.config.version.clone(),
+            params: spec.params.clone(),
+            inputs: spec
+                .inputs
+                .iter()
+                .zip(&inputs)
+                .map(|(p, v)| (p.name.clone(), v.hash()))
+                .collect(),
+            outputs: spec
+                .outputs
+                .iter()
+                .map(|p| p.ty.name().to_string())
+                .collect(),
+        };
+        Ok(Ok(Prepared {
+            key: preimage.key(),
+            preimage,
+            inputs,
+            generated,
+        }))
+    }
+
+    fn start(&mut self, n: usize) -> Started {
+        // The node's span covers its whole evaluation: gathering inputs and the cache
+        // look-ups here, then its task (waiting for a slot, every attempt). Its outcome is
+        // recorded when the node ends (`finish`, `skip`).
+        let span = tracing::info_span!(
+            parent: &self.span,
+            "node",
+            node = %self.shared.s.names[n],
+            attempt = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        self.spans[n] = span.clone();
+        let _entered = span.enter();
+        let prepared = match self.prepare(n) {
+            Ok(Ok(p)) => p,
+            Ok(Err(root)) => return Started::Skipped(root),
+            Err(e) => return Started::Failed(e),
+        };
+        let node = self.shared.s.nodes[n].clone();
+        let spec = node.spec();
+        let policy = spec.config.cache;
+        let types: Vec<_> = spec.outputs.iter().map(|p| p.ty).collect();
+        let cache = self.shared.s.cache.clone();
+        // A fingerprint learnt at run time re-keys the node in its task, before any look-up.
+        let rekey = match policy {
+            CachePolicy::NeverCache => None,
+            _ => node
+                .runtime_fingerprint()
+                .map(|fingerprint| (fingerprint, prepared.preimage.clone())),
+        };
+        match (policy, &rekey) {
+            (CachePolicy::Default, None) => {
+                // The workspace's own current result, then memory hits, are settled here
+                // without a task: that keeps a fully cached rerun to a hash and a look-up
+                // per node.
+                if let Some(values) = self.shared.current_outputs(n, &prepared.key) {
+                    self.prepared.insert(n, prepared);
+                    return Started::Done(values, Outcome::Cached(CacheSource::Workspace));
+                }
+                if let Some((values, source)) = cache.lookup(&prepared.key, &types, true) {
+                    self.prepared.insert(n, prepared);
+                    return Started::Done(values, Outcome::Cached(source));
+                }
+            }
+            (CachePolicy::Default, Some(_)) => {} // looked up in the task
+            _ => cache.count_miss(),
+        }
+        let key = prepared.key;
+        let inputs = Inputs {
+            node: self.shared.s.names[n].clone(),
+            values: prepared.inputs.clone(),
+            names: spec.inputs.iter().map(|p| p.name.clone()).collect(),
+        };
+        self.prepared.insert(n, prepared);
+        let name = self.shared.s.names[n].clone();
+        let log = LogBuffer::new(self.run, n, name.clone(), self.shared.events.clone());
+        let attempts = Arc::new(Attempts::default());
+        self.running.insert(
+            n,
+            RunningNode {
+                log: log.clone(),
+                attempts: attempts.clone(),
+            },
+        );
+        let ctx = NodeContext {
+            node: name,
+            index: n,
+            run: self.run,
+            cancel: self.cancel.child_token(),
+            events: self.shared.events.clone(),
+            log,
+        };
+        let global = self.shared.s.global.clone();
+        let group = spec
+            .config
+            .group
+            .as_ref()
+            .and_then(|g| self.shared.s.groups.get(g).cloned());
+        let shared = self.shared.clone();
+        let task_span = span.clone();
+        Started::Spawn(Box::pin(
+            async move {
+                let mut key = key;
+                let mut rekeyed = None;
+                if let Some((fingerprint, mut preimage)) = rekey {
+                    if let Some(code) = fingerprint.await {
+                        preimage.code = code;
+                        key = preimage.key();
+                    }
+                    rekeyed = Some((key, preimage));
+                    if policy == CachePolicy::Default {
+                        if let Some(values) = shared.current_outputs(n, &key) {
+                            return TaskDone {
+                                result: Ok((values, Outcome::Cached(CacheSource::Workspace))),
+                                rekeyed,
+                            };
+                        }
+                    }
+                }
+                if policy == CachePolicy::Default {
+                    if let Some((values, source)) = cache.lookup_async(&key, &types).await {
+                        return TaskDone {
+                            result: Ok((values, Outcome::Cached(source))),
+                            rekeyed,
+                        };
+                    }
+                }
+                let _global = global
+                    .acquire_owned()
+                    .await
+                    .expect("semaphores are never closed");
+                let _group = match group {
+                    Some(g) => Some(
+                        g.acquire_owned()
+                            .await
+                            .expect("semaphores are never closed"),
+                    ),
+                    None => None,
+                };
+                TaskDone {
+                    result: execute(node, ctx, inputs, attempts, task_span).await,
+                    rekeyed,
+                }
+            }
+            .instrument(span.clone()),
+        ))
+    }
+
+    fn finish(
+        &mut self,
+        n: usize,
+        result: Result<(Arc<[Value]>, Outcome), Error>,
+        ready: &mut Vec<usize>,
+    ) {
+        let name = self.shared.s.names[n].clone();
+        let prepared = self.prepared.remove(&n);
+        let running = self.running.remove(&n);
+        // Dropped at the end of this call: the node's span closes once it is adopted.
+        let span = std::mem::replace(&mut self.spans[n], tracing::Span::none());
+        match result {
+            Ok((values, outcome)) => {
+                let prepared = prepared.expect("a finished node was prepared");
+                let spec = self.shared.s.nodes[n].spec();
+                // Taken before the events below: a held-back progress line is sent first.
+                let logs = match &outcome {
+                    Outcome::Computed { .. } => running.map(|r| Arc::new(r.log.take())),
+                    // The same result as before, so the same log.
+                    Outcome::Cached(CacheSource::Workspace) => {
+                        let state = self.shared.state.lock().unwrap();
+                        state[n].as_ref().map(|r| r.logs.clone())
+                    }
+                    _ => None,
+                }
+                .unwrap_or_default();
+                if matches!(outcome, Outcome::Computed { .. })
+                    && spec.config.cache != CachePolicy::NeverCache
+                {
+                    self.shared.s.cache.store(
+                        prepared.key,
+                        &prepared.preimage,
+                        values.clone(),
+                        true,
+                    );
+                }
+                let result = NodeResult {
+                    key: prepared.key,
+                    inputs: prepared.inputs.iter().map(|v| v.hash()).collect(),
+                    generated: prepared.generated,
+                    outputs: values.clone(),
+                    outcome: outcome.clone(),
+                    run: self.run,
+                    finished_unix_ms: unix_ms(),
+                    logs,
+                };
+                for observer in self.shared.observers.lock().unwrap().iter() {
+                    observer.on_result(n, &name, &result);
+                }
+                self.shared.state.lock().unwrap()[n] = Some(result);
+                // After the observers and the state: whoever sees the event finds the result
+                // current and handed to them (a sheet's flush then covers it).
+                match &outcome {
+                    Outcome::Cached(source) => self.shared.events.send(Event::NodeCached {
+                        run: self.run,
+                        node: n,
+                        name,
+                        source: *source,
+                    }),
+                    Outcome::Computed { elapsed, .. } => {
+                        self.shared.events.send(Event::NodeFinished {
+                            run: self.run,
+                            node: n,
+                            name,
+                            elapsed: *elapsed,
+                            outputs: values.iter().map(|v| v.hash()).collect(),
+                        })
+                    }
+                    _ => {}
+                }
+                span.record("outcome", outcome.span_label());
+                self.values.insert(n, values.clone());
+                self.slots[n] = Slot::Done(values);
+                self.outcomes.push((n, outcome));
+            }
+            Err(error) => {
+                let cancelled = matches!(error, Error::Cancelled { .. });
+                let text = error_chain(&error);
+                if let Some(running) = &running {
+                    if cancelled {
+                        running.log.end("cancelled");
+                    } else {
+                        running.log.end(format!("failed: {text}"));
+                    }
+                }
+                // Observers only: the cache and the node's current result stay as they were.
+                let failure = NodeFailure {
+                    run: self.run,
+                    cancelled,
+                    error: text,
+                    attempts: running.as_ref().map_or(0, |r| r.attempts.started()),
+                    elapsed: running
+                        .as_ref()
+                        .map_or(Duration::ZERO, |r| r.attempts.elapsed()),
+                    finished_unix_ms: unix_ms(),
+                    key: prepared.as_ref().map(|p| p.key),
+                    inputs: prepared
+                        .as_ref()
+                        .map(|p| p.inputs.iter().map(|v| v.hash()).collect())
+                        .unwrap_or_default(),
+                    generated: prepared.map(|p| p.generated).unwrap_or_default(),
+                    logs: Arc::new(running.map(|r| r.log.take()).unwrap_or_default()),
+                };
+                for observer in self.shared.observers.lock().unwrap().iter() {
+                    observer.on_failure(n, &name, &failure);
+                }
+                // After the observers: whoever sees the event knows the failure was handed
+                // to them (a sheet's flush then covers it).
+                span.record("error", failure.error.as_str());
+                self.shared.events.send(Event::NodeFailed {
+                    run: self.run,
+                    node: n,
+                    name,
+                    error: failure.error,
+                    elapsed: failure.elapsed,
+                });
+                let outcome = Outcome::Failed(Arc::new(error));
+                span.record("outcome", outcome.span_label());
+                self.slots[n] = Slot::Failed { root: n };
+                self.outcomes.push((n, outcome));
+            }
+        }
+        self.release_downstream(n, ready);
+    }
+
+    fn skip(&mut self, n: usize, root: usize, ready: &mut Vec<usize>) {
+        self.prepared.remove(&n);
+        let because = self.shared.s.names[root].clone();
+        self.shared.events.send(Event::NodeSkipped {
+            run: self.run,
+            node: n,
+            name: self.shared.s.names[n].clone(),
+            because: because.clone(),
+        });
+        self.slots[n] = Slot::Failed { root };
+        let outcome = Outcome::Skipped {
+            because: because.to_string(),
+        };
+        std::mem::replace(&mut self.spans[n], tracing::Span::none())
+            .record("outcome", outcome.span_label());
+        self.outcomes.push((n, outcome));
+        self.release_downstream(n, ready);
+    }
+
+    fn release_downstream(&mut self, n: usize, ready: &mut Vec<usize>) {
+        for i in 0..self.shared.s.downstream[n].len() {
+            let d = self.shared.s.downstream[n][i];
+            if self.in_scope[d] {
+                self.waiting[d] -= 1;
+                if self.waiting[d] == 0 {
+                    ready.push(d);
+                }
+            }
+        }
+    }
+}
+
+type NodeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = TaskDone> + Send>>;
+
+/// What the executor keeps of a node while it runs.
+struct RunningNode {
+    log: LogBuffer,
+    attempts: Arc<Attempts>,
+}
+
+/// A running node's attempts, counted by its task and read by the executor when the node
+/// fails, or when a cancelled run drops the task.
+#[derive(Default)]
+struct Attempts {
+    started: AtomicU32,
+    first_started_at: OnceLock<Instant>,
+}
+
+impl Attempts {
+    /// An attempt starts: its number, 1 for the first.
+    fn start(&self) -> u32 {
+        self.first_started_at.get_or_init(Instant::now);
+        self.started.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn started(&self) -> u32 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Time since the first attempt started (zero before it).
+    fn elapsed(&self) -> Duration {
+        self.first_started_at
+            .get()
+            .map_or(Duration::ZERO, Instant::elapsed)
+    }
+}
+
+enum Started {
+    Done(Arc<[Value]>, Outcome),
+    Failed(Error),
+    Skipped(usize),
+    Spawn(NodeFuture),
+}
+
+/// Runs a node with its timeout and retry policy, and checks what it returned.
+async fn execute(
+    node: Arc<dyn Node>,
+    ctx: NodeContext,
+    inputs: Inputs,
+    tries: Arc<Attempts>,
+    span: tracing::Span,
+) -> Result<(Arc<[Value]>, Outcome), Error> {
+    let spec = node.spec();
+    let name = spec.name.clone();
+    let retry = &spec.config.retry;
+    let attempts = retry.retries.saturating_add(1);
+    loop {
+        let attempt = tries.start();
+        span.record("attempt", attempt);
+        ctx.events.send(Event::NodeStarted {
+            run: ctx.run,
+            node: ctx.index,
+            name: ctx.node.clone(),
+            attempt,
+        });
+        let started = Instant::now();
+        let call = node.run(
+            ctx.clone(),
+            Inputs {
+                node: inputs.node.clone(),
+                values: inputs.values.clone(),
+                names: inputs.names.clone(),
+            },
+        );
+        let result = match spec.config.timeout {
+            Some(after) => match tokio::time::timeout(after, call).await {
+                Ok(r) => r.map_err(|source| node_error(&name, source)),
+                Err(_) => {
+                    ctx.log.write(format!(
+                        "attempt {attempt} of {attempts} timed out after {after:?}"
+                    ));
+                    Err(Error::Timeout {
+                        node: name.clone(),
+                        after,
+                    })
+                }
+            },
+            None => call.await.map_err(|source| node_error(&name, source)),
+        };
+        let error = match result {
+            Ok(values) => {
+                check_outputs(spec, &values)?;
+                return Ok((
+                    values.into(),
+                    Outcome::Computed {
+                        elapsed: started.elapsed(),
+                        attempts: attempt,
+                    },
+                ));
+            }
+            Err(e) => e,
+        };
+        if attempt > retry.retries {
+            return Err(error);
+        }
+        let delay = retry.delay(attempt);
+        let error = error_chain(&error);
+        ctx.log.write(format!(
+            "attempt {attempt} of {attempts} failed, retrying in {delay:?}: {error}"
+        ));
+        ctx.events.send(Event::NodeRetrying {
+            run: ctx.run,
+            node: ctx.index,
+            name: ctx.node.clone(),
+            attempt,
+            error,
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.cancelled() => return Err(Error::Cancelled { node: name }),
+        }
+    }
+}
+
+/// A node's error: as it is when it is already a daggr error naming the node (a remote
+/// failure, say), else wrapped with the node's name.
+fn node_error(name: &str, source: crate::error::BoxError) -> Error {
+    match source.downcast::<Error>() {
+        Ok(e) if e.node() == Some(name) => *e,
+        Ok(e) => Error::NodeFailed {
+            node: name.to_string(),
+            source: e,
+        },
+        Err(source) => Error::NodeFailed {
+            node: name.to_string(),
+            source,
+        },
+    }
+}
+
+fn check_outputs(spec: &crate::node::NodeSpec, values: &[Value]) -> Result<(), Error> {
+    if values.len() != spec.outputs.len() {
+        return Err(Error::NodeFailed {
+            node: spec.name.clone(),
+            source: format!(
+                "returned {} outputs, but declares {}",
+                values.len(),
+                spec.outputs.len()
+            )
+            .into(),
+        });
+    }
+    for (port, value) in spec.outputs.iter().zip(values) {
+        if !port.ty.same_as(&value.port_type()) {
+            return Err(Error::WrongValueType {
+                node: spec.name.clone(),
+                port: port.name.clone(),
+                expected: port.ty.name(),
+                found: value.port_type().name(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! What runs leave behind: each node's [`NodeResult`] (or [`NodeFailure`]), its
+//! [`Outcome`] in a run, and the [`RunReport`] of a whole run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::CacheKey;
+use crate::error::Error;
+use crate::graph::Output;
+use crate::node::event::{error_chain, CacheSource, Logs};
+use crate::value::{ContentHash, PortValue, Value};
+
+/// A node's current result.
+#[derive(Clone, Debug)]
+pub struct NodeResult {
+    /// The cache key it was computed (or found) under.
+    pub key: CacheKey,
+    /// The content hash each input had (generated inputs included).
+    pub inputs: Vec<ContentHash>,
+    /// Generated input values (seeds, timestamps), by port name.
+    pub generated: Vec<(String, Value)>,
+    /// The outputs, one per output port.
+    pub outputs: Arc<[Value]>,
+    /// Computed or served from the cache.
+    pub outcome: Outcome,
+    /// The run that produced it.
+    pub run: u64,
+    /// When it was adopted, in milliseconds since the Unix epoch.
+    pub finished_unix_ms: u64,
+    /// The log written while it was computed (see [`NodeContext::log`](crate::node::NodeContext::log)); empty when it
+    /// came from the cache, since the node did not run.
+    pub logs: Arc<Logs>,
+}
+
+/// A node that failed or was cancelled in a run, as [`ResultObserver::on_failure`](super::ResultObserver::on_failure) is told
+/// of it. It is not a result: the node's current (last good) result, if any, stays current.
+#[derive(Clone, Debug)]
+pub struct NodeFailure {
+    /// The run it failed in.
+    pub run: u64,
+    /// Whether the run was cancelled while the node was running (rather than the node
+    /// failing by itself).
+    pub cancelled: bool,
+    /// The error with its whole cause chain, `outer: inner: innermost`.
+    pub error: String,
+    /// Attempts started: 0 when it failed before running (its inputs could not be gathered,
+    /// or the run was cancelled while it waited for a concurrency slot).
+    pub attempts: u32,
+    /// Time from the start of its first attempt to the failure (zero when none started).
+    pub elapsed: Duration,
+    /// When it failed, in milliseconds since the Unix epoch.
+    pub finished_unix_ms: u64,
+    /// The cache key it would have been stored under; `None` when it failed before its
+    /// inputs were gathered, and then `inputs` and `generated` are empty too.
+    pub key: Option<CacheKey>,
+    /// The content hash each input had (generated inputs included).
+    pub inputs: Vec<ContentHash>,
+    /// Generated input values (seeds, timestamps), by port name.
+    pub generated: Vec<(String, Value)>,
+    /// The log it wrote: its own lines and the executor's (each retry, a timeout,
+    /// cancellation, the final error), bounded like a result's.
+    pub logs: Arc<Logs>,
+}
+
+/// How a node fared in a run.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// The node ran.
+    Computed {
+        /// Time of the successful attempt.
+        elapsed: Duration,
+        /// Attempts used.
+        attempts: u32,
+    },
+    /// The result came from the cache.
+    Cached(CacheSource),
+    /// The node failed (its previous result, if any, is kept and is now stale).
+    Failed(Arc<Error>),
+    /// Not run, because this upstream node failed or was cancelled.
+    Skipped {
+        /// The node whose failure caused the skip.
+        because: String,
+    },
+}
+
+impl Outcome {
+    /// Whether the node has a usable value from this run.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Computed { .. } | Outcome::Cached(_))
+    }
+
+    /// The node span's `outcome` field: one word per way a node can end, so a log can be
+    /// filtered on it (`computed`, `memory`, `disk`, `workspace`, `failed`, `skipped`).
+    pub(super) fn span_label(&self) -> &'static str {
+        match self {
+            Outcome::Computed { .. } => "computed",
+            Outcome::Cached(CacheSource::Memory) => "memory",
+            Outcome::Cached(CacheSource::Disk) => "disk",
+            Outcome::Cached(CacheSource::Workspace) => "workspace",
+            Outcome::Failed(_) => "failed",
+            Outcome::Skipped { .. } => "skipped",
+        }
+    }
+}
+
+/// What a run did, node by node.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The run number.
+    pub run: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Whether the run was cancelled.
+    pub cancelled: bool,
+    pub(super) names: Arc<[Arc<str>]>,
+    pub(super) outcomes: Vec<(usize, Outcome)>,
+    pub(super) values: HashMap<usize, Arc<[Value]>>,
+}
+
+impl RunReport {
+    /// Every evaluated node's name and outcome, in completion order.
+    pub fn outcomes(&self) -> impl Iterator<Item = (&str, &Outcome)> {
+        self.outcomes.iter().map(|(n, o)| (&*self.names[*n], o))
+    }
+
+    /// One node's outcome.
+    pub fn outcome(&self, node: &str) -> Option<&Outcome> {
+        self.outcomes().find(|(n, _)| *n == node).map(|(_, o)| o)
+    }
+
+    fn names_where(&self, f: impl Fn(&Outcome) -> bool) -> Vec<&str> {
+        self.outcomes()
+            .filter(|(_, o)| f(o))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Names of the nodes that ran.
+    pub fn computed(&self) -> Vec<&str> {
+        self.names_where(|o| matches!(o, Outcome::Computed { .. }))
+    }
+
+    /// Names of the nodes served from the cache.
+    pub fn cached(&self) -> Vec<&str> {
+        self.names_where(|o| matches!(o, Outcome::Cached(_)))
+    }
+
+    /// Names of the nodes that failed.
+    pub fn failed(&self) -> Vec<&str> {
+        self.names_where(|o| matches!(o, Outcome::Failed(_)))
+    }
+
+    /// Names of the nodes skipped because something upstream failed.
+    pub fn skipped(&self) -> Vec<&str> {
+        self.names_where(|o| matches!(o, Outcome::Skipped { .. }))
+    }
+
+    /// The errors of the failed nodes.
+    pub fn errors(&self) -> Vec<Arc<Error>> {
+        self.outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Failed(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether every evaluated node has a value.
+    pub fn is_success(&self) -> bool {
+        !self.cancelled && self.outcomes.iter().all(|(_, o)| o.is_ok())
+    }
+
+    /// The value an output port got in this run. Nodes this run did not evaluate have
+    /// no value here; a failed node's error is returned.
+    pub fn value<T: PortValue>(&self, out: &Output<T>) -> Result<Arc<T>, Error> {
+        let name = &self.names[out.node];
+        if let Some(values) = self.values.get(&out.node) {
+            return Ok(values[out.port]
+                .downcast::<T>()
+                .expect("typed handles always match their port type"));
+        }
+        match self.outcomes.iter().find(|(n, _)| *n == out.node) {
+            Some((_, Outcome::Failed(e))) => Err(Error::Failed {
+                node: name.to_string(),
+                message: error_chain(e.as_ref()),
+            }),
+            _ => Err(Error::NoResult {
+                node: name.to_string(),
+            }),
+        }
+    }
+}

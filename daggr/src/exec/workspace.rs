@@ -1,0 +1,603 @@
+//! A pipeline's workspace: the state it keeps between runs (the constants it is given, each
+//! node's current result, its observers and event stream) over a structure every
+//! workspace of the pipeline shares (the graph, the nodes, the cache, the concurrency
+//! limits). Runs start here; `executor` carries each one out.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::executor::Executor;
+use super::{NodeFailure, NodeRef, NodeResult, RunReport, Scope, TerminalProgress};
+use crate::cache::{Cache, CacheKey};
+use crate::error::{suggest, Error};
+use crate::graph::{Binding, Graph, Output};
+use crate::node::event::{Event, EventSender};
+use crate::node::Node;
+use crate::value::{PortValue, Value};
+
+/// What every workspace of a pipeline shares: the graph, the nodes, the cache and the
+/// concurrency limits.
+pub(super) struct Structure {
+    pub(super) name: String,
+    pub(super) ir: daggr_codegen::ir::GraphIr,
+    pub(super) nodes: Vec<Arc<dyn Node>>,
+    pub(super) names: Arc<[Arc<str>]>,
+    pub(super) by_name: HashMap<String, usize>,
+    pub(super) graph: DiGraph<usize, (usize, usize)>,
+    /// Topological order.
+    pub(super) topo: Vec<usize>,
+    /// Distinct upstream and downstream nodes.
+    pub(super) upstream: Vec<Vec<usize>>,
+    pub(super) downstream: Vec<Vec<usize>>,
+    /// The bindings as built: a new workspace starts from these.
+    pub(super) default_bindings: Vec<Vec<Binding>>,
+    pub(super) cache: Cache,
+    pub(super) global: Arc<Semaphore>,
+    pub(super) groups: HashMap<String, Arc<Semaphore>>,
+}
+
+/// One workspace: its input values, each node's current result, its event stream.
+pub(super) struct Shared {
+    pub(super) s: Arc<Structure>,
+    pub(super) bindings: Mutex<Vec<Vec<Binding>>>,
+    pub(super) state: Mutex<Vec<Option<NodeResult>>>,
+    pub(super) events: EventSender,
+    pub(super) runs: AtomicU64,
+    pub(super) progress: Mutex<TerminalProgress>,
+    pub(super) observers: Mutex<Vec<Arc<dyn ResultObserver>>>,
+}
+
+impl Shared {
+    /// The outputs of node `n`'s current result, if it was made under `key`.
+    pub(super) fn current_outputs(&self, n: usize, key: &CacheKey) -> Option<Arc<[Value]>> {
+        self.state.lock().unwrap()[n]
+            .as_ref()
+            .filter(|r| r.key == *key)
+            .map(|r| r.outputs.clone())
+    }
+}
+
+/// Told about every result a workspace adopts (computed, or found in the cache), and about
+/// every node that fails or is cancelled. Called on the executor's path: implementations
+/// must only enqueue work (a sheet queues a database write), never block.
+pub trait ResultObserver: Send + Sync + 'static {
+    /// `node` (index and name) has a new current result.
+    fn on_result(&self, node: usize, name: &str, result: &NodeResult);
+
+    /// `node` (index and name) failed, or was cancelled while running. Its current result
+    /// is unchanged (a failure never replaces it and never reaches the cache). Nodes a run
+    /// does not start are not reported: those skipped because something upstream failed,
+    /// and those a cancelled run never reached. Does nothing unless implemented.
+    fn on_failure(&self, node: usize, name: &str, failure: &NodeFailure) {
+        let _ = (node, name, failure);
+    }
+}
+
+/// A validated, runnable pipeline. Cheap to clone; clones share state (see
+/// [`Pipeline::new_workspace`] for an independent state over the same graph and cache).
+///
+/// Runs are traced with [`tracing`](https://docs.rs/tracing): each run is a span named `run`
+/// (fields `pipeline`, `run`, `scope`; once it ends, `computed`, `cached`, `failed`,
+/// `skipped` and `cancelled`), and each node it evaluates a child span named `node` (fields
+/// `node`, `attempt`, and `outcome`: `computed`, `memory`, `disk`, `workspace`, `failed` or
+/// `skipped`, with `error` when it failed). A subscriber that logs span closings, such as
+/// `tracing_subscriber::fmt` with `FmtSpan::CLOSE`, shows where a run's time went.
+#[derive(Clone)]
+pub struct Pipeline(pub(super) Arc<Shared>);
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.0.s.name)
+            .field("nodes", &self.0.s.nodes.len())
+            .finish()
+    }
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        graph: Graph,
+        dag: DiGraph<usize, (usize, usize)>,
+    ) -> Result<Pipeline, Error> {
+        let ir = graph.ir();
+        let cache = match graph.cache {
+            Some(c) => c,
+            None => Cache::open_default()?,
+        };
+        let topo: Vec<usize> = petgraph::algo::toposort(&dag, None)
+            .expect("cycles are rejected before this point")
+            .into_iter()
+            .map(|n| n.index())
+            .collect();
+        let n = graph.nodes.len();
+        let mut upstream = vec![Vec::new(); n];
+        let mut downstream = vec![Vec::new(); n];
+        for (i, up) in upstream.iter_mut().enumerate() {
+            let mut ups: Vec<usize> = dag
+                .neighbors_directed(NodeIndex::new(i), Direction::Incoming)
+                .map(|x| x.index())
+                .collect();
+            ups.sort_unstable();
+            ups.dedup();
+            for &u in &ups {
+                downstream[u].push(i);
+            }
+            *up = ups;
+        }
+        let mut groups = HashMap::new();
+        for (group, limit) in &graph.group_limits {
+            groups.insert(group.clone(), Arc::new(Semaphore::new(*limit)));
+        }
+        let nodes: Vec<Arc<dyn Node>> = graph.nodes.iter().map(|e| e.node.clone()).collect();
+        let names: Arc<[Arc<str>]> = nodes
+            .iter()
+            .map(|n| Arc::from(n.spec().name.as_str()))
+            .collect();
+        let by_name = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), i))
+            .collect();
+        let structure = Arc::new(Structure {
+            ir,
+            name: graph.name,
+            names,
+            by_name,
+            graph: dag,
+            topo,
+            upstream,
+            downstream,
+            default_bindings: graph.nodes.into_iter().map(|e| e.bindings).collect(),
+            cache,
+            global: Arc::new(Semaphore::new(graph.concurrency)),
+            groups,
+            nodes,
+        });
+        Ok(Pipeline::workspace_of(structure))
+    }
+
+    /// Makes the next run number follow `run` (a sheet's history continues across processes
+    /// instead of starting again at run 1 beside its stored runs).
+    #[cfg(feature = "sheets")]
+    pub(crate) fn continue_runs_after(&self, run: u64) {
+        self.0.runs.fetch_max(run, Ordering::Relaxed);
+    }
+
+    fn workspace_of(s: Arc<Structure>) -> Pipeline {
+        Pipeline(Arc::new(Shared {
+            bindings: Mutex::new(s.default_bindings.clone()),
+            state: Mutex::new(vec![None; s.nodes.len()]),
+            events: EventSender::new(4096),
+            runs: AtomicU64::new(0),
+            progress: Mutex::new(TerminalProgress::Auto),
+            observers: Mutex::new(Vec::new()),
+            s,
+        }))
+    }
+
+    /// A new, independent workspace over the same graph, nodes, cache and concurrency
+    /// limits: default inputs, no results, its own event stream. Sheets use one each.
+    pub fn new_workspace(&self) -> Pipeline {
+        Pipeline::workspace_of(self.0.s.clone())
+    }
+
+    /// Registers an observer of adopted results (see [`ResultObserver`]).
+    pub fn add_observer(&self, observer: Arc<dyn ResultObserver>) {
+        self.0.observers.lock().unwrap().push(observer);
+    }
+
+    /// Makes `result` the node's current result (restoring a sheet, or selecting a history
+    /// entry). Its downstream cone becomes stale if the outputs differ.
+    pub fn restore_result(
+        &self,
+        node: impl Into<NodeRef>,
+        result: NodeResult,
+    ) -> Result<(), Error> {
+        let index = self.resolve(&node.into())?;
+        let spec = self.0.s.nodes[index].spec();
+        if result.outputs.len() != spec.outputs.len()
+            || spec
+                .outputs
+                .iter()
+                .zip(result.outputs.iter())
+                .any(|(p, v)| !p.ty.same_as(&v.port_type()))
+        {
+            return Err(Error::WrongValueType {
+                node: spec.name.clone(),
+                port: spec
+                    .outputs
+                    .first()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                expected: spec.outputs.first().map(|p| p.ty.name()).unwrap_or("()"),
+                found: result
+                    .outputs
+                    .first()
+                    .map(|v| v.port_type().name())
+                    .unwrap_or("()"),
+            });
+        }
+        self.0.state.lock().unwrap()[index] = Some(result);
+        Ok(())
+    }
+
+    /// Changes the constant bound to `node.port` to an untyped [`Value`] (restoring a
+    /// sheet, an edit in the inspector), checked against the port's type.
+    pub fn set_constant_value(
+        &self,
+        node: impl Into<NodeRef>,
+        port: &str,
+        value: Value,
+    ) -> Result<(), Error> {
+        let index = self.resolve(&node.into())?;
+        let spec = self.0.s.nodes[index].spec();
+        let port_index = self.input_port(index, port)?;
+        let port_spec = &spec.inputs[port_index];
+        if !port_spec.ty.same_as(&value.port_type()) {
+            return Err(Error::WrongValueType {
+                node: spec.name.clone(),
+                port: port_spec.name.clone(),
+                expected: port_spec.ty.name(),
+                found: value.port_type().name(),
+            });
+        }
+        self.replace_const(index, port_index, value)
+    }
+
+    /// Puts a constant input back to the value the graph was built with.
+    pub fn reset_constant(&self, node: impl Into<NodeRef>, port: &str) -> Result<(), Error> {
+        let index = self.resolve(&node.into())?;
+        let port_index = self.input_port(index, port)?;
+        let default = self.0.s.default_bindings[index][port_index].clone();
+        self.0.bindings.lock().unwrap()[index][port_index] = default;
+        Ok(())
+    }
+
+    /// The constant currently bound to `node.port`, if that input is a constant.
+    pub fn constant_value(
+        &self,
+        node: impl Into<NodeRef>,
+        port: &str,
+    ) -> Result<Option<Value>, Error> {
+        let index = self.resolve(&node.into())?;
+        let port_index = self.input_port(index, port)?;
+        Ok(match &self.0.bindings.lock().unwrap()[index][port_index] {
+            Binding::Const(v) => Some(v.clone()),
+            _ => None,
+        })
+    }
+
+    /// Whether `node.port` currently differs from the value the graph was built with.
+    pub fn is_overridden(&self, node: usize, port: usize) -> bool {
+        let current = &self.0.bindings.lock().unwrap()[node][port];
+        match (current, &self.0.s.default_bindings[node][port]) {
+            (Binding::Const(a), Binding::Const(b)) => a.hash() != b.hash(),
+            _ => false,
+        }
+    }
+
+    /// The index of the node called `name`.
+    pub fn node_index(&self, name: &str) -> Result<usize, Error> {
+        self.resolve(&NodeRef::Name(name.to_string()))
+    }
+
+    /// The name of node `index`.
+    pub fn node_name(&self, index: usize) -> &str {
+        &self.0.s.names[index]
+    }
+
+    /// Whether input `port` of node `node` is bound to a constant (rather than an edge or a generator).
+    pub fn is_constant_input(&self, node: usize, port: usize) -> bool {
+        matches!(
+            self.0.bindings.lock().unwrap()[node][port],
+            Binding::Const(_)
+        )
+    }
+
+    fn input_port(&self, index: usize, port: &str) -> Result<usize, Error> {
+        let spec = self.0.s.nodes[index].spec();
+        spec.inputs
+            .iter()
+            .position(|p| p.name == port)
+            .ok_or_else(|| Error::UnknownPort {
+                node: spec.name.clone(),
+                direction: "input",
+                port: port.to_string(),
+                available: spec.inputs.iter().map(|p| p.name.clone()).collect(),
+                suggestion: suggest(port, spec.inputs.iter().map(|p| p.name.as_str())),
+            })
+    }
+
+    fn replace_const(&self, node: usize, port: usize, value: Value) -> Result<(), Error> {
+        let mut bindings = self.0.bindings.lock().unwrap();
+        match &bindings[node][port] {
+            Binding::Const(_) => {
+                bindings[node][port] = Binding::Const(value);
+                Ok(())
+            }
+            _ => {
+                let spec = self.0.s.nodes[node].spec();
+                Err(Error::InputWiredTwice {
+                    node: spec.name.clone(),
+                    port: spec.inputs[port].name.clone(),
+                })
+            }
+        }
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.0.s.name
+    }
+
+    /// The graph IR (nodes, typed ports, edges, source locations).
+    pub fn graph_ir(&self) -> &daggr_codegen::ir::GraphIr {
+        &self.0.s.ir
+    }
+
+    /// The cache this pipeline reads and writes.
+    pub fn cache(&self) -> &Cache {
+        &self.0.s.cache
+    }
+
+    /// The nodes, in insertion order.
+    pub fn nodes(&self) -> impl Iterator<Item = &dyn Node> {
+        self.0.s.nodes.iter().map(|n| n.as_ref())
+    }
+
+    /// Checks every node against what it calls now, instead of at its first run, so a
+    /// renamed endpoint of the last Space in a chain is found before the expensive first
+    /// step runs: each [`crate::GradioNode`] connects (resolving its Space, starting its
+    /// local copy with `run_locally`, reading `/config` and `/info`) and checks its
+    /// endpoint and port names, all concurrently. The connections are kept for the runs.
+    /// Every problem is returned at once: one error as it is, several as
+    /// [`Error::Invalid`].
+    ///
+    /// ```no_run
+    /// # async fn demo(pipeline: daggr::Pipeline) -> Result<(), daggr::Error> {
+    /// pipeline.preflight().await?; // e.g. "no endpoint `/uper`; did you mean `/upper`?"
+    /// let report = pipeline.run(daggr::Scope::All).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn preflight(&self) -> Result<(), Error> {
+        // join_all keeps node order, whatever order the checks end in.
+        let checks = self.0.s.nodes.iter().filter_map(|n| n.preflight());
+        let results = futures::future::join_all(checks).await;
+        Error::all(results.into_iter().filter_map(Result::err).collect())
+    }
+
+    /// The edges as `(from node, from port, to node, to port)` indices.
+    pub fn edges(&self) -> Vec<(usize, usize, usize, usize)> {
+        self.0
+            .s
+            .graph
+            .edge_indices()
+            .filter_map(|e| {
+                let (a, b) = self.0.s.graph.edge_endpoints(e)?;
+                let (op, ip) = self.0.s.graph[e];
+                Some((a.index(), op, b.index(), ip))
+            })
+            .collect()
+    }
+
+    /// How many runs this workspace has started.
+    pub fn runs_started(&self) -> u64 {
+        self.0.runs.load(Ordering::Relaxed)
+    }
+
+    /// Subscribes to the event stream of every future run.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.0.events.subscribe()
+    }
+
+    /// Sets whether runs draw a terminal progress bar.
+    pub fn set_terminal_progress(&self, mode: TerminalProgress) {
+        *self.0.progress.lock().unwrap() = mode;
+    }
+
+    /// Changes a pipeline input made with [`Graph::input`]. Its downstream cone becomes stale.
+    pub fn set_input<T: PortValue>(&self, input: &Output<T>, value: T) -> Result<(), Error> {
+        let spec = self.0.s.nodes[input.node].spec();
+        if spec.kind != crate::graph::INPUT_KIND {
+            return Err(Error::UnknownPort {
+                node: spec.name.clone(),
+                direction: "input",
+                port: "value".into(),
+                available: vec![],
+                suggestion: None,
+            });
+        }
+        self.set_const(input.node, 0, value)
+    }
+
+    /// Changes the constant bound to `node.port` (a pipeline input or a constant argument),
+    /// checking its type.
+    pub fn set_constant<T: PortValue>(
+        &self,
+        node: impl Into<NodeRef>,
+        port: &str,
+        value: T,
+    ) -> Result<(), Error> {
+        let index = self.resolve(&node.into())?;
+        let port_index = self.input_port(index, port)?;
+        self.set_const(index, port_index, value)
+    }
+
+    fn set_const<T: PortValue>(&self, node: usize, port: usize, value: T) -> Result<(), Error> {
+        let spec = self.0.s.nodes[node].spec();
+        let port_spec = &spec.inputs[port];
+        if !port_spec.ty.is::<T>() {
+            return Err(Error::WrongValueType {
+                node: spec.name.clone(),
+                port: port_spec.name.clone(),
+                expected: port_spec.ty.name(),
+                found: std::any::type_name::<T>(),
+            });
+        }
+        let value = Value::new(value).map_err(|source| Error::Codec {
+            node: spec.name.clone(),
+            port: port_spec.name.clone(),
+            type_name: port_spec.ty.name(),
+            source,
+        })?;
+        self.replace_const(node, port, value)
+    }
+
+    /// The node's current result, if it has one (it may be stale: see [`Pipeline::is_stale`]).
+    pub fn result(&self, node: impl Into<NodeRef>) -> Result<Option<NodeResult>, Error> {
+        let index = self.resolve(&node.into())?;
+        Ok(self.0.state.lock().unwrap()[index].clone())
+    }
+
+    /// The current value of an output port. A stale value is an error, never returned as current.
+    pub fn value<T: PortValue>(&self, out: &Output<T>) -> Result<Arc<T>, Error> {
+        let name = self.0.s.names[out.node].to_string();
+        if self.stale_set()[out.node] {
+            let has = self.0.state.lock().unwrap()[out.node].is_some();
+            return Err(if has {
+                Error::Stale { node: name }
+            } else {
+                Error::NoResult { node: name }
+            });
+        }
+        let state = self.0.state.lock().unwrap();
+        let result = state[out.node]
+            .as_ref()
+            .ok_or(Error::NoResult { node: name })?;
+        Ok(result.outputs[out.port]
+            .downcast::<T>()
+            .expect("typed handles match their port type"))
+    }
+
+    /// Whether the node's current result is out of date (or missing): its inputs changed, or
+    /// something upstream is stale.
+    pub fn is_stale(&self, node: impl Into<NodeRef>) -> Result<bool, Error> {
+        let index = self.resolve(&node.into())?;
+        Ok(self.stale_set()[index])
+    }
+
+    /// The names of all stale nodes.
+    pub fn stale_nodes(&self) -> Vec<String> {
+        self.stale_set()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s)
+            .map(|(i, _)| self.0.s.names[i].to_string())
+            .collect()
+    }
+
+    fn stale_set(&self) -> Vec<bool> {
+        let state = self.0.state.lock().unwrap();
+        let bindings = self.0.bindings.lock().unwrap();
+        let mut stale = vec![false; self.0.s.nodes.len()];
+        for &n in &self.0.s.topo {
+            let Some(result) = &state[n] else {
+                stale[n] = true;
+                continue;
+            };
+            stale[n] = bindings[n].iter().enumerate().any(|(port, b)| match b {
+                Binding::Port { node, port: out } => {
+                    stale[*node]
+                        || state[*node]
+                            .as_ref()
+                            .is_none_or(|r| r.outputs[*out].hash() != result.inputs[port])
+                }
+                Binding::Const(v) => v.hash() != result.inputs[port],
+                Binding::Generated(_) | Binding::Unbound => false,
+            });
+        }
+        stale
+    }
+
+    /// The cache keys of every node's current result (what a garbage collection must keep).
+    pub fn live_keys(&self) -> HashSet<CacheKey> {
+        self.0
+            .state
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(|r| r.key)
+            .collect()
+    }
+
+    /// Runs `scope` to completion.
+    pub async fn run(&self, scope: Scope) -> Result<RunReport, Error> {
+        self.run_with_cancel(scope, CancellationToken::new()).await
+    }
+
+    /// Starts `scope` on the tokio runtime; the handle can cancel it.
+    pub fn spawn(&self, scope: Scope) -> RunHandle {
+        let cancel = CancellationToken::new();
+        let me = self.clone();
+        let token = cancel.clone();
+        RunHandle {
+            cancel,
+            join: tokio::spawn(async move { me.run_with_cancel(scope, token).await }),
+        }
+    }
+
+    /// Runs `scope`, stopping when `cancel` fires.
+    pub async fn run_with_cancel(
+        &self,
+        scope: Scope,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, Error> {
+        let in_scope = self.scope_set(&scope)?;
+        let run = self.0.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        let mode = *self.0.progress.lock().unwrap();
+        let progress = mode.start(&self.0.events, run, in_scope.iter().filter(|s| **s).count());
+        // The run's span: the parent of every node's span, so a subscriber shows where a
+        // run's time went node by node. The counts are recorded when the run ends.
+        let span = tracing::info_span!(
+            "run",
+            pipeline = %self.0.s.name,
+            run,
+            scope = %self.scope_label(&scope),
+            computed = tracing::field::Empty,
+            cached = tracing::field::Empty,
+            failed = tracing::field::Empty,
+            skipped = tracing::field::Empty,
+            cancelled = tracing::field::Empty,
+        );
+        let report = Executor::new(self.0.clone(), run, in_scope, cancel, span.clone())
+            .run()
+            .instrument(span)
+            .await;
+        if let Some(p) = progress {
+            let _ = p.await;
+        }
+        Ok(report)
+    }
+}
+
+/// A handle to a run started with [`Pipeline::spawn`].
+pub struct RunHandle {
+    cancel: CancellationToken,
+    join: tokio::task::JoinHandle<Result<RunReport, Error>>,
+}
+
+impl RunHandle {
+    /// Stops scheduling and cancels the in-flight async nodes.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the run's report.
+    pub async fn wait(self) -> Result<RunReport, Error> {
+        match self.join.await {
+            Ok(report) => report,
+            Err(e) => Err(Error::NodeFailed {
+                node: "<executor>".into(),
+                source: e.to_string().into(),
+            }),
+        }
+    }
+}
