@@ -1349,3 +1349,141 @@ async fn runs_and_nodes_are_traced_with_their_cache_outcome() {
     let double = &fresh.iter().find(|(n, _)| n == "double").unwrap().1;
     assert_eq!(double.field("outcome"), Some("memory"));
 }
+
+/// What the `watched` node of [`watched_run`] saw: `finished`, or `cancelled` (its
+/// cancellation token fired, seen in its body or when its future was dropped).
+#[derive(Clone, Default)]
+struct Seen(Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+impl Seen {
+    fn push(&self, what: &'static str) {
+        self.0.lock().unwrap().push(what);
+    }
+    fn get(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().clone()
+    }
+    /// Waits (5 s at most) until the node saw something.
+    async fn wait(&self) -> Vec<&'static str> {
+        for _ in 0..500 {
+            if !self.get().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.get()
+    }
+}
+
+/// Records on drop what its node saw, unless the node ended by itself.
+struct DropWatch {
+    seen: Seen,
+    token: tokio_util::sync::CancellationToken,
+    done: bool,
+}
+
+impl Drop for DropWatch {
+    fn drop(&mut self) {
+        if !self.done {
+            self.seen.push(if self.token.is_cancelled() {
+                "cancelled"
+            } else {
+                "dropped uncancelled"
+            });
+        }
+    }
+}
+
+/// A pipeline of one node, `watched`, that takes 800 ms unless cancelled, and a spawned
+/// run of it whose node has started.
+async fn watched_run() -> (daggr::Pipeline, daggr::RunHandle, Seen, tempfile::TempDir) {
+    let (dir, cache) = temp_cache();
+    let mut g = Graph::new("handle").cache(cache);
+    let seen = Seen::default();
+    let s = seen.clone();
+    g.add(
+        FnNode::with_context("watched", move |ctx: daggr::NodeContext| {
+            let seen = s.clone();
+            async move {
+                let mut watch = DropWatch {
+                    seen: seen.clone(),
+                    token: ctx.cancellation_token(),
+                    done: false,
+                };
+                tokio::select! {
+                    _ = ctx.cancelled() => {
+                        watch.done = true;
+                        seen.push("cancelled");
+                        Err(std::io::Error::other("cancelled"))
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(800)) => {
+                        watch.done = true;
+                        seen.push("finished");
+                        Ok(7u64)
+                    }
+                }
+            }
+        }),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    let mut events = pipeline.subscribe();
+    let handle = pipeline.spawn(Scope::All);
+    loop {
+        if let Ok(Event::NodeStarted { name, .. }) = events.recv().await {
+            if &*name == "watched" {
+                break;
+            }
+        }
+    }
+    (pipeline, handle, seen, dir)
+}
+
+/// Issue 12: a run lives as long as its handle, as a `run` lives as long as its future.
+/// Dropping the handle cancels the run (the node sees its token fire, and never
+/// finishes); dropping the future of `wait` (a timeout around it) does too; `detach` lets
+/// the run go on to its end, its result adopted by the workspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_run_handle_cancels_the_run_and_detach_lets_it_run_on() {
+    // Dropped: cancelled.
+    let (_pipeline, handle, seen, _d) = watched_run().await;
+    drop(handle);
+    assert_eq!(
+        seen.wait().await,
+        ["cancelled"],
+        "the dropped run was not cancelled"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        seen.get(),
+        ["cancelled"],
+        "the node ran on after its handle was dropped"
+    );
+
+    // A wait given up on (its future dropped): cancelled too.
+    let (_pipeline, handle, seen, _d) = watched_run().await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), handle.wait())
+            .await
+            .is_err()
+    );
+    assert_eq!(seen.wait().await, ["cancelled"]);
+
+    // Detached: it runs to its end and its result is the workspace's.
+    let (pipeline, handle, seen, _d) = watched_run().await;
+    handle.detach();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen.get().is_empty(), "{:?}", seen.get());
+    assert_eq!(seen.wait().await, ["finished"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let result = pipeline
+        .result("watched")
+        .unwrap()
+        .expect("the detached run adopted its result");
+    assert_eq!(result.outputs[0].downcast_ref::<u64>(), Some(&7));
+
+    // Waited for: the report comes, and nothing is cancelled after it.
+    let (_pipeline, handle, seen, _d) = watched_run().await;
+    let report = handle.wait().await.unwrap();
+    assert!(report.is_success() && !report.cancelled);
+    assert_eq!(seen.get(), ["finished"]);
+}

@@ -837,7 +837,7 @@ async fn space_ids_resolve_through_the_hub_and_the_revision_keys_the_cache() {
     };
     let connected = node().connect().await.unwrap();
     assert_eq!(connected.known_revision(), Some("rev-one"));
-    assert_eq!(connected.connected_url(), Some(url.as_str()));
+    assert_eq!(connected.connected_url().as_deref(), Some(url.as_str()));
     let (pipeline, out) = build(cache.clone(), connected);
     let report = pipeline.run(Scope::All).await.unwrap();
     assert_eq!(*report.value(&out).unwrap(), "SPACE");
@@ -1090,23 +1090,18 @@ async fn run_locally_from_a_git_repository() {
         );
     }
 
-    // Again: clone and venv reused (no install), same revision, so the cache answers.
+    // Again, lazily (no connect, no preflight): clone and venv reused (no install), and
+    // the key made before the first run (the git URL's HEAD) is the one `connect` made,
+    // so the cache answers.
     let started = Instant::now();
     let mut g = Graph::new("local").cache(cache.clone());
     g.add(node(), (constant("local space".to_string()),));
-    let pipeline = g.build().unwrap();
-    // The key has no revision before connecting: connect first to get the same key.
-    drop(pipeline);
-    let mut g = Graph::new("local").cache(cache.clone());
-    g.add(
-        node().connect().await.unwrap(),
-        (constant("local space".to_string()),),
-    );
     let report = g.build().unwrap().run(Scope::All).await.unwrap();
-    assert!(matches!(
-        report.outcome("reverse"),
-        Some(Outcome::Cached(_))
-    ));
+    assert!(
+        matches!(report.outcome("reverse"), Some(Outcome::Cached(_))),
+        "{:?}",
+        report.outcome("reverse")
+    );
     assert_eq!(
         count_logs(&spaces, "install-"),
         1,
@@ -1300,4 +1295,358 @@ async fn preflight_checks_every_node_before_any_runs_and_keeps_the_connections()
     let report = pipeline.run(Scope::All).await.unwrap();
     assert_eq!(*report.value(&out).unwrap(), "OK");
     assert_eq!(configs(), 4, "the run connected no second time");
+}
+
+// ---------- issue 12: stale or detached remote work ----------
+
+/// The node for the app of a `run_locally_from(dir)` test: `/reverse` of LOCAL_APP.
+fn local_reverse(
+    dir: &std::path::Path,
+    spaces: &std::path::Path,
+) -> GradioNode<(String,), (String,)> {
+    GradioNode::new("reverse", "fixtures/reverse")
+        .api("/reverse")
+        .input::<String>("text")
+        .output::<String>("reversed")
+        .run_locally_from(dir.to_str().unwrap())
+        .local_dir(spaces)
+        .local_fallback(false)
+        .local_timeout(Duration::from_secs(120))
+        .local_pip_args(gradio_support::wheelhouse_args())
+}
+
+/// Writes a Space for LOCAL_APP into `dir`: README (this Gradio, this python3),
+/// requirements (Gradio 4.44's pins) and `app.py` with `reverse` returning `body`.
+fn write_local_space(dir: &std::path::Path, body: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let python3 = std::process::Command::new("python3")
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .unwrap();
+    let python3 = String::from_utf8(python3.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    std::fs::write(
+        dir.join("README.md"),
+        format!(
+            "---\ntitle: Reverse\nsdk: gradio\nsdk_version: {}\napp_file: app.py\npython_version: \"{python3}\"\n---\n",
+            gradio_support::gradio_version_string()
+        ),
+    )
+    .unwrap();
+    let pins = if gradio_support::gradio_version().0 == 4 {
+        "huggingface_hub<1.0\npydantic==2.10.6\nfastapi==0.115.6\n"
+    } else {
+        ""
+    };
+    std::fs::write(dir.join("requirements.txt"), pins).unwrap();
+    set_reverse(dir, body);
+}
+
+fn set_reverse(dir: &std::path::Path, body: &str) {
+    std::fs::write(dir.join("app.py"), LOCAL_APP.replace("text[::-1]", body)).unwrap();
+}
+
+/// Issue 12.1: a node running its app locally from a directory is keyed by the code as it
+/// is at each run, connected lazily or by preflight. Before, a lazy node asked the Hub
+/// for the (here unknown) Space's revision, got none, and served the old result from the
+/// disk cache after the app was edited.
+///
+/// A plain directory is keyed by a hash of its files (what the app writes, venvs and
+/// logs left out); once it is a git repository, by its commit and a hash of its
+/// uncommitted changes. An edit between two runs of the same pipeline starts the app
+/// again, so the new key is computed by the new code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_locally_keys_the_cache_by_the_apps_code_at_each_run() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("space");
+    let spaces = work.path().join("spaces");
+    write_local_space(&dir, "text[::-1]");
+    let (_d, cache) = temp_cache();
+    let input = || constant("local space".to_string());
+    // A fresh pipeline, run lazily: (outcome, value).
+    let fresh = |preflight: bool| {
+        let (cache, dir, spaces) = (cache.clone(), dir.clone(), spaces.clone());
+        async move {
+            let mut g = Graph::new("local").cache(cache);
+            let out = g.add(local_reverse(&dir, &spaces), (input(),));
+            let pipeline = g.build().unwrap();
+            if preflight {
+                pipeline.preflight().await.unwrap();
+            }
+            let report = pipeline.run(Scope::All).await.unwrap();
+            assert!(report.is_success(), "{:?}", report.errors());
+            let outcome = report.outcome("reverse").cloned().unwrap();
+            (outcome, report.value(&out).unwrap().to_string())
+        }
+    };
+    let computed = |o: &Outcome| matches!(o, Outcome::Computed { .. });
+    let cached = |o: &Outcome| matches!(o, Outcome::Cached(_));
+
+    // A plain directory, lazily.
+    let (o, v) = fresh(false).await;
+    assert!(computed(&o) && v == "ecaps lacol", "{o:?} {v}");
+    // What running and installing writes beside the code changes nothing.
+    std::fs::create_dir_all(dir.join("__pycache__")).unwrap();
+    std::fs::write(dir.join("__pycache__/app.cpython-3.pyc"), "x").unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::write(dir.join("logs/run.log"), "x").unwrap();
+    let (o, _) = fresh(false).await;
+    assert!(cached(&o), "unchanged, lazily: {o:?}");
+    let (o, _) = fresh(true).await;
+    assert!(
+        cached(&o),
+        "unchanged, preflight: the same key as lazily: {o:?}"
+    );
+
+    // Edited between two runs of one pipeline: recomputed by the edited code.
+    let mut g = Graph::new("local").cache(cache.clone());
+    let out = g.add(local_reverse(&dir, &spaces), (input(),));
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(cached(report.outcome("reverse").unwrap()));
+    set_reverse(&dir, "text[::-1].upper()");
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert!(computed(report.outcome("reverse").unwrap()));
+    assert_eq!(*report.value(&out).unwrap(), "ECAPS LACOL");
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(
+        cached(report.outcome("reverse").unwrap()),
+        "unchanged again"
+    );
+    drop(pipeline);
+    let (o, v) = fresh(false).await;
+    assert!(cached(&o) && v == "ECAPS LACOL", "{o:?} {v}");
+
+    // A git repository: committed, then edited without committing, then committed.
+    std::fs::write(dir.join(".gitignore"), "__pycache__/\nlogs/\n.gradio/\n").unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "louder"]);
+    set_reverse(&dir, "text[::-1] + '!'");
+    let (o, v) = fresh(false).await;
+    assert!(
+        computed(&o) && v == "ecaps lacol!",
+        "uncommitted edit: {o:?} {v}"
+    );
+    let (o, _) = fresh(false).await;
+    assert!(cached(&o), "the same uncommitted edit: {o:?}");
+    set_reverse(&dir, "text[::-1] + '?'");
+    let (o, v) = fresh(false).await;
+    assert!(
+        computed(&o) && v == "ecaps lacol?",
+        "another uncommitted edit: {o:?} {v}"
+    );
+    git(&dir, &["commit", "-q", "-am", "asking"]);
+    set_reverse(&dir, "text[::-1] + '.'");
+    git(&dir, &["commit", "-q", "-am", "stating"]);
+    let (o, v) = fresh(true).await;
+    assert!(
+        computed(&o) && v == "ecaps lacol.",
+        "a new commit: {o:?} {v}"
+    );
+    let (o, _) = fresh(false).await;
+    assert!(cached(&o), "the commit, unchanged: {o:?}");
+    // A new untracked file is code too.
+    std::fs::write(dir.join("helper.py"), "X = 1\n").unwrap();
+    let (o, _) = fresh(false).await;
+    assert!(computed(&o), "an untracked file: {o:?}");
+}
+
+/// Issue 12.2: dropping a `RunHandle` cancels its run and the run's remote job, as
+/// dropping the future of `run` does. Before, the job ran on to its end with no cancel
+/// sent, and on an endpoint with Gradio's default concurrency of 1 the next call waited
+/// behind it and timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_run_handle_cancels_its_remote_job_and_frees_the_queue() {
+    let app = GradioApp::start("text_app.py");
+    let slow_one = |name: &str| slow(&app.url, name).api("/slow_one");
+    for protocol in [Protocol::Auto, Protocol::Call] {
+        let (_d, cache) = temp_cache();
+        let mut g = Graph::new("held").cache(cache);
+        g.add(
+            slow_one("held").protocol(protocol),
+            (constant(format!("{protocol:?}")), constant(4.0)),
+        );
+        let pipeline = g.build().unwrap();
+        let mut events = pipeline.subscribe();
+        let handle = pipeline.spawn(Scope::All);
+        loop {
+            if let Ok(Event::NodeStarted { name, .. }) = events.recv().await {
+                if &*name == "held" {
+                    break;
+                }
+            }
+        }
+        // The job is submitted and running on the app.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        drop(handle);
+        // The next call is not queued behind the dropped one (which had ~3 s to go).
+        let started = Instant::now();
+        let (_d2, cache) = temp_cache();
+        let mut g = Graph::new("next").cache(cache);
+        let out = g.add(
+            slow_one("next")
+                .protocol(protocol)
+                .timeout(Duration::from_secs(2)),
+            (constant("next".to_string()), constant(0.1)),
+        );
+        let report = g.build().unwrap().run(Scope::All).await.unwrap();
+        assert!(report.is_success(), "{protocol:?}: {:?}", report.errors());
+        assert_eq!(*report.value(&out).unwrap(), "slept 0.1s for next");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // Had a dropped job run on, it would have finished by now: only the two next calls did.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        slow_finished(&app.url).await,
+        2.0,
+        "a dropped run's job ran to its end"
+    );
+
+    // A detached run goes on: its job finishes on the app.
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("detached").cache(cache);
+    g.add(
+        slow_one("detached"),
+        (constant("d".to_string()), constant(0.5)),
+    );
+    let pipeline = g.build().unwrap();
+    pipeline.spawn(Scope::All).detach();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(
+        slow_finished(&app.url).await,
+        3.0,
+        "the detached run's job finished"
+    );
+}
+
+/// Issue 12.3: preflight (and the first run's connection) checks the declared outputs'
+/// count and every port's Rust type against `/info` (Number and Slider take numbers,
+/// Textbox text, Checkbox bools, JSON anything), all problems in one error naming the
+/// node, the app's URL, the endpoint and each port. Before, an extra output on the
+/// one-output `/upper` passed preflight and failed at run time, and a `String` was sent
+/// to `/combine`'s Number `x`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_checks_output_count_and_port_types_against_info() {
+    let url = text_app();
+    let (_d, cache) = temp_cache();
+    let mut g = Graph::new("types").cache(cache.clone());
+    g.add(
+        GradioNode::new("extra", &url)
+            .api("/upper")
+            .input::<f64>("text")
+            .output::<String>("upper")
+            .output::<String>("extra"),
+        (constant(1.0),),
+    );
+    g.add(
+        GradioNode::new("numbers", &url)
+            .api("/combine")
+            .input::<String>("x")
+            .input::<String>("label")
+            .output::<bool>("doubled")
+            .output::<String>("joined"),
+        (constant("2".to_string()), constant("l".to_string())),
+    );
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+    struct Any {
+        on: bool,
+    }
+    // Sound ones: Checkbox, Slider, Dropdown; JSON takes a serde type; Option<f64> a number.
+    g.add(
+        GradioNode::new("flags", &url)
+            .api("/flags")
+            .input::<bool>("on")
+            .input::<Option<f64>>("level")
+            .input::<String>("choice")
+            .output::<String>("text"),
+        (
+            constant(true),
+            constant(Some(2.0)),
+            constant("red".to_string()),
+        ),
+    );
+    g.add(
+        GradioNode::new("json", &url)
+            .api("/echo_json")
+            .input::<Any>("value")
+            .output::<Any>("same"),
+        (constant(Any { on: true }),),
+    );
+    let pipeline = g.build().unwrap();
+    let err = pipeline.preflight().await.unwrap_err();
+    let Error::Invalid(problems) = &err else {
+        panic!("two nodes' problems, not {err:?}")
+    };
+    let nodes: Vec<_> = problems.iter().map(|e| e.node().unwrap()).collect();
+    assert_eq!(nodes, ["extra", "numbers"], "{err}");
+    let extra = problems[0].to_string();
+    for part in [
+        "node `extra`",
+        url.as_str(),
+        "/upper",
+        "2 problems",
+        "input `text` is declared as f64 (a number), but parameter `text` of /upper is a Textbox and takes text: declare it as String",
+        "/upper returns 1 value(s) (upper), but the node declares 2 output(s); no value for `extra` (value 1)",
+    ] {
+        assert!(extra.contains(part), "`{part}` missing from: {extra}");
+    }
+    let numbers = problems[1].to_string();
+    for part in [
+        "node `numbers`",
+        url.as_str(),
+        "/combine",
+        "input `x` is declared as String (text), but parameter `x` of /combine is a Number and takes a number",
+        "output `doubled` is declared as bool (a bool), but return value 0 of /combine is a Number giving a number",
+    ] {
+        assert!(numbers.contains(part), "`{part}` missing from: {numbers}");
+    }
+    assert!(
+        !numbers.contains("`label`") && !numbers.contains("`joined`"),
+        "{numbers}"
+    );
+
+    // Unchecked until the first run, a lazy node fails with the same message there, and
+    // never calls the app.
+    let mut g = Graph::new("lazy").cache(cache.clone());
+    g.add(
+        GradioNode::new("numbers", &url)
+            .api("/combine")
+            .input::<String>("x")
+            .input::<String>("label")
+            .output::<f64>("doubled"),
+        (constant("2".to_string()), constant("l".to_string())),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    let lazy = error_of(&report, "numbers");
+    assert!(
+        lazy.contains("parameter `x` of /combine is a Number") && lazy.contains(&url),
+        "{lazy}"
+    );
+
+    // Unchecked (validate(false)), the result's count is found wrong at run time: that
+    // error names the app's URL too.
+    let mut g = Graph::new("late").cache(cache);
+    g.add(
+        GradioNode::new("late", &url)
+            .api("/upper")
+            .validate(false)
+            .input::<String>("text")
+            .output::<String>("upper")
+            .output::<String>("extra"),
+        (constant("x".to_string()),),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    let late = error_of(&report, "late");
+    assert!(
+        late.contains("wrong number of outputs") && late.contains(&url) && late.contains("`extra`"),
+        "{late}"
+    );
 }

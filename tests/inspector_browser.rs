@@ -4,7 +4,7 @@
 //! switching sheets works; a node's log shows live in its card and after a reload, with the
 //! executor's retry lines; dragging a card moves it and its edges, survives a reload, and
 //! "Reset layout" puts it back; a failed run stays in the node's history with its error and
-//! log, also after a server restart. Screenshots land in `target/inspector-screenshots/`.
+//! log, also after a server restart; a page of another origin cannot change anything. Screenshots land in `target/inspector-screenshots/`.
 //! The browser and playwright-core come from `scripts/setup/browser.sh` (run here if missing).
 
 use std::io::Cursor;
@@ -384,4 +384,83 @@ async fn a_failed_run_stays_in_the_history_with_its_error_and_log() {
         );
         assert_eq!(findings["back_log"], findings["current_log"]);
     }
+}
+
+/// A page of another origin (another loopback port: the same site, and `localhost`: another
+/// site) tries forms and fetches against the inspector, in a real browser
+/// (tests/browser/cross_site.mjs). Nothing it sends may change anything: no run starts, the
+/// input keeps its value, no sheet or blob appears. The inspector's own page, same origin,
+/// still sets an input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_origin_cannot_change_anything() {
+    let playwright = browser_env();
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut g = Graph::new("cross-site").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let text = g.input("text", "requests from another origin".to_string());
+    let counted = calls.clone();
+    g.add(
+        FnNode::sync("count", move |t: String, min: u64| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            t.split_whitespace()
+                .filter(|w| w.len() as u64 >= min)
+                .count() as u64
+        })
+        .inputs(["text", "min"]),
+        (text, constant(3u64)),
+    );
+    let pipeline = g.build().unwrap();
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let base = url.trim_end_matches('/').to_string();
+    let client = reqwest::Client::new();
+    let state = |client: reqwest::Client, base: String| async move {
+        client
+            .get(format!("{base}/api/sheets/default/state"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let before = state(client.clone(), base.clone()).await;
+    let script_url = url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        node_script("cross_site.mjs", &script_url, &playwright)
+    })
+    .await
+    .unwrap();
+    let findings = findings_of(&output);
+    println!("cross-site attempts: {findings}");
+    let after = state(client.clone(), base.clone()).await;
+    let sheets: serde_json::Value = client
+        .get(format!("{base}/api/sheets"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stop.cancel();
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no run started");
+    assert_eq!(after["running"], false);
+    assert_eq!(after["nodes"][1]["status"], "pending", "{after}");
+    let min = &after["nodes"][1]["inputs"][0];
+    assert_eq!(min["port"], "min");
+    assert_eq!(
+        min["value"], 5,
+        "only the page's own (same-origin) request set the input"
+    );
+    assert_eq!(findings["same_origin_status"], 200);
+    assert_eq!(before["nodes"][1]["inputs"][0]["value"], 3);
+    let names: Vec<&str> = sheets["sheets"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|x| x["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["default"], "no sheet was created or deleted");
+    // Events: only the page's own input change (state_changed), no run.
+    assert!(
+        after["last_event_id"].as_u64().unwrap() <= before["last_event_id"].as_u64().unwrap() + 2,
+        "{before}\n{after}"
+    );
 }

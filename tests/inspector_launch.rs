@@ -1,5 +1,7 @@
 //! `launch()` in a real child process: it prints its URL, takes the next free port when
-//! its port is taken, honours DAGGR_PORT, serves, and stops cleanly on Ctrl-C (SIGINT).
+//! its port is taken, honours DAGGR_PORT, serves, and stops cleanly on Ctrl-C (SIGINT); off
+//! loopback (`DAGGR_HOST=0.0.0.0`) the token guards it and any `Host` is served, or only
+//! those in `DAGGR_ALLOWED_HOSTS`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -105,4 +107,126 @@ async fn launch_takes_the_next_free_port_serves_and_stops_on_ctrl_c() {
         reqwest::get(format!("{url}api/graph")).await.is_err(),
         "the port is closed"
     );
+}
+
+/// Starts the child with `env`, returns it, its URL and the rest of its output.
+fn spawn_child(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "launch_child_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir)
+        .env("CI", "1")
+        .env_remove("DAGGR_HOST")
+        .env_remove("DAGGR_ALLOWED_HOSTS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("the child printed its URL").unwrap();
+        if let Some(at) = line.find("daggr inspector: ") {
+            let rest = &line[at + "daggr inspector: ".len()..];
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    (child, url, lines)
+}
+
+/// `GET /api/graph` on `port` with this `Host` (and token header, if any): the status.
+async fn graph_status(port: u16, host: &str, token: Option<&str>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let token = token.map_or(String::new(), |t| format!("x-daggr-token: {t}\r\n"));
+    let request =
+        format!("GET /api/graph HTTP/1.1\r\nHost: {host}\r\n{token}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn stop(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// `DAGGR_HOST=0.0.0.0`: a token is printed, and with it a request addressed to the
+/// machine's LAN address (any `Host`) is served, without it refused; `DAGGR_ALLOWED_HOSTS`
+/// narrows the hosts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_loopback_the_token_protects_and_any_host_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url, _lines) = spawn_child(
+        dir.path(),
+        &[("DAGGR_HOST", "0.0.0.0"), ("DAGGR_PORT", "0")],
+    );
+    let token = url
+        .split("?token=")
+        .nth(1)
+        .expect("a token in the URL")
+        .to_string();
+    let port: u16 = url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lan = format!("192.168.1.23:{port}");
+    let lan_status = graph_status(port, &lan, Some(&token)).await;
+    let without = graph_status(port, &lan, None).await;
+    let by_name = graph_status(port, "workstation.lan", Some(&token)).await;
+    stop(child);
+    assert_eq!(lan_status, 200, "the LAN address with the token");
+    assert_eq!(without, 401, "the LAN address without the token");
+    assert_eq!(by_name, 200, "a host name with the token");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url, _lines) = spawn_child(
+        dir.path(),
+        &[
+            ("DAGGR_HOST", "0.0.0.0"),
+            ("DAGGR_PORT", "0"),
+            ("DAGGR_ALLOWED_HOSTS", "workstation.lan, 10.0.0.5"),
+        ],
+    );
+    let token = url.split("?token=").nth(1).unwrap().to_string();
+    let port: u16 = url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let listed = graph_status(port, &format!("workstation.lan:{port}"), Some(&token)).await;
+    let listed_ip = graph_status(port, &format!("10.0.0.5:{port}"), Some(&token)).await;
+    let unlisted = graph_status(port, &format!("192.168.1.23:{port}"), Some(&token)).await;
+    let served = graph_status(port, &format!("127.0.0.1:{port}"), Some(&token)).await;
+    stop(child);
+    assert_eq!((listed, listed_ip, served), (200, 200, 200));
+    assert_eq!(unlisted, 403, "not in DAGGR_ALLOWED_HOSTS");
 }

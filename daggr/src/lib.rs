@@ -46,9 +46,10 @@
 
 extern crate self as daggr;
 
-// The layers, bottom to top; a module names only modules above it in this list (checked
-// by tests/layers.rs): errors; values and media; the cache; the node contract and its
-// events; the graph; the executor; the node kinds; sheets; the inspector.
+// The layers, bottom to top: `error`; `value` (values and media); `cache`; `node` (the node
+// contract and its events); `graph`; `exec` (the executor, a pipeline's workspace); `kinds`
+// (fn, gradio, inference, hf, http); `sheet`; `inspector`. A module names only layers below
+// its own (checked by daggr/tests/layers.rs).
 pub mod cache;
 mod error;
 mod exec;
@@ -74,6 +75,11 @@ pub use kinds::hf;
 #[cfg_attr(docsrs, doc(cfg(feature = "inference")))]
 pub use kinds::inference;
 pub use node::event;
+/// The HTTP client crate of the remote node kinds, re-exported so that a client handed to
+/// `GradioNode::http_client` or `InferenceNode::http_client` (a proxy, a custom CA) is built
+/// with the same version.
+#[cfg(any(feature = "gradio", feature = "inference"))]
+pub use reqwest;
 pub use value::media;
 
 pub use cache::{Cache, CacheKey, KeyPreimage};
@@ -81,8 +87,8 @@ pub use error::{BoxError, Error};
 pub use event::{CacheSource, Event};
 pub use exec::alone::run_alone;
 pub use exec::{
-    NodeFailure, NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunHandle, RunReport,
-    Scope, TerminalProgress,
+    NodeFailure, NodeRef, NodeResult, Outcome, PersistTarget, Pipeline, ResultObserver, RunHandle,
+    RunReport, Scope, TerminalProgress, Unsaved,
 };
 #[cfg(feature = "gradio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gradio")))]

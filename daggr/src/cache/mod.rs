@@ -71,6 +71,19 @@ pub struct CacheCounters {
     pub backlog_waits: u64,
     /// Results not written because the cache was closing (they stay in memory).
     pub dropped_writes: u64,
+    /// Writes that failed (a full disk, a read-only directory) or were dropped because the
+    /// cache was closing: those results are not on disk. [`Cache::flush`] lists them.
+    pub write_failures: u64,
+}
+
+/// A result the cache could not put on disk (see [`Cache::flush`]). It stays in memory,
+/// and a later run that finds it missing computes it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// The result's key.
+    pub key: CacheKey,
+    /// Why it was not written, with the cause chain (e.g. `No space left on device`).
+    pub error: String,
 }
 
 struct Inner {
@@ -176,15 +189,43 @@ impl Cache {
         types: &[PortType],
         memory_only: bool,
     ) -> Option<(Arc<[Value]>, CacheSource)> {
-        if let Some(values) = self.0.memo.lock().unwrap().get(key) {
-            self.0.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Some((values, CacheSource::Memory));
+        let memoized = self.0.memo.lock().unwrap().get(key);
+        if let Some(values) = memoized {
+            if self.blobs_present(key, &values) {
+                self.0.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+                return Some((values, CacheSource::Memory));
+            }
+            // Its media are gone from the disk (the directory was deleted, a GC elsewhere):
+            // serving it would leave whoever reads the blobs by integrity (the inspector's
+            // previews, a sheet) with broken references. A miss, so the node runs again and
+            // its write puts them back.
+            self.0.memo.lock().unwrap().remove(key);
         }
         if memory_only {
             return None;
         }
         let values = self.read_disk(key, types);
         self.count_disk_lookup(key, values)
+    }
+
+    /// Whether the media blobs `values` name are on disk, or on their way there (a write of
+    /// `key` is queued): a result held in memory (the memo, a workspace's current result)
+    /// whose blobs vanished from the directory must not be served as cached. Values
+    /// without media cost nothing; media cost a queue look-up and a `stat` per blob.
+    pub(crate) fn blobs_present(&self, key: &CacheKey, values: &[Value]) -> bool {
+        let mut blobs = values.iter().flat_map(|v| v.blobs().iter()).peekable();
+        if blobs.peek().is_none() || self.0.pending.in_flight(key) {
+            return true;
+        }
+        blobs.all(|b| cacache::exists_sync(&self.0.dir, &b.integrity))
+    }
+
+    /// Why the last write of `key` failed, if it did and it was not written since (call
+    /// after [`Cache::flush`] to know about every write queued before).
+    // Asked by sheets, which wait for the writer; a plain run does not.
+    #[cfg_attr(not(feature = "sheets"), allow(dead_code))]
+    pub(crate) fn write_failure(&self, key: &CacheKey) -> Option<String> {
+        self.0.pending.failure(key)
     }
 
     /// Counts a miss that was decided without looking (policy `AlwaysRecompute`).
@@ -271,6 +312,7 @@ impl Cache {
             integrity_failures: c.integrity_failures.load(Ordering::Relaxed),
             backlog_waits: c.backlog_waits.load(Ordering::Relaxed),
             dropped_writes: c.dropped_writes.load(Ordering::Relaxed),
+            write_failures: self.0.pending.failures.load(Ordering::Relaxed),
         }
     }
 }
@@ -373,6 +415,33 @@ mod tests {
             .is_none());
         let c = fresh.counters();
         assert_eq!((c.disk_hits, c.memory_hits, c.misses), (2, 1, 1));
+    }
+
+    #[test]
+    fn a_memoized_result_whose_media_vanished_from_the_disk_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = preimage(1).key();
+        let image = Image::new(vec![5u8; 2048], "image/png");
+        let values: Arc<[Value]> = vec![Value::new(image).unwrap()].into();
+        cache.store(key, &preimage(1), values.clone(), true);
+        assert!(
+            cache.blobs_present(&key, &values),
+            "queued counts as present"
+        );
+        cache.flush();
+        let types = [PortType::of::<Image>()];
+        assert!(cache.lookup(&key, &types, true).is_some());
+        std::fs::remove_dir_all(dir.path().join("content-v2")).unwrap();
+        assert!(!cache.blobs_present(&key, &values));
+        assert!(
+            cache.lookup(&key, &types, true).is_none(),
+            "not served from memory"
+        );
+        assert!(cache.lookup(&key, &types, false).is_none(), "nor from disk");
+        // Plain values name no blobs: nothing to check.
+        let plain: Arc<[Value]> = vec![Value::new(3u64).unwrap()].into();
+        assert!(cache.blobs_present(&preimage(2).key(), &plain));
     }
 
     fn walk_files(dir: &Path) -> Vec<PathBuf> {

@@ -15,6 +15,8 @@ use tracing::Instrument;
 
 use super::workspace::Shared;
 use super::{NodeFailure, NodeResult, Outcome, RunReport};
+#[cfg(feature = "sheets")]
+use super::{PersistTarget, Pipeline, Unsaved};
 use crate::cache::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::error::Error;
 use crate::graph::Binding;
@@ -65,6 +67,9 @@ pub(super) struct Executor {
     span: tracing::Span,
     /// Each started node's span, until the node ends and its outcome is recorded.
     spans: Vec<tracing::Span>,
+    /// The computed results queued for the cache (node, key), for the report: whoever
+    /// waits for the cache's writer asks it which of them failed.
+    queued: Vec<(usize, CacheKey)>,
 }
 
 impl Executor {
@@ -99,6 +104,7 @@ impl Executor {
             started: Instant::now(),
             span,
             spans: (0..n).map(|_| tracing::Span::none()).collect(),
+            queued: Vec::new(),
         }
     }
 
@@ -213,6 +219,8 @@ impl Executor {
             names: self.shared.s.names.clone(),
             outcomes: self.outcomes,
             values: self.values,
+            queued: self.queued,
+            unsaved: Vec::new(),
         }
     }
 
@@ -357,7 +365,7 @@ impl Executor {
                 // The workspace's own current result, then memory hits, are settled here
                 // without a task: that keeps a fully cached rerun to a hash and a look-up
                 // per node.
-                if let Some(values) = self.shared.current_outputs(n, &prepared.key) {
+                if let Some(values) = current_outputs(&self.shared, n, &prepared.key) {
                     self.prepared.insert(n, prepared);
                     return Started::Done(values, Outcome::Cached(CacheSource::Workspace));
                 }
@@ -413,7 +421,7 @@ impl Executor {
                     }
                     rekeyed = Some((key, preimage));
                     if policy == CachePolicy::Default {
-                        if let Some(values) = shared.current_outputs(n, &key) {
+                        if let Some(values) = current_outputs(&shared, n, &key) {
                             return TaskDone {
                                 result: Ok((values, Outcome::Cached(CacheSource::Workspace))),
                                 rekeyed,
@@ -485,6 +493,7 @@ impl Executor {
                         values.clone(),
                         true,
                     );
+                    self.queued.push((n, prepared.key));
                 }
                 let result = NodeResult {
                     key: prepared.key,
@@ -605,6 +614,59 @@ impl Executor {
             }
         }
     }
+}
+
+/// Reporting what a run could not save, for whoever waits for its writes (a sheet's run).
+#[cfg(feature = "sheets")]
+impl Pipeline {
+    /// Once the cache's writer has been flushed: adds to `report` each result its run
+    /// queued for the cache that the cache could not write, and sends each as an
+    /// [`Event::PersistFailed`].
+    pub(crate) fn report_cache_failures(&self, report: &mut RunReport) {
+        let cache = &self.0.s.cache;
+        let failed: Vec<(usize, String)> = report
+            .queued
+            .iter()
+            .filter_map(|(n, key)| cache.write_failure(key).map(|e| (*n, e)))
+            .collect();
+        for (n, error) in failed {
+            self.report_unsaved(report, n, PersistTarget::Cache, error);
+        }
+    }
+
+    /// Adds to `report` a result of node `n` its run could not save in `target`, and sends
+    /// it as an [`Event::PersistFailed`].
+    pub(crate) fn report_unsaved(
+        &self,
+        report: &mut RunReport,
+        n: usize,
+        target: PersistTarget,
+        error: String,
+    ) {
+        let name = self.0.s.names[n].clone();
+        tracing::warn!(node = %name, %target, error, run = report.run, "result not saved");
+        self.0.events.send(Event::PersistFailed {
+            run: report.run,
+            node: n,
+            name: name.clone(),
+            target: target.to_string(),
+            error: error.clone(),
+        });
+        report.unsaved.push(Unsaved {
+            node: name.to_string(),
+            target,
+            error,
+        });
+    }
+}
+
+/// The outputs of node `n`'s current result if it was made under `key` and the media it
+/// names are still in the cache directory (or on their way there). A current result
+/// whose blobs were deleted (the cache directory removed while serving) is not reused:
+/// its previews would be broken and nothing would repair them; the node runs again.
+fn current_outputs(shared: &Shared, n: usize, key: &CacheKey) -> Option<Arc<[Value]>> {
+    let values = shared.current_outputs(n, key)?;
+    shared.s.cache.blobs_present(key, &values).then_some(values)
 }
 
 type NodeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = TaskDone> + Send>>;

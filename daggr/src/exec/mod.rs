@@ -22,8 +22,10 @@ mod scope;
 mod workspace;
 
 pub use progress::TerminalProgress;
-pub use report::{NodeFailure, NodeResult, Outcome, RunReport};
+pub use report::{NodeFailure, NodeResult, Outcome, PersistTarget, RunReport, Unsaved};
 pub use scope::{NodeRef, Scope};
+#[cfg(feature = "sheets")]
+pub(crate) use workspace::WeakPipeline;
 pub use workspace::{Pipeline, ResultObserver, RunHandle};
 
 use crate::error::Error;

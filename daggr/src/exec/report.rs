@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::graph::Output;
 use crate::node::event::{error_chain, CacheSource, Logs};
 use crate::value::{ContentHash, PortValue, Value};
+use serde::Serialize;
 
 /// A node's current result.
 #[derive(Clone, Debug)]
@@ -104,6 +105,38 @@ impl Outcome {
     }
 }
 
+/// Where a result is saved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PersistTarget {
+    /// The content-addressed cache (its entry for the result's key).
+    Cache,
+    /// The sheet's database (the history entry, and the large outputs and media it refers
+    /// to in the cache directory).
+    Sheet,
+}
+
+impl std::fmt::Display for PersistTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PersistTarget::Cache => "cache",
+            PersistTarget::Sheet => "sheet",
+        })
+    }
+}
+
+/// A result a run computed (or adopted) but could not save (see [`RunReport::unsaved`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unsaved {
+    /// The node.
+    pub node: String,
+    /// Where it was not saved.
+    pub target: PersistTarget,
+    /// Why, with the cause chain (e.g. `No space left on device`).
+    pub error: String,
+}
+
 /// What a run did, node by node.
 #[derive(Debug)]
 pub struct RunReport {
@@ -116,6 +149,11 @@ pub struct RunReport {
     pub(super) names: Arc<[Arc<str>]>,
     pub(super) outcomes: Vec<(usize, Outcome)>,
     pub(super) values: HashMap<usize, Arc<[Value]>>,
+    /// The computed results queued for the cache: node and key.
+    /// (Read by sheets, which wait for the writer; a plain run does not.)
+    #[cfg_attr(not(feature = "sheets"), allow(dead_code))]
+    pub(super) queued: Vec<(usize, CacheKey)>,
+    pub(super) unsaved: Vec<Unsaved>,
 }
 
 impl RunReport {
@@ -167,9 +205,25 @@ impl RunReport {
             .collect()
     }
 
-    /// Whether every evaluated node has a value.
+    /// Whether every evaluated node has a value, and every result that had to be saved was
+    /// ([`RunReport::unsaved`] is empty): a run that computed what it could not keep did
+    /// not succeed, though its values are in the report and the workspace.
     pub fn is_success(&self) -> bool {
-        !self.cancelled && self.outcomes.iter().all(|(_, o)| o.is_ok())
+        !self.cancelled && self.outcomes.iter().all(|(_, o)| o.is_ok()) && self.unsaved.is_empty()
+    }
+
+    /// The results of this run that could not be saved (a full disk, say), each also sent
+    /// as an [`Event::PersistFailed`](crate::Event::PersistFailed). A node can be listed
+    /// once per [`PersistTarget`].
+    ///
+    /// [`Sheet::run`](crate::sheet::Sheet::run) waits for its writes and fills this in:
+    /// a node listed with [`PersistTarget::Sheet`] has no history entry from this run, and
+    /// after a reopen the sheet shows its previous result (or none); every other result
+    /// was committed. A plain [`Pipeline::run`](crate::Pipeline::run) returns without
+    /// waiting for the cache's disk writer, so this is empty there: call
+    /// [`Cache::flush`](crate::Cache::flush), which returns the writes that failed.
+    pub fn unsaved(&self) -> &[Unsaved] {
+        &self.unsaved
     }
 
     /// The value an output port got in this run. Nodes this run did not evaluate have

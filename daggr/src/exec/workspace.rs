@@ -188,6 +188,14 @@ impl Pipeline {
         Pipeline::workspace_of(self.0.s.clone())
     }
 
+    /// A handle that does not keep this workspace alive: for an observer the workspace
+    /// holds (a sheet's), which would otherwise keep it (and its 4096-event channel)
+    /// from ever being freed.
+    #[cfg(feature = "sheets")]
+    pub(crate) fn downgrade(&self) -> WeakPipeline {
+        WeakPipeline(Arc::downgrade(&self.0))
+    }
+
     /// Registers an observer of adopted results (see [`ResultObserver`]).
     pub fn add_observer(&self, observer: Arc<dyn ResultObserver>) {
         self.0.observers.lock().unwrap().push(observer);
@@ -533,14 +541,23 @@ impl Pipeline {
         self.run_with_cancel(scope, CancellationToken::new()).await
     }
 
-    /// Starts `scope` on the tokio runtime; the handle can cancel it.
+    /// Starts `scope` on the tokio runtime and returns its [`RunHandle`].
+    ///
+    /// The run lives as long as its handle, as [`Pipeline::run`]'s does as long as its
+    /// future: dropping the handle cancels the run, and with it every remote job in
+    /// flight (a Gradio job is cancelled on the app, so it does not hold the app's queue
+    /// for the next call). Keep the handle and [`RunHandle::wait`] for the report, or call
+    /// [`RunHandle::detach`] to let the run go on by itself.
     pub fn spawn(&self, scope: Scope) -> RunHandle {
         let cancel = CancellationToken::new();
         let me = self.clone();
         let token = cancel.clone();
         RunHandle {
             cancel,
-            join: tokio::spawn(async move { me.run_with_cancel(scope, token).await }),
+            join: Some(tokio::spawn(async move {
+                me.run_with_cancel(scope, token).await
+            })),
+            detached: false,
         }
     }
 
@@ -578,10 +595,42 @@ impl Pipeline {
     }
 }
 
+/// A [`Pipeline`] that does not keep its workspace alive (see [`Pipeline::downgrade`]).
+#[cfg(feature = "sheets")]
+#[derive(Clone)]
+pub(crate) struct WeakPipeline(std::sync::Weak<Shared>);
+
+#[cfg(feature = "sheets")]
+impl WeakPipeline {
+    /// The pipeline, while a handle to it is alive.
+    pub(crate) fn upgrade(&self) -> Option<Pipeline> {
+        self.0.upgrade().map(Pipeline)
+    }
+}
+
 /// A handle to a run started with [`Pipeline::spawn`].
+///
+/// Dropping the handle cancels the run, as dropping the future of [`Pipeline::run`]
+/// does: nothing is left running that nobody can stop or hear from (an unattended remote
+/// job would run to its end and, on a Gradio app with the default concurrency of 1,
+/// hold up every later call behind it). [`RunHandle::detach`] lets a run go on without
+/// its handle; [`RunHandle::wait`] awaits its report (dropping that future, e.g. on a
+/// timeout, also cancels the run).
+///
+/// ```no_run
+/// # async fn demo(pipeline: daggr::Pipeline) -> Result<(), daggr::Error> {
+/// let handle = pipeline.spawn(daggr::Scope::All);
+/// // …
+/// let report = handle.wait().await?; // or handle.cancel(), or handle.detach()
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping a RunHandle cancels the run; call .detach() to let it run on"]
 pub struct RunHandle {
     cancel: CancellationToken,
-    join: tokio::task::JoinHandle<Result<RunReport, Error>>,
+    /// `None` once detached or waited for.
+    join: Option<tokio::task::JoinHandle<Result<RunReport, Error>>>,
+    /// Set by [`RunHandle::detach`]: the drop leaves the run alone.
+    detached: bool,
 }
 
 impl RunHandle {
@@ -590,14 +639,46 @@ impl RunHandle {
         self.cancel.cancel();
     }
 
-    /// Waits for the run's report.
-    pub async fn wait(self) -> Result<RunReport, Error> {
-        match self.join.await {
+    /// Lets the run go on after the handle is gone: it runs to its end (or until the
+    /// process exits), its report unread. Its results still reach the pipeline's
+    /// workspace, cache and observers.
+    pub fn detach(mut self) {
+        self.detached = true;
+        self.join = None;
+    }
+
+    /// Waits for the run's report. Dropping this future before it completes cancels the
+    /// run (the handle goes with it).
+    pub async fn wait(mut self) -> Result<RunReport, Error> {
+        let join = self.join.as_mut().expect("a RunHandle is waited for once");
+        let result = match join.await {
             Ok(report) => report,
             Err(e) => Err(Error::NodeFailed {
                 node: "<executor>".into(),
                 source: e.to_string().into(),
             }),
+        };
+        // The run is over: nothing to cancel when the handle drops now.
+        self.detached = true;
+        result
+    }
+}
+
+impl Drop for RunHandle {
+    fn drop(&mut self) {
+        if !self.detached {
+            // The executor sees the token, drops its node futures, and those cancel their
+            // remote jobs; the task itself ends with its (cancelled) report.
+            self.cancel.cancel();
         }
+    }
+}
+
+impl std::fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("cancelled", &self.cancel.is_cancelled())
+            .field("detached", &self.detached)
+            .finish()
     }
 }

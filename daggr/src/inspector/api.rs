@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
 use super::layout::{card_height, layout};
-use super::{App, OpenSheet};
+use super::{lock, App, OpenSheet};
 use crate::exec::Outcome;
 use crate::sheet::NodePosition;
 use crate::{Error, Pipeline, Scope};
@@ -58,42 +58,123 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
+/// The longest name (sheet, node, port) or scope accepted, in bytes. Checked before any
+/// work: an unknown name is compared with every known one for a "did you mean".
+pub(crate) const MAX_NAME_BYTES: usize = 256;
+/// The body limit of command routes (run, select, viewport, …): their JSON is a few names.
+const COMMAND_BODY_LIMIT: usize = 64 * 1024;
+/// The body limit of `/inputs`: a value may be a long text or a JSON document.
+const INPUT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// The longest request path: names are bounded, so a real path is far shorter.
+const MAX_PATH_BYTES: usize = 4096;
+
+/// The body, or the reason it could not be read (too large: 413) as a JSON error.
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        let status = e.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "the request body is larger than this route accepts".to_string()
+        } else {
+            format!("unreadable body: {e}")
+        };
+        ApiError(status, message)
+    })
 }
 
-fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    p.map(|Path(t)| t)
-        .map_err(|e| bad(format!("invalid path: {e}")))
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    serde_json::from_slice(&body_of(body)?).map_err(|e| bad(format!("invalid JSON body: {e}")))
+}
+
+/// Refuses a name longer than [`MAX_NAME_BYTES`] before it is looked up.
+fn name<'a>(what: &str, text: &'a str) -> Result<&'a str, ApiError> {
+    if text.len() > MAX_NAME_BYTES {
+        return Err(bad(format!(
+            "the {what} is longer than {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    Ok(text)
+}
+
+/// Path parameters, each bounded like any name.
+trait PathNames {
+    fn check(&self) -> Result<(), ApiError>;
+}
+
+impl PathNames for String {
+    fn check(&self) -> Result<(), ApiError> {
+        name("name in the path", self).map(drop)
+    }
+}
+
+impl PathNames for (String, String) {
+    fn check(&self) -> Result<(), ApiError> {
+        self.0.check()?;
+        self.1.check()
+    }
+}
+
+impl PathNames for (String, String, String) {
+    fn check(&self) -> Result<(), ApiError> {
+        self.0.check()?;
+        self.1.check()?;
+        self.2.check()
+    }
+}
+
+fn path<T: PathNames>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    let t = p
+        .map(|Path(t)| t)
+        .map_err(|e| bad(format!("invalid path: {e}")))?;
+    t.check()?;
+    Ok(t)
 }
 
 pub(crate) fn router(app: Arc<App>) -> Router {
+    // Every route has the body limit that fits it (axum's default would be 2 MB for all).
+    let small = || DefaultBodyLimit::max(COMMAND_BODY_LIMIT);
     let api = Router::new()
         .route("/api/graph", get(graph))
         .route("/api/export/{format}", get(export))
-        .route("/api/sheets", get(list_sheets).post(create_sheet))
-        .route("/api/sheets/{sheet}", delete(delete_sheet))
-        .route("/api/sheets/{sheet}/rename", post(rename_sheet))
-        .route("/api/sheets/{sheet}/fork", post(fork_sheet))
+        .route(
+            "/api/sheets",
+            get(list_sheets).post(create_sheet).layer(small()),
+        )
+        .route("/api/sheets/{sheet}", delete(delete_sheet).layer(small()))
+        .route(
+            "/api/sheets/{sheet}/rename",
+            post(rename_sheet).layer(small()),
+        )
+        .route("/api/sheets/{sheet}/fork", post(fork_sheet).layer(small()))
         .route("/api/sheets/{sheet}/state", get(state))
         .route("/api/sheets/{sheet}/nodes/{node}/history", get(history))
         .route("/api/sheets/{sheet}/nodes/{node}/logs", get(logs))
-        .route("/api/sheets/{sheet}/run", post(run))
-        .route("/api/sheets/{sheet}/cancel", post(cancel))
-        .route("/api/sheets/{sheet}/inputs", post(set_input))
+        .route("/api/sheets/{sheet}/run", post(run).layer(small()))
+        .route("/api/sheets/{sheet}/cancel", post(cancel).layer(small()))
+        .route(
+            "/api/sheets/{sheet}/inputs",
+            post(set_input).layer(DefaultBodyLimit::max(INPUT_BODY_LIMIT)),
+        )
         .route(
             "/api/sheets/{sheet}/inputs/{node}/{port}",
-            delete(clear_input),
+            delete(clear_input).layer(small()),
         )
-        .route("/api/sheets/{sheet}/select", post(select))
-        .route("/api/sheets/{sheet}/restore", post(restore))
-        .route("/api/sheets/{sheet}/viewport", post(viewport))
+        .route("/api/sheets/{sheet}/select", post(select).layer(small()))
+        .route("/api/sheets/{sheet}/restore", post(restore).layer(small()))
+        .route(
+            "/api/sheets/{sheet}/viewport",
+            post(viewport).layer(small()),
+        )
         .route(
             "/api/sheets/{sheet}/positions",
-            post(set_positions).delete(clear_positions),
+            post(set_positions)
+                .delete(clear_positions)
+                .layer(DefaultBodyLimit::max(INPUT_BODY_LIMIT)),
         )
         .route("/api/sheets/{sheet}/events", get(events))
-        .route("/api/blobs", post(upload_blob))
+        .route(
+            "/api/blobs",
+            post(upload_blob).layer(DefaultBodyLimit::max(app.max_upload)),
+        )
         .route("/api/blobs/{integrity}", get(get_blob))
         .route("/", get(index));
     Router::new()
@@ -123,9 +204,29 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into())
         })
-        .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(catch_panics())
         .with_state(app)
+}
+
+/// Turns a panicking handler into a 500 JSON error: without it the connection just drops.
+/// (The shared state survives it: every lock recovers from poisoning, see [`lock`].)
+fn catch_panics(
+) -> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response> {
+    fn answer(panic: Box<dyn std::any::Any + Send>) -> Response {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        tracing::error!("inspector handler panicked: {what}");
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error (the server caught a panic: {what})"),
+        )
+        .into_response()
+    }
+    tower_http::catch_panic::CatchPanicLayer::custom(answer as fn(_) -> _)
 }
 
 fn asset(body: &'static str, mime: &'static str) -> Response {
@@ -139,37 +240,124 @@ fn asset(body: &'static str, mime: &'static str) -> Response {
         .into_response()
 }
 
-/// Refuses foreign `Host` headers (DNS rebinding) and, when a token is configured, requests
-/// without it (static assets excepted: they carry nothing private).
+/// Whether `host` (a `Host` header) is one of `allowed`: equal, or equal without its port
+/// to an entry that names no port.
+fn host_allowed(allowed: &[String], host: &str) -> bool {
+    let without_port = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    allowed.iter().any(|a| {
+        a.eq_ignore_ascii_case(host) || (!host.is_empty() && a.eq_ignore_ascii_case(without_port))
+    })
+}
+
+/// The request's token: the `x-daggr-token` header, else `?token=` percent-decoded (the page
+/// encodes it with `encodeURIComponent`).
+fn token_given(request: &Request) -> Option<String> {
+    if let Some(h) = request.headers().get("x-daggr-token") {
+        return h.to_str().ok().map(str::to_string);
+    }
+    let query = request.uri().query()?;
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))?;
+    Some(
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
+/// Why a state-changing request is refused as cross-site, if it is. A page of another
+/// origin can send a form (`text/plain`, urlencoded, multipart) or a `no-cors` fetch without
+/// reading the answer, and on loopback no token stops it; so such requests must be JSON
+/// (which a browser only sends cross-origin after a CORS preflight, never granted here),
+/// and a browser's own word on where they come from (`Origin`, `Sec-Fetch-Site`) must be
+/// this server.
+fn cross_site(request: &Request, host: &str) -> Option<String> {
+    let headers = request.headers();
+    let text = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        if !matches!(site, "same-origin" | "none") {
+            return Some(format!(
+                "cross-site request refused (Sec-Fetch-Site: {site})"
+            ));
+        }
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        if !authority.is_some_and(|a| a.eq_ignore_ascii_case(host)) {
+            return Some(format!(
+                "cross-origin request refused (Origin: {origin} is not this server)"
+            ));
+        }
+    }
+    let mime = text(header::CONTENT_TYPE).map(|m| {
+        m.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    if request.uri().path() == "/api/blobs" {
+        // Uploads carry the file's own type; the form encodings are no file's type, and a
+        // `text/plain` file comes with the page's `x-daggr-filename` header (which a form
+        // cannot set).
+        return match mime.as_deref() {
+            Some("multipart/form-data" | "application/x-www-form-urlencoded") => {
+                Some("uploads are the file's raw bytes, not a form".to_string())
+            }
+            Some("text/plain") | None if !headers.contains_key("x-daggr-filename") => {
+                Some("a text/plain upload needs the x-daggr-filename header".to_string())
+            }
+            _ => None,
+        };
+    }
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || text(header::CONTENT_LENGTH).is_some_and(|l| l.trim() != "0");
+    match mime.as_deref() {
+        Some("application/json") => None,
+        None if !has_body => None,
+        Some(other) => Some(format!(
+            "the body must be `Content-Type: application/json`, not `{other}`"
+        )),
+        None => Some("the body must be `Content-Type: application/json`".into()),
+    }
+}
+
+/// Refuses foreign `Host` headers when serving without a token (DNS rebinding), requests
+/// without the token when one is configured (static assets excepted: they carry nothing
+/// private), overlong paths, and state-changing requests from another site.
 async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let host = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    if !app
-        .allowed_hosts
-        .iter()
-        .any(|allowed| allowed.eq_ignore_ascii_case(host))
-    {
+        .unwrap_or("")
+        .to_string();
+    if let Some(allowed) = &app.allowed_hosts {
+        if !host_allowed(allowed, &host) {
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                format!("host `{host}` is not served here"),
+            )
+            .into_response();
+        }
+    }
+    let path = request.uri().path();
+    if path.len() > MAX_PATH_BYTES {
         return ApiError(
-            StatusCode::FORBIDDEN,
-            format!("host `{host}` is not served here"),
+            StatusCode::URI_TOO_LONG,
+            format!("the path is longer than {MAX_PATH_BYTES} bytes"),
         )
         .into_response();
     }
-    let path = request.uri().path();
     let public = path.starts_with("/assets/") || path.starts_with("/favicon");
     if let (Some(expected), false) = (&app.token, public) {
-        let from_header = request
-            .headers()
-            .get("x-daggr-token")
-            .and_then(|h| h.to_str().ok());
-        let from_query = request
-            .uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
-        let given = from_header.or(from_query).unwrap_or("");
+        let given = token_given(&request).unwrap_or_default();
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             return ApiError(
                 StatusCode::UNAUTHORIZED,
@@ -178,9 +366,19 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
             .into_response();
         }
     }
+    let changes_state = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if changes_state {
+        if let Some(why) = cross_site(&request, &host) {
+            return ApiError(StatusCode::FORBIDDEN, why).into_response();
+        }
+    }
     next.run(request).await
 }
 
+/// Compares in time that depends on the lengths only, not on where the first difference is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -308,8 +506,11 @@ fn valid_sheet_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn create_sheet(State(app): State<Arc<App>>, body: Bytes) -> ApiResult {
-    let NameBody { name } = parse(&body)?;
+async fn create_sheet(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let NameBody { name } = parse(body)?;
     valid_sheet_name(&name)?;
     let sheet = app.store.create(&app.template, &name)?;
     app.adopt(sheet);
@@ -317,7 +518,7 @@ async fn create_sheet(State(app): State<Arc<App>>, body: Bytes) -> ApiResult {
 }
 
 fn ensure_idle(open: &OpenSheet) -> Result<(), ApiError> {
-    if open.run.lock().unwrap().is_some() {
+    if lock(&open.run).is_some() {
         return Err(ApiError(
             StatusCode::CONFLICT,
             "a run is in progress on this sheet".into(),
@@ -329,15 +530,15 @@ fn ensure_idle(open: &OpenSheet) -> Result<(), ApiError> {
 async fn rename_sheet(
     State(app): State<Arc<App>>,
     sheet: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let sheet = path(sheet)?;
-    let ToBody { to } = parse(&body)?;
+    let ToBody { to } = parse(body)?;
     valid_sheet_name(&to)?;
     let open = app.sheet(&sheet)?;
     ensure_idle(&open)?;
     app.store.rename(app.template.name(), &sheet, &to)?;
-    app.sheets.lock().unwrap().remove(&sheet);
+    lock(&app.sheets).remove(&sheet);
     open.live
         .push("state_changed", json!({ "reason": "sheet" }));
     Ok(Json(json!({ "name": to })).into_response())
@@ -346,10 +547,10 @@ async fn rename_sheet(
 async fn fork_sheet(
     State(app): State<Arc<App>>,
     sheet: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let sheet = path(sheet)?;
-    let ToBody { to } = parse(&body)?;
+    let ToBody { to } = parse(body)?;
     valid_sheet_name(&to)?;
     let forked = app.store.fork(&app.template, &sheet, &to)?;
     app.adopt(forked);
@@ -361,11 +562,19 @@ async fn delete_sheet(
     sheet: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let sheet = path(sheet)?;
-    if let Some(open) = app.sheets.lock().unwrap().get(&sheet) {
-        ensure_idle(open)?;
+    if let Some(open) = lock(&app.sheets).get(&sheet).cloned() {
+        ensure_idle(&open)?;
+    }
+    // The page always shows a sheet: like its own button, the API keeps the last one.
+    let sheets = app.store.list(app.template.name())?;
+    if sheets.len() == 1 && sheets[0].name == sheet {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("`{sheet}` is the last sheet: create another one before deleting it"),
+        ));
     }
     app.store.delete(app.template.name(), &sheet)?;
-    if let Some(open) = app.sheets.lock().unwrap().remove(&sheet) {
+    if let Some(open) = lock(&app.sheets).remove(&sheet) {
         open.live
             .push("state_changed", json!({ "reason": "sheet" }));
     }
@@ -494,7 +703,7 @@ fn state_json(app: &App, open: &OpenSheet) -> Result<Json_, Error> {
     Ok(json!({
         "sheet": open.sheet.name(),
         "default_sheet": app.default_sheet,
-        "running": open.run.lock().unwrap().is_some(),
+        "running": lock(&open.run).is_some(),
         "last_event_id": open.live.last_id(),
         "viewport": open.sheet.viewport()?,
         "positions": open.sheet.node_positions()?,
@@ -595,10 +804,14 @@ struct RunBody {
 async fn run(
     State(app): State<Arc<App>>,
     sheet: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let open = app.sheet(&path(sheet)?)?;
-    let RunBody { scope, node } = parse(&body)?;
+    let RunBody { scope, node } = parse(body)?;
+    name("scope", &scope)?;
+    if let Some(node) = &node {
+        name("node name", node)?;
+    }
     let needs_node = |node: Option<String>| -> Result<String, ApiError> {
         let node = node.ok_or_else(|| bad(format!("scope `{scope}` needs a `node`")))?;
         open.sheet.pipeline().node_index(&node)?;
@@ -617,7 +830,7 @@ async fn run(
     };
     let token = tokio_util::sync::CancellationToken::new();
     {
-        let mut slot = open.run.lock().unwrap();
+        let mut slot = lock(&open.run);
         if slot.is_some() {
             return Err(ApiError(
                 StatusCode::CONFLICT,
@@ -635,7 +848,7 @@ async fn run(
                 json!({ "error": crate::node::event::error_chain(&e) }),
             );
         }
-        task_open.run.lock().unwrap().take();
+        lock(&task_open.run).take();
         task_open
             .live
             .push("state_changed", json!({ "reason": "run" }));
@@ -648,7 +861,7 @@ async fn cancel(
     sheet: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let open = app.sheet(&path(sheet)?)?;
-    let cancelled = match open.run.lock().unwrap().as_ref() {
+    let cancelled = match lock(&open.run).as_ref() {
         Some(token) => {
             token.cancel();
             true
@@ -668,10 +881,12 @@ struct InputBody {
 async fn set_input(
     State(app): State<Arc<App>>,
     sheet: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let open = app.sheet(&path(sheet)?)?;
-    let InputBody { node, port, value } = parse(&body)?;
+    let InputBody { node, port, value } = parse(body)?;
+    name("node name", &node)?;
+    name("port name", &port)?;
     let pipeline = open.sheet.pipeline();
     let index = pipeline.node_index(&node)?;
     let spec = pipeline.nodes().nth(index).expect("valid index").spec();
@@ -689,7 +904,7 @@ async fn set_input(
     let encoded = serde_json::to_vec(&value).map_err(|e| bad(e.to_string()))?;
     let decoded = port_spec
         .ty
-        .decode_from_disk(&encoded, pipeline.cache().dir())
+        .decode_outside_from_disk(&encoded, pipeline.cache().dir())
         .map_err(|e| {
             bad(format!(
                 "input `{node}.{port}` takes a `{}`: {e}",
@@ -723,10 +938,11 @@ struct EntryBody {
 async fn select(
     State(app): State<Arc<App>>,
     sheet: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let open = app.sheet(&path(sheet)?)?;
-    let EntryBody { node, id } = parse(&body)?;
+    let EntryBody { node, id } = parse(body)?;
+    name("node name", &node)?;
     ensure_idle(&open)?;
     open.sheet.select(&node, id)?;
     open.live
@@ -737,10 +953,11 @@ async fn select(
 async fn restore(
     State(app): State<Arc<App>>,
     sheet: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let open = app.sheet(&path(sheet)?)?;
-    let EntryBody { node, id } = parse(&body)?;
+    let EntryBody { node, id } = parse(body)?;
+    name("node name", &node)?;
     ensure_idle(&open)?;
     open.sheet.restore_inputs_of(&node, id)?;
     open.live.push(
@@ -760,12 +977,22 @@ struct Viewport {
 async fn viewport(
     State(app): State<Arc<App>>,
     sheet: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let open = app.sheet(&path(sheet)?)?;
-    let v: Viewport = parse(&body)?;
-    if !(v.x.is_finite() && v.y.is_finite() && v.zoom.is_finite() && v.zoom > 0.0) {
-        return Err(bad("viewport values must be finite and zoom positive"));
+    let v: Viewport = parse(body)?;
+    // A view the page cannot show (a pan of 1e308, a zoom of 1e-300) would open it blank.
+    if !(v.x.abs() <= MAX_COORDINATE && v.y.abs() <= MAX_COORDINATE) {
+        return Err(bad(format!(
+            "the viewport's x and y must be finite numbers within ±{MAX_COORDINATE}"
+        )));
+    }
+    if !(ZOOM_RANGE.contains(&v.zoom)) {
+        return Err(bad(format!(
+            "the zoom must be positive, within {} to {}",
+            ZOOM_RANGE.start(),
+            ZOOM_RANGE.end()
+        )));
     }
     open.sheet
         .set_viewport(&json!({ "x": v.x, "y": v.y, "zoom": v.zoom }))?;
@@ -775,15 +1002,18 @@ async fn viewport(
 /// Positions beyond this are refused: no canvas is that large, and they would break the
 /// page's bounds.
 const MAX_COORDINATE: f64 = 1e6;
+/// Zooms the server stores (the page itself keeps to 0.04 to 3).
+const ZOOM_RANGE: std::ops::RangeInclusive<f64> = 0.01..=100.0;
 
 async fn set_positions(
     State(app): State<Arc<App>>,
     sheet: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let open = app.sheet(&path(sheet)?)?;
-    let positions: BTreeMap<String, NodePosition> = parse(&body)?;
+    let positions: BTreeMap<String, NodePosition> = parse(body)?;
     for (node, p) in &positions {
+        name("node name", node)?;
         if open.sheet.pipeline().node_index(node).is_err() {
             return Err(bad(format!("no node named `{node}` in this pipeline")));
         }
@@ -914,7 +1144,12 @@ fn clean_mime(mime: &str) -> Option<&str> {
     (ok(a) && ok(b)).then_some(mime)
 }
 
-async fn upload_blob(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn upload_blob(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body_of(body)?;
     if body.is_empty() {
         return Err(bad("empty upload"));
     }
@@ -1066,6 +1301,107 @@ mod tests {
         );
         assert_eq!(clean_mime("text/html\r\nx: y"), None);
         assert_eq!(clean_mime("nonsense"), None);
+    }
+
+    #[test]
+    fn hosts_match_exactly_or_by_name_for_portless_entries() {
+        let allowed = vec!["127.0.0.1:7860".to_string(), "box.lan".to_string()];
+        assert!(host_allowed(&allowed, "127.0.0.1:7860"));
+        assert!(!host_allowed(&allowed, "127.0.0.1:7861"));
+        assert!(!host_allowed(&allowed, "127.0.0.1"));
+        assert!(host_allowed(&allowed, "BOX.lan:80"));
+        assert!(host_allowed(&allowed, "box.lan"));
+        assert!(!host_allowed(&allowed, "evil.box.lan"));
+        assert!(!host_allowed(&allowed, ""));
+    }
+
+    fn post(headers: &[(&str, &str)], path: &str) -> Request {
+        let mut r = Request::builder().method("POST").uri(path);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn cross_site_rules() {
+        let host = "127.0.0.1:7860";
+        let json = ("content-type", "application/json");
+        let some_body = ("content-length", "5");
+        let ok = |h: &[(&str, &str)], path| cross_site(&post(h, path), host).is_none();
+        assert!(ok(&[json, some_body], "/api/sheets"));
+        assert!(ok(
+            &[("content-type", "Application/JSON; charset=utf-8")],
+            "/x"
+        ));
+        assert!(ok(&[], "/api/sheets/a/cancel"), "no body, no type");
+        assert!(ok(&[("content-length", "0")], "/x"));
+        assert!(!ok(&[some_body], "/x"), "a body without a type");
+        assert!(!ok(&[("transfer-encoding", "chunked")], "/x"));
+        assert!(
+            !ok(&[("content-type", "text/plain")], "/x"),
+            "an empty form"
+        );
+        assert!(ok(&[json, ("origin", "http://127.0.0.1:7860")], "/x"));
+        assert!(ok(&[json, ("origin", "http://127.0.0.1:7860")], "/x"));
+        assert!(!ok(&[json, ("origin", "http://127.0.0.1:7861")], "/x"));
+        assert!(!ok(&[json, ("origin", "http://127.0.0.1:7860.evil")], "/x"));
+        assert!(!ok(&[json, ("origin", "null")], "/x"));
+        assert!(ok(&[json, ("sec-fetch-site", "same-origin")], "/x"));
+        assert!(ok(&[json, ("sec-fetch-site", "none")], "/x"));
+        assert!(!ok(&[json, ("sec-fetch-site", "same-site")], "/x"));
+        assert!(!ok(&[json, ("sec-fetch-site", "cross-site")], "/x"));
+        let png = ("content-type", "image/png");
+        assert!(ok(&[png, some_body], "/api/blobs"));
+        assert!(!ok(
+            &[("content-type", "multipart/form-data; boundary=x")],
+            "/api/blobs"
+        ));
+        assert!(!ok(&[("content-type", "text/plain")], "/api/blobs"));
+        assert!(ok(
+            &[
+                ("content-type", "text/plain"),
+                ("x-daggr-filename", "a.txt")
+            ],
+            "/api/blobs"
+        ));
+        assert!(!ok(&[png, ("origin", "http://localhost:1")], "/api/blobs"));
+    }
+
+    /// A panicking handler answers 500 in JSON, and the server goes on serving.
+    #[tokio::test]
+    async fn a_panic_in_a_handler_is_a_500() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("boom");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/fine", get(|| async { "fine" }))
+            .layer(catch_panics());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        for (path, wanted) in [("/boom", "500"), ("/fine", "200"), ("/boom", "500")] {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {wanted}")),
+                "{answer}"
+            );
+            if wanted == "500" {
+                assert!(answer.contains(r#""error":"internal error"#), "{answer}");
+                assert!(answer.contains("boom"), "{answer}");
+            }
+        }
     }
 
     #[test]

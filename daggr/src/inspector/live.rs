@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+
+use super::lock;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -88,7 +90,7 @@ impl Default for LiveLog {
 impl LiveLog {
     /// Records an event and publishes it.
     pub fn push(&self, name: &'static str, data: serde_json::Value) -> LiveEvent {
-        let event = append(&mut self.inner.lock().unwrap(), name, data);
+        let event = append(&mut lock(&self.inner), name, data);
         let _ = self.tx.send(event.clone());
         event
     }
@@ -100,9 +102,11 @@ impl LiveLog {
 
     /// Events after `last_id`, or `None` if some were already dropped from the log.
     pub fn since(&self, last_id: u64) -> Option<Vec<LiveEvent>> {
-        let inner = self.inner.lock().unwrap();
-        let oldest = inner.log.front().map_or(inner.next_id + 1, |e| e.id);
-        if last_id + 1 < oldest && last_id < inner.next_id {
+        let inner = lock(&self.inner);
+        // `last_id` comes from the client (up to u64::MAX): no arithmetic on it. Events
+        // were dropped when the log no longer starts right after it.
+        let oldest = inner.log.front().map_or(inner.next_id, |e| e.id - 1);
+        if last_id < oldest {
             return None;
         }
         Some(
@@ -117,12 +121,12 @@ impl LiveLog {
 
     /// The id of the newest event.
     pub fn last_id(&self) -> u64 {
-        self.inner.lock().unwrap().next_id
+        lock(&self.inner).next_id
     }
 
     /// A node's live state.
     pub fn node(&self, name: &str) -> NodeLive {
-        let inner = self.inner.lock().unwrap();
+        let inner = lock(&self.inner);
         let mut live = inner.nodes.get(name).cloned().unwrap_or_default();
         live.log_lines = inner.logs.get(name).map_or(0, |l| l.lines.len());
         live
@@ -132,13 +136,13 @@ impl LiveLog {
     /// since the server started), and the id of the newest event, read together: a client
     /// showing this log and then applying `node_log` events after that id sees each line once.
     pub fn node_log(&self, name: &str) -> (Option<Logs>, u64) {
-        let inner = self.inner.lock().unwrap();
+        let inner = lock(&self.inner);
         (inner.logs.get(name).cloned(), inner.next_id)
     }
 
     /// The last run's timeline.
     pub fn timeline(&self) -> Vec<Bar> {
-        self.inner.lock().unwrap().timeline.clone()
+        lock(&self.inner).timeline.clone()
     }
 
     /// Translates an engine event into the page's vocabulary and records it.
@@ -146,7 +150,7 @@ impl LiveLog {
         // The state change and the event's id are made under one lock, so a snapshot (a
         // node's log, say) always matches the id it is sent with.
         let recorded = {
-            let mut inner = self.inner.lock().unwrap();
+            let mut inner = lock(&self.inner);
             let since = |inner: &Inner| {
                 inner
                     .run_started
@@ -275,6 +279,16 @@ impl LiveLog {
                         json!({ "node": &**name, "because": &**because }),
                     )
                 }
+                // A result that was not saved (a full disk): the page hears of it by name.
+                Event::PersistFailed {
+                    name,
+                    target,
+                    error,
+                    ..
+                } => (
+                    "persist_failed",
+                    json!({ "node": &**name, "target": target, "error": error }),
+                ),
                 Event::RunFinished {
                     run,
                     computed,
@@ -344,6 +358,17 @@ mod tests {
             log.push("node_started", json!({ "i": i }));
         }
         assert!(log.since(3).is_none(), "too old: the client must resync");
+    }
+
+    #[test]
+    fn any_client_id_is_answered_without_overflow() {
+        let log = LiveLog::default();
+        assert!(log.since(u64::MAX).unwrap().is_empty());
+        assert!(log.since(0).unwrap().is_empty());
+        log.push("node_started", json!({}));
+        assert!(log.since(u64::MAX).unwrap().is_empty(), "ahead of the log");
+        assert_eq!(log.since(0).unwrap().len(), 1);
+        assert_eq!(log.last_id(), 1);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! upstream, or a node and its downstream, on named sheets.
 //!
 //! The server (axum) listens on `127.0.0.1:7860` by default (the next free port when that
-//! one is taken; `DAGGR_HOST` and `DAGGR_PORT` override). Requests whose `Host` header is
-//! not the served host are refused (DNS rebinding), and binding a non-loopback address
-//! requires a token, printed once in the URL. The page is embedded in the crate: building
-//! it needs no Node. The HTTP API is documented in `inspector/API.md`.
+//! one is taken; `DAGGR_HOST` and `DAGGR_PORT` override). Binding a non-loopback address
+//! requires a token, printed once in the URL; without a token, requests whose `Host` header
+//! is not the served host are refused (DNS rebinding). State-changing requests from another
+//! origin are refused (cross-site request forgery), bodies are bounded per route, and a
+//! panicking handler answers 500 without breaking the server's state. The page is embedded
+//! in the crate: building it needs no Node. The HTTP API is documented in `inspector/API.md`.
 //!
 //! ```no_run
 //! # async fn demo(pipeline: daggr::Pipeline) -> Result<(), daggr::Error> {
@@ -22,7 +24,7 @@ mod live;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +40,14 @@ pub const HOST_ENV: &str = "DAGGR_HOST";
 pub const PORT_ENV: &str = "DAGGR_PORT";
 /// The default port.
 pub const DEFAULT_PORT: u16 = 7860;
+/// Environment variable listing extra `Host` values to accept, comma-separated (`name` or
+/// `name:port`); see [`LaunchOptions::allowed_hosts`].
+pub const ALLOWED_HOSTS_ENV: &str = "DAGGR_ALLOWED_HOSTS";
+/// Environment variable overriding the largest upload, in bytes (a `K`, `M` or `G` suffix
+/// multiplies by 1024, 1024² or 1024³); see [`LaunchOptions::max_upload_bytes`].
+pub const MAX_UPLOAD_ENV: &str = "DAGGR_MAX_UPLOAD";
+/// The default largest upload (`POST /api/blobs`): 256 MiB.
+pub const DEFAULT_MAX_UPLOAD: usize = 256 * 1024 * 1024;
 
 /// How to serve the inspector.
 #[derive(Clone, Debug)]
@@ -55,6 +65,14 @@ pub struct LaunchOptions {
     pub sheet: String,
     /// Access token (generated when binding a non-loopback address and none is given).
     pub token: Option<String>,
+    /// Extra `Host` header values to accept (`name` for any port, or `name:port`), added to
+    /// `$DAGGR_ALLOWED_HOSTS`. Without a token only the served loopback names are accepted
+    /// (DNS-rebinding protection) and these; with a token any host is, unless some are
+    /// listed here, and then only the served names and these.
+    pub allowed_hosts: Vec<String>,
+    /// The largest upload in bytes (default `$DAGGR_MAX_UPLOAD`, else
+    /// [`DEFAULT_MAX_UPLOAD`]). Larger uploads are refused with 413.
+    pub max_upload_bytes: Option<usize>,
 }
 
 impl Default for LaunchOptions {
@@ -66,8 +84,17 @@ impl Default for LaunchOptions {
             sheets_db: None,
             sheet: "default".into(),
             token: None,
+            allowed_hosts: Vec::new(),
+            max_upload_bytes: None,
         }
     }
+}
+
+/// Locks `mutex` even when a panicking thread poisoned it. Every value the inspector keeps
+/// under a lock is whole between statements (a map, a slot, an event log), so a panic in one
+/// request must not turn every later request on that sheet into another panic.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One open sheet: its workspace, its live log, and the run in progress.
@@ -81,7 +108,7 @@ pub(crate) struct OpenSheet {
 impl Drop for OpenSheet {
     fn drop(&mut self) {
         self.forwarder.abort();
-        if let Some(token) = self.run.lock().unwrap().take() {
+        if let Some(token) = lock(&self.run).take() {
             token.cancel();
         }
     }
@@ -93,8 +120,10 @@ pub(crate) struct App {
     pub(crate) store: SheetStore,
     pub(crate) default_sheet: String,
     pub(crate) sheets: Mutex<HashMap<String, Arc<OpenSheet>>>,
-    pub(crate) allowed_hosts: Vec<String>,
+    /// The `Host` values served (`None`: any, the token protects).
+    pub(crate) allowed_hosts: Option<Vec<String>>,
     pub(crate) token: Option<String>,
+    pub(crate) max_upload: usize,
     pub(crate) graph: serde_json::Value,
     pub(crate) shutdown: CancellationToken,
 }
@@ -102,7 +131,7 @@ pub(crate) struct App {
 impl App {
     /// The open sheet called `name`, opening it if it exists in the store.
     pub(crate) fn sheet(&self, name: &str) -> Result<Arc<OpenSheet>, Error> {
-        if let Some(open) = self.sheets.lock().unwrap().get(name) {
+        if let Some(open) = lock(&self.sheets).get(name) {
             return Ok(open.clone());
         }
         let sheet = self.store.open_sheet(&self.template, name)?;
@@ -116,7 +145,16 @@ impl App {
         let forwarder = tokio::spawn(async move {
             loop {
                 match events.recv().await {
-                    Ok(event) => log.record(&event),
+                    Ok(event) => {
+                        // A bug in recording one event must not end the sheet's live updates.
+                        let recorded =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                log.record(&event)
+                            }));
+                        if recorded.is_err() {
+                            log.push("resync", serde_json::json!({}));
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         log.push("resync", serde_json::json!({}));
                     }
@@ -131,7 +169,7 @@ impl App {
             run: Mutex::new(None),
             forwarder,
         });
-        self.sheets.lock().unwrap().insert(name, open.clone());
+        lock(&self.sheets).insert(name, open.clone());
         open
     }
 }
@@ -155,6 +193,53 @@ fn env_host() -> Option<IpAddr> {
 
 fn env_port() -> Option<u16> {
     std::env::var(PORT_ENV).ok().and_then(|p| p.parse().ok())
+}
+
+fn env_allowed_hosts() -> Vec<String> {
+    std::env::var(ALLOWED_HOSTS_ENV)
+        .map(|v| parse_host_list(&v))
+        .unwrap_or_default()
+}
+
+fn parse_host_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// `"512"`, `"64K"`, `"300M"`, `"2G"` → bytes.
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return None,
+    };
+    digits.trim().parse::<usize>().ok()?.checked_mul(1 << shift)
+}
+
+fn env_max_upload() -> Option<usize> {
+    std::env::var(MAX_UPLOAD_ENV)
+        .ok()
+        .and_then(|v| parse_size(&v))
+}
+
+/// The `Host` values the server answers: the served names, and the user's. With a token and
+/// no user list, `None`: any host (the token is the protection, and a LAN address or name
+/// cannot be guessed from here).
+fn hosts_served(served: Vec<String>, user: Vec<String>, token: bool) -> Option<Vec<String>> {
+    if token && user.is_empty() {
+        return None;
+    }
+    Some(served.into_iter().chain(user).collect())
 }
 
 async fn bind_free(host: IpAddr, port: u16) -> Result<TcpListener, Error> {
@@ -201,6 +286,10 @@ impl Inspector {
             source,
         })?;
         let token = token_for(host, options.token);
+        let max_upload = options
+            .max_upload_bytes
+            .or_else(env_max_upload)
+            .unwrap_or(DEFAULT_MAX_UPLOAD);
         let store = match &options.sheets_db {
             Some(path) => SheetStore::open(path)?,
             None => SheetStore::open_default()?,
@@ -221,6 +310,9 @@ impl Inspector {
                 allowed_hosts.push(format!("{name}:{port}"));
             }
         }
+        let mut user_hosts = options.allowed_hosts.clone();
+        user_hosts.extend(env_allowed_hosts());
+        let allowed_hosts = hosts_served(allowed_hosts, user_hosts, token.is_some());
         let url_host = if host.is_unspecified() {
             "127.0.0.1".to_string()
         } else {
@@ -238,6 +330,7 @@ impl Inspector {
             sheets: Mutex::new(HashMap::new()),
             allowed_hosts,
             token,
+            max_upload,
             shutdown: CancellationToken::new(),
         });
         let sheet = store.open_or_create(pipeline, &options.sheet)?;
@@ -272,8 +365,8 @@ impl Inspector {
                 token.cancel();
             })
             .await;
-        for open in app.sheets.lock().unwrap().values() {
-            if let Some(run) = open.run.lock().unwrap().as_ref() {
+        for open in lock(&app.sheets).values() {
+            if let Some(run) = lock(&open.run).as_ref() {
                 run.cancel();
             }
         }
@@ -329,6 +422,47 @@ fn open_in_browser(url: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_host_lists_parse() {
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size(" 300M "), Some(300 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("2T"), None);
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(
+            parse_host_list(" Box.lan:7860, ,10.0.0.5"),
+            ["box.lan:7860", "10.0.0.5"]
+        );
+        let served = vec!["127.0.0.1:1".to_string()];
+        assert_eq!(hosts_served(served.clone(), vec![], true), None);
+        assert_eq!(
+            hosts_served(served.clone(), vec![], false),
+            Some(served.clone())
+        );
+        assert_eq!(
+            hosts_served(served, vec!["box.lan".into()], true)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_still_usable() {
+        let m = Arc::new(Mutex::new(5));
+        let m2 = m.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = m2.lock().unwrap();
+            panic!("poison it");
+        })
+        .join();
+        assert!(m.is_poisoned());
+        *lock(&m) += 1;
+        assert_eq!(*lock(&m), 6);
+    }
 
     #[test]
     fn non_loopback_addresses_always_get_a_token() {

@@ -144,6 +144,21 @@ pub enum Event {
         /// The upstream node that failed.
         because: Arc<str>,
     },
+    /// A node's result (computed or adopted in this run) could not be saved: it is in
+    /// memory and in the run's report, but not on disk (see `RunReport::unsaved`). Sent
+    /// once the run's writes are done, so after [`Event::RunFinished`].
+    PersistFailed {
+        /// Run number.
+        run: u64,
+        /// Node index.
+        node: usize,
+        /// Node name.
+        name: Arc<str>,
+        /// Where it was not saved: `cache` or `sheet`.
+        target: String,
+        /// Why, with the cause chain (e.g. `No space left on device`).
+        error: String,
+    },
     /// A run ended.
     RunFinished {
         /// Run number.

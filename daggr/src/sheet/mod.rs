@@ -23,6 +23,17 @@
 //! never blocks execution; [`Sheet::run`] waits for its writes before it returns, and a
 //! process killed mid-run leaves the database consistent (each transaction is atomic).
 //!
+//! A write can fail (a full disk): then the batch is written row by row, so only the rows
+//! that cannot be written are lost, and [`Sheet::run`] reports each result it could not
+//! save, in the database or in the cache, in [`RunReport::unsaved`] and as an
+//! [`Event::PersistFailed`](crate::Event::PersistFailed); such a run is not a success
+//! ([`RunReport::is_success`]). A row whose large outputs or media could not be put into
+//! the cache is not written at all: a row never refers to bytes that are not on disk.
+//!
+//! Opening a sheet skips what is damaged in its stored rows (a wrongly typed column, JSON
+//! that does not parse, an output that no longer fits the node's ports) and keeps the
+//! rest; what was skipped is logged and listed by [`Sheet::skipped`].
+//!
 //! ```
 //! use daggr::{sheet::SheetStore, Cache, FnNode, Graph, Scope};
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), daggr::Error> {
@@ -53,7 +64,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{collect_blob_refs, CacheKey, GcReport};
 use crate::exec::{
-    NodeFailure, NodeRef, NodeResult, Outcome, Pipeline, ResultObserver, RunReport, Scope,
+    NodeFailure, NodeRef, NodeResult, Outcome, PersistTarget, Pipeline, ResultObserver, RunReport,
+    Scope, WeakPipeline,
 };
 use crate::graph::Output;
 #[cfg(doc)]
@@ -343,10 +355,37 @@ pub struct SheetInfo {
     pub updated_ms: i64,
 }
 
+/// A stored row that opening a sheet skipped: damaged (a wrongly typed column, JSON that
+/// does not parse, media missing from the cache) or no longer fitting the pipeline (a
+/// node or port that is gone, a changed output type). The rest of the sheet was opened.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SkippedRow {
+    /// The table: `results` (a node's current result) or `sheet_inputs` (an input).
+    pub table: &'static str,
+    /// The row's id, when it could be read.
+    pub id: Option<i64>,
+    /// The node, when it could be read.
+    pub node: Option<String>,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
 struct Pending {
     count: Mutex<u64>,
     idle: Condvar,
 }
+
+/// A result row the writer could not commit, until the run that made it collects it.
+struct RowFailure {
+    sheet_id: i64,
+    run: u64,
+    node: String,
+    error: String,
+}
+
+/// How many uncollected [`RowFailure`]s are kept (a run started outside [`Sheet::run`]
+/// never collects its own): the oldest go first.
+const MAX_ROW_FAILURES: usize = 10_000;
 
 struct StoreInner {
     path: PathBuf,
@@ -355,6 +394,8 @@ struct StoreInner {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     history_limit: usize,
     pending: Arc<Pending>,
+    /// Result rows the writer could not commit (shared with it).
+    failures: Arc<Mutex<std::collections::VecDeque<RowFailure>>>,
 }
 
 /// A database of sheets. Cheap to clone; open one per process.
@@ -401,13 +442,15 @@ impl SheetStore {
             count: Mutex::new(0),
             idle: Condvar::new(),
         });
+        let failures = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         let writer = {
             let pending = pending.clone();
+            let failures = failures.clone();
             let path = path.clone();
             let limit = limit.max(1);
             std::thread::Builder::new()
                 .name("daggr-sheet-writer".into())
-                .spawn(move || writer_loop(writer_conn, rx, pending, limit, path))
+                .spawn(move || writer_loop(writer_conn, rx, pending, failures, limit, path))
                 .map_err(|source| Error::Io {
                     context: "starting the sheet writer thread".into(),
                     source,
@@ -420,6 +463,7 @@ impl SheetStore {
             writer: Mutex::new(Some(writer)),
             history_limit: limit.max(1),
             pending,
+            failures,
         })))
     }
 
@@ -455,6 +499,21 @@ impl SheetStore {
         while *count > 0 {
             count = self.0.pending.idle.wait(count).unwrap();
         }
+    }
+
+    /// Takes the result rows of `run` of sheet `sheet_id` that the writer could not commit:
+    /// node and error (call after [`SheetStore::flush`]).
+    fn take_failures(&self, sheet_id: i64, run: u64) -> Vec<(String, String)> {
+        let mut failures = self.0.failures.lock().unwrap();
+        let mut taken = Vec::new();
+        failures.retain(|f| {
+            let mine = f.sheet_id == sheet_id && f.run == run;
+            if mine {
+                taken.push((f.node.clone(), f.error.clone()));
+            }
+            !mine
+        });
+        taken
     }
 
     fn send(&self, write: Write) -> bool {
@@ -672,39 +731,77 @@ impl SheetStore {
         self.flush();
         let workspace = pipeline.new_workspace();
         let cache_dir = workspace.cache().dir().to_path_buf();
+        // Each row is read on its own: one damaged row (a wrongly typed column) is skipped
+        // and reported, and must not keep the sheet, with all its other results, from
+        // opening.
+        let mut skipped = Vec::new();
         let (inputs, selected, last_run) = self.with_conn(|c| {
-            let mut stmt = c.prepare("SELECT node, port, value FROM sheet_inputs WHERE sheet_id = ?1")?;
-            let inputs: Vec<(String, String, String)> = stmt
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<_, _>>()?;
+            let mut stmt = c.prepare("SELECT rowid, node, port, value FROM sheet_inputs WHERE sheet_id = ?1")?;
+            let mut inputs = Vec::new();
+            for row in stmt.query_map([id], |r| {
+                let rowid: i64 = r.get(0)?;
+                let read = (|| -> rusqlite::Result<(String, String, String)> {
+                    Ok((r.get(1)?, r.get(2)?, r.get(3)?))
+                })();
+                Ok(read.map_err(|e| (rowid, e)))
+            })? {
+                match row? {
+                    Ok(input) => inputs.push(input),
+                    Err((rowid, e)) => skipped.push(SkippedRow {
+                        table: "sheet_inputs",
+                        id: Some(rowid),
+                        node: None,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
             let mut stmt = c.prepare(&format!(
                 "SELECT {RESULT_COLUMNS}, l.log FROM selections s JOIN results r ON r.id = s.result_id
                  LEFT JOIN result_logs l ON l.result_id = r.id WHERE s.sheet_id = ?1"
             ))?;
-            let selected: Vec<StoredResult> = stmt.query_map([id], StoredResult::from_row)?.collect::<Result<_, _>>()?;
-            let last_run: i64 = c.query_row(
-                "SELECT COALESCE(MAX(run), 0) FROM results WHERE sheet_id = ?1",
-                [id],
-                |r| r.get(0),
-            )?;
-            Ok((inputs, selected, last_run))
+            let mut selected = Vec::new();
+            for row in stmt.query_map([id], StoredResult::read_row)? {
+                match row? {
+                    Ok(stored) => selected.push(stored),
+                    Err(damaged) => skipped.push(damaged),
+                }
+            }
+            Ok((inputs, selected, last_run(c, id)?))
         })?;
-        workspace.continue_runs_after(u64::try_from(last_run).unwrap_or(0));
+        for row in &skipped {
+            tracing::warn!(sheet = name, table = row.table, id = ?row.id, node = ?row.node, reason = row.reason, "skipping a damaged row");
+        }
+        workspace.continue_runs_after(last_run);
         for (node, port, value) in inputs {
             if let Err(e) = restore_input(&workspace, &cache_dir, &node, &port, &value) {
                 tracing::warn!(sheet = name, node, port, error = %e, "skipping a stored input that no longer fits the pipeline");
+                skipped.push(SkippedRow {
+                    table: "sheet_inputs",
+                    id: None,
+                    node: Some(node),
+                    reason: crate::node::event::error_chain(&e),
+                });
             }
         }
         for stored in selected {
             let node = stored.node.clone();
             if let Err(e) = stored.restore(&workspace, &cache_dir, &self.0.path) {
                 tracing::warn!(sheet = name, node, error = %e, "skipping a stored result that no longer fits the pipeline");
+                skipped.push(SkippedRow {
+                    table: "results",
+                    id: Some(stored.id),
+                    node: Some(node),
+                    reason: crate::node::event::error_chain(&e),
+                });
             }
         }
+        // The observer must not hold the workspace: the workspace holds the observer, and
+        // that cycle would keep every sheet ever opened (each workspace with its event
+        // channel) in memory after it is dropped.
         let observer = Arc::new(SheetObserver {
             sheet_id: id,
             store: self.clone(),
-            workspace: workspace.clone(),
+            workspace: workspace.downgrade(),
         });
         workspace.add_observer(observer);
         Ok(Sheet {
@@ -712,6 +809,7 @@ impl SheetStore {
             id,
             name: name.to_string(),
             pipeline: workspace,
+            skipped,
         })
     }
 }
@@ -793,7 +891,40 @@ fn parse_logs(json: Option<&str>) -> Logs {
         .unwrap_or_default()
 }
 
+/// The sheet's last run number. `MAX(run)` is read through the index; when a damaged row
+/// holds a run that is not an integer (text sorts above every number in SQLite), only the
+/// integer runs count.
+fn last_run(c: &Connection, id: i64) -> rusqlite::Result<u64> {
+    use rusqlite::types::Value as Sql;
+    let max: Sql = c.query_row(
+        "SELECT MAX(run) FROM results WHERE sheet_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    let max = match max {
+        Sql::Null => 0,
+        Sql::Integer(run) => run,
+        _ => c.query_row(
+            "SELECT COALESCE(MAX(run), 0) FROM results WHERE sheet_id = ?1 AND typeof(run) = 'integer'",
+            [id],
+            |r| r.get(0),
+        )?,
+    };
+    Ok(u64::try_from(max).unwrap_or(0))
+}
+
 impl StoredResult {
+    /// Like [`StoredResult::from_row`], but a row whose columns cannot be read (a wrongly
+    /// typed column) is returned as skipped instead of ending the whole query.
+    fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredResult, SkippedRow>> {
+        Ok(StoredResult::from_row(r).map_err(|e| SkippedRow {
+            table: "results",
+            id: r.get(1).ok(),
+            node: r.get(0).ok(),
+            reason: e.to_string(),
+        }))
+    }
+
     fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(StoredResult {
             node: r.get(0)?,
@@ -918,7 +1049,8 @@ fn outcome_from_text(text: &str, elapsed_ms: Option<f64>, attempts: Option<u32>)
 struct SheetObserver {
     sheet_id: i64,
     store: SheetStore,
-    workspace: Pipeline,
+    /// Weak: the workspace holds this observer (see [`SheetStore::attach`]).
+    workspace: WeakPipeline,
 }
 
 impl SheetObserver {
@@ -937,23 +1069,18 @@ impl ResultObserver for SheetObserver {
         if matches!(result.outcome, Outcome::Cached(CacheSource::Workspace)) {
             return;
         }
-        self.queue(result_row(
-            self.sheet_id,
-            &self.workspace,
-            node,
-            name,
-            result,
-        ));
+        // The workspace is alive while it runs (its run holds it) and so tells observers.
+        let Some(workspace) = self.workspace.upgrade() else {
+            return;
+        };
+        self.queue(result_row(self.sheet_id, &workspace, node, name, result));
     }
 
     fn on_failure(&self, node: usize, name: &str, failure: &NodeFailure) {
-        self.queue(failure_row(
-            self.sheet_id,
-            &self.workspace,
-            node,
-            name,
-            failure,
-        ));
+        let Some(workspace) = self.workspace.upgrade() else {
+            return;
+        };
+        self.queue(failure_row(self.sheet_id, &workspace, node, name, failure));
     }
 }
 
@@ -1123,6 +1250,7 @@ fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<Write>,
     pending: Arc<Pending>,
+    failures: Arc<Mutex<std::collections::VecDeque<RowFailure>>>,
     limit: usize,
     path: PathBuf,
 ) {
@@ -1145,8 +1273,25 @@ fn writer_loop(
             .collect();
         let count = rows.len();
         if count > 0 {
-            if let Err(e) = write_rows(&mut conn, &rows, limit) {
-                tracing::warn!(db = %path.display(), error = %e, "writing sheet results failed");
+            let failed = write_rows(&mut conn, &rows, limit);
+            if !failed.is_empty() {
+                let mut failures = failures.lock().unwrap();
+                for (i, error) in failed {
+                    let row = &rows[i];
+                    tracing::warn!(db = %path.display(), node = row.node, run = row.run, error, "writing a sheet row failed");
+                    // A failed execution's row is history, not a result: it is logged only.
+                    if row.error.is_none() {
+                        if failures.len() == MAX_ROW_FAILURES {
+                            failures.pop_front();
+                        }
+                        failures.push_back(RowFailure {
+                            sheet_id: row.sheet_id,
+                            run: row.run,
+                            node: row.node.clone(),
+                            error,
+                        });
+                    }
+                }
             }
         }
         for _ in 0..count {
@@ -1158,18 +1303,55 @@ fn writer_loop(
     }
 }
 
-fn write_rows(conn: &mut Connection, rows: &[ResultRow], limit: usize) -> rusqlite::Result<()> {
-    // Content first, rows second: a row never refers to bytes that are not on disk.
-    for row in rows {
-        for blob in &row.blobs {
-            let sri = ssri::Integrity::from(blob);
-            if !cacache::exists_sync(&row.cache_dir, &sri) {
-                if let Err(e) = cacache::write_hash_sync(&row.cache_dir, blob) {
-                    return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
-                }
+/// Writes a batch of rows, returning those it could not write (by index, with the error)
+/// and keeping every other one. Content first, rows second: a row whose large outputs or
+/// media could not be put into the cache is not written (a row never refers to bytes that
+/// are not on disk). The rows go in one transaction; if it fails (a full disk), each row
+/// is tried in a transaction of its own, so one that cannot be written costs only itself.
+fn write_rows(conn: &mut Connection, rows: &[ResultRow], limit: usize) -> Vec<(usize, String)> {
+    let mut failed = Vec::new();
+    let mut ready = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        match write_blobs(row) {
+            Ok(()) => ready.push(i),
+            Err(e) => failed.push((
+                i,
+                format!("writing its outputs to the cache: {}", chain(&e)),
+            )),
+        }
+    }
+    let batch: Vec<&ResultRow> = ready.iter().map(|&i| &rows[i]).collect();
+    if !batch.is_empty() && insert_rows(conn, &batch, limit).is_err() {
+        for i in ready {
+            if let Err(e) = insert_rows(conn, &[&rows[i]], limit) {
+                failed.push((i, format!("writing the sheet database: {}", chain(&e))));
             }
         }
     }
+    failed.sort_by_key(|(i, _)| *i);
+    failed
+}
+
+/// An error with its causes, `outer: inner` (a cacache I/O error's display is only its
+/// context; "No space left on device" is its source).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    crate::node::event::error_chain(error)
+}
+
+/// Puts a row's large outputs and media into the cache (those not there yet).
+fn write_blobs(row: &ResultRow) -> Result<(), cacache::Error> {
+    for blob in &row.blobs {
+        let sri = ssri::Integrity::from(blob);
+        if !cacache::exists_sync(&row.cache_dir, &sri) {
+            cacache::write_hash_sync(&row.cache_dir, blob)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts rows in one transaction (all or none), selecting each result and pruning the
+/// nodes' histories to `limit`.
+fn insert_rows(conn: &mut Connection, rows: &[&ResultRow], limit: usize) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut insert = tx.prepare_cached(
@@ -1230,6 +1412,8 @@ pub struct Sheet {
     id: i64,
     name: String,
     pipeline: Pipeline,
+    /// What opening it skipped.
+    skipped: Vec<SkippedRow>,
 }
 
 impl std::fmt::Debug for Sheet {
@@ -1257,7 +1441,21 @@ impl Sheet {
         &self.pipeline
     }
 
+    /// The stored rows that opening this sheet skipped, because they were damaged or no
+    /// longer fit the pipeline (each was also logged as a warning); empty when everything
+    /// was restored. A node whose current result was skipped has none (or, for a skipped
+    /// input, the graph's default), and its next run computes it again.
+    pub fn skipped(&self) -> &[SkippedRow] {
+        &self.skipped
+    }
+
     /// Runs `scope` in the sheet's workspace and waits until its results are stored.
+    ///
+    /// A result that could not be stored (a full disk) does not make this an error: the
+    /// report lists it in [`RunReport::unsaved`] (with [`PersistTarget::Sheet`] when the
+    /// sheet has no history entry for it, [`PersistTarget::Cache`] when the cache has no
+    /// entry), each is sent as an [`Event::PersistFailed`](crate::Event::PersistFailed),
+    /// and [`RunReport::is_success`] is false. Every result not listed was committed.
     pub async fn run(&self, scope: Scope) -> Result<RunReport, Error> {
         self.run_with_cancel(scope, tokio_util::sync::CancellationToken::new())
             .await
@@ -1269,19 +1467,29 @@ impl Sheet {
         scope: Scope,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<RunReport, Error> {
-        let report = self.pipeline.run_with_cancel(scope, cancel).await?;
+        let mut report = self.pipeline.run_with_cancel(scope, cancel).await?;
         let store = self.store.clone();
         let cache = self.pipeline.cache().clone();
-        tokio::task::spawn_blocking(move || {
+        let (sheet_id, run) = (self.id, report.run);
+        let failed_rows = tokio::task::spawn_blocking(move || {
             // Large outputs referenced by rows must be in the cache too.
             cache.flush();
             store.flush();
+            store.take_failures(sheet_id, run)
         })
         .await
         .map_err(|e| Error::Io {
             context: "waiting for the sheet writer".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
+        // What the run computed but could not keep is part of its outcome, not only a log.
+        self.pipeline.report_cache_failures(&mut report);
+        for (node, error) in failed_rows {
+            if let Ok(n) = self.pipeline.node_index(&node) {
+                self.pipeline
+                    .report_unsaved(&mut report, n, PersistTarget::Sheet, error);
+            }
+        }
         Ok(report)
     }
 
@@ -1382,10 +1590,17 @@ impl Sheet {
                 "SELECT {RESULT_COLUMNS}, NULL FROM results r LEFT JOIN result_logs l ON l.result_id = r.id
                  WHERE r.sheet_id = ?1 AND r.node = ?2 ORDER BY r.id DESC"
             ))?;
-            let rows = stmt.query_map(params![self.id, node], StoredResult::from_row)?;
+            let rows = stmt.query_map(params![self.id, node], StoredResult::read_row)?;
             let mut out = Vec::new();
             for row in rows {
-                let row = row?;
+                let row = match row? {
+                    Ok(row) => row,
+                    Err(damaged) => {
+                        // One damaged entry must not hide the rest of the history.
+                        tracing::warn!(sheet = self.name, id = ?damaged.id, reason = damaged.reason, "skipping a damaged history entry");
+                        continue;
+                    }
+                };
                 out.push(HistoryEntry {
                     id: row.id,
                     run: row.run,
@@ -1603,5 +1818,65 @@ impl Sheet {
     /// The current value of an output (an error if stale).
     pub fn value<T: PortValue>(&self, out: &Output<T>) -> Result<Arc<T>, Error> {
         self.pipeline.value(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(sheet_id: i64, node: &str, cache_dir: &Path) -> ResultRow {
+        ResultRow {
+            sheet_id,
+            node: node.into(),
+            run: 1,
+            key: "00".into(),
+            outcome: "computed".into(),
+            elapsed_ms: Some(1.0),
+            finished_ms: 1,
+            outputs: "[]".into(),
+            provenance: "{}".into(),
+            error: None,
+            attempts: Some(1),
+            log: None,
+            blobs: vec![vec![1, 2, 3]],
+            cache_dir: cache_dir.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn a_row_whose_bytes_cannot_be_written_costs_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sheets.db");
+        let mut conn = open_connection(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        conn.execute(
+            "INSERT INTO sheets (pipeline, name, created_ms, updated_ms) VALUES ('p', 's', 0, 0)",
+            [],
+        )
+        .unwrap();
+        let id = conn.last_insert_rowid();
+        let good = dir.path().join("cache");
+        // A file where the content directory goes: this row's blob cannot be written.
+        let broken = dir.path().join("broken");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::write(broken.join("content-v2"), b"").unwrap();
+        let rows = [
+            row(id, "a", &good),
+            row(id, "b", &broken),
+            row(id, "c", &good),
+        ];
+        let failed = write_rows(&mut conn, &rows, 10);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, 1);
+        assert!(failed[0].1.starts_with("writing its outputs to the cache"));
+        let kept: Vec<String> = conn
+            .prepare("SELECT node FROM results ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, ["a", "c"], "the rest of the batch is written");
     }
 }

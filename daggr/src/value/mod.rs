@@ -41,6 +41,7 @@ pub struct PortType {
     type_id: fn() -> TypeId,
     name: &'static str,
     decode: fn(&[u8]) -> Result<ErasedValue, serde_json::Error>,
+    reencode: fn(&(dyn Any + Send + Sync)) -> Option<serde_json::Value>,
 }
 
 impl PortType {
@@ -50,6 +51,7 @@ impl PortType {
             type_id: TypeId::of::<T>,
             name: std::any::type_name::<T>(),
             decode: decode_erased::<T>,
+            reencode: reencode_erased::<T>,
         }
     }
 
@@ -75,8 +77,39 @@ impl PortType {
     /// keeps their canonical form, so its content hash does not depend on that order.
     pub fn decode(&self, encoded: &[u8], blobs: BlobSet) -> Result<Value, serde_json::Error> {
         let any = media::with_blob_source(&blobs, || (self.decode)(encoded))?;
-        let canonical = canonical_json(&serde_json::from_slice(encoded)?);
+        let given = serde_json::from_slice(encoded)?;
+        self.check_round_trip(&*any, &given)?;
+        let canonical = canonical_json(&given);
         Ok(self.wrap(any, &canonical, blobs))
+    }
+
+    /// Like [`PortType::decode_from_disk`], for bytes from outside (the inspector's inputs):
+    /// refuses a number the type cannot hold (see [`PortType::decode`]).
+    #[cfg(feature = "inspector")]
+    pub(crate) fn decode_outside_from_disk(
+        &self,
+        encoded: &[u8],
+        dir: &std::path::Path,
+    ) -> Result<Value, serde_json::Error> {
+        let value = self.decode_from_disk(encoded, dir)?;
+        self.check_round_trip(&*value.0.any, &serde_json::from_slice(encoded)?)?;
+        Ok(value)
+    }
+
+    /// serde_json turns `1e39` into an f32 `inf` (and `1e-50` into `0`) without an error: a
+    /// decode must give back the numbers it was given, or the value silently differs from
+    /// the one sent (and `inf` encodes as `null`, which no longer decodes).
+    fn check_round_trip(
+        &self,
+        any: &(dyn Any + Send + Sync),
+        given: &serde_json::Value,
+    ) -> Result<(), serde_json::Error> {
+        match (self.reencode)(any) {
+            Some(again) => numbers_kept(given, &again).map_err(|n| {
+                serde::de::Error::custom(format!("the number {n} is out of range for this type"))
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Decodes an encoded value of this type; media bytes are read from the cache at `dir`.
@@ -112,6 +145,29 @@ fn decode_erased<T: PortValue>(
 ) -> Result<Arc<dyn Any + Send + Sync>, serde_json::Error> {
     let value: T = serde_json::from_slice(encoded)?;
     Ok(Arc::new(value))
+}
+
+fn reencode_erased<T: PortValue>(any: &(dyn Any + Send + Sync)) -> Option<serde_json::Value> {
+    serde_json::to_value(any.downcast_ref::<T>()?).ok()
+}
+
+/// `Err(number)` for the first number of `given` that `again` (its decode re-encoded) lost:
+/// one that became `null` (not finite) or `0` (underflow). Only the paths both share are
+/// compared: a type may skip or add fields.
+fn numbers_kept(given: &serde_json::Value, again: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value as J;
+    match (given, again) {
+        (J::Number(n), J::Null) => Err(n.to_string()),
+        (J::Number(n), J::Number(m)) if n.as_f64() != Some(0.0) && m.as_f64() == Some(0.0) => {
+            Err(n.to_string())
+        }
+        (J::Array(a), J::Array(b)) => a.iter().zip(b).try_for_each(|(x, y)| numbers_kept(x, y)),
+        (J::Object(a), J::Object(b)) => a
+            .iter()
+            .filter_map(|(k, x)| Some((x, b.get(k)?)))
+            .try_for_each(|(x, y)| numbers_kept(x, y)),
+        _ => Ok(()),
+    }
 }
 
 /// A BLAKE3 hash of a value's canonical encoding.
@@ -321,6 +377,17 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn a_decode_that_loses_a_number_is_refused() {
+        let f32s = PortType::of::<Vec<f32>>();
+        let err = f32s.decode(b"[1.5, 1e39]", BlobSet::default()).unwrap_err();
+        assert!(err.to_string().contains("1e+39 is out of range"), "{err}");
+        assert!(f32s.decode(b"[1e-50]", BlobSet::default()).is_err());
+        assert!(f32s.decode(b"[0, -2.5, 3e38]", BlobSet::default()).is_ok());
+        let map = PortType::of::<HashMap<String, f64>>();
+        assert!(map.decode(br#"{"a": 1e300}"#, BlobSet::default()).is_ok());
+    }
 
     /// A map that serializes its members in the order given, as a `HashMap` (or a
     /// `preserve_order` `serde_json::Map`) may.

@@ -219,16 +219,15 @@ fn slug_name(s: &str) -> String {
     }
 }
 
-/// Starts (or reuses) the local copy. Errors are plain messages for the caller to wrap.
-pub(crate) async fn start(
-    node: &str,
+/// Where a node's local copy lives (`dir`: its clone or nothing, venv and logs) and
+/// where its code comes from.
+fn location(
     space_id: Option<&str>,
     settings: &LocalSettings,
     hub: &str,
-    token: Option<&HfToken>,
-) -> Result<Arc<LocalApp>, String> {
+) -> Result<(PathBuf, RepoSource), String> {
     let root = settings.dir.clone().unwrap_or_else(default_root);
-    let (dir, repo_source) = match &settings.source {
+    Ok(match &settings.source {
         LocalSource::Space => {
             let id = space_id.ok_or_else(|| {
                 "run_locally needs a Space id (owner/name) or run_locally_from(path or git URL)"
@@ -251,7 +250,22 @@ pub(crate) async fn start(
                 RepoSource::Dir(abs),
             )
         }
-    };
+    })
+}
+
+/// Starts (or reuses) the local copy. A running copy is reused unless `expected` (the
+/// revision a cache key was just made with) is not the revision it runs: then its code
+/// changed since it started, and it is started again (the old copy stops when its last
+/// node lets go of it). Errors are plain messages for the caller to wrap.
+pub(crate) async fn start(
+    node: &str,
+    space_id: Option<&str>,
+    settings: &LocalSettings,
+    hub: &str,
+    token: Option<&HfToken>,
+    expected: Option<&str>,
+) -> Result<Arc<LocalApp>, String> {
+    let (dir, repo_source) = location(space_id, settings, hub)?;
     let slot = registry()
         .lock()
         .unwrap()
@@ -260,7 +274,7 @@ pub(crate) async fn start(
         .clone();
     let mut current = slot.lock().await;
     if let Some(app) = current.upgrade() {
-        if app.alive() {
+        if app.alive() && expected.is_none_or(|e| app.revision.as_deref() == Some(e)) {
             return Ok(app);
         }
     }
@@ -371,6 +385,149 @@ fn git(url: &str, token: Option<&HfToken>) -> Command {
             );
     }
     cmd
+}
+
+/// Names left out of a directory's revision: what running and installing the app writes
+/// beside its code (venvs, logs, caches, Gradio's own files), and git's database.
+const NOT_CODE: &[&str] = &[
+    ".git",
+    "venv",
+    ".venv",
+    "logs",
+    "__pycache__",
+    ".gradio",
+    "flagged",
+    ".ipynb_checkpoints",
+    ".mypy_cache",
+    ".pytest_cache",
+    "node_modules",
+];
+
+fn is_code(relative: &Path) -> bool {
+    relative.extension().is_none_or(|e| e != "pyc")
+        && !relative
+            .components()
+            .any(|c| NOT_CODE.iter().any(|n| c.as_os_str() == *n))
+}
+
+/// The revision of the code a node runs locally, as it is now, without starting it:
+/// for a directory, [`dir_revision`]; for a git URL, the commit its `HEAD` names now
+/// (what the next start fetches), or offline the clone's own; `None` for a Space's
+/// repository (its revision is the Hub's) or when it cannot be told.
+pub(crate) fn source_revision(settings: &LocalSettings, token: Option<&HfToken>) -> Option<String> {
+    match &settings.source {
+        LocalSource::Space => None,
+        LocalSource::Path(p) => dir_revision(&std::fs::canonicalize(p).ok()?),
+        LocalSource::Git(url) => {
+            let out = git(url, token)
+                .args(["ls-remote", url, "HEAD"])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success());
+            let remote = out.and_then(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                text.split_whitespace().next().map(str::to_string)
+            });
+            remote.or_else(|| {
+                let (dir, _) = location(None, settings, "").ok()?;
+                dir_revision(&dir.join("repo"))
+            })
+        }
+    }
+}
+
+/// The revision of the code in `dir`: in a git work tree, `HEAD`'s commit, followed by
+/// `+dirty.<hash>` of the uncommitted changes and untracked files under `dir` when there
+/// are any; elsewhere `files.<hash>` of every file's path and content. Venvs, `.git`,
+/// logs and caches ([`NOT_CODE`]) are left out, and in a work tree what `.gitignore`
+/// ignores, so running the app does not change its revision.
+pub(crate) fn dir_revision(dir: &Path) -> Option<String> {
+    if !dir.is_dir() {
+        return None;
+    }
+    let Some(head) = git_output(dir, &["rev-parse", "HEAD"]) else {
+        return files_revision(dir);
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut dirty = false;
+    if let Some(diff) = git_output(dir, &["diff", "HEAD", "--binary", "--", "."]) {
+        dirty |= !diff.is_empty();
+        hasher.update(diff.as_bytes());
+    }
+    let untracked = git_output(
+        dir,
+        &[
+            "ls-files",
+            "--others",
+            "--exclude-standard",
+            "-z",
+            "--",
+            ".",
+        ],
+    )
+    .unwrap_or_default();
+    let mut paths: Vec<&str> = untracked
+        .split('\0')
+        .filter(|p| !p.is_empty() && is_code(Path::new(p)))
+        .collect();
+    paths.sort_unstable();
+    for p in paths {
+        dirty = true;
+        hash_file(&mut hasher, p, &dir.join(p));
+    }
+    Some(if dirty {
+        format!("{head}+dirty.{}", &hasher.finalize().to_hex()[..16])
+    } else {
+        head
+    })
+}
+
+fn hash_file(hasher: &mut blake3::Hasher, name: &str, path: &Path) {
+    hasher.update(name.as_bytes());
+    hasher.update(b"\0");
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+        Err(_) => {
+            hasher.update(b"unreadable");
+        }
+    }
+}
+
+/// A plain directory's revision: a hash of its files' relative paths and contents.
+fn files_revision(dir: &Path) -> Option<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(relative) = path.strip_prefix(root) else {
+                continue;
+            };
+            if !is_code(relative) {
+                continue;
+            }
+            // Not following links to directories: no cycles, no walking off elsewhere.
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(root, &path, out),
+                Ok(_) if path.is_file() => out.push(relative.to_path_buf()),
+                _ => {}
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    files.sort();
+    let mut hasher = blake3::Hasher::new();
+    for f in &files {
+        hash_file(&mut hasher, &f.to_string_lossy(), &dir.join(f));
+    }
+    Some(format!("files.{}", &hasher.finalize().to_hex()[..16]))
 }
 
 /// The README front-matter fields that matter here.
@@ -648,15 +805,8 @@ fn prepare(
             repo
         }
     };
-    let revision = git_output(&repo, &["rev-parse", "HEAD"]).map(|head| {
-        match git_output(&repo, &["status", "--porcelain"]) {
-            Some(s) if !s.is_empty() => {
-                let diff = git_output(&repo, &["diff", "HEAD"]).unwrap_or_default();
-                format!("{head}+dirty.{}", short_hash(&format!("{s}\n{diff}")))
-            }
-            _ => head,
-        }
-    });
+    // Computed as `source_revision` computes it before a run, so the two agree.
+    let revision = dir_revision(&repo);
     // 2. What to install and run.
     let readme = std::fs::read_to_string(repo.join("README.md")).unwrap_or_default();
     let fm = front_matter(&readme);

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{ClientOptions, GradioClient, Login, Protocol, Update};
 use super::local::{self, LocalApp, LocalSettings, LocalSource};
 use super::space::{self, Target};
+use super::ReturnInfo;
 use crate::error::{suggest, BoxError};
 use crate::graph::{ArgTuple, Output, TypedNode};
 use crate::kinds::hf::HfToken;
@@ -134,6 +135,97 @@ impl Kind {
     }
 }
 
+/// What a plain (non-file) port's Rust type is, as far as `/info`'s component types can
+/// tell it apart: preflight compares the two, so a `String` wired to a Number parameter
+/// fails before any run instead of inside the app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Number,
+    Text,
+    Bool,
+    /// Media (checked by [`Kind`]) or any serde type: any component may carry it.
+    Any,
+}
+
+impl Shape {
+    fn of<T: 'static>() -> Shape {
+        let t = TypeId::of::<T>();
+        macro_rules! any_of {
+            ($($ty:ty),*) => { false $(|| t == TypeId::of::<$ty>() || t == TypeId::of::<Option<$ty>>())* };
+        }
+        if any_of!(f64, f32, i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize) {
+            Shape::Number
+        } else if any_of!(String) {
+            Shape::Text
+        } else if any_of!(bool) {
+            Shape::Bool
+        } else {
+            Shape::Any
+        }
+    }
+
+    /// What a component (or, failing that, its JSON schema) carries; `Any` when it is
+    /// JSON, a file, or something this check does not know.
+    fn of_component(component: &str, schema: &Json) -> Shape {
+        match component.to_ascii_lowercase().as_str() {
+            "number" | "slider" => return Shape::Number,
+            "textbox" | "textarea" => return Shape::Text,
+            "checkbox" => return Shape::Bool,
+            "json" => return Shape::Any,
+            _ => {}
+        }
+        match schema.get("type").and_then(Json::as_str) {
+            Some("number" | "integer") => Shape::Number,
+            Some("string") => Shape::Text,
+            Some("boolean") => Shape::Bool,
+            _ => Shape::Any,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Number => "a number",
+            Shape::Text => "text",
+            Shape::Bool => "a bool",
+            Shape::Any => "any value",
+        }
+    }
+
+    /// The Rust types that fit a component of this shape, for the error.
+    fn rust_types(self) -> &'static str {
+        match self {
+            Shape::Number => "f64, f32 or an integer type",
+            Shape::Text => "String",
+            Shape::Bool => "bool",
+            Shape::Any => "any type",
+        }
+    }
+
+    fn fits(self, other: Shape) -> bool {
+        self == Shape::Any || other == Shape::Any || self == other
+    }
+}
+
+/// `alloc::string::String` as `String`, `core::option::Option<f64>` as `Option<f64>`.
+fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(word.rsplit("::").next().unwrap_or(word));
+        word.clear();
+    };
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// Bytes, MIME type and name of any media value.
 struct MediaParts {
     bytes: Vec<u8>,
@@ -228,6 +320,9 @@ fn default_name(mime: &str) -> String {
 struct PortDecl {
     name: String,
     kind: Kind,
+    shape: Shape,
+    /// The Rust type without module paths (`Option<f64>`), for errors.
+    type_name: String,
 }
 
 /// Everything a call needs; part of it is the cache key.
@@ -252,9 +347,37 @@ pub(crate) struct Settings {
     space_wait: Duration,
 }
 
-/// What the first run (or [`GradioNode::connect`]) establishes.
+/// The node's connection: made by its first run, its preflight or
+/// [`GradioNode::connect`], then shared by every run, and made again when the code of its
+/// `run_locally` app changed (a running Python app does not reload its code).
+#[derive(Default)]
+struct ConnSlot {
+    current: std::sync::Mutex<Option<Arc<Connection>>>,
+    /// Held while connecting, so that concurrent runs connect once.
+    connecting: tokio::sync::Mutex<()>,
+    /// The local code's revision the node's last cache key was made with
+    /// ([`Node::runtime_fingerprint`]); the run that follows makes sure the app it calls
+    /// runs that code.
+    keyed: std::sync::Mutex<Option<String>>,
+}
+
+impl ConnSlot {
+    fn get(&self) -> Option<Arc<Connection>> {
+        self.current.lock().unwrap().clone()
+    }
+
+    fn with(conn: Connection) -> ConnSlot {
+        let slot = ConnSlot::default();
+        *slot.current.lock().unwrap() = Some(Arc::new(conn));
+        slot
+    }
+}
+
+/// What connecting establishes.
 struct Connection {
     client: GradioClient,
+    /// What errors call the app: the Space or URL, and the URL it answers at.
+    service: String,
     /// One entry per endpoint parameter, in call order.
     plan: Vec<Arg>,
     revision: Option<String>,
@@ -339,19 +462,24 @@ impl Wrap {
 ///   [`Image`], [`Audio`], [`Video`] and [`File`] (also `Option<…>` and `Vec<…>` of
 ///   them) are uploaded as FileData and downloaded into the content-addressed store.
 /// * Endpoint and parameter names are checked against the app's `/info` on the first run
-///   (or when [`GradioNode::connect`] is awaited), with "did you mean".
+///   (or when [`GradioNode::connect`] or [`crate::Pipeline::preflight`] is awaited), with
+///   "did you mean"; so are the number of outputs and each port's Rust type against its
+///   component (Number and Slider take numbers, Textbox `String`, Checkbox `bool`, file
+///   components media types, JSON anything), every problem in one error.
 /// * The cache key holds the Space (or URL), the endpoint, the fixed parameters, the
 ///   inputs by content, and the Space's revision: pinned with [`GradioNode::revision`],
 ///   learnt by [`GradioNode::connect`] (from the Hub or a `run_locally` clone), or else
 ///   asked of the Hub before the node's first cache look-up (offline: the last revision
-///   the Hub gave, remembered on disk). A URL has no revision.
+///   the Hub gave, remembered on disk). A URL has no revision. A node running locally
+///   from a directory or git URL ([`GradioNode::run_locally_from`]) is keyed by its code
+///   as it is at each run (commit and uncommitted changes, or a hash of the files).
 ///   With [`GradioNode::auth`], the username too (never the password).
 /// * Errors are [`Error::Remote`], naming the node, the Space, the endpoint and the
 ///   server's own message. Cancelling the run cancels the remote job.
 pub struct GradioNode<Args = (), Outs = ()> {
     spec: NodeSpec,
     settings: Arc<Settings>,
-    conn: Arc<OnceCell<Arc<Connection>>>,
+    conn: Arc<ConnSlot>,
     /// The Space's commit as the Hub gave it, for the key of a node without a pinned revision.
     hub_revision: Arc<OnceCell<String>>,
     _types: PhantomData<fn(Args) -> Outs>,
@@ -391,7 +519,7 @@ impl GradioNode<(), ()> {
                 config: NodeConfig::default(),
             },
             settings: Arc::new(settings),
-            conn: Arc::new(OnceCell::new()),
+            conn: Arc::default(),
             hub_revision: Arc::new(OnceCell::new()),
             _types: PhantomData,
         };
@@ -424,7 +552,7 @@ impl<Args, Outs> GradioNode<Args, Outs> {
             .map(|r| format!("revision:{r}"))
             .unwrap_or_default();
         // A changed node needs a new connection (and a new validation).
-        self.conn = Arc::new(OnceCell::new());
+        self.conn = Arc::default();
         self.hub_revision = Arc::new(OnceCell::new());
     }
 
@@ -457,6 +585,8 @@ impl<Args, Outs> GradioNode<Args, Outs> {
             s.inputs.push(PortDecl {
                 name: name.to_string(),
                 kind: Kind::of::<T>(),
+                shape: Shape::of::<T>(),
+                type_name: short_type_name(std::any::type_name::<T>()),
             })
         })
         .retype()
@@ -476,6 +606,8 @@ impl<Args, Outs> GradioNode<Args, Outs> {
             s.outputs.push(PortDecl {
                 name: name.to_string(),
                 kind: Kind::of::<T>(),
+                shape: Shape::of::<T>(),
+                type_name: short_type_name(std::any::type_name::<T>()),
             });
             s.positions.push(s.next_return);
             s.next_return += 1;
@@ -627,6 +759,13 @@ impl<Args, Outs> GradioNode<Args, Outs> {
 
     /// Like [`GradioNode::run_locally`], from a local directory or a git URL instead of
     /// the Space's own repository.
+    ///
+    /// The cache key carries the code as it is at each run, however the node connects
+    /// (lazily, by preflight, by [`GradioNode::connect`]) and whatever revision is pinned:
+    /// in a git work tree, the commit and a hash of the uncommitted changes and untracked
+    /// files; in a plain directory, a hash of its files (venvs, `.git`, logs and caches
+    /// left out); for a git URL, the commit its `HEAD` names. Edit the app between two
+    /// runs and the second is computed by the edited app, started again for it.
     pub fn run_locally_from(self, repo: &str) -> Self {
         let source = LocalSource::parse(repo);
         self.with(|s| {
@@ -685,21 +824,22 @@ impl<Args, Outs> GradioNode<Args, Outs> {
     }
 
     /// The URL the node calls once connected (the local copy's, for `run_locally`).
-    pub fn connected_url(&self) -> Option<&str> {
-        self.conn.get().map(|c| c.client.base_url())
+    /// Owned, because a `run_locally` app whose code changed is started again, on
+    /// another port.
+    pub fn connected_url(&self) -> Option<String> {
+        self.conn.get().map(|c| c.client.base_url().to_string())
     }
 
     /// The Gradio version the connected app reports.
-    pub fn gradio_version(&self) -> Option<&str> {
-        self.conn.get().map(|c| c.client.version())
+    pub fn gradio_version(&self) -> Option<String> {
+        self.conn.get().map(|c| c.client.version().to_string())
     }
 
     /// The log of the `run_locally` app, once it runs.
     pub fn local_log(&self) -> Option<PathBuf> {
         self.conn
             .get()
-            .and_then(|c| c.local.as_ref())
-            .map(|l| l.log.clone())
+            .and_then(|c| c.local.as_ref().map(|l| l.log.clone()))
     }
 
     /// Whether the connected endpoint is a generator (streams partial outputs).
@@ -709,7 +849,10 @@ impl<Args, Outs> GradioNode<Args, Outs> {
             .map(|c| c.client.is_generator(&self.settings.api))
     }
 
-    /// The revision that is part of the cache key, if known.
+    /// The revision that is part of the cache key, if known: pinned with
+    /// [`GradioNode::revision`] or learnt by [`GradioNode::connect`]. A node running
+    /// locally from a directory or git URL is keyed by its code's revision as it is at
+    /// each run instead (see [`GradioNode::run_locally_from`]).
     pub fn known_revision(&self) -> Option<&str> {
         self.settings.revision.as_deref()
     }
@@ -722,15 +865,13 @@ impl<Args: ArgTuple, Outs: OutputTuple> GradioNode<Args, Outs> {
     /// at its first run, asks the Hub for the revision before its cache look-up instead).
     /// Call it after the other builder methods: a change made afterwards connects again.
     pub async fn connect(mut self) -> Result<Self, Error> {
-        let conn = connect(&self.settings, &mut |_| {}).await?;
+        let conn = connect(&self.settings, None, &mut |_| {}).await?;
         if self.settings.revision.is_none() {
             if let Some(r) = conn.revision.clone() {
                 self = self.revision(&r);
             }
         }
-        let cell = OnceCell::new();
-        let _ = cell.set(Arc::new(conn));
-        self.conn = Arc::new(cell);
+        self.conn = Arc::new(ConnSlot::with(conn));
         Ok(self)
     }
 }
@@ -745,19 +886,69 @@ fn remote(s: &Settings, service: &str, status: Option<u16>, message: impl Into<S
     }
 }
 
-/// The node's connection: made by its first run or preflight, then shared by every run.
-async fn connection(
-    s: &Settings,
-    cell: &OnceCell<Arc<Connection>>,
-    progress: &mut (dyn FnMut(String) + Send),
-) -> Result<Arc<Connection>, Error> {
-    cell.get_or_try_init(|| async { connect(s, progress).await.map(Arc::new) })
-        .await
-        .cloned()
+/// Whether the node runs its app locally from a directory or git URL: its code (and so
+/// its cache key) can change under the same node, at any run.
+fn local_code(s: &Settings) -> Option<&LocalSettings> {
+    s.local.as_ref().filter(|l| l.source != LocalSource::Space)
 }
 
+/// The revision of a `run_locally_from` node's code as it is now (`None` for other nodes
+/// or when it cannot be told).
+async fn current_code_revision(s: &Settings) -> Option<String> {
+    let local = local_code(s)?.clone();
+    let token = s.token.clone();
+    tokio::task::spawn_blocking(move || local::source_revision(&local, token.as_ref()))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The node's connection: made by its first run or preflight, then shared by every run;
+/// made again when the node's `run_locally` code is not the code the running app was
+/// started with (the revision the cache key was made with, else the code's revision
+/// now), so that a key always names the code that computed its result.
+async fn connection(
+    s: &Settings,
+    slot: &ConnSlot,
+    progress: &mut (dyn FnMut(String) + Send),
+) -> Result<Arc<Connection>, Error> {
+    let keyed = slot.keyed.lock().unwrap().take();
+    let _connecting = slot.connecting.lock().await;
+    let mut wanted = keyed;
+    if let Some(conn) = slot.get() {
+        let Some(app) = conn.local.as_ref().filter(|_| local_code(s).is_some()) else {
+            return Ok(conn);
+        };
+        if wanted.is_none() {
+            wanted = current_code_revision(s).await;
+        }
+        match &wanted {
+            Some(w) if app.revision.as_deref() != Some(w.as_str()) => progress(format!(
+                "run_locally: the app's code changed ({} -> {w}); starting it again",
+                app.revision.as_deref().unwrap_or("unknown revision")
+            )),
+            _ => return Ok(conn),
+        }
+    }
+    let conn = Arc::new(connect(s, wanted.as_deref(), progress).await?);
+    *slot.current.lock().unwrap() = Some(conn.clone());
+    Ok(conn)
+}
+
+/// `service`, naming the URL the app answers at unless it already does.
+fn with_url(service: &str, url: &str) -> String {
+    if service.contains(url) {
+        service.to_string()
+    } else {
+        format!("{service} at {url}")
+    }
+}
+
+/// Connects; a `run_locally` app already running with code other than `expected` (a
+/// revision) is started again.
 async fn connect(
     s: &Settings,
+    expected: Option<&str>,
     progress: &mut (dyn FnMut(String) + Send),
 ) -> Result<Connection, Error> {
     let target = s
@@ -772,7 +963,7 @@ async fn connect(
             Target::Url(_) => None,
         };
         progress("run_locally: starting the app locally".into());
-        match local::start(&s.node, space_id, local, &s.hub, s.token.as_ref()).await {
+        match local::start(&s.node, space_id, local, &s.hub, s.token.as_ref(), expected).await {
             Ok(app) => {
                 progress(format!(
                     "run_locally: the local copy answers at {} (its log: {})",
@@ -842,16 +1033,21 @@ async fn connect(
         },
         other => other,
     })?;
+    let service = with_url(&service, client.base_url());
     let plan = plan(s, &client, &service)?;
     Ok(Connection {
         client,
+        service,
         plan,
         revision: s.revision.clone().or(sha),
         local: local_app,
     })
 }
 
-/// Checks the endpoint and the names against `/info`, and orders the arguments.
+/// Checks the endpoint, the parameter names, the declared port types and the outputs
+/// against `/info`, and orders the arguments. Every problem found is reported, at once, in
+/// one error naming the node, the app (its URL) and the endpoint; each problem names its
+/// port.
 fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, Error> {
     let err = |m: String| remote(s, service, None, m);
     let Some(info) = client.endpoints().get(&s.api) else {
@@ -895,7 +1091,7 @@ fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, 
             Some(m) => format!("; did you mean `{m}`?"),
             None => String::new(),
         };
-        err(format!(
+        format!(
             "{} has no parameter `{name}` ({what}){hint} (its parameters: {})",
             s.api,
             if param_names.is_empty() {
@@ -903,19 +1099,26 @@ fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, 
             } else {
                 param_names.join(", ")
             }
-        ))
+        )
     };
+    let mut problems: Vec<String> = Vec::new();
     let mut plan: Vec<Option<Arg>> = vec![None; info.parameters.len()];
     for (i, port) in s.inputs.iter().enumerate() {
         let Some(p) = find(&port.name) else {
-            return Err(unknown(&port.name, "an input port"));
+            problems.push(unknown(&port.name, "an input port"));
+            continue;
         };
         if plan[p].is_some() {
-            return Err(err(format!("parameter `{}` is given twice", port.name)));
+            problems.push(format!("parameter `{}` is given twice", port.name));
+            continue;
         }
         let param = &info.parameters[p];
-        if s.validate && param.is_file != port.kind.is_file() {
-            let msg = if param.is_file {
+        plan[p] = Some(Arg::Input(i, Wrap::for_component(&param.component)));
+        if !s.validate {
+            continue;
+        }
+        if param.is_file != port.kind.is_file() {
+            problems.push(if param.is_file {
                 format!(
                     "parameter `{}` of {} takes a file ({}): declare the port as Image, Audio, Video or File",
                     param.name, s.api, param.component
@@ -925,68 +1128,133 @@ fn plan(s: &Settings, client: &GradioClient, service: &str) -> Result<Vec<Arg>, 
                     "parameter `{}` of {} is a {} and takes no file: declare the port with a plain type (String, f64, bool, serde types)",
                     param.name, s.api, param.component
                 )
-            };
-            return Err(err(msg));
+            });
+            continue;
         }
-        plan[p] = Some(Arg::Input(i, Wrap::for_component(&param.component)));
+        let takes = Shape::of_component(&param.component, &param.schema);
+        if !port.shape.fits(takes) {
+            problems.push(format!(
+                "input `{}` is declared as {} ({}), but parameter `{}` of {} is a {} and takes {}: declare it as {}",
+                port.name,
+                port.type_name,
+                port.shape.name(),
+                param.name,
+                s.api,
+                param.component,
+                takes.name(),
+                takes.rust_types()
+            ));
+        }
     }
     for (name, value) in &s.fixed {
         let Some(p) = find(name) else {
-            return Err(unknown(name, "a fixed parameter"));
+            problems.push(unknown(name, "a fixed parameter"));
+            continue;
         };
         if plan[p].is_some() {
-            return Err(err(format!(
-                "parameter `{name}` is both an input and fixed"
-            )));
+            problems.push(format!("parameter `{name}` is both an input and fixed"));
+            continue;
         }
         plan[p] = Some(Arg::Fixed(value.clone()));
     }
     let mut out = Vec::with_capacity(plan.len());
     for (slot, param) in plan.into_iter().zip(&info.parameters) {
-        out.push(match slot {
-            Some(a) => a,
-            None if param.has_default => Arg::Default(param.default.clone()),
-            None => {
-                return Err(err(format!(
-                    "parameter `{}` of {} has no default: declare it with .input::<T>(\"{}\") or set it with .param(\"{}\", …)",
-                    param.name, s.api, param.name, param.name
-                )))
-            }
-        });
+        match slot {
+            Some(a) => out.push(a),
+            None if param.has_default => out.push(Arg::Default(param.default.clone())),
+            None => problems.push(format!(
+                "parameter `{}` of {} has no default: declare it with .input::<T>(\"{}\") or set it with .param(\"{}\", …)",
+                param.name, s.api, param.name, param.name
+            )),
+        }
     }
     if s.validate && !info.returns.is_empty() {
-        if let Some(&max) = s.positions.iter().max() {
-            // One list-valued return (an ImageSlider, a tuple) may also spread over ports.
-            if max >= info.returns.len() && info.returns.len() != 1 {
-                return Err(err(format!(
-                    "{} returns {} value(s) ({}), but the node declares {} output(s)",
-                    s.api,
-                    info.returns.len(),
-                    info.returns
-                        .iter()
-                        .map(|r| if r.label.is_empty() {
-                            r.component.clone()
-                        } else {
-                            r.label.clone()
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    s.positions.len()
-                )));
-            }
-        }
-        for (port, &pos) in s.outputs.iter().zip(&s.positions) {
-            if let Some(r) = info.returns.get(pos) {
-                if !r.is_file && port.kind.is_file() {
-                    return Err(err(format!(
-                        "output `{}` is declared as a file, but return value {pos} of {} is a {}",
-                        port.name, s.api, r.component
-                    )));
+        problems.extend(output_problems(s, &info.returns));
+    }
+    match problems.len() {
+        0 => Ok(out),
+        1 => Err(err(problems.remove(0))),
+        n => Err(err(format!(
+            "{n} problems with the declared ports:\n- {}",
+            problems.join("\n- ")
+        ))),
+    }
+}
+
+/// What is wrong with the declared outputs for the endpoint's `returns`.
+fn output_problems(s: &Settings, returns: &[ReturnInfo]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let shown = || {
+        returns
+            .iter()
+            .map(|r| {
+                if r.label.is_empty() {
+                    r.component.clone()
+                } else {
+                    r.label.clone()
                 }
-            }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // One return value may spread over several ports (a tuple, an ImageSlider) only if it
+    // can be a list: a Textbox's string or a Number's number cannot.
+    let spreads = returns.len() == 1 && may_spread(&returns[0]);
+    if let Some(&max) = s.positions.iter().max() {
+        if max >= returns.len() && !spreads {
+            let beyond: Vec<String> = s
+                .outputs
+                .iter()
+                .zip(&s.positions)
+                .filter(|(_, &p)| p >= returns.len())
+                .map(|(o, p)| format!("`{}` (value {p})", o.name))
+                .collect();
+            problems.push(format!(
+                "{} returns {} value(s) ({}), but the node declares {} output(s); no value for {}",
+                s.api,
+                returns.len(),
+                shown(),
+                s.positions.len(),
+                beyond.join(", ")
+            ));
         }
     }
-    Ok(out)
+    for (port, &pos) in s.outputs.iter().zip(&s.positions) {
+        let Some(r) = returns.get(pos) else { continue };
+        if !r.is_file && port.kind.is_file() {
+            problems.push(format!(
+                "output `{}` is declared as a file, but return value {pos} of {} is a {}",
+                port.name, s.api, r.component
+            ));
+            continue;
+        }
+        if spreads || r.is_file || port.kind.is_file() {
+            continue;
+        }
+        let gives = Shape::of_component(&r.component, &r.schema);
+        if !port.shape.fits(gives) {
+            problems.push(format!(
+                "output `{}` is declared as {} ({}), but return value {pos} of {} is a {} giving {}: declare it as {}",
+                port.name,
+                port.type_name,
+                port.shape.name(),
+                s.api,
+                r.component,
+                gives.name(),
+                gives.rust_types()
+            ));
+        }
+    }
+    problems
+}
+
+/// Whether one return value can be a list to spread over several output ports.
+fn may_spread(r: &ReturnInfo) -> bool {
+    match r.schema.get("type").and_then(Json::as_str) {
+        Some("array") => true,
+        Some(_) => false,
+        None => Shape::of_component(&r.component, &r.schema) == Shape::Any,
+    }
 }
 
 impl<Args: ArgTuple, Outs: OutputTuple> Configure for GradioNode<Args, Outs> {
@@ -1006,10 +1274,10 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
         inputs: Inputs,
     ) -> BoxFuture<'static, Result<Vec<Value>, BoxError>> {
         let settings = self.settings.clone();
-        let cell = self.conn.clone();
+        let slot = self.conn.clone();
         let types: Vec<PortType> = self.spec.outputs.iter().map(|p| p.ty).collect();
         Box::pin(async move {
-            run(&settings, &cell, &types, &ctx, inputs)
+            run(&settings, &slot, &types, &ctx, inputs)
                 .await
                 .map_err(BoxError::from)
         })
@@ -1018,10 +1286,10 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
     /// Connects as [`GradioNode::connect`] does, into the connection the runs use.
     fn preflight(&self) -> Option<BoxFuture<'static, Result<(), Error>>> {
         let settings = self.settings.clone();
-        let cell = self.conn.clone();
+        let slot = self.conn.clone();
         Some(Box::pin(async move {
             let log = &mut |m: String| tracing::info!(node = %settings.node, "{m}");
-            connection(&settings, &cell, log).await.map(|_| ())
+            connection(&settings, &slot, log).await.map(|_| ())
         }))
     }
 
@@ -1031,8 +1299,25 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
     /// reached the last revision it gave keys the node: an offline rerun still finds the
     /// results computed online. With no revision known at all the key has none, and the
     /// call itself reports the error.
+    ///
+    /// A node running locally from a directory or git URL
+    /// ([`GradioNode::run_locally_from`]) is keyed by its code as it is at each run,
+    /// whether it connected lazily, by preflight or by [`GradioNode::connect`], and
+    /// whatever revision is pinned: a git repository's commit with a hash of its
+    /// uncommitted changes and untracked files, a plain directory's hash of its files
+    /// (venvs, `.git`, logs and caches left out), a git URL's current `HEAD`. The run then
+    /// calls an app running that very code, starting it again if it runs older code.
     fn runtime_fingerprint(&self) -> Option<BoxFuture<'static, Option<String>>> {
         let s = &self.settings;
+        if local_code(s).is_some() {
+            let settings = self.settings.clone();
+            let slot = self.conn.clone();
+            return Some(Box::pin(async move {
+                let revision = current_code_revision(&settings).await?;
+                *slot.keyed.lock().unwrap() = Some(revision.clone());
+                Some(format!("revision:{revision}"))
+            }));
+        }
         let Ok(Target::Space(id)) = &s.target else {
             return None;
         };
@@ -1100,7 +1385,7 @@ impl<Args: ArgTuple, Outs: OutputTuple> TypedNode for GradioNode<Args, Outs> {
 
 async fn run(
     s: &Settings,
-    cell: &OnceCell<Arc<Connection>>,
+    slot: &ConnSlot,
     types: &[PortType],
     ctx: &NodeContext,
     inputs: Inputs,
@@ -1112,11 +1397,11 @@ async fn run(
         ctx.log(m.clone());
         ctx.progress(None, m)
     };
-    if cell.get().is_none() {
+    if slot.get().is_none() {
         ctx.progress(None, "connecting");
     }
     let conn = tokio::select! {
-        c = connection(s, cell, &mut progress) => c?,
+        c = connection(s, slot, &mut progress) => c?,
         _ = cancel.cancelled() => return Err(Error::Cancelled { node: s.node.clone() }),
     };
     let client = &conn.client;
@@ -1155,16 +1440,16 @@ async fn run(
         let Some(v) = values.get(pos) else {
             return Err(remote(
                 s,
-                "Gradio app",
+                &conn.service,
                 None,
                 format!(
-                    "the result has {} value(s); output `{}` wants value {pos}",
+                    "wrong number of outputs: the result has {} value(s); output `{}` wants value {pos}",
                     values.len(),
                     port.name
                 ),
             ));
         };
-        out.push(decode_output(s, client, port, ty, v, &cancel).await?);
+        out.push(decode_output(s, client, &conn.service, port, ty, v, &cancel).await?);
     }
     Ok(out)
 }
@@ -1227,6 +1512,7 @@ fn file_data(v: &Json) -> Option<&Json> {
 async fn decode_output(
     s: &Settings,
     client: &GradioClient,
+    service: &str,
     port: &PortDecl,
     ty: &PortType,
     v: &Json,
@@ -1257,7 +1543,7 @@ async fn decode_output(
             let shown: String = item.to_string().chars().take(200).collect();
             return Err(remote(
                 s,
-                "Gradio app",
+                service,
                 None,
                 format!(
                     "output `{}` expects a file, the app returned {shown}",
@@ -1284,7 +1570,7 @@ async fn decode_output(
     if matches!(port.kind, Kind::One(_)) && files.is_empty() {
         return Err(remote(
             s,
-            "Gradio app",
+            service,
             None,
             format!("output `{}` is empty (null)", port.name),
         ));
