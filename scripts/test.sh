@@ -12,7 +12,9 @@ cargo test --workspace --locked --no-fail-fast || status=$?
 # pins is not tested).
 for python in $(bash scripts/setup/gradio.sh --matrix); do
     echo "test.sh: the Gradio tests on $python"
-    DAGGR_GRADIO_PYTHON="$python" cargo test --locked --no-fail-fast -p daggr-tests \
+    # --workspace (not -p daggr-tests): the same feature resolution as the run above, so
+    # the dependencies are not built a second time.
+    DAGGR_GRADIO_PYTHON="$python" cargo test --workspace --locked --no-fail-fast \
         --test gradio --test gradio_auth --test gradio_codegen || status=$?
 done
 exit "$status"

@@ -162,3 +162,126 @@ fn constants_that_cannot_be_encoded_are_reported_at_build() {
     let err = g.build().unwrap_err();
     assert!(err.to_string().contains("port `count.in0`"), "{err}");
 }
+
+#[test]
+fn a_handle_from_another_graph_is_an_error_naming_both_graphs() {
+    let mut first = Graph::new("first");
+    let big = first.input("big", 200u64);
+    let mut second = Graph::new("second");
+    let _small = second.input("small", 14u64);
+    // `big` is node 0 of `first`; at index 0 of `second` sits `small`: wiring it must not
+    // read `small`.
+    second.add(FnNode::sync("double", |x: u64| x * 2), (big,));
+    let err = second.build().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("`double.in0`")
+            && text.contains("graph `second`")
+            && text.contains("graph `first`"),
+        "{text}"
+    );
+    // The handle still works in its own graph.
+    first.add(FnNode::sync("double", |x: u64| x * 2), (big,));
+    first.build().unwrap();
+}
+
+#[test]
+fn node_ids_from_another_graph_are_refused() {
+    let mut first = Graph::new("first");
+    let a = first.add_dyn(sum_node("a", &[]));
+    let mut second = Graph::new("second");
+    let b = second.add_dyn(sum_node("b", &["x"]));
+    for err in [
+        second.connect_dyn(a, "sum", b, "x").unwrap_err(),
+        second.set_constant(a, "x", 1u64).unwrap_err(),
+        second.output::<u64>(a, "sum").map(|_| ()).unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(
+            text.contains("graph `first`") && text.contains("graph `second`"),
+            "{text}"
+        );
+    }
+    let handle = first.output::<u64>(a, "sum").unwrap();
+    assert_eq!(handle.graph_id(), first.id());
+    assert_ne!(first.id(), second.id());
+}
+
+mod fallible {
+    //! `Err` fails a `#[fn_node]` node whatever the error type, and through a `Result` alias.
+    use daggr::{fn_node, Error, Graph, Scope};
+
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    #[derive(Debug)]
+    struct Outer(std::num::ParseIntError);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot read the count")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[fn_node]
+    fn count(text: String) -> Result<u64> {
+        Ok(text.parse().map_err(Outer)?)
+    }
+
+    struct Shown;
+    impl std::fmt::Display for Shown {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("shown only")
+        }
+    }
+
+    #[fn_node]
+    fn display_only(x: u64) -> std::result::Result<u64, Shown> {
+        if x > 0 {
+            Ok(x)
+        } else {
+            Err(Shown)
+        }
+    }
+
+    /// The errors of the two nodes (`None` for one with a value).
+    async fn failure(text: &str) -> (Option<Error>, Option<Error>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = Graph::new("fallible").cache(daggr::Cache::open(dir.path()).unwrap());
+        let text = g.input("text", text.to_string());
+        let n = g.add(CountNode::new(), CountNode::inputs().text(text).finish());
+        let checked = g.add(
+            DisplayOnlyNode::new(),
+            DisplayOnlyNode::inputs().x(n.output).finish(),
+        );
+        let report = g.build().unwrap().run(Scope::All).await.unwrap();
+        (
+            report.value(&n.output).err(),
+            report.value(&checked.output).err(),
+        )
+    }
+
+    #[tokio::test]
+    async fn err_of_an_aliased_result_fails_the_node_with_its_source_chain() {
+        let err = failure("many").await.0.expect("`count` fails");
+        let text = format!("{err}");
+        assert!(text.contains("cannot read the count"), "{text}");
+        let mut chain = String::new();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            chain.push_str(&format!("{s} / "));
+            source = s.source();
+        }
+        assert!(
+            chain.contains("invalid digit") || text.contains("invalid digit"),
+            "the cause is kept: {text} / {chain}"
+        );
+        let err = failure("0").await.1.expect("`display_only` fails");
+        assert!(format!("{err}").contains("shown only"), "{err}");
+    }
+}

@@ -16,6 +16,7 @@ use crate::options::{did_you_mean, parse_duration_ms, suggest, AttrOptions, Erro
 
 const OPTIONS: &[&str] = &[
     "name", "version", "cache", "group", "timeout", "retries", "outputs", "fields", "inline",
+    "crate",
 ];
 
 /// The settings given in `#[fn_node(...)]`.
@@ -39,6 +40,8 @@ pub struct FnNodeOptions {
     pub inline: bool,
     /// `fields`: the returned struct's fields are the output ports (it derives `daggr::Outputs`).
     pub fields: bool,
+    /// `crate = path`: where daggr is, for a renamed dependency (`::daggr` by default).
+    pub krate: Option<syn::Path>,
 }
 
 /// Parses the attribute's options, reporting every bad one.
@@ -57,14 +60,23 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
         // Errors about a value underline the value; a flag or list has none, so the key.
         let value_span = match &opt.value {
             OptionValue::Lit(lit) => lit.span(),
+            OptionValue::Path(path) => path.span(),
             OptionValue::List(_) | OptionValue::Flag => opt.key.span(),
+        };
+        // The value as written, quoted, for "write it as" hints: `cache = never` → "never".
+        let quoted = match &opt.value {
+            OptionValue::Path(path) => format!(
+                "\"{}\"",
+                path.to_token_stream().to_string().replace(' ', "")
+            ),
+            _ => "\"…\"".to_string(),
         };
         let lit_str = |errors: &mut Errors| match &opt.value {
             OptionValue::Lit(Lit::Str(s)) => Some(s.value()),
             _ => {
                 errors.at(
                     value_span,
-                    format!("`{key}` takes a string: `{key} = \"…\"`"),
+                    format!("`{key}` takes a string: `{key} = {quoted}`"),
                 );
                 None
             }
@@ -89,6 +101,14 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                     }
                 }
             }
+            "crate" => match &opt.value {
+                OptionValue::Path(path) => options.krate = Some(path.clone()),
+                OptionValue::Lit(Lit::Str(s)) => match s.parse::<syn::Path>() {
+                    Ok(path) => options.krate = Some(path),
+                    Err(_) => errors.at(s.span(), "`crate` takes a path: `crate = daggr` or `crate = \"my_daggr\"`"),
+                },
+                _ => errors.at(value_span, "`crate` takes a path: `crate = my_daggr` (where daggr is, when renamed in Cargo.toml)"),
+            },
             "timeout" => {
                 if let OptionValue::Lit(Lit::Str(s)) = &opt.value {
                     match parse_duration_ms(&s.value(), s.span()) {
@@ -98,7 +118,7 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                 } else {
                     errors.at(
                         value_span,
-                        "`timeout` takes a duration string: `timeout = \"30s\"`",
+                        format!("`timeout` takes a duration string: `timeout = {}`", if quoted == "\"…\"" { "\"30s\"" } else { &quoted }),
                     );
                 }
             }
@@ -131,7 +151,13 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
                 opt.key.span(),
                 format!(
                     "unknown `fn_node` option `{other}`{} (options: {})",
-                    did_you_mean(suggest(other, OPTIONS.iter().copied())),
+                    did_you_mean(match other {
+                        // Near misses that are too far apart for the edit distance.
+                        "retry" | "retrys" | "retry_count" | "max_retries" => Some("retries".to_string()),
+                        "output" => Some("outputs".to_string()),
+                        "field" => Some("fields".to_string()),
+                        _ => suggest(other, OPTIONS.iter().copied()),
+                    }),
                     OPTIONS.join(", ")
                 ),
             ),
@@ -150,12 +176,32 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
 struct Returns {
     /// `Result<T, E>`: `Err` fails the node.
     fallible: bool,
+    /// The return type as written (`()` if none), when it is not spelled as a `Result`: a
+    /// never-run check makes sure it is not one under another name.
+    plain: Option<Type>,
     /// Output ports: name and type.
     ports: Vec<(Ident, Type)>,
     /// Whether the value is a tuple to split into ports.
     split: bool,
     /// `fields`: the value is a struct deriving `Outputs`, split by its impl.
     fields: Option<Type>,
+}
+
+/// Where to report a `Result`'s error type: its `E` if written, else the whole return type.
+fn result_err_span(output: &ReturnType) -> Span {
+    let ReturnType::Type(_, ty) = output else {
+        return Span::call_site();
+    };
+    if let Type::Path(path) = &**ty {
+        if let Some(PathArguments::AngleBracketed(args)) =
+            path.path.segments.last().map(|s| &s.arguments)
+        {
+            if let Some(GenericArgument::Type(e)) = args.args.iter().nth(1) {
+                return e.span();
+            }
+        }
+    }
+    ty.span()
 }
 
 /// The `Result`'s `T`, if `ty` is syntactically a `Result<T, …>`.
@@ -183,8 +229,11 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
         Some(ok) => (true, ok.clone()),
         None => (false, ty),
     };
+    let plain =
+        (!fallible && matches!(item.sig.output, ReturnType::Type(..))).then(|| value.clone());
     if options.fields {
         return Returns {
+            plain,
             fallible,
             ports: Vec::new(),
             split: false,
@@ -193,12 +242,14 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
     }
     match &options.outputs {
         None => Returns {
+            plain,
             fallible,
             ports: vec![(format_ident!("output"), value)],
             split: false,
             fields: None,
         },
         Some(names) if names.len() == 1 => Returns {
+            plain,
             fallible,
             ports: vec![(names[0].clone(), value)],
             split: false,
@@ -206,6 +257,7 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
         },
         Some(names) => match &value {
             Type::Tuple(tuple) if tuple.elems.len() == names.len() => Returns {
+                plain,
                 fallible,
                 ports: names
                     .iter()
@@ -226,6 +278,7 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
                     ),
                 );
                 Returns {
+                    plain,
                     fallible,
                     ports: vec![(format_ident!("output"), value.clone())],
                     split: false,
@@ -364,6 +417,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut signature_errors = Errors::default();
     match expand_fn(&item_fn, &options, &mut signature_errors) {
         Some(generated) if signature_errors.is_empty() => {
+            let generated = with_crate(generated, options.krate.as_ref());
             let errors = option_errors.map(|e| e.to_compile_error());
             quote!(#item_fn #generated #errors)
         }
@@ -374,6 +428,43 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             with_errors(item, errors)
         }
     }
+}
+
+/// Generated code with `::daggr` replaced by `krate` (the `crate = path` option, for a
+/// renamed dependency). Only generated tokens go through this, never the user's own.
+pub(crate) fn with_crate(tokens: TokenStream, krate: Option<&syn::Path>) -> TokenStream {
+    use proc_macro2::{Group, TokenTree};
+    let Some(krate) = krate else { return tokens };
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out = Vec::with_capacity(trees.len());
+    let mut i = 0;
+    while i < trees.len() {
+        if let (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)), Some(TokenTree::Ident(id))) =
+            (trees.get(i), trees.get(i + 1), trees.get(i + 2))
+        {
+            let next_is_colon =
+                matches!(trees.get(i + 3), Some(TokenTree::Punct(p)) if p.as_char() == ':');
+            if a.as_char() == ':' && b.as_char() == ':' && id == "daggr" && next_is_colon {
+                let span = id.span();
+                out.extend(krate.to_token_stream().into_iter().map(|mut t| {
+                    t.set_span(span);
+                    t
+                }));
+                i += 3;
+                continue;
+            }
+        }
+        match &trees[i] {
+            TokenTree::Group(g) => {
+                let mut group = Group::new(g.delimiter(), with_crate(g.stream(), Some(krate)));
+                group.set_span(g.span());
+                out.push(TokenTree::Group(group));
+            }
+            other => out.push(other.clone()),
+        }
+        i += 1;
+    }
+    out.into_iter().collect()
 }
 
 /// An item's keyword and name, to underline.
@@ -403,6 +494,87 @@ fn owned_hint(referent: &Type) -> String {
     }
 }
 
+/// The first part of `ty` that cannot cross a port as written, and what to say about it:
+/// a reference, a lifetime other than `'static`, `impl Trait`. `param`: an input's type.
+fn unowned_part(ty: &Type, what: &str, param: bool) -> Option<(TokenStream, String)> {
+    use syn::visit::Visit;
+    struct Finder<'a> {
+        what: &'a str,
+        param: bool,
+        top: bool,
+        found: Option<(TokenStream, String)>,
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_type(&mut self, ty: &'ast Type) {
+            if self.found.is_some() {
+                return;
+            }
+            let top = std::mem::replace(&mut self.top, false);
+            let (verb, kind) = if self.param {
+                ("take", "inputs")
+            } else {
+                ("return", "outputs")
+            };
+            match ty {
+                Type::Reference(r) => {
+                    let owned = owned_hint(&r.elem);
+                    let message = if top {
+                        format!("`#[fn_node]` {kind} are owned values: {verb} `{owned}`, not a reference")
+                    } else {
+                        format!(
+                            "`#[fn_node]` {kind} are owned values, so {} cannot hold a reference: use `{owned}` here, not `{}`",
+                            self.what,
+                            type_text(ty)
+                        )
+                    };
+                    self.found = Some((r.to_token_stream(), message));
+                }
+                Type::ImplTrait(i) => {
+                    let message = format!(
+                        "`#[fn_node]` {kind} need one concrete type, so {} cannot be `impl Trait`: write the type itself (the port carries exactly that type)",
+                        self.what
+                    );
+                    self.found = Some((i.to_token_stream(), message));
+                }
+                other => syn::visit::visit_type(self, other),
+            }
+        }
+        fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
+            if self.found.is_none() && lifetime.ident != "static" {
+                let kind = if self.param { "inputs" } else { "outputs" };
+                self.found = Some((
+                    lifetime.to_token_stream(),
+                    format!(
+                        "`#[fn_node]` {kind} are owned values, decoded afresh for each run, so {} cannot borrow for `{lifetime}`: use an owned type (`String` for `Cow<{lifetime}, str>` or `&str`, `Vec<T>` for `&[T]`)",
+                        self.what
+                    ),
+                ));
+            }
+        }
+    }
+    let mut finder = Finder {
+        what,
+        param,
+        top: true,
+        found: None,
+    };
+    finder.visit_type(ty);
+    finder.found
+}
+
+/// A type as one would write it: `Vec<&str>`, not `Vec < & str >`.
+fn type_text(ty: &Type) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" <", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace("& ", "&")
+}
+
 fn with_errors(item: TokenStream, errors: Errors) -> TokenStream {
     let errors = errors.finish().map(|e| e.to_compile_error());
     quote!(#item #errors)
@@ -410,10 +582,41 @@ fn with_errors(item: TokenStream, errors: Errors) -> TokenStream {
 
 fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Option<TokenStream> {
     let sig = &item.sig;
-    if !sig.generics.params.is_empty() {
+    // A type that cannot cross a port as written (a reference, a lifetime, `impl Trait`):
+    // one error on the first such part of each type.
+    let mut unowned = 0;
+    for arg in &sig.inputs {
+        if let FnArg::Typed(pat_type) = arg {
+            let what = match &*pat_type.pat {
+                Pat::Ident(p) => format!("input `{}`", p.ident),
+                _ => "an input".to_string(),
+            };
+            if let Some((tokens, message)) = unowned_part(&pat_type.ty, &what, true) {
+                errors.spanned(tokens, message);
+                unowned += 1;
+            }
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Some((tokens, message)) = unowned_part(ty, "the output", false) {
+            errors.spanned(tokens, message);
+            unowned += 1;
+        }
+    }
+    let type_params = sig
+        .generics
+        .params
+        .iter()
+        .any(|p| !matches!(p, syn::GenericParam::Lifetime(_)));
+    if type_params {
         errors.spanned(
             &sig.generics,
             "`#[fn_node]` functions cannot be generic: every port needs one concrete type (write a small wrapper per type)",
+        );
+    } else if !sig.generics.params.is_empty() && unowned == 0 {
+        errors.spanned(
+            &sig.generics,
+            "`#[fn_node]` functions take no lifetime parameters: ports carry owned values (`String`, `Vec<T>`), decoded afresh for each run",
         );
     }
     if let Some(receiver) = sig.receiver() {
@@ -436,15 +639,33 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
                 "`#[fn_node]` parameters must be plain names: each one becomes an input port of that name",
             ),
         }
-        if let Type::Reference(r) = &*pat_type.ty {
-            let owned = &r.elem;
-            errors.spanned(
-                r,
+    }
+    // Names the input builder already uses for itself.
+    let base_name = pascal_case(&sig.ident.to_string());
+    for (name, _) in &params {
+        let clash = match name.to_string().as_str() {
+            "finish" => Some("the `finish()` method"),
+            "__state" => Some("the `__state` field"),
+            _ => None,
+        };
+        if let Some(item) = clash {
+            errors.at(
+                name.span(),
                 format!(
-                    "`#[fn_node]` inputs are owned values: take `{}`, not a reference",
-                    owned_hint(owned)
+                    "input `{name}` has the name of {item} that `#[fn_node]` generates on the input builder `{base_name}NodeInputs` (one method per input, then `finish()`): rename the parameter"
                 ),
             );
+        }
+    }
+    if let Some(names) = &options.outputs {
+        let mut seen = std::collections::HashSet::new();
+        for name in names {
+            if !seen.insert(name.to_string()) {
+                errors.at(
+                    name.span(),
+                    format!("output `{name}` is named twice in `outputs(..)`: each output port needs its own name"),
+                );
+            }
         }
     }
     if params.len() > 8 {
@@ -508,8 +729,37 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
     } else {
         quote!(#fn_name(#(#args),*))
     };
+    // `Err` fails the node: the error converted by the most fitting rule for its concrete
+    // type (see `macro_support`), spanned on the error type so a type that cannot be an
+    // error (no `Display`) is reported there.
     let unwrap = returns.fallible.then(|| {
-        quote!(let __value = __value.map_err(::core::convert::Into::<::daggr::__private::BoxError>::into)?;)
+        let span = Span::call_site().located_at(result_err_span(&sig.output));
+        let convert = quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use ::daggr::__private::{
+                    DisplayErrorKind as _, IntoBoxErrorKind as _, LocalErrorKind as _, NodeErrorKind as _,
+                };
+                (&&&::daggr::__private::ErrorOf::of(&__error)).__daggr_error_kind().convert(__error)
+            }
+        };
+        quote! {
+            let __value = match __value {
+                ::core::result::Result::Ok(__ok) => __ok,
+                ::core::result::Result::Err(__error) => return ::core::result::Result::Err(#convert),
+            };
+        }
+    });
+    // A return type not spelled as a `Result` must not be one under another name.
+    let return_check = returns.plain.as_ref().map(|ty| {
+        let span = Span::call_site().located_at(ty.span());
+        quote_spanned! {span=>
+            fn __daggr_return_check(__value: &#ty) {
+                #[allow(unused_imports)]
+                use ::daggr::__private::{ResultKind as _, ValueKind as _};
+                __value.__daggr_return_kind().plain();
+            }
+        }
     });
     let encode = if let Some(ty) = &returns.fields {
         let fields = field_ports_of(ty);
@@ -683,6 +933,7 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
 
         const _: () = {
             fn __daggr_port_checks() { #(#port_checks)* }
+            #return_check
             #(#trait_defs)*
             #(#setters)*
 
@@ -862,12 +1113,48 @@ mod tests {
     }
 
     #[test]
+    fn signatures_that_cannot_cross_ports_get_one_error_each() {
+        let out = expand_str("", "fn f(words: Vec<&str>) -> usize { 0 }");
+        assert!(out.contains("use `String` here, not `&str`"), "{out}");
+        let out = expand_str("", "fn f<'a>(t: Cow<'a, str>) -> usize { 0 }");
+        assert_eq!(out.matches("compile_error").count(), 1, "{out}");
+        assert!(out.contains("cannot borrow for `'a`"), "{out}");
+        let out = expand_str("", "fn f(x: impl Into<String>) -> impl Display { 0 }");
+        assert!(out.contains("input `x` cannot be `impl Trait`"), "{out}");
+        assert!(out.contains("the output cannot be `impl Trait`"), "{out}");
+        let out = expand_str("", "fn f(finish: u32) -> u32 { 0 }");
+        assert!(
+            out.contains("input `finish` has the name of the `finish()` method"),
+            "{out}"
+        );
+        let out = expand_str("cache = never, retry = 2", "fn f(x: u32) -> u32 { x }");
+        assert!(out.contains(r#"`cache = \"never\"`"#), "{out}");
+        assert!(out.contains("did you mean `retries`"), "{out}");
+    }
+
+    #[test]
+    fn results_are_checked_by_type_and_crate_is_honoured() {
+        let out = expand_str("", "fn f(x: u32) -> Fallible<u32> { Ok(x) }");
+        assert!(out.contains("__daggr_return_check"), "{out}");
+        let out = expand_str("", "fn f(x: u32) -> io::Result<u32> { Ok(x) }");
+        assert!(!out.contains("__daggr_return_check"), "{out}");
+        assert!(out.contains("__daggr_error_kind"), "{out}");
+        let out = expand_str("crate = dag", "fn f(x: u32) -> u32 { ::daggr::keep(x) }");
+        assert!(out.contains("dag :: __private :: NodeCore"), "{out}");
+        assert_eq!(
+            out.matches(":: daggr ::").count(),
+            1,
+            "only the user's own path is left: {out}"
+        );
+    }
+
+    #[test]
     fn result_and_tuple_returns() {
         let out = expand_str(
             "outputs(mask, image)",
             "fn seg(x: u32) -> Result<(u32, String), std::io::Error> { Ok((x, x.to_string())) }",
         );
-        assert!(out.contains("map_err"));
+        assert!(out.contains("__daggr_error_kind"), "{out}");
         assert!(
             out.contains("pub mask : :: daggr :: __private :: Output < u32 >"),
             "{out}"

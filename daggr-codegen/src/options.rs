@@ -8,10 +8,13 @@ use syn::{Ident, Lit, Token};
 // Re-exported for the macros' parsers, which import their helpers from here.
 pub use crate::suggest;
 
-/// One option: `key = literal`, `key(a, b)` or a bare flag `key`.
+/// One option: `key = literal`, `key = path`, `key(a, b)` or a bare flag `key`.
 pub enum OptionValue {
     /// `key = literal`
     Lit(Lit),
+    /// `key = path`: for `crate = my_daggr`, and an unquoted value (`cache = never`) that
+    /// the option then reports with the quoted form.
+    Path(syn::Path),
     /// `key(a, b, …)`
     List(Vec<Ident>),
     /// `key`
@@ -31,10 +34,21 @@ pub struct AttrOptions(pub Vec<AttrOption>);
 
 impl Parse for AttrOption {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let key: Ident = input.parse()?;
+        // `Ident::parse_any` also reads keywords, for `crate = path`.
+        let key: Ident = syn::ext::IdentExt::parse_any(input)?;
         let value = if input.peek(Token![=]) {
             input.parse::<Token![=]>()?;
-            OptionValue::Lit(input.parse()?)
+            if input.peek(Lit) {
+                OptionValue::Lit(input.parse()?)
+            } else {
+                let path = syn::Path::parse_mod_style(input).map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        format!("expected a value for `{key}`: a string, a number or a path"),
+                    )
+                })?;
+                OptionValue::Path(path)
+            }
         } else if input.peek(syn::token::Paren) {
             let content;
             syn::parenthesized!(content in input);

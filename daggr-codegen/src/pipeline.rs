@@ -74,6 +74,9 @@ pub struct NodeDef {
     /// `name = [expr](source, …);`: any typed node expression (an `InferenceNode`, a
     /// `GradioNode`, an `FnNode`), wired positionally; `args` then name ports `in0`, `in1`, ….
     pub custom: Option<Expr>,
+    /// The parentheses around the sources of a `[expr](…)` node, where a wrong number of
+    /// sources is reported.
+    pub sources_span: Option<Span>,
 }
 
 /// `port: source`
@@ -232,7 +235,7 @@ impl Parse for NodeDef {
             syn::bracketed!(node in input);
             let node: Expr = node.parse()?;
             let content;
-            parenthesized!(content in input);
+            let paren = parenthesized!(content in input);
             let sources = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
             input.parse::<Token![;]>()?;
             let args = sources
@@ -248,6 +251,7 @@ impl Parse for NodeDef {
                 name,
                 args,
                 custom: Some(node),
+                sources_span: Some(paren.span.join()),
             });
         }
         let func: Path = input.parse()?;
@@ -260,6 +264,7 @@ impl Parse for NodeDef {
             func,
             args: args.into_iter().collect(),
             custom: None,
+            sources_span: None,
         })
     }
 }
@@ -397,6 +402,34 @@ impl PipelineDef {
                 }
             }
         }
+        // A pipeline input nothing reads is almost always a mistake (a typo in a source, a
+        // node removed). Any mention in a source counts, even inside an expression.
+        let mut mentioned = HashSet::new();
+        let mut mention = |tokens: TokenStream| collect_idents(tokens, &mut mentioned);
+        for node in &self.nodes {
+            for arg in &node.args {
+                mention(arg.value.to_token_stream());
+            }
+            if let Some(custom) = &node.custom {
+                mention(custom.to_token_stream());
+            }
+        }
+        for out in &self.outputs {
+            mention(out.value.to_token_stream());
+        }
+        // Only when nothing else is wrong: a typo in a source also leaves an input unread.
+        let others = !errors.is_empty();
+        for input in self.inputs.iter().filter(|_| !others) {
+            if !mentioned.contains(&input.name.to_string()) {
+                errors.at(
+                    input.name.span(),
+                    format!(
+                        "pipeline input `{0}` is not read by any node or output: wire it into a node (`port: {0}`) or remove it",
+                        input.name
+                    ),
+                );
+            }
+        }
         let mut seen_outputs = HashSet::new();
         for out in &self.outputs {
             if !seen_outputs.insert(out.name.to_string()) {
@@ -513,6 +546,83 @@ impl PipelineDef {
     }
 }
 
+/// The pipeline's types must not be the ones `#[fn_node]` generates for its nodes.
+fn name_clash(def: &PipelineDef) -> Option<syn::Error> {
+    let pipeline = def.name.to_string();
+    let ours = [
+        pipeline.clone(),
+        format!("{pipeline}Inputs"),
+        format!("{pipeline}Outputs"),
+    ];
+    def.nodes
+        .iter()
+        .filter(|n| n.custom.is_none())
+        .find_map(|node| {
+            let func = node.func.segments.last()?;
+            let node_ty = node_type_name(&func.ident).to_string();
+            let theirs = [
+                node_ty.clone(),
+                format!("{node_ty}Inputs"),
+                format!("{node_ty}Outputs"),
+            ];
+            let clash = ours.iter().find(|t| theirs.contains(t))?;
+            Some(syn::Error::new(
+                def.name.span(),
+                format!(
+                    "pipeline `{pipeline}` clashes with node `{}`: `pipeline!` generates the type `{clash}` here, and `#[fn_node]` already generated a type of that name for `{}` (`{node_ty}`, `{node_ty}Inputs`, `{node_ty}Outputs`); rename the pipeline",
+                    node.name, func.ident
+                ),
+            ))
+        })
+}
+
+/// Every identifier in `tokens`, nested groups included.
+fn collect_idents(tokens: TokenStream, into: &mut HashSet<String>) {
+    for tree in tokens {
+        match tree {
+            proc_macro2::TokenTree::Ident(i) => {
+                into.insert(i.to_string());
+            }
+            proc_macro2::TokenTree::Group(g) => collect_idents(g.stream(), into),
+            _ => {}
+        }
+    }
+}
+
+/// Takes `#[daggr(crate = path)]` out of the pipeline's attributes (where daggr is, for a
+/// renamed dependency), reporting a malformed one.
+fn take_crate_option(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Option<Path> {
+    let mut krate = None;
+    let mut kept = Vec::with_capacity(attrs.len());
+    for attr in attrs.drain(..) {
+        if !attr.path().is_ident("daggr") {
+            kept.push(attr);
+            continue;
+        }
+        let parsed = attr.parse_args_with(|input: ParseStream| {
+            let key: Ident = syn::ext::IdentExt::parse_any(input)?;
+            if key != "crate" {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("unknown `daggr` option `{key}`: the one option is `crate = path`"),
+                ));
+            }
+            input.parse::<Token![=]>()?;
+            if input.peek(syn::LitStr) {
+                input.parse::<syn::LitStr>()?.parse::<Path>()
+            } else {
+                Path::parse_mod_style(input)
+            }
+        });
+        match parsed {
+            Ok(path) => krate = Some(path),
+            Err(e) => errors.push(e),
+        }
+    }
+    *attrs = kept;
+    krate
+}
+
 /// Kahn's algorithm; a leftover loop is reported on the reference that closes it.
 fn topological_order(
     nodes: &[NodeDef],
@@ -576,10 +686,24 @@ fn topological_order(
 /// methods, with a body that never runs (so completion keeps working and code using them adds
 /// no errors), and the errors.
 pub fn expand(input: TokenStream) -> TokenStream {
-    let LenientPipeline { def, mut errors } = match syn::parse2(input) {
+    let LenientPipeline {
+        mut def,
+        mut errors,
+    } = match syn::parse2(input) {
         Ok(d) => d,
         Err(e) => return e.to_compile_error(),
     };
+    let krate = take_crate_option(&mut def.attrs, &mut errors);
+    let expanded = expand_def(def, errors);
+    crate::fn_node::with_crate(expanded, krate.as_ref())
+}
+
+fn expand_def(def: PipelineDef, mut errors: Errors) -> TokenStream {
+    // Types that would clash: nothing else is emitted, or each generated item would add its
+    // own duplicate-definition error.
+    if let Some(clash) = name_clash(&def) {
+        return clash.to_compile_error();
+    }
     let order = def.validate(&mut errors);
     let skeleton = skeleton(&def);
     // With errors, the same items with a body that never runs (the crate does not compile),
@@ -759,9 +883,13 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
         let name_str = name.to_string();
         if let Some(custom) = &node.custom {
             let sources = node.args.iter().map(|a| source_tokens(&a.value));
+            // The tuple is spanned on the user's parentheses: a wrong number of sources is
+            // reported there.
+            let paren = node.sources_span.unwrap_or_else(|| name.span());
+            let sources = quote_spanned!(paren=> (#(#sources,)*));
             // Spanned on the node's name: `Graph::add` records its caller's location, so the
             // graph IR points at this line.
-            let add = quote_spanned!(name.span()=> #graph.add(#custom, (#(#sources,)*)));
+            let add = quote_spanned!(name.span()=> #graph.add(#custom, #sources));
             return quote! {
                 #[allow(unused_variables)]
                 let #name = #add;
@@ -914,6 +1042,45 @@ mod tests {
         assert!(
             syn::parse_str::<PipelineDef>("struct P { inputs { n: u32 } }").is_err(),
             "the strict parser (cargo daggr graph --static) still rejects it"
+        );
+    }
+
+    #[test]
+    fn unread_inputs_and_clashing_names_are_reported() {
+        let out = error_of("struct P { inputs { a: u32 = 1, b: u32 = 2 } nodes { n = f(x: a); } }");
+        assert!(
+            out.contains("pipeline input `b` is not read by any node or output"),
+            "{out}"
+        );
+        assert!(!out.contains("input `a` is not read"), "{out}");
+        let out = expand_str("struct P { inputs { a: u32 = 1 } nodes { n = [g(\"x\")]({ a }); } }");
+        assert!(
+            !out.contains("compile_error"),
+            "a mention in an expression counts: {out}"
+        );
+        let out =
+            error_of("struct ShoutNode { inputs { a: u32 = 1 } nodes { n = shout(text: a); } }");
+        assert!(
+            out.contains("pipeline `ShoutNode` clashes with node `n`"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("struct ShoutNode"),
+            "nothing else is emitted: {out}"
+        );
+    }
+
+    #[test]
+    fn the_crate_option_replaces_the_daggr_path() {
+        let out = expand_str(
+            "#[daggr(crate = dag)] struct P { inputs { a: u32 = 1 } nodes { n = f(x: a); } }",
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(!out.contains(":: daggr ::"), "{out}");
+        assert!(out.contains("dag :: __private :: Graph"), "{out}");
+        assert!(
+            !out.contains("# [daggr"),
+            "the attribute is consumed: {out}"
         );
     }
 

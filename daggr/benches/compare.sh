@@ -77,12 +77,15 @@ rows = [
     ("chain100_cold/async", 100, 0.5 * MS, chain_py),
     ("chain100_cold/sync_inline", 100, 0.5 * MS, chain_py),
     ("chain100_cold/engine_only_never_cache", 100, 0.5 * MS, chain_py),
-    ("chain100_cold/async_with_flush", 100, None, (100 * 6 * MS, 100 * 6 * MS, "persist+UI ~6 ms/node")),
+    ("cold_chain100_flushed/async", 100, 5 * MS, chain_py),
+    ("cold_chain100_flushed/sync_inline", 100, 5 * MS, chain_py),
     ("chain100_rerun_cached/same_pipeline", 100, 2 * MS, chain_py),
     ("chain100_rerun_cached/fresh_pipeline_disk", 100, None, chain_py),
     ("fanout50_sleep100ms/run", None, 0.12 * S, (5 * S, 5 * S, "50 × 0.1 s one at a time")),
     ("graph10k_cached/build_validate_run", 10_000, 100 * MS, (10_000 * 60 * US, 10_000 * 90 * US, "executor 60–90 µs/node (derived)")),
     ("graph10k_cached/build_validate", 10_000, None, None),
+    ("cold_10k_flushed/run_and_flush", 10_000, 0.5 * S, None),
+    ("cold_10k_flushed/run_only", 10_000, None, None),
 ]
 
 header = ("bench", "median", "per node", "budget", "median/budget", "Python original", "speed-up vs Python")
@@ -110,10 +113,14 @@ try:
 except OSError:
     pass
 rss = None
+disk = None
 for l in lines:
     found = re.search(r"peak_rss_kb=(\d+)", l)
     if found:
         rss = int(found.group(1))
+    found = re.search(r"disk_bytes_per_result=(\d+)", l)
+    if found:
+        disk = int(found.group(1))
 budget_kb = 100 * 1024
 table.append((
     "graph10k_cached peak RSS (VmHWM)",
@@ -121,6 +128,15 @@ table.append((
     "—",
     "100 MB",
     "—" if rss is None else f"{rss / budget_kb:.2f} ({'ok' if rss <= budget_kb else 'OVER'})",
+    "—",
+    "—",
+))
+table.append((
+    "cold_10k_flushed disk per small result",
+    "—" if disk is None else f"{disk} B",
+    "—",
+    "1 KiB",
+    "—" if disk is None else f"{disk / 1024:.2f} ({'ok' if disk <= 1024 else 'OVER'})",
     "—",
     "—",
 ))

@@ -8,13 +8,17 @@
 //! |---|---|---|
 //! | `chain100_cold/async` | `run(Scope::All)` of a 100-node async chain, fresh cache dir | ≤ 5 µs/node → ≤ 0.5 ms |
 //! | `chain100_cold/sync_inline` | the same with `FnNode::sync(..).inline()` nodes | ≤ 0.5 ms |
-//! | `chain100_cold/async_with_flush` | run + `cache().flush()` (the 101 entries on disk) | reported |
 //! | `chain100_cold/engine_only_never_cache` | run of `NeverCache` nodes: the scheduler alone | ≤ 0.5 ms |
 //! | `chain100_rerun_cached/same_pipeline` | rerun, nothing changed: 0 node calls | ≤ 2 ms |
 //! | `chain100_rerun_cached/fresh_pipeline_disk` | a new pipeline and cache handle over the same dir: disk hits | reported |
+//! | `cold_chain100_flushed/async` | run + durable `cache().flush()` (101 results written and fsynced), fresh cache dir | ≤ 5 ms |
+//! | `cold_chain100_flushed/sync_inline` | the same with inline sync nodes | ≤ 5 ms |
 //! | `fanout50_sleep100ms/run` | 50 independent 100 ms sleeps joined by a tree of sums | ≤ 0.12 s |
 //! | `graph10k_cached/build_validate_run` | build + validate + fully cached run of 10 000 nodes | ≤ 100 ms |
 //! | `graph10k_cached/build_validate` | the build + validate part alone | reported |
+//! | `cold_10k_flushed/run_and_flush` | cold run of the 10 000-node graph + durable flush, fresh cache dir | ≤ 0.5 s |
+//! | `cold_10k_flushed/run_only` | the same run without the flush (the writes drain behind it) | reported |
+//! | `chain100k_build/add_and_build` | `Graph::new` + 100 000 `add`s + `build()` of a 100 000-node chain (validation, topological order, no IR until asked for) | reported |
 //! | `media16_rerun_disk/fresh_pipeline` | a fresh pipeline and cache handle reading 16 independent 4 MiB images from disk | reported |
 //!
 //! Peak RSS of the 10 000-node bench (budget ≤ 100 MB) is printed as
@@ -22,7 +26,8 @@
 //! before that bench so earlier benches do not count.
 //!
 //! It also prints the first (cold) 10 000-node run, how long its flush waited, how many
-//! results it wrote and how many stores waited for the writer.
+//! results it wrote and how many stores waited for the writer; and the disk a small result
+//! takes (budget ≤ 1 KiB) as `daggr-bench: cold_10k_flushed disk_bytes_per_result=…`.
 //!
 //! Setup (graph build, cache creation) and teardown (dropping a cache joins its writer
 //! thread, dropping a 10 000-node pipeline frees it) stay outside the timed region
@@ -130,14 +135,16 @@ fn cold_runs(
 }
 
 /// Budget: ≤ 5 µs of overhead per node in-process, so ≤ 0.5 ms per run of the 100-node
-/// chain (async nodes and inline sync nodes alike). The variant with the flush includes
-/// writing every result to disk and is reported separately (no budget of its own).
+/// chain (async nodes and inline sync nodes alike). These leave the disk writes out (they
+/// drain behind the run); [`cold_chain100_flushed`] times them too.
 /// Each sample is one run (flat sampling): setup and teardown dominate the wall time.
 fn chain100_cold(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let parent = tempfile::tempdir().unwrap();
     let mut keep = Vec::new();
-    budget("chain100_cold/{async,sync_inline,engine_only_never_cache} <= 0.5 ms per run (5 us/node); async_with_flush reported");
+    budget(
+        "chain100_cold/{async,sync_inline,engine_only_never_cache} <= 0.5 ms per run (5 us/node)",
+    );
     let mut group = c.benchmark_group("chain100_cold");
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(20);
@@ -148,10 +155,6 @@ fn chain100_cold(c: &mut Criterion) {
             b.iter_custom(|iters| cold_runs(&rt, parent.path(), &mut keep, iters, kind, false))
         });
     }
-    group.sample_size(10);
-    group.bench_function("async_with_flush", |b| {
-        b.iter_custom(|iters| cold_runs(&rt, parent.path(), &mut keep, iters, Kind::Async, true))
-    });
     // The scheduler alone: never-cache nodes (no look-up, no store), a new input each run.
     let calls = Arc::new(AtomicUsize::new(0));
     let (engine, start) = chain(
@@ -392,6 +395,109 @@ fn graph10k_cached(c: &mut Criterion) {
     );
 }
 
+/// Budget: a cold 100-node chain including a durable flush of its 101 results
+/// (`Cache::flush`, which fsyncs what it wrote) in ≤ 5 ms; beside it, the same run without
+/// the flush (the engine and the queueing of the writes) is `chain100_cold/*`.
+fn cold_chain100_flushed(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let mut keep = Vec::new();
+    budget("cold_chain100_flushed/{async,sync_inline} <= 5 ms per run, flush included");
+    let mut group = c.benchmark_group("cold_chain100_flushed");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(2));
+    for (name, kind) in [("async", Kind::Async), ("sync_inline", Kind::SyncInline)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| cold_runs(&rt, parent.path(), &mut keep, iters, kind, true))
+        });
+    }
+    group.finish();
+}
+
+/// Bytes a directory tree takes on disk (allocated blocks of its files and directories,
+/// as `du` counts them) and its files' apparent size.
+fn disk_usage(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut allocated, mut apparent) = (0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            allocated += meta.blocks() * 512;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                apparent += meta.len();
+            }
+        }
+    }
+    (allocated, apparent)
+}
+
+/// Budget: a cold run of the 10 000-node graph (100 chains of 100) and the durable flush of
+/// its 10 000 results in ≤ 0.5 s; `run_only` is the run alone (the writes drain behind it).
+/// Prints the disk taken per small result (budget ≤ 1 KiB) as a `daggr-bench:` line.
+/// Each iteration gets a new cache directory, removed after it (untimed).
+fn cold_10k_flushed(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    // One measured run first, for the disk figure.
+    let dir = tempfile::tempdir_in(parent.path()).unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let pipeline = graph10k(cache.clone());
+    let t = Instant::now();
+    let report = rt.block_on(pipeline.run(Scope::All)).unwrap();
+    let ran = t.elapsed();
+    assert_eq!(report.computed().len(), 10_000);
+    let failures = cache.flush();
+    let flushed = t.elapsed();
+    assert!(failures.is_empty(), "{failures:?}");
+    let writes = cache.counters().writes;
+    drop(pipeline);
+    drop(cache);
+    let (allocated, apparent) = disk_usage(dir.path());
+    println!(
+        "daggr-bench: cold_10k_flushed disk_bytes_per_result={} (budget <= 1024; {} results, {:.1} MB allocated, {:.1} MB apparent; run {:.0} ms, run + flush {:.0} ms)",
+        allocated / writes.max(1),
+        writes,
+        allocated as f64 / 1e6,
+        apparent as f64 / 1e6,
+        ran.as_secs_f64() * 1e3,
+        flushed.as_secs_f64() * 1e3
+    );
+    drop(dir);
+    budget("cold_10k_flushed/run_and_flush <= 0.5 s; run_only reported; disk per small result <= 1 KiB");
+    let mut group = c.benchmark_group("cold_10k_flushed");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    for (name, flush) in [("run_and_flush", true), ("run_only", false)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir_in(parent.path()).unwrap();
+                    let pipeline = graph10k(Cache::open(dir.path()).unwrap());
+                    let t = Instant::now();
+                    let report = rt.block_on(pipeline.run(Scope::All)).unwrap();
+                    if flush {
+                        pipeline.cache().flush();
+                    }
+                    total += t.elapsed();
+                    assert_eq!(report.computed().len(), 10_000);
+                    drop(pipeline);
+                    drop(dir);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
 /// 16 independent nodes, each producing a 4 MiB image, feeding one sum.
 fn media16(cache: Cache) -> (Pipeline, Output<u64>) {
     let mut g = Graph::new("media").cache(cache);
@@ -448,12 +554,42 @@ fn media16_rerun_disk(c: &mut Criterion) {
     group.finish();
 }
 
+/// A 100 000-node chain (an input and 99 999 inline `x + 1` nodes), assembled and built:
+/// the deep graph issue 17 asks for, which once overflowed the stack in validation.
+fn chain100k_build(c: &mut Criterion) {
+    const N: usize = 100_000;
+    let cache = Cache::temporary().unwrap();
+    let build = || {
+        let mut g = Graph::new("chain100k").cache(cache.clone());
+        let mut prev = g.input("start", 0u64);
+        for i in 1..N {
+            prev = g.add(
+                FnNode::sync(&format!("n{i}"), |x: u64| x + 1).inline(),
+                (prev,),
+            );
+        }
+        g.build().unwrap()
+    };
+    budget("chain100k_build/add_and_build: reported (issue 17: graphs of any depth)");
+    let mut group = c.benchmark_group("chain100k_build");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_millis(200));
+    group.measurement_time(Duration::from_secs(2));
+    // Dropping the 100 000-node pipeline is left out of the timing.
+    group.bench_function("add_and_build", |b| b.iter_with_large_drop(build));
+    group.finish();
+}
+
 criterion_group!(
     benches,
     chain100_cold,
+    cold_chain100_flushed,
     chain100_rerun_cached,
     fanout50_sleep100ms,
     graph10k_cached,
-    media16_rerun_disk
+    cold_10k_flushed,
+    media16_rerun_disk,
+    chain100k_build
 );
 criterion_main!(benches);

@@ -204,3 +204,214 @@ impl crate::Pipeline {
         })
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// What a `#[fn_node]` function returns, decided by its type.
+//
+// The macro reads the output port's type from the signature, so it needs the `Result` spelled
+// out (`Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`: any path ending in `Result`).
+// For every other spelling it emits a never-run check, `return_kind(&value).plain()`, which
+// compiles only if the value is not a `Result`: a `Result` behind another name (`type
+// Fallible<T> = Result<T, String>`) is a compile error instead of a node whose errors become
+// successful values. `Err` values become a [`BoxError`](crate::BoxError) through
+// [`NodeErrorKind`] and friends (autoref specialization at the concrete type of the call site):
+// a `std::error::Error + Send + Sync` keeps itself (and its source chain), anything
+// `Into<BoxError>` (`anyhow::Error`, `String`) converts, a `Box<dyn Error>` that is not `Send`
+// keeps its text and source chain, and any other `Display` keeps its text.
+
+/// Tag: the function's value is a `Result` (see [`ResultKind`]).
+pub struct ResultTag<R>(std::marker::PhantomData<R>);
+
+/// Tag: the function's value is not a `Result`.
+pub struct ValueTag;
+
+/// A `Result` value (method probing finds this before [`ValueKind`]).
+pub trait ResultKind {
+    /// The tag.
+    fn __daggr_return_kind(&self) -> ResultTag<Self>
+    where
+        Self: Sized,
+    {
+        ResultTag(std::marker::PhantomData)
+    }
+}
+
+impl<T, E> ResultKind for Result<T, E> {}
+
+/// Any other value.
+pub trait ValueKind {
+    /// The tag.
+    fn __daggr_return_kind(&self) -> ValueTag {
+        ValueTag
+    }
+}
+
+impl<T: ?Sized> ValueKind for &T {}
+
+impl ValueTag {
+    /// Compiles: a plain value is one output (or the outputs, split).
+    pub fn plain(self) {}
+}
+
+impl<T, E> ResultTag<Result<T, E>> {
+    /// Does not compile: a `Result` the macro could not see in the signature.
+    pub fn plain(self)
+    where
+        Result<T, E>: ResultSpelledOut,
+    {
+    }
+}
+
+/// Never implemented: the error of a `Result` return type hidden behind another name.
+#[diagnostic::on_unimplemented(
+    message = "this `#[fn_node]` function returns a `Result` (`{Self}`) under another name",
+    label = "write this as `Result<T, E>`",
+    note = "`#[fn_node]` reads the output port's type from the signature; with `Result<T, E>` (or a path ending in `Result`, such as `io::Result<T>`) spelled out, the port carries `T` and `Err` fails the node"
+)]
+pub trait ResultSpelledOut {}
+
+/// Wraps the error type `E` for [`NodeErrorKind`] probing.
+pub struct ErrorOf<E>(std::marker::PhantomData<E>);
+
+impl<E> Clone for ErrorOf<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+// Copy, so probing can reach the by-value impl through the references.
+impl<E> Copy for ErrorOf<E> {}
+
+impl<E> ErrorOf<E> {
+    /// The wrapper for `error`'s type.
+    pub fn of(_error: &E) -> Self {
+        ErrorOf(std::marker::PhantomData)
+    }
+}
+
+/// Conversion tag: keep the error as it is.
+pub struct StdErrorTag;
+/// Conversion tag: `Into<BoxError>`.
+pub struct IntoBoxTag;
+/// Conversion tag: a `Box<dyn Error>` that cannot cross threads: text and source chain.
+pub struct LocalErrorTag;
+/// Conversion tag: anything else that displays.
+pub struct DisplayTag;
+
+/// A `std::error::Error + Send + Sync`: kept as it is, with its source chain.
+pub trait NodeErrorKind {
+    /// The tag.
+    fn __daggr_error_kind(self) -> StdErrorTag;
+}
+impl<E: std::error::Error + Send + Sync + 'static> NodeErrorKind for &&&ErrorOf<E> {
+    fn __daggr_error_kind(self) -> StdErrorTag {
+        StdErrorTag
+    }
+}
+
+/// `Into<BoxError>`: `anyhow::Error`, `Box<dyn Error + Send + Sync>`, `String`, `&str`.
+pub trait IntoBoxErrorKind {
+    /// The tag.
+    fn __daggr_error_kind(self) -> IntoBoxTag;
+}
+impl<E: Into<crate::BoxError>> IntoBoxErrorKind for &&ErrorOf<E> {
+    fn __daggr_error_kind(self) -> IntoBoxTag {
+        IntoBoxTag
+    }
+}
+
+/// `Into<Box<dyn Error>>`: `Box<dyn Error>`, errors that are not `Send`.
+pub trait LocalErrorKind {
+    /// The tag.
+    fn __daggr_error_kind(self) -> LocalErrorTag;
+}
+impl<E: Into<Box<dyn std::error::Error>>> LocalErrorKind for &ErrorOf<E> {
+    fn __daggr_error_kind(self) -> LocalErrorTag {
+        LocalErrorTag
+    }
+}
+
+/// Anything else (it must display).
+pub trait DisplayErrorKind {
+    /// The tag.
+    fn __daggr_error_kind(self) -> DisplayTag;
+}
+impl<E> DisplayErrorKind for ErrorOf<E> {
+    fn __daggr_error_kind(self) -> DisplayTag {
+        DisplayTag
+    }
+}
+
+impl StdErrorTag {
+    /// The error itself.
+    pub fn convert<E: std::error::Error + Send + Sync + 'static>(
+        self,
+        error: E,
+    ) -> crate::BoxError {
+        Box::new(error)
+    }
+}
+
+impl IntoBoxTag {
+    /// `error.into()`.
+    pub fn convert<E: Into<crate::BoxError>>(self, error: E) -> crate::BoxError {
+        error.into()
+    }
+}
+
+impl LocalErrorTag {
+    /// Its text and source chain, as text.
+    pub fn convert<E: Into<Box<dyn std::error::Error>>>(self, error: E) -> crate::BoxError {
+        let error: Box<dyn std::error::Error> = error.into();
+        Box::new(ErrorText::of(&*error))
+    }
+}
+
+impl DisplayTag {
+    /// Its text.
+    pub fn convert<E: NodeErrorDisplay>(self, error: E) -> crate::BoxError {
+        Box::new(ErrorText {
+            message: error.to_string(),
+            source: None,
+        })
+    }
+}
+
+/// An error type a `#[fn_node]` function can fail with.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error of a `#[fn_node]` function: it does not implement `Display`",
+    label = "the node's error message is this type's `Display` text",
+    note = "return an error type that implements `std::fmt::Display` (any `std::error::Error`, `anyhow::Error`, `Box<dyn std::error::Error>`, `String`), or implement it for `{Self}`"
+)]
+pub trait NodeErrorDisplay: std::fmt::Display {}
+impl<E: std::fmt::Display> NodeErrorDisplay for E {}
+
+/// An error kept as text: its message and its source chain, so it can cross threads.
+#[derive(Debug)]
+struct ErrorText {
+    message: String,
+    source: Option<Box<ErrorText>>,
+}
+
+impl ErrorText {
+    fn of(error: &dyn std::error::Error) -> Self {
+        ErrorText {
+            message: error.to_string(),
+            source: error.source().map(|s| Box::new(ErrorText::of(s))),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ErrorText {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}

@@ -20,7 +20,7 @@ use super::{PersistTarget, Pipeline, Unsaved};
 use crate::cache::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::error::Error;
 use crate::graph::Binding;
-use crate::node::event::{error_chain, unix_ms, CacheSource, Event, LogBuffer};
+use crate::node::event::{error_chain, unix_ms, CacheSource, Event, LogBuffer, Logs};
 use crate::node::{CachePolicy, Inputs, Node, NodeContext};
 use crate::value::Value;
 
@@ -83,9 +83,12 @@ impl Executor {
         let n = shared.s.nodes.len();
         let waiting = (0..n)
             .map(|i| {
-                shared.s.upstream[i]
+                shared
+                    .s
+                    .upstream
+                    .of(i)
                     .iter()
-                    .filter(|u| in_scope[**u])
+                    .filter(|u| in_scope[**u as usize])
                     .count()
             })
             .collect();
@@ -234,21 +237,51 @@ impl Executor {
                 _ => unreachable!("in-scope upstream nodes finish first"),
             };
         }
-        if let Some(v) = self.provided.get(&up) {
-            return Ok(v.clone());
+        if !self.provided.contains_key(&up) {
+            self.provide(up);
         }
-        let current = self.shared.state.lock().unwrap()[up]
-            .as_ref()
-            .map(|r| r.outputs.clone());
-        let values = match current {
-            Some(v) => Some(v),
-            None => self.cached_without_running(up),
-        };
-        self.provided.insert(up, values.clone());
-        Ok(values)
+        Ok(self.provided[&up].clone())
     }
 
-    /// A cache hit for an out-of-scope node whose own inputs can be resolved the same way.
+    /// Resolves out-of-scope node `top` for `provided`: its current result, or failing that
+    /// a cache hit, for which the out-of-scope nodes it reads are resolved first. An explicit
+    /// stack, not recursion: a node alone at the end of a 100 000-node chain resolves its
+    /// whole ancestry on a small stack.
+    fn provide(&mut self, top: usize) {
+        // (node, whether what it reads was already pushed)
+        let mut stack = vec![(top, false)];
+        while let Some((n, expanded)) = stack.pop() {
+            if self.provided.contains_key(&n) {
+                continue;
+            }
+            if expanded {
+                let values = self.cached_without_running(n);
+                self.provided.insert(n, values);
+                continue;
+            }
+            let current = self.shared.state.lock().unwrap()[n]
+                .as_ref()
+                .map(|r| r.outputs.clone());
+            if current.is_some()
+                || self.shared.s.nodes[n].spec().config.cache != CachePolicy::Default
+            {
+                self.provided.insert(n, current);
+                continue;
+            }
+            stack.push((n, true));
+            let bindings = self.shared.bindings.lock().unwrap();
+            for binding in &bindings[n] {
+                if let Binding::Port { node, .. } = binding {
+                    if !self.in_scope[*node] && !self.provided.contains_key(node) {
+                        stack.push((*node, false));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A cache hit for an out-of-scope node whose own out-of-scope inputs were resolved
+    /// ([`Executor::provide`]).
     fn cached_without_running(&mut self, n: usize) -> Option<Arc<[Value]>> {
         let node = self.shared.s.nodes[n].clone();
         let spec = node.spec();
@@ -475,7 +508,7 @@ impl Executor {
                 let spec = self.shared.s.nodes[n].spec();
                 // Taken before the events below: a held-back progress line is sent first.
                 let logs = match &outcome {
-                    Outcome::Computed { .. } => running.map(|r| Arc::new(r.log.take())),
+                    Outcome::Computed { .. } => running.map(|r| shared_logs(r.log.take())),
                     // The same result as before, so the same log.
                     Outcome::Cached(CacheSource::Workspace) => {
                         let state = self.shared.state.lock().unwrap();
@@ -483,7 +516,7 @@ impl Executor {
                     }
                     _ => None,
                 }
-                .unwrap_or_default();
+                .unwrap_or_else(|| shared_logs(Logs::default()));
                 if matches!(outcome, Outcome::Computed { .. })
                     && spec.config.cache != CachePolicy::NeverCache
                 {
@@ -560,7 +593,7 @@ impl Executor {
                         .map(|p| p.inputs.iter().map(|v| v.hash()).collect())
                         .unwrap_or_default(),
                     generated: prepared.map(|p| p.generated).unwrap_or_default(),
-                    logs: Arc::new(running.map(|r| r.log.take()).unwrap_or_default()),
+                    logs: shared_logs(running.map(|r| r.log.take()).unwrap_or_default()),
                 };
                 for observer in self.shared.observers.lock().unwrap().iter() {
                     observer.on_failure(n, &name, &failure);
@@ -604,8 +637,8 @@ impl Executor {
     }
 
     fn release_downstream(&mut self, n: usize, ready: &mut Vec<usize>) {
-        for i in 0..self.shared.s.downstream[n].len() {
-            let d = self.shared.s.downstream[n][i];
+        for &d in self.shared.s.downstream.of(n) {
+            let d = d as usize;
             if self.in_scope[d] {
                 self.waiting[d] -= 1;
                 if self.waiting[d] == 0 {
@@ -667,6 +700,17 @@ impl Pipeline {
 fn current_outputs(shared: &Shared, n: usize, key: &CacheKey) -> Option<Arc<[Value]>> {
     let values = shared.current_outputs(n, key)?;
     shared.s.cache.blobs_present(key, &values).then_some(values)
+}
+
+/// A result's log: one shared allocation for every empty log (most nodes log nothing,
+/// and a 100 000-node run would otherwise hold 100 000 empty ones).
+fn shared_logs(logs: Logs) -> Arc<Logs> {
+    static EMPTY: OnceLock<Arc<Logs>> = OnceLock::new();
+    if logs.is_empty() {
+        EMPTY.get_or_init(Arc::default).clone()
+    } else {
+        Arc::new(logs)
+    }
 }
 
 type NodeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = TaskDone> + Send>>;

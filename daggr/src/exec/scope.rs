@@ -1,8 +1,8 @@
 //! Which nodes a run evaluates: [`Scope`], the [`NodeRef`]s that name its nodes, and how a
 //! workspace turns them into node indices.
 
-use petgraph::graph::NodeIndex;
-use petgraph::visit::{Dfs, Reversed};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
 
 use super::Pipeline;
 use crate::error::{suggest, Error};
@@ -103,7 +103,7 @@ impl Pipeline {
                 self.0
                     .s
                     .by_name
-                    .get(name)
+                    .get(name.as_str())
                     .copied()
                     .ok_or_else(|| Error::UnknownNode {
                         name: name.clone(),
@@ -119,22 +119,93 @@ impl Pipeline {
         match scope {
             Scope::All => set.iter_mut().for_each(|s| *s = true),
             Scope::Only(node) => set[self.resolve(node)?] = true,
-            Scope::To(node) => {
-                let start = NodeIndex::new(self.resolve(node)?);
-                let reversed = Reversed(&self.0.s.graph);
-                let mut dfs = Dfs::new(reversed, start);
-                while let Some(x) = dfs.next(reversed) {
-                    set[x.index()] = true;
+            Scope::To(node) => self.0.s.upstream.reach(self.resolve(node)?, &mut set),
+            Scope::From(node) => self.0.s.downstream.reach(self.resolve(node)?, &mut set),
+        }
+        Ok(set)
+    }
+}
+
+/// Each node's distinct neighbours on one side (upstream or downstream), ascending, in
+/// one flat array: two allocations for the whole graph rather than one per node.
+pub(super) struct Adjacency {
+    /// Node `i`'s neighbours are `nodes[start[i]..start[i + 1]]`.
+    start: Vec<u32>,
+    nodes: Vec<u32>,
+}
+
+impl Adjacency {
+    /// The upstream and the downstream sides of `dag`.
+    pub(super) fn both(dag: &DiGraph<usize, (usize, usize)>) -> (Adjacency, Adjacency) {
+        let n = dag.node_count();
+        assert!(
+            n < u32::MAX as usize && dag.edge_count() < u32::MAX as usize,
+            "a graph has fewer than 2^32 nodes and edges"
+        );
+        let mut start = Vec::with_capacity(n + 1);
+        let mut nodes = Vec::with_capacity(dag.edge_count());
+        let mut fan_out = vec![0u32; n + 1];
+        start.push(0);
+        for i in 0..n {
+            let from = nodes.len();
+            nodes.extend(
+                dag.neighbors_directed(NodeIndex::new(i), Direction::Incoming)
+                    .map(|x| x.index() as u32),
+            );
+            nodes[from..].sort_unstable();
+            let mut kept = from;
+            for k in from..nodes.len() {
+                if k == from || nodes[k] != nodes[kept - 1] {
+                    nodes[kept] = nodes[k];
+                    kept += 1;
                 }
             }
-            Scope::From(node) => {
-                let start = NodeIndex::new(self.resolve(node)?);
-                let mut dfs = Dfs::new(&self.0.s.graph, start);
-                while let Some(x) = dfs.next(&self.0.s.graph) {
-                    set[x.index()] = true;
+            nodes.truncate(kept);
+            for &u in &nodes[from..] {
+                fan_out[u as usize + 1] += 1;
+            }
+            start.push(nodes.len() as u32);
+        }
+        nodes.shrink_to_fit();
+        let upstream = Adjacency { start, nodes };
+        // The downstream side: counts, prefix sums, then each edge in order of its target,
+        // so every node's list comes out ascending.
+        for i in 0..n {
+            fan_out[i + 1] += fan_out[i];
+        }
+        let mut next = fan_out.clone();
+        let mut down = vec![0u32; upstream.nodes.len()];
+        for i in 0..n {
+            for &u in upstream.of(i) {
+                down[next[u as usize] as usize] = i as u32;
+                next[u as usize] += 1;
+            }
+        }
+        (
+            upstream,
+            Adjacency {
+                start: fan_out,
+                nodes: down,
+            },
+        )
+    }
+
+    /// Node `i`'s neighbours.
+    pub(super) fn of(&self, i: usize) -> &[u32] {
+        &self.nodes[self.start[i] as usize..self.start[i + 1] as usize]
+    }
+
+    /// Marks in `set` `from` and every node reachable from it on this side (a depth-first
+    /// walk with an explicit stack: any depth, on any stack).
+    pub(super) fn reach(&self, from: usize, set: &mut [bool]) {
+        let mut stack = vec![from];
+        set[from] = true;
+        while let Some(v) = stack.pop() {
+            for &w in self.of(v) {
+                if !std::mem::replace(&mut set[w as usize], true) {
+                    stack.push(w as usize);
                 }
             }
         }
-        Ok(set)
     }
 }

@@ -4,16 +4,17 @@
 //! limits). Runs start here; `executor` carries each one out.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::Direction;
+use petgraph::graph::DiGraph;
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::executor::Executor;
+use super::scope::Adjacency;
 use super::{NodeFailure, NodeRef, NodeResult, RunReport, Scope, TerminalProgress};
 use crate::cache::{Cache, CacheKey};
 use crate::error::{suggest, Error};
@@ -26,16 +27,21 @@ use crate::value::{PortValue, Value};
 /// concurrency limits.
 pub(super) struct Structure {
     pub(super) name: String,
-    pub(super) ir: daggr_codegen::ir::GraphIr,
+    /// The graph IR, made when first asked for (most runs never need it, and it is the
+    /// biggest thing a big graph would keep per node).
+    pub(super) ir: OnceLock<daggr_codegen::ir::GraphIr>,
+    /// Where each node was added, for the IR.
+    pub(super) locations: Vec<&'static Location<'static>>,
     pub(super) nodes: Vec<Arc<dyn Node>>,
     pub(super) names: Arc<[Arc<str>]>,
-    pub(super) by_name: HashMap<String, usize>,
-    pub(super) graph: DiGraph<usize, (usize, usize)>,
+    /// The names again, sharing their allocations.
+    pub(super) by_name: HashMap<Arc<str>, usize>,
     /// Topological order.
     pub(super) topo: Vec<usize>,
-    /// Distinct upstream and downstream nodes.
-    pub(super) upstream: Vec<Vec<usize>>,
-    pub(super) downstream: Vec<Vec<usize>>,
+    /// Distinct upstream and downstream nodes (the edges themselves are in
+    /// `default_bindings`).
+    pub(super) upstream: Adjacency,
+    pub(super) downstream: Adjacency,
     /// The bindings as built: a new workspace starts from these.
     pub(super) default_bindings: Vec<Vec<Binding>>,
     pub(super) cache: Cache,
@@ -106,7 +112,6 @@ impl Pipeline {
         graph: Graph,
         dag: DiGraph<usize, (usize, usize)>,
     ) -> Result<Pipeline, Error> {
-        let ir = graph.ir();
         let cache = match graph.cache {
             Some(c) => c,
             None => Cache::open_default()?,
@@ -116,21 +121,8 @@ impl Pipeline {
             .into_iter()
             .map(|n| n.index())
             .collect();
-        let n = graph.nodes.len();
-        let mut upstream = vec![Vec::new(); n];
-        let mut downstream = vec![Vec::new(); n];
-        for (i, up) in upstream.iter_mut().enumerate() {
-            let mut ups: Vec<usize> = dag
-                .neighbors_directed(NodeIndex::new(i), Direction::Incoming)
-                .map(|x| x.index())
-                .collect();
-            ups.sort_unstable();
-            ups.dedup();
-            for &u in &ups {
-                downstream[u].push(i);
-            }
-            *up = ups;
-        }
+        let (upstream, downstream) = Adjacency::both(&dag);
+        drop(dag);
         let mut groups = HashMap::new();
         for (group, limit) in &graph.group_limits {
             groups.insert(group.clone(), Arc::new(Semaphore::new(*limit)));
@@ -143,14 +135,14 @@ impl Pipeline {
         let by_name = names
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.to_string(), i))
+            .map(|(i, n)| (n.clone(), i))
             .collect();
         let structure = Arc::new(Structure {
-            ir,
+            ir: OnceLock::new(),
+            locations: graph.nodes.iter().map(|e| e.location).collect(),
             name: graph.name,
             names,
             by_name,
-            graph: dag,
             topo,
             upstream,
             downstream,
@@ -347,7 +339,16 @@ impl Pipeline {
 
     /// The graph IR (nodes, typed ports, edges, source locations).
     pub fn graph_ir(&self) -> &daggr_codegen::ir::GraphIr {
-        &self.0.s.ir
+        let s = &self.0.s;
+        s.ir.get_or_init(|| {
+            crate::graph::build_ir(&s.name, s.nodes.len(), |i| {
+                (
+                    s.nodes[i].spec(),
+                    &s.default_bindings[i][..],
+                    s.locations[i],
+                )
+            })
+        })
     }
 
     /// The cache this pipeline reads and writes.
@@ -383,16 +384,15 @@ impl Pipeline {
 
     /// The edges as `(from node, from port, to node, to port)` indices.
     pub fn edges(&self) -> Vec<(usize, usize, usize, usize)> {
-        self.0
-            .s
-            .graph
-            .edge_indices()
-            .filter_map(|e| {
-                let (a, b) = self.0.s.graph.edge_endpoints(e)?;
-                let (op, ip) = self.0.s.graph[e];
-                Some((a.index(), op, b.index(), ip))
-            })
-            .collect()
+        let mut edges = Vec::new();
+        for (to, bindings) in self.0.s.default_bindings.iter().enumerate() {
+            for (to_port, binding) in bindings.iter().enumerate() {
+                if let Binding::Port { node, port } = binding {
+                    edges.push((*node, *port, to, to_port));
+                }
+            }
+        }
+        edges
     }
 
     /// How many runs this workspace has started.

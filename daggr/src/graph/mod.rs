@@ -29,9 +29,14 @@ pub use input::INPUT_KIND;
 /// // `shout` takes a String, `n` carries a u64: rejected by rustc.
 /// let _ = g.add(FnNode::sync("shout", |s: String| s.to_uppercase()), (n,));
 /// ```
+///
+/// A handle belongs to the graph that made it: wiring it into another graph is reported when
+/// that graph is built, naming both graphs.
 pub struct Output<T> {
     pub(crate) node: usize,
     pub(crate) port: usize,
+    /// The [`Graph::id`] of the graph that made the handle (0: not known).
+    pub(crate) graph: u64,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -48,25 +53,73 @@ impl<T> std::fmt::Debug for Output<T> {
     }
 }
 
+thread_local! {
+    /// The id of the graph whose [`Graph::add`] is making handles on this thread (0: none).
+    static MAKING_HANDLES_FOR: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The source of graph ids: every [`Graph`] gets its own, so a handle knows its graph.
+static NEXT_GRAPH_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The names of recent graphs by id, for messages about a handle from another graph.
+/// Bounded: a program making graphs in a loop keeps only the latest names.
+static GRAPH_NAMES: std::sync::Mutex<std::collections::VecDeque<(u64, Arc<str>)>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+const GRAPH_NAMES_KEPT: usize = 1024;
+
+fn register_graph_name(id: u64, name: &str) {
+    let mut names = GRAPH_NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if names.len() == GRAPH_NAMES_KEPT {
+        names.pop_front();
+    }
+    names.push_back((id, Arc::from(name)));
+}
+
+/// How a message names graph `id`: "graph `name`", or by number once forgotten.
+fn graph_label(id: u64) -> String {
+    let names = GRAPH_NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    match names.iter().find(|(i, _)| *i == id) {
+        Some((_, name)) => format!("graph `{name}`"),
+        None => format!("another graph (#{id})"),
+    }
+}
+
 impl<T> Output<T> {
+    /// A handle to `port` of the node at index `node`, for [`TypedNode::handles`]: it belongs
+    /// to the graph whose [`Graph::add`] is calling that (none outside of it).
     #[doc(hidden)]
     pub fn new(node: usize, port: usize) -> Self {
         Output {
             node,
             port,
+            graph: MAKING_HANDLES_FOR.with(|g| g.get()),
             _type: PhantomData,
         }
     }
 
+    fn in_graph(graph: u64, node: usize, port: usize) -> Self {
+        Output {
+            node,
+            port,
+            graph,
+            _type: PhantomData,
+        }
+    }
+
+    /// The [`Graph::id`] of the graph that made this handle (0 if not known).
+    pub fn graph_id(&self) -> u64 {
+        self.graph
+    }
+
     /// The node this port belongs to.
     pub fn node_id(&self) -> NodeId {
-        NodeId(self.node)
+        NodeId(self.node, self.graph)
     }
 }
 
 /// An untyped handle to a node, for graphs assembled at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct NodeId(pub(crate) usize);
+pub struct NodeId(pub(crate) usize, pub(crate) u64);
 
 impl NodeId {
     /// The node's index in its graph.
@@ -95,14 +148,16 @@ pub(crate) enum Binding {
 /// A typed source for an input port: another node's output, a constant, or a generated value.
 pub struct Source<T> {
     binding: Result<Binding, serde_json::Error>,
+    /// For an output of another node, the id of that node's graph (0: not a port, or not known).
+    graph: u64,
     _type: PhantomData<fn() -> T>,
 }
 
 /// Things that can feed an input of type `T`.
 #[diagnostic::on_unimplemented(
-    message = "cannot wire `{Self}` into an input of type `{T}`",
-    label = "this does not carry a `{T}`",
-    note = "an input takes an `Output<{T}>`, `daggr::constant(value)` or `daggr::generated(..)` of the same type; insert a converter node to change types"
+    message = "`{Self}` is not a source for an input of type `{T}`",
+    label = "expected an `Output<{T}>` or a `daggr::constant(..)`",
+    note = "an input takes another node's `Output<{T}>`, a plain value wrapped in `daggr::constant(value)`, or `daggr::generated(..)`, of type `{T}`; insert a converter node to change types"
 )]
 pub trait IntoSource<T> {
     /// Converts into a source.
@@ -116,6 +171,7 @@ impl<T> IntoSource<T> for Output<T> {
                 node: self.node,
                 port: self.port,
             }),
+            graph: self.graph,
             _type: PhantomData,
         }
     }
@@ -142,6 +198,7 @@ impl<T> IntoSource<T> for Source<T> {
 pub fn constant<T: PortValue>(value: T) -> Source<T> {
     Source {
         binding: Value::new(value).map(Binding::Const),
+        graph: 0,
         _type: PhantomData,
     }
 }
@@ -157,6 +214,7 @@ pub fn generated<T: PortValue>(
             label: label.into(),
             make: Arc::new(move || Value::new(make())),
         })),
+        graph: 0,
         _type: PhantomData,
     }
 }
@@ -189,6 +247,11 @@ pub trait ArgTuple: Send + 'static {
 }
 
 /// A tuple of sources matching an [`ArgTuple`] element by element.
+#[diagnostic::on_unimplemented(
+    message = "the node takes the inputs `{Args}`: these sources do not match them one for one",
+    label = "expected one source per input, in order, as a tuple",
+    note = "the sources given are `{Self}`; a node with one input still takes a one-element tuple, `(source,)` (note the comma), and a plain value is wired as `daggr::constant(value)`"
+)]
 pub trait IntoSources<Args> {
     #[doc(hidden)]
     fn into_bindings(self) -> Vec<ErasedSource>;
@@ -196,7 +259,11 @@ pub trait IntoSources<Args> {
 
 /// A source with its type erased (an implementation detail of [`IntoSources`]).
 #[doc(hidden)]
-pub struct ErasedSource(pub(crate) Result<Binding, serde_json::Error>);
+pub struct ErasedSource {
+    pub(crate) binding: Result<Binding, serde_json::Error>,
+    /// The graph of the output it reads (0: not a port, or not known).
+    pub(crate) graph: u64,
+}
 
 /// A node whose input and output types are known to the compiler.
 pub trait TypedNode: Node + Sized {
@@ -227,7 +294,10 @@ macro_rules! tuples {
         impl<$($A, $s: IntoSource<$A>),*> IntoSources<($($A,)*)> for ($($s,)*) {
             #[allow(clippy::unused_unit)]
             fn into_bindings(self) -> Vec<ErasedSource> {
-                vec![$(ErasedSource(self.$i.into_source().binding)),*]
+                vec![$({
+                    let source = self.$i.into_source();
+                    ErasedSource { binding: source.binding, graph: source.graph }
+                }),*]
             }
         }
     )*};
@@ -276,6 +346,8 @@ pub(crate) type Dag = DiGraph<usize, (usize, usize)>;
 /// ```
 pub struct Graph {
     pub(crate) name: String,
+    /// Unique in the process: the handles this graph makes carry it.
+    id: u64,
     pub(crate) nodes: Vec<NodeEntry>,
     pub(crate) cache: Option<Cache>,
     pub(crate) concurrency: usize,
@@ -286,8 +358,12 @@ pub struct Graph {
 impl Graph {
     /// An empty graph named `name`.
     pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        let id = NEXT_GRAPH_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        register_graph_name(id, &name);
         Graph {
-            name: name.into(),
+            id,
+            name,
             nodes: Vec::new(),
             cache: None,
             concurrency: 64,
@@ -327,8 +403,20 @@ impl Graph {
     pub fn add<N: TypedNode>(&mut self, node: N, inputs: impl IntoSources<N::Args>) -> N::Handles {
         let id = self.nodes.len();
         let mut bindings = Vec::new();
-        for (port, ErasedSource(binding)) in inputs.into_bindings().into_iter().enumerate() {
+        for (port, source) in inputs.into_bindings().into_iter().enumerate() {
+            let ErasedSource { binding, graph } = source;
             match binding {
+                Ok(Binding::Port { node: from, .. }) if graph != 0 && graph != self.id => {
+                    let spec = node.spec();
+                    self.problems.push(Error::Failed {
+                        node: spec.name.clone(),
+                        message: format!(
+                            "input `{}.{}` of graph `{}` is wired to a handle from {} (node #{from} there): a handle only wires nodes of the graph that made it; add the upstream node to graph `{}` and use the handle that returns",
+                            spec.name, spec.inputs[port].name, self.name, graph_label(graph), self.name
+                        ),
+                    });
+                    bindings.push(Binding::Unbound);
+                }
                 Ok(b) => bindings.push(b),
                 Err(source) => {
                     let spec = node.spec();
@@ -347,7 +435,24 @@ impl Graph {
             bindings,
             location: Location::caller(),
         });
-        N::handles(id)
+        self.handles::<N>(id)
+    }
+
+    /// `N::handles(node)`, stamped with this graph's id (see [`Output::new`]).
+    fn handles<N: TypedNode>(&self, node: usize) -> N::Handles {
+        struct Restore(u64);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                MAKING_HANDLES_FOR.with(|g| g.set(self.0));
+            }
+        }
+        let _restore = Restore(MAKING_HANDLES_FOR.with(|g| g.replace(self.id)));
+        N::handles(node)
+    }
+
+    /// This graph's id, unique in the process: the handles it makes carry it.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Adds a node with all inputs unconnected (for graphs assembled at run time).
@@ -366,7 +471,7 @@ impl Graph {
             bindings,
             location: Location::caller(),
         });
-        NodeId(id)
+        NodeId(id, self.id)
     }
 
     /// Finds a node by name.
@@ -374,7 +479,7 @@ impl Graph {
         self.nodes
             .iter()
             .position(|n| n.node.spec().name == name)
-            .map(NodeId)
+            .map(|index| NodeId(index, self.id))
             .ok_or_else(|| Error::UnknownNode {
                 name: name.to_string(),
                 suggestion: suggest(name, self.nodes.iter().map(|n| n.node.spec().name.as_str())),
@@ -385,6 +490,23 @@ impl Graph {
         self.nodes[id.0].node.spec()
     }
 
+    /// `Ok` if `id` is a node of this graph; otherwise an error naming both graphs (the
+    /// index would pick some other node here, or none).
+    fn own(&self, id: NodeId, role: &str) -> Result<(), Error> {
+        if id.1 == 0 || id.1 == self.id {
+            return Ok(());
+        }
+        Err(Error::Failed {
+            node: format!("#{}", id.0),
+            message: format!(
+                "the {role} node (node #{} of {}) is not a node of graph `{}`: a node id only works with the graph that made it",
+                id.0,
+                graph_label(id.1),
+                self.name
+            ),
+        })
+    }
+
     /// Connects `from.out_port` to `to.in_port`, checking names and types at run time.
     pub fn connect_dyn(
         &mut self,
@@ -393,6 +515,8 @@ impl Graph {
         to: NodeId,
         in_port: &str,
     ) -> Result<(), Error> {
+        self.own(from, "source")?;
+        self.own(to, "target")?;
         let src = port_index(self.spec(from), out_port, Direction::Output)?;
         let dst = port_index(self.spec(to), in_port, Direction::Input)?;
         let (src_spec, dst_spec) = (self.spec(from), self.spec(to));
@@ -422,6 +546,7 @@ impl Graph {
         in_port: &str,
         value: T,
     ) -> Result<(), Error> {
+        self.own(to, "target")?;
         let spec = self.spec(to);
         let dst = port_index(spec, in_port, Direction::Input)?;
         let ty = spec.inputs[dst].ty;
@@ -450,6 +575,7 @@ impl Graph {
         in_port: &str,
         value: Value,
     ) -> Result<(), Error> {
+        self.own(to, "target")?;
         let spec = self.spec(to);
         let dst = port_index(spec, in_port, Direction::Input)?;
         let ty = spec.inputs[dst].ty;
@@ -466,6 +592,7 @@ impl Graph {
 
     /// A typed handle to an output of a node added at run time; checks the type.
     pub fn output<T: PortValue>(&self, node: NodeId, port: &str) -> Result<Output<T>, Error> {
+        self.own(node, "given")?;
         let spec = self.spec(node);
         let index = port_index(spec, port, Direction::Output)?;
         let ty = spec.outputs[index].ty;
@@ -477,7 +604,7 @@ impl Graph {
                 found: std::any::type_name::<T>(),
             });
         }
-        Ok(Output::new(node.0, index))
+        Ok(Output::in_graph(self.id, node.0, index))
     }
 
     fn bind(&mut self, to: NodeId, port: usize, binding: Binding) -> Result<(), Error> {
@@ -527,16 +654,13 @@ impl Graph {
                 }
             }
         }
-        for scc in petgraph::algo::tarjan_scc(&graph) {
-            let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
-            if scc.len() > 1 || self_loop {
-                problems.push(Error::Cycle {
-                    nodes: cycle_order(&graph, &scc)
-                        .into_iter()
-                        .map(|n| self.nodes[n].node.spec().name.clone())
-                        .collect(),
-                });
-            }
+        for cycle in cycles(&graph) {
+            problems.push(Error::Cycle {
+                nodes: cycle
+                    .into_iter()
+                    .map(|n| self.nodes[n].node.spec().name.clone())
+                    .collect(),
+            });
         }
         Error::all(problems)?;
         if let Some(target) = std::env::var_os(EXPORT_GRAPH_ENV) {
@@ -549,57 +673,69 @@ impl Graph {
 impl Graph {
     /// The graph IR (nodes, typed ports, edges, source locations), as `cargo daggr graph` prints it.
     pub fn ir(&self) -> GraphIr {
-        let nodes = &self.nodes;
-        let port = |p: &crate::node::PortSpec, source: Option<String>| PortIr {
-            name: p.name.clone(),
-            ty: short_type_name(p.ty.name()),
-            source,
-        };
-        let mut edges = Vec::new();
-        let ir_nodes = nodes
-            .iter()
-            .map(|entry| {
-                let spec = entry.node.spec();
-                let inputs = spec
-                    .inputs
-                    .iter()
-                    .zip(&entry.bindings)
-                    .map(|(p, b)| match b {
-                        Binding::Port { node, port: out } => {
-                            let from = nodes[*node].node.spec();
-                            edges.push(EdgeIr {
-                                from: from.name.clone(),
-                                from_port: from.outputs[*out].name.clone(),
-                                to: spec.name.clone(),
-                                to_port: p.name.clone(),
-                                ty: short_type_name(p.ty.name()),
-                            });
-                            port(p, None)
-                        }
-                        Binding::Const(_) => port(p, Some("const".into())),
-                        Binding::Generated(g) => port(p, Some(format!("generated:{}", g.label))),
-                        Binding::Unbound => port(p, Some("unbound".into())),
-                    })
-                    .collect();
-                NodeIr {
-                    name: spec.name.clone(),
-                    kind: spec.kind.to_string(),
-                    inputs,
-                    outputs: spec.outputs.iter().map(|p| port(p, None)).collect(),
-                    location: Some(SourceLocation {
-                        file: entry.location.file().to_string(),
-                        line: entry.location.line(),
-                        column: entry.location.column(),
-                    }),
-                }
-            })
-            .collect();
-        GraphIr {
-            schema_version: daggr_codegen::ir::SCHEMA_VERSION,
-            name: self.name.clone(),
-            nodes: ir_nodes,
-            edges,
-        }
+        build_ir(&self.name, self.nodes.len(), |i| {
+            let entry = &self.nodes[i];
+            (entry.node.spec(), &entry.bindings[..], entry.location)
+        })
+    }
+}
+
+/// The IR of a graph of `len` nodes named `name`; `entry(i)` gives node `i`'s spec, its
+/// bindings and where it was added. One pass over the nodes: a pipeline builds it when it
+/// is first asked for, not with every graph.
+pub(crate) fn build_ir<'a>(
+    name: &str,
+    len: usize,
+    entry: impl Fn(usize) -> (&'a NodeSpec, &'a [Binding], &'static Location<'static>),
+) -> GraphIr {
+    let port = |p: &crate::node::PortSpec, source: Option<String>| PortIr {
+        name: p.name.clone(),
+        ty: short_type_name(p.ty.name()),
+        source,
+    };
+    let mut edges = Vec::new();
+    let ir_nodes = (0..len)
+        .map(|i| {
+            let (spec, bindings, location) = entry(i);
+            let inputs = spec
+                .inputs
+                .iter()
+                .zip(bindings)
+                .map(|(p, b)| match b {
+                    Binding::Port { node, port: out } => {
+                        let from = entry(*node).0;
+                        edges.push(EdgeIr {
+                            from: from.name.clone(),
+                            from_port: from.outputs[*out].name.clone(),
+                            to: spec.name.clone(),
+                            to_port: p.name.clone(),
+                            ty: short_type_name(p.ty.name()),
+                        });
+                        port(p, None)
+                    }
+                    Binding::Const(_) => port(p, Some("const".into())),
+                    Binding::Generated(g) => port(p, Some(format!("generated:{}", g.label))),
+                    Binding::Unbound => port(p, Some("unbound".into())),
+                })
+                .collect();
+            NodeIr {
+                name: spec.name.clone(),
+                kind: spec.kind.to_string(),
+                inputs,
+                outputs: spec.outputs.iter().map(|p| port(p, None)).collect(),
+                location: Some(SourceLocation {
+                    file: location.file().to_string(),
+                    line: location.line(),
+                    column: location.column(),
+                }),
+            }
+        })
+        .collect();
+    GraphIr {
+        schema_version: daggr_codegen::ir::SCHEMA_VERSION,
+        name: name.to_string(),
+        nodes: ir_nodes,
+        edges,
     }
 }
 
@@ -626,31 +762,142 @@ fn export_and_exit(ir: &GraphIr, target: &std::ffi::OsStr) -> ! {
     }
 }
 
-/// Orders the nodes of a strongly connected component along one loop.
-fn cycle_order(graph: &DiGraph<usize, (usize, usize)>, scc: &[NodeIndex]) -> Vec<usize> {
-    let mut order = vec![scc[0]];
-    let mut current = scc[0];
-    while let Some(next) = graph
-        .neighbors(current)
-        .find(|n| scc.contains(n) && (!order.contains(n) || *n == scc[0]))
-    {
-        if next == scc[0] {
-            break;
+/// One loop per strongly connected component with a cycle (a self-loop counts), ordered
+/// by their lowest node index; each loop starts at its component's lowest index.
+///
+/// Nothing here recurses: the common case, an acyclic graph, is settled by Kahn's
+/// algorithm alone; only when nodes are left over does an iterative Tarjan find their
+/// components, and a breadth-first search the shortest loop through each one's first
+/// node. Graphs of any depth validate on a small stack (a tokio worker's 2 MiB).
+fn cycles(graph: &Dag) -> Vec<Vec<usize>> {
+    let n = graph.node_count();
+    let mut indegree = vec![0u32; n];
+    for e in graph.raw_edges() {
+        indegree[e.target().index()] += 1;
+    }
+    let mut queue: Vec<usize> = (0..n).filter(|&v| indegree[v] == 0).collect();
+    let mut done = 0;
+    while let Some(v) = queue.pop() {
+        done += 1;
+        for d in graph.neighbors(NodeIndex::new(v)) {
+            indegree[d.index()] -= 1;
+            if indegree[d.index()] == 0 {
+                queue.push(d.index());
+            }
         }
-        order.push(next);
-        current = next;
     }
-    let mut out: Vec<usize> = order.into_iter().map(|n| n.index()).collect();
-    // Start from the lowest index so messages are stable.
-    if let Some(min_at) = out
-        .iter()
-        .enumerate()
-        .min_by_key(|(_, n)| **n)
-        .map(|(i, _)| i)
-    {
-        out.rotate_left(min_at);
+    if done == n {
+        return Vec::new();
     }
-    out
+    // Every node on a cycle is left with a positive in-degree (so is everything downstream
+    // of one): Tarjan over those alone.
+    let left: Vec<bool> = indegree.iter().map(|&d| d > 0).collect();
+    let mut components = strongly_connected(graph, &left);
+    components
+        .retain(|c| c.len() > 1 || graph.contains_edge(NodeIndex::new(c[0]), NodeIndex::new(c[0])));
+    for c in &mut components {
+        c.sort_unstable();
+    }
+    components.sort_unstable_by_key(|c| c[0]);
+    components.iter().map(|c| cycle_order(graph, c)).collect()
+}
+
+/// Tarjan's strongly connected components of the nodes marked in `within`, with an
+/// explicit stack in place of recursion.
+fn strongly_connected(graph: &Dag, within: &[bool]) -> Vec<Vec<usize>> {
+    const UNSEEN: u32 = u32::MAX;
+    let n = graph.node_count();
+    let mut index = vec![UNSEEN; n];
+    let mut low = vec![0u32; n];
+    let mut on_stack = vec![false; n];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut next_index = 0u32;
+    let mut components = Vec::new();
+    // The DFS path: each node with the iterator over its remaining successors.
+    let mut path: Vec<(usize, petgraph::graph::Neighbors<'_, (usize, usize)>)> = Vec::new();
+    for root in 0..n {
+        if !within[root] || index[root] != UNSEEN {
+            continue;
+        }
+        index[root] = next_index;
+        low[root] = next_index;
+        next_index += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        path.push((root, graph.neighbors(NodeIndex::new(root))));
+        while let Some((v, successors)) = path.last_mut() {
+            let v = *v;
+            match successors.next().map(|w| w.index()) {
+                Some(w) if !within[w] => {}
+                Some(w) if index[w] == UNSEEN => {
+                    index[w] = next_index;
+                    low[w] = next_index;
+                    next_index += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    path.push((w, graph.neighbors(NodeIndex::new(w))));
+                }
+                Some(w) => {
+                    if on_stack[w] {
+                        low[v] = low[v].min(index[w]);
+                    }
+                }
+                None => {
+                    path.pop();
+                    if let Some((parent, _)) = path.last() {
+                        low[*parent] = low[*parent].min(low[v]);
+                    }
+                    if low[v] == index[v] {
+                        let mut component = Vec::new();
+                        loop {
+                            let w = stack.pop().expect("v is on the stack");
+                            on_stack[w] = false;
+                            component.push(w);
+                            if w == v {
+                                break;
+                            }
+                        }
+                        components.push(component);
+                    }
+                }
+            }
+        }
+    }
+    components
+}
+
+/// One loop through a strongly connected component (sorted, at least one edge inside it):
+/// the shortest way from its lowest node back to itself, found breadth first.
+fn cycle_order(graph: &Dag, component: &[usize]) -> Vec<usize> {
+    let start = component[0];
+    let inside = |v: usize| component.binary_search(&v).is_ok();
+    // Breadth first from `start`'s successors; `parent[v]` is the node `v` was reached from.
+    let mut parent: HashMap<usize, usize> = HashMap::new();
+    let mut queue = std::collections::VecDeque::new();
+    if graph.contains_edge(NodeIndex::new(start), NodeIndex::new(start)) {
+        return vec![start];
+    }
+    let mut last = start;
+    queue.push_back(start);
+    'search: while let Some(v) = queue.pop_front() {
+        for w in graph.neighbors(NodeIndex::new(v)).map(|w| w.index()) {
+            if w == start {
+                last = v;
+                break 'search;
+            }
+            if inside(w) && !parent.contains_key(&w) {
+                parent.insert(w, v);
+                queue.push_back(w);
+            }
+        }
+    }
+    // Back from the loop's last node to `start` (the only node without a parent).
+    let mut order = vec![last];
+    while let Some(&p) = parent.get(order.last().expect("not empty")) {
+        order.push(p);
+    }
+    order.reverse();
+    order
 }
 
 #[derive(Clone, Copy)]

@@ -88,12 +88,14 @@
 mod client;
 mod local;
 mod node;
-pub mod space;
-pub mod sse;
+mod space;
+mod sse;
 
 pub use client::{ClientOptions, GradioClient, Login, Protocol, Update};
-// What `/info` and error bodies say, read as `cargo daggr codegen gradio` reads them.
-pub use crate::kinds::http::server_message;
+// Where an app lives and which Hub resolves Space ids ([`GradioClient::connect_target`],
+// [`GradioNode::hub`]); defined once, in `daggr::hf::hub`, shared with `cargo daggr`.
+pub use crate::kinds::hf::hub::{Target, DEFAULT_HUB, HUB_ENV};
+// What `/info` says, read as `cargo daggr codegen gradio` reads it.
 pub use daggr_codegen::gradio_info::{EndpointInfo, ParamInfo, ReturnInfo};
 pub use local::{LOCAL_TIMEOUT_ENV, NO_FALLBACK_ENV, SPACES_DIR_ENV};
 pub use node::{Append, GradioNode, OutputTuple};

@@ -14,20 +14,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::kinds::hf::hub::{host_answer, unknown_space, SpaceInfo};
+use crate::kinds::hf::hub::{host_answer, subdomain_url, unknown_space, SpaceInfo};
 use crate::kinds::hf::{is_hf_host, HfToken};
 use crate::kinds::http::retry::{RetryOn, RetryPolicy};
 use crate::kinds::http::server_message;
-// Defined with the rest of the shared reading, re-exported where they always were.
-pub use crate::kinds::hf::hub::{default_hub, subdomain_url, Target, DEFAULT_HUB, HUB_ENV};
+// Defined with the rest of the shared reading (public as `daggr::hf::hub`); named here
+// for the rest of the Gradio kind.
+pub(crate) use crate::kinds::hf::hub::{default_hub, Target};
 
 /// A resolved Space.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResolvedSpace {
+pub(crate) struct ResolvedSpace {
     /// The app's base URL.
-    pub url: String,
+    pub(crate) url: String,
     /// The Space repository's commit, when the Hub said.
-    pub sha: Option<String>,
+    pub(crate) sha: Option<String>,
 }
 
 /// Resolves a Space id through the Hub. Waits (up to `wait`) while the Space builds.

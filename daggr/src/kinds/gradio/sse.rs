@@ -9,11 +9,12 @@
 
 use serde_json::Value as Json;
 
-pub use crate::kinds::http::sse::{SseEvent, SseParser};
+#[cfg(doc)]
+use crate::kinds::http::sse::{SseEvent, SseParser};
 
 /// Applies a Gradio diff (`[[op, path, value], …]`, ops `replace`, `append`, `add`,
 /// `delete`) to `target`, as `gradio_client.utils.apply_diff` does.
-pub fn apply_diff(target: Json, diff: &Json) -> Result<Json, String> {
+pub(crate) fn apply_diff(target: Json, diff: &Json) -> Result<Json, String> {
     let Some(edits) = diff.as_array() else {
         return Err(format!("a diff must be a list, got {diff}"));
     };

@@ -84,16 +84,7 @@ pub(crate) async fn sleep_unless(
 /// How long a `Retry-After` header asks to wait: either delay-seconds (`"2"`, also a
 /// fractional `"0.5"`) or an HTTP date (`"Wed, 21 Oct 2015 07:28:00 GMT"`, or the two
 /// obsolete forms HTTP readers must accept), capped at `max`. `None` when the header is
-/// missing or unreadable.
-///
-/// ```
-/// use std::time::Duration;
-/// use daggr::inference::retry_after;
-/// let max = Duration::from_secs(30);
-/// assert_eq!(retry_after(Some("2"), max), Some(Duration::from_secs(2)));
-/// assert_eq!(retry_after(Some("3600"), max), Some(max));
-/// assert_eq!(retry_after(Some("soon"), max), None);
-/// ```
+/// missing or unreadable (internal: examples in the unit tests below).
 pub fn retry_after(header: Option<&str>, max: Duration) -> Option<Duration> {
     let header = header?.trim();
     if let Ok(secs) = header.parse::<f64>() {

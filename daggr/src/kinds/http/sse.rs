@@ -97,6 +97,7 @@ impl SseParser {
     }
 
     /// The reconnection time the server asked for (`retry:`), if any.
+    #[allow(dead_code)] // Parsed per the spec; no caller reconnects (yet).
     pub fn retry(&self) -> Option<Duration> {
         self.retry
     }

@@ -8,14 +8,7 @@ use serde_json::Value as Json;
 /// `{"error": …, "error_description": "…"}`, `{"errors": [{"message": "…"}]}`,
 /// `{"detail": …}` (FastAPI validation), `{"message": "…"}`; else the text body (unless
 /// it is an HTML page), cut to 2000 characters.
-///
-/// ```
-/// use daggr::inference::error_message;
-/// assert_eq!(error_message(None, br#"{"error": "Model x does not exist"}"#), "Model x does not exist");
-/// assert_eq!(error_message(None, br#"{"error": {"message": "bad", "type": "x"}}"#), "bad");
-/// assert_eq!(error_message(Some("from a header"), b""), "from a header");
-/// ```
-pub fn error_message(header: Option<&str>, body: &[u8]) -> String {
+pub(crate) fn error_message(header: Option<&str>, body: &[u8]) -> String {
     if let Some(h) = header.map(str::trim).filter(|h| !h.is_empty()) {
         return h.to_string();
     }
@@ -67,10 +60,6 @@ pub(crate) fn json_message(json: &Json) -> Option<String> {
         .or_else(|| json.get("detail").and_then(pick))
         .or_else(|| json.get("message").and_then(pick))
 }
-
-// `Retry-After` is read by the one retry policy of the remote kinds; re-exported here, where
-// it has always been public (`daggr::inference::retry_after`).
-pub use crate::kinds::http::retry::retry_after;
 
 #[cfg(test)]
 mod tests {

@@ -53,7 +53,8 @@
 //!
 //! **Errors.** Every failure is one [`Error::Remote`] naming the
 //! node, the model and provider (or server), the path, the HTTP status and the server's
-//! own message, whatever the provider's error shape ([`error_message`]). 429 and 503 are
+//! own message, whatever the provider's error shape (the `X-Error-Message` header, the
+//! usual JSON error shapes, else the text of the body). 429 and 503 are
 //! retried ([`InferenceNode::retries`], default 3) after the `Retry-After` the server asks
 //! for (capped by [`InferenceNode::max_retry_wait`], default 30 s), else with exponential
 //! backoff. A read timeout ([`InferenceNode::read_timeout`], default 300 s) bounds each
@@ -81,7 +82,6 @@ use crate::value::media::{Audio, Image};
 use crate::value::{PortValue, Value};
 use crate::Error;
 
-pub use errors::{error_message, retry_after};
 pub use ports::{ChatMessage, ChatOutputs, ChatRequest, Label, Usage};
 
 use tasks::Answer;
