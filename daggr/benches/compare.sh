@@ -35,7 +35,10 @@ if [[ $run == 1 ]]; then
     load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
     start=$(date +%s)
     status=0
-    cargo bench -p daggr --bench executor -- --noplot "${extra[@]}" 2>&1 | tee "$log" || status=$?
+    # Criterion writes beside the bench's working directory (daggr/) unless told where:
+    # keep its results in the workspace's target directory, where this script reads them.
+    CRITERION_HOME="$target_dir/criterion" CARGO_TARGET_DIR="$target_dir" \
+        cargo bench -p daggr --bench executor -- --noplot "${extra[@]}" 2>&1 | tee "$log" || status=$?
     {
         echo "daggr-bench: load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') ($(nproc) CPUs)"
         echo "daggr-bench: wall time $(($(date +%s) - start)) s"

@@ -1,19 +1,46 @@
 //! The content-addressed cache: node results and media blobs in cacache, keyed
 //! by what the node computes from, with an in-memory memo in front.
 //!
-//! Keys are content-derived and immutable, so each key is written once (cacache's
-//! index is append-only). Writes go through one background thread, so persisting
-//! does not hold execution up unless more than [`WRITE_BACKLOG_BYTES`] wait for the
-//! disk (then a store waits; no result is dropped); [`Cache::flush`] waits for them,
-//! and dropping the last handle to a cache flushes it.
+//! Keys are content-derived and immutable, so each key is written once. Writes go through
+//! one background thread, so persisting does not hold execution up unless more than
+//! [`WRITE_BACKLOG_BYTES`] wait for the disk (then a store waits; no result is dropped);
+//! [`Cache::flush`] waits for them and makes them durable, and dropping the last handle
+//! to a cache flushes it.
+//!
+//! # Layout on disk
+//!
+//! - Media blobs: one cacache content file each (`content-v2/`), by integrity, as before.
+//! - Node results (small JSON records with their key preimage): packed per write batch
+//!   into one cacache content file, and indexed by the record log `records-v1.log`, an
+//!   append-only file of hashed batches (key → pack, offset, length, BLAKE3 of the bytes).
+//!   A batch of trivial results costs one content file and one append (~0.3 KB per
+//!   result) instead of a cacache index bucket file and a content file per result
+//!   (~12 KB). Every read checks the record's BLAKE3: a damaged record is a miss, counted
+//!   in [`CacheCounters::integrity_failures`], and rewritten by the next run.
+//! - Results written by earlier versions (one cacache index entry, `index-v5/`, and content
+//!   file per result) are still read, explained and collected; new results never go there.
+//!
+//! # What survives a crash
+//!
+//! - **SIGKILL** (or a panic that aborts): every result the writer has written survives,
+//!   flushed or not (it is in the page cache). Lost: results still in the queue or in the
+//!   batch being collected (the writer collects a batch for 2 ms after its first result); the
+//!   next run computes them again. A log append cut short is skipped when read.
+//! - **Power loss**: everything before the last completed [`Cache::flush`] (or the last
+//!   handle's drop) survives: a flush fsyncs the packs, blobs and log written since the
+//!   previous one, and the directories holding them. Results written after it may be
+//!   lost or torn; torn log batches and damaged packs fail their hash and are misses.
+//!   Nothing wrong is ever served.
 //!
 //! The parts, one file each: the key ([`CacheKey`], [`KeyPreimage`]: `key.rs`), the
-//! store on disk (`store.rs`), the in-memory memo (`memo.rs`), the write-behind writer
-//! (`writer.rs`) and garbage collection (`gc.rs`); [`Cache`] ties them together here.
+//! store on disk (`store.rs`, the packs and record log in `pack.rs`), the in-memory memo
+//! (`memo.rs`), the write-behind writer (`writer.rs`) and garbage collection (`gc.rs`);
+//! [`Cache`] ties them together here.
 
 mod gc;
 mod key;
 mod memo;
+mod pack;
 mod store;
 mod writer;
 
@@ -33,8 +60,9 @@ pub use self::writer::WRITE_BACKLOG_BYTES;
 pub use crate::value::media::parse_integrity;
 
 use self::memo::Memo;
+use self::pack::RecordIndex;
 use self::store::{encode_record, names_a_blob};
-use self::writer::{Job, Pending};
+use self::writer::{Job, Msg, Pending};
 use crate::value::{PortType, Value};
 use crate::Error;
 
@@ -89,9 +117,13 @@ pub struct WriteFailure {
 struct Inner {
     dir: PathBuf,
     memo: Mutex<Memo>,
+    /// The record log's index (shared with the writer, which appends to it).
+    records: Arc<Mutex<RecordIndex>>,
+    /// Whether the directory holds results of the legacy layout (`index-v5/`) to look in.
+    legacy: bool,
     /// Keys whose on-disk bytes failed verification: their rewrite must replace the content.
     damaged: Mutex<HashSet<CacheKey>>,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Msg>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pending: Arc<Pending>,
     counters: Counters,
@@ -131,10 +163,18 @@ impl Cache {
         })?;
         let pending = Arc::new(Pending::new());
         let counters = Counters::default();
-        let (tx, writer) = writer::spawn(dir.clone(), pending.clone(), counters.writes.clone())?;
+        let records = Arc::new(Mutex::new(RecordIndex::new(&dir)));
+        let (tx, writer) = writer::spawn(
+            dir.clone(),
+            records.clone(),
+            pending.clone(),
+            counters.writes.clone(),
+        )?;
         Ok(Cache(Arc::new(Inner {
+            legacy: dir.join("index-v5").is_dir(),
             dir,
             memo: Mutex::new(Memo::new(DEFAULT_MEMO_BYTES)),
+            records,
             damaged: Mutex::new(HashSet::new()),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -335,6 +375,7 @@ mod tests {
     use super::*;
     use crate::value::media::Image;
     use crate::value::ContentHash;
+    use std::collections::HashSet;
 
     /// A preimage that differs by `input` only (the other files' tests share it).
     pub(super) fn preimage(input: u8) -> KeyPreimage {
@@ -367,17 +408,11 @@ mod tests {
             .unwrap();
         assert_eq!(source, CacheSource::Disk);
         assert_eq!(got[0].downcast_ref::<Image>().unwrap(), &image);
-        let index_lines: usize = walk_files(&dir.path().join("index-v5"))
-            .iter()
-            .map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap()
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .count()
-            })
-            .sum();
-        assert_eq!(index_lines, 1, "each key is written to the index once");
+        // One record in the log, one pack and one blob; nothing in cacache's index.
+        assert_eq!(fresh.0.records.lock().unwrap().keys(), vec![key]);
+        assert!(!dir.path().join("index-v5").exists());
+        let stats = fresh.stats().unwrap();
+        assert_eq!((stats.entries, stats.content_files), (1, 2), "{stats:?}");
         assert_eq!(fresh.explain(&key), Some(preimage(1)));
     }
 
@@ -442,6 +477,92 @@ mod tests {
         // Plain values name no blobs: nothing to check.
         let plain: Arc<[Value]> = vec![Value::new(3u64).unwrap()].into();
         assert!(cache.blobs_present(&preimage(2).key(), &plain));
+    }
+
+    /// Writes a result as versions before the record log did: one cacache index entry
+    /// (preimage as metadata) and content file per result.
+    fn write_legacy(dir: &Path, input: u8, values: &[Value]) {
+        let (record, blobs) = encode_record(values);
+        for blob in &blobs {
+            cacache::write_hash_sync(dir, &blob.bytes).unwrap();
+        }
+        let mut writer = cacache::WriteOpts::new()
+            .metadata(serde_json::to_value(preimage(input)).unwrap())
+            .size(record.len())
+            .open_sync(dir, preimage(input).key().index_key())
+            .unwrap();
+        std::io::Write::write_all(&mut writer, &record).unwrap();
+        writer.commit().unwrap();
+    }
+
+    #[test]
+    fn results_of_the_legacy_layout_are_read_explained_and_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = Image::new(vec![4u8; 512], "image/png");
+        write_legacy(dir.path(), 1, &[Value::new(image.clone()).unwrap()]);
+        write_legacy(dir.path(), 2, &[Value::new(7u64).unwrap()]);
+        let cache = Cache::open(dir.path()).unwrap();
+        let (got, source) = cache
+            .lookup(&preimage(1).key(), &[PortType::of::<Image>()], false)
+            .unwrap();
+        assert_eq!(source, CacheSource::Disk);
+        assert_eq!(got[0].downcast_ref::<Image>().unwrap(), &image);
+        assert!(cache.contains(&preimage(2).key()));
+        assert_eq!(cache.explain(&preimage(2).key()), Some(preimage(2)));
+        // A new result goes to the record log beside them.
+        let values: Arc<[Value]> = vec![Value::new(9u64).unwrap()].into();
+        cache.store(preimage(3).key(), &preimage(3), values, true);
+        assert_eq!(cache.stats().unwrap().entries, 3);
+        let live: HashSet<CacheKey> = [preimage(1).key(), preimage(3).key()].into();
+        let report = cache.gc(&live, &HashSet::new()).unwrap();
+        assert_eq!(report.removed_entries, 1);
+        cache.clear_memory();
+        let types = [PortType::of::<u64>()];
+        assert!(cache.lookup(&preimage(2).key(), &types, false).is_none());
+        assert!(cache.lookup(&preimage(3).key(), &types, false).is_some());
+        assert!(cache
+            .lookup(&preimage(1).key(), &[PortType::of::<Image>()], false)
+            .is_some());
+    }
+
+    #[test]
+    fn a_damaged_packed_record_is_a_miss_and_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = preimage(1).key();
+        let values: Arc<[Value]> = vec![Value::new("precious".to_string()).unwrap()].into();
+        cache.store(key, &preimage(1), values.clone(), true);
+        assert_eq!(cache.flush(), Vec::new());
+        for path in walk_files(&dir.path().join("content-v2")) {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - 2;
+            bytes[last] ^= 0x20;
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let fresh = Cache::open(dir.path()).unwrap();
+        let types = [PortType::of::<String>()];
+        assert!(fresh.lookup(&key, &types, false).is_none());
+        assert_eq!(fresh.counters().integrity_failures, 1);
+        fresh.store(key, &preimage(1), values, true);
+        assert_eq!(fresh.flush(), Vec::new());
+        let again = Cache::open(dir.path()).unwrap();
+        let (got, _) = again.lookup(&key, &types, false).unwrap();
+        assert_eq!(got[0].downcast_ref::<String>().unwrap(), "precious");
+    }
+
+    #[test]
+    fn a_small_result_takes_well_under_a_kilobyte() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        for i in 0..=255u8 {
+            let values: Arc<[Value]> = vec![Value::new(u64::from(i)).unwrap()].into();
+            cache.store(preimage(i).key(), &preimage(i), values, true);
+        }
+        let stats = cache.stats().unwrap();
+        assert_eq!(stats.entries, 256);
+        let per_result = (stats.content_bytes + stats.log_bytes) / 256;
+        assert!(per_result < 512, "{per_result} bytes per result: {stats:?}");
+        assert!(stats.content_files < 16, "packed: {stats:?}");
     }
 
     fn walk_files(dir: &Path) -> Vec<PathBuf> {

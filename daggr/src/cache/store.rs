@@ -1,5 +1,7 @@
-//! The store on disk: node results (records) and media blobs in cacache, each verified
-//! against its integrity when read.
+//! The store on disk: node results (records) packed into cacache content through the
+//! record log (`pack.rs`), media blobs as cacache content of their own; each verified
+//! against its hash when read. Results written by earlier versions (one cacache index
+//! entry and content file per result, the *legacy* layout) are still read.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use ssri::Integrity;
 
+use super::pack::{content_path, ReadError};
 use super::{Cache, CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::value::media::Blob;
 use crate::value::{PortType, Value};
@@ -20,15 +23,21 @@ struct Record {
     outputs: Vec<Box<serde_json::value::RawValue>>,
 }
 
+/// A packed result's key preimage (JSON) and record.
+type PreimageAndRecord = (Vec<u8>, Vec<u8>);
+
 /// What is on disk.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CacheStats {
-    /// Node results in the index.
+    /// Node results (in the record log, and in cacache's index for results written by
+    /// earlier versions).
     pub entries: usize,
-    /// Content files (results and media blobs).
+    /// Content files (packs of results, media blobs).
     pub content_files: usize,
     /// Bytes of content.
     pub content_bytes: u64,
+    /// Bytes of the record log (the index of the packed results).
+    pub log_bytes: u64,
 }
 
 /// Whether a stored record names a media blob (`"blob":"sha256-…"`, see [`crate::value::media`]).
@@ -62,6 +71,14 @@ impl Cache {
 
     /// The stored record of `key`, if there is a sound one.
     pub(super) fn read_record(&self, key: &CacheKey) -> Option<Vec<u8>> {
+        match self.read_packed(key) {
+            Some(Ok((_, record))) => return Some(record),
+            Some(Err(())) => return None,
+            None => {}
+        }
+        if !self.0.legacy {
+            return None;
+        }
         let bytes = match cacache::read_sync(&self.0.dir, key.index_key()) {
             Ok(bytes) => bytes,
             Err(cacache::Error::EntryNotFound(..)) => return None,
@@ -80,6 +97,31 @@ impl Cache {
             }
         };
         Some(bytes)
+    }
+
+    /// `key`'s preimage and record from its pack: `None` if the record log does not know
+    /// the key, `Err` if it does and the bytes are unreadable (a damaged one is counted).
+    fn read_packed(&self, key: &CacheKey) -> Option<Result<PreimageAndRecord, ()>> {
+        let read = {
+            let mut records = self.0.records.lock().unwrap();
+            let loc = records.find(key)?;
+            let read = records.read(loc);
+            if matches!(read, Err(ReadError::Damaged(_))) {
+                records.forget(key);
+            }
+            read
+        };
+        Some(match read {
+            Ok(found) => Ok(found),
+            Err(ReadError::Damaged(why)) => {
+                self.damaged(key, &why);
+                Err(())
+            }
+            Err(ReadError::Io(e)) => {
+                tracing::warn!(key = %key.to_hex(), error = %e, "cache read failed; recomputing");
+                Err(())
+            }
+        })
     }
 
     /// Decodes a stored record into values of `types` (reading the media blobs it names).
@@ -127,6 +169,12 @@ impl Cache {
 
     /// The key preimage stored with an entry, to explain why a node re-ran.
     pub fn explain(&self, key: &CacheKey) -> Option<KeyPreimage> {
+        match self.read_packed(key) {
+            Some(Ok((preimage, _))) => return serde_json::from_slice(&preimage).ok(),
+            Some(Err(())) => return None,
+            None if !self.0.legacy => return None,
+            None => {}
+        }
         let meta = cacache::metadata_sync(&self.0.dir, key.index_key()).ok()??;
         serde_json::from_value(meta.metadata).ok()
     }
@@ -148,17 +196,28 @@ impl Cache {
 
     /// Whether a result for `key` is on disk.
     pub fn contains(&self, key: &CacheKey) -> bool {
-        matches!(
-            cacache::metadata_sync(&self.0.dir, key.index_key()),
-            Ok(Some(_))
-        )
+        if self.0.records.lock().unwrap().find(key).is_some() {
+            return true;
+        }
+        self.0.legacy
+            && matches!(
+                cacache::metadata_sync(&self.0.dir, key.index_key()),
+                Ok(Some(_))
+            )
     }
 
     /// Counts entries and content on disk (flushes first).
     pub fn stats(&self) -> Result<CacheStats, Error> {
         self.flush();
+        let mut keys: std::collections::HashSet<CacheKey> =
+            self.0.records.lock().unwrap().keys().into_iter().collect();
+        keys.extend(self.legacy_entries()?.into_iter().map(|(key, _)| key));
+        let log_bytes = std::fs::metadata(self.0.dir.join(super::pack::LOG_FILE))
+            .map(|m| m.len())
+            .unwrap_or(0);
         let mut stats = CacheStats {
-            entries: self.live_entries()?.len(),
+            entries: keys.len(),
+            log_bytes,
             ..CacheStats::default()
         };
         for (_, size) in self.content_files()? {
@@ -175,8 +234,9 @@ impl Cache {
         }
     }
 
-    /// The current (last-written, not deleted) node entries.
-    pub(super) fn live_entries(&self) -> Result<Vec<(CacheKey, cacache::Metadata)>, Error> {
+    /// The current (last-written, not deleted) node entries of the legacy layout (one
+    /// cacache index entry per result).
+    pub(super) fn legacy_entries(&self) -> Result<Vec<(CacheKey, cacache::Metadata)>, Error> {
         let mut entries = Vec::new();
         if !self.0.dir.join("index-v5").exists() {
             return Ok(entries);
@@ -213,44 +273,21 @@ impl Cache {
     }
 }
 
-/// Writes one node result: its media blobs, then its record under the key's index name
-/// with the preimage as metadata. `repair` rewrites content that failed verification.
-pub(super) fn write_entry(
+/// Writes the media blobs of one result that are not on disk yet (all of them if
+/// `repair`), returning the paths written (to be fsynced at the next flush).
+pub(super) fn write_blobs(
     dir: &Path,
-    key: &CacheKey,
-    preimage: serde_json::Value,
-    record: &[u8],
     blobs: &[Blob],
     repair: bool,
-) -> Result<(), cacache::Error> {
+) -> Result<Vec<PathBuf>, cacache::Error> {
+    let mut written = Vec::new();
     for blob in blobs {
         if repair || !cacache::exists_sync(dir, &blob.integrity) {
-            cacache::write_hash_sync(dir, &blob.bytes)?;
+            let sri = cacache::write_hash_sync(dir, &blob.bytes)?;
+            written.push(content_path(dir, &sri));
         }
     }
-    let index_key = key.index_key();
-    if !repair {
-        if let Some(existing) = cacache::metadata_sync(dir, &index_key)? {
-            // Write each key once: the index is append-only. Same key ⇒ same content.
-            if cacache::exists_sync(dir, &existing.integrity) {
-                return Ok(());
-            }
-        }
-    }
-    if repair && cacache::metadata_sync(dir, &index_key)?.is_some() {
-        // Same key ⇒ same bytes ⇒ same content address: rewriting the content repairs
-        // the entry without another index line.
-        cacache::write_hash_sync(dir, record)?;
-        return Ok(());
-    }
-    let mut writer = cacache::WriteOpts::new()
-        .metadata(preimage)
-        .size(record.len())
-        .open_sync(dir, &index_key)?;
-    std::io::Write::write_all(&mut writer, record)
-        .map_err(|e| cacache::Error::IoError(e, format!("writing cache entry {index_key}")))?;
-    writer.commit()?;
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]

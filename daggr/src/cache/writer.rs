@@ -1,17 +1,28 @@
 //! The write-behind writer: one background thread takes results off a queue and writes
 //! them to the store, so persisting does not hold execution up. The queue is bounded by
-//! bytes ([`WRITE_BACKLOG_BYTES`]); [`Cache::flush`] waits until it is empty and returns
-//! the writes that failed (a full disk, say): a failed write is counted
-//! ([`CacheCounters::write_failures`](super::CacheCounters::write_failures)) and remembered
-//! by key until the key is written, never only logged.
+//! bytes ([`WRITE_BACKLOG_BYTES`]).
+//!
+//! Results are written in batches: the writer collects what arrives within [`LINGER`] of
+//! the first queued result (or up to [`MAX_BATCH_BYTES`], or until a flush asks), then
+//! writes each result's new media blobs, packs the batch's records into one cacache
+//! content file and appends one batch to the record log (`pack.rs`). Nothing is fsynced
+//! per result: [`Cache::flush`] writes what is collected and fsyncs every file written
+//! since the last flush (packs, blobs, the log, and the directories holding them), so a
+//! flush is durable and costs a few fsyncs whatever the number of results.
+//!
+//! [`Cache::flush`] returns the writes that failed (a full disk, say): a failed write is
+//! counted ([`CacheCounters::write_failures`](super::CacheCounters::write_failures)) and
+//! remembered by key until the key is written, never only logged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use super::store::write_entry;
+use super::pack::{content_path, sync_dir, Pack, PackEntry, RecordIndex};
+use super::store::write_blobs;
 use super::{Cache, CacheKey, Inner, WriteFailure};
 use crate::value::media::Blob;
 use crate::Error;
@@ -19,6 +30,21 @@ use crate::Error;
 /// How many bytes of results may wait for the disk writer before a store waits for it.
 /// Results are never dropped: past this bound the executor slows to the disk's pace.
 pub const WRITE_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long the writer collects results after the first of a batch before writing them
+/// (unless a flush asks sooner): a run of trivial nodes becomes one pack and one log
+/// append instead of one per result.
+pub(super) const LINGER: Duration = Duration::from_millis(2);
+
+/// A batch is written once its results and media reach this many bytes.
+pub(super) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// What the writer thread is sent.
+pub(super) enum Msg {
+    Job(Job),
+    /// Write what is collected, fsync what was written, then count a sync done.
+    Sync,
+}
 
 pub(super) enum Job {
     Write {
@@ -52,6 +78,9 @@ pub(super) struct Pending {
 struct Backlog {
     jobs: usize,
     bytes: usize,
+    /// Flushes asked for, and syncs the writer has done (one per flush, in order).
+    syncs_asked: u64,
+    syncs_done: u64,
     /// The keys queued and not yet written (a key can be queued twice).
     keys: HashMap<CacheKey, usize>,
 }
@@ -141,6 +170,25 @@ impl Pending {
             backlog = self.progress.wait(backlog).unwrap();
         }
     }
+
+    /// A ticket for a flush: its sync is done once `syncs_done` reaches it.
+    fn ask_sync(&self) -> u64 {
+        let mut backlog = self.backlog.lock().unwrap();
+        backlog.syncs_asked += 1;
+        backlog.syncs_asked
+    }
+
+    fn synced(&self) {
+        self.backlog.lock().unwrap().syncs_done += 1;
+        self.progress.notify_all();
+    }
+
+    fn wait_sync(&self, ticket: u64) {
+        let mut backlog = self.backlog.lock().unwrap();
+        while backlog.syncs_done < ticket {
+            backlog = self.progress.wait(backlog).unwrap();
+        }
+    }
 }
 
 impl Job {
@@ -158,19 +206,32 @@ impl Job {
 }
 
 /// Starts the writer thread for the store at `dir`. It runs until the returned sender (and
-/// every clone) is dropped, after writing what was queued.
+/// every clone) is dropped, after writing and fsyncing what was queued.
 pub(super) fn spawn(
     dir: PathBuf,
+    records: Arc<Mutex<RecordIndex>>,
     pending: Arc<Pending>,
     writes: Arc<AtomicU64>,
-) -> Result<(mpsc::Sender<Job>, JoinHandle<()>), Error> {
+) -> Result<(mpsc::Sender<Msg>, JoinHandle<()>), Error> {
     // Bounded by bytes, not by jobs: when results arrive faster than the disk takes them
     // (only trivially cheap nodes can do that), a store waits for the writer past
     // WRITE_BACKLOG_BYTES instead of dropping a result the next run would recompute.
-    let (tx, rx) = mpsc::channel::<Job>();
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let writer = Writer {
+        dir,
+        records,
+        pending,
+        writes,
+        batch: Vec::new(),
+        batch_bytes: 0,
+        unsynced: Vec::new(),
+        log_created: false,
+        log_dirty: false,
+        known_dirs: HashSet::new(),
+    };
     let handle = std::thread::Builder::new()
         .name("daggr-cache-writer".into())
-        .spawn(move || writer_loop(dir, rx, pending, writes))
+        .spawn(move || writer.run(rx))
         .map_err(|source| Error::Io {
             context: "starting the cache writer thread".into(),
             source,
@@ -178,34 +239,203 @@ pub(super) fn spawn(
     Ok((tx, handle))
 }
 
-fn writer_loop(
+struct Writer {
     dir: PathBuf,
-    rx: mpsc::Receiver<Job>,
+    records: Arc<Mutex<RecordIndex>>,
     pending: Arc<Pending>,
     writes: Arc<AtomicU64>,
-) {
-    for job in rx {
-        let size = job.size();
-        let Job::Write {
-            key,
-            preimage,
-            record,
-            blobs,
-            repair,
-        } = job;
-        let preimage = serde_json::from_slice(&preimage).unwrap_or_default();
-        if let Err(e) = write_entry(&dir, &key, preimage, &record, &blobs, repair) {
-            // Cacache writes are atomic, so nothing half-written is ever read; but the result
-            // is not saved, and whoever waits for the writer must hear of it
-            // (`Cache::flush`, a sheet's run report), not only a log.
-            let error = chain(&e);
-            tracing::warn!(key = %key.to_hex(), error, "cache write failed");
-            pending.failed(key, error);
-        } else {
-            writes.fetch_add(1, Ordering::Relaxed);
-            pending.written(&key);
+    /// Jobs collected and not yet written, and their size.
+    batch: Vec<(Job, usize)>,
+    batch_bytes: usize,
+    /// Content files written since the last sync.
+    unsynced: Vec<PathBuf>,
+    /// Whether the record log was created since the last sync (its directory needs one).
+    log_created: bool,
+    /// Whether the record log was appended to since the last sync.
+    log_dirty: bool,
+    /// Directories whose own entry in their parent was made durable by this writer.
+    known_dirs: HashSet<PathBuf>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let msg = match deadline {
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            };
+            match msg {
+                Ok(Msg::Job(job)) => {
+                    let size = job.size();
+                    self.batch_bytes += size;
+                    self.batch.push((job, size));
+                    if self.batch_bytes >= MAX_BATCH_BYTES {
+                        self.write_batch();
+                        deadline = None;
+                    } else if deadline.is_none() {
+                        deadline = Some(Instant::now() + LINGER);
+                    }
+                }
+                Ok(Msg::Sync) => {
+                    self.write_batch();
+                    self.sync();
+                    self.pending.synced();
+                    deadline = None;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.write_batch();
+                    deadline = None;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.write_batch();
+                    self.sync();
+                    return;
+                }
+            }
         }
-        pending.done(&key, size);
+    }
+
+    /// Writes the collected jobs: media blobs per job, then one pack of their records and
+    /// one log append.
+    fn write_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        // Per job: Ok once its blobs are written, or why not.
+        let mut outcome: Vec<Result<(), String>> = Vec::with_capacity(batch.len());
+        for (job, _) in &batch {
+            let Job::Write { blobs, repair, .. } = job;
+            outcome.push(match write_blobs(&self.dir, blobs, *repair) {
+                Ok(paths) => {
+                    self.unsynced.extend(paths);
+                    Ok(())
+                }
+                Err(e) => Err(chain(&e)),
+            });
+        }
+        // The records to pack: each key once (the index is append-only; same key ⇒ same
+        // record), skipping those already on disk unless they are being repaired.
+        let mut seen = HashSet::new();
+        let pack = {
+            let mut records = self.records.lock().unwrap();
+            Pack::build(batch.iter().zip(&outcome).filter_map(|((job, _), ok)| {
+                let Job::Write {
+                    key,
+                    preimage,
+                    record,
+                    repair,
+                    ..
+                } = job;
+                let wanted = ok.is_ok() && seen.insert(*key) && (*repair || !records.known(key));
+                wanted.then_some(PackEntry {
+                    key: *key,
+                    preimage,
+                    record,
+                })
+            }))
+        };
+        if !pack.is_empty() {
+            if let Err(error) = self.write_pack(&pack) {
+                for (ok, (job, _)) in outcome.iter_mut().zip(&batch) {
+                    let Job::Write { key, .. } = job;
+                    if ok.is_ok() && seen.contains(key) {
+                        *ok = Err(error.clone());
+                    }
+                }
+            }
+        }
+        for ((job, size), ok) in batch.into_iter().zip(outcome) {
+            let Job::Write { key, .. } = job;
+            match ok {
+                Ok(()) => {
+                    self.writes.fetch_add(1, Ordering::Relaxed);
+                    self.pending.written(&key);
+                }
+                Err(error) => {
+                    // Nothing half-written is ever read (content is renamed into place, log
+                    // batches are hashed); but the result is not saved, and whoever waits
+                    // for the writer must hear of it (`Cache::flush`, a sheet's run
+                    // report), not only a log.
+                    tracing::warn!(key = %key.to_hex(), error, "cache write failed");
+                    self.pending.failed(key, error);
+                }
+            }
+            self.pending.done(&key, size);
+        }
+    }
+
+    fn write_pack(&mut self, pack: &Pack) -> Result<(), String> {
+        let sri = cacache::write_hash_sync(&self.dir, &pack.bytes).map_err(|e| chain(&e))?;
+        self.unsynced.push(content_path(&self.dir, &sri));
+        let created = self
+            .records
+            .lock()
+            .unwrap()
+            .append(sri, pack)
+            .map_err(|e| format!("appending to the cache's record log: {e}"))?;
+        self.log_created |= created;
+        self.log_dirty = true;
+        Ok(())
+    }
+
+    /// fsyncs the files written since the last sync, the directories holding them (and,
+    /// the first time this writer sees a directory, its parents up to the cache directory,
+    /// since cacache may have just created it), and the record log. The log is fsynced on
+    /// a second thread meanwhile, so the filesystem can commit both in one journal commit
+    /// (a log entry durable before its pack is a miss when read, never a wrong result).
+    fn sync(&mut self) {
+        let files = std::mem::take(&mut self.unsynced);
+        if files.is_empty() && !std::mem::take(&mut self.log_dirty) {
+            return;
+        }
+        self.log_dirty = false;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for path in &files {
+            let mut child = path.as_path();
+            while let Some(parent) = child.parent() {
+                if !dirs.iter().any(|d| d == parent) {
+                    dirs.push(parent.to_path_buf());
+                }
+                if parent == self.dir || !self.known_dirs.insert(parent.to_path_buf()) {
+                    break;
+                }
+                child = parent;
+            }
+        }
+        let log = self.records.lock().unwrap().log_path().to_path_buf();
+        if std::mem::take(&mut self.log_created) && !dirs.iter().any(|d| d == &self.dir) {
+            dirs.push(self.dir.clone());
+        }
+        let sync_log = || match std::fs::File::open(&log).and_then(|f| f.sync_data()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(log = %log.display(), error = %e, "fsync of the cache's record log failed");
+            }
+            _ => {}
+        };
+        let sync_rest = || {
+            for path in &files {
+                if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_all()) {
+                    tracing::warn!(path = %path.display(), error = %e, "fsync of cache content failed");
+                }
+            }
+            for dir in &dirs {
+                if let Err(e) = sync_dir(dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "fsync of a cache directory failed");
+                }
+            }
+        };
+        if files.is_empty() {
+            sync_log();
+            sync_rest();
+        } else {
+            std::thread::scope(|s| {
+                s.spawn(sync_log);
+                sync_rest();
+            });
+        }
     }
 }
 
@@ -238,7 +468,7 @@ impl Cache {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let sent = match self.0.jobs.lock().unwrap().as_ref() {
-            Some(tx) => tx.send(job).is_ok(),
+            Some(tx) => tx.send(Msg::Job(job)).is_ok(),
             None => false,
         };
         if !sent {
@@ -253,13 +483,23 @@ impl Cache {
         }
     }
 
-    /// Blocks until every queued write is on disk (or has failed), and returns the results
-    /// that are not on disk because their last write failed (a full disk, say): every one
-    /// since the cache was opened that was not written since, ordered by key. Empty when
-    /// everything was saved. The same failures are counted in
+    /// Blocks until every write queued before the call is on disk (or has failed) and
+    /// fsynced, so it survives a power loss, and returns the results that are not on disk
+    /// because their last write failed (a full disk, say): every one since the cache was
+    /// opened that was not written since, ordered by key. Empty when everything was saved.
+    /// The same failures are counted in
     /// [`CacheCounters::write_failures`](super::CacheCounters::write_failures).
     pub fn flush(&self) -> Vec<WriteFailure> {
-        self.0.pending.wait_idle();
+        let ticket = self.0.pending.ask_sync();
+        let sent = match self.0.jobs.lock().unwrap().as_ref() {
+            Some(tx) => tx.send(Msg::Sync).is_ok(),
+            None => false,
+        };
+        if sent {
+            self.0.pending.wait_sync(ticket);
+        } else {
+            self.0.pending.wait_idle();
+        }
         self.0.pending.failures_now()
     }
 }
