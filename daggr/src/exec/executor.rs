@@ -13,10 +13,8 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::workspace::Shared;
+use super::state::Shared;
 use super::{NodeFailure, NodeResult, Outcome, RunReport};
-#[cfg(feature = "sheets")]
-use super::{PersistTarget, Pipeline, Unsaved};
 use crate::cache::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::error::Error;
 use crate::graph::Binding;
@@ -646,50 +644,6 @@ impl Executor {
                 }
             }
         }
-    }
-}
-
-/// Reporting what a run could not save, for whoever waits for its writes (a sheet's run).
-#[cfg(feature = "sheets")]
-impl Pipeline {
-    /// Once the cache's writer has been flushed: adds to `report` each result its run
-    /// queued for the cache that the cache could not write, and sends each as an
-    /// [`Event::PersistFailed`].
-    pub(crate) fn report_cache_failures(&self, report: &mut RunReport) {
-        let cache = &self.0.s.cache;
-        let failed: Vec<(usize, String)> = report
-            .queued
-            .iter()
-            .filter_map(|(n, key)| cache.write_failure(key).map(|e| (*n, e)))
-            .collect();
-        for (n, error) in failed {
-            self.report_unsaved(report, n, PersistTarget::Cache, error);
-        }
-    }
-
-    /// Adds to `report` a result of node `n` its run could not save in `target`, and sends
-    /// it as an [`Event::PersistFailed`].
-    pub(crate) fn report_unsaved(
-        &self,
-        report: &mut RunReport,
-        n: usize,
-        target: PersistTarget,
-        error: String,
-    ) {
-        let name = self.0.s.names[n].clone();
-        tracing::warn!(node = %name, %target, error, run = report.run, "result not saved");
-        self.0.events.send(Event::PersistFailed {
-            run: report.run,
-            node: n,
-            name: name.clone(),
-            target: target.to_string(),
-            error: error.clone(),
-        });
-        report.unsaved.push(Unsaved {
-            node: name.to_string(),
-            target,
-            error,
-        });
     }
 }
 

@@ -19,6 +19,7 @@ mod executor;
 mod progress;
 mod report;
 mod scope;
+mod state;
 mod workspace;
 
 pub use progress::TerminalProgress;

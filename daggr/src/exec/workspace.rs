@@ -4,7 +4,6 @@
 //! limits). Runs start here; `executor` carries each one out.
 
 use std::collections::{HashMap, HashSet};
-use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -15,76 +14,17 @@ use tracing::Instrument;
 
 use super::executor::Executor;
 use super::scope::Adjacency;
-use super::{NodeFailure, NodeRef, NodeResult, RunReport, Scope, TerminalProgress};
+pub use super::state::ResultObserver;
+use super::state::{Shared, Structure};
+use super::{NodeRef, NodeResult, RunReport, Scope, TerminalProgress};
+#[cfg(feature = "sheets")]
+use super::{PersistTarget, Unsaved};
 use crate::cache::{Cache, CacheKey};
 use crate::error::{suggest, Error};
 use crate::graph::{Binding, Graph, Output};
 use crate::node::event::{Event, EventSender};
 use crate::node::Node;
 use crate::value::{PortValue, Value};
-
-/// What every workspace of a pipeline shares: the graph, the nodes, the cache and the
-/// concurrency limits.
-pub(super) struct Structure {
-    pub(super) name: String,
-    /// The graph IR, made when first asked for (most runs never need it, and it is the
-    /// biggest thing a big graph would keep per node).
-    pub(super) ir: OnceLock<daggr_codegen::ir::GraphIr>,
-    /// Where each node was added, for the IR.
-    pub(super) locations: Vec<&'static Location<'static>>,
-    pub(super) nodes: Vec<Arc<dyn Node>>,
-    pub(super) names: Arc<[Arc<str>]>,
-    /// The names again, sharing their allocations.
-    pub(super) by_name: HashMap<Arc<str>, usize>,
-    /// Topological order.
-    pub(super) topo: Vec<usize>,
-    /// Distinct upstream and downstream nodes (the edges themselves are in
-    /// `default_bindings`).
-    pub(super) upstream: Adjacency,
-    pub(super) downstream: Adjacency,
-    /// The bindings as built: a new workspace starts from these.
-    pub(super) default_bindings: Vec<Vec<Binding>>,
-    pub(super) cache: Cache,
-    pub(super) global: Arc<Semaphore>,
-    pub(super) groups: HashMap<String, Arc<Semaphore>>,
-}
-
-/// One workspace: its input values, each node's current result, its event stream.
-pub(super) struct Shared {
-    pub(super) s: Arc<Structure>,
-    pub(super) bindings: Mutex<Vec<Vec<Binding>>>,
-    pub(super) state: Mutex<Vec<Option<NodeResult>>>,
-    pub(super) events: EventSender,
-    pub(super) runs: AtomicU64,
-    pub(super) progress: Mutex<TerminalProgress>,
-    pub(super) observers: Mutex<Vec<Arc<dyn ResultObserver>>>,
-}
-
-impl Shared {
-    /// The outputs of node `n`'s current result, if it was made under `key`.
-    pub(super) fn current_outputs(&self, n: usize, key: &CacheKey) -> Option<Arc<[Value]>> {
-        self.state.lock().unwrap()[n]
-            .as_ref()
-            .filter(|r| r.key == *key)
-            .map(|r| r.outputs.clone())
-    }
-}
-
-/// Told about every result a workspace adopts (computed, or found in the cache), and about
-/// every node that fails or is cancelled. Called on the executor's path: implementations
-/// must only enqueue work (a sheet queues a database write), never block.
-pub trait ResultObserver: Send + Sync + 'static {
-    /// `node` (index and name) has a new current result.
-    fn on_result(&self, node: usize, name: &str, result: &NodeResult);
-
-    /// `node` (index and name) failed, or was cancelled while running. Its current result
-    /// is unchanged (a failure never replaces it and never reaches the cache). Nodes a run
-    /// does not start are not reported: those skipped because something upstream failed,
-    /// and those a cancelled run never reached. Does nothing unless implemented.
-    fn on_failure(&self, node: usize, name: &str, failure: &NodeFailure) {
-        let _ = (node, name, failure);
-    }
-}
 
 /// A validated, runnable pipeline. Cheap to clone; clones share state (see
 /// [`Pipeline::new_workspace`] for an independent state over the same graph and cache).
@@ -680,5 +620,49 @@ impl std::fmt::Debug for RunHandle {
             .field("cancelled", &self.cancel.is_cancelled())
             .field("detached", &self.detached)
             .finish()
+    }
+}
+
+/// Reporting what a run could not save, for whoever waits for its writes (a sheet's run).
+#[cfg(feature = "sheets")]
+impl Pipeline {
+    /// Once the cache's writer has been flushed: adds to `report` each result its run
+    /// queued for the cache that the cache could not write, and sends each as an
+    /// [`Event::PersistFailed`].
+    pub(crate) fn report_cache_failures(&self, report: &mut RunReport) {
+        let cache = &self.0.s.cache;
+        let failed: Vec<(usize, String)> = report
+            .queued
+            .iter()
+            .filter_map(|(n, key)| cache.write_failure(key).map(|e| (*n, e)))
+            .collect();
+        for (n, error) in failed {
+            self.report_unsaved(report, n, PersistTarget::Cache, error);
+        }
+    }
+
+    /// Adds to `report` a result of node `n` its run could not save in `target`, and sends
+    /// it as an [`Event::PersistFailed`].
+    pub(crate) fn report_unsaved(
+        &self,
+        report: &mut RunReport,
+        n: usize,
+        target: PersistTarget,
+        error: String,
+    ) {
+        let name = self.0.s.names[n].clone();
+        tracing::warn!(node = %name, %target, error, run = report.run, "result not saved");
+        self.0.events.send(Event::PersistFailed {
+            run: report.run,
+            node: n,
+            name: name.clone(),
+            target: target.to_string(),
+            error: error.clone(),
+        });
+        report.unsaved.push(Unsaved {
+            node: name.to_string(),
+            target,
+            error,
+        });
     }
 }

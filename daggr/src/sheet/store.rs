@@ -10,13 +10,15 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::rows::{
-    collect_refs, last_run, restore_input, SkippedRow, StoredResult, RESULT_COLUMNS,
+    collect_refs, failure_row, last_run, restore_input, result_row, ResultRow, SkippedRow,
+    StoredResult, RESULT_COLUMNS,
 };
 use super::schema::{db_err, default_db_path, migrate, now_ms, open_connection};
-use super::writer::{writer_loop, Pending, RowFailure, SheetObserver, Write};
+use super::writer::{writer_loop, Pending, RowFailure, Write};
 use super::{Sheet, DEFAULT_HISTORY_LIMIT};
 use crate::cache::{CacheKey, GcReport};
-use crate::exec::Pipeline;
+use crate::exec::{NodeFailure, NodeResult, Outcome, Pipeline, ResultObserver, WeakPipeline};
+use crate::node::event::CacheSource;
 use crate::{Cache, Error};
 
 /// A sheet's name and timestamps.
@@ -467,5 +469,44 @@ impl Drop for StoreInner {
         if let Some(handle) = self.writer.lock().unwrap().take() {
             let _ = handle.join();
         }
+    }
+}
+
+/// Turns adopted results into rows for the writer thread.
+pub(super) struct SheetObserver {
+    pub(super) sheet_id: i64,
+    pub(super) store: SheetStore,
+    /// Weak: the workspace holds this observer (see [`SheetStore::attach`]).
+    pub(super) workspace: WeakPipeline,
+}
+
+impl SheetObserver {
+    fn queue(&self, row: ResultRow) {
+        *self.store.0.pending.count.lock().unwrap() += 1;
+        if !self.store.send(Write::Result(Box::new(row))) {
+            self.store.0.pending.done();
+        }
+    }
+}
+
+impl ResultObserver for SheetObserver {
+    fn on_result(&self, node: usize, name: &str, result: &NodeResult) {
+        // A result the sheet already has (restored, or reused because its key matched) is
+        // not a new history entry.
+        if matches!(result.outcome, Outcome::Cached(CacheSource::Workspace)) {
+            return;
+        }
+        // The workspace is alive while it runs (its run holds it) and so tells observers.
+        let Some(workspace) = self.workspace.upgrade() else {
+            return;
+        };
+        self.queue(result_row(self.sheet_id, &workspace, node, name, result));
+    }
+
+    fn on_failure(&self, node: usize, name: &str, failure: &NodeFailure) {
+        let Some(workspace) = self.workspace.upgrade() else {
+            return;
+        };
+        self.queue(failure_row(self.sheet_id, &workspace, node, name, failure));
     }
 }

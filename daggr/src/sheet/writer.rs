@@ -9,13 +9,10 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use rusqlite::{params, Connection};
 
-use super::rows::{failure_row, result_row, ResultRow};
+use super::rows::ResultRow;
 use super::schema::now_ms;
-use super::store::SheetStore;
 #[cfg(doc)]
 use super::Sheet;
-use crate::exec::{NodeFailure, NodeResult, Outcome, ResultObserver, WeakPipeline};
-use crate::node::event::CacheSource;
 
 pub(super) enum Write {
     Result(Box<ResultRow>),
@@ -48,45 +45,6 @@ pub(super) struct RowFailure {
 /// How many uncollected [`RowFailure`]s are kept (a run started outside [`Sheet::run`]
 /// never collects its own): the oldest go first.
 const MAX_ROW_FAILURES: usize = 10_000;
-
-/// Turns adopted results into rows for the writer thread.
-pub(super) struct SheetObserver {
-    pub(super) sheet_id: i64,
-    pub(super) store: SheetStore,
-    /// Weak: the workspace holds this observer (see [`SheetStore::attach`]).
-    pub(super) workspace: WeakPipeline,
-}
-
-impl SheetObserver {
-    fn queue(&self, row: ResultRow) {
-        *self.store.0.pending.count.lock().unwrap() += 1;
-        if !self.store.send(Write::Result(Box::new(row))) {
-            self.store.0.pending.done();
-        }
-    }
-}
-
-impl ResultObserver for SheetObserver {
-    fn on_result(&self, node: usize, name: &str, result: &NodeResult) {
-        // A result the sheet already has (restored, or reused because its key matched) is
-        // not a new history entry.
-        if matches!(result.outcome, Outcome::Cached(CacheSource::Workspace)) {
-            return;
-        }
-        // The workspace is alive while it runs (its run holds it) and so tells observers.
-        let Some(workspace) = self.workspace.upgrade() else {
-            return;
-        };
-        self.queue(result_row(self.sheet_id, &workspace, node, name, result));
-    }
-
-    fn on_failure(&self, node: usize, name: &str, failure: &NodeFailure) {
-        let Some(workspace) = self.workspace.upgrade() else {
-            return;
-        };
-        self.queue(failure_row(self.sheet_id, &workspace, node, name, failure));
-    }
-}
 
 pub(super) fn writer_loop(
     mut conn: Connection,
