@@ -41,6 +41,9 @@ pub enum Protocol {
     Queue,
 }
 
+/// How many times a file download is tried when its body ends early.
+const DOWNLOAD_ATTEMPTS: u32 = 4;
+
 /// How patient a client is.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -755,21 +758,44 @@ impl GradioClient {
                 ))
             }
         };
-        let response = i
-            .send("/file", cancel, &mut |_| {}, &url, |http, u| {
-                http.get(u).timeout(i.options.request_timeout)
-            })
-            .await?;
-        let response = i.ok("/file", response).await?;
-        let header_mime = response
-            .headers()
-            .get("content-type")
-            .and_then(|h| h.to_str().ok())
-            .map(|m| m.split(';').next().unwrap_or(m).trim().to_string())
-            .filter(|m| m != "application/octet-stream");
-        let bytes = tokio::select! {
-            b = response.bytes() => b.map_err(|e| i.broken("/file", &crate::node::event::error_chain(&e)))?,
-            _ = cancel.cancelled() => return Err(Error::Cancelled { node: i.node.clone() }),
+        // Gradio 6 can serve a file output while it is still being written: the body then
+        // ends early (an error, or fewer bytes than FileData's `size`). Such a read is tried
+        // again a few times, after a short wait, before it is an error.
+        let expected_size = file.get("size").and_then(Json::as_u64);
+        let mut attempt = 0u32;
+        let (bytes, header_mime) = loop {
+            attempt += 1;
+            let last = attempt >= DOWNLOAD_ATTEMPTS;
+            let response = i
+                .send("/file", cancel, &mut |_| {}, &url, |http, u| {
+                    http.get(u).timeout(i.options.request_timeout)
+                })
+                .await?;
+            let response = i.ok("/file", response).await?;
+            let header_mime = response
+                .headers()
+                .get("content-type")
+                .and_then(|h| h.to_str().ok())
+                .map(|m| m.split(';').next().unwrap_or(m).trim().to_string())
+                .filter(|m| m != "application/octet-stream");
+            let read = tokio::select! {
+                b = response.bytes() => b,
+                _ = cancel.cancelled() => return Err(Error::Cancelled { node: i.node.clone() }),
+            };
+            match read {
+                Ok(b) if last || expected_size.is_none_or(|n| n == b.len() as u64) => {
+                    break (b, header_mime)
+                }
+                Err(e) if last => {
+                    return Err(i.broken("/file", &crate::node::event::error_chain(&e)))
+                }
+                _ => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))) => {}
+                        _ = cancel.cancelled() => return Err(Error::Cancelled { node: i.node.clone() }),
+                    }
+                }
+            }
         };
         let mime = header_mime.or_else(|| {
             file.get("mime_type")
