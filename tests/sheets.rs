@@ -855,31 +855,39 @@ fn spawn_child(dir: &std::path::Path, mode: &str, start: u64) -> std::process::C
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkilled_run_leaves_the_sheet_consistent_and_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn_child(dir.path(), "kill", 0);
+/// Runs a "kill" child and SIGKILLs it once it reports `count` more stored results; the
+/// names it reported.
+fn kill_after_stored(dir: &std::path::Path, count: usize) -> Vec<String> {
+    let mut child = spawn_child(dir, "kill", 0);
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let mut stored = Vec::new();
     for line in stdout.lines() {
         let line = line.unwrap();
         if let Some(name) = line.strip_prefix("stored ") {
             stored.push(name.to_string());
-            if stored.len() == 8 {
+            if stored.len() == count {
                 child.kill().unwrap(); // SIGKILL
                 break;
             }
         }
     }
     child.wait().unwrap();
-    assert_eq!(stored.len(), 8, "the child got far enough before the kill");
+    stored
+}
 
-    let conn = rusqlite::Connection::open(dir.path().join("sheets.db")).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    drop(conn);
+/// SQLite's own verdict on the sheet database ("ok" when sound).
+fn integrity_check(dir: &std::path::Path) -> String {
+    let conn = rusqlite::Connection::open(dir.join("sheets.db")).unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_run_leaves_the_sheet_consistent_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored = kill_after_stored(dir.path(), 8);
+    assert_eq!(stored.len(), 8, "the child got far enough before the kill");
+    assert_eq!(integrity_check(dir.path()), "ok");
 
     let (pipeline, last) = long_chain(dir.path(), 1);
     let store = SheetStore::open(dir.path().join("sheets.db")).unwrap();
@@ -907,34 +915,20 @@ async fn five_sigkills_in_a_row_lose_nothing_that_was_stored() {
     let dir = tempfile::tempdir().unwrap();
     let mut stored: Vec<String> = Vec::new();
     for kill in 0..KILLS {
-        let mut child = spawn_child(dir.path(), "kill", 0);
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut this_child = 0;
-        for line in stdout.lines() {
-            let line = line.unwrap();
-            if let Some(name) = line.strip_prefix("stored ") {
-                assert!(
-                    !stored.iter().any(|s| s == name),
-                    "kill {kill}: {name} was stored by an earlier child yet ran again"
-                );
-                stored.push(name.to_string());
-                this_child += 1;
-                if this_child == MORE_PER_CHILD {
-                    child.kill().unwrap(); // SIGKILL
-                    break;
-                }
-            }
+        let this_child = kill_after_stored(dir.path(), MORE_PER_CHILD);
+        for name in &this_child {
+            assert!(
+                !stored.contains(name),
+                "kill {kill}: {name} was stored by an earlier child yet ran again"
+            );
         }
-        child.wait().unwrap();
         assert_eq!(
-            this_child, MORE_PER_CHILD,
+            this_child.len(),
+            MORE_PER_CHILD,
             "kill {kill}: the child got far enough"
         );
-        let conn = rusqlite::Connection::open(dir.path().join("sheets.db")).unwrap();
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok", "after kill {kill}");
+        stored.extend(this_child);
+        assert_eq!(integrity_check(dir.path()), "ok", "after kill {kill}");
     }
     assert_eq!(stored.len(), KILLS * MORE_PER_CHILD);
 

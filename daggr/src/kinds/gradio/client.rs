@@ -41,9 +41,6 @@ pub enum Protocol {
     Queue,
 }
 
-/// How many times a file download is tried when its body ends early.
-const DOWNLOAD_ATTEMPTS: u32 = 4;
-
 /// How patient a client is.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -760,12 +757,14 @@ impl GradioClient {
         };
         // Gradio 6 can serve a file output while it is still being written: the body then
         // ends early (an error, or fewer bytes than FileData's `size`). Such a read is tried
-        // again a few times, after a short wait, before it is an error.
+        // again as a failed request is (the client's one retry policy), before it is an
+        // error.
         let expected_size = file.get("size").and_then(Json::as_u64);
+        let policy = i.retry_policy();
         let mut attempt = 0u32;
         let (bytes, header_mime) = loop {
             attempt += 1;
-            let last = attempt >= DOWNLOAD_ATTEMPTS;
+            let last = attempt > policy.retries;
             let response = i
                 .send("/file", cancel, &mut |_| {}, &url, |http, u| {
                     http.get(u).timeout(i.options.request_timeout)
@@ -790,9 +789,10 @@ impl GradioClient {
                     return Err(i.broken("/file", &crate::node::event::error_chain(&e)))
                 }
                 _ => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))) => {}
-                        _ = cancel.cancelled() => return Err(Error::Cancelled { node: i.node.clone() }),
+                    if !sleep_unless(policy.backoff(attempt), cancel.cancelled()).await {
+                        return Err(Error::Cancelled {
+                            node: i.node.clone(),
+                        });
                     }
                 }
             }
@@ -1048,6 +1048,17 @@ impl Inner {
         Err(self.remote("/login", Some(status.as_u16()), message))
     }
 
+    /// The one retry policy of this app's requests (and of re-reading a file download
+    /// that ended early): the node's retries and backoff, 5xx and 429 retried.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.options.retries,
+            first: self.options.backoff,
+            cap: MAX_RETRY_WAIT,
+            on: RetryOn::ServerErrors,
+        }
+    }
+
     /// Sends a request like [`Inner::send_retrying`]; when the app answers 401 or 403 and
     /// the client has a login, the session has expired (the app restarted and forgot
     /// it): logs in again, once, and sends the request again.
@@ -1083,12 +1094,7 @@ impl Inner {
         url: &str,
         make: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
-        let policy = RetryPolicy {
-            retries: self.options.retries,
-            first: self.options.backoff,
-            cap: MAX_RETRY_WAIT,
-            on: RetryOn::ServerErrors,
-        };
+        let policy = self.retry_policy();
         let mut attempt = 0u32;
         loop {
             let request = self.authorize(make(self.client_for(url), url), url);

@@ -325,6 +325,18 @@ struct PortDecl {
     type_name: String,
 }
 
+impl PortDecl {
+    /// A port named `name` carrying a `T`.
+    fn of<T: PortValue>(name: &str) -> PortDecl {
+        PortDecl {
+            name: name.to_string(),
+            kind: Kind::of::<T>(),
+            shape: Shape::of::<T>(),
+            type_name: short_type_name(std::any::type_name::<T>()),
+        }
+    }
+}
+
 /// Everything a call needs; part of it is the cache key.
 #[derive(Clone)]
 pub(crate) struct Settings {
@@ -581,15 +593,8 @@ impl<Args, Outs> GradioNode<Args, Outs> {
         Args: Append<T>,
     {
         self.spec.inputs.push(PortSpec::new::<T>(name));
-        self.with(|s| {
-            s.inputs.push(PortDecl {
-                name: name.to_string(),
-                kind: Kind::of::<T>(),
-                shape: Shape::of::<T>(),
-                type_name: short_type_name(std::any::type_name::<T>()),
-            })
-        })
-        .retype()
+        self.with(|s| s.inputs.push(PortDecl::of::<T>(name)))
+            .retype()
     }
 
     /// Declares the next output, named `name`, carrying a `T`: the endpoint's next
@@ -603,12 +608,7 @@ impl<Args, Outs> GradioNode<Args, Outs> {
     {
         self.spec.outputs.push(PortSpec::new::<T>(name));
         self.with(|s| {
-            s.outputs.push(PortDecl {
-                name: name.to_string(),
-                kind: Kind::of::<T>(),
-                shape: Shape::of::<T>(),
-                type_name: short_type_name(std::any::type_name::<T>()),
-            });
+            s.outputs.push(PortDecl::of::<T>(name));
             s.positions.push(s.next_return);
             s.next_return += 1;
         })
