@@ -1600,3 +1600,71 @@ async fn the_last_sheet_cannot_be_deleted() {
     );
     assert_eq!(s.get("/api/sheets").await.1["sheets"][0]["name"], "other");
 }
+
+/// A run posted while one executes is refused (409); a run posted as soon as the page sees
+/// `run_finished`, while the previous run is still saving its results (here a 24 MiB image
+/// going to the cache and its fsync), is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_posted_right_after_run_finished_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Graph::new("drain").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let seed = g.input("seed", 1u32);
+    let image = g.add(
+        FnNode::sync("big", |s: u32| {
+            let bytes: Vec<u8> = (0..24u32 << 20).map(|i| (i ^ s) as u8).collect();
+            Image::new(bytes, "image/x-raw")
+        }),
+        (seed,),
+    );
+    g.add(
+        FnNode::from_async("slow", |i: Image| async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            i.bytes().len() as u64
+        }),
+        (image,),
+    );
+    let pipeline = g.build().unwrap();
+    let s = serve(&pipeline, &dir.path().join("sheets.db"), None).await;
+    for round in 0..3 {
+        let events = s
+            .client
+            .get(format!("{}/api/sheets/default/events", s.base))
+            .send()
+            .await
+            .unwrap();
+        let reader = tokio::spawn(read_events(events, "event: run_finished"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A new seed each round: the image is computed and written again.
+        let (status, reply) = s
+            .post(
+                "/api/sheets/default/inputs",
+                json!({ "node": "seed", "port": "value", "value": round + 10 }),
+            )
+            .await;
+        assert_eq!(status, 200, "{reply}");
+        let (status, reply) = s
+            .post("/api/sheets/default/run", json!({ "scope": "all" }))
+            .await;
+        assert_eq!(status, 202, "{reply}");
+        let (status, reply) = s
+            .post("/api/sheets/default/run", json!({ "scope": "all" }))
+            .await;
+        assert_eq!(status, 409, "still executing: {reply}");
+        assert!(reply.to_string().contains("in progress"), "{reply}");
+        let text = reader.await.unwrap();
+        assert!(text.contains("event: run_finished"), "{text}");
+        let (status, reply) = s
+            .post("/api/sheets/default/run", json!({ "scope": "all" }))
+            .await;
+        assert_eq!(
+            status, 202,
+            "round {round}: posted right after run_finished: {reply}"
+        );
+        for _ in 0..1000 {
+            if !s.state("default").await["running"].as_bool().unwrap() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -182,6 +182,18 @@ pub enum Error {
         #[source]
         source: Box<cacache::Error>,
     },
+    /// The shared store behind the cache (object storage) failed, or its address is not
+    /// understood.
+    #[error("shared cache store {store}: {context}: {source}")]
+    SharedStore {
+        /// The store's address (`s3://bucket/prefix`, …).
+        store: String,
+        /// What was being done.
+        context: String,
+        /// The store's error, with its causes.
+        #[source]
+        source: BoxError,
+    },
     /// The sheet database failed.
     #[cfg(feature = "sheets")]
     #[error("sheet database {path}: {source}")]

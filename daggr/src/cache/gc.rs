@@ -9,6 +9,7 @@ use serde::Serialize;
 use ssri::Integrity;
 
 use super::pack::{content_path, Pack, PackEntry};
+use super::shared::{blob_integrity, decode_record_object, BLOBS, RECORDS};
 use super::{Cache, CacheKey};
 use crate::Error;
 
@@ -24,6 +25,57 @@ pub struct GcReport {
 }
 
 impl Cache {
+    /// Garbage-collects the shared store: removes every result whose key is not in `live`,
+    /// then every media blob that neither a remaining result nor `live_blobs` names.
+    /// Uploads queued before are flushed first. The store is shared: `live` must hold what
+    /// every user of the store still wants (the union of their sheets' keys), or their
+    /// results are computed again. The local directory is not touched ([`Cache::gc`]).
+    /// Without a shared store, nothing is removed.
+    pub fn gc_shared(
+        &self,
+        live: &HashSet<CacheKey>,
+        live_blobs: &HashSet<String>,
+    ) -> Result<GcReport, Error> {
+        self.flush();
+        let mut report = GcReport::default();
+        let Some(shared) = &self.0.shared else {
+            return Ok(report);
+        };
+        let store = &shared.store;
+        let mut referenced = live_blobs.clone();
+        for name in store.list(RECORDS)? {
+            let key = name
+                .strip_prefix(RECORDS)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .and_then(CacheKey::from_hex);
+            match key {
+                Some(key) if live.contains(&key) => {
+                    if let Some(object) = store.get(&name)? {
+                        if let Ok((_, record)) = decode_record_object(&object) {
+                            collect_blob_refs(&record, &mut referenced);
+                        }
+                    }
+                }
+                // Not a result of this version (a foreign object): left alone.
+                None => {}
+                Some(_) => {
+                    store.remove(&name)?;
+                    report.removed_entries += 1;
+                }
+            }
+        }
+        for name in store.list(BLOBS)? {
+            let Some(sri) = blob_integrity(&name) else {
+                continue;
+            };
+            if !referenced.contains(&sri.to_string()) {
+                store.remove(&name)?;
+                report.removed_files += 1;
+            }
+        }
+        Ok(report)
+    }
+
     /// Removes every node result whose key is not in `live`, then every content file
     /// (result or media blob) that neither a remaining result nor `live_blobs` (integrity
     /// strings, e.g. media held by sheets) refers to. Flushes first.

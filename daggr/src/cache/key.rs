@@ -28,7 +28,11 @@ impl CacheKey {
 
     /// The key an index name stands for, if it names a node result.
     pub(super) fn from_index_key(key: &str) -> Option<Self> {
-        let hex = key.strip_prefix(NODE_KEY_PREFIX)?;
+        Self::from_hex(key.strip_prefix(NODE_KEY_PREFIX)?)
+    }
+
+    /// The key of its [`CacheKey::to_hex`] form.
+    pub(super) fn from_hex(hex: &str) -> Option<Self> {
         blake3::Hash::from_hex(hex)
             .ok()
             .map(|h| CacheKey(*h.as_bytes()))

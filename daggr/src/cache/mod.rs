@@ -37,10 +37,13 @@
 //! (`memo.rs`), the write-behind writer (`writer.rs`) and garbage collection (`gc.rs`);
 //! [`Cache`] ties them together here.
 
+#[cfg(feature = "object-store")]
+mod bucket;
 mod gc;
 mod key;
 mod memo;
 mod pack;
+mod shared;
 mod store;
 mod writer;
 
@@ -52,15 +55,19 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use serde::Serialize;
 
+#[cfg(feature = "object-store")]
+pub use self::bucket::ObjectStoreShared;
 pub use self::gc::{collect_blob_refs, GcReport};
 pub use self::key::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 pub use self::memo::DEFAULT_MEMO_BYTES;
+pub use self::shared::{SharedStore, UploadFailure};
 pub use self::store::CacheStats;
 pub use self::writer::WRITE_BACKLOG_BYTES;
 pub use crate::value::media::parse_integrity;
 
 use self::memo::Memo;
 use self::pack::RecordIndex;
+use self::shared::{encode_record_object, record_name, SharedTier, Upload};
 use self::store::{encode_record, names_a_blob};
 use self::writer::{Job, Msg, Pending};
 use crate::value::{PortType, Value};
@@ -76,10 +83,20 @@ pub enum CacheSource {
     Disk,
     /// The workspace's (or sheet's) own current result, whose key still matches.
     Workspace,
+    /// The shared store behind the cache directory (object storage): computed by another
+    /// process or machine.
+    Shared,
 }
 
 /// Environment variable that overrides the default cache directory.
 pub const CACHE_DIR_ENV: &str = "DAGGR_CACHE_DIR";
+
+/// Environment variable naming a shared store behind the default cache
+/// ([`Cache::open_default`]): `s3://bucket/prefix` or `file:///path` (needs the
+/// `object-store` feature). S3 credentials, region and endpoint come from the usual
+/// `AWS_*` variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, and `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint).
+pub const CACHE_URL_ENV: &str = "DAGGR_CACHE_URL";
 
 /// Counters since the cache was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -102,6 +119,15 @@ pub struct CacheCounters {
     /// Writes that failed (a full disk, a read-only directory) or were dropped because the
     /// cache was closing: those results are not on disk. [`Cache::flush`] lists them.
     pub write_failures: u64,
+    /// Hits served from the shared store (then kept in the local directory).
+    pub shared_hits: u64,
+    /// Reads of the shared store that failed (the store unreachable, say): each a miss.
+    pub shared_read_failures: u64,
+    /// Results and media uploaded to the shared store.
+    pub shared_uploads: u64,
+    /// Upload attempts that failed (retried at each flush; see
+    /// [`Cache::shared_upload_failures`]).
+    pub shared_upload_failures: u64,
 }
 
 /// A result the cache could not put on disk (see [`Cache::flush`]). It stays in memory,
@@ -127,6 +153,8 @@ struct Inner {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pending: Arc<Pending>,
     counters: Counters,
+    /// The shared store behind the directory, if any (dropped after the writer stopped).
+    shared: Option<SharedTier>,
     /// The directory of a [`Cache::temporary`], removed after the writer has stopped
     /// (fields drop after `Drop::drop` has joined it).
     _temporary: Option<tempfile::TempDir>,
@@ -156,7 +184,39 @@ impl fmt::Debug for Cache {
 impl Cache {
     /// Opens (creating if needed) the cache at `dir`.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Cache, Error> {
-        let dir = dir.into();
+        Cache::open_with(dir.into(), None)
+    }
+
+    /// Opens the cache at `dir` in front of a shared store: results are looked for in `dir`,
+    /// then in the store (a hit there is verified and kept in `dir`), and results computed
+    /// here go to both. See [`SharedStore`] for what is guaranteed.
+    pub fn open_shared(
+        dir: impl Into<PathBuf>,
+        store: Arc<dyn SharedStore>,
+    ) -> Result<Cache, Error> {
+        Cache::open_with(dir.into(), Some(store))
+    }
+
+    /// Opens the cache at `dir` in front of the shared store at `url` (`s3://bucket/prefix`,
+    /// `file:///path`; see [`CACHE_URL_ENV`] for S3's configuration). Needs the
+    /// `object-store` feature.
+    pub fn open_url(dir: impl Into<PathBuf>, url: &str) -> Result<Cache, Error> {
+        #[cfg(feature = "object-store")]
+        {
+            let store = ObjectStoreShared::from_url(url)?;
+            Cache::open_shared(dir, Arc::new(store))
+        }
+        #[cfg(not(feature = "object-store"))]
+        {
+            let _ = (dir, url);
+            Err(Error::FeatureDisabled {
+                feature: "object-store",
+                what: "a shared cache store (Cache::open_url, DAGGR_CACHE_URL)",
+            })
+        }
+    }
+
+    fn open_with(dir: PathBuf, shared: Option<Arc<dyn SharedStore>>) -> Result<Cache, Error> {
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
             context: format!("creating cache directory {}", dir.display()),
             source,
@@ -180,6 +240,7 @@ impl Cache {
             writer: Mutex::new(Some(writer)),
             pending,
             counters,
+            shared: shared.map(SharedTier::start).transpose()?,
             _temporary: None,
         })))
     }
@@ -213,9 +274,30 @@ impl Cache {
 
     /// Opens the default cache: `$DAGGR_CACHE_DIR` if set, else `.daggr/cache` in the
     /// project directory (the nearest ancestor of the working directory holding a
-    /// `.daggr` directory or a `Cargo.toml`, else the working directory).
+    /// `.daggr` directory or a `Cargo.toml`, else the working directory); in front of the
+    /// shared store `$DAGGR_CACHE_URL` names, if set ([`CACHE_URL_ENV`]). So the same code
+    /// uses a local cache on a laptop and a team's bucket where the variable is set.
     pub fn open_default() -> Result<Cache, Error> {
-        Cache::open(default_dir())
+        match std::env::var(CACHE_URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => Cache::open_url(default_dir(), url.trim()),
+            _ => Cache::open(default_dir()),
+        }
+    }
+
+    /// The shared store's address, if the cache has one.
+    pub fn shared_location(&self) -> Option<String> {
+        self.0.shared.as_ref().map(|s| s.store.location())
+    }
+
+    /// The uploads to the shared store that failed and were not done since (each is retried
+    /// at every [`Cache::flush`]; call one first to know about every upload queued before).
+    /// Their results are safe in the local directory. Empty without a shared store.
+    pub fn shared_upload_failures(&self) -> Vec<UploadFailure> {
+        self.0
+            .shared
+            .as_ref()
+            .map(SharedTier::failures)
+            .unwrap_or_default()
     }
 
     /// The cache directory.
@@ -244,8 +326,8 @@ impl Cache {
         if memory_only {
             return None;
         }
-        let values = self.read_disk(key, types);
-        self.count_disk_lookup(key, values)
+        let found = self.read_disk(key, types);
+        self.count_disk_lookup(key, found)
     }
 
     /// Whether the media blobs `values` name are on disk, or on their way there (a write of
@@ -287,29 +369,48 @@ impl Cache {
         if let Some(hit) = self.lookup(key, types, true) {
             return Some(hit);
         }
-        let values = match self.read_record(key) {
+        if self.0.shared.is_some() {
+            // A local miss asks the shared store: network I/O, on the blocking pool.
+            let (cache, key, types) = (self.clone(), *key, types.to_vec());
+            return tokio::task::spawn_blocking(move || cache.lookup(&key, &types, false))
+                .await
+                .unwrap_or(None);
+        }
+        let found = match self.read_record(key) {
             None => None,
-            Some(bytes) if names_a_blob(&bytes) => {
+            Some((bytes, source)) if names_a_blob(&bytes) => {
                 let (cache, key, types) = (self.clone(), *key, types.to_vec());
-                tokio::task::spawn_blocking(move || cache.decode_record(&key, &bytes, &types))
-                    .await
-                    .unwrap_or(None)
+                tokio::task::spawn_blocking(move || {
+                    cache
+                        .decode_record(&key, &bytes, &types)
+                        .map(|values| (values, source))
+                })
+                .await
+                .unwrap_or(None)
             }
-            Some(bytes) => self.decode_record(key, &bytes, types),
+            Some((bytes, source)) => self
+                .decode_record(key, &bytes, types)
+                .map(|values| (values, source)),
         };
-        self.count_disk_lookup(key, values)
+        self.count_disk_lookup(key, found)
     }
 
     fn count_disk_lookup(
         &self,
         key: &CacheKey,
-        values: Option<Arc<[Value]>>,
+        found: Option<(Arc<[Value]>, CacheSource)>,
     ) -> Option<(Arc<[Value]>, CacheSource)> {
-        match values {
-            Some(values) => {
-                self.0.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+        match found {
+            Some((values, source)) => {
+                if source == CacheSource::Shared {
+                    if let Some(shared) = &self.0.shared {
+                        shared.counters().hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    self.0.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+                }
                 self.0.memo.lock().unwrap().insert(*key, values.clone());
-                Some((values, CacheSource::Disk))
+                Some((values, source))
             }
             None => {
                 self.0.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -332,9 +433,18 @@ impl Cache {
         }
         let repair = self.0.damaged.lock().unwrap().remove(&key);
         let (record, blobs) = encode_record(&values);
+        let preimage = serde_json::to_vec(preimage).unwrap_or_default();
+        if let Some(shared) = &self.0.shared {
+            shared.upload(Upload {
+                name: record_name(&key),
+                object: Some(encode_record_object(&preimage, &record)),
+                blobs: blobs.clone(),
+                repair,
+            });
+        }
         self.queue(Job::Write {
             key,
-            preimage: serde_json::to_vec(preimage).unwrap_or_default(),
+            preimage,
             record,
             blobs,
             repair,
@@ -353,7 +463,22 @@ impl Cache {
             backlog_waits: c.backlog_waits.load(Ordering::Relaxed),
             dropped_writes: c.dropped_writes.load(Ordering::Relaxed),
             write_failures: self.0.pending.failures.load(Ordering::Relaxed),
+            ..CacheCounters::default()
         }
+        .with_shared(self.0.shared.as_ref())
+    }
+}
+
+impl CacheCounters {
+    fn with_shared(mut self, shared: Option<&SharedTier>) -> Self {
+        if let Some(shared) = shared {
+            let c = shared.counters();
+            self.shared_hits = c.hits.load(Ordering::Relaxed);
+            self.shared_read_failures = c.read_failures.load(Ordering::Relaxed);
+            self.shared_uploads = c.uploads.load(Ordering::Relaxed);
+            self.shared_upload_failures = c.upload_failures.load(Ordering::Relaxed);
+        }
+        self
     }
 }
 
@@ -371,7 +496,7 @@ pub fn default_dir() -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::value::media::Image;
     use crate::value::ContentHash;

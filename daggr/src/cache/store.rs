@@ -10,8 +10,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use ssri::Integrity;
 
+use super::gc::collect_blob_refs;
 use super::pack::{content_path, ReadError};
-use super::{Cache, CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
+use super::shared::{blob_name, chain, decode_record_object, record_name, Upload};
+use super::writer::Job;
+use super::{Cache, CacheKey, CacheSource, KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::value::media::Blob;
 use crate::value::{PortType, Value};
 use crate::Error;
@@ -64,13 +67,98 @@ pub(super) fn encode_record(values: &[Value]) -> (Vec<u8>, Vec<Blob>) {
 }
 
 impl Cache {
-    pub(super) fn read_disk(&self, key: &CacheKey, types: &[PortType]) -> Option<Arc<[Value]>> {
-        let bytes = self.read_record(key)?;
-        self.decode_record(key, &bytes, types)
+    /// `key`'s result from the local directory, else from the shared store.
+    pub(super) fn read_disk(
+        &self,
+        key: &CacheKey,
+        types: &[PortType],
+    ) -> Option<(Arc<[Value]>, CacheSource)> {
+        let (bytes, source) = self.read_record(key)?;
+        Some((self.decode_record(key, &bytes, types)?, source))
     }
 
-    /// The stored record of `key`, if there is a sound one.
-    pub(super) fn read_record(&self, key: &CacheKey) -> Option<Vec<u8>> {
+    /// The stored record of `key`, if there is a sound one: from the local directory
+    /// ([`CacheSource::Disk`]), else from the shared store ([`CacheSource::Shared`], then
+    /// written to the local directory with the media it names).
+    pub(super) fn read_record(&self, key: &CacheKey) -> Option<(Vec<u8>, CacheSource)> {
+        if let Some(record) = self.read_local(key) {
+            return Some((record, CacheSource::Disk));
+        }
+        self.read_shared(key)
+            .map(|record| (record, CacheSource::Shared))
+    }
+
+    /// `key`'s record in the shared store, verified, with the media it names copied to the
+    /// local directory; the record is queued for the local directory too. A failure of the
+    /// store is a miss (counted); a damaged object is a miss that the recomputed result
+    /// replaces.
+    fn read_shared(&self, key: &CacheKey) -> Option<Vec<u8>> {
+        let shared = self.0.shared.as_ref()?;
+        let store = &shared.store;
+        let failed = |e: Error| {
+            shared
+                .counters()
+                .read_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key = %key.to_hex(), store = %store.location(), error = %chain(&e),
+                "reading the shared cache failed; computing instead");
+        };
+        let object = match store.get(&record_name(key)) {
+            Ok(Some(object)) => object,
+            Ok(None) => return None,
+            Err(e) => {
+                failed(e);
+                return None;
+            }
+        };
+        let (preimage, record) = match decode_record_object(&object) {
+            Ok(parts) => parts,
+            Err(why) => {
+                self.damaged(key, &format!("in the shared store: {why}"));
+                return None;
+            }
+        };
+        let mut named = std::collections::HashSet::new();
+        collect_blob_refs(&record, &mut named);
+        for sri in named.iter().filter_map(|s| s.parse::<Integrity>().ok()) {
+            if cacache::exists_sync(&self.0.dir, &sri) {
+                continue;
+            }
+            let bytes = match store.get(&blob_name(&sri)) {
+                Ok(Some(bytes)) if sri.check(&bytes).is_ok() => bytes,
+                Ok(found) => {
+                    let why = if found.is_some() {
+                        "fails its hash"
+                    } else {
+                        "is missing"
+                    };
+                    self.damaged(key, &format!("in the shared store: media blob {sri} {why}"));
+                    return None;
+                }
+                Err(e) => {
+                    failed(e);
+                    return None;
+                }
+            };
+            // Written now, not queued: the record is decoded from the local directory
+            // right after this returns.
+            if let Err(e) = cacache::write_hash_sync(&self.0.dir, &bytes) {
+                tracing::warn!(error = %chain(&e), "keeping a shared media blob locally failed");
+                return None;
+            }
+        }
+        self.queue(Job::Write {
+            key: *key,
+            preimage,
+            record: record.clone(),
+            blobs: Vec::new(),
+            repair: false,
+        });
+        Some(record)
+    }
+
+    /// The stored record of `key` in the local directory, if there is a sound one.
+    fn read_local(&self, key: &CacheKey) -> Option<Vec<u8>> {
         match self.read_packed(key) {
             Some(Ok((_, record))) => return Some(record),
             Some(Err(())) => return None,
@@ -167,31 +255,70 @@ impl Cache {
         tracing::warn!(key = %key.to_hex(), why, "damaged cache entry; recomputing");
     }
 
-    /// The key preimage stored with an entry, to explain why a node re-ran.
+    /// The key preimage stored with an entry, to explain why a node re-ran (from the
+    /// local directory, else from the shared store).
     pub fn explain(&self, key: &CacheKey) -> Option<KeyPreimage> {
         match self.read_packed(key) {
             Some(Ok((preimage, _))) => return serde_json::from_slice(&preimage).ok(),
             Some(Err(())) => return None,
-            None if !self.0.legacy => return None,
+            None if self.0.legacy => {
+                if let Ok(Some(meta)) = cacache::metadata_sync(&self.0.dir, key.index_key()) {
+                    return serde_json::from_value(meta.metadata).ok();
+                }
+            }
             None => {}
         }
-        let meta = cacache::metadata_sync(&self.0.dir, key.index_key()).ok()??;
-        serde_json::from_value(meta.metadata).ok()
+        let object = self
+            .0
+            .shared
+            .as_ref()?
+            .store
+            .get(&record_name(key))
+            .ok()??;
+        let (preimage, _) = decode_record_object(&object).ok()?;
+        serde_json::from_slice(&preimage).ok()
     }
 
-    /// Stores bytes by content (idempotent), returning their integrity string.
+    /// Stores bytes by content (idempotent), returning their integrity string. With a
+    /// shared store they are uploaded too (in the background).
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String, Error> {
-        cacache::write_hash_sync(&self.0.dir, bytes)
-            .map(|i| i.to_string())
-            .map_err(|e| self.err(e))
+        let sri = cacache::write_hash_sync(&self.0.dir, bytes).map_err(|e| self.err(e))?;
+        if let Some(shared) = &self.0.shared {
+            shared.upload(Upload {
+                name: blob_name(&sri),
+                object: None,
+                blobs: vec![Blob {
+                    integrity: sri.clone(),
+                    bytes: bytes.into(),
+                }],
+                repair: false,
+            });
+        }
+        Ok(sri.to_string())
     }
 
-    /// Reads bytes stored by [`Cache::put_blob`] (or a media blob), verifying their integrity.
+    /// Reads bytes stored by [`Cache::put_blob`] (or a media blob), verifying their
+    /// integrity: from the local directory, else from the shared store (then kept locally).
     pub fn get_blob(&self, integrity: &str) -> Result<Vec<u8>, Error> {
         let sri: Integrity = integrity
             .parse()
             .map_err(|e: ssri::Error| self.err(e.into()))?;
-        cacache::read_hash_sync(&self.0.dir, &sri).map_err(|e| self.err(e))
+        let local = cacache::read_hash_sync(&self.0.dir, &sri);
+        let Some(shared) = &self.0.shared else {
+            return local.map_err(|e| self.err(e));
+        };
+        let missing = match local {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) => e,
+        };
+        match shared.store.get(&blob_name(&sri)) {
+            Ok(Some(bytes)) if sri.check(&bytes).is_ok() => {
+                // Keeping a copy is an optimisation: the bytes are sound either way.
+                let _ = cacache::write_hash_sync(&self.0.dir, &bytes);
+                Ok(bytes)
+            }
+            _ => Err(self.err(missing)),
+        }
     }
 
     /// Whether a result for `key` is on disk.

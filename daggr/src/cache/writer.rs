@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::pack::{content_path, sync_dir, Pack, PackEntry, RecordIndex};
+use super::shared::chain;
 use super::store::write_blobs;
 use super::{Cache, CacheKey, Inner, WriteFailure};
 use crate::value::media::Blob;
@@ -439,22 +440,6 @@ impl Writer {
     }
 }
 
-/// An error with its causes, `outer: inner` (a cacache I/O error's display is only its
-/// context; the OS error, "No space left on device", is its source).
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 impl Cache {
     /// Queues a write for the writer thread, first waiting while the backlog is full.
     pub(super) fn queue(&self, job: Job) {
@@ -489,7 +474,14 @@ impl Cache {
     /// opened that was not written since, ordered by key. Empty when everything was saved.
     /// The same failures are counted in
     /// [`CacheCounters::write_failures`](super::CacheCounters::write_failures).
+    ///
+    /// With a shared store, it also waits for the uploads queued before the call (after
+    /// retrying those that failed before); the ones that failed are listed by
+    /// [`Cache::shared_upload_failures`], not here: their results are on the local disk.
     pub fn flush(&self) -> Vec<WriteFailure> {
+        if let Some(shared) = &self.0.shared {
+            shared.flush();
+        }
         let ticket = self.0.pending.ask_sync();
         let sent = match self.0.jobs.lock().unwrap().as_ref() {
             Some(tx) => tx.send(Msg::Sync).is_ok(),

@@ -92,13 +92,15 @@ impl Outcome {
     }
 
     /// The node span's `outcome` field: one word per way a node can end, so a log can be
-    /// filtered on it (`computed`, `memory`, `disk`, `workspace`, `failed`, `skipped`).
+    /// filtered on it (`computed`, `memory`, `disk`, `workspace`, `shared`, `failed`,
+    /// `skipped`).
     pub(super) fn span_label(&self) -> &'static str {
         match self {
             Outcome::Computed { .. } => "computed",
             Outcome::Cached(CacheSource::Memory) => "memory",
             Outcome::Cached(CacheSource::Disk) => "disk",
             Outcome::Cached(CacheSource::Workspace) => "workspace",
+            Outcome::Cached(CacheSource::Shared) => "shared",
             Outcome::Failed(_) => "failed",
             Outcome::Skipped { .. } => "skipped",
         }

@@ -829,17 +829,7 @@ async fn run(
         }
     };
     let token = tokio_util::sync::CancellationToken::new();
-    {
-        let mut slot = lock(&open.run);
-        if slot.is_some() {
-            return Err(ApiError(
-                StatusCode::CONFLICT,
-                "a run is in progress on this sheet".into(),
-            ));
-        }
-        *slot = Some(token.clone());
-    }
-    let run_number = open.sheet.pipeline().runs_started() + 1;
+    let run_number = claim_run_slot(&open, &token).await?;
     let task_open = open.clone();
     tokio::spawn(async move {
         if let Err(e) = task_open.sheet.run_with_cancel(scope, token).await {
@@ -849,11 +839,55 @@ async fn run(
             );
         }
         lock(&task_open.run).take();
+        task_open.run_done.notify_waiters();
         task_open
             .live
             .push("state_changed", json!({ "reason": "run" }));
     });
     Ok((StatusCode::ACCEPTED, Json(json!({ "run": run_number }))).into_response())
+}
+
+/// How long a run posted after `run_finished` waits for the previous run to save its
+/// results before the answer is 409.
+const SAVING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Takes the sheet's run slot for `token`, returning the new run's number. A run still
+/// executing is a 409; a run that has finished (`run_finished` was sent) but is still
+/// saving its results — the cache and sheet flush after it, for tens to hundreds of
+/// milliseconds — is waited for, so a run posted as soon as the page sees `run_finished`
+/// is accepted.
+async fn claim_run_slot(
+    open: &OpenSheet,
+    token: &tokio_util::sync::CancellationToken,
+) -> Result<u64, ApiError> {
+    use std::sync::atomic::Ordering;
+    let busy = || {
+        ApiError(
+            StatusCode::CONFLICT,
+            "a run is in progress on this sheet".into(),
+        )
+    };
+    let deadline = tokio::time::Instant::now() + SAVING_WAIT;
+    loop {
+        // Created before the check, so a notification between the two is not missed.
+        let done = open.run_done.notified();
+        {
+            let mut slot = lock(&open.run);
+            if slot.is_none() {
+                *slot = Some(token.clone());
+                let number = open.sheet.pipeline().runs_started() + 1;
+                open.run_number.store(number, Ordering::SeqCst);
+                return Ok(number);
+            }
+            let holder = open.run_number.load(Ordering::SeqCst);
+            if open.live.last_finished_run() != Some(holder) {
+                return Err(busy());
+            }
+        }
+        if tokio::time::timeout_at(deadline, done).await.is_err() {
+            return Err(busy());
+        }
+    }
 }
 
 async fn cancel(

@@ -69,6 +69,7 @@ struct Inner {
     run_started: Option<Instant>,
     timeline: Vec<Bar>,
     running: bool,
+    finished_run: Option<u64>,
 }
 
 /// A sheet's live log. Cheap to clone.
@@ -117,6 +118,12 @@ impl LiveLog {
                 .cloned()
                 .collect(),
         )
+    }
+
+    /// The number of the last run that sent `run_finished` (it may still be saving its
+    /// results).
+    pub fn last_finished_run(&self) -> Option<u64> {
+        lock(&self.inner).finished_run
     }
 
     /// The id of the newest event.
@@ -235,6 +242,7 @@ impl LiveLog {
                         CacheSource::Memory => "memory",
                         CacheSource::Disk => "disk",
                         CacheSource::Workspace => "workspace",
+                        CacheSource::Shared => "shared",
                     };
                     ("node_cached", json!({ "node": &**name, "source": source }))
                 }
@@ -299,6 +307,7 @@ impl LiveLog {
                     elapsed,
                 } => {
                     inner.running = false;
+                    inner.finished_run = Some(*run);
                     for live in inner.nodes.values_mut() {
                         live.running = false;
                         live.progress = None;

@@ -102,6 +102,10 @@ pub(crate) struct OpenSheet {
     pub(crate) sheet: Sheet,
     pub(crate) live: LiveLog,
     pub(crate) run: Mutex<Option<CancellationToken>>,
+    /// Notified when a run's task ends (its results saved and its slot in `run` cleared).
+    pub(crate) run_done: tokio::sync::Notify,
+    /// The number of the run holding `run`.
+    pub(crate) run_number: std::sync::atomic::AtomicU64,
     forwarder: tokio::task::JoinHandle<()>,
 }
 
@@ -167,6 +171,8 @@ impl App {
             sheet,
             live,
             run: Mutex::new(None),
+            run_done: tokio::sync::Notify::new(),
+            run_number: Default::default(),
             forwarder,
         });
         lock(&self.sheets).insert(name, open.clone());

@@ -81,7 +81,7 @@ pub struct HistoryEntry {
     pub run: u64,
     /// The cache key.
     pub key: String,
-    /// `computed`, `cached:memory`, `cached:disk` or `cached:workspace` for a result;
+    /// `computed`, `cached:memory`, `cached:disk`, `cached:shared` or `cached:workspace` for a result;
     /// `failed` or `cancelled` for an execution that produced none (see [`HistoryEntry::error`]).
     pub outcome: String,
     /// Time the computation took, if it ran: of its successful attempt for a result, from
@@ -350,6 +350,7 @@ fn outcome_text(outcome: &Outcome) -> (String, Option<f64>) {
         Outcome::Cached(CacheSource::Memory) => ("cached:memory".into(), None),
         Outcome::Cached(CacheSource::Disk) => ("cached:disk".into(), None),
         Outcome::Cached(CacheSource::Workspace) => ("cached:workspace".into(), None),
+        Outcome::Cached(CacheSource::Shared) => ("cached:shared".into(), None),
         Outcome::Failed(_) => ("failed".into(), None),
         Outcome::Skipped { .. } => ("skipped".into(), None),
     }
@@ -364,6 +365,7 @@ fn outcome_from_text(text: &str, elapsed_ms: Option<f64>, attempts: Option<u32>)
         },
         "cached:memory" => Outcome::Cached(CacheSource::Memory),
         "cached:disk" => Outcome::Cached(CacheSource::Disk),
+        "cached:shared" => Outcome::Cached(CacheSource::Shared),
         _ => Outcome::Cached(CacheSource::Workspace),
     }
 }

@@ -1,0 +1,163 @@
+//! A real S3-compatible server for the shared-cache tests: moto's standalone server, from
+//! PyPI, installed by `scripts/setup/s3.sh` into `$DAGGR_TEST_ENV/s3-venv`, started on a
+//! free loopback port and killed on `Drop` (it also exits when this process dies: it
+//! watches its stdin). It keeps buckets in memory.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Where the test environments live (`$DAGGR_TEST_ENV`, default `~/.cache/daggr-test-env`).
+fn test_env() -> PathBuf {
+    std::env::var_os("DAGGR_TEST_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/daggr-test-env")
+        })
+}
+
+/// Runs `scripts/setup/s3.sh` once per process; returns the venv's python.
+fn setup() -> &'static PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup/s3.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .env("DAGGR_TEST_ENV", test_env())
+            .output()
+            .expect("running scripts/setup/s3.sh");
+        assert!(
+            out.status.success(),
+            "scripts/setup/s3.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        test_env().join("s3-venv/bin/python")
+    })
+}
+
+/// moto's server, exiting when stdin closes.
+const LAUNCHER: &str = r#"
+import os, sys, threading
+def watch():
+    sys.stdin.buffer.read()
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+from moto.server import main
+main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+"#;
+
+/// A running server.
+pub struct S3Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl S3Server {
+    /// Starts a server and waits (at most 60 s) until it answers.
+    pub fn start() -> S3Server {
+        let python = setup().clone();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(&python)
+            .args(["-c", LAUNCHER, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("starting moto_server");
+        let server = S3Server {
+            child: Some(child),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if http(&format!("{}/", server.endpoint), "GET", Vec::new()).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("moto_server did not answer in 60 s:\n{}", server.log());
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, bucket: &str) {
+        let status = self.request("PUT", &format!("/{bucket}"), Vec::new()).0;
+        assert!(status < 300, "creating bucket {bucket}: {status}");
+    }
+
+    /// Sends a plain (unsigned) request; returns the status and body. moto accepts it for
+    /// creating buckets; objects are read and written through daggr's signed client.
+    pub fn request(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        http(&format!("{}{path}", self.endpoint), method, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Stops the server (as if the network or the bucket went away).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The options for `ObjectStoreShared::from_url_with_options`, and the environment a
+    /// process needs for `DAGGR_CACHE_URL` (the same keys, upper-cased).
+    pub fn options(&self) -> Vec<(String, String)> {
+        vec![
+            ("aws_endpoint".into(), self.endpoint.clone()),
+            ("aws_allow_http".into(), "true".into()),
+            ("aws_access_key_id".into(), "test".into()),
+            ("aws_secret_access_key".into(), "test".into()),
+            ("aws_region".into(), "us-east-1".into()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One HTTP request, blocking, on a runtime of its own (the tests call it from sync code
+/// and from inside runtimes alike).
+fn http(url: &str, method: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+    let (url, method) = (url.to_string(), method.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let response = reqwest::Client::new()
+                .request(method, &url)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+            Ok((status, bytes.to_vec()))
+        })
+    })
+    .join()
+    .unwrap()
+}

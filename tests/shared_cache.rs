@@ -1,0 +1,294 @@
+//! The shared cache tier against a real S3-compatible server (moto, started on loopback by
+//! the harness): separate processes with their own cache directories and one bucket, a
+//! damaged object, and the server going away in the middle of a run.
+//!
+//! The "processes" are this test binary run again as a worker (the ignored test `worker`),
+//! configured only through the environment a user would set: `DAGGR_CACHE_DIR`,
+//! `DAGGR_CACHE_URL` and the `AWS_*` variables. Nothing is shared but the bucket.
+
+#[path = "common/s3_server.rs"]
+mod s3_server;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use daggr::cache::{ObjectStoreShared, SharedStore};
+use daggr::{Cache, CacheSource, FnNode, Graph, Image, Outcome, Scope};
+use s3_server::S3Server;
+
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// `seed → render (an image) → measure (the sum of its bytes) → describe`, each node
+/// counting its calls.
+fn pipeline(cache: Cache, seed: u32) -> (daggr::Pipeline, daggr::Output<String>) {
+    let mut g = Graph::new("shared").cache(cache);
+    let seed = g.input("seed", seed);
+    let image = g.add(
+        FnNode::sync("render", |s: u32| {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+            let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 31 + s) as u8).collect();
+            Image::new(bytes, "image/x-raw")
+        }),
+        (seed,),
+    );
+    let sum = g.add(
+        FnNode::sync("measure", |i: Image| {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+            i.bytes().iter().map(|b| u64::from(*b)).sum::<u64>()
+        }),
+        (image,),
+    );
+    let text = g.add(
+        FnNode::sync("describe", |n: u64| {
+            CALLS.fetch_add(1, Ordering::SeqCst);
+            format!("the bytes sum to {n}")
+        }),
+        (sum,),
+    );
+    (g.build().unwrap(), text)
+}
+
+fn label(outcome: Option<&Outcome>) -> String {
+    match outcome {
+        Some(Outcome::Computed { .. }) => "computed".into(),
+        Some(Outcome::Cached(CacheSource::Memory)) => "memory".into(),
+        Some(Outcome::Cached(CacheSource::Disk)) => "disk".into(),
+        Some(Outcome::Cached(CacheSource::Shared)) => "shared".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// What a worker process reports.
+#[derive(Debug)]
+struct Report {
+    calls: u64,
+    outcomes: BTreeMap<String, String>,
+    text: String,
+    counters: serde_json::Value,
+}
+
+/// Runs the pipeline in a new process with its own cache directory `dir`, in front of
+/// `s3://BUCKET/PREFIX` on `server` (or only `dir`, when `server` is `None`).
+fn run_worker(dir: &Path, server: Option<&S3Server>, url: &str) -> Report {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["worker", "--exact", "--ignored", "--nocapture", "--quiet"])
+        .env("DAGGR_SHARED_WORKER", "1")
+        .env("DAGGR_CACHE_DIR", dir)
+        .env("RUST_BACKTRACE", "1");
+    // The user's configuration: the URL and the AWS variables, nothing else.
+    for key in std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("AWS_"))
+    {
+        command.env_remove(key);
+    }
+    if let Some(server) = server {
+        command.env("DAGGR_CACHE_URL", url);
+        for (key, value) in server.options() {
+            command.env(key.to_uppercase(), value);
+        }
+    }
+    let out = command.output().expect("running the worker");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "worker failed:\n{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("WORKER "))
+        .unwrap_or_else(|| panic!("no report from the worker:\n{stdout}\n{stderr}"));
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    Report {
+        calls: json["calls"].as_u64().unwrap(),
+        outcomes: serde_json::from_value(json["outcomes"].clone()).unwrap(),
+        text: json["text"].as_str().unwrap().to_string(),
+        counters: json["counters"].clone(),
+    }
+}
+
+/// The worker process: the pipeline on `Cache::open_default()`, as configured by the
+/// environment. Run by the other tests; does nothing when run directly.
+#[test]
+#[ignore = "run by the other tests of this file as a separate process"]
+fn worker() {
+    if std::env::var_os("DAGGR_SHARED_WORKER").is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cache = Cache::open_default().unwrap();
+    let (pipeline, text) = pipeline(cache.clone(), 7);
+    let report = rt.block_on(pipeline.run(Scope::All)).unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    let outcomes: BTreeMap<String, String> = ["render", "measure", "describe"]
+        .iter()
+        .map(|n| (n.to_string(), label(report.outcome(n))))
+        .collect();
+    let value = report.value(&text).unwrap().to_string();
+    drop(pipeline);
+    assert!(cache.flush().is_empty());
+    let json = serde_json::json!({
+        "calls": CALLS.load(Ordering::SeqCst),
+        "outcomes": outcomes,
+        "text": value,
+        "counters": cache.counters(),
+        "upload_failures": cache.shared_upload_failures(),
+    });
+    println!("WORKER {json}");
+}
+
+/// The bucket at `url`, as a store of objects (signed requests, as daggr's own).
+fn bucket(server: &S3Server, url: &str) -> ObjectStoreShared {
+    ObjectStoreShared::from_url_with_options(url, server.options()).unwrap()
+}
+
+fn all(outcomes: &BTreeMap<String, String>, what: &str) -> bool {
+    outcomes.values().all(|o| o == what)
+}
+
+#[test]
+fn a_second_process_with_its_own_directory_makes_no_node_call() {
+    let server = S3Server::start();
+    server.create_bucket("team");
+    let url = "s3://team/project-a";
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    let first = run_worker(a.path(), Some(&server), url);
+    assert_eq!(first.calls, 3, "{first:?}");
+    assert!(all(&first.outcomes, "computed"), "{first:?}");
+    // The input's result and the three nodes'.
+    assert_eq!(first.counters["shared_uploads"], 4, "{first:?}");
+    let bucket = bucket(&server, url);
+    assert_eq!(bucket.list("records").unwrap().len(), 4);
+    assert_eq!(bucket.list("blobs").unwrap().len(), 1, "the image, once");
+
+    let second = run_worker(b.path(), Some(&server), url);
+    assert_eq!(second.calls, 0, "{second:?}");
+    assert!(
+        second.outcomes.values().all(|o| o == "shared"),
+        "{second:?}"
+    );
+    assert_eq!(second.text, first.text);
+    assert!(
+        second.counters["shared_hits"].as_u64().unwrap() >= 1,
+        "{second:?}"
+    );
+
+    // The second directory now holds them: with the server gone, a third process on it
+    // still makes no call.
+    drop(server);
+    let third = run_worker(b.path(), None, url);
+    assert_eq!(third.calls, 0, "{third:?}");
+    assert!(all(&third.outcomes, "disk"), "{third:?}");
+    assert_eq!(third.text, first.text);
+}
+
+#[test]
+fn a_damaged_object_is_detected_recomputed_and_replaced() {
+    let server = S3Server::start();
+    server.create_bucket("team");
+    let url = "s3://team/damage";
+    let first = run_worker(tempfile::tempdir().unwrap().path(), Some(&server), url);
+    assert_eq!(first.calls, 3);
+
+    // Flip a byte in the image blob and in every record, in the bucket.
+    let bucket = bucket(&server, url);
+    let names = [
+        bucket.list("records").unwrap(),
+        bucket.list("blobs").unwrap(),
+    ]
+    .concat();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for name in names {
+        let mut bytes = bucket.get(&name).unwrap().unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        bucket.put(&name, &bytes).unwrap();
+    }
+    let second = run_worker(tempfile::tempdir().unwrap().path(), Some(&server), url);
+    assert_eq!(second.calls, 3, "nothing damaged was served: {second:?}");
+    assert!(all(&second.outcomes, "computed"), "{second:?}");
+    assert!(
+        second.counters["integrity_failures"].as_u64().unwrap() >= 1,
+        "{second:?}"
+    );
+    assert_eq!(second.text, first.text);
+
+    // The recomputed results replaced the damaged objects.
+    let third = run_worker(tempfile::tempdir().unwrap().path(), Some(&server), url);
+    assert_eq!(third.calls, 0, "{third:?}");
+    assert_eq!(third.text, first.text);
+}
+
+/// `seed → first → second` on `cache`; `first` stops `stop_server` when given (the bucket
+/// goes away while the run is under way). One closure for both runs: a node's code is
+/// part of its key.
+fn mid_run_pipeline(
+    cache: Cache,
+    calls: Arc<AtomicUsize>,
+    stop_server: Option<Arc<Mutex<S3Server>>>,
+) -> (daggr::Pipeline, daggr::Output<u64>) {
+    let mut g = Graph::new("mid-run").cache(cache);
+    let seed = g.input("seed", 3u64);
+    let c1 = calls.clone();
+    let first = g.add(
+        FnNode::sync("first", move |x: u64| {
+            c1.fetch_add(1, Ordering::SeqCst);
+            if let Some(server) = &stop_server {
+                server.lock().unwrap().stop();
+            }
+            x + 1
+        }),
+        (seed,),
+    );
+    let second = g.add(
+        FnNode::sync("second", move |x: u64| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            x * 10
+        }),
+        (first,),
+    );
+    (g.build().unwrap(), second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bucket_going_away_mid_run_fails_over_to_computing_and_loses_nothing() {
+    let server = Arc::new(Mutex::new(S3Server::start()));
+    server.lock().unwrap().create_bucket("team");
+    let options = server.lock().unwrap().options();
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let store =
+            ObjectStoreShared::from_url_with_options("s3://team/mid-run", options.clone()).unwrap();
+        Cache::open_shared(dir.path(), Arc::new(store)).unwrap()
+    };
+    let cache = open();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (pipeline, second) = mid_run_pipeline(cache.clone(), calls.clone(), Some(server));
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.errors());
+    assert_eq!(*report.value(&second).unwrap(), 40);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(cache.flush().is_empty(), "everything is on the local disk");
+    // And it says so: the failed uploads are counted and listed.
+    // The input's result and both nodes'.
+    let failures = cache.shared_upload_failures();
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert!(
+        failures.iter().all(|f| f.object.starts_with("records/")),
+        "{failures:?}"
+    );
+    let counters = cache.counters();
+    assert!(counters.shared_upload_failures >= 2, "{counters:?}");
+    assert!(counters.shared_read_failures >= 1, "{counters:?}");
+    drop(pipeline);
+    drop(cache);
+
+    // Nothing was lost: the same directory, the bucket still gone, serves both results.
+    let (pipeline, second) = mid_run_pipeline(open(), calls.clone(), None);
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&second).unwrap(), 40);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "no node ran again");
+}
