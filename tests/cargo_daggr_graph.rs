@@ -2,7 +2,10 @@
 //! example, in each format, both by building and running the example (the
 //! DAGGR_EXPORT_GRAPH handshake) and by parsing its sources (`--static`), and against a
 //! small project outside the workspace that assembles its graph with the `Graph` API.
-//! DOT output is checked with graphviz's own parser (`dot -Tsvg`).
+//! Projects made from `fixtures/cargo_daggr_graph/` check the choice of pipeline
+//! (`--pipeline`) and of binary, `fields` nodes and named outputs in every format and
+//! mode, and `--static` on `pipeline!`s that do not compile. DOT output is checked with
+//! graphviz's own parser (`dot -Tsvg`), which must not warn.
 
 use std::path::Path;
 use std::process::Command;
@@ -64,6 +67,18 @@ fn check_json(text: &str, from_build: bool) {
         scene["inputs"][2],
         serde_json::json!({ "name": "seed", "type": "u64" })
     );
+    // The pipeline's named outputs, in both modes.
+    assert_eq!(
+        ir["outputs"][0],
+        serde_json::json!({ "name": "caption", "type": "String", "from": "text", "from_port": "output" })
+    );
+    let outputs: Vec<&str> = ir["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(outputs, ["caption", "stats", "soft", "outline"]);
     if from_build {
         let location = &scene["location"];
         assert!(
@@ -81,8 +96,14 @@ fn check_dot(text: &str) {
         text.contains("\"soft\":\"out_output\" -> \"stats\":\"in_blurred\" [label=\"Image\"]"),
         "{text}"
     );
+    assert!(
+        text.contains(
+            "\"text\":\"out_output\" -> \"output:caption\":\"in_value\" [label=\"String\"]"
+        ),
+        "{text}"
+    );
     let svg = dot_to_svg(text);
-    for node in ["outline", "stats", "scene"] {
+    for node in ["outline", "stats", "scene", "(output)"] {
         assert!(svg.contains(node), "the SVG draws {node}");
     }
 }
@@ -102,6 +123,12 @@ fn dot_to_svg(text: &str) -> String {
         "dot rejected the output: {}",
         String::from_utf8_lossy(&svg.stderr)
     );
+    // Graphviz warns (and draws wrongly) when an edge names a port the node lacks.
+    assert!(
+        svg.stderr.is_empty(),
+        "dot warned: {}\n{text}",
+        String::from_utf8_lossy(&svg.stderr)
+    );
     String::from_utf8(svg.stdout).unwrap()
 }
 
@@ -109,6 +136,14 @@ fn check_mermaid(text: &str) {
     assert!(text.starts_with("flowchart LR\n"));
     assert!(text.contains("scene (fn)<br/>output: Image"), "{text}");
     assert!(text.contains("-->|\"output → blurred: Image\"|"), "{text}");
+    assert!(
+        text.contains("o0([\"caption (output)<br/>String\"])"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-->|\"output → caption: String\"| o0"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -181,30 +216,54 @@ fn main() {
 }
 "#;
 
-/// Writes the small project to a temporary directory, depending on this workspace's
-/// `daggr` by path and starting from the workspace's lock file (the same dependency
-/// versions, so the shared build directory's artifacts are reused).
-fn demo_project() -> tempfile::TempDir {
+/// Writes a project to a temporary directory: `files` (path, text) and a manifest naming
+/// it `name`, with `manifest_extra` in its `[package]`, depending on this workspace's
+/// `daggr` by path (and serde), and starting from the workspace's lock file (the same
+/// dependency versions, so the shared build directory's artifacts are reused).
+fn project(name: &str, manifest_extra: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("cargo-daggr-demo-")
         .tempdir()
         .unwrap();
     let root = dir.path();
-    std::fs::create_dir_all(root.join("src/bin")).unwrap();
     std::fs::write(
         root.join("Cargo.toml"),
         format!(
-            "[package]\nname = \"graph-demo\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-             [dependencies]\ndaggr = {{ path = {:?} }}\n\n\
+            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n{manifest_extra}\n\
+             [dependencies]\ndaggr = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n\
              # Not part of any enclosing workspace.\n[workspace]\n",
             workspace().join("daggr").display().to_string()
         ),
     )
     .unwrap();
     std::fs::copy(workspace().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
-    std::fs::write(root.join("src/main.rs"), DEMO_MAIN).unwrap();
-    std::fs::write(root.join("src/bin/no_graph.rs"), DEMO_NO_GRAPH).unwrap();
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
     dir
+}
+
+/// The small project: `main.rs` builds a graph with the `Graph` API, `no_graph` never
+/// builds one.
+fn demo_project() -> tempfile::TempDir {
+    project(
+        "graph-demo",
+        "",
+        &[
+            ("src/main.rs", DEMO_MAIN),
+            ("src/bin/no_graph.rs", DEMO_NO_GRAPH),
+        ],
+    )
+}
+
+/// A fixture of `fixtures/cargo_daggr_graph/`.
+fn fixture(name: &str) -> String {
+    let path = workspace()
+        .join("tests/fixtures/cargo_daggr_graph")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Runs `cargo-daggr daggr graph --manifest-path <project> …`.
@@ -346,8 +405,267 @@ fn a_graph_api_project_outside_the_workspace() {
     let out = run_on(project, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
+    assert_eq!(
+        stderr.trim_end(),
+        "error: package `graph-demo` has 2 binaries (graph-demo, no_graph); pass --bin NAME to pick one (or set `default-run` in its Cargo.toml)"
+    );
+    // Said before building anything: cargo printed nothing (it says "Finished" even when
+    // all is built already).
+    assert!(!stderr.contains("Finished"), "{stderr}");
+}
+
+/// The JSON of a run, parsed, and its stderr.
+fn json_and_stderr(out: std::process::Output) -> (serde_json::Value, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+/// A node's output ports, as (name, type).
+fn output_ports(ir: &serde_json::Value, node: &str) -> Vec<(String, String)> {
+    let node = ir["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .unwrap_or_else(|| panic!("no node {node} in {ir}"));
+    node["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Checks the graph of `First` in `fixtures/cargo_daggr_graph/pipelines.rs` in every
+/// format: `m`'s field ports, and the named outputs.
+fn check_first(project: &Path, args: &[&str]) {
+    let with = |extra: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str]| {
+        let args = with(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_on(project, &args)
+    };
+    let (ir, _) = json_and_stderr(run(&[]));
+    assert_eq!(ir["name"], "First", "{ir}");
+    let ports = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        output_ports(&ir, "m"),
+        ports(&[("words", "u64"), ("chars", "u64")])
+    );
+    assert_eq!(
+        ir["outputs"],
+        serde_json::json!([
+            { "name": "words", "type": "u64", "from": "m", "from_port": "words" },
+            { "name": "twice", "type": "u64", "from": "twice", "from_port": "output" },
+        ])
+    );
+
+    let dot = stdout_of(run(&["--format", "dot"]));
+    for line in [
+        "\"m\":\"out_chars\" -> \"twice\":\"in_n\" [label=\"u64\"];",
+        "\"output:words\" [shape=Mrecord, style=bold, label=\"{ { <in_value> value: u64 } | words\\n(output) }\"];",
+        "\"m\":\"out_words\" -> \"output:words\":\"in_value\" [label=\"u64\"];",
+        "\"twice\":\"out_output\" -> \"output:twice\":\"in_value\" [label=\"u64\"];",
+    ] {
+        assert!(dot.contains(line), "{line} in {dot}");
+    }
+    // No warning about an unknown port (`m`'s fields), and both outputs drawn.
+    let svg = dot_to_svg(&dot);
+    assert!(svg.contains("(output)"), "{svg}");
+
+    let mermaid = stdout_of(run(&["--format", "mermaid"]));
+    for line in [
+        "n1[\"m (fn)<br/>words: u64<br/>chars: u64\"]",
+        "o0([\"words (output)<br/>u64\"])",
+        "n1 -->|\"words → words: u64\"| o0",
+        "o1([\"twice (output)<br/>u64\"])",
+        "n2 -->|\"output → twice: u64\"| o1",
+    ] {
+        assert!(mermaid.contains(line), "{line} in {mermaid}");
+    }
+}
+
+/// A project running `fixtures/cargo_daggr_graph/pipelines.rs`, with a second binary
+/// and `default-run` naming the first.
+fn pipelines_project() -> tempfile::TempDir {
+    project(
+        "graph-pipelines",
+        "default-run = \"graph-pipelines\"",
+        &[
+            ("src/main.rs", &fixture("pipelines.rs")),
+            ("src/bin/other.rs", &fixture("other_bin.rs")),
+        ],
+    )
+}
+
+#[test]
+fn the_pipeline_asked_for_when_building() {
+    let project = pipelines_project();
+    let project = project.path();
+
+    // No --bin: `default-run` picks the binary, as for `cargo run`. The program builds
+    // `First` first; that it defines `Second` too is said.
+    let (ir, stderr) = json_and_stderr(run_on(project, &[]));
+    assert_eq!(ir["name"], "First");
     assert!(
-        stderr.contains("several bin targets (") && stderr.contains("--bin"),
+        stderr.contains(
+            "cargo daggr: showing `First`, the first pipeline the target `graph-pipelines` builds; its sources also declare Second (choose with --pipeline)"
+        ),
         "{stderr}"
+    );
+    // Fields ports and named outputs, in every format, from the built graph.
+    check_first(project, &["--pipeline", "First"]);
+
+    // The second pipeline: the program stops at its first build, so it is read from the
+    // sources, and the user is told.
+    let (ir, stderr) = json_and_stderr(run_on(project, &["--pipeline", "Second"]));
+    assert_eq!(ir["name"], "Second", "{ir}");
+    assert_eq!(
+        ir["outputs"],
+        serde_json::json!([{ "name": "loud", "type": "String", "from": "loud", "from_port": "output" }])
+    );
+    assert!(
+        stderr.contains(
+            "cargo daggr: the target `graph-pipelines` stops at the first pipeline it builds, `First`; `Second` is read from its sources instead (as with --static)"
+        ),
+        "{stderr}"
+    );
+
+    // An unknown name fails, naming the pipelines there are.
+    let out = run_on(project, &["--pipeline", "Nope"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.ends_with("error: no pipeline named `Nope`; found: First, Second\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn fields_and_named_outputs_when_reading_sources() {
+    let project = pipelines_project();
+    let project = project.path();
+    check_first(project, &["--static", "--bin", "graph-pipelines"]);
+    let (ir, _) = json_and_stderr(run_on(
+        project,
+        &[
+            "--static",
+            "--bin",
+            "graph-pipelines",
+            "--pipeline",
+            "Second",
+        ],
+    ));
+    assert_eq!(ir["name"], "Second");
+    assert_eq!(ir["outputs"][0]["name"], "loud");
+
+    let out = run_on(
+        project,
+        &["--static", "--bin", "graph-pipelines", "--pipeline", "Nope"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr,
+        "error: no pipeline named `Nope`; found: First, Second\n"
+    );
+}
+
+/// Where `needle` is in `text`: its 1-based line and column.
+fn position_of(text: &str, needle: &str) -> (usize, usize) {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} in the fixture"));
+    let line = text[..at].matches('\n').count() + 1;
+    let column = text[..at].rsplit('\n').next().unwrap().chars().count() + 1;
+    (line, column)
+}
+
+#[test]
+fn static_reading_of_a_pipeline_that_does_not_compile_fails_with_the_macros_error() {
+    let source = fixture("broken.rs");
+    let project = project("graph-broken", "", &[("src/main.rs", &source)]);
+    let project = project.path();
+    let main = project.join("src/main.rs");
+    let main = main.display();
+    let at = |needle: &str, offset: usize| {
+        let (line, column) = position_of(&source, needle);
+        format!("{main}:{line}:{}", column + offset)
+    };
+    let cases = [
+        (
+            "UnknownNode",
+            format!(
+                "{}: unknown node `promt`; did you mean `prompt`?",
+                at("promt);", 0)
+            ),
+        ),
+        (
+            "UnknownInputPort",
+            format!(
+                "{}: node `loud` (`shout`) has no input `txt`; did you mean `text`?",
+                at("txt: prompt", 0)
+            ),
+        ),
+        (
+            "UnknownOutputPort",
+            format!(
+                "{}: node `s` (`stats`) has no output `word`; did you mean `words`?",
+                at("s.word)", 2)
+            ),
+        ),
+        (
+            "MissingDefault",
+            format!(
+                "{}: pipeline input `text` needs a default value: `text: String = …`",
+                at("String }", 0)
+            ),
+        ),
+        (
+            "MissingSemicolon",
+            format!("{}: expected `;`", at("}\n    }\n}\n\nfn main", 0)),
+        ),
+    ];
+    for (pipeline, mistake) in cases {
+        for format in ["json", "mermaid", "dot"] {
+            let out = run_on(
+                project,
+                &["--static", "--pipeline", pipeline, "--format", format],
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{pipeline}: {stderr}");
+            assert!(out.stdout.is_empty(), "no graph for {pipeline}");
+            assert_eq!(
+                stderr,
+                format!("error: pipeline `{pipeline}` ({main}) does not compile:\n  {mistake}\n"),
+            );
+        }
+    }
+    // The first pipeline is the one shown by default: an error too, not a graph with an
+    // edge from a node that is not there.
+    let out = run_on(project, &["--static", "--format", "mermaid"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown node `promt`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

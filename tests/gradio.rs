@@ -1278,7 +1278,11 @@ async fn preflight_checks_every_node_before_any_runs_and_keeps_the_connections()
     assert!(text.contains("did you mean `text`?"), "{text}");
     assert_eq!(submits(&proxy, "slow"), 0, "the slow first step never ran");
     let configs = || proxy.seen().iter().filter(|s| s.path == "/config").count();
-    assert_eq!(configs(), 3, "the three nodes connected");
+    assert_eq!(
+        configs(),
+        1,
+        "the three nodes connected, sharing one connection to the app"
+    );
 
     // One mistake is returned as it is.
     let mut g = Graph::new("one").cache(cache.clone());
@@ -1291,10 +1295,14 @@ async fn preflight_checks_every_node_before_any_runs_and_keeps_the_connections()
     let out = g.add(upper(&proxy.url), (constant("ok".to_string()),));
     let pipeline = g.build().unwrap();
     pipeline.preflight().await.unwrap();
-    assert_eq!(configs(), 4, "preflight read /config");
+    assert_eq!(
+        configs(),
+        2,
+        "preflight read /config (the first pipeline, and its connection, are gone)"
+    );
     let report = pipeline.run(Scope::All).await.unwrap();
     assert_eq!(*report.value(&out).unwrap(), "OK");
-    assert_eq!(configs(), 4, "the run connected no second time");
+    assert_eq!(configs(), 2, "the run connected no second time");
 }
 
 // ---------- issue 12: stale or detached remote work ----------

@@ -2,7 +2,9 @@
 //! JSON (the IR), DOT or Mermaid, either by building the target and asking it (the
 //! `DAGGR_EXPORT_GRAPH` handshake: the program writes its graph when it builds a pipeline
 //! and exits before any other work) or, with `--static`, by reading the sources
-//! ([`daggr_codegen::static_graph`]). `cargo daggr codegen gradio` writes typed bindings
+//! ([`daggr_codegen::static_graph`]). Either way the graph comes with the pipeline's named
+//! outputs (a program writes none: they are read from its `pipeline!`), and `--pipeline`
+//! picks one of several. `cargo daggr codegen gradio` writes typed bindings
 //! for a Gradio app's endpoints ([`daggr_codegen::gradio`]), from the app's live API
 //! description (asked through the runtime's Gradio client, see [`crate::app`]) or a
 //! saved one.
@@ -16,7 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use daggr::hf::hub::{default_hub, Target};
 use daggr::hf::HfToken;
 use daggr_codegen::gradio;
-use daggr_codegen::ir::GraphIr;
+use daggr_codegen::ir::PipelineIr;
 use daggr_codegen::static_graph::{StaticGraphError, StaticSources};
 
 /// The environment variable of the graph handshake (the runtime reads it in `Graph::build`).
@@ -102,7 +104,7 @@ pub enum Format {
 }
 
 /// `cargo daggr graph` arguments.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct GraphArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]
@@ -114,7 +116,8 @@ pub struct GraphArgs {
     /// `pipeline!` invocations; graphs assembled at run time are not seen).
     #[arg(long = "static")]
     pub static_: bool,
-    /// With several `pipeline!` types, the one to print.
+    /// With several pipelines, the one to print (its `pipeline!` type's name, or the
+    /// name given to `Graph::new`).
     #[arg(long)]
     pub pipeline: Option<String>,
     /// Package to use.
@@ -123,7 +126,7 @@ pub struct GraphArgs {
     /// Example target.
     #[arg(long, conflicts_with = "bin")]
     pub example: Option<String>,
-    /// Binary target.
+    /// Binary target (default: the package's only binary, or its `default-run`).
     #[arg(long)]
     pub bin: Option<String>,
     /// Path to Cargo.toml.
@@ -163,6 +166,10 @@ pub enum CliError {
     /// Cargo failed or printed something unexpected.
     #[error("cargo {0}")]
     Cargo(String),
+    /// Which target to build is not clear (several binaries and no `--bin`), or there is
+    /// none.
+    #[error("{0}")]
+    Target(String),
     /// The target ran but never built a pipeline.
     #[error("{0} never built a daggr pipeline (no graph was written); does it call `Graph::build`, `new()` or `build()` on a pipeline?")]
     NoGraph(String),
@@ -310,8 +317,144 @@ pub fn codegen_gradio(args: &GradioArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Builds the target, runs it with the handshake variable, and reads the graph it wrote.
-pub fn built_graph(args: &GraphArgs) -> Result<GraphIr, CliError> {
+/// Builds the target, runs it with the handshake variable, and reads the graph it wrote;
+/// then honours `--pipeline` and adds the pipeline's named outputs, from the target's
+/// sources (see [`choose_pipeline`]).
+pub fn built_graph(args: &GraphArgs) -> Result<PipelineIr, CliError> {
+    let args = &choose_target(args)?;
+    let (name, built) = build_and_ask(args)?;
+    // The `pipeline!`s the target's sources declare: the other pipelines it defines, and
+    // the named outputs, which the graph the program writes does not carry. Best effort:
+    // the graph was built, whatever the sources say.
+    let sources = read_sources(args).ok();
+    choose_pipeline(args, &name, built, sources.as_ref())
+}
+
+/// Honours `--pipeline` for a graph the target built (the program stops at the first
+/// pipeline it builds): that graph when it is the one named; else the named `pipeline!`
+/// read from the sources (with a note), or an error listing the pipelines found. Adds the
+/// `pipeline!`'s named outputs to the graph.
+pub fn choose_pipeline(
+    args: &GraphArgs,
+    target: &str,
+    mut built: PipelineIr,
+    sources: Option<&StaticSources>,
+) -> Result<PipelineIr, CliError> {
+    let built_name = built.graph.name.clone();
+    let declared = sources
+        .map(StaticSources::pipeline_names)
+        .unwrap_or_default();
+    match (&args.pipeline, sources) {
+        (Some(wanted), _) if *wanted == built_name => {}
+        (Some(wanted), Some(sources)) if declared.contains(wanted) => {
+            eprintln!(
+                "cargo daggr: the target `{target}` stops at the first pipeline it builds, `{built_name}`; `{wanted}` is read from its sources instead (as with --static)"
+            );
+            return Ok(sources.graph(Some(wanted))?);
+        }
+        (Some(wanted), _) => {
+            let mut found = vec![built_name.clone()];
+            found.extend(declared.into_iter().filter(|n| *n != built_name));
+            return Err(StaticGraphError::UnknownPipeline {
+                name: wanted.clone(),
+                found: found.join(", "),
+            }
+            .into());
+        }
+        (None, _) => {
+            let others: Vec<&String> = declared.iter().filter(|n| **n != built_name).collect();
+            if !others.is_empty() {
+                let names: Vec<&str> = others.iter().map(|n| n.as_str()).collect();
+                eprintln!(
+                    "cargo daggr: showing `{built_name}`, the first pipeline the target `{target}` builds; its sources also declare {} (choose with --pipeline)",
+                    names.join(", ")
+                );
+            }
+        }
+    }
+    if built.outputs.is_empty() {
+        if let Some(sources) = sources {
+            built.outputs = sources.outputs_of(&built.graph);
+        }
+    }
+    Ok(built)
+}
+
+/// The target to build when neither `--bin` nor `--example` names one, chosen before
+/// building, as `cargo run` chooses: the package's one binary, or its `default-run`.
+/// Several binaries, or none, are an error saying which there are.
+fn choose_target(args: &GraphArgs) -> Result<GraphArgs, CliError> {
+    if args.bin.is_some() || args.example.is_some() {
+        return Ok(args.clone());
+    }
+    let meta = metadata(args)?;
+    let packages = candidate_packages(&meta, args)?;
+    let bins = |p: &Package| -> Vec<String> {
+        p.targets
+            .iter()
+            .filter(|t| t.is_bin())
+            .map(|t| t.name.clone())
+            .collect()
+    };
+    let with_bins: Vec<(&Package, Vec<String>)> = packages
+        .iter()
+        .map(|p| (*p, bins(p)))
+        .filter(|(_, b)| !b.is_empty())
+        .collect();
+    let chosen = match with_bins.as_slice() {
+        [] => {
+            let shown: Vec<String> = packages.iter().map(|p| format!("`{}`", p.name)).collect();
+            let examples: Vec<&str> = packages
+                .iter()
+                .flat_map(|p| p.targets.iter().filter(|t| t.is_example()))
+                .map(|t| t.name.as_str())
+                .collect();
+            let what = if packages.len() == 1 {
+                format!("package {}", shown.join(""))
+            } else {
+                format!("packages {}", shown.join(", "))
+            };
+            return Err(CliError::Target(if examples.is_empty() {
+                format!("{what} has no binary to build and run; use --static to read its sources")
+            } else {
+                format!(
+                    "{what} has no binary to build and run; pass --example NAME to pick an example ({}), or use --static to read its sources",
+                    examples.join(", ")
+                )
+            }));
+        }
+        [(_, bins)] if bins.len() == 1 => bins[0].clone(),
+        [(package, bins)] => match &package.default_run {
+            Some(default) => default.clone(),
+            None => {
+                return Err(CliError::Target(format!(
+                    "package `{}` has {} binaries ({}); pass --bin NAME to pick one (or set `default-run` in its Cargo.toml)",
+                    package.name,
+                    bins.len(),
+                    bins.join(", ")
+                )))
+            }
+        },
+        several => {
+            let count: usize = several.iter().map(|(_, b)| b.len()).sum();
+            let listed: Vec<String> = several
+                .iter()
+                .map(|(p, b)| format!("{} in `{}`", b.join(", "), p.name))
+                .collect();
+            return Err(CliError::Target(format!(
+                "this workspace has {count} binaries ({}); pass --bin NAME to pick one",
+                listed.join("; ")
+            )));
+        }
+    };
+    let mut chosen_args = args.clone();
+    chosen_args.bin = Some(chosen);
+    Ok(chosen_args)
+}
+
+/// Builds the target `args` select, runs it with the handshake variable, and reads the
+/// graph it wrote: the target's name and the graph.
+fn build_and_ask(args: &GraphArgs) -> Result<(String, PipelineIr), CliError> {
     let mut build = cargo();
     build
         .arg("build")
@@ -390,8 +533,9 @@ pub fn built_graph(args: &GraphArgs) -> Result<GraphIr, CliError> {
         }
         _ => CliError::Io(format!("reading the graph `{name}` wrote: {e}")),
     })?;
-    GraphIr::from_json(&text)
-        .map_err(|e| CliError::Io(format!("the graph `{name}` wrote is not valid: {e}")))
+    let ir = PipelineIr::from_json(&text)
+        .map_err(|e| CliError::Io(format!("the graph `{name}` wrote is not valid: {e}")))?;
+    Ok((name, ir))
 }
 
 /// Runs `command` to its end, or kills it after `timeout` (then `Ok(None)`).
@@ -469,32 +613,38 @@ fn current_packages<'m>(meta: &'m Metadata, manifest: Option<&Path>) -> Vec<&'m 
     }
 }
 
+/// The packages `args` select: `--package`, or those cargo would choose without it.
+fn candidate_packages<'m>(
+    meta: &'m Metadata,
+    args: &GraphArgs,
+) -> Result<Vec<&'m Package>, CliError> {
+    let Some(name) = &args.package else {
+        return Ok(current_packages(meta, manifest(args).as_deref()));
+    };
+    let package = meta
+        .workspace_packages()
+        .into_iter()
+        .find(|p| p.name.as_str() == name.as_str())
+        .ok_or_else(|| {
+            let names: Vec<&str> = meta
+                .workspace_packages()
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            CliError::Cargo(format!(
+                "no package `{name}` in the workspace (its packages: {})",
+                names.join(", ")
+            ))
+        })?;
+    Ok(vec![package])
+}
+
 /// The package and target files `--static` reads: the selected example or binary (all
 /// binaries when none is named) and the package's library, whose `#[fn_node]`
 /// functions give port types.
 fn static_sources(args: &GraphArgs) -> Result<Vec<PathBuf>, CliError> {
     let meta = metadata(args)?;
-    let candidates: Vec<&Package> = match &args.package {
-        Some(name) => {
-            let package = meta
-                .workspace_packages()
-                .into_iter()
-                .find(|p| p.name.as_str() == name.as_str())
-                .ok_or_else(|| {
-                    let names: Vec<&str> = meta
-                        .workspace_packages()
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect();
-                    CliError::Cargo(format!(
-                        "no package `{name}` in the workspace (its packages: {})",
-                        names.join(", ")
-                    ))
-                })?;
-            vec![package]
-        }
-        None => current_packages(&meta, manifest(args).as_deref()),
-    };
+    let candidates = candidate_packages(&meta, args)?;
     let (kind, wanted) = match (&args.example, &args.bin) {
         (Some(e), _) => ("example", Some(e.as_str())),
         (_, Some(b)) => ("bin", Some(b.as_str())),
@@ -586,13 +736,34 @@ fn collect_rs(dir: &Path, into: &mut Vec<PathBuf>) {
     }
 }
 
-/// Reads the target's sources for `#[fn_node]` functions and `pipeline!` invocations.
-pub fn static_graph(args: &GraphArgs) -> Result<GraphIr, CliError> {
+/// Reads the target's sources for `#[fn_node]` functions, `Outputs` structs and
+/// `pipeline!` invocations, named as the user would name them (relative to the current
+/// directory when under it), with errors saying where they are.
+pub fn read_sources(args: &GraphArgs) -> Result<StaticSources, CliError> {
     let files = static_sources(args)?;
     let mut sources = StaticSources::new();
+    // This crate enables proc-macro2's `span-locations`: tokens know their place.
+    sources.locate_with(|span| {
+        let start = span.start();
+        Some((start.line, start.column + 1))
+    });
+    let here = std::env::current_dir().ok();
     for file in &files {
-        sources.add_file(file)?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::Io(format!("reading {}: {e}", file.display())))?;
+        let shown = here
+            .as_ref()
+            .and_then(|d| file.strip_prefix(d).ok())
+            .unwrap_or(file);
+        sources.add_source(&shown.display().to_string(), &text)?;
     }
+    Ok(sources)
+}
+
+/// Reads the target's sources (see [`read_sources`]) and the graph of the `pipeline!`
+/// asked for, or of the first one.
+pub fn static_graph(args: &GraphArgs) -> Result<PipelineIr, CliError> {
+    let sources = read_sources(args)?;
     let names = sources.pipeline_names();
     if args.pipeline.is_none() && names.len() > 1 {
         eprintln!(
@@ -701,6 +872,117 @@ mod tests {
             panic!("parsed as graph");
         };
         graph
+    }
+
+    const TWO_PIPELINES: &str = r#"
+        #[fn_node] fn shout(text: String) -> String { text }
+        pipeline! {
+            struct First {
+                inputs { text: String = String::new() }
+                nodes { loud = shout(text: text); }
+                outputs { loud: String = loud }
+            }
+        }
+        pipeline! {
+            struct Second {
+                inputs { text: String = String::new() }
+                nodes { quiet = shout(text: text); }
+            }
+        }
+    "#;
+
+    #[test]
+    fn the_pipeline_asked_for_is_the_one_given() {
+        let mut sources = StaticSources::new();
+        sources.add_source("main.rs", TWO_PIPELINES).unwrap();
+        // What the program writes: the graph, without its named outputs.
+        let built = PipelineIr::from(sources.graph(Some("First")).unwrap().graph);
+        let choose = |pipeline: Option<&str>| {
+            let mut args = graph_args(&[]);
+            args.pipeline = pipeline.map(str::to_string);
+            choose_pipeline(&args, "app", built.clone(), Some(&sources))
+        };
+        for pipeline in [None, Some("First")] {
+            let ir = choose(pipeline).unwrap();
+            assert_eq!(ir.graph.name, "First");
+            assert_eq!(ir.outputs.len(), 1, "the outputs come from the sources");
+            assert_eq!(
+                (ir.outputs[0].from.as_str(), ir.outputs[0].ty.as_str()),
+                ("loud", "String")
+            );
+        }
+        assert_eq!(choose(Some("Second")).unwrap().graph.name, "Second");
+        assert_eq!(
+            choose(Some("Nope")).unwrap_err().to_string(),
+            "no pipeline named `Nope`; found: First, Second"
+        );
+        // Sources that could not be read: the built graph is all there is.
+        let mut args = graph_args(&[]);
+        args.pipeline = Some("Second".into());
+        assert_eq!(
+            choose_pipeline(&args, "app", built.clone(), None)
+                .unwrap_err()
+                .to_string(),
+            "no pipeline named `Second`; found: First"
+        );
+    }
+
+    /// A package `demo` in a temporary directory, with `bins` binaries.
+    fn package(bins: &[&str], extra: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"demo\"\nversion = \"0.0.0\"\nedition = \"2021\"\n{extra}\n[workspace]\n"
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("src/bin")).unwrap();
+        std::fs::write(root.join("src/lib.rs"), "").unwrap();
+        for bin in bins {
+            std::fs::write(root.join(format!("src/bin/{bin}.rs")), "fn main() {}").unwrap();
+        }
+        dir
+    }
+
+    fn chosen(dir: &Path, args: &[&str]) -> Result<Option<String>, String> {
+        let manifest = dir.join("Cargo.toml");
+        let mut all = vec!["--manifest-path", manifest.to_str().unwrap()];
+        all.extend(args);
+        choose_target(&graph_args(&all))
+            .map(|a| a.bin)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_binary_is_chosen_before_building() {
+        let three = package(&["a", "b", "c"], "");
+        assert_eq!(
+            chosen(three.path(), &[]).unwrap_err(),
+            "package `demo` has 3 binaries (a, b, c); pass --bin NAME to pick one (or set `default-run` in its Cargo.toml)"
+        );
+        assert_eq!(
+            chosen(three.path(), &["--bin", "b"]).unwrap().as_deref(),
+            Some("b")
+        );
+        let example = chosen(three.path(), &["--example", "x"]).unwrap();
+        assert_eq!(example, None, "an example is no binary");
+
+        let default_run = package(&["a", "b"], "default-run = \"b\"");
+        assert_eq!(
+            chosen(default_run.path(), &[]).unwrap().as_deref(),
+            Some("b")
+        );
+
+        let one = package(&["only"], "");
+        assert_eq!(chosen(one.path(), &[]).unwrap().as_deref(), Some("only"));
+
+        let none = package(&[], "");
+        assert_eq!(
+            chosen(none.path(), &[]).unwrap_err(),
+            "package `demo` has no binary to build and run; use --static to read its sources"
+        );
     }
 
     #[test]

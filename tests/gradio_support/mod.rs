@@ -132,6 +132,9 @@ pub struct GradioApp {
     pub log: PathBuf,
     /// The `auth=(user, password)` it runs with, if any.
     pub auth: Option<(String, String)>,
+    /// The app's own `GRADIO_TEMP_DIR` (where uploads go), once
+    /// [`GradioApp::restart_on_a_new_machine`] gave it one; else Gradio's default.
+    files: Option<tempfile::TempDir>,
 }
 
 impl GradioApp {
@@ -160,6 +163,7 @@ impl GradioApp {
             url: format!("http://127.0.0.1:{port}"),
             log: std::env::temp_dir().join(format!("daggr-gradio-{app}-{port}.log")),
             auth,
+            files: None,
         };
         me.launch();
         me
@@ -171,6 +175,9 @@ impl GradioApp {
         let mut command = Command::new(python());
         if let Some((user, password)) = &self.auth {
             command.env("FIXTURE_AUTH", format!("{user}:{password}"));
+        }
+        if let Some(files) = &self.files {
+            command.env("GRADIO_TEMP_DIR", files.path());
         }
         let child = command
             .arg(fixtures.join("_run.py"))
@@ -222,6 +229,15 @@ impl GradioApp {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();
+        self.launch();
+    }
+
+    /// Starts it again on the same port with an empty upload directory of its own (a
+    /// new `GRADIO_TEMP_DIR`), as a Space restarted in a new container: the files it was
+    /// sent before are gone, and their old paths are refused ("not uploaded by a user").
+    pub fn restart_on_a_new_machine(&mut self) {
+        self.kill();
+        self.files = Some(tempfile::tempdir().expect("a temporary upload directory"));
         self.launch();
     }
 }

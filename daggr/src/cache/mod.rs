@@ -369,14 +369,18 @@ impl Cache {
         if let Some(hit) = self.lookup(key, types, true) {
             return Some(hit);
         }
-        if self.0.shared.is_some() {
+        let found = match self.read_local(key).map(|bytes| (bytes, CacheSource::Disk)) {
             // A local miss asks the shared store: network I/O, on the blocking pool.
-            let (cache, key, types) = (self.clone(), *key, types.to_vec());
-            return tokio::task::spawn_blocking(move || cache.lookup(&key, &types, false))
+            None if self.0.shared.is_some() => {
+                let (cache, key, types) = (self.clone(), *key, types.to_vec());
+                tokio::task::spawn_blocking(move || {
+                    let bytes = cache.read_shared(&key)?;
+                    let values = cache.decode_record(&key, &bytes, &types)?;
+                    Some((values, CacheSource::Shared))
+                })
                 .await
-                .unwrap_or(None);
-        }
-        let found = match self.read_record(key) {
+                .unwrap_or(None)
+            }
             None => None,
             Some((bytes, source)) if names_a_blob(&bytes) => {
                 let (cache, key, types) = (self.clone(), *key, types.to_vec());

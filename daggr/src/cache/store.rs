@@ -92,7 +92,7 @@ impl Cache {
     /// local directory; the record is queued for the local directory too. A failure of the
     /// store is a miss (counted); a damaged object is a miss that the recomputed result
     /// replaces.
-    fn read_shared(&self, key: &CacheKey) -> Option<Vec<u8>> {
+    pub(super) fn read_shared(&self, key: &CacheKey) -> Option<Vec<u8>> {
         let shared = self.0.shared.as_ref()?;
         let store = &shared.store;
         let failed = |e: Error| {
@@ -158,7 +158,7 @@ impl Cache {
     }
 
     /// The stored record of `key` in the local directory, if there is a sound one.
-    fn read_local(&self, key: &CacheKey) -> Option<Vec<u8>> {
+    pub(super) fn read_local(&self, key: &CacheKey) -> Option<Vec<u8>> {
         match self.read_packed(key) {
             Some(Ok((_, record))) => return Some(record),
             Some(Err(())) => return None,

@@ -42,6 +42,8 @@ pub(super) struct Structure {
     pub(super) cache: Cache,
     pub(super) global: Arc<Semaphore>,
     pub(super) groups: HashMap<String, Arc<Semaphore>>,
+    /// The named outputs ([`Graph::name_output`](crate::Graph::name_output)).
+    pub(super) outputs: Vec<crate::graph::NamedOutput>,
 }
 
 /// One workspace: its input values, each node's current result, its event stream.

@@ -91,6 +91,7 @@ impl Pipeline {
             global: Arc::new(Semaphore::new(graph.concurrency)),
             groups,
             nodes,
+            outputs: graph.outputs,
         });
         Ok(Pipeline::workspace_of(structure))
     }
@@ -294,6 +295,12 @@ impl Pipeline {
     /// The cache this pipeline reads and writes.
     pub fn cache(&self) -> &Cache {
         &self.0.s.cache
+    }
+
+    /// The pipeline's named outputs ([`Graph::name_output`](crate::Graph::name_output)), in the
+    /// order they were named.
+    pub fn named_outputs(&self) -> &[crate::graph::NamedOutput] {
+        &self.0.s.outputs
     }
 
     /// The nodes, in insertion order.

@@ -352,7 +352,21 @@ pub struct Graph {
     pub(crate) cache: Option<Cache>,
     pub(crate) concurrency: usize,
     pub(crate) group_limits: HashMap<String, usize>,
+    /// The pipeline's named outputs, in the order they were named.
+    pub(crate) outputs: Vec<NamedOutput>,
     problems: Vec<Error>,
+}
+
+/// One of a pipeline's named outputs ([`Graph::name_output`]): what a call of the workflow API
+/// returns under `name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedOutput {
+    /// The output's name.
+    pub name: String,
+    /// The node it reads (index in declaration order).
+    pub node: usize,
+    /// The output port of that node.
+    pub port: usize,
 }
 
 impl Graph {
@@ -368,6 +382,7 @@ impl Graph {
             cache: None,
             concurrency: 64,
             group_limits: HashMap::new(),
+            outputs: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -396,6 +411,37 @@ impl Graph {
     pub fn input<T: PortValue>(&mut self, name: impl Into<String>, default: T) -> Output<T> {
         let node = input::InputNode::<T>::new(name.into());
         self.add(node, (constant(default),))
+    }
+
+    /// Names `out` as one of the pipeline's outputs: what a call of the workflow API
+    /// (`POST /api/call`) returns, under `name`. Without named outputs, a call returns the
+    /// outputs no node reads. A name used twice, or a handle from another graph, is an
+    /// error at [`Graph::build`].
+    pub fn name_output<T: PortValue>(&mut self, name: impl Into<String>, out: &Output<T>) {
+        let name = name.into();
+        if out.graph != 0 && out.graph != self.id {
+            self.problems.push(Error::Failed {
+                node: name.clone(),
+                message: format!(
+                    "output `{name}` of graph `{}` names a handle from {}: name an output of a node of this graph",
+                    self.name,
+                    graph_label(out.graph)
+                ),
+            });
+            return;
+        }
+        if self.outputs.iter().any(|o| o.name == name) {
+            self.problems.push(Error::Failed {
+                node: name.clone(),
+                message: format!("output `{name}` is named twice: every output needs its own name"),
+            });
+            return;
+        }
+        self.outputs.push(NamedOutput {
+            name,
+            node: out.node,
+            port: out.port,
+        });
     }
 
     /// Adds a typed node, wiring its inputs from `inputs` (a tuple with one source per argument).

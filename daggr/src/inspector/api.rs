@@ -26,7 +26,7 @@ use crate::sheet::NodePosition;
 use crate::{Error, Pipeline, Scope};
 
 /// A JSON error response.
-pub(crate) struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -52,11 +52,11 @@ impl From<Error> for ApiError {
     }
 }
 
-fn bad(message: impl Into<String>) -> ApiError {
+pub(super) fn bad(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 /// The longest name (sheet, node, port) or scope accepted, in bytes. Checked before any
 /// work: an unknown name is compared with every known one for a "did you mean".
@@ -81,7 +81,9 @@ fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     serde_json::from_slice(&body_of(body)?).map_err(|e| bad(format!("invalid JSON body: {e}")))
 }
 
@@ -176,6 +178,11 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             post(upload_blob).layer(DefaultBodyLimit::max(app.max_upload)),
         )
         .route("/api/blobs/{integrity}", get(get_blob))
+        .route(
+            "/api/call",
+            post(super::workflow::call).layer(DefaultBodyLimit::max(INPUT_BODY_LIMIT)),
+        )
+        .route("/api/openapi.json", get(super::workflow::openapi))
         .route("/", get(index));
     Router::new()
         .merge(api)

@@ -20,6 +20,7 @@ mod api;
 mod assets;
 mod layout;
 mod live;
+mod workflow;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -130,6 +131,8 @@ pub(crate) struct App {
     pub(crate) max_upload: usize,
     pub(crate) graph: serde_json::Value,
     pub(crate) shutdown: CancellationToken,
+    /// The workflow API's call slots.
+    pub(crate) calls: workflow::CallLimits,
 }
 
 impl App {
@@ -338,6 +341,7 @@ impl Inspector {
             token,
             max_upload,
             shutdown: CancellationToken::new(),
+            calls: Default::default(),
         });
         let sheet = store.open_or_create(pipeline, &options.sheet)?;
         app.adopt(sheet);

@@ -8,6 +8,8 @@
 //! to a content-addressed blob (see [`crate::value::media`]).
 
 pub mod media;
+#[cfg(feature = "inspector")]
+mod schema;
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -42,6 +44,8 @@ pub struct PortType {
     name: &'static str,
     decode: fn(&[u8]) -> Result<ErasedValue, serde_json::Error>,
     reencode: fn(&(dyn Any + Send + Sync)) -> Option<serde_json::Value>,
+    #[cfg(feature = "inspector")]
+    schema: fn() -> serde_json::Value,
 }
 
 impl PortType {
@@ -52,7 +56,16 @@ impl PortType {
             name: std::any::type_name::<T>(),
             decode: decode_erased::<T>,
             reencode: reencode_erased::<T>,
+            #[cfg(feature = "inspector")]
+            schema: schema::schema_of::<T>,
         }
+    }
+
+    /// The JSON Schema of the type's JSON form (for the workflow API's OpenAPI document),
+    /// read from its serde implementation; `{}` (any JSON) when it cannot be traced.
+    #[cfg(feature = "inspector")]
+    pub fn json_schema(&self) -> serde_json::Value {
+        (self.schema)()
     }
 
     /// The Rust type name, for messages (not stable across compilers: never used in persistent keys

@@ -7,11 +7,13 @@
 //! [`crate::RetryPolicy`] decides whether to run it again) and the remote job is cancelled.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value as Json};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use super::sse::apply_diff;
@@ -135,34 +137,233 @@ struct Dependency {
     generator: bool,
 }
 
-/// A connection to one Gradio app: what `/config` and `/info` said, and the HTTP client.
-/// Cheap to clone.
-#[derive(Clone)]
-pub struct GradioClient {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    node: String,
-    service: String,
-    base: String,
+/// What `/config` and `/info` said of one run of an app (one process: a restart is a new
+/// one), read once and shared by every client of the app.
+#[derive(Default)]
+struct AppConfig {
+    /// Which run of the app this describes, counted from 1 by the shared connection
+    /// (0: not read yet).
+    generation: u64,
+    /// `/config`'s `app_id`, which Gradio draws at random when the app starts: a new one
+    /// means a new process, which has forgotten the files sent to the old one.
+    app_id: Option<Json>,
     prefix: String,
     version: String,
     protocol_name: String,
     max_file_size: Option<u64>,
     dependencies: Vec<Dependency>,
     endpoints: BTreeMap<String, EndpointInfo>,
-    /// The caller's client, else the same as `guarded`.
-    http: reqwest::Client,
-    /// daggr's own, whose redirects never take the token off Hugging Face.
+}
+
+/// Which clients share a connection: the same app, the same credentials and the same
+/// HTTP client settings. Secrets are kept as hashes, never as themselves.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct AppKey {
+    base: String,
+    token: Option<[u8; 32]>,
+    login: Option<[u8; 32]>,
+    /// The caller's HTTP client, by its settings (as its `Debug` shows them); a client
+    /// whose `Debug` hides a header (a sensitive one, a credential) shares with no one.
+    http_client: Option<[u8; 32]>,
+}
+
+/// A BLAKE3 hash of `parts`, each prefixed by its length (so that no two lists of parts
+/// hash alike by concatenation).
+fn digest(parts: &[&str]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+impl AppKey {
+    fn new(
+        base: &str,
+        token: Option<&HfToken>,
+        login: Option<&Login>,
+        options: &ClientOptions,
+    ) -> AppKey {
+        AppKey {
+            base: base.to_string(),
+            token: token.map(|t| digest(&["token", t.expose()])),
+            login: login.map(|l| digest(&["login", &l.username, &l.password])),
+            http_client: options.http_client.as_ref().map(|c| {
+                let shown = format!("{c:?}");
+                if shown.contains("Sensitive") {
+                    rand::random()
+                } else {
+                    digest(&["client", &shown])
+                }
+            }),
+        }
+    }
+}
+
+/// Which uploaded file a path stands for: its bytes (by their integrity hash), name and
+/// type, all of which the server's copy carries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct UploadKey {
+    integrity: String,
+    name: String,
+    mime: String,
+}
+
+/// The most uploaded files a connection remembers; past it, it forgets them all (they
+/// are uploaded again when next needed).
+const MAX_UPLOADS: usize = 4096;
+
+/// The connection to one app that all its clients with the same [`AppKey`] share: the
+/// app's description (read lazily, once per run of the app), the files already uploaded
+/// to it, and an HTTP client (one connection pool). Held by the clients (so by the nodes
+/// and the pipelines that hold them); the registry only points at it, so it ends with
+/// its last client.
+struct App {
+    base: String,
+    /// daggr's own HTTP client, whose redirects never take the token off Hugging Face.
     guarded: reqwest::Client,
     token: Option<HfToken>,
     login: Option<Login>,
+    /// The latest description read.
+    config: Mutex<Option<Arc<AppConfig>>>,
+    /// Held while the description is read or the app asked whether it restarted, so
+    /// that clients waiting together ask once.
+    refreshing: tokio::sync::Mutex<()>,
+    /// A request failed in a way a restart explains (it could not connect, a 502–504,
+    /// an event stream that broke): the next client to look asks the app whether it is
+    /// still the same run (`GET {prefix}/app_id`).
+    suspect: AtomicBool,
+    /// How many times the app was asked whether it restarted: clients that waited while
+    /// another asked take its answer rather than asking again.
+    probes: AtomicU64,
+    /// Server paths by file: each is uploaded once; waiting clients share the upload.
+    uploads: Mutex<HashMap<UploadKey, Arc<OnceCell<Json>>>>,
+}
+
+/// The shared connections, by key; an entry whose connection ended is dropped when
+/// another is added.
+fn apps() -> &'static Mutex<HashMap<AppKey, Weak<App>>> {
+    static APPS: OnceLock<Mutex<HashMap<AppKey, Weak<App>>>> = OnceLock::new();
+    APPS.get_or_init(Default::default)
+}
+
+impl App {
+    /// The connection to the app at `base` shared by the clients with the same key: the
+    /// live one, else a new one (nothing read yet).
+    fn shared(
+        base: &str,
+        token: Option<HfToken>,
+        login: Option<Login>,
+        options: &ClientOptions,
+    ) -> Result<Arc<App>, http_client::ClientError> {
+        let key = AppKey::new(base, token.as_ref(), login.as_ref(), options);
+        let mut apps = apps().lock().unwrap();
+        if let Some(app) = apps.get(&key).and_then(Weak::upgrade) {
+            return Ok(app);
+        }
+        apps.retain(|_, app| app.strong_count() > 0);
+        let app = Arc::new(App {
+            base: base.to_string(),
+            guarded: http_client::build(Redirects::KeepTokenOnHf, None)?,
+            token,
+            login,
+            config: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+            suspect: AtomicBool::new(false),
+            probes: AtomicU64::new(0),
+            uploads: Mutex::new(HashMap::new()),
+        });
+        apps.insert(key, Arc::downgrade(&app));
+        Ok(app)
+    }
+
+    fn config(&self) -> Option<Arc<AppConfig>> {
+        self.config.lock().unwrap().clone()
+    }
+
+    fn is_suspect(&self) -> bool {
+        self.suspect.load(Ordering::Relaxed)
+    }
+
+    fn mark_suspect(&self) {
+        self.suspect.store(true, Ordering::Relaxed);
+    }
+
+    /// The cell of an upload, new if the file was never uploaded.
+    fn upload_cell(&self, key: &UploadKey) -> Arc<OnceCell<Json>> {
+        let mut uploads = self.uploads.lock().unwrap();
+        if uploads.len() >= MAX_UPLOADS && !uploads.contains_key(key) {
+            uploads.retain(|_, cell| !cell.initialized());
+        }
+        uploads.entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets uploads (the server lost them), unless they were made again meanwhile.
+    fn forget(&self, reused: &[Reused]) {
+        let mut uploads = self.uploads.lock().unwrap();
+        for r in reused {
+            if uploads.get(&r.key).is_some_and(|c| Arc::ptr_eq(c, &r.cell)) {
+                uploads.remove(&r.key);
+            }
+        }
+    }
+}
+
+/// A file a call sent by a path uploaded before the call asked for it (by an earlier run,
+/// or another node): if the call fails because the server lost it, it is forgotten and
+/// uploaded again ([`GradioClient::recover`]).
+#[derive(Clone)]
+pub(crate) struct Reused {
+    key: UploadKey,
+    cell: Arc<OnceCell<Json>>,
+}
+
+/// What asking the app for its `app_id` told.
+enum Probe {
+    /// The same run of the app as described.
+    Same,
+    /// Another run: the app restarted.
+    Changed,
+    /// Nothing known: no answer (`answered` false: the app is unreachable) or no id.
+    Unknown { answered: bool },
+}
+
+/// How long asking the app whether it restarted may take (one try, no retries: the
+/// answer only saves work, and a down app is reported by the call that follows).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client of one Gradio app: what `/config` and `/info` said, and the HTTP client.
+/// Cheap to clone.
+///
+/// Clients of the same app (base URL) with the same credentials (HF token, login) and
+/// HTTP client settings share one connection, for as long as one of them lives: the app's
+/// `/config` and `/info` are read once (by the first client; the others wait for it),
+/// a file is uploaded once per app and content (its later uses send the server's path
+/// again), and requests share one pool of HTTP connections. The login session
+/// ([`Login`]) stays each client's own.
+#[derive(Clone)]
+pub struct GradioClient {
+    inner: Arc<Inner>,
+}
+
+/// One client's view of a shared [`App`]: its own name in errors, options and HTTP
+/// client, and the description it was made with.
+struct Inner {
+    node: String,
+    service: String,
+    /// The shared connection.
+    app: Arc<App>,
+    /// The app's description this client goes by.
+    config: Arc<AppConfig>,
+    /// The caller's client, else the same as the app's `guarded`.
+    http: reqwest::Client,
     /// The `Cookie` header of the current login session (`name=value; …`), sent only to
-    /// this app's origin.
-    cookies: Mutex<Option<String>>,
+    /// this app's origin; kept by the client's later views ([`GradioClient::refreshed`]).
+    cookies: Arc<Mutex<Option<String>>>,
     options: ClientOptions,
-    uploads: Mutex<HashMap<String, Json>>,
+    /// Whether connecting read the description (rather than finding it read).
+    read_here: bool,
 }
 
 /// A short random id for a queue session.
@@ -247,9 +448,11 @@ fn parse_version(v: &str) -> (u64, u64) {
 
 impl GradioClient {
     /// Connects to the app at `base`: logs in with `login` if given (`POST {base}/login`),
-    /// then reads `/config` and `{prefix}/info`. `node` and `service` name the caller and
-    /// the app in errors (`"Space owner/name"`); the token goes only to Hugging Face
-    /// hosts, the login's session cookies only to the app's own origin.
+    /// then reads `/config` and `{prefix}/info`, unless a live client of the same app
+    /// with the same credentials and HTTP client settings has read them already (then
+    /// its connection is shared, see [`GradioClient`]). `node` and `service` name the
+    /// caller and the app in errors (`"Space owner/name"`); the token goes only to
+    /// Hugging Face hosts, the login's session cookies only to the app's own origin.
     pub async fn connect(
         base: &str,
         node: &str,
@@ -258,123 +461,141 @@ impl GradioClient {
         login: Option<Login>,
         options: ClientOptions,
     ) -> Result<GradioClient, Error> {
-        let guarded =
-            http_client::build(Redirects::KeepTokenOnHf, None).map_err(|e| Error::Remote {
-                node: node.to_string(),
-                service: service.to_string(),
-                endpoint: "/config".into(),
-                status: None,
-                message: e.to_string(),
-            })?;
+        let base = base.trim_end_matches('/');
+        let app = App::shared(base, token, login, &options).map_err(|e| Error::Remote {
+            node: node.to_string(),
+            service: service.to_string(),
+            endpoint: "/config".into(),
+            status: None,
+            message: e.to_string(),
+        })?;
         let http = options
             .http_client
             .clone()
-            .unwrap_or_else(|| guarded.clone());
+            .unwrap_or_else(|| app.guarded.clone());
         let mut inner = Inner {
             node: node.to_string(),
             service: service.to_string(),
-            base: base.trim_end_matches('/').to_string(),
-            prefix: String::new(),
-            version: String::new(),
-            protocol_name: String::new(),
-            max_file_size: None,
-            dependencies: Vec::new(),
-            endpoints: BTreeMap::new(),
+            app,
+            config: Arc::default(),
             http,
-            guarded,
-            token,
-            login,
-            cookies: Mutex::new(None),
+            cookies: Arc::default(),
             options,
-            uploads: Mutex::new(HashMap::new()),
+            read_here: false,
         };
         let never = CancellationToken::new();
         // An app with a login answers 401 on every route, /config included, until then.
         inner.log_in(&never).await?;
-        let config_url = format!("{}/config", inner.base);
-        let response = inner
-            .send("/config", &never, &mut |_| {}, &config_url, |http, u| {
-                http.get(u).timeout(inner.options.request_timeout)
-            })
-            .await?;
-        let config: Json = inner.json_body("/config", response).await?;
-        inner.prefix = config
-            .get("api_prefix")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .trim_end_matches('/')
-            .to_string();
-        inner.version = config
-            .get("version")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
-        inner.protocol_name = config
-            .get("protocol")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
-        inner.max_file_size = config.get("max_file_size").and_then(Json::as_u64);
-        inner.dependencies = config
-            .get("dependencies")
-            .and_then(Json::as_array)
-            .map(|deps| {
-                deps.iter()
-                    .enumerate()
-                    .map(|(i, d)| Dependency {
-                        fn_index: d.get("id").and_then(Json::as_u64).unwrap_or(i as u64),
-                        api_name: d
-                            .get("api_name")
-                            .and_then(Json::as_str)
-                            .map(|s| s.trim_start_matches('/').to_string()),
-                        generator: d.pointer("/types/generator").and_then(Json::as_bool)
-                            == Some(true),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let info_url = format!("{}{}/info", inner.base, inner.prefix);
-        let response = inner
-            .send("/info", &never, &mut |_| {}, &info_url, |http, u| {
-                http.get(u)
-                    .query(&[("serialize", "False")])
-                    .timeout(inner.options.request_timeout)
-            })
-            .await;
-        // An app may hide its API description; calls then go by position.
-        if let Ok(response) = response {
-            if let Ok(info) = inner.json_body("/info", response).await {
-                inner.endpoints = parse_info(&info).unwrap_or_default();
-            }
-        }
+        let (config, read_here) = inner.refresh(0, false, &never).await?;
+        inner.config = config;
+        inner.read_here = read_here;
         Ok(GradioClient {
             inner: Arc::new(inner),
         })
     }
 
+    /// This client with another description of the app (the same login session).
+    fn with_config(&self, config: Arc<AppConfig>) -> GradioClient {
+        let i = &self.inner;
+        GradioClient {
+            inner: Arc::new(Inner {
+                node: i.node.clone(),
+                service: i.service.clone(),
+                app: i.app.clone(),
+                config,
+                http: i.http.clone(),
+                cookies: i.cookies.clone(),
+                options: i.options.clone(),
+                read_here: false,
+            }),
+        }
+    }
+
+    /// Which run of the app this client's description is of (see [`AppConfig`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.config.generation
+    }
+
+    /// Whether connecting read the app's description itself (not shared from another
+    /// client): then it is as new as can be.
+    pub(crate) fn read_it_here(&self) -> bool {
+        self.inner.read_here
+    }
+
+    /// This client with the app's current description, if it changed since this client
+    /// was made: another client found that the app restarted, or a request of this
+    /// app's failed as a restart would make it fail and the app, asked now
+    /// (`GET {prefix}/app_id`), says it is a new run (then `/config` and `/info` are read
+    /// again, once for all clients). `None` when nothing changed or nothing can be told.
+    pub(crate) async fn refreshed(&self) -> Option<GradioClient> {
+        let never = CancellationToken::new();
+        let (config, _) = self
+            .inner
+            .refresh(self.generation(), false, &never)
+            .await
+            .ok()?;
+        (config.generation != self.generation()).then(|| self.with_config(config))
+    }
+
+    /// Like [`GradioClient::refreshed`], but asks the app whether it restarted even when
+    /// no request failed: for a description that may be old (found in the shared
+    /// connection) and just disagreed with what a node expects.
+    pub(crate) async fn restarted(&self) -> Option<GradioClient> {
+        let never = CancellationToken::new();
+        let (config, _) = self
+            .inner
+            .refresh(self.generation(), true, &never)
+            .await
+            .ok()?;
+        (config.generation != self.generation()).then(|| self.with_config(config))
+    }
+
+    /// After a call that sent `reused` files (uploaded before it asked for them) failed
+    /// with `error`: whether the server lost them, so that uploading them again and
+    /// calling once more can succeed. It did if the app restarted (asked as
+    /// [`GradioClient::restarted`] does) or if its error says a file is not there. Then
+    /// those uploads are forgotten and the client to call again with is returned (this
+    /// one, or one with the restarted app's description).
+    pub(crate) async fn recover(&self, error: &Error, reused: &[Reused]) -> Option<GradioClient> {
+        if reused.is_empty() || matches!(error, Error::Cancelled { .. }) {
+            return None;
+        }
+        let gone = match error {
+            Error::Remote { message, .. } => says_a_file_is_gone(message),
+            _ => false,
+        };
+        let restarted = self.restarted().await;
+        if restarted.is_none() && !gone {
+            return None;
+        }
+        self.inner.app.forget(reused);
+        tracing::debug!(node = %self.inner.node, restarted = restarted.is_some(), "the app lost uploaded files; uploading them again");
+        Some(restarted.unwrap_or_else(|| self.clone()))
+    }
+
     /// The app's base URL.
     pub fn base_url(&self) -> &str {
-        &self.inner.base
+        &self.inner.app.base
     }
 
     /// The API prefix: `/gradio_api` on Gradio 5 and 6, empty on 4.
     pub fn api_prefix(&self) -> &str {
-        &self.inner.prefix
+        &self.inner.config.prefix
     }
 
     /// The Gradio version the app reports.
     pub fn version(&self) -> &str {
-        &self.inner.version
+        &self.inner.config.version
     }
 
     /// The documented endpoints (`/info`), by API name with its leading slash.
     pub fn endpoints(&self) -> &BTreeMap<String, EndpointInfo> {
-        &self.inner.endpoints
+        &self.inner.config.endpoints
     }
 
     /// Whether the app has an endpoint `api` (`/name`), documented or not.
     pub fn has_endpoint(&self, api: &str) -> bool {
-        self.inner.endpoints.contains_key(api) || self.inner.dependency(api).is_some()
+        self.inner.config.endpoints.contains_key(api) || self.inner.dependency(api).is_some()
     }
 
     /// Whether `api` is a generator (it streams partial outputs).
@@ -384,8 +605,8 @@ impl GradioClient {
 
     /// The API names the app declares (`/name`).
     pub fn api_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.inner.endpoints.keys().cloned().collect();
-        for d in &self.inner.dependencies {
+        let mut names: Vec<String> = self.inner.config.endpoints.keys().cloned().collect();
+        for d in &self.inner.config.dependencies {
             if let Some(n) = &d.api_name {
                 let n = format!("/{n}");
                 if !names.contains(&n) {
@@ -401,8 +622,8 @@ impl GradioClient {
         let i = &self.inner;
         match i.options.protocol {
             Protocol::Auto => {
-                let (major, minor) = parse_version(&i.version);
-                if (major, minor) >= (6, 13) || i.protocol_name != "sse_v3" {
+                let (major, minor) = parse_version(&i.config.version);
+                if (major, minor) >= (6, 13) || i.config.protocol_name != "sse_v3" {
                     Protocol::Call
                 } else {
                     Protocol::Queue
@@ -452,7 +673,7 @@ impl GradioClient {
     ) -> Result<Vec<Json>, Error> {
         let i = &self.inner;
         let name = api.trim_start_matches('/');
-        let url = format!("{}{}/call/{name}", i.base, i.prefix);
+        let url = format!("{}{}/call/{name}", i.app.base, i.config.prefix);
         let body = json!({ "data": data });
         let response = i
             .send(api, cancel, on_update, &url, |http, u| {
@@ -512,7 +733,7 @@ impl GradioClient {
                             Json::String(s) => s.clone(),
                             _ => format!(
                                 "the app raised an error; Gradio {} sends no message on /call (Gradio ≥ 6.13 does; the queue protocol does on any version)",
-                                i.version
+                                i.config.version
                             ),
                         };
                         return Err(i.remote(api, None, message));
@@ -533,7 +754,7 @@ impl GradioClient {
     ) -> Result<Vec<Json>, Error> {
         let i = &self.inner;
         let session = session_hash();
-        let join_url = format!("{}{}/queue/join", i.base, i.prefix);
+        let join_url = format!("{}{}/queue/join", i.app.base, i.config.prefix);
         let body = json!({
             "data": data,
             "fn_index": dep.fn_index,
@@ -560,7 +781,7 @@ impl GradioClient {
             event_id: event_id.to_string(),
             armed: true,
         };
-        let data_url = format!("{}{}/queue/data", i.base, i.prefix);
+        let data_url = format!("{}{}/queue/data", i.app.base, i.config.prefix);
         let response = i
             .send(api, cancel, on_update, &data_url, |http, u| {
                 http.get(u).query(&[("session_hash", &session)])
@@ -673,7 +894,10 @@ impl GradioClient {
     }
 
     /// Uploads a file (`POST {prefix}/upload`) and returns its FileData object. The same
-    /// content (by `integrity`) is uploaded once per connection.
+    /// content (by `integrity`) with the same name and type is uploaded once per app
+    /// (the shared connection, see [`GradioClient`]), and its server path reused until
+    /// the app restarts; clients asking for it together wait for one upload. An empty
+    /// `integrity` uploads every time.
     pub async fn upload(
         &self,
         bytes: &[u8],
@@ -682,11 +906,23 @@ impl GradioClient {
         integrity: &str,
         cancel: &CancellationToken,
     ) -> Result<Json, Error> {
+        self.upload_tracked(bytes, name, mime, integrity, cancel)
+            .await
+            .map(|(file, _)| file)
+    }
+
+    /// [`GradioClient::upload`], saying whether the file had been uploaded before this
+    /// call asked for it (then the server may have lost it since).
+    pub(crate) async fn upload_tracked(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        mime: &str,
+        integrity: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(Json, Option<Reused>), Error> {
         let i = &self.inner;
-        if let Some(fd) = i.uploads.lock().unwrap().get(integrity) {
-            return Ok(fd.clone());
-        }
-        if let Some(max) = i.max_file_size {
+        if let Some(max) = i.config.max_file_size {
             if bytes.len() as u64 > max {
                 return Err(i.remote(
                     "/upload",
@@ -698,7 +934,38 @@ impl GradioClient {
                 ));
             }
         }
-        let url = format!("{}{}/upload", i.base, i.prefix);
+        if integrity.is_empty() {
+            let file = self.upload_now(bytes, name, mime, cancel).await?;
+            return Ok((file, None));
+        }
+        let key = UploadKey {
+            integrity: integrity.to_string(),
+            name: name.to_string(),
+            mime: mime.to_string(),
+        };
+        let cell = i.app.upload_cell(&key);
+        let mut uploaded_here = false;
+        let file = cell
+            .get_or_try_init(|| {
+                uploaded_here = true;
+                self.upload_now(bytes, name, mime, cancel)
+            })
+            .await?
+            .clone();
+        let reused = (!uploaded_here).then_some(Reused { key, cell });
+        Ok((file, reused))
+    }
+
+    /// Sends a file to `POST {prefix}/upload`; its FileData object.
+    async fn upload_now(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        mime: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Json, Error> {
+        let i = &self.inner;
+        let url = format!("{}{}/upload", i.app.base, i.config.prefix);
         let response = i
             .send("/upload", cancel, &mut |_| {}, &url, |http, u| {
                 let part = reqwest::multipart::Part::bytes(bytes.to_vec())
@@ -716,18 +983,13 @@ impl GradioClient {
         let Some(path) = paths.get(0).and_then(Json::as_str) else {
             return Err(i.remote("/upload", None, format!("unexpected answer {paths}")));
         };
-        let fd = json!({
+        Ok(json!({
             "path": path,
             "orig_name": name,
             "size": bytes.len(),
             "mime_type": mime,
             "meta": { "_type": "gradio.FileData" },
-        });
-        i.uploads
-            .lock()
-            .unwrap()
-            .insert(integrity.to_string(), fd.clone());
-        Ok(fd)
+        }))
     }
 
     /// Downloads a file output (a FileData object): its bytes, MIME type (when the
@@ -743,7 +1005,7 @@ impl GradioClient {
         let is_stream = file.get("is_stream").and_then(Json::as_bool) == Some(true);
         let url = match (path, url_field) {
             (Some(p), _) if !is_stream && !p.starts_with("http") => {
-                format!("{}{}/file={}", i.base, i.prefix, encode_path(p))
+                format!("{}{}/file={}", i.app.base, i.config.prefix, encode_path(p))
             }
             (_, Some(u)) => u.to_string(),
             (Some(p), None) => p.to_string(),
@@ -813,7 +1075,7 @@ impl GradioClient {
     /// Asks the server to cancel a job (best effort).
     async fn cancel(&self, fn_index: Option<u64>, session: &str, event_id: &str) {
         let i = &self.inner;
-        let url = format!("{}{}/cancel", i.base, i.prefix);
+        let url = format!("{}{}/cancel", i.app.base, i.config.prefix);
         let body = json!({ "fn_index": fn_index, "session_hash": session, "event_id": event_id });
         let request = i.authorize(
             i.client_for(&url)
@@ -881,9 +1143,171 @@ impl GradioClient {
 }
 
 impl Inner {
+    /// The app's description, for a client that knows generation `seen` of it (0: none):
+    /// read once per run of the app and shared. A description newer than `seen` is
+    /// returned as it is. Otherwise, when `force` is set or a failed request made the app
+    /// suspect, the app is asked whether it restarted (`GET {prefix}/app_id`, one try):
+    /// if it did, `/config` and `/info` are read again and the files uploaded to the
+    /// old run are forgotten. Clients asking together wait for one answer. The flag
+    /// says whether this call read the description.
+    async fn refresh(
+        &self,
+        seen: u64,
+        force: bool,
+        cancel: &CancellationToken,
+    ) -> Result<(Arc<AppConfig>, bool), Error> {
+        let app = &self.app;
+        let settled = |c: &AppConfig| c.generation > seen || !(force || app.is_suspect());
+        if let Some(c) = app.config().filter(|c| settled(c)) {
+            return Ok((c, false));
+        }
+        let probes = app.probes.load(Ordering::Relaxed);
+        let _refreshing = app.refreshing.lock().await;
+        let asked_meanwhile = app.probes.load(Ordering::Relaxed) != probes;
+        let generation = match app.config() {
+            Some(c) if settled(&c) || asked_meanwhile => return Ok((c, false)),
+            Some(c) => match self.probe(&c).await {
+                Probe::Same => {
+                    app.suspect.store(false, Ordering::Relaxed);
+                    return Ok((c, false));
+                }
+                Probe::Unknown { answered } => {
+                    if answered {
+                        app.suspect.store(false, Ordering::Relaxed);
+                    }
+                    return Ok((c, false));
+                }
+                Probe::Changed => {
+                    tracing::debug!(node = %self.node, app = %app.base, "the app restarted; reading its description again");
+                    c.generation + 1
+                }
+            },
+            None => 1,
+        };
+        let config = Arc::new(self.read_config(generation, cancel).await?);
+        if generation > 1 {
+            // A new run of the app: the files sent to the old one may be gone with it.
+            app.uploads.lock().unwrap().clear();
+        }
+        *app.config.lock().unwrap() = Some(config.clone());
+        app.suspect.store(false, Ordering::Relaxed);
+        Ok((config, true))
+    }
+
+    /// Reads `/config` and `{prefix}/info`.
+    async fn read_config(
+        &self,
+        generation: u64,
+        cancel: &CancellationToken,
+    ) -> Result<AppConfig, Error> {
+        let base = &self.app.base;
+        let config_url = format!("{base}/config");
+        let response = self
+            .send("/config", cancel, &mut |_| {}, &config_url, |http, u| {
+                http.get(u).timeout(self.options.request_timeout)
+            })
+            .await?;
+        let config: Json = self.json_body("/config", response).await?;
+        let text = |key: &str| {
+            config
+                .get(key)
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let mut read = AppConfig {
+            generation,
+            app_id: config.get("app_id").filter(|id| !id.is_null()).cloned(),
+            prefix: text("api_prefix").trim_end_matches('/').to_string(),
+            version: text("version"),
+            protocol_name: text("protocol"),
+            max_file_size: config.get("max_file_size").and_then(Json::as_u64),
+            dependencies: config
+                .get("dependencies")
+                .and_then(Json::as_array)
+                .map(|deps| {
+                    deps.iter()
+                        .enumerate()
+                        .map(|(i, d)| Dependency {
+                            fn_index: d.get("id").and_then(Json::as_u64).unwrap_or(i as u64),
+                            api_name: d
+                                .get("api_name")
+                                .and_then(Json::as_str)
+                                .map(|s| s.trim_start_matches('/').to_string()),
+                            generator: d.pointer("/types/generator").and_then(Json::as_bool)
+                                == Some(true),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            endpoints: BTreeMap::new(),
+        };
+        let info_url = format!("{base}{}/info", read.prefix);
+        let response = self
+            .send("/info", cancel, &mut |_| {}, &info_url, |http, u| {
+                http.get(u)
+                    .query(&[("serialize", "False")])
+                    .timeout(self.options.request_timeout)
+            })
+            .await;
+        // An app may hide its API description; calls then go by position.
+        if let Ok(response) = response {
+            if let Ok(info) = self.json_body("/info", response).await {
+                read.endpoints = parse_info(&info).unwrap_or_default();
+            }
+        }
+        Ok(read)
+    }
+
+    /// Asks the app whether it is still the run `known` describes: `GET {prefix}/app_id`
+    /// (Gradio 4, 5 and 6), once, without retries.
+    async fn probe(&self, known: &AppConfig) -> Probe {
+        let Some(id) = &known.app_id else {
+            return Probe::Unknown { answered: false };
+        };
+        let url = format!("{}{}/app_id", self.app.base, known.prefix);
+        let request = self.authorize(
+            self.client_for(&url)
+                .get(&url)
+                .timeout(PROBE_TIMEOUT.min(self.options.request_timeout)),
+            &url,
+        );
+        self.app.probes.fetch_add(1, Ordering::Relaxed);
+        let response = match request.send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(_) => return Probe::Unknown { answered: true },
+            Err(_) => return Probe::Unknown { answered: false },
+        };
+        match response.json::<Json>().await {
+            Ok(answer) => match answer.get("app_id") {
+                Some(now) if now == id => Probe::Same,
+                Some(now) if !now.is_null() => Probe::Changed,
+                _ => Probe::Unknown { answered: true },
+            },
+            Err(_) => Probe::Unknown { answered: true },
+        }
+    }
+}
+
+/// Whether a call's error says a file it was sent is not on the server (any more):
+/// Gradio 5 and 6 "Cannot move … because it was not uploaded by a user", Gradio 4
+/// "File … is not in the upload folder", or the file missing where its path says.
+fn says_a_file_is_gone(message: &str) -> bool {
+    [
+        "not uploaded by a user",
+        "is not in the upload folder",
+        "No such file or directory",
+        "FileNotFoundError",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
+impl Inner {
     fn dependency(&self, api: &str) -> Option<&Dependency> {
         let name = api.trim_start_matches('/');
-        self.dependencies
+        self.config
+            .dependencies
             .iter()
             .find(|d| d.api_name.as_deref() == Some(name))
     }
@@ -953,20 +1377,23 @@ impl Inner {
                 return Err(Error::Cancelled { node: self.node.clone() });
             }
         };
-        match next {
-            Err(_) => Err(self.silent(endpoint)),
-            Ok(None) => Err(self.ended(endpoint, mid_event)),
-            Ok(Some(Ok(chunk))) => Ok(chunk),
-            Ok(Some(Err(e))) => Err(self.broken(endpoint, &crate::node::event::error_chain(&e))),
-        }
+        let failed = match next {
+            Ok(Some(Ok(chunk))) => return Ok(chunk),
+            Err(_) => self.silent(endpoint),
+            Ok(None) => self.ended(endpoint, mid_event),
+            Ok(Some(Err(e))) => self.broken(endpoint, &crate::node::event::error_chain(&e)),
+        };
+        // The app may have stopped: the next client to look asks it whether it restarted.
+        self.app.mark_suspect();
+        Err(failed)
     }
 
     /// The client for a request to `url`: daggr's own when the request carries the HF
     /// token (its redirects never leave Hugging Face), else the caller's if given. Cookies
     /// may go through the caller's: reqwest drops `Cookie` when a redirect leaves the host.
     fn client_for(&self, url: &str) -> &reqwest::Client {
-        if self.token.is_some() && is_hf_host(url) {
-            &self.guarded
+        if self.app.token.is_some() && is_hf_host(url) {
+            &self.app.guarded
         } else {
             &self.http
         }
@@ -976,10 +1403,12 @@ impl Inner {
     /// this app's origin only: not the Hub, not a file URL on another host; reqwest drops
     /// the header itself when a redirect leaves the host).
     fn authorize(&self, request: reqwest::RequestBuilder, url: &str) -> reqwest::RequestBuilder {
-        let request = authorize(request, url, self.token.as_ref());
+        let request = authorize(request, url, self.app.token.as_ref());
         let cookies = self.cookies.lock().unwrap().clone();
         match cookies {
-            Some(c) if same_origin(url, &self.base) => request.header(reqwest::header::COOKIE, c),
+            Some(c) if same_origin(url, &self.app.base) => {
+                request.header(reqwest::header::COOKIE, c)
+            }
             _ => request,
         }
     }
@@ -988,11 +1417,11 @@ impl Inner {
     /// session cookies. Does nothing without a login. An app without a login redirects
     /// `/login` to its page: that is only noted (debug), and calls go without cookies.
     async fn log_in(&self, cancel: &CancellationToken) -> Result<(), Error> {
-        let Some(login) = &self.login else {
+        let Some(login) = &self.app.login else {
             return Ok(());
         };
         // At the root on Gradio 4, 5 and 6 alike (`{prefix}/login` is a 404).
-        let url = format!("{}/login", self.base);
+        let url = format!("{}/login", self.app.base);
         // A client of its own that follows no redirect (never the caller's): the form with
         // the password must not be re-posted to wherever a 307 points.
         let http = http_client::build(Redirects::None, None)
@@ -1028,7 +1457,7 @@ impl Inner {
                 .map(String::from)
                 .unwrap_or_else(|_| location.to_string());
             // Gradio without a login redirects `/login` to its own page.
-            if same_origin(&target, &self.base) {
+            if same_origin(&target, &self.app.base) {
                 tracing::debug!(node = %self.node, "the app has no login (/login redirects to its page); calling it without one");
                 return Ok(());
             }
@@ -1074,7 +1503,7 @@ impl Inner {
             .send_retrying(endpoint, cancel, on_update, url, &make)
             .await?;
         let denied = matches!(response.status().as_u16(), 401 | 403);
-        if !(denied && self.login.is_some() && same_origin(url, &self.base)) {
+        if !(denied && self.app.login.is_some() && same_origin(url, &self.app.base)) {
             return Ok(response);
         }
         tracing::debug!(node = %self.node, endpoint, status = %response.status(), "logging in again (the session expired?)");
@@ -1102,6 +1531,13 @@ impl Inner {
                 r = request.send() => r,
                 _ = cancel.cancelled() => return Err(Error::Cancelled { node: self.node.clone() }),
             };
+            let restart_like = match &sent {
+                Ok(r) => matches!(r.status().as_u16(), 502..=504),
+                Err(e) => e.is_connect(),
+            };
+            if restart_like && same_origin(url, &self.app.base) {
+                self.app.mark_suspect();
+            }
             let retry_in = match &sent {
                 Ok(r) if policy.retries_status(r.status().as_u16()) => Some(retry_after(
                     r.headers().get("retry-after").and_then(|h| h.to_str().ok()),
@@ -1166,7 +1602,7 @@ impl Inner {
         let bytes = response.bytes().await.unwrap_or_default();
         let mut message = server_message(&bytes);
         if status.as_u16() == 401 {
-            message = match (message.as_str(), &self.login) {
+            message = match (message.as_str(), &self.app.login) {
                 // Gradio's own login wall (every route answers so without a session).
                 ("Not authenticated", None) => {
                     "the app requires a login: set .auth(user, pass) on the node".into()
@@ -1261,6 +1697,98 @@ impl Drop for CancelGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_are_shared_by_app_and_credentials_only() {
+        let base = "http://127.0.0.1:1/shared-test";
+        let options = ClientOptions::default();
+        let token = || Some(HfToken::new("hf_one"));
+        let login = || Some(Login::new("u", "p"));
+        let a = App::shared(base, token(), login(), &options).unwrap();
+        let b = App::shared(base, token(), login(), &options).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "same app, same credentials");
+        let others = [
+            App::shared("http://127.0.0.1:2/shared-test", token(), login(), &options),
+            App::shared(base, Some(HfToken::new("hf_two")), login(), &options),
+            App::shared(base, None, login(), &options),
+            App::shared(base, token(), Some(Login::new("u", "other")), &options),
+            App::shared(base, token(), Some(Login::new("v", "p")), &options),
+            App::shared(base, token(), None, &options),
+        ];
+        for other in others {
+            assert!(!Arc::ptr_eq(&a, &other.unwrap()));
+        }
+        // The caller's client counts by its settings; one that hides a header shares with
+        // no one.
+        let with = |client: reqwest::Client| ClientOptions {
+            http_client: Some(client),
+            ..ClientOptions::default()
+        };
+        let plain = || reqwest::Client::builder().build().unwrap();
+        let c1 = App::shared(base, token(), login(), &with(plain())).unwrap();
+        let c2 = App::shared(base, token(), login(), &with(plain())).unwrap();
+        assert!(Arc::ptr_eq(&c1, &c2) && !Arc::ptr_eq(&a, &c1));
+        let secret = || {
+            let mut value = reqwest::header::HeaderValue::from_static("Bearer x");
+            value.set_sensitive(true);
+            let headers =
+                reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+            reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap()
+        };
+        let s1 = App::shared(base, token(), login(), &with(secret())).unwrap();
+        let s2 = App::shared(base, token(), login(), &with(secret())).unwrap();
+        assert!(!Arc::ptr_eq(&s1, &s2));
+        // The registry does not keep a connection alive.
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(weak.upgrade().is_none());
+        let again = App::shared(base, token(), login(), &options).unwrap();
+        assert!(again.config().is_none(), "a new connection reads anew");
+    }
+
+    #[test]
+    fn uploads_are_forgotten_only_as_they_were() {
+        let app = App::shared(
+            "http://127.0.0.1:1/upload-test",
+            None,
+            None,
+            &ClientOptions::default(),
+        )
+        .unwrap();
+        let key = UploadKey {
+            integrity: "sha256-x".into(),
+            name: "a.png".into(),
+            mime: "image/png".into(),
+        };
+        let cell = app.upload_cell(&key);
+        assert!(Arc::ptr_eq(&cell, &app.upload_cell(&key)));
+        cell.set(json!({"path": "/old"})).unwrap();
+        let old = Reused {
+            key: key.clone(),
+            cell: cell.clone(),
+        };
+        app.forget(std::slice::from_ref(&old));
+        let fresh = app.upload_cell(&key);
+        assert!(!Arc::ptr_eq(&cell, &fresh) && !fresh.initialized());
+        // Forgetting the old one again leaves the new upload alone.
+        app.forget(&[old]);
+        assert!(Arc::ptr_eq(&fresh, &app.upload_cell(&key)));
+    }
+
+    #[test]
+    fn errors_saying_a_file_is_gone_are_told_apart() {
+        assert!(says_a_file_is_gone("Cannot move /tmp/gradio/ab/in.png to the gradio cache dir because it was not uploaded by a user."));
+        assert!(says_a_file_is_gone(
+            "File /tmp/gradio/ab/in.png is not in the upload folder and cannot be accessed."
+        ));
+        assert!(says_a_file_is_gone(
+            "[Errno 2] No such file or directory: '/tmp/gradio/ab/in.png'"
+        ));
+        assert!(!says_a_file_is_gone("fixture failure for input 'boom'"));
+    }
 
     #[test]
     fn gradio_4_quoted_messages_are_unquoted() {

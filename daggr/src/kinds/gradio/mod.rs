@@ -47,6 +47,16 @@
 //!   `*.hf.space` subdomain rule). `GET /config` gives the version and the API prefix
 //!   (`/gradio_api` on Gradio 5 and 6, none on 4); `GET {prefix}/info` the endpoints,
 //!   against which the node's endpoint and port names are checked, with "did you mean".
+//! * **One connection per app**: the nodes of a process that call the same app (base
+//!   URL) with the same credentials (HF token, login) and HTTP client settings share one
+//!   connection ([`GradioClient`]) for as long as one of them lives, so a pipeline's
+//!   nodes and its preflight read `/config` and `/info` once between them, and a media
+//!   value is uploaded once per app and content, its server path reused by later runs.
+//!   When a call that sent such a path fails because the app lost the file (its error
+//!   says so, or `GET {prefix}/app_id` shows a new run of the app: it restarted), the
+//!   file goes up again and the call is made once more; a restarted app's description
+//!   is read again, once, and the nodes' ports checked against it. The login session
+//!   stays each node's own.
 //! * **Calling**: `POST {prefix}/call/{api}` and its event stream on Gradio ≥ 6.13; the
 //!   queue protocol (`/queue/join`, `/queue/data`) on older servers, the only way they
 //!   give the text of an error ([`Protocol`] overrides the choice). A generator's updates

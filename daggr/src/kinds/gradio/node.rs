@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ClientOptions, GradioClient, Login, Protocol, Update};
+use super::client::{ClientOptions, GradioClient, Login, Protocol, Reused, Update};
 use super::local::{self, LocalApp, LocalSettings, LocalSource};
 use super::space::{self, Target};
 use super::ReturnInfo;
@@ -395,6 +395,21 @@ struct Connection {
     revision: Option<String>,
     /// Keeps a `run_locally` app alive as long as the node.
     local: Option<Arc<LocalApp>>,
+}
+
+impl Connection {
+    /// This connection with another client of the same app (a newer description of
+    /// it): the node's ports are checked and its arguments ordered again.
+    fn with_client(&self, s: &Settings, client: GradioClient) -> Result<Connection, Error> {
+        let plan = plan(s, &client, &self.service)?;
+        Ok(Connection {
+            client,
+            service: self.service.clone(),
+            plan,
+            revision: self.revision.clone(),
+            local: self.local.clone(),
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -917,7 +932,12 @@ async fn connection(
     let mut wanted = keyed;
     if let Some(conn) = slot.get() {
         let Some(app) = conn.local.as_ref().filter(|_| local_code(s).is_some()) else {
-            return Ok(conn);
+            // Shared with the app's other clients: when a failed request made the app
+            // suspect and it restarted, its description is read again (once for all).
+            return match conn.client.refreshed().await {
+                Some(client) => renew(s, slot, &conn, client),
+                None => Ok(conn),
+            };
         };
         if wanted.is_none() {
             wanted = current_code_revision(s).await;
@@ -1034,7 +1054,19 @@ async fn connect(
         other => other,
     })?;
     let service = with_url(&service, client.base_url());
-    let plan = plan(s, &client, &service)?;
+    // A description found in the shared connection may be of an older run of the app:
+    // when it disagrees with the node, the app is asked whether it restarted.
+    let (client, plan) = match plan(s, &client, &service) {
+        Ok(plan) => (client, plan),
+        Err(e) if client.read_it_here() => return Err(e),
+        Err(e) => match client.restarted().await {
+            Some(client) => {
+                let plan = plan(s, &client, &service)?;
+                (client, plan)
+            }
+            None => return Err(e),
+        },
+    };
     Ok(Connection {
         client,
         service,
@@ -1400,17 +1432,71 @@ async fn run(
     if slot.get().is_none() {
         ctx.progress(None, "connecting");
     }
-    let conn = tokio::select! {
+    let mut conn = tokio::select! {
         c = connection(s, slot, &mut progress) => c?,
         _ = cancel.cancelled() => return Err(Error::Cancelled { node: s.node.clone() }),
     };
+    let mut reused = Vec::new();
+    let first = call(s, &conn, types, ctx, &inputs, &mut reused).await;
+    let Err(error) = first else { return first };
+    // Files uploaded before this call (by an earlier run, or another node) may be gone
+    // from the server (the app restarted): if so, they go up again and the call is made
+    // once more, with the restarted app's description.
+    let recovered = tokio::select! {
+        c = conn.client.recover(&error, &reused) => c,
+        _ = cancel.cancelled() => return Err(Error::Cancelled { node: s.node.clone() }),
+    };
+    let Some(client) = recovered else {
+        return Err(error);
+    };
+    progress(format!(
+        "the app lost the files uploaded to it earlier ({}); uploading them again",
+        match &error {
+            Error::Remote { message, .. } => message.as_str(),
+            _ => "it restarted",
+        }
+    ));
+    if client.generation() != conn.client.generation() {
+        conn = renew(s, slot, &conn, client)?;
+    }
+    call(s, &conn, types, ctx, &inputs, &mut Vec::new()).await
+}
+
+/// Uses `client` (a newer description of the app) for the node's connection from now on,
+/// unless another run already replaced the connection `old`.
+fn renew(
+    s: &Settings,
+    slot: &ConnSlot,
+    old: &Arc<Connection>,
+    client: GradioClient,
+) -> Result<Arc<Connection>, Error> {
+    let renewed = Arc::new(old.with_client(s, client)?);
+    let mut current = slot.current.lock().unwrap();
+    if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, old)) {
+        *current = Some(renewed.clone());
+    }
+    Ok(renewed)
+}
+
+/// One call of the node's endpoint through `conn`: inputs encoded (uploads that were
+/// made before go to `reused`), the call, outputs decoded.
+async fn call(
+    s: &Settings,
+    conn: &Connection,
+    types: &[PortType],
+    ctx: &NodeContext,
+    inputs: &Inputs,
+    reused: &mut Vec<Reused>,
+) -> Result<Vec<Value>, Error> {
+    let cancel = ctx.cancellation_token();
     let client = &conn.client;
     let mut data = Vec::with_capacity(conn.plan.len());
     for arg in &conn.plan {
         data.push(match arg {
             Arg::Fixed(v) | Arg::Default(v) => v.clone(),
             Arg::Input(i, wrap) => {
-                encode_input(s, client, &s.inputs[*i], *wrap, inputs.value(*i), &cancel).await?
+                let value = inputs.value(*i);
+                encode_input(s, client, &s.inputs[*i], *wrap, value, &cancel, reused).await?
             }
         });
     }
@@ -1464,6 +1550,8 @@ fn spread(values: Vec<Json>, positions: &[usize]) -> Vec<Json> {
     }
 }
 
+/// The JSON of one input: a plain value as it is, media uploaded (each file once per app:
+/// see [`GradioClient::upload`]); the files sent by a path uploaded before go to `reused`.
 async fn encode_input(
     s: &Settings,
     client: &GradioClient,
@@ -1471,6 +1559,7 @@ async fn encode_input(
     wrap: Wrap,
     value: &Value,
     cancel: &CancellationToken,
+    reused: &mut Vec<Reused>,
 ) -> Result<Json, Error> {
     let media = match port.kind {
         Kind::Json => return Ok(value.to_json()),
@@ -1485,9 +1574,10 @@ async fn encode_input(
     let mut uploaded = Vec::with_capacity(files.len());
     for f in &files {
         let name = f.name.clone().unwrap_or_else(|| default_name(&f.mime));
-        let file = client
-            .upload(&f.bytes, &name, &f.mime, &f.integrity, cancel)
+        let (file, earlier) = client
+            .upload_tracked(&f.bytes, &name, &f.mime, &f.integrity, cancel)
             .await?;
+        reused.extend(earlier);
         uploaded.push(wrap.apply(file, &f.mime));
     }
     Ok(match port.kind {
