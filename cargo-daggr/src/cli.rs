@@ -51,6 +51,9 @@ pub struct DaggrArgs {
 pub enum DaggrCommand {
     /// Print a pipeline's graph (nodes, typed ports, edges) as JSON, DOT or Mermaid.
     Graph(GraphArgs),
+    /// Run a pipeline headless on the given inputs and print its outputs, and which nodes
+    /// ran or came from the cache; exit status 1 when a node failed, 2 for bad inputs.
+    Run(RunArgs),
     /// Generate typed Rust bindings for an app's API.
     Codegen(CodegenArgs),
 }
@@ -120,6 +123,14 @@ pub struct GraphArgs {
     /// name given to `Graph::new`).
     #[arg(long)]
     pub pipeline: Option<String>,
+    /// Which target to build and how.
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+/// How `cargo daggr` picks and builds the target it runs (as `cargo run` does).
+#[derive(Clone, Debug, Args)]
+pub struct BuildArgs {
     /// Package to use.
     #[arg(short, long)]
     pub package: Option<String>,
@@ -153,10 +164,27 @@ pub struct GraphArgs {
     /// Run without accessing the network.
     #[arg(long)]
     pub offline: bool,
-    /// Seconds the built target may take to reach its pipeline's build (it exits there);
-    /// past them it is stopped and the command fails.
+    /// Seconds the built target may take (to reach its pipeline's build for `graph`, to
+    /// finish the run for `run`); past them it is stopped and the command fails.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+}
+
+/// `cargo daggr run` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// An input value, `name=value` (repeatable). The value is read as JSON when it is
+    /// valid JSON (`count=3`, `tags=["a","b"]`, `text="3"`), else as a string
+    /// (`text=hello world`).
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    pub inputs: Vec<String>,
+    /// Print the whole answer as JSON (outputs, the nodes that ran, came from the cache or
+    /// failed) instead of the outputs as text.
+    #[arg(long)]
+    pub json: bool,
+    /// Which target to build and how.
+    #[command(flatten)]
+    pub build: BuildArgs,
 }
 
 /// Errors of the command-line tool.
@@ -185,6 +213,9 @@ pub enum CliError {
     /// The app is neither a Space id nor a URL.
     #[error("{0}")]
     Source(String),
+    /// A `--input` flag is not `NAME=VALUE`, or names an input twice.
+    #[error("{0}")]
+    Input(String),
     /// The app or its API description could not be had.
     #[error(transparent)]
     App(#[from] crate::app::AppError),
@@ -197,7 +228,7 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-impl GraphArgs {
+impl BuildArgs {
     /// The cargo flags that select the package and target and configure the build.
     fn cargo_flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
@@ -261,7 +292,142 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         DaggrCommand::Codegen(CodegenArgs {
             target: CodegenTarget::Gradio(gradio),
         }) => codegen_gradio(&gradio),
+        DaggrCommand::Run(run) => {
+            let code = run_headless(&run)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
     }
+}
+
+/// Environment variable of the `cargo daggr run` handshake: where the program writes its
+/// answer (the runtime's `daggr::RUN_ENV`; cargo-daggr does not link the runtime's
+/// executor, so the name is repeated here and a test keeps the two equal).
+pub const RUN_ENV: &str = "DAGGR_RUN";
+/// Environment variable of the `cargo daggr run` handshake: the inputs, a JSON object.
+pub const RUN_INPUTS_ENV: &str = "DAGGR_RUN_INPUTS";
+
+/// The inputs of `--input name=value` flags as a JSON object: a value is JSON when it
+/// parses as JSON, else a string.
+pub fn parse_inputs(
+    inputs: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
+    let mut object = serde_json::Map::new();
+    for input in inputs {
+        let Some((name, value)) = input.split_once('=') else {
+            return Err(CliError::Input(format!(
+                "`--input {input}`: write it as NAME=VALUE"
+            )));
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(CliError::Input(format!(
+                "`--input {input}`: the name is empty"
+            )));
+        }
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        if object.insert(name.to_string(), value).is_some() {
+            return Err(CliError::Input(format!("input `{name}` is given twice")));
+        }
+    }
+    Ok(object)
+}
+
+/// `cargo daggr run`: builds the target, runs it with the handshake variables (it runs its
+/// first pipeline on the inputs and exits), prints the answer. Returns the exit status:
+/// 0, 1 when a node failed, 2 when the inputs were refused.
+pub fn run_headless(args: &RunArgs) -> Result<i32, CliError> {
+    let inputs = parse_inputs(&args.inputs)?;
+    let build = choose_target(&args.build)?;
+    let (name, exe) = build_target(&build)?;
+    let dir = tempfile::Builder::new()
+        .prefix("cargo-daggr-")
+        .tempdir()
+        .map_err(|e| CliError::Io(format!("creating a temporary directory: {e}")))?;
+    let file = dir.path().join("answer.json");
+    let mut command = Command::new(&exe);
+    command
+        .env(RUN_ENV, &file)
+        .env(
+            RUN_INPUTS_ENV,
+            serde_json::Value::Object(inputs).to_string(),
+        )
+        .env("DAGGR_NO_LAUNCH", "1")
+        .stdin(Stdio::null())
+        // The program's own printing goes to stderr: stdout is the answer.
+        .stdout(std::io::stderr());
+    let timeout = std::time::Duration::from_secs(build.timeout);
+    let status = run_with_timeout(&mut command, timeout)
+        .map_err(|e| CliError::Io(format!("running {}: {e}", exe.display())))?
+        .ok_or_else(|| CliError::Timeout(format!("the target `{name}`"), build.timeout))?;
+    let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            CliError::NoGraph(format!("the target `{name}` ({status})"))
+        }
+        _ => CliError::Io(format!("reading the answer `{name}` wrote: {e}")),
+    })?;
+    let answer: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Io(format!("the answer `{name}` wrote is not valid: {e}")))?;
+    let code = status.code().unwrap_or(1);
+    if args.json {
+        println!("{answer}");
+    } else {
+        print!("{}", answer_text(&answer));
+    }
+    if let Some(error) = answer["error"].as_str() {
+        eprintln!("error: {error}");
+    }
+    for failed in answer["failed"].as_array().into_iter().flatten() {
+        eprintln!(
+            "error: node `{}` failed: {}",
+            failed["node"].as_str().unwrap_or("?"),
+            failed["error"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(code)
+}
+
+/// The answer as text: `name = value` per output, then what ran and what was cached.
+pub fn answer_text(answer: &serde_json::Value) -> String {
+    let mut text = String::new();
+    for (name, value) in answer["outputs"].as_object().into_iter().flatten() {
+        text.push_str(&format!("{name} = {value}\n"));
+    }
+    for name in answer["missing_outputs"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "{} (not computed)\n",
+            name.as_str().unwrap_or("?")
+        ));
+    }
+    let list = |key: &str| -> Vec<&str> {
+        answer[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect()
+    };
+    let (ran, cached) = (list("computed"), list("cached"));
+    if answer["error"].is_null() {
+        text.push_str(&format!(
+            "ran: {} · from the cache: {} · {:.1} ms\n",
+            if ran.is_empty() {
+                "none".into()
+            } else {
+                ran.join(", ")
+            },
+            if cached.is_empty() {
+                "none".into()
+            } else {
+                cached.join(", ")
+            },
+            answer["elapsed_ms"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    text
 }
 
 /// `cargo daggr codegen gradio`: asks the app (or reads `--info`), generates, writes.
@@ -321,12 +487,12 @@ pub fn codegen_gradio(args: &GradioArgs) -> Result<(), CliError> {
 /// then honours `--pipeline` and adds the pipeline's named outputs, from the target's
 /// sources (see [`choose_pipeline`]).
 pub fn built_graph(args: &GraphArgs) -> Result<PipelineIr, CliError> {
-    let args = &choose_target(args)?;
-    let (name, built) = build_and_ask(args)?;
+    let build = choose_target(&args.build)?;
+    let (name, built) = build_and_ask(&build)?;
     // The `pipeline!`s the target's sources declare: the other pipelines it defines, and
     // the named outputs, which the graph the program writes does not carry. Best effort:
     // the graph was built, whatever the sources say.
-    let sources = read_sources(args).ok();
+    let sources = read_sources(&build).ok();
     choose_pipeline(args, &name, built, sources.as_ref())
 }
 
@@ -383,7 +549,7 @@ pub fn choose_pipeline(
 /// The target to build when neither `--bin` nor `--example` names one, chosen before
 /// building, as `cargo run` chooses: the package's one binary, or its `default-run`.
 /// Several binaries, or none, are an error saying which there are.
-fn choose_target(args: &GraphArgs) -> Result<GraphArgs, CliError> {
+fn choose_target(args: &BuildArgs) -> Result<BuildArgs, CliError> {
     if args.bin.is_some() || args.example.is_some() {
         return Ok(args.clone());
     }
@@ -452,9 +618,8 @@ fn choose_target(args: &GraphArgs) -> Result<GraphArgs, CliError> {
     Ok(chosen_args)
 }
 
-/// Builds the target `args` select, runs it with the handshake variable, and reads the
-/// graph it wrote: the target's name and the graph.
-fn build_and_ask(args: &GraphArgs) -> Result<(String, PipelineIr), CliError> {
+/// Builds the target `args` select: its name and executable.
+fn build_target(args: &BuildArgs) -> Result<(String, PathBuf), CliError> {
     let mut build = cargo();
     build
         .arg("build")
@@ -507,6 +672,13 @@ fn build_and_ask(args: &GraphArgs) -> Result<(String, PipelineIr), CliError> {
             )));
         }
     };
+    Ok((name, exe))
+}
+
+/// Builds the target `args` select, runs it with the handshake variable, and reads the
+/// graph it wrote: the target's name and the graph.
+fn build_and_ask(args: &BuildArgs) -> Result<(String, PipelineIr), CliError> {
+    let (name, exe) = build_target(args)?;
     // A fresh private directory (mode 0700 on Unix, removed on drop): the target writes the
     // graph there, so no other user can plant or read the file.
     let dir = tempfile::Builder::new()
@@ -560,7 +732,7 @@ fn run_with_timeout(
 }
 
 /// `cargo metadata` of the workspace `args` point at (no dependencies).
-fn metadata(args: &GraphArgs) -> Result<Metadata, CliError> {
+fn metadata(args: &BuildArgs) -> Result<Metadata, CliError> {
     let mut command = MetadataCommand::new();
     command.no_deps();
     if let Some(cargo) = std::env::var_os("CARGO") {
@@ -583,7 +755,7 @@ fn metadata(args: &GraphArgs) -> Result<Metadata, CliError> {
 
 /// The manifest cargo reads: `--manifest-path`, else the nearest `Cargo.toml` at or above
 /// the current directory.
-fn manifest(args: &GraphArgs) -> Option<PathBuf> {
+fn manifest(args: &BuildArgs) -> Option<PathBuf> {
     let path = match &args.manifest_path {
         Some(m) => m.clone(),
         None => std::env::current_dir()
@@ -616,7 +788,7 @@ fn current_packages<'m>(meta: &'m Metadata, manifest: Option<&Path>) -> Vec<&'m 
 /// The packages `args` select: `--package`, or those cargo would choose without it.
 fn candidate_packages<'m>(
     meta: &'m Metadata,
-    args: &GraphArgs,
+    args: &BuildArgs,
 ) -> Result<Vec<&'m Package>, CliError> {
     let Some(name) = &args.package else {
         return Ok(current_packages(meta, manifest(args).as_deref()));
@@ -642,7 +814,7 @@ fn candidate_packages<'m>(
 /// The package and target files `--static` reads: the selected example or binary (all
 /// binaries when none is named) and the package's library, whose `#[fn_node]`
 /// functions give port types.
-fn static_sources(args: &GraphArgs) -> Result<Vec<PathBuf>, CliError> {
+fn static_sources(args: &BuildArgs) -> Result<Vec<PathBuf>, CliError> {
     let meta = metadata(args)?;
     let candidates = candidate_packages(&meta, args)?;
     let (kind, wanted) = match (&args.example, &args.bin) {
@@ -739,7 +911,7 @@ fn collect_rs(dir: &Path, into: &mut Vec<PathBuf>) {
 /// Reads the target's sources for `#[fn_node]` functions, `Outputs` structs and
 /// `pipeline!` invocations, named as the user would name them (relative to the current
 /// directory when under it), with errors saying where they are.
-pub fn read_sources(args: &GraphArgs) -> Result<StaticSources, CliError> {
+pub fn read_sources(args: &BuildArgs) -> Result<StaticSources, CliError> {
     let files = static_sources(args)?;
     let mut sources = StaticSources::new();
     // This crate enables proc-macro2's `span-locations`: tokens know their place.
@@ -763,7 +935,7 @@ pub fn read_sources(args: &GraphArgs) -> Result<StaticSources, CliError> {
 /// Reads the target's sources (see [`read_sources`]) and the graph of the `pipeline!`
 /// asked for, or of the first one.
 pub fn static_graph(args: &GraphArgs) -> Result<PipelineIr, CliError> {
-    let sources = read_sources(args)?;
+    let sources = read_sources(&args.build)?;
     let names = sources.pipeline_names();
     if args.pipeline.is_none() && names.len() > 1 {
         eprintln!(
@@ -819,7 +991,7 @@ mod tests {
         };
         assert_eq!(graph.format, Format::Mermaid);
         assert_eq!(
-            graph.cargo_flags(),
+            graph.build.cargo_flags(),
             [
                 "--example",
                 "quickstart",
@@ -950,7 +1122,7 @@ mod tests {
         let manifest = dir.join("Cargo.toml");
         let mut all = vec!["--manifest-path", manifest.to_str().unwrap()];
         all.extend(args);
-        choose_target(&graph_args(&all))
+        choose_target(&graph_args(&all).build)
             .map(|a| a.bin)
             .map_err(|e| e.to_string())
     }
@@ -997,7 +1169,7 @@ mod tests {
             "--manifest-path",
             manifest,
         ]);
-        let files = static_sources(&args).unwrap();
+        let files = static_sources(&args.build).unwrap();
         assert!(files[0].ends_with("examples/quickstart.rs"), "{files:?}");
         assert!(
             files.iter().any(|f| f.ends_with("examples/lib.rs")),
@@ -1009,7 +1181,7 @@ mod tests {
         );
 
         let args = graph_args(&["--static", "--example", "nope", "--manifest-path", manifest]);
-        let err = static_sources(&args).unwrap_err().to_string();
+        let err = static_sources(&args.build).unwrap_err().to_string();
         assert!(
             err.starts_with("cargo no example target `nope` in package "),
             "{err}"
@@ -1017,7 +1189,7 @@ mod tests {
         assert!(err.contains("daggr-examples"), "{err}");
 
         let args = graph_args(&["--static", "-p", "nope", "--manifest-path", manifest]);
-        let err = static_sources(&args).unwrap_err().to_string();
+        let err = static_sources(&args.build).unwrap_err().to_string();
         assert!(
             err.starts_with("cargo no package `nope` in the workspace (its packages: "),
             "{err}"

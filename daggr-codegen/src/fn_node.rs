@@ -4,8 +4,13 @@
 //! - `CaptionNode`, the node (`new()`, `named(name)`, `inputs()`, `CODE_HASH`),
 //! - `CaptionNodeInputs<…>`, a type-state builder with one method per input port
 //!   (`.image(src)`, `.style(src)`, then `.finish()`, which only compiles when every
-//!   input is wired),
+//!   input is wired; wiring one twice is "already wired"),
 //! - `CaptionNodeOutputs`, one `Output<T>` field per output port (`output` by default).
+//!
+//! A return type spelled as a `Result` (`Result<T, E>`, `io::Result<T>`) has output `T`; one
+//! that is certainly not a `Result` (a tuple, `String`, `Vec<T>`, a number) is the output
+//! itself; for any other path (`Fallible<u32>`, `Handle`) the compiler decides, through
+//! `daggr::__private::NodeReturn`: a `Result` behind an alias still fails the node on `Err`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -172,13 +177,24 @@ pub fn parse_options(attr: TokenStream, errors: &mut Errors) -> FnNodeOptions {
     options
 }
 
+/// How a function's return value becomes the node's output, or fails it.
+enum ReturnKind {
+    /// A type that is no `Result` however it is aliased (a tuple, `()`, `String`, `Vec<T>`,
+    /// a number…): the value is the output.
+    Plain,
+    /// Spelled as a `Result` (`Result<T, E>`, `io::Result<T>`): the port carries `T`, `Err`
+    /// fails the node.
+    Spelled,
+    /// Any other path (`Handle`, `Fallible<u32>`): possibly a `Result` behind an alias, so
+    /// the compiler decides (`NodeReturn`): the port carries the `Result`'s `T` if it is one,
+    /// else the type itself. Holds the type as written.
+    ByType(Box<Type>),
+}
+
 /// What a function returns, as the node sees it.
 struct Returns {
-    /// `Result<T, E>`: `Err` fails the node.
-    fallible: bool,
-    /// The return type as written (`()` if none), when it is not spelled as a `Result`: a
-    /// never-run check makes sure it is not one under another name.
-    plain: Option<Type>,
+    /// How the value becomes the output.
+    kind: ReturnKind,
     /// Output ports: name and type.
     ports: Vec<(Ident, Type)>,
     /// Whether the value is a tuple to split into ports.
@@ -225,16 +241,17 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
-    let (fallible, value) = match result_ok_type(&ty) {
-        Some(ok) => (true, ok.clone()),
-        None => (false, ty),
+    let (kind, value) = match result_ok_type(&ty) {
+        Some(ok) => (ReturnKind::Spelled, ok.clone()),
+        None if certainly_plain(&ty) => (ReturnKind::Plain, ty),
+        None => (
+            ReturnKind::ByType(Box::new(ty.clone())),
+            returned_value(&ty),
+        ),
     };
-    let plain =
-        (!fallible && matches!(item.sig.output, ReturnType::Type(..))).then(|| value.clone());
     if options.fields {
         return Returns {
-            plain,
-            fallible,
+            kind,
             ports: Vec::new(),
             split: false,
             fields: Some(value),
@@ -242,23 +259,20 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
     }
     match &options.outputs {
         None => Returns {
-            plain,
-            fallible,
+            kind,
             ports: vec![(format_ident!("output"), value)],
             split: false,
             fields: None,
         },
         Some(names) if names.len() == 1 => Returns {
-            plain,
-            fallible,
+            kind,
             ports: vec![(names[0].clone(), value)],
             split: false,
             fields: None,
         },
         Some(names) => match &value {
             Type::Tuple(tuple) if tuple.elems.len() == names.len() => Returns {
-                plain,
-                fallible,
+                kind,
                 ports: names
                     .iter()
                     .cloned()
@@ -268,18 +282,31 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
                 fields: None,
             },
             other => {
+                // Behind an alias the tuple is out of the macro's sight.
+                let (written, alias) = match &kind {
+                    ReturnKind::ByType(written) => (&**written, true),
+                    _ => (other, false),
+                };
+                let list = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
                 errors.spanned(
-                    other,
+                    written,
                     format!(
-                        "`outputs({})` names {} ports, so the function must return a tuple of {} values",
-                        names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+                        "`outputs({})` names {} ports, so the function must return a tuple of {} values{}",
+                        list.join(", "),
                         names.len(),
-                        names.len()
+                        names.len(),
+                        if alias {
+                            format!(
+                                ", written out in the signature (`({0})` or `Result<({0}), E>`): the macro cannot see through a type alias",
+                                vec!["_"; names.len()].join(", ")
+                            )
+                        } else {
+                            String::new()
+                        }
                     ),
                 );
                 Returns {
-                    plain,
-                    fallible,
+                    kind,
                     ports: vec![(format_ident!("output"), value.clone())],
                     split: false,
                     fields: None,
@@ -287,6 +314,74 @@ fn returns(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Retur
             }
         },
     }
+}
+
+/// Whether `ty` is no `Result` whatever the aliases in scope: a tuple, an array, or a
+/// well-known type by its usual name (`String`, `Vec<T>`, `u32`, `daggr::Image`…).
+fn certainly_plain(ty: &Type) -> bool {
+    const KNOWN: &[&str] = &[
+        "bool", "char", "f32", "f64", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16",
+        "u32", "u64", "u128", "usize", "String", "Vec", "Option", "Box", "HashMap", "BTreeMap",
+        "HashSet", "BTreeSet", "VecDeque", "PathBuf", "Image", "Audio", "Video", "File", "Value",
+    ];
+    match ty {
+        Type::Tuple(_) | Type::Array(_) | Type::Never(_) => true,
+        Type::Paren(inner) => certainly_plain(&inner.elem),
+        Type::Group(inner) => certainly_plain(&inner.elem),
+        Type::Path(path) if path.qself.is_none() => {
+            let segments = &path.path.segments;
+            let from_std = segments.len() == 1
+                || ["std", "core", "alloc", "daggr", "serde_json"]
+                    .iter()
+                    .any(|krate| segments[0].ident == krate);
+            from_std
+                && segments
+                    .last()
+                    .is_some_and(|last| KNOWN.iter().any(|k| last.ident == k))
+        }
+        _ => false,
+    }
+}
+
+/// `<ty as NodeReturn<{ is ty a Result? }>>`, located on the user's type: the compiler
+/// decides whether a return type the macro cannot read is a `Result` (see
+/// `daggr::__private::NodeReturn`).
+fn node_return(ty: &Type) -> TokenStream {
+    let span = Span::call_site().located_at(ty.span());
+    quote_spanned! {span=>
+        <#ty as ::daggr::__private::NodeReturn<{
+            #[allow(unused_imports)]
+            use ::daggr::__private::NotAResult as _;
+            ::daggr::__private::ReturnProbe::<#ty>::IS_RESULT
+        }>>
+    }
+}
+
+/// The output value of a return type decided by the compiler: the `Result`'s `T`, or the
+/// type itself.
+fn returned_value(ty: &Type) -> Type {
+    let node_return = node_return(ty);
+    let span = Span::call_site().located_at(ty.span());
+    Type::Verbatim(quote_spanned!(span=> #node_return::Value))
+}
+
+/// Every identifier in the function's signature: names the expansion must not shadow with
+/// its own local items (a parameter type `FactorWired` stays the user's).
+fn idents_of_signature(sig: &syn::Signature) -> std::collections::HashSet<String> {
+    fn collect(tokens: TokenStream, into: &mut std::collections::HashSet<String>) {
+        for tree in tokens {
+            match tree {
+                proc_macro2::TokenTree::Ident(i) => {
+                    into.insert(i.to_string());
+                }
+                proc_macro2::TokenTree::Group(g) => collect(g.stream(), into),
+                _ => {}
+            }
+        }
+    }
+    let mut idents = std::collections::HashSet::new();
+    collect(sig.to_token_stream(), &mut idents);
+    idents
 }
 
 /// `snake_case` → `PascalCase`.
@@ -364,7 +459,14 @@ pub fn signature(item: &ItemFn) -> Option<FnSignature> {
         outputs: returns
             .ports
             .iter()
-            .map(|(n, t)| (n.to_string(), text(t)))
+            .map(|(n, t)| {
+                // A type the compiler decides on is shown as written.
+                let t = match &returns.kind {
+                    ReturnKind::ByType(written) => written,
+                    _ => t,
+                };
+                (n.to_string(), text(t))
+            })
             .collect(),
     })
 }
@@ -732,8 +834,13 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
     // `Err` fails the node: the error converted by the most fitting rule for its concrete
     // type (see `macro_support`), spanned on the error type so a type that cannot be an
     // error (no `Display`) is reported there.
-    let unwrap = returns.fallible.then(|| {
-        let span = Span::call_site().located_at(result_err_span(&sig.output));
+    let error_span = match &returns.kind {
+        ReturnKind::Plain => None,
+        ReturnKind::Spelled => Some(result_err_span(&sig.output)),
+        ReturnKind::ByType(ty) => Some(ty.span()),
+    };
+    let unwrap = error_span.map(|error_span| {
+        let span = Span::call_site().located_at(error_span);
         let convert = quote_spanned! {span=>
             {
                 #[allow(unused_imports)]
@@ -743,22 +850,21 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
                 (&&&::daggr::__private::ErrorOf::of(&__error)).__daggr_error_kind().convert(__error)
             }
         };
+        // A type the compiler decides on is split by `NodeReturn` (a plain value never
+        // fails: its error type is `Infallible`, hence the allowances).
+        let split = match &returns.kind {
+            ReturnKind::ByType(ty) => {
+                let node_return = node_return(ty);
+                quote!(#node_return::into_result(__value))
+            }
+            _ => quote!(__value),
+        };
         quote! {
-            let __value = match __value {
+            #[allow(unreachable_code, unreachable_patterns)]
+            let __value = match #split {
                 ::core::result::Result::Ok(__ok) => __ok,
                 ::core::result::Result::Err(__error) => return ::core::result::Result::Err(#convert),
             };
-        }
-    });
-    // A return type not spelled as a `Result` must not be one under another name.
-    let return_check = returns.plain.as_ref().map(|ty| {
-        let span = Span::call_site().located_at(ty.span());
-        quote_spanned! {span=>
-            fn __daggr_return_check(__value: &#ty) {
-                #[allow(unused_imports)]
-                use ::daggr::__private::{ResultKind as _, ValueKind as _};
-                __value.__daggr_return_kind().plain();
-            }
         }
     });
     let encode = if let Some(ty) = &returns.fields {
@@ -842,28 +948,54 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
     // The type-state input builder.
     let states: Vec<Ident> = (0..params.len()).map(|i| format_ident!("P{}", i)).collect();
     let param_names: Vec<&Ident> = params.iter().map(|(n, _)| n).collect();
-    let wired_traits: Vec<Ident> = params
-        .iter()
-        .map(|(n, _)| format_ident!("__DaggrWired_{}_{}", fn_name, n))
-        .collect();
-    let trait_defs = params.iter().zip(&wired_traits).map(|((n, _), t)| {
-        let message = format!("missing required input `{n}` of node `{node_name}`");
-        let label = format!("`{n}` is not wired");
-        let note = format!("wire it: `{n}: other_node.port`, a constant, or a pipeline input");
-        quote! {
-            #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
-            #[allow(non_camel_case_types)]
-            trait #t {}
-            impl #t for ::daggr::__private::Set {}
+    // Per input, two traits of the input builder (local to the expansion, so their names
+    // show in help text as written): `…Wired`, held once it is wired (`finish()` needs it),
+    // and `…NotYetWired`, held until then (its method needs it, so wiring it twice is "already
+    // wired" rather than "no method").
+    let taken = idents_of_signature(sig);
+    let mut used = std::collections::HashSet::new();
+    // Located on the parameter: rustc's "required by this bound" notes point there.
+    let mut trait_name = |base: String, param: &Ident| {
+        let mut name = base.clone();
+        let mut n = 1;
+        while taken.contains(&name) || !used.insert(name.clone()) {
+            n += 1;
+            name = format!("{base}{n}");
         }
-    });
+        Ident::new(&name, Span::call_site().located_at(param.span()))
+    };
+    let (wired_traits, unwired_traits): (Vec<Ident>, Vec<Ident>) = params
+        .iter()
+        .map(|(n, _)| {
+            let port = pascal_case(&n.to_string());
+            (
+                trait_name(format!("{port}Wired"), n),
+                trait_name(format!("{port}NotYetWired"), n),
+            )
+        })
+        .unzip();
+    let trait_defs = params
+        .iter()
+        .zip(wired_traits.iter().zip(&unwired_traits))
+        .map(|((n, _), (wired, unwired))| {
+            let message = format!("missing required input `{n}` of node `{node_name}`");
+            let label = format!("`{n}` is not wired");
+            let note = format!("wire it: `{n}: other_node.port`, a constant, or a pipeline input");
+            let again = format!("input `{n}` of node `{node_name}` is already wired");
+            let again_label = format!("`{n}` was wired before this call");
+            let again_note =
+                format!("an input takes exactly one source: keep one `.{n}(..)` call");
+            let span = Span::call_site().located_at(n.span());
+            quote_spanned! {span=>
+                #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+                trait #wired {}
+                impl #wired for ::daggr::__private::Set {}
+                #[diagnostic::on_unimplemented(message = #again, label = #again_label, note = #again_note)]
+                trait #unwired {}
+                impl #unwired for ::daggr::__private::Unset {}
+            }
+        });
     let setters = params.iter().enumerate().map(|(i, (name, ty))| {
-        let free: Vec<&Ident> = states.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s).collect();
-        let before: Vec<TokenStream> = states
-            .iter()
-            .enumerate()
-            .map(|(j, s)| if j == i { quote!(::daggr::__private::Unset) } else { quote!(#s) })
-            .collect();
         let after: Vec<TokenStream> = states
             .iter()
             .enumerate()
@@ -871,15 +1003,22 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
             .collect();
         let others = param_names.iter().filter(|n| **n != name);
         let doc = format!("Wires input `{name}`.");
+        let state = &states[i];
+        let unwired = &unwired_traits[i];
+        // On the parameter's type: a source of another type is "required by this bound",
+        // there.
+        let into_source = quote_spanned!(Span::call_site().located_at(ty.span())=> ::daggr::__private::IntoSource<#ty>);
         quote! {
-            impl<#(#free),*> #inputs_ty<#(#before),*> {
-                #[doc = #doc]
-                pub fn #name(self, source: impl ::daggr::__private::IntoSource<#ty>) -> #inputs_ty<#(#after),*> {
-                    #inputs_ty {
-                        #name: ::core::option::Option::Some(::daggr::__private::IntoSource::into_source(source)),
-                        #(#others: self.#others,)*
-                        __state: ::core::marker::PhantomData,
-                    }
+            #[doc = #doc]
+            #[allow(private_bounds)]
+            pub fn #name(self, source: impl #into_source) -> #inputs_ty<#(#after),*>
+            where
+                #state: #unwired,
+            {
+                #inputs_ty {
+                    #name: ::core::option::Option::Some(::daggr::__private::IntoSource::into_source(source)),
+                    #(#others: self.#others,)*
+                    __state: ::core::marker::PhantomData,
                 }
             }
         }
@@ -933,11 +1072,11 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
 
         const _: () = {
             fn __daggr_port_checks() { #(#port_checks)* }
-            #return_check
             #(#trait_defs)*
-            #(#setters)*
 
             impl<#(#states),*> #inputs_ty<#(#states),*> {
+                #(#setters)*
+
                 /// The wired sources, in port order (compiles only once every input is wired).
                 // The bounds sit on the method, not the impl, so a missing input reports the
                 // trait's own message ("missing required input …") rather than "method not found".
@@ -968,7 +1107,7 @@ fn expand_fn(item: &ItemFn, options: &FnNodeOptions, errors: &mut Errors) -> Opt
                         kind: "fn",
                         identity: ::std::string::String::from(::core::concat!(::core::module_path!(), "::", #fn_name_str)),
                         code_fingerprint: ::std::string::String::from(Self::CODE_HASH),
-                        params: ::daggr::__private::serde_json::Value::Null,
+                        params: ::core::default::Default::default(),
                         inputs: ::std::vec![#(#in_specs),*],
                         outputs: #out_specs_expr,
                         config: ::daggr::__private::NodeConfig {
@@ -1134,11 +1273,49 @@ mod tests {
 
     #[test]
     fn results_are_checked_by_type_and_crate_is_honoured() {
+        // Behind a name the macro cannot read, the compiler decides: the port carries
+        // `NodeReturn::Value` and the value is split by `into_result`.
         let out = expand_str("", "fn f(x: u32) -> Fallible<u32> { Ok(x) }");
-        assert!(out.contains("__daggr_return_check"), "{out}");
-        let out = expand_str("", "fn f(x: u32) -> io::Result<u32> { Ok(x) }");
-        assert!(!out.contains("__daggr_return_check"), "{out}");
+        assert!(
+            out.contains("Output < < Fallible < u32 > as :: daggr :: __private :: NodeReturn"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ReturnProbe :: < Fallible < u32 > > :: IS_RESULT"),
+            "{out}"
+        );
+        assert!(out.contains(":: into_result (__value)"), "{out}");
         assert!(out.contains("__daggr_error_kind"), "{out}");
+        let out = expand_str("", "fn f(x: u32) -> io::Result<u32> { Ok(x) }");
+        assert!(
+            !out.contains("NodeReturn"),
+            "spelled out, read as written: {out}"
+        );
+        assert!(
+            out.contains("pub output : :: daggr :: __private :: Output < u32 >"),
+            "{out}"
+        );
+        assert!(out.contains("__daggr_error_kind"), "{out}");
+        for plain in ["u32", "Vec<String>", "(u32, String)", "std::string::String"] {
+            let out = expand_str("", &format!("fn f(x: u32) -> {plain} {{ todo!() }}"));
+            assert!(
+                !out.contains("NodeReturn"),
+                "{plain} is never a `Result`: {out}"
+            );
+            assert!(!out.contains("__daggr_error_kind"), "{plain}: {out}");
+        }
+        let out = expand_str("outputs(a, b)", "fn f(x: u32) -> Pair { todo!() }");
+        assert!(
+            out.contains("the macro cannot see through a type alias"),
+            "{out}"
+        );
+        let item: ItemFn =
+            syn::parse_str("#[fn_node] fn f(x: u32) -> Fallible<u32> { Ok(x) }").unwrap();
+        assert_eq!(
+            signature(&item).unwrap().outputs,
+            vec![("output".to_string(), "Fallible<u32>".to_string())],
+            "the static graph shows the type as written"
+        );
         let out = expand_str("crate = dag", "fn f(x: u32) -> u32 { ::daggr::keep(x) }");
         assert!(out.contains("dag :: __private :: NodeCore"), "{out}");
         assert_eq!(

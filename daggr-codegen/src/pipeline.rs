@@ -837,7 +837,9 @@ fn skeleton(def: &PipelineDef) -> TokenStream {
 fn source_tokens(expr: &Expr) -> TokenStream {
     match classify(expr) {
         SourceRef::Name(node, None) => {
-            quote_spanned!(node.span()=> ::daggr::__private::sole_output(&#node))
+            // The trait's method, not the `sole_output` function: rustc names a function
+            // whose name is also a method's by its whole path (`daggr::__private::…`).
+            quote_spanned!(node.span()=> ::daggr::__private::SoleOutput::sole_output(&#node))
         }
         SourceRef::Name(_, Some(_)) => quote!(#expr),
         SourceRef::Literal(Lit::Str(s)) => {
@@ -860,6 +862,52 @@ fn source_tokens(expr: &Expr) -> TokenStream {
             quote_spanned!(span=> ::daggr::__private::constant(#braced))
         }
         SourceRef::Other(other) => quote!(#other),
+    }
+}
+
+/// For a `name = [node](sources);` node: a local `wire(graph, node, sources)` that adds
+/// the node only when there is one source per input, so a wrong count is one error naming
+/// the node, the inputs and the count (rather than a bound of `IntoSources` on `(…)`).
+/// The trait is implemented for tuples of exactly `count` sources; its `{Args}` is the
+/// node's input types. Sources of the wrong type still fail `IntoSources`, whose message
+/// names the source and the input type.
+fn source_count_check(name: &Ident, count: usize) -> TokenStream {
+    let given = match count {
+        0 => "no source is given".to_string(),
+        1 => "1 source is given".to_string(),
+        n => format!("{n} sources are given"),
+    };
+    let message = format!("node `{name}` takes the inputs `{{Args}}`, but {given}");
+    let label = "one source per input, in order";
+    let note = format!(
+        "the sources given are `{{Self}}`: wire node `{name}` with one source per input, in order, as in `{name} = [node](a, b);`"
+    );
+    let args: Vec<Ident> = (0..count).map(|i| format_ident!("A{}", i)).collect();
+    let sources: Vec<Ident> = (0..count).map(|i| format_ident!("S{}", i)).collect();
+    // `IntoSources` is required of `S::Sources` (which is `S`), not of `S`: with the wrong
+    // count the projection fails, and rustc reports nothing more about it. Spanned on the
+    // node's name, where rustc shows the impl and the bound in its notes.
+    quote_spanned! {name.span()=>
+        #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+        trait OneSourcePerInput<Args> {
+            type Sources;
+            fn sources(self) -> Self::Sources;
+        }
+        impl<#(#args,)* #(#sources,)*> OneSourcePerInput<(#(#args,)*)> for (#(#sources,)*) {
+            type Sources = Self;
+            fn sources(self) -> Self {
+                self
+            }
+        }
+        #[track_caller]
+        fn wire<N, S>(graph: &mut ::daggr::__private::Graph, node: N, sources: S) -> N::Handles
+        where
+            N: ::daggr::__private::TypedNode,
+            S: OneSourcePerInput<N::Args>,
+            S::Sources: ::daggr::__private::IntoSources<N::Args>,
+        {
+            graph.add(node, sources.sources())
+        }
     }
 }
 
@@ -887,12 +935,25 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
             // reported there.
             let paren = node.sources_span.unwrap_or_else(|| name.span());
             let sources = quote_spanned!(paren=> (#(#sources,)*));
-            // Spanned on the node's name: `Graph::add` records its caller's location, so the
-            // graph IR points at this line.
-            let add = quote_spanned!(name.span()=> #graph.add(#custom, #sources));
+            let check = source_count_check(name, node.args.len());
+            // The user's expressions are evaluated outside the block that declares `wire`,
+            // so those names never shadow theirs (and they cannot see these two variables,
+            // bound after them). The variables carry the spans of what they hold, where rustc
+            // reports a node that is not one, or sources that do not fit it.
+            let node_var = Ident::new("__daggr_node", custom.span());
+            let sources_var = Ident::new("__daggr_sources", paren);
+            // Spanned on the node's name: `Graph::add` records its caller's location (through
+            // `wire`, which tracks its own), so the graph IR points at this line.
+            let add = quote_spanned!(name.span()=> wire(&mut #graph, #node_var, #sources_var));
             return quote! {
                 #[allow(unused_variables)]
-                let #name = #add;
+                let #name = {
+                    let (#node_var, #sources_var) = (#custom, #sources);
+                    {
+                        #check
+                        #add
+                    }
+                };
             };
         }
         let mut node_path = node.func.clone();
@@ -925,11 +986,19 @@ fn build_body(def: &PipelineDef, order: &[usize]) -> TokenStream {
         quote_spanned!(o.value.span()=> #n: { let __out: ::daggr::__private::Output<#ty> = #value; __out })
     });
     let in_names = def.inputs.iter().map(|i| &i.name);
+    // The outputs are the pipeline's named outputs too (what the workflow API and
+    // `cargo daggr run` answer).
+    let named = def.outputs.iter().map(|o| {
+        let n = &o.name;
+        let n_str = n.to_string();
+        quote! { #graph.name_output(#n_str, &__outputs.#n); }
+    });
     quote! {
         let mut #graph = ::daggr::__private::Graph::new(#name_str);
         #(#inputs)*
         #(#nodes)*
         let __outputs = #outputs_ty { #(#out_fields,)* };
+        #(#named)*
         (#graph, #inputs_ty { #(#in_names,)* }, __outputs)
     }
 }
@@ -964,7 +1033,8 @@ mod tests {
         };
         assert!(pos("let image") < pos("let cutout") && pos("let cutout") < pos("let caption"));
         assert!(out.contains("GenerateNode :: named (\"image\")"));
-        assert!(out.contains(". prompt (:: daggr :: __private :: sole_output (& prompt))"));
+        assert!(out
+            .contains(". prompt (:: daggr :: __private :: SoleOutput :: sole_output (& prompt))"));
         assert!(out.contains(". steps (:: daggr :: __private :: constant (20))"));
         assert!(out.contains(". image (image . image)"));
         assert!(out.contains("constant (:: std :: string :: String :: from (\"short\"))"));
@@ -985,7 +1055,19 @@ mod tests {
             "struct P { inputs { p: String = String::new() } nodes { llm = [InferenceNode::chat(\"llm\", \"m\")](p); after = tidy(text: llm); } }",
         );
         assert!(!out.contains("compile_error"), "{out}");
-        assert!(out.contains("let llm = __daggr_graph . add (InferenceNode :: chat (\"llm\" , \"m\") , (:: daggr :: __private :: sole_output (& p) ,)) ;"), "{out}");
+        assert!(out.contains("let (__daggr_node , __daggr_sources) = (InferenceNode :: chat (\"llm\" , \"m\") , (:: daggr :: __private :: SoleOutput :: sole_output (& p) ,)) ;"), "{out}");
+        assert!(
+            out.contains("wire (& mut __daggr_graph , __daggr_node , __daggr_sources)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("node `llm` takes the inputs `{Args}`, but 1 source is given"),
+            "a wrong count names the node: {out}"
+        );
+        assert!(
+            out.contains("impl < A0 , S0 , > OneSourcePerInput < (A0 ,) > for (S0 ,)"),
+            "{out}"
+        );
         assert!(out.find("let llm").unwrap() < out.find("let after").unwrap());
     }
 

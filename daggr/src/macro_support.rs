@@ -32,11 +32,6 @@ impl<T> SoleOutput for Output<T> {
     }
 }
 
-/// The one output of `handles`.
-pub fn sole_output<H: SoleOutput>(handles: &H) -> Output<H::Value> {
-    handles.sole_output()
-}
-
 /// Checks at compile time that a port's type can cross a port.
 pub const fn assert_port_value<T: crate::PortValue>() {}
 
@@ -208,67 +203,13 @@ impl crate::Pipeline {
 // ---------------------------------------------------------------------------------------
 // What a `#[fn_node]` function returns, decided by its type.
 //
-// The macro reads the output port's type from the signature, so it needs the `Result` spelled
-// out (`Result<T, E>`, `io::Result<T>`, `anyhow::Result<T>`: any path ending in `Result`).
-// For every other spelling it emits a never-run check, `return_kind(&value).plain()`, which
-// compiles only if the value is not a `Result`: a `Result` behind another name (`type
-// Fallible<T> = Result<T, String>`) is a compile error instead of a node whose errors become
-// successful values. `Err` values become a [`BoxError`](crate::BoxError) through
+// Whether a function can fail is decided by its return type, through the `NodeReturn` trait
+// (kinds/fn_node.rs): any `Result`, aliased or not, fails the node on `Err`. `Err` values
+// become a [`BoxError`](crate::BoxError) through
 // [`NodeErrorKind`] and friends (autoref specialization at the concrete type of the call site):
 // a `std::error::Error + Send + Sync` keeps itself (and its source chain), anything
 // `Into<BoxError>` (`anyhow::Error`, `String`) converts, a `Box<dyn Error>` that is not `Send`
 // keeps its text and source chain, and any other `Display` keeps its text.
-
-/// Tag: the function's value is a `Result` (see [`ResultKind`]).
-pub struct ResultTag<R>(std::marker::PhantomData<R>);
-
-/// Tag: the function's value is not a `Result`.
-pub struct ValueTag;
-
-/// A `Result` value (method probing finds this before [`ValueKind`]).
-pub trait ResultKind {
-    /// The tag.
-    fn __daggr_return_kind(&self) -> ResultTag<Self>
-    where
-        Self: Sized,
-    {
-        ResultTag(std::marker::PhantomData)
-    }
-}
-
-impl<T, E> ResultKind for Result<T, E> {}
-
-/// Any other value.
-pub trait ValueKind {
-    /// The tag.
-    fn __daggr_return_kind(&self) -> ValueTag {
-        ValueTag
-    }
-}
-
-impl<T: ?Sized> ValueKind for &T {}
-
-impl ValueTag {
-    /// Compiles: a plain value is one output (or the outputs, split).
-    pub fn plain(self) {}
-}
-
-impl<T, E> ResultTag<Result<T, E>> {
-    /// Does not compile: a `Result` the macro could not see in the signature.
-    pub fn plain(self)
-    where
-        Result<T, E>: ResultSpelledOut,
-    {
-    }
-}
-
-/// Never implemented: the error of a `Result` return type hidden behind another name.
-#[diagnostic::on_unimplemented(
-    message = "this `#[fn_node]` function returns a `Result` (`{Self}`) under another name",
-    label = "write this as `Result<T, E>`",
-    note = "`#[fn_node]` reads the output port's type from the signature; with `Result<T, E>` (or a path ending in `Result`, such as `io::Result<T>`) spelled out, the port carries `T` and `Err` fails the node"
-)]
-pub trait ResultSpelledOut {}
 
 /// Wraps the error type `E` for [`NodeErrorKind`] probing.
 pub struct ErrorOf<E>(std::marker::PhantomData<E>);

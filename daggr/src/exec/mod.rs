@@ -6,7 +6,9 @@
 //! - `scope`: [`Scope`] and [`NodeRef`], which nodes a run evaluates;
 //! - `report`: [`RunReport`], [`Outcome`], [`NodeResult`] and [`NodeFailure`];
 //! - `progress`: [`TerminalProgress`], the progress bar on the terminal;
-//! - `alone`: running one node on its own.
+//! - `alone`: running one node on its own;
+//! - `call`: a pipeline called as a function, JSON in and out (the workflow API's
+//!   `POST /api/call`, `cargo daggr run`).
 //!
 //! Each run is a `tracing` span named `run` (fields `pipeline`, `run`, `scope`, and the
 //! counts `computed`, `cached`, `failed`, `skipped` and `cancelled` once it ends) with one
@@ -15,6 +17,7 @@
 //! failed).
 
 pub(crate) mod alone;
+mod call;
 mod executor;
 mod progress;
 mod report;
@@ -22,6 +25,9 @@ mod scope;
 mod state;
 mod workspace;
 
+#[cfg(feature = "inspector")]
+pub(crate) use call::CallAnswer;
+pub use call::{RUN_ENV, RUN_INPUTS_ENV};
 pub use progress::TerminalProgress;
 pub use report::{NodeFailure, NodeResult, Outcome, PersistTarget, RunReport, Unsaved};
 pub use scope::{NodeRef, Scope};
@@ -37,6 +43,8 @@ impl Graph {
     /// at once) and returns a runnable pipeline.
     pub fn build(self) -> Result<Pipeline, Error> {
         let (graph, dag) = self.validate()?;
-        Pipeline::new(graph, dag)
+        let pipeline = Pipeline::new(graph, dag)?;
+        call::run_if_asked(&pipeline);
+        Ok(pipeline)
     }
 }

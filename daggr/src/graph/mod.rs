@@ -417,7 +417,7 @@ impl Graph {
     /// (`POST /api/call`) returns, under `name`. Without named outputs, a call returns the
     /// outputs no node reads. A name used twice, or a handle from another graph, is an
     /// error at [`Graph::build`].
-    pub fn name_output<T: PortValue>(&mut self, name: impl Into<String>, out: &Output<T>) {
+    pub fn name_output<T>(&mut self, name: impl Into<String>, out: &Output<T>) {
         let name = name.into();
         if out.graph != 0 && out.graph != self.id {
             self.problems.push(Error::Failed {

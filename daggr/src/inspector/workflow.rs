@@ -13,7 +13,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -26,9 +25,7 @@ use serde_json::{json, Map, Value as Json_};
 
 use super::api::{bad, encode_query, parse, ApiError, ApiResult};
 use super::App;
-use crate::graph::INPUT_KIND;
-use crate::node::event::error_chain;
-use crate::{Outcome, PortType, Scope};
+use crate::exec::CallAnswer;
 
 /// Calls running at once.
 pub(crate) const MAX_RUNNING_CALLS: usize = 4;
@@ -50,92 +47,6 @@ impl Default for CallLimits {
     }
 }
 
-/// A pipeline input: an input node's name and type.
-struct InputPort {
-    name: String,
-    /// The input node's own input port (its value).
-    port: String,
-    ty: PortType,
-    /// The value it has when a call does not give one.
-    default: Option<Json_>,
-}
-
-/// A pipeline output: its name and where it is read.
-struct OutputPort {
-    name: String,
-    node: usize,
-    port: usize,
-    ty: PortType,
-}
-
-fn inputs(app: &App) -> Vec<InputPort> {
-    let pipeline = &app.template;
-    pipeline
-        .nodes()
-        .enumerate()
-        .filter(|(_, n)| n.spec().kind == INPUT_KIND)
-        .map(|(i, n)| {
-            let spec = n.spec();
-            InputPort {
-                name: spec.name.clone(),
-                port: spec.inputs[0].name.clone(),
-                ty: spec.outputs[0].ty,
-                default: pipeline
-                    .constant_value(i, &spec.inputs[0].name)
-                    .ok()
-                    .flatten()
-                    .and_then(|v| serde_json::from_slice(v.encoded()).ok()),
-            }
-        })
-        .collect()
-}
-
-/// The named outputs ([`Graph::name_output`](crate::Graph::name_output)), or else every
-/// output port no node reads (named `node`, or `node.port` for a node of several outputs).
-fn outputs(app: &App) -> Vec<OutputPort> {
-    let pipeline = &app.template;
-    let specs: Vec<_> = pipeline.nodes().map(|n| n.spec()).collect();
-    let named = pipeline.named_outputs();
-    if !named.is_empty() {
-        return named
-            .iter()
-            .map(|o| OutputPort {
-                name: o.name.clone(),
-                node: o.node,
-                port: o.port,
-                ty: specs[o.node].outputs[o.port].ty,
-            })
-            .collect();
-    }
-    let ir = pipeline.graph_ir();
-    let mut out = Vec::new();
-    for (node, spec) in specs.iter().enumerate() {
-        if spec.kind == INPUT_KIND {
-            continue;
-        }
-        for (port, p) in spec.outputs.iter().enumerate() {
-            let read = ir
-                .edges
-                .iter()
-                .any(|e| e.from == spec.name && e.from_port == p.name);
-            if !read {
-                let name = if spec.outputs.len() == 1 {
-                    spec.name.clone()
-                } else {
-                    format!("{}.{}", spec.name, p.name)
-                };
-                out.push(OutputPort {
-                    name,
-                    node,
-                    port,
-                    ty: p.ty,
-                });
-            }
-        }
-    }
-    out
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CallBody {
@@ -148,32 +59,9 @@ pub(crate) async fn call(
     State(app): State<Arc<App>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let CallBody { inputs: given } = parse(body)?;
-    let ports = inputs(&app);
+    let CallBody { inputs } = parse(body)?;
     let workspace = app.template.new_workspace();
-    for (name, value) in &given {
-        let Some(port) = ports.iter().find(|p| &p.name == name) else {
-            let known: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-            let hint = daggr_codegen::suggest(name, known.iter().copied())
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            return Err(bad(format!(
-                "unknown input `{name}`{hint} (the inputs: {})",
-                known.join(", ")
-            )));
-        };
-        let encoded = serde_json::to_vec(value).map_err(|e| bad(e.to_string()))?;
-        let decoded = port
-            .ty
-            .decode_outside_from_disk(&encoded, workspace.cache().dir())
-            .map_err(|e| {
-                bad(format!(
-                    "input `{name}` takes a `{}`: {e}",
-                    daggr_codegen::ir::short_type_name(port.ty.name())
-                ))
-            })?;
-        workspace.set_constant_value(name.as_str(), &port.port, decoded)?;
-    }
+    workspace.set_call_inputs(&inputs).map_err(bad)?;
     let limits = &app.calls;
     let permit = match limits.running.try_acquire() {
         Ok(permit) => permit,
@@ -187,58 +75,31 @@ pub(crate) async fn call(
             permit.map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "closing".into()))?
         }
     };
-    let started = Instant::now();
-    let report = workspace.run(Scope::All).await?;
+    let answer = workspace.call().await?;
     drop(permit);
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut values = Map::new();
-    let mut missing = Vec::new();
-    for out in outputs(&app) {
-        let value = workspace
-            .result(out.node)?
-            .and_then(|r| serde_json::from_slice::<Json_>(r.outputs[out.port].encoded()).ok());
-        match value {
-            Some(mut v) => {
-                add_urls(&mut v);
-                values.insert(out.name, v);
-            }
-            None => missing.push(out.name),
-        }
-    }
-    // The nodes that ran and that were served from the cache (inputs are not work).
-    let names = |f: fn(&Outcome) -> bool| -> Vec<&str> {
-        report
-            .outcomes()
-            .filter(|(n, o)| f(o) && !ports.iter().any(|p| p.name == *n))
-            .map(|(n, _)| n)
-            .collect()
-    };
-    let computed = names(|o| matches!(o, Outcome::Computed { .. }));
-    let cached = names(|o| matches!(o, Outcome::Cached(_)));
-    if !report.is_success() {
-        let failed: Vec<Json_> = report
-            .outcomes()
-            .filter_map(|(node, o)| match o {
-                Outcome::Failed(e) => Some(json!({ "node": node, "error": error_chain(e) })),
-                _ => None,
-            })
-            .collect();
-        let first = failed
-            .first()
-            .and_then(|f| f["node"].as_str())
-            .unwrap_or("a node");
+    let CallAnswer {
+        mut outputs,
+        missing_outputs,
+        computed,
+        cached,
+        failed,
+        elapsed_ms,
+        ..
+    } = answer;
+    outputs.values_mut().for_each(add_urls);
+    if let Some(first) = failed.first() {
         let body = json!({
-            "error": format!("node `{first}` failed"),
+            "error": format!("node `{}` failed", first.node),
             "failed": failed,
-            "missing_outputs": missing,
-            "outputs": values,
+            "missing_outputs": missing_outputs,
+            "outputs": outputs,
             "computed": computed,
             "cached": cached,
         });
         return Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response());
     }
     Ok(Json(json!({
-        "outputs": values,
+        "outputs": outputs,
         "computed": computed,
         "cached": cached,
         "elapsed_ms": elapsed_ms,
@@ -287,20 +148,27 @@ pub(crate) async fn openapi(State(app): State<Arc<App>>) -> Response {
 }
 
 fn document(app: &App) -> Json_ {
+    let pipeline = &app.template;
     let mut input_props = Map::new();
-    for input in inputs(app) {
+    for input in pipeline.call_inputs() {
         let mut schema = input.ty.json_schema();
-        if let (Some(default), Json_::Object(map)) = (input.default, &mut schema) {
+        // The value an input left out keeps.
+        let default = pipeline
+            .constant_value(input.node, &input.port)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice::<Json_>(v.encoded()).ok());
+        if let (Some(default), Json_::Object(map)) = (default, &mut schema) {
             map.insert("default".into(), default);
         }
         input_props.insert(input.name, schema);
     }
     let mut output_props = Map::new();
-    let outputs = outputs(app);
+    let outputs = pipeline.call_outputs();
     for output in &outputs {
-        output_props.insert(output.name.clone(), output.ty.json_schema());
+        output_props.insert(output.at.name.clone(), output.ty.json_schema());
     }
-    let output_names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+    let output_names: Vec<&str> = outputs.iter().map(|o| o.at.name.as_str()).collect();
     let error = json!({ "$ref": "#/components/schemas/Error" });
     let json_of = |schema: Json_| json!({ "application/json": { "schema": schema } });
     let name = app.template.name();

@@ -419,3 +419,58 @@ impl<Args: ArgTuple, R: PortValue> TypedNode for FnNode<Args, R> {
         Output::new(node, 0)
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// What a `#[fn_node]` function returns, decided by its type rather than its spelling.
+//
+// A return type the macro cannot read as a `Result` (`Fallible<u32>`, `Checked`, `Handle`)
+// may still be one behind an alias. The generated code asks the compiler:
+// `ReturnProbe::<R>::IS_RESULT` is the inherent constant (true) when `R` is a `Result`, and
+// the trait's (false) otherwise, since inherent items are found first; then
+// `<R as NodeReturn<IS_RESULT>>::Value` is the output port's type and `into_result` splits
+// the value, so `Err` fails the node whatever the `Result` is called. Items for generated
+// code (`daggr::__private`), not a public API.
+
+/// Asks whether `R` is a `Result`: `ReturnProbe::<R>::IS_RESULT` (with [`NotAResult`] in
+/// scope).
+pub struct ReturnProbe<R>(PhantomData<R>);
+
+impl<T, E> ReturnProbe<Result<T, E>> {
+    /// `R` is a `Result`: found before [`NotAResult::IS_RESULT`].
+    pub const IS_RESULT: bool = true;
+}
+
+/// The answer of [`ReturnProbe`] for every type that is not a `Result`.
+pub trait NotAResult {
+    /// `R` is not a `Result`.
+    const IS_RESULT: bool = false;
+}
+
+impl<R> NotAResult for ReturnProbe<R> {}
+
+/// A `#[fn_node]` function's return type, split into the output value and the error that
+/// fails the node; `RESULT` is [`ReturnProbe::IS_RESULT`] of the type.
+pub trait NodeReturn<const RESULT: bool> {
+    /// What the output port carries.
+    type Value;
+    /// What fails the node (`Infallible` for a plain value).
+    type Error;
+    /// The value, or the error.
+    fn into_result(self) -> Result<Self::Value, Self::Error>;
+}
+
+impl<T> NodeReturn<false> for T {
+    type Value = T;
+    type Error = std::convert::Infallible;
+    fn into_result(self) -> Result<T, std::convert::Infallible> {
+        Ok(self)
+    }
+}
+
+impl<T, E> NodeReturn<true> for Result<T, E> {
+    type Value = T;
+    type Error = E;
+    fn into_result(self) -> Result<T, E> {
+        self
+    }
+}

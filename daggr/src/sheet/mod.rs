@@ -7,6 +7,14 @@
 //! encoding, in which media are references into the content-addressed cache; outputs
 //! larger than [`INLINE_LIMIT`] are stored in the cache too and referenced by integrity.
 //!
+//! With the `postgres` feature, sheets can live in PostgreSQL instead, with the same schema
+//! (the same migrations, in its dialect) and the same behaviour, so that a team or a
+//! cluster shares them: set [`SHEETS_URL_ENV`] (`DAGGR_SHEETS_URL=postgres://user@host/db`)
+//! for [`SheetStore::open_default`] (and so the inspector), or call
+//! [`SheetStore::open_url`]; a pipeline's code does not change. The database must exist;
+//! its tables are created on first open. Several processes may use one sheet at once on
+//! either backend: each batch of results is one transaction, and writers take turns.
+//!
 //! Each result keeps the log its node wrote while computing it ([`crate::NodeContext::log`]
 //! and the executor's lines): at most the last [`MAX_LOG_LINES`] lines, the earlier ones
 //! counted as dropped. Read a history entry's log with [`Sheet::log`]; a restored or
@@ -53,15 +61,18 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rows;
 mod schema;
+mod sqlite;
 mod store;
 mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::exec::{NodeRef, NodeResult, PersistTarget, Pipeline, RunReport, Scope};
@@ -72,7 +83,8 @@ use crate::node::event::MAX_LOG_LINES;
 use crate::value::PortValue;
 use crate::Error;
 
-use rows::{parse_logs, restore_input, StoredResult, RESULT_COLUMNS};
+use backend::View;
+use rows::{parse_logs, restore_input};
 pub use rows::{HistoryEntry, InputRecord, Provenance, SkippedRow};
 pub use schema::default_db_path;
 use schema::now_ms;
@@ -80,6 +92,11 @@ pub use store::{SheetInfo, SheetStore};
 
 /// Environment variable that overrides the default database path.
 pub const SHEETS_DB_ENV: &str = "DAGGR_SHEETS_DB";
+
+/// Environment variable naming the database [`SheetStore::open_default`] opens, as a URL
+/// for [`SheetStore::open_url`] (`postgres://user@host/db`, `sqlite://path`); when set,
+/// it wins over [`SHEETS_DB_ENV`].
+pub const SHEETS_URL_ENV: &str = "DAGGR_SHEETS_URL";
 
 /// Outputs whose encoding is larger than this many bytes are kept in the cache, not inline.
 pub const INLINE_LIMIT: usize = 16 * 1024;
@@ -236,44 +253,28 @@ impl Sheet {
             self.pipeline.cache().put_blob(&blob.bytes)?;
         }
         let encoded = String::from_utf8_lossy(value.encoded()).into_owned();
-        self.store.with_conn(|c| {
-            c.execute(
-                "INSERT INTO sheet_inputs (sheet_id, node, port, value) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (sheet_id, node, port) DO UPDATE SET value = excluded.value",
-                params![self.id, node, port, encoded],
-            )?;
-            c.execute(
-                "UPDATE sheets SET updated_ms = ?2 WHERE id = ?1",
-                params![self.id, now_ms()],
-            )?;
-            Ok(())
-        })
+        self.store
+            .backend()
+            .save_input(self.id, node, port, &encoded, now_ms())
     }
 
     /// Puts a constant input (a pipeline input or an override) back to the value the graph
     /// was built with, and forgets the sheet's stored value.
     pub fn reset_constant(&self, node: &str, port: &str) -> Result<(), Error> {
         self.pipeline.reset_constant(node, port)?;
-        self.store.with_conn(|c| {
-            c.execute(
-                "DELETE FROM sheet_inputs WHERE sheet_id = ?1 AND node = ?2 AND port = ?3",
-                params![self.id, node, port],
-            )
-        })?;
-        Ok(())
+        self.store.backend().delete_input(self.id, node, port)
     }
 
     /// The stored inputs and overrides: `(node, port, encoded value)`.
     pub fn stored_inputs(&self) -> Result<Vec<(String, String, serde_json::Value)>, Error> {
-        self.store.with_conn(|c| {
-            let mut stmt =
-                c.prepare("SELECT node, port, value FROM sheet_inputs WHERE sheet_id = ?1 ORDER BY node, port")?;
-            let rows = stmt.query_map([self.id], |r| {
-                let text: String = r.get(2)?;
-                Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
-            })?;
-            rows.collect()
-        })
+        let rows = self.store.backend().inputs(self.id)?;
+        Ok(rows
+            .into_iter()
+            .map(|(node, port, text)| {
+                let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                (node, port, value)
+            })
+            .collect())
     }
 
     /// A node's history in this sheet, newest first: its results and its failed and
@@ -281,53 +282,39 @@ impl Sheet {
     pub fn history(&self, node: &str) -> Result<Vec<HistoryEntry>, Error> {
         self.pipeline.node_index(node)?;
         self.store.flush();
-        self.store.with_conn(|c| {
-            let selected: Option<i64> = c
-                .query_row(
-                    "SELECT result_id FROM selections WHERE sheet_id = ?1 AND node = ?2",
-                    params![self.id, node],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            // The logs themselves stay in the database: only their line counts are listed.
-            let mut stmt = c.prepare(&format!(
-                "SELECT {RESULT_COLUMNS}, NULL FROM results r LEFT JOIN result_logs l ON l.result_id = r.id
-                 WHERE r.sheet_id = ?1 AND r.node = ?2 ORDER BY r.id DESC"
-            ))?;
-            let rows = stmt.query_map(params![self.id, node], StoredResult::read_row)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let row = match row? {
-                    Ok(row) => row,
-                    Err(damaged) => {
-                        // One damaged entry must not hide the rest of the history.
-                        tracing::warn!(sheet = self.name, id = ?damaged.id, reason = damaged.reason, "skipping a damaged history entry");
-                        continue;
-                    }
-                };
-                out.push(HistoryEntry {
-                    id: row.id,
-                    run: row.run,
-                    key: row.key,
-                    outcome: row.outcome,
-                    elapsed_ms: row.elapsed_ms,
-                    finished_ms: row.finished_ms,
-                    outputs: serde_json::from_str(&row.outputs).unwrap_or_default(),
-                    provenance: serde_json::from_str(&row.provenance).unwrap_or(Provenance {
-                        identity: String::new(),
-                        code: String::new(),
-                        version: None,
-                        params: serde_json::Value::Null,
-                        inputs: Vec::new(),
-                    }),
-                    selected: Some(row.id) == selected,
-                    error: row.error,
-                    attempts: row.attempts,
-                    log_lines: row.log_lines,
-                });
-            }
-            Ok(out)
-        })
+        let history = self.store.backend().history(self.id, node)?;
+        let mut out = Vec::new();
+        for row in history.entries {
+            let row = match row {
+                Ok(row) => row,
+                Err(damaged) => {
+                    // One damaged entry must not hide the rest of the history.
+                    tracing::warn!(sheet = self.name, id = ?damaged.id, reason = damaged.reason, "skipping a damaged history entry");
+                    continue;
+                }
+            };
+            out.push(HistoryEntry {
+                id: row.id,
+                run: row.run,
+                key: row.key,
+                outcome: row.outcome,
+                elapsed_ms: row.elapsed_ms,
+                finished_ms: row.finished_ms,
+                outputs: serde_json::from_str(&row.outputs).unwrap_or_default(),
+                provenance: serde_json::from_str(&row.provenance).unwrap_or(Provenance {
+                    identity: String::new(),
+                    code: String::new(),
+                    version: None,
+                    params: serde_json::Value::Null,
+                    inputs: Vec::new(),
+                }),
+                selected: Some(row.id) == history.selected,
+                error: row.error,
+                attempts: row.attempts,
+                log_lines: row.log_lines,
+            });
+        }
+        Ok(out)
     }
 
     /// Per node: the number of results kept, the selected entry's id and its position among
@@ -336,31 +323,7 @@ impl Sheet {
     pub fn history_summary(
         &self,
     ) -> Result<std::collections::HashMap<String, HistorySummary>, Error> {
-        self.store.with_conn(|c| {
-            // A failed entry (`error` set) is no result: counted apart, never a position.
-            let mut stmt = c.prepare(
-                "SELECT r.node, SUM(r.error IS NULL), s.result_id,
-                        SUM(r.error IS NULL AND r.id >= COALESCE(s.result_id, 0)),
-                        SUM(r.error IS NOT NULL)
-                 FROM results r LEFT JOIN selections s ON s.sheet_id = r.sheet_id AND s.node = r.node
-                 WHERE r.sheet_id = ?1 GROUP BY r.node",
-            )?;
-            let rows = stmt.query_map([self.id], |r| {
-                let count: i64 = r.get(1)?;
-                let position: i64 = r.get(3)?;
-                let failed: i64 = r.get(4)?;
-                Ok((
-                    r.get::<_, String>(0)?,
-                    HistorySummary {
-                        count: count as usize,
-                        selected_id: r.get(2)?,
-                        position: position as usize,
-                        failed: failed as usize,
-                    },
-                ))
-            })?;
-            rows.collect()
-        })
+        self.store.backend().history_summary(self.id)
     }
 
     /// Makes history entry `result_id` the node's current result; downstream nodes then
@@ -369,17 +332,7 @@ impl Sheet {
     /// [`Error::NotSelectable`], and the current result stays.
     pub fn select(&self, node: &str, result_id: i64) -> Result<(), Error> {
         self.store.flush();
-        let stored = self.store.with_conn(|c| {
-            c.query_row(
-                &format!(
-                    "SELECT {RESULT_COLUMNS}, l.log FROM results r LEFT JOIN result_logs l ON l.result_id = r.id
-                     WHERE r.sheet_id = ?1 AND r.node = ?2 AND r.id = ?3"
-                ),
-                params![self.id, node, result_id],
-                StoredResult::from_row,
-            )
-            .optional()
-        })?;
+        let stored = self.store.backend().entry(self.id, node, result_id)?;
         let stored = stored.ok_or_else(|| Error::NoResult {
             node: format!("{node} (history entry {result_id})"),
         })?;
@@ -392,15 +345,8 @@ impl Sheet {
             });
         }
         let cache_dir = self.pipeline.cache().dir().to_path_buf();
-        stored.restore(&self.pipeline, &cache_dir, self.store.path())?;
-        self.store.with_conn(|c| {
-            c.execute(
-                "INSERT INTO selections (sheet_id, node, result_id) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (sheet_id, node) DO UPDATE SET result_id = excluded.result_id",
-                params![self.id, node, result_id],
-            )
-        })?;
-        Ok(())
+        stored.restore(&self.pipeline, &cache_dir, self.store.location())?;
+        self.store.backend().set_selection(self.id, node, result_id)
     }
 
     /// The log of history entry `result_id` of `node`, a result or a failed execution
@@ -408,15 +354,7 @@ impl Sheet {
     pub fn log(&self, node: &str, result_id: i64) -> Result<Logs, Error> {
         self.pipeline.node_index(node)?;
         self.store.flush();
-        let row: Option<Option<String>> = self.store.with_conn(|c| {
-            c.query_row(
-                "SELECT l.log FROM results r LEFT JOIN result_logs l ON l.result_id = r.id
-                 WHERE r.sheet_id = ?1 AND r.node = ?2 AND r.id = ?3",
-                params![self.id, node, result_id],
-                |r| r.get(0),
-            )
-            .optional()
-        })?;
+        let row = self.store.backend().log(self.id, node, result_id)?;
         let log = row.ok_or_else(|| Error::NoResult {
             node: format!("{node} (history entry {result_id})"),
         })?;
@@ -446,37 +384,21 @@ impl Sheet {
 
     /// The canvas viewport (any JSON the inspector stores).
     pub fn viewport(&self) -> Result<Option<serde_json::Value>, Error> {
-        let text: Option<String> = self.store.with_conn(|c| {
-            c.query_row(
-                "SELECT viewport FROM sheets WHERE id = ?1",
-                [self.id],
-                |r| r.get(0),
-            )
-        })?;
+        let text = self.store.backend().view(self.id, View::Viewport)?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
     /// Stores the canvas viewport.
     pub fn set_viewport(&self, viewport: &serde_json::Value) -> Result<(), Error> {
-        self.store.with_conn(|c| {
-            c.execute(
-                "UPDATE sheets SET viewport = ?2 WHERE id = ?1",
-                params![self.id, viewport.to_string()],
-            )
-        })?;
-        Ok(())
+        self.store
+            .backend()
+            .set_view(self.id, View::Viewport, Some(&viewport.to_string()))
     }
 
     /// The node positions set by hand in the inspector, by node name; nodes not listed (and
     /// nodes the pipeline no longer has) keep the computed layout.
     pub fn node_positions(&self) -> Result<BTreeMap<String, NodePosition>, Error> {
-        let text: Option<String> = self.store.with_conn(|c| {
-            c.query_row(
-                "SELECT positions FROM sheets WHERE id = ?1",
-                [self.id],
-                |r| r.get(0),
-            )
-        })?;
+        let text = self.store.backend().view(self.id, View::Positions)?;
         let mut positions: BTreeMap<String, NodePosition> = text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
@@ -500,13 +422,9 @@ impl Sheet {
             .collect();
         let text = (!kept.is_empty())
             .then(|| serde_json::to_string(&kept).expect("finite numbers serialize"));
-        self.store.with_conn(|c| {
-            c.execute(
-                "UPDATE sheets SET positions = ?2 WHERE id = ?1",
-                params![self.id, text],
-            )
-        })?;
-        Ok(())
+        self.store
+            .backend()
+            .set_view(self.id, View::Positions, text.as_deref())
     }
 
     /// Names of the nodes whose current value is stale or missing.

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
@@ -178,7 +177,7 @@ pub(super) fn restore_input(
     workspace.set_constant_value(index, port, value)
 }
 
-/// The columns [`StoredResult::from_row`] reads, from `results r LEFT JOIN result_logs l`;
+/// The columns a backend reads into a [`StoredResult`], from `results r LEFT JOIN result_logs l`;
 /// queries add a last one, the log itself (`l.log`), or `NULL` where only its size is needed.
 pub(super) const RESULT_COLUMNS: &str =
     "r.node, r.id, r.run, r.cache_key, r.outcome, r.elapsed_ms, \
@@ -207,65 +206,12 @@ pub(super) fn parse_logs(json: Option<&str>) -> Logs {
         .unwrap_or_default()
 }
 
-/// The sheet's last run number. `MAX(run)` is read through the index; when a damaged row
-/// holds a run that is not an integer (text sorts above every number in SQLite), only the
-/// integer runs count.
-pub(super) fn last_run(c: &Connection, id: i64) -> rusqlite::Result<u64> {
-    use rusqlite::types::Value as Sql;
-    let max: Sql = c.query_row(
-        "SELECT MAX(run) FROM results WHERE sheet_id = ?1",
-        [id],
-        |r| r.get(0),
-    )?;
-    let max = match max {
-        Sql::Null => 0,
-        Sql::Integer(run) => run,
-        _ => c.query_row(
-            "SELECT COALESCE(MAX(run), 0) FROM results WHERE sheet_id = ?1 AND typeof(run) = 'integer'",
-            [id],
-            |r| r.get(0),
-        )?,
-    };
-    Ok(u64::try_from(max).unwrap_or(0))
-}
-
 impl StoredResult {
-    /// Like [`StoredResult::from_row`], but a row whose columns cannot be read (a wrongly
-    /// typed column) is returned as skipped instead of ending the whole query.
-    pub(super) fn read_row(
-        r: &rusqlite::Row<'_>,
-    ) -> rusqlite::Result<Result<StoredResult, SkippedRow>> {
-        Ok(StoredResult::from_row(r).map_err(|e| SkippedRow {
-            table: "results",
-            id: r.get(1).ok(),
-            node: r.get(0).ok(),
-            reason: e.to_string(),
-        }))
-    }
-
-    pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(StoredResult {
-            node: r.get(0)?,
-            id: r.get(1)?,
-            run: r.get::<_, i64>(2)? as u64,
-            key: r.get(3)?,
-            outcome: r.get(4)?,
-            elapsed_ms: r.get(5)?,
-            finished_ms: r.get(6)?,
-            outputs: r.get(7)?,
-            provenance: r.get(8)?,
-            log_lines: r.get::<_, Option<i64>>(9)?.unwrap_or(0).max(0) as usize,
-            error: r.get(10)?,
-            attempts: r.get::<_, Option<i64>>(11)?.map(|a| a.max(0) as u32),
-            log: r.get(12)?,
-        })
-    }
-
     pub(super) fn restore(
         &self,
         workspace: &Pipeline,
         cache_dir: &Path,
-        db: &Path,
+        db: &str,
     ) -> Result<(), Error> {
         let index = workspace.node_index(&self.node)?;
         let spec = workspace
@@ -276,9 +222,7 @@ impl StoredResult {
         let bad = |why: String| Error::Io {
             context: format!(
                 "sheet database {}: result {} of node `{}`",
-                db.display(),
-                self.id,
-                self.node
+                db, self.id, self.node
             ),
             source: std::io::Error::other(why),
         };

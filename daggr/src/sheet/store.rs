@@ -1,22 +1,19 @@
 //! [`SheetStore`]: the database of sheets; listing, creating, opening, renaming, forking
 //! and deleting sheets, and collecting the cache entries no sheet refers to.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::rows::{
-    collect_refs, failure_row, last_run, restore_input, result_row, ResultRow, SkippedRow,
-    StoredResult, RESULT_COLUMNS,
-};
-use super::schema::{db_err, default_db_path, migrate, now_ms, open_connection};
+use super::backend::SheetBackend;
+use super::rows::{failure_row, restore_input, result_row, ResultRow, SkippedRow};
+use super::schema::{default_db_path, now_ms};
+use super::sqlite::SqliteBackend;
 use super::writer::{writer_loop, Pending, RowFailure, Write};
-use super::{Sheet, DEFAULT_HISTORY_LIMIT};
-use crate::cache::{CacheKey, GcReport};
+use super::{Sheet, DEFAULT_HISTORY_LIMIT, SHEETS_URL_ENV};
+use crate::cache::GcReport;
 use crate::exec::{NodeFailure, NodeResult, Outcome, Pipeline, ResultObserver, WeakPipeline};
 use crate::node::event::CacheSource;
 use crate::{Cache, Error};
@@ -37,8 +34,11 @@ pub struct SheetInfo {
 }
 
 pub(super) struct StoreInner {
+    /// The SQLite file, or (PostgreSQL) the URL without its password.
     pub(super) path: PathBuf,
-    pub(super) conn: Mutex<Connection>,
+    /// The same, as text: what messages name.
+    pub(super) location: String,
+    pub(super) backend: Box<dyn SheetBackend>,
     pub(super) writes: Mutex<Option<mpsc::Sender<Write>>>,
     pub(super) writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(super) history_limit: usize,
@@ -48,44 +48,157 @@ pub(super) struct StoreInner {
 }
 
 /// A database of sheets. Cheap to clone; open one per process.
+///
+/// SQLite (a file, [`SheetStore::open`]) by default; PostgreSQL with the `postgres`
+/// feature ([`SheetStore::open_url`] with a `postgres://` URL, or [`SHEETS_URL_ENV`] for
+/// [`SheetStore::open_default`]), with the same schema and the same behaviour, so a
+/// pipeline's code does not change between a laptop and a cluster.
 #[derive(Clone)]
 pub struct SheetStore(pub(super) Arc<StoreInner>);
 
 impl std::fmt::Debug for SheetStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SheetStore")
-            .field("path", &self.0.path)
+            .field("location", &self.0.location)
             .finish()
     }
 }
 
+/// Where [`SheetStore::open_url`] keeps the sheets.
+enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// Reads a sheets URL: `postgres://…` / `postgresql://…`, `sqlite://PATH` (`sqlite:PATH`),
+/// or a plain path to an SQLite file.
+fn target(url: &str) -> Result<Target, Error> {
+    let url = url.trim();
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        return Ok(Target::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Target::Postgres(url.to_string()));
+    }
+    match url.split_once("://") {
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            Err(Error::Io {
+                context: format!("sheet database {}", redact_url(url)),
+                source: std::io::Error::other(format!(
+                    "unknown scheme `{scheme}`: expected postgres://…, sqlite://PATH or the path of an SQLite file"
+                )),
+            })
+        }
+        _ if url.is_empty() => Err(Error::Io {
+            context: "sheet database".into(),
+            source: std::io::Error::other("empty URL"),
+        }),
+        _ => Ok(Target::Sqlite(PathBuf::from(url))),
+    }
+}
+
+/// A URL without its password (`postgres://user:secret@host/db` → `postgres://user@host/db`),
+/// for messages.
+pub(super) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            // The query may carry a password too (`?password=…`): not shown.
+            let tail = tail.split(['?', '#']).next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => {
+            let tail = tail.split(['?', '#']).next().unwrap_or_default();
+            format!("{scheme}://{authority}{tail}")
+        }
+    }
+}
+
 impl SheetStore {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the SQLite database at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<SheetStore, Error> {
         Self::open_with_history_limit(path, DEFAULT_HISTORY_LIMIT)
     }
 
-    /// Opens the default database ([`default_db_path`]).
+    /// Opens the default database: the one [`SHEETS_URL_ENV`] (`DAGGR_SHEETS_URL`) names
+    /// if it is set ([`SheetStore::open_url`]), else the SQLite file at
+    /// [`default_db_path`]. So the same code keeps its sheets in the project on a laptop
+    /// and in a team's PostgreSQL where the variable is set.
     pub fn open_default() -> Result<SheetStore, Error> {
-        Self::open(default_db_path())
+        match std::env::var(SHEETS_URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => Self::open_url(url.trim()),
+            _ => Self::open(default_db_path()),
+        }
     }
 
-    /// Opens the database keeping at most `limit` history entries per node and sheet (the
-    /// selected entry is always kept).
+    /// Opens the database at `url`, creating and migrating its schema if needed:
+    ///
+    /// - `postgres://user[:password]@host[:port]/database[?options]` (or `postgresql://`):
+    ///   PostgreSQL, with the `postgres` feature. The database must exist; the tables are
+    ///   created in it (in the connection's `search_path`). No TLS: connect over a trusted
+    ///   network, a Unix socket (`?host=/run/postgresql`) or a local proxy.
+    /// - `sqlite://PATH` (`sqlite:///absolute/path.db`, `sqlite://relative.db`) or a plain
+    ///   path: an SQLite file, as [`SheetStore::open`].
+    pub fn open_url(url: &str) -> Result<SheetStore, Error> {
+        Self::open_url_with_history_limit(url, DEFAULT_HISTORY_LIMIT)
+    }
+
+    /// [`SheetStore::open_url`], keeping at most `limit` history entries per node and sheet.
+    pub fn open_url_with_history_limit(url: &str, limit: usize) -> Result<SheetStore, Error> {
+        match target(url)? {
+            Target::Sqlite(path) => Self::open_with_history_limit(path, limit),
+            Target::Postgres(url) => {
+                #[cfg(feature = "postgres")]
+                {
+                    let backend = super::postgres::PgBackend::open(&url)?;
+                    let location = backend.location().to_string();
+                    Self::start(PathBuf::from(&location), location, Box::new(backend), limit)
+                }
+                #[cfg(not(feature = "postgres"))]
+                {
+                    let _ = url;
+                    Err(Error::FeatureDisabled {
+                        feature: "postgres",
+                        what: "sheets on PostgreSQL (SheetStore::open_url, DAGGR_SHEETS_URL)",
+                    })
+                }
+            }
+        }
+    }
+
+    /// Opens the SQLite database at `path` keeping at most `limit` history entries per
+    /// node and sheet (the selected entry is always kept).
     pub fn open_with_history_limit(
         path: impl Into<PathBuf>,
         limit: usize,
     ) -> Result<SheetStore, Error> {
         let path = path.into();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                context: format!("creating {}", dir.display()),
-                source,
-            })?;
-        }
-        let mut conn = open_connection(&path)?;
-        migrate(&mut conn, &path)?;
-        let writer_conn = open_connection(&path)?;
+        let backend = SqliteBackend::open(&path)?;
+        let location = path.display().to_string();
+        Self::start(path, location, Box::new(backend), limit)
+    }
+
+    /// Starts the writer thread on the backend's writer connection.
+    fn start(
+        path: PathBuf,
+        location: String,
+        backend: Box<dyn SheetBackend>,
+        limit: usize,
+    ) -> Result<SheetStore, Error> {
+        let writer_conn = backend.writer()?;
         let (tx, rx) = mpsc::channel();
         let pending = Arc::new(Pending {
             count: Mutex::new(0),
@@ -95,11 +208,11 @@ impl SheetStore {
         let writer = {
             let pending = pending.clone();
             let failures = failures.clone();
-            let path = path.clone();
+            let location = location.clone();
             let limit = limit.max(1);
             std::thread::Builder::new()
                 .name("daggr-sheet-writer".into())
-                .spawn(move || writer_loop(writer_conn, rx, pending, failures, limit, path))
+                .spawn(move || writer_loop(writer_conn, rx, pending, failures, limit, location))
                 .map_err(|source| Error::Io {
                     context: "starting the sheet writer thread".into(),
                     source,
@@ -107,7 +220,8 @@ impl SheetStore {
         };
         Ok(SheetStore(Arc::new(StoreInner {
             path,
-            conn: Mutex::new(conn),
+            location,
+            backend,
             writes: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             history_limit: limit.max(1),
@@ -121,21 +235,19 @@ impl SheetStore {
         self.0.history_limit
     }
 
-    /// The database path.
+    /// The database path; for PostgreSQL, its URL without the password (as a path).
     pub fn path(&self) -> &Path {
         &self.0.path
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
-        db_err(&self.0.path, e)
+    /// Where the sheets are: the SQLite file's path, or the PostgreSQL URL without its
+    /// password.
+    pub fn location(&self) -> &str {
+        &self.0.location
     }
 
-    pub(super) fn with_conn<R>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
-    ) -> Result<R, Error> {
-        let mut conn = self.0.conn.lock().unwrap();
-        f(&mut conn).map_err(|e| self.err(e))
+    pub(super) fn backend(&self) -> &dyn SheetBackend {
+        self.0.backend.as_ref()
     }
 
     /// Waits until every queued result is committed.
@@ -174,32 +286,11 @@ impl SheetStore {
 
     /// The sheets of a pipeline, by name.
     pub fn list(&self, pipeline: &str) -> Result<Vec<SheetInfo>, Error> {
-        self.with_conn(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, pipeline, name, created_ms, updated_ms FROM sheets WHERE pipeline = ?1 ORDER BY name",
-            )?;
-            let rows = stmt.query_map([pipeline], |r| {
-                Ok(SheetInfo {
-                    id: r.get(0)?,
-                    pipeline: r.get(1)?,
-                    name: r.get(2)?,
-                    created_ms: r.get(3)?,
-                    updated_ms: r.get(4)?,
-                })
-            })?;
-            rows.collect()
-        })
+        self.backend().list(pipeline)
     }
 
     fn find(&self, pipeline: &str, name: &str) -> Result<Option<i64>, Error> {
-        self.with_conn(|c| {
-            c.query_row(
-                "SELECT id FROM sheets WHERE pipeline = ?1 AND name = ?2",
-                [pipeline, name],
-                |r| r.get(0),
-            )
-            .optional()
-        })
+        self.backend().find(pipeline, name)
     }
 
     fn missing(&self, pipeline: &str, name: &str) -> Error {
@@ -218,14 +309,9 @@ impl SheetStore {
         if self.find(pipeline.name(), name)?.is_some() {
             return Err(Error::SheetExists { name: name.into() });
         }
-        let now = now_ms();
-        let id = self.with_conn(|c| {
-            c.execute(
-                "INSERT INTO sheets (pipeline, name, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
-                params![pipeline.name(), name, now],
-            )?;
-            Ok(c.last_insert_rowid())
-        })?;
+        let id = self
+            .backend()
+            .insert_sheet(pipeline.name(), name, now_ms())?;
         self.attach(pipeline, id, name)
     }
 
@@ -241,19 +327,9 @@ impl SheetStore {
     /// Opens the sheet, creating it if it does not exist (safe when several processes do
     /// this at once: exactly one row is created).
     pub fn open_or_create(&self, pipeline: &Pipeline, name: &str) -> Result<Sheet, Error> {
-        let now = now_ms();
-        let id = self.with_conn(|c| {
-            c.execute(
-                "INSERT INTO sheets (pipeline, name, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT (pipeline, name) DO NOTHING",
-                params![pipeline.name(), name, now],
-            )?;
-            c.query_row(
-                "SELECT id FROM sheets WHERE pipeline = ?1 AND name = ?2",
-                [pipeline.name(), name],
-                |r| r.get(0),
-            )
-        })?;
+        let id = self
+            .backend()
+            .insert_or_find_sheet(pipeline.name(), name, now_ms())?;
         self.attach(pipeline, id, name)
     }
 
@@ -262,13 +338,7 @@ impl SheetStore {
         if self.find(pipeline, to)?.is_some() {
             return Err(Error::SheetExists { name: to.into() });
         }
-        let changed = self.with_conn(|c| {
-            c.execute(
-                "UPDATE sheets SET name = ?3, updated_ms = ?4 WHERE pipeline = ?1 AND name = ?2",
-                params![pipeline, from, to, now_ms()],
-            )
-        })?;
-        if changed == 0 {
+        if !self.backend().rename(pipeline, from, to, now_ms())? {
             return Err(self.missing(pipeline, from));
         }
         Ok(())
@@ -277,13 +347,7 @@ impl SheetStore {
     /// Deletes a sheet with its inputs and history (cache entries stay until [`SheetStore::gc_cache`]).
     pub fn delete(&self, pipeline: &str, name: &str) -> Result<(), Error> {
         self.flush();
-        let changed = self.with_conn(|c| {
-            c.execute(
-                "DELETE FROM sheets WHERE pipeline = ?1 AND name = ?2",
-                [pipeline, name],
-            )
-        })?;
-        if changed == 0 {
+        if !self.backend().delete(pipeline, name)? {
             return Err(self.missing(pipeline, name));
         }
         Ok(())
@@ -299,49 +363,7 @@ impl SheetStore {
         if self.find(pipeline.name(), to)?.is_some() {
             return Err(Error::SheetExists { name: to.into() });
         }
-        let id = self.with_conn(|c| {
-            let tx = c.transaction()?;
-            let now = now_ms();
-            tx.execute(
-                "INSERT INTO sheets (pipeline, name, created_ms, updated_ms, viewport, positions)
-                 SELECT pipeline, ?2, ?3, ?3, viewport, positions FROM sheets WHERE id = ?1",
-                params![source, to, now],
-            )?;
-            let id = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO sheet_inputs (sheet_id, node, port, value)
-                 SELECT ?2, node, port, value FROM sheet_inputs WHERE sheet_id = ?1",
-                params![source, id],
-            )?;
-            // Copy history in id order, remembering old → new ids for the selections.
-            tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS fork_map (old INTEGER, new INTEGER); DELETE FROM fork_map;")?;
-            {
-                let mut read = tx.prepare("SELECT id FROM results WHERE sheet_id = ?1 ORDER BY id")?;
-                let old_ids: Vec<i64> = read.query_map([source], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                let mut copy = tx.prepare(
-                    "INSERT INTO results (sheet_id, node, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance, error, attempts)
-                     SELECT ?2, node, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance, error, attempts FROM results WHERE id = ?1",
-                )?;
-                let mut map = tx.prepare("INSERT INTO fork_map (old, new) VALUES (?1, ?2)")?;
-                for old in old_ids {
-                    copy.execute(params![old, id])?;
-                    map.execute(params![old, tx.last_insert_rowid()])?;
-                }
-            }
-            tx.execute(
-                "INSERT INTO result_logs (result_id, lines, log)
-                 SELECT m.new, l.lines, l.log FROM result_logs l JOIN fork_map m ON m.old = l.result_id",
-                [],
-            )?;
-            tx.execute(
-                "INSERT INTO selections (sheet_id, node, result_id)
-                 SELECT ?2, s.node, m.new FROM selections s JOIN fork_map m ON m.old = s.result_id WHERE s.sheet_id = ?1",
-                params![source, id],
-            )?;
-            tx.execute_batch("DROP TABLE fork_map;")?;
-            tx.commit()?;
-            Ok(id)
-        })?;
+        let id = self.backend().fork(source, to, now_ms())?;
         self.attach(pipeline, id, to)
     }
 
@@ -349,30 +371,7 @@ impl SheetStore {
     /// Other live users of the cache (pipelines without sheets) are not consulted.
     pub fn gc_cache(&self, cache: &Cache) -> Result<GcReport, Error> {
         self.flush();
-        let (keys, blobs) = self.with_conn(|c| {
-            let mut keys = HashSet::new();
-            let mut blobs = HashSet::new();
-            let mut stmt = c.prepare("SELECT cache_key, outputs FROM results")?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let key: String = row.get(0)?;
-                let outputs: String = row.get(1)?;
-                if let Some(k) = blake3::Hash::from_hex(&key)
-                    .ok()
-                    .map(|h| CacheKey(*h.as_bytes()))
-                {
-                    keys.insert(k);
-                }
-                collect_refs(outputs.as_bytes(), &mut blobs);
-            }
-            let mut stmt = c.prepare("SELECT value FROM sheet_inputs")?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let value: String = row.get(0)?;
-                collect_refs(value.as_bytes(), &mut blobs);
-            }
-            Ok((keys, blobs))
-        })?;
+        let (keys, blobs) = self.backend().live_refs()?;
         cache.gc(&keys, &blobs)
     }
 
@@ -380,48 +379,13 @@ impl SheetStore {
         self.flush();
         let workspace = pipeline.new_workspace();
         let cache_dir = workspace.cache().dir().to_path_buf();
-        // Each row is read on its own: one damaged row (a wrongly typed column) is skipped
-        // and reported, and must not keep the sheet, with all its other results, from
-        // opening.
-        let mut skipped = Vec::new();
-        let (inputs, selected, last_run) = self.with_conn(|c| {
-            let mut stmt = c.prepare("SELECT rowid, node, port, value FROM sheet_inputs WHERE sheet_id = ?1")?;
-            let mut inputs = Vec::new();
-            for row in stmt.query_map([id], |r| {
-                let rowid: i64 = r.get(0)?;
-                let read = (|| -> rusqlite::Result<(String, String, String)> {
-                    Ok((r.get(1)?, r.get(2)?, r.get(3)?))
-                })();
-                Ok(read.map_err(|e| (rowid, e)))
-            })? {
-                match row? {
-                    Ok(input) => inputs.push(input),
-                    Err((rowid, e)) => skipped.push(SkippedRow {
-                        table: "sheet_inputs",
-                        id: Some(rowid),
-                        node: None,
-                        reason: e.to_string(),
-                    }),
-                }
-            }
-            let mut stmt = c.prepare(&format!(
-                "SELECT {RESULT_COLUMNS}, l.log FROM selections s JOIN results r ON r.id = s.result_id
-                 LEFT JOIN result_logs l ON l.result_id = r.id WHERE s.sheet_id = ?1"
-            ))?;
-            let mut selected = Vec::new();
-            for row in stmt.query_map([id], StoredResult::read_row)? {
-                match row? {
-                    Ok(stored) => selected.push(stored),
-                    Err(damaged) => skipped.push(damaged),
-                }
-            }
-            Ok((inputs, selected, last_run(c, id)?))
-        })?;
+        let loaded = self.backend().load(id)?;
+        let mut skipped = loaded.skipped;
         for row in &skipped {
             tracing::warn!(sheet = name, table = row.table, id = ?row.id, node = ?row.node, reason = row.reason, "skipping a damaged row");
         }
-        workspace.continue_runs_after(last_run);
-        for (node, port, value) in inputs {
+        workspace.continue_runs_after(loaded.last_run);
+        for (node, port, value) in loaded.inputs {
             if let Err(e) = restore_input(&workspace, &cache_dir, &node, &port, &value) {
                 tracing::warn!(sheet = name, node, port, error = %e, "skipping a stored input that no longer fits the pipeline");
                 skipped.push(SkippedRow {
@@ -432,9 +396,9 @@ impl SheetStore {
                 });
             }
         }
-        for stored in selected {
+        for stored in loaded.selected {
             let node = stored.node.clone();
-            if let Err(e) = stored.restore(&workspace, &cache_dir, &self.0.path) {
+            if let Err(e) = stored.restore(&workspace, &cache_dir, &self.0.location) {
                 tracing::warn!(sheet = name, node, error = %e, "skipping a stored result that no longer fits the pipeline");
                 skipped.push(SkippedRow {
                     table: "results",
@@ -508,5 +472,47 @@ impl ResultObserver for SheetObserver {
             return;
         };
         self.queue(failure_row(self.sheet_id, &workspace, node, name, failure));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_backend_and_messages_lose_the_password() {
+        let sqlite = |url: &str| match target(url) {
+            Ok(Target::Sqlite(path)) => path,
+            _ => panic!("{url} is not SQLite"),
+        };
+        assert_eq!(
+            sqlite("sqlite:///abs/sheets.db"),
+            Path::new("/abs/sheets.db")
+        );
+        assert_eq!(sqlite("sqlite://rel.db"), Path::new("rel.db"));
+        assert_eq!(sqlite("sqlite:rel.db"), Path::new("rel.db"));
+        assert_eq!(sqlite(" .daggr/sheets.db "), Path::new(".daggr/sheets.db"));
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u:p@h:5433/db?sslmode=disable",
+        ] {
+            assert!(matches!(target(url), Ok(Target::Postgres(_))), "{url}");
+        }
+        let err = target("mysql://u:secret@h/db").err().unwrap().to_string();
+        assert!(
+            err.contains("unknown scheme `mysql`") && !err.contains("secret"),
+            "{err}"
+        );
+        assert!(target("  ").is_err());
+
+        assert_eq!(
+            redact_url("postgres://me:secret@db.example:5432/sheets?password=x&sslmode=disable"),
+            "postgres://me@db.example:5432/sheets"
+        );
+        assert_eq!(
+            redact_url("postgres://db.example/sheets"),
+            "postgres://db.example/sheets"
+        );
+        assert_eq!(redact_url("postgres://me@h"), "postgres://me@h");
     }
 }

@@ -1,16 +1,12 @@
 //! The writer: one background thread that commits the sheets' result rows in batched
-//! transactions, the queue that feeds it (and [`SheetStore::flush`] waits on), and what
+//! transactions (through the backend's [`RowWriter`]), the queue that feeds it (and [`SheetStore::flush`] waits on), and what
 //! happens when a write fails (row by row, each failure kept for the run that made it).
 
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
-use rusqlite::{params, Connection};
-
+use super::backend::RowWriter;
 use super::rows::ResultRow;
-use super::schema::now_ms;
 #[cfg(doc)]
 use super::Sheet;
 
@@ -47,12 +43,12 @@ pub(super) struct RowFailure {
 const MAX_ROW_FAILURES: usize = 10_000;
 
 pub(super) fn writer_loop(
-    mut conn: Connection,
+    mut conn: Box<dyn RowWriter>,
     rx: mpsc::Receiver<Write>,
     pending: Arc<Pending>,
     failures: Arc<Mutex<std::collections::VecDeque<RowFailure>>>,
     limit: usize,
-    path: PathBuf,
+    location: String,
 ) {
     while let Ok(first) = rx.recv() {
         // Batch whatever else is queued into the same transaction.
@@ -73,12 +69,12 @@ pub(super) fn writer_loop(
             .collect();
         let count = rows.len();
         if count > 0 {
-            let failed = write_rows(&mut conn, &rows, limit);
+            let failed = write_rows(conn.as_mut(), &rows, limit);
             if !failed.is_empty() {
                 let mut failures = failures.lock().unwrap();
                 for (i, error) in failed {
                     let row = &rows[i];
-                    tracing::warn!(db = %path.display(), node = row.node, run = row.run, error, "writing a sheet row failed");
+                    tracing::warn!(db = %location, node = row.node, run = row.run, error, "writing a sheet row failed");
                     // A failed execution's row is history, not a result: it is logged only.
                     if row.error.is_none() {
                         if failures.len() == MAX_ROW_FAILURES {
@@ -108,7 +104,7 @@ pub(super) fn writer_loop(
 /// media could not be put into the cache is not written (a row never refers to bytes that
 /// are not on disk). The rows go in one transaction; if it fails (a full disk), each row
 /// is tried in a transaction of its own, so one that cannot be written costs only itself.
-fn write_rows(conn: &mut Connection, rows: &[ResultRow], limit: usize) -> Vec<(usize, String)> {
+fn write_rows(conn: &mut dyn RowWriter, rows: &[ResultRow], limit: usize) -> Vec<(usize, String)> {
     let mut failed = Vec::new();
     let mut ready = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
@@ -121,10 +117,13 @@ fn write_rows(conn: &mut Connection, rows: &[ResultRow], limit: usize) -> Vec<(u
         }
     }
     let batch: Vec<&ResultRow> = ready.iter().map(|&i| &rows[i]).collect();
-    if !batch.is_empty() && insert_rows(conn, &batch, limit).is_err() {
+    if !batch.is_empty() && conn.insert_rows(&batch, limit).is_err() {
         for i in ready {
-            if let Err(e) = insert_rows(conn, &[&rows[i]], limit) {
-                failed.push((i, format!("writing the sheet database: {}", chain(&e))));
+            if let Err(e) = conn.insert_rows(&[&rows[i]], limit) {
+                failed.push((
+                    i,
+                    format!("writing the sheet database: {}", chain(e.as_ref())),
+                ));
             }
         }
     }
@@ -147,63 +146,6 @@ fn write_blobs(row: &ResultRow) -> Result<(), cacache::Error> {
         }
     }
     Ok(())
-}
-
-/// Inserts rows in one transaction (all or none), selecting each result and pruning the
-/// nodes' histories to `limit`.
-fn insert_rows(conn: &mut Connection, rows: &[&ResultRow], limit: usize) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO results (sheet_id, node, run, cache_key, outcome, elapsed_ms, finished_ms, outputs, provenance, error, attempts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        let mut select = tx.prepare_cached(
-            "INSERT INTO selections (sheet_id, node, result_id) VALUES (?1, ?2, ?3)
-             ON CONFLICT (sheet_id, node) DO UPDATE SET result_id = excluded.result_id",
-        )?;
-        let mut prune = tx.prepare_cached(
-            "DELETE FROM results WHERE sheet_id = ?1 AND node = ?2 AND id NOT IN (
-                 SELECT id FROM results WHERE sheet_id = ?1 AND node = ?2 ORDER BY id DESC LIMIT ?3)
-             AND id NOT IN (SELECT result_id FROM selections WHERE sheet_id = ?1 AND node = ?2)",
-        )?;
-        let mut insert_log = tx.prepare_cached(
-            "INSERT INTO result_logs (result_id, lines, log) VALUES (?1, ?2, ?3)",
-        )?;
-        let mut touch = tx.prepare_cached("UPDATE sheets SET updated_ms = ?2 WHERE id = ?1")?;
-        let mut touched = HashSet::new();
-        for row in rows {
-            insert.execute(params![
-                row.sheet_id,
-                row.node,
-                row.run as i64,
-                row.key,
-                row.outcome,
-                row.elapsed_ms,
-                row.finished_ms,
-                row.outputs,
-                row.provenance,
-                row.error,
-                row.attempts
-            ])?;
-            let id = tx.last_insert_rowid();
-            if let Some((lines, log)) = &row.log {
-                insert_log.execute(params![id, *lines as i64, log])?;
-            }
-            // A failed execution has no outputs: the last good result stays current.
-            if row.error.is_none() {
-                select.execute(params![row.sheet_id, row.node, id])?;
-            }
-            touched.insert((row.sheet_id, row.node.clone()));
-        }
-        for (sheet_id, node) in &touched {
-            prune.execute(params![sheet_id, node, limit as i64])?;
-        }
-        for sheet_id in touched.iter().map(|(s, _)| *s).collect::<HashSet<_>>() {
-            touch.execute(params![sheet_id, now_ms()])?;
-        }
-    }
-    tx.commit()
 }
 
 #[cfg(test)]

@@ -98,7 +98,6 @@ impl PortType {
 
     /// Like [`PortType::decode_from_disk`], for bytes from outside (the inspector's inputs):
     /// refuses a number the type cannot hold (see [`PortType::decode`]).
-    #[cfg(feature = "inspector")]
     pub(crate) fn decode_outside_from_disk(
         &self,
         encoded: &[u8],

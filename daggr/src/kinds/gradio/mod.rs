@@ -38,7 +38,7 @@
 //! outputs { joined: String = both.1 }
 //! ```
 //!
-//! which expands to `let both = graph.add(GradioNode::new(…)…, (constant(2.5), sole_output(&loud)));`.
+//! which expands to `let both = graph.add(GradioNode::new(…)…, (constant(2.5), SoleOutput::sole_output(&loud)));`.
 //!
 //! # How a call goes
 //!

@@ -1,0 +1,288 @@
+//! A pipeline called as a function: named inputs in (JSON), named outputs out (JSON). What
+//! the workflow API (`POST /api/call`) and `cargo daggr run` share.
+//!
+//! The inputs are the pipeline's input nodes, by name. The outputs are its named outputs
+//! ([`Graph::name_output`](crate::Graph::name_output)), or else every output port no node
+//! reads (named `node`, or `node.port` for a node of several outputs).
+//!
+//! `cargo daggr run` talks to the user's program through [`RUN_ENV`] and
+//! [`RUN_INPUTS_ENV`]: when they are set, [`Graph::build`](crate::Graph::build) runs the
+//! pipeline it built on those inputs, writes the [`CallAnswer`] as JSON and exits (0 when
+//! every node succeeded, 1 when one failed, 2 for bad inputs).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use super::{Outcome, Pipeline, RunReport, Scope};
+use crate::graph::{Binding, NamedOutput, INPUT_KIND};
+use crate::value::PortType;
+
+/// Environment variable of the `cargo daggr run` handshake: the path the answer is written
+/// to (`-` for stdout).
+pub const RUN_ENV: &str = "DAGGR_RUN";
+/// Environment variable of the `cargo daggr run` handshake: the inputs, a JSON object.
+pub const RUN_INPUTS_ENV: &str = "DAGGR_RUN_INPUTS";
+
+/// One of a pipeline's inputs: an input node.
+pub(crate) struct CallInput {
+    /// Its name (the input node's).
+    pub(crate) name: String,
+    /// The input node's own input port, which holds its value.
+    pub(crate) port: String,
+    /// Its type.
+    pub(crate) ty: PortType,
+    /// Its node.
+    pub(crate) node: usize,
+}
+
+/// One of a pipeline's outputs.
+pub(crate) struct CallOutput {
+    /// Where it is read and under which name.
+    pub(crate) at: NamedOutput,
+    /// Its type (for the workflow API's schemas).
+    #[cfg_attr(not(feature = "inspector"), allow(dead_code))]
+    pub(crate) ty: PortType,
+}
+
+/// What a call answers.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct CallAnswer {
+    /// The pipeline's name.
+    pub(crate) pipeline: String,
+    /// The outputs that were computed, by name.
+    pub(crate) outputs: Map<String, Json>,
+    /// The outputs that could not be computed.
+    pub(crate) missing_outputs: Vec<String>,
+    /// The nodes that ran.
+    pub(crate) computed: Vec<String>,
+    /// The nodes served from the cache.
+    pub(crate) cached: Vec<String>,
+    /// The nodes that failed, with their error chains.
+    pub(crate) failed: Vec<FailedNode>,
+    /// How long the run took.
+    pub(crate) elapsed_ms: f64,
+    /// Why the call did not run (bad inputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+/// A node that failed, and why.
+#[derive(Debug, Serialize)]
+pub(crate) struct FailedNode {
+    /// The node.
+    pub(crate) node: String,
+    /// Its error with the cause chain.
+    pub(crate) error: String,
+}
+
+impl Pipeline {
+    /// The pipeline's inputs (its input nodes), in declaration order.
+    pub(crate) fn call_inputs(&self) -> Vec<CallInput> {
+        self.nodes()
+            .enumerate()
+            .filter(|(_, n)| n.spec().kind == INPUT_KIND)
+            .map(|(node, n)| {
+                let spec = n.spec();
+                CallInput {
+                    name: spec.name.clone(),
+                    port: spec.inputs[0].name.clone(),
+                    ty: spec.outputs[0].ty,
+                    node,
+                }
+            })
+            .collect()
+    }
+
+    /// The pipeline's outputs: the named ones, or else every output port no node reads.
+    pub(crate) fn call_outputs(&self) -> Vec<CallOutput> {
+        let specs: Vec<_> = self.nodes().map(|n| n.spec()).collect();
+        let named = self.named_outputs();
+        if !named.is_empty() {
+            return named
+                .iter()
+                .map(|at| CallOutput {
+                    ty: specs[at.node].outputs[at.port].ty,
+                    at: at.clone(),
+                })
+                .collect();
+        }
+        let read: HashSet<(usize, usize)> = self
+            .0
+            .bindings
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .filter_map(|b| match b {
+                Binding::Port { node, port } => Some((*node, *port)),
+                _ => None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (node, spec) in specs.iter().enumerate() {
+            if spec.kind == INPUT_KIND {
+                continue;
+            }
+            for (port, p) in spec.outputs.iter().enumerate() {
+                if read.contains(&(node, port)) {
+                    continue;
+                }
+                let name = if spec.outputs.len() == 1 {
+                    spec.name.clone()
+                } else {
+                    format!("{}.{}", spec.name, p.name)
+                };
+                out.push(CallOutput {
+                    at: NamedOutput { name, node, port },
+                    ty: p.ty,
+                });
+            }
+        }
+        out
+    }
+
+    /// Sets the inputs `given` (name → JSON value) on this workspace. An unknown name or a
+    /// value of the wrong type is an error naming the input (and, for a name, the closest
+    /// one and the list).
+    pub(crate) fn set_call_inputs(&self, given: &Map<String, Json>) -> Result<(), String> {
+        let inputs = self.call_inputs();
+        for (name, value) in given {
+            let Some(input) = inputs.iter().find(|i| &i.name == name) else {
+                let known: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+                let hint = daggr_codegen::suggest(name, known.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "unknown input `{name}`{hint} (the inputs: {})",
+                    known.join(", ")
+                ));
+            };
+            let wrong = |e: String| {
+                format!(
+                    "input `{name}` takes a `{}`: {e}",
+                    daggr_codegen::ir::short_type_name(input.ty.name())
+                )
+            };
+            let encoded = serde_json::to_vec(value).map_err(|e| wrong(e.to_string()))?;
+            let decoded = input
+                .ty
+                .decode_outside_from_disk(&encoded, self.cache().dir())
+                .map_err(|e| wrong(e.to_string()))?;
+            self.set_constant_value(input.node, &input.port, decoded)
+                .map_err(|e| wrong(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs every node and answers the outputs.
+    pub(crate) async fn call(&self) -> Result<CallAnswer, crate::Error> {
+        let started = Instant::now();
+        let report = self.run(Scope::All).await?;
+        let mut answer = self.answer(&report)?;
+        answer.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(answer)
+    }
+
+    fn answer(&self, report: &RunReport) -> Result<CallAnswer, crate::Error> {
+        let mut answer = CallAnswer {
+            pipeline: self.name().to_string(),
+            ..CallAnswer::default()
+        };
+        for out in self.call_outputs() {
+            let value = self.result(out.at.node)?.and_then(|r| {
+                serde_json::from_slice::<Json>(r.outputs[out.at.port].encoded()).ok()
+            });
+            match value {
+                Some(v) => {
+                    answer.outputs.insert(out.at.name, v);
+                }
+                None => answer.missing_outputs.push(out.at.name),
+            }
+        }
+        let inputs: HashSet<String> = self.call_inputs().into_iter().map(|i| i.name).collect();
+        for (node, outcome) in report.outcomes() {
+            if inputs.contains(node) {
+                continue; // not work
+            }
+            match outcome {
+                Outcome::Computed { .. } => answer.computed.push(node.to_string()),
+                Outcome::Cached(_) => answer.cached.push(node.to_string()),
+                Outcome::Failed(e) => answer.failed.push(FailedNode {
+                    node: node.to_string(),
+                    error: crate::node::event::error_chain(e),
+                }),
+                _ => {}
+            }
+        }
+        Ok(answer)
+    }
+}
+
+/// If `cargo daggr run` started this process ([`RUN_ENV`] is set): runs `pipeline` on the
+/// inputs of [`RUN_INPUTS_ENV`], writes the answer and exits. Runs on a thread and runtime
+/// of its own, so it works whether or not `Graph::build` was called inside a runtime.
+pub(crate) fn run_if_asked(pipeline: &Pipeline) {
+    let Some(target) = std::env::var_os(RUN_ENV) else {
+        return;
+    };
+    let pipeline = pipeline.clone();
+    let (answer, code) = std::thread::spawn(move || {
+        let inputs = std::env::var(RUN_INPUTS_ENV).unwrap_or_else(|_| "{}".into());
+        let fail = |error: String| {
+            let answer = CallAnswer {
+                pipeline: pipeline.name().to_string(),
+                error: Some(error),
+                ..CallAnswer::default()
+            };
+            (answer, 2)
+        };
+        let given: Map<String, Json> = match serde_json::from_str(&inputs) {
+            Ok(given) => given,
+            Err(e) => return fail(format!("{RUN_INPUTS_ENV} is not a JSON object: {e}")),
+        };
+        if let Err(e) = pipeline.set_call_inputs(&given) {
+            return fail(e);
+        }
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => return fail(format!("starting a runtime: {e}")),
+        };
+        match runtime.block_on(pipeline.call()) {
+            Ok(answer) => {
+                let code = if answer.failed.is_empty() { 0 } else { 1 };
+                // What a later run reuses is on disk before the process exits.
+                pipeline.cache().flush();
+                (answer, code)
+            }
+            Err(e) => fail(crate::node::event::error_chain(&e)),
+        }
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        (
+            CallAnswer {
+                error: Some("the run panicked".into()),
+                ..CallAnswer::default()
+            },
+            1,
+        )
+    });
+    let text = serde_json::to_string(&answer).unwrap_or_default() + "\n";
+    let written = if target == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        std::fs::write(&target, text)
+    };
+    if let Err(e) = written {
+        eprintln!("daggr: could not write the run's answer: {e}");
+        std::process::exit(3);
+    }
+    std::process::exit(code);
+}

@@ -1,0 +1,12 @@
+use daggr::{pipeline, FnNode};
+
+pipeline! {
+    struct Flow {
+        inputs { name: String = "x".to_string() }
+        nodes {
+            shout = [FnNode::sync("shout", |a: String| a.to_uppercase())](name, name, 3.0);
+        }
+    }
+}
+
+fn main() {}
