@@ -12,7 +12,7 @@
 
 use std::io::Cursor;
 
-use daggr::{fn_node, pipeline, Image, Outcome, RunReport};
+use daggr::{fn_node, pipeline, CacheSource, Image, Outcome, RunReport};
 use image::{GrayImage, ImageFormat, Luma, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
@@ -175,17 +175,43 @@ pipeline! {
     }
 }
 
-fn show(title: &str, report: &RunReport) {
+/// Prints what each node of a run did (the pipeline's inputs are not work: not shown).
+fn show(title: &str, report: &RunReport, flow: &Quickstart) {
+    let inputs: Vec<&str> = flow
+        .pipeline
+        .nodes()
+        .map(|n| n.spec())
+        .filter(|s| s.kind == daggr::INPUT_KIND)
+        .map(|s| s.name.as_str())
+        .collect();
+    let computed = report.computed().iter().any(|n| !inputs.contains(n));
+    let note = if computed || title != "first run" {
+        ""
+    } else {
+        ": nothing to compute, an earlier process left every result in the cache"
+    };
     println!(
-        "\n== {title} ({:.1} ms)",
+        "\n== {title} ({:.1} ms){note}",
         report.elapsed.as_secs_f64() * 1000.0
     );
     for (node, outcome) in report.outcomes() {
+        if inputs.contains(&node) {
+            continue;
+        }
         let what = match outcome {
             Outcome::Computed { elapsed, .. } => {
                 format!("computed in {:.1} ms", elapsed.as_secs_f64() * 1000.0)
             }
-            Outcome::Cached(source) => format!("cached ({source:?})").to_lowercase(),
+            Outcome::Cached(source) => format!(
+                "cached ({}: {})",
+                format!("{source:?}").to_lowercase(),
+                match source {
+                    CacheSource::Memory => "this process computed it earlier",
+                    CacheSource::Disk => "read back from the cache directory",
+                    CacheSource::Workspace => "its inputs did not change since the last run",
+                    CacheSource::Shared => "computed elsewhere, from the shared store",
+                }
+            ),
             Outcome::Failed(e) => format!("FAILED: {e}"),
             Outcome::Skipped { because } => format!("skipped (because {because} failed)"),
         };
@@ -199,7 +225,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cache: {}", flow.pipeline.cache().dir().display());
 
     let report = flow.run().await?;
-    show("first run", &report);
+    show("first run", &report, &flow);
     let stats = report.value(&flow.outputs.stats)?;
     println!("   caption: {}", report.value(&flow.outputs.caption)?);
     println!(
@@ -209,12 +235,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.edge_density * 100.0
     );
 
-    show("same inputs again", &flow.run().await?);
+    show("same inputs again", &flow.run().await?, &flow);
 
     // Only the blur changes: `generate` and `edges` are reused, the blurred branch reruns.
     flow.set_sigma(6.0)?;
     let report = flow.run().await?;
-    show("after set_sigma(6.0)", &report);
+    show("after set_sigma(6.0)", &report, &flow);
     println!("   caption: {}", report.value(&flow.outputs.caption)?);
 
     let out = std::path::Path::new(".daggr").join("quickstart");

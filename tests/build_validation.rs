@@ -285,3 +285,42 @@ mod fallible {
         assert!(format!("{err}").contains("shown only"), "{err}");
     }
 }
+
+/// A handle of one graph given to another pipeline, its report or its scopes is refused
+/// with an error naming both graphs: never taken for this graph's node of the same index
+/// (or an index out of range, which used to panic).
+#[tokio::test]
+async fn handles_of_another_graph_are_refused_everywhere() {
+    let (_d, cache) = cache();
+    let mut small = Graph::new("small").cache(cache.clone());
+    let x = small.input("x", 1u64);
+    let small = small.build().unwrap();
+
+    let mut big = Graph::new("big").cache(cache);
+    let a = big.input("a", 2u64);
+    let b = big.input("b", 3u64);
+    let sum = big.add(FnNode::sync("sum", |a: u64, b: u64| a + b), (a, b));
+    let big = big.build().unwrap();
+
+    // `b` (index 1) does not exist in `small`; `a` (index 0) would be `x` there.
+    for handle in [&a, &b] {
+        let err = small.set_input(handle, 9).unwrap_err();
+        assert!(matches!(err, Error::ForeignHandle { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("Pipeline::set_input"), "{text}");
+        assert!(text.contains("graph `big`"), "{text}");
+        assert!(text.contains("belongs to `small`"), "{text}");
+    }
+    let report = small.run(Scope::All).await.unwrap();
+    let err = report.value(&sum).unwrap_err();
+    assert!(matches!(err, Error::ForeignHandle { .. }), "{err}");
+    assert!(err.to_string().contains("RunReport::value"), "{err}");
+    let err = small.run(Scope::to(sum)).await.unwrap_err();
+    assert!(matches!(err, Error::ForeignHandle { .. }), "{err}");
+    let err = big.run(Scope::only(x)).await.unwrap_err();
+    assert!(err.to_string().contains("graph `small`"), "{err}");
+    // Its own handles still work.
+    small.set_input(&x, 5).unwrap();
+    let report = big.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&sum).unwrap(), 5);
+}

@@ -62,5 +62,16 @@ fn quickstart_computes_then_reuses_then_recomputes_only_the_blurred_branch() {
     let second = run(dir.path());
     let first_run = section(&second, "first run");
     assert!(!first_run.contains("computed"), "{first_run}");
-    assert!(first_run.contains("scene    cached (disk)"), "{first_run}");
+    assert!(
+        first_run.contains("scene    cached (disk: read back from the cache directory)"),
+        "{first_run}"
+    );
+    assert!(
+        first_run.contains("nothing to compute, an earlier process left every result"),
+        "{first_run}"
+    );
+    assert!(
+        !first_run.contains("width "),
+        "input nodes are not listed: {first_run}"
+    );
 }

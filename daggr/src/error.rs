@@ -182,6 +182,17 @@ pub enum Error {
         #[source]
         source: Box<cacache::Error>,
     },
+    /// A typed handle (`Output`) made by another graph was given to a pipeline, a report or
+    /// a graph it does not belong to: it would name whatever node has the same index here.
+    #[error("{what} is given a handle from {handle_graph}, but belongs to `{here}`: use the handles `{here}`'s graph returned")]
+    ForeignHandle {
+        /// What was given the handle (`Pipeline::set_input`, `RunReport::value`, …).
+        what: String,
+        /// The graph the handle came from (`graph `name`` or `another graph (#id)`).
+        handle_graph: String,
+        /// The pipeline or graph it was given to.
+        here: String,
+    },
     /// The shared store behind the cache (object storage) failed, or its address is not
     /// understood.
     #[error("shared cache store {store}: {context}: {source}")]

@@ -95,7 +95,7 @@ pub use exec::{
 pub use gradio::GradioNode;
 pub use graph::{
     constant, generated, now_unix_ms, random_seed, ArgTuple, Generator, Graph, IntoSource,
-    IntoSources, NamedOutput, NodeId, Output, Source, TypedNode, EXPORT_GRAPH_ENV,
+    IntoSources, NamedOutput, NodeId, Output, Source, TypedNode, EXPORT_GRAPH_ENV, INPUT_KIND,
 };
 #[cfg(feature = "inference")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inference")))]

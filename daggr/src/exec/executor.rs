@@ -218,6 +218,10 @@ impl Executor {
             elapsed,
             cancelled,
             names: self.shared.s.names.clone(),
+            pipeline: (
+                Arc::from(self.shared.s.name.as_str()),
+                self.shared.s.graph_id,
+            ),
             outcomes: self.outcomes,
             values: self.values,
             queued: self.queued,

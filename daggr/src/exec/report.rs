@@ -149,6 +149,8 @@ pub struct RunReport {
     /// Whether the run was cancelled.
     pub cancelled: bool,
     pub(super) names: Arc<[Arc<str>]>,
+    /// The pipeline's name and graph id, to refuse handles of other graphs.
+    pub(super) pipeline: (Arc<str>, u64),
     pub(super) outcomes: Vec<(usize, Outcome)>,
     pub(super) values: HashMap<usize, Arc<[Value]>>,
     /// The computed results queued for the cache: node and key.
@@ -231,6 +233,14 @@ impl RunReport {
     /// The value an output port got in this run. Nodes this run did not evaluate have
     /// no value here; a failed node's error is returned.
     pub fn value<T: PortValue>(&self, out: &Output<T>) -> Result<Arc<T>, Error> {
+        let (pipeline, graph) = &self.pipeline;
+        if out.graph_id() != 0 && out.graph_id() != *graph {
+            return Err(Error::ForeignHandle {
+                what: "RunReport::value".into(),
+                handle_graph: crate::graph::graph_label(out.graph_id()),
+                here: pipeline.to_string(),
+            });
+        }
         let name = &self.names[out.node];
         if let Some(values) = self.values.get(&out.node) {
             return Ok(values[out.port]

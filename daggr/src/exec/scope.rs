@@ -28,6 +28,9 @@ pub enum NodeRef {
     Name(String),
     /// By index.
     Index(usize),
+    /// By a typed handle: its node's index and the id of the graph that made it (a handle
+    /// of another graph is refused, not taken for this graph's node of that index).
+    Handle(usize, u64),
 }
 
 impl From<&str> for NodeRef {
@@ -42,12 +45,12 @@ impl From<String> for NodeRef {
 }
 impl<T> From<&Output<T>> for NodeRef {
     fn from(out: &Output<T>) -> Self {
-        NodeRef::Index(out.node)
+        NodeRef::Handle(out.node, out.graph_id())
     }
 }
 impl<T> From<Output<T>> for NodeRef {
     fn from(out: Output<T>) -> Self {
-        NodeRef::Index(out.node)
+        NodeRef::Handle(out.node, out.graph_id())
     }
 }
 impl From<usize> for NodeRef {
@@ -57,7 +60,7 @@ impl From<usize> for NodeRef {
 }
 impl From<crate::graph::NodeId> for NodeRef {
     fn from(id: crate::graph::NodeId) -> Self {
-        NodeRef::Index(id.index())
+        NodeRef::Handle(id.index(), id.1)
     }
 }
 
@@ -94,6 +97,10 @@ impl Pipeline {
 
     pub(super) fn resolve(&self, node: &NodeRef) -> Result<usize, Error> {
         match node {
+            NodeRef::Handle(i, graph) => {
+                self.check_handle(*graph, "a node handle")?;
+                self.resolve(&NodeRef::Index(*i))
+            }
             NodeRef::Index(i) if *i < self.0.s.nodes.len() => Ok(*i),
             NodeRef::Index(i) => Err(Error::UnknownNode {
                 name: format!("#{i}"),

@@ -22,6 +22,9 @@ use crate::value::Value;
 /// concurrency limits.
 pub(super) struct Structure {
     pub(super) name: String,
+    /// The [`Graph::id`](crate::Graph::id) it was built from: handles of other graphs are
+    /// refused.
+    pub(super) graph_id: u64,
     /// The graph IR, made when first asked for (most runs never need it, and it is the
     /// biggest thing a big graph would keep per node).
     pub(super) ir: OnceLock<daggr_codegen::ir::GraphIr>,

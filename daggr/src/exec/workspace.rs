@@ -52,6 +52,7 @@ impl Pipeline {
         graph: Graph,
         dag: DiGraph<usize, (usize, usize)>,
     ) -> Result<Pipeline, Error> {
+        let graph_id = graph.id();
         let cache = match graph.cache {
             Some(c) => c,
             None => Cache::open_default()?,
@@ -80,6 +81,7 @@ impl Pipeline {
         let structure = Arc::new(Structure {
             ir: OnceLock::new(),
             locations: graph.nodes.iter().map(|e| e.location).collect(),
+            graph_id,
             name: graph.name,
             names,
             by_name,
@@ -359,6 +361,7 @@ impl Pipeline {
 
     /// Changes a pipeline input made with [`Graph::input`]. Its downstream cone becomes stale.
     pub fn set_input<T: PortValue>(&self, input: &Output<T>, value: T) -> Result<(), Error> {
+        self.check_handle(input.graph_id(), "Pipeline::set_input")?;
         let spec = self.0.s.nodes[input.node].spec();
         if spec.kind != crate::graph::INPUT_KIND {
             return Err(Error::UnknownPort {
@@ -370,6 +373,18 @@ impl Pipeline {
             });
         }
         self.set_const(input.node, 0, value)
+    }
+
+    /// Refuses a handle made by another graph (its indices would name other nodes here).
+    pub(crate) fn check_handle(&self, graph: u64, what: &str) -> Result<(), Error> {
+        if graph == 0 || graph == self.0.s.graph_id {
+            return Ok(());
+        }
+        Err(Error::ForeignHandle {
+            what: what.to_string(),
+            handle_graph: crate::graph::graph_label(graph),
+            here: self.0.s.name.clone(),
+        })
     }
 
     /// Changes the constant bound to `node.port` (a pipeline input or a constant argument),

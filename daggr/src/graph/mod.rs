@@ -76,7 +76,7 @@ fn register_graph_name(id: u64, name: &str) {
 }
 
 /// How a message names graph `id`: "graph `name`", or by number once forgotten.
-fn graph_label(id: u64) -> String {
+pub(crate) fn graph_label(id: u64) -> String {
     let names = GRAPH_NAMES.lock().unwrap_or_else(|e| e.into_inner());
     match names.iter().find(|(i, _)| *i == id) {
         Some((_, name)) => format!("graph `{name}`"),

@@ -524,14 +524,10 @@ async fn create_sheet(
     Ok((StatusCode::CREATED, Json(json!({ "name": name }))).into_response())
 }
 
-fn ensure_idle(open: &OpenSheet) -> Result<(), ApiError> {
-    if lock(&open.run).is_some() {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            "a run is in progress on this sheet".into(),
-        ));
-    }
-    Ok(())
+/// Waits for the sheet to be idle: a run still executing is a 409; a run that has finished
+/// executing but is still saving its results is waited for (see [`claim_run_slot`]).
+async fn ensure_idle(open: &OpenSheet) -> Result<(), ApiError> {
+    settle(open, None).await.map(drop)
 }
 
 async fn rename_sheet(
@@ -543,7 +539,7 @@ async fn rename_sheet(
     let ToBody { to } = parse(body)?;
     valid_sheet_name(&to)?;
     let open = app.sheet(&sheet)?;
-    ensure_idle(&open)?;
+    ensure_idle(&open).await?;
     app.store.rename(app.template.name(), &sheet, &to)?;
     lock(&app.sheets).remove(&sheet);
     open.live
@@ -569,8 +565,9 @@ async fn delete_sheet(
     sheet: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let sheet = path(sheet)?;
-    if let Some(open) = lock(&app.sheets).get(&sheet).cloned() {
-        ensure_idle(&open)?;
+    let open = lock(&app.sheets).get(&sheet).cloned();
+    if let Some(open) = open {
+        ensure_idle(&open).await?;
     }
     // The page always shows a sheet: like its own button, the API keeps the last one.
     let sheets = app.store.list(app.template.name())?;
@@ -710,7 +707,7 @@ fn state_json(app: &App, open: &OpenSheet) -> Result<Json_, Error> {
     Ok(json!({
         "sheet": open.sheet.name(),
         "default_sheet": app.default_sheet,
-        "running": lock(&open.run).is_some(),
+        "running": executing(open),
         "last_event_id": open.live.last_id(),
         "viewport": open.sheet.viewport()?,
         "positions": open.sheet.node_positions()?,
@@ -858,15 +855,32 @@ async fn run(
 /// results before the answer is 409.
 const SAVING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Takes the sheet's run slot for `token`, returning the new run's number. A run still
-/// executing is a 409; a run that has finished (`run_finished` was sent) but is still
-/// saving its results — the cache and sheet flush after it, for tens to hundreds of
-/// milliseconds — is waited for, so a run posted as soon as the page sees `run_finished`
-/// is accepted.
+/// Whether a run is executing on the sheet: it holds the run slot and has not sent
+/// `run_finished` (after which it only saves its results).
+fn executing(open: &OpenSheet) -> bool {
+    let holder = open.run_number.load(std::sync::atomic::Ordering::SeqCst);
+    lock(&open.run).is_some() && open.live.last_finished_run() != Some(holder)
+}
+
+/// Takes the sheet's run slot for `token`, returning the new run's number (see [`settle`]).
 async fn claim_run_slot(
     open: &OpenSheet,
     token: &tokio_util::sync::CancellationToken,
 ) -> Result<u64, ApiError> {
+    settle(open, Some(token))
+        .await
+        .map(|n| n.expect("a claim answers its run number"))
+}
+
+/// Waits until no run holds the sheet, then takes the slot for `claim` if given (returning
+/// the new run's number). A run still executing is a 409; a run that has finished
+/// (`run_finished` was sent) but is still saving its results — the cache and sheet flush
+/// after it, for tens to hundreds of milliseconds — is waited for (at most
+/// [`SAVING_WAIT`]), so a command sent as soon as the page sees `run_finished` is accepted.
+async fn settle(
+    open: &OpenSheet,
+    claim: Option<&tokio_util::sync::CancellationToken>,
+) -> Result<Option<u64>, ApiError> {
     use std::sync::atomic::Ordering;
     let busy = || {
         ApiError(
@@ -881,10 +895,13 @@ async fn claim_run_slot(
         {
             let mut slot = lock(&open.run);
             if slot.is_none() {
+                let Some(token) = claim else {
+                    return Ok(None);
+                };
                 *slot = Some(token.clone());
                 let number = open.sheet.pipeline().runs_started() + 1;
                 open.run_number.store(number, Ordering::SeqCst);
-                return Ok(number);
+                return Ok(Some(number));
             }
             let holder = open.run_number.load(Ordering::SeqCst);
             if open.live.last_finished_run() != Some(holder) {
@@ -984,7 +1001,7 @@ async fn select(
     let open = app.sheet(&path(sheet)?)?;
     let EntryBody { node, id } = parse(body)?;
     name("node name", &node)?;
-    ensure_idle(&open)?;
+    ensure_idle(&open).await?;
     open.sheet.select(&node, id)?;
     open.live
         .push("state_changed", json!({ "reason": "select", "node": node }));
@@ -999,7 +1016,7 @@ async fn restore(
     let open = app.sheet(&path(sheet)?)?;
     let EntryBody { node, id } = parse(body)?;
     name("node name", &node)?;
-    ensure_idle(&open)?;
+    ensure_idle(&open).await?;
     open.sheet.restore_inputs_of(&node, id)?;
     open.live.push(
         "state_changed",

@@ -1018,20 +1018,40 @@ impl GradioClient {
             }
         };
         // Gradio 6 can serve a file output while it is still being written: the body then
-        // ends early (an error, or fewer bytes than FileData's `size`). Such a read is tried
-        // again as a failed request is (the client's one retry policy), before it is an
-        // error.
+        // ends early (an error, fewer bytes than FileData's `size`, or nothing at all when
+        // FileData has no size). And a pooled keep-alive connection the app closed fails
+        // the request before any answer. A download is a GET, safe to repeat: such reads
+        // are tried again under the client's one retry policy before they are an error.
         let expected_size = file.get("size").and_then(Json::as_u64);
+        // The whole file: as long as FileData says, or (no size given) not empty: an empty
+        // file output is rare, a file served before it was written is not.
+        let complete = |len: u64| match expected_size {
+            Some(n) => n == len,
+            None => len > 0,
+        };
         let policy = i.retry_policy();
         let mut attempt = 0u32;
         let (bytes, header_mime) = loop {
             attempt += 1;
             let last = attempt > policy.retries;
-            let response = i
+            let sent = i
                 .send("/file", cancel, &mut |_| {}, &url, |http, u| {
                     http.get(u).timeout(i.options.request_timeout)
                 })
-                .await?;
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(e @ Error::Cancelled { .. }) => return Err(e),
+                Err(e) if last => return Err(e),
+                Err(_) => {
+                    if !sleep_unless(policy.backoff(attempt), cancel.cancelled()).await {
+                        return Err(Error::Cancelled {
+                            node: i.node.clone(),
+                        });
+                    }
+                    continue;
+                }
+            };
             let response = i.ok("/file", response).await?;
             let header_mime = response
                 .headers()
@@ -1044,9 +1064,7 @@ impl GradioClient {
                 _ = cancel.cancelled() => return Err(Error::Cancelled { node: i.node.clone() }),
             };
             match read {
-                Ok(b) if last || expected_size.is_none_or(|n| n == b.len() as u64) => {
-                    break (b, header_mime)
-                }
+                Ok(b) if last || complete(b.len() as u64) => break (b, header_mime),
                 Err(e) if last => {
                     return Err(i.broken("/file", &crate::node::event::error_chain(&e)))
                 }
