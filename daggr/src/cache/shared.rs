@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use ssri::Integrity;
 
 use super::CacheKey;
+use crate::error::error_chain as chain;
 use crate::value::media::Blob;
 use crate::Error;
 
@@ -420,21 +421,6 @@ fn upload_one(store: &dyn SharedStore, upload: &Upload) -> Result<(), String> {
         Some(object) => put(&upload.name, object).map_err(|e| chain(&e)),
         None => Ok(()),
     }
-}
-
-/// An error with its causes, `outer: inner`.
-pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

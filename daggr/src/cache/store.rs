@@ -12,9 +12,10 @@ use ssri::Integrity;
 
 use super::gc::collect_blob_refs;
 use super::pack::{content_path, ReadError};
-use super::shared::{blob_name, chain, decode_record_object, record_name, Upload};
+use super::shared::{blob_name, decode_record_object, record_name, Upload};
 use super::writer::Job;
 use super::{Cache, CacheKey, CacheSource, KeyPreimage, KEY_SCHEMA_VERSION};
+use crate::error::error_chain as chain;
 use crate::value::media::Blob;
 use crate::value::{PortType, Value};
 use crate::Error;

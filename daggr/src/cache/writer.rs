@@ -22,9 +22,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::pack::{content_path, sync_dir, Pack, PackEntry, RecordIndex};
-use super::shared::chain;
 use super::store::write_blobs;
 use super::{Cache, CacheKey, Inner, WriteFailure};
+use crate::error::error_chain as chain;
 use crate::value::media::Blob;
 use crate::Error;
 

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use crate::cache::CacheSource;
+/// Where the function lives now (the lowest layer); kept here, where it always was.
+pub use crate::error::error_chain;
 use crate::value::ContentHash;
 
 /// Milliseconds since the Unix epoch.
@@ -370,21 +372,6 @@ fn clip(mut line: String) -> String {
         line.push('…');
     }
     line
-}
-
-/// Formats an error with its whole cause chain, `outer: inner: innermost`.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
