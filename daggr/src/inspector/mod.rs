@@ -133,6 +133,8 @@ pub(crate) struct App {
     pub(crate) shutdown: CancellationToken,
     /// The workflow API's call slots.
     pub(crate) calls: workflow::CallLimits,
+    /// The workflow API's OpenAPI document, built when first asked for.
+    pub(crate) openapi: std::sync::OnceLock<serde_json::Value>,
 }
 
 impl App {
@@ -342,6 +344,7 @@ impl Inspector {
             max_upload,
             shutdown: CancellationToken::new(),
             calls: Default::default(),
+            openapi: std::sync::OnceLock::new(),
         });
         let sheet = store.open_or_create(pipeline, &options.sheet)?;
         app.adopt(sheet);

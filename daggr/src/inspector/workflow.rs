@@ -144,7 +144,9 @@ fn add_urls(value: &mut Json_) {
 
 /// `GET /api/openapi.json`.
 pub(crate) async fn openapi(State(app): State<Arc<App>>) -> Response {
-    Json(document(&app)).into_response()
+    // Built once: tracing every port type's schema is not work to repeat per request, and
+    // the served pipeline's ports and defaults do not change.
+    Json(app.openapi.get_or_init(|| document(&app))).into_response()
 }
 
 fn document(app: &App) -> Json_ {
