@@ -95,6 +95,37 @@ pub enum Error {
         /// The error and its cause chain, as text.
         message: String,
     },
+    /// Items of a map failed (the node fails only when it is set to; the other items were
+    /// computed and cached).
+    #[error("node `{node}`: {} of {total} items failed: {}", .failed.len(), items_text(.failed))]
+    ItemsFailed {
+        /// The map node.
+        node: String,
+        /// How many items the input lists had.
+        total: usize,
+        /// The failed items, in item order, each with its error chain.
+        failed: Vec<ItemError>,
+    },
+    /// Every variant a choice node tried failed.
+    #[error("node `{node}`: {}", variants_text(.tried))]
+    VariantsFailed {
+        /// The choice node.
+        node: String,
+        /// The variants tried, in order, with their error chains.
+        tried: Vec<(String, String)>,
+    },
+    /// A choice node's selection names no variant.
+    #[error("node `{node}` has no variant `{variant}`{} (its variants: {})", did_you_mean(.suggestion), .available.join(", "))]
+    UnknownVariant {
+        /// The choice node.
+        node: String,
+        /// The selection.
+        variant: String,
+        /// The variants the node has.
+        available: Vec<String>,
+        /// The closest variant name, if any is close.
+        suggestion: Option<String>,
+    },
     /// A node ran longer than its timeout.
     #[error("node `{node}` timed out after {after:?}")]
     Timeout {
@@ -262,7 +293,7 @@ pub enum Error {
     },
 }
 
-fn did_you_mean(suggestion: &Option<String>) -> String {
+pub(crate) fn did_you_mean(suggestion: &Option<String>) -> String {
     match suggestion {
         Some(s) => format!("; did you mean `{s}`?"),
         None => String::new(),
@@ -316,10 +347,60 @@ impl Error {
             | Error::UnknownPort { node, .. }
             | Error::Remote { node, .. }
             | Error::NotSelectable { node, .. }
+            | Error::ItemsFailed { node, .. }
+            | Error::VariantsFailed { node, .. }
+            | Error::UnknownVariant { node, .. }
             | Error::Failed { node, .. } => Some(node),
             Error::DuplicateNode { name } => Some(name),
             _ => None,
         }
+    }
+}
+
+/// Why one item of a map failed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ItemError {
+    /// The item's position in the input list.
+    pub index: usize,
+    /// The error with its cause chain.
+    pub error: String,
+}
+
+impl std::fmt::Display for ItemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "item {}: {}", self.index, self.error)
+    }
+}
+
+impl std::error::Error for ItemError {}
+
+/// The first few failed items of a map, for its error message.
+fn items_text(failed: &[ItemError]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = failed
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failed.len() > SHOWN {
+        text.push_str(&format!("; and {} more", failed.len() - SHOWN));
+    }
+    text
+}
+
+/// What each variant a choice tried answered, for its error message.
+fn variants_text(tried: &[(String, String)]) -> String {
+    match tried {
+        [(name, error)] => format!("variant `{name}` failed: {error}"),
+        _ => format!(
+            "every variant failed: {}",
+            tried
+                .iter()
+                .map(|(name, error)| format!("`{name}`: {error}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
     }
 }
 

@@ -74,6 +74,7 @@ pub use kinds::hf;
 #[cfg(feature = "inference")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inference")))]
 pub use kinds::inference;
+pub use node::composite;
 pub use node::event;
 /// The HTTP client crate of the remote node kinds, re-exported so that a client handed to
 /// `GradioNode::http_client` or `InferenceNode::http_client` (a proxy, a custom CA) is built
@@ -87,21 +88,24 @@ pub use error::{BoxError, Error};
 pub use event::{CacheSource, Event};
 pub use exec::alone::run_alone;
 pub use exec::{
-    NodeFailure, NodeRef, NodeResult, Outcome, PersistTarget, Pipeline, ResultObserver, RunHandle,
-    RunReport, Scope, TerminalProgress, Unsaved, RUN_ENV, RUN_INPUTS_ENV,
+    ItemOutcome, NodeFailure, NodeRef, NodeResult, Outcome, Parts, PersistTarget, Pipeline,
+    ResultObserver, RunHandle, RunReport, Scope, TerminalProgress, Unsaved, RUN_ENV,
+    RUN_INPUTS_ENV,
 };
 #[cfg(feature = "gradio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gradio")))]
 pub use gradio::GradioNode;
 pub use graph::{
-    constant, generated, now_unix_ms, random_seed, ArgTuple, Generator, Graph, IntoSource,
-    IntoSources, NamedOutput, NodeId, Output, Source, TypedNode, EXPORT_GRAPH_ENV, INPUT_KIND,
+    constant, each, generated, now_unix_ms, random_seed, ArgTuple, Choice, Each, Gather, Generator,
+    Graph, IntoMapSources, IntoSource, IntoSources, Map, MapSource, NamedOutput, NodeId, Output,
+    Results, Source, TypedNode, Values, EXPORT_GRAPH_ENV, INPUT_KIND,
 };
 #[cfg(feature = "inference")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inference")))]
 pub use inference::InferenceNode;
 pub use kinds::fn_node::{AsyncCtxFn, AsyncFn, FnNode, NodeCore, SyncCtxFn, SyncFn};
 pub use media::{Audio, File, Image, Video};
+pub use node::composite::{ItemError, ItemFailures};
 pub use node::{
     CachePolicy, Configure, Inputs, Node, NodeConfig, NodeContext, NodeSpec, PortSpec, RetryPolicy,
 };

@@ -13,6 +13,7 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::composite::PartsDone;
 use super::state::Shared;
 use super::{NodeFailure, NodeResult, Outcome, RunReport};
 use crate::cache::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
@@ -27,6 +28,8 @@ struct TaskDone {
     result: Result<(Arc<[Value]>, Outcome), Error>,
     /// The key made again with a fingerprint learnt at run time ([`Node::runtime_fingerprint`]).
     rekeyed: Option<(CacheKey, KeyPreimage)>,
+    /// What a map's items or a choice's variants did.
+    parts: Option<PartsDone>,
 }
 
 /// Everything one node's evaluation needs, prepared by the scheduler.
@@ -68,6 +71,8 @@ pub(super) struct Executor {
     /// The computed results queued for the cache (node, key), for the report: whoever
     /// waits for the cache's writer asks it which of them failed.
     queued: Vec<(usize, CacheKey)>,
+    /// What the parts of composite nodes (maps, choices) did, until the node finishes.
+    parts: HashMap<usize, PartsDone>,
 }
 
 impl Executor {
@@ -106,6 +111,7 @@ impl Executor {
             span,
             spans: (0..n).map(|_| tracing::Span::none()).collect(),
             queued: Vec::new(),
+            parts: HashMap::new(),
         }
     }
 
@@ -169,6 +175,9 @@ impl Executor {
                             {
                                 p.key = key;
                                 p.preimage = preimage;
+                            }
+                            if let Some(parts) = done.parts {
+                                self.parts.insert(n, parts);
                             }
                             done.result
                         }
@@ -338,24 +347,7 @@ impl Executor {
             };
             inputs.push(value);
         }
-        let preimage = KeyPreimage {
-            schema: KEY_SCHEMA_VERSION,
-            identity: format!("{}:{}", spec.kind, spec.identity),
-            code: spec.code_fingerprint.clone(),
-            version: spec.config.version.clone(),
-            params: spec.params.clone(),
-            inputs: spec
-                .inputs
-                .iter()
-                .zip(&inputs)
-                .map(|(p, v)| (p.name.clone(), v.hash()))
-                .collect(),
-            outputs: spec
-                .outputs
-                .iter()
-                .map(|p| p.ty.name().to_string())
-                .collect(),
-        };
+        let preimage = preimage_of(spec, spec.code_fingerprint.clone(), &inputs);
         Ok(Ok(Prepared {
             key: preimage.key(),
             preimage,
@@ -413,6 +405,8 @@ impl Executor {
             _ => cache.count_miss(),
         }
         let key = prepared.key;
+        let code = prepared.preimage.code.clone();
+        let composite = node.composite().is_some();
         let inputs = Inputs {
             node: self.shared.s.names[n].clone(),
             values: prepared.inputs.clone(),
@@ -460,6 +454,7 @@ impl Executor {
                             return TaskDone {
                                 result: Ok((values, Outcome::Cached(CacheSource::Workspace))),
                                 rekeyed,
+                                parts: None,
                             };
                         }
                     }
@@ -469,8 +464,22 @@ impl Executor {
                         return TaskDone {
                             result: Ok((values, Outcome::Cached(source))),
                             rekeyed,
+                            parts: None,
                         };
                     }
+                }
+                if composite {
+                    let code = rekeyed
+                        .as_ref()
+                        .map_or(code, |(_, p): &(CacheKey, KeyPreimage)| p.code.clone());
+                    let (result, parts) =
+                        super::composite::evaluate(shared, node, code, ctx, inputs, task_span)
+                            .await;
+                    return TaskDone {
+                        result,
+                        rekeyed,
+                        parts,
+                    };
                 }
                 let _global = global
                     .acquire_owned()
@@ -485,8 +494,9 @@ impl Executor {
                     None => None,
                 };
                 TaskDone {
-                    result: execute(node, ctx, inputs, attempts, task_span).await,
+                    result: execute(node, ctx, inputs, attempts, task_span, false).await,
                     rekeyed,
+                    parts: None,
                 }
             }
             .instrument(span.clone()),
@@ -502,6 +512,13 @@ impl Executor {
         let name = self.shared.s.names[n].clone();
         let prepared = self.prepared.remove(&n);
         let running = self.running.remove(&n);
+        let parts = self.parts.remove(&n);
+        if let Some(parts) = &parts {
+            self.queued.extend(parts.queued.iter().map(|key| (n, *key)));
+        }
+        // A map with failed items, a choice that fell back: not stored under the node's key,
+        // so the next run tries the failed parts again.
+        let complete = parts.as_ref().is_none_or(|p| p.complete);
         // Dropped at the end of this call: the node's span closes once it is adopted.
         let span = std::mem::replace(&mut self.spans[n], tracing::Span::none());
         match result {
@@ -519,9 +536,13 @@ impl Executor {
                     _ => None,
                 }
                 .unwrap_or_else(|| shared_logs(Logs::default()));
-                if matches!(outcome, Outcome::Computed { .. })
-                    && spec.config.cache != CachePolicy::NeverCache
-                {
+                let stores = match &outcome {
+                    Outcome::Computed { .. } => true,
+                    // A map whose items were all cache hits: the list itself is new.
+                    Outcome::Cached(_) => parts.is_some(),
+                    _ => false,
+                };
+                if stores && complete && spec.config.cache != CachePolicy::NeverCache {
                     self.shared.s.cache.store(
                         prepared.key,
                         &prepared.preimage,
@@ -539,6 +560,7 @@ impl Executor {
                     run: self.run,
                     finished_unix_ms: unix_ms(),
                     logs,
+                    parts: parts.map(|p| Arc::new(p.parts)),
                 };
                 for observer in self.shared.observers.lock().unwrap().iter() {
                     observer.on_result(n, &name, &result);
@@ -682,7 +704,7 @@ struct RunningNode {
 /// A running node's attempts, counted by its task and read by the executor when the node
 /// fails, or when a cancelled run drops the task.
 #[derive(Default)]
-struct Attempts {
+pub(super) struct Attempts {
     started: AtomicU32,
     first_started_at: OnceLock<Instant>,
 }
@@ -714,12 +736,13 @@ enum Started {
 }
 
 /// Runs a node with its timeout and retry policy, and checks what it returned.
-async fn execute(
+pub(super) async fn execute(
     node: Arc<dyn Node>,
     ctx: NodeContext,
     inputs: Inputs,
     tries: Arc<Attempts>,
     span: tracing::Span,
+    part: bool,
 ) -> Result<(Arc<[Value]>, Outcome), Error> {
     let spec = node.spec();
     let name = spec.name.clone();
@@ -728,12 +751,16 @@ async fn execute(
     loop {
         let attempt = tries.start();
         span.record("attempt", attempt);
-        ctx.events.send(Event::NodeStarted {
-            run: ctx.run,
-            node: ctx.index,
-            name: ctx.node.clone(),
-            attempt,
-        });
+        // A part (a map's item, a choice's variant) is not the node starting again: the
+        // composite node announced itself once.
+        if !part {
+            ctx.events.send(Event::NodeStarted {
+                run: ctx.run,
+                node: ctx.index,
+                name: ctx.node.clone(),
+                attempt,
+            });
+        }
         let started = Instant::now();
         let call = node.run(
             ctx.clone(),
@@ -779,17 +806,45 @@ async fn execute(
         ctx.log.write(format!(
             "attempt {attempt} of {attempts} failed, retrying in {delay:?}: {error}"
         ));
-        ctx.events.send(Event::NodeRetrying {
-            run: ctx.run,
-            node: ctx.index,
-            name: ctx.node.clone(),
-            attempt,
-            error,
-        });
+        if !part {
+            ctx.events.send(Event::NodeRetrying {
+                run: ctx.run,
+                node: ctx.index,
+                name: ctx.node.clone(),
+                attempt,
+                error,
+            });
+        }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = ctx.cancelled() => return Err(Error::Cancelled { node: name }),
         }
+    }
+}
+
+/// What node `spec` is keyed by when it runs on `inputs` with code fingerprint `code`.
+pub(super) fn preimage_of(
+    spec: &crate::node::NodeSpec,
+    code: String,
+    inputs: &[Value],
+) -> KeyPreimage {
+    KeyPreimage {
+        schema: KEY_SCHEMA_VERSION,
+        identity: format!("{}:{}", spec.kind, spec.identity),
+        code,
+        version: spec.config.version.clone(),
+        params: spec.params.clone(),
+        inputs: spec
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(p, v)| (p.name.clone(), v.hash()))
+            .collect(),
+        outputs: spec
+            .outputs
+            .iter()
+            .map(|p| p.ty.name().to_string())
+            .collect(),
     }
 }
 

@@ -29,7 +29,10 @@ mod workspace;
 pub(crate) use call::CallAnswer;
 pub use call::{RUN_ENV, RUN_INPUTS_ENV};
 pub use progress::TerminalProgress;
-pub use report::{NodeFailure, NodeResult, Outcome, PersistTarget, RunReport, Unsaved};
+pub use report::{
+    ItemOutcome, NodeFailure, NodeResult, Outcome, Parts, PersistTarget, RunReport, Unsaved,
+};
+mod composite;
 pub use scope::{NodeRef, Scope};
 #[cfg(feature = "sheets")]
 pub(crate) use workspace::WeakPipeline;

@@ -32,6 +32,61 @@ pub struct NodeResult {
     /// The log written while it was computed (see [`NodeContext::log`](crate::node::NodeContext::log)); empty when it
     /// came from the cache, since the node did not run.
     pub logs: Arc<Logs>,
+    /// For a map or a choice that ran part by part in this process: what each part did
+    /// (`None` for other nodes, and for a result found whole in the cache).
+    pub parts: Option<Arc<Parts>>,
+}
+
+/// What a node made of other nodes did, part by part ([`NodeResult::parts`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Parts {
+    /// A map's items, in item order.
+    Items(Vec<ItemOutcome>),
+    /// Which variant of a choice produced the result, and the ones that failed before it.
+    Variant {
+        /// The variant whose result this is.
+        used: String,
+        /// The variants tried before it that failed, with their error chains (the
+        /// selected one first when the choice fell back).
+        failed: Vec<(String, String)>,
+    },
+}
+
+impl Parts {
+    /// Whether every part succeeded at once: no item failed, and the selected variant
+    /// answered (no fallback). An incomplete result is never reused by key: the next run
+    /// tries the failed parts again.
+    pub fn is_complete(&self) -> bool {
+        match self {
+            Parts::Items(items) => items
+                .iter()
+                .all(|i| !matches!(i.outcome, Outcome::Failed(_))),
+            Parts::Variant { failed, .. } => failed.is_empty(),
+        }
+    }
+
+    /// The failed items of a map (none for a choice: a result means a variant succeeded).
+    pub fn failed_items(&self) -> impl Iterator<Item = (usize, &ItemOutcome)> {
+        let items: &[ItemOutcome] = match self {
+            Parts::Items(items) => items,
+            Parts::Variant { .. } => &[],
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| matches!(item.outcome, Outcome::Failed(_)))
+    }
+}
+
+/// One item of a map: its own cache key (the key the item's node has for that item's
+/// inputs) and what became of it.
+#[derive(Clone, Debug)]
+pub struct ItemOutcome {
+    /// The item's cache key.
+    pub key: CacheKey,
+    /// Computed, served from the cache, or failed.
+    pub outcome: Outcome,
 }
 
 /// A node that failed or was cancelled in a run, as [`ResultObserver::on_failure`](super::ResultObserver::on_failure) is told

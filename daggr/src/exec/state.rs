@@ -61,11 +61,12 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// The outputs of node `n`'s current result, if it was made under `key`.
+    /// The outputs of node `n`'s current result, if it was made under `key` and is complete
+    /// (a map with failed items, a choice that fell back, is evaluated again).
     pub(super) fn current_outputs(&self, n: usize, key: &CacheKey) -> Option<Arc<[Value]>> {
         self.state.lock().unwrap()[n]
             .as_ref()
-            .filter(|r| r.key == *key)
+            .filter(|r| r.key == *key && r.parts.as_ref().is_none_or(|p| p.is_complete()))
             .map(|r| r.outputs.clone())
     }
 }

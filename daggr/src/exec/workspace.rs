@@ -387,6 +387,36 @@ impl Pipeline {
         })
     }
 
+    /// Selects the variant called `variant` of choice node `node` (sets its `variant`
+    /// input, see [`Graph::choose`](crate::Graph::choose)). A node that is not a choice, or a
+    /// name that is not one of its variants, is refused with the names it has.
+    pub fn select_variant(&self, node: impl Into<NodeRef>, variant: &str) -> Result<(), Error> {
+        let index = self.resolve(&node.into())?;
+        let spec = self.0.s.nodes[index].spec();
+        let Some(crate::node::composite::Composite::Choice(plan)) =
+            self.0.s.nodes[index].composite()
+        else {
+            return Err(Error::Failed {
+                node: spec.name.clone(),
+                message: format!(
+                    "node `{}` has no variants to select: it is not a choice node (made with `Graph::choose`)",
+                    spec.name
+                ),
+            });
+        };
+        let names: Vec<&str> = plan.variants().map(|(name, _)| name).collect();
+        if !names.contains(&variant) {
+            return Err(Error::UnknownVariant {
+                node: spec.name.clone(),
+                variant: variant.to_string(),
+                suggestion: suggest(variant, names.iter().copied()),
+                available: names.iter().map(|n| n.to_string()).collect(),
+            });
+        }
+        let port = self.input_port(index, crate::node::composite::VARIANT_PORT)?;
+        self.set_const(index, port, variant.to_string())
+    }
+
     /// Changes the constant bound to `node.port` (a pipeline input or a constant argument),
     /// checking its type.
     pub fn set_constant<T: PortValue>(

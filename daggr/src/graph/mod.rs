@@ -13,10 +13,14 @@ use crate::error::{suggest, Error};
 use crate::node::{Node, NodeSpec, PortSpec};
 use crate::value::{PortValue, Value};
 
+mod choice;
 mod input;
+mod map;
 
+pub use choice::Choice;
 use daggr_codegen::ir::{short_type_name, EdgeIr, GraphIr, NodeIr, PortIr, SourceLocation};
 pub use input::INPUT_KIND;
+pub use map::{each, Each, Gather, IntoMapSources, Map, MapSource, Results, Values};
 
 /// A typed handle to one output port of a node in a [`Graph`].
 ///
@@ -447,9 +451,17 @@ impl Graph {
     /// Adds a typed node, wiring its inputs from `inputs` (a tuple with one source per argument).
     #[track_caller]
     pub fn add<N: TypedNode>(&mut self, node: N, inputs: impl IntoSources<N::Args>) -> N::Handles {
+        let id = self.add_erased(Arc::new(node), inputs.into_bindings());
+        self.handles::<N>(id)
+    }
+
+    /// Adds `node` with one source per input port, checked to come from this graph; returns
+    /// its index.
+    #[track_caller]
+    pub(crate) fn add_erased(&mut self, node: Arc<dyn Node>, sources: Vec<ErasedSource>) -> usize {
         let id = self.nodes.len();
         let mut bindings = Vec::new();
-        for (port, source) in inputs.into_bindings().into_iter().enumerate() {
+        for (port, source) in sources.into_iter().enumerate() {
             let ErasedSource { binding, graph } = source;
             match binding {
                 Ok(Binding::Port { node: from, .. }) if graph != 0 && graph != self.id => {
@@ -477,15 +489,21 @@ impl Graph {
             }
         }
         self.nodes.push(NodeEntry {
-            node: Arc::new(node),
+            node,
             bindings,
             location: Location::caller(),
         });
-        self.handles::<N>(id)
+        id
     }
 
     /// `N::handles(node)`, stamped with this graph's id (see [`Output::new`]).
     fn handles<N: TypedNode>(&self, node: usize) -> N::Handles {
+        self.stamped(|| N::handles(node))
+    }
+
+    /// Runs `make` (which makes handles with [`Output::new`]) so that the handles it makes
+    /// carry this graph's id.
+    fn stamped<H>(&self, make: impl FnOnce() -> H) -> H {
         struct Restore(u64);
         impl Drop for Restore {
             fn drop(&mut self) {
@@ -493,7 +511,7 @@ impl Graph {
             }
         }
         let _restore = Restore(MAKING_HANDLES_FOR.with(|g| g.replace(self.id)));
-        N::handles(node)
+        make()
     }
 
     /// This graph's id, unique in the process: the handles it makes carry it.

@@ -228,6 +228,16 @@ impl LiveLog {
                         json!({ "node": &**name, "unix_ms": unix_ms, "line": line }),
                     )
                 }
+                Event::ItemFinished {
+                    name,
+                    item,
+                    outcome,
+                    error,
+                    ..
+                } => (
+                    "item_finished",
+                    json!({ "node": &**name, "item": item, "outcome": outcome, "error": error }),
+                ),
                 Event::NodeCached { name, source, .. } => {
                     let at = since(&inner);
                     let live = inner.nodes.entry(name.to_string()).or_default();

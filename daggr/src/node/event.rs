@@ -108,6 +108,21 @@ pub enum Event {
         /// Content hashes of the outputs.
         outputs: Vec<ContentHash>,
     },
+    /// One item of a map finished: computed, served from the cache, or failed.
+    ItemFinished {
+        /// Run number.
+        run: u64,
+        /// The map node's index.
+        node: usize,
+        /// The map node's name.
+        name: Arc<str>,
+        /// The item's position in the list.
+        item: usize,
+        /// `computed`, `memory`, `disk`, `shared` or `failed`.
+        outcome: &'static str,
+        /// The error with its cause chain, when it failed.
+        error: Option<String>,
+    },
     /// A node attempt failed and will be retried.
     NodeRetrying {
         /// Run number.

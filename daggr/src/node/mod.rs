@@ -1,5 +1,6 @@
 //! The node abstraction every node kind implements, and the per-node settings.
 
+pub mod composite;
 pub mod event;
 
 use std::sync::Arc;
@@ -294,6 +295,13 @@ pub trait Node: Send + Sync + 'static {
     /// [`crate::Pipeline::preflight`] awaits this for every node. The default, for nodes
     /// with nothing outside the process to check, is `None`.
     fn preflight(&self) -> Option<BoxFuture<'static, Result<(), crate::Error>>> {
+        None
+    }
+
+    /// For a node made of other nodes (a map, a choice), how the executor evaluates it part
+    /// by part; its own [`Node::run`] is then not called by the executor. `None` (the
+    /// default) for every other node.
+    fn composite(&self) -> Option<&composite::Composite> {
         None
     }
 }

@@ -281,6 +281,7 @@ impl StoredResult {
                 run: self.run,
                 finished_unix_ms: self.finished_ms as u64,
                 logs: Arc::new(parse_logs(self.log.as_deref())),
+                parts: None,
             },
         )
     }

@@ -1,0 +1,459 @@
+//! Map and choice nodes with Rust function nodes: per-item caching, concurrency, failures,
+//! cancellation; variant selection, switching back, fallback and its provenance.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use daggr::{
+    constant, each, Cache, CacheSource, Choice, Configure, Error, FnNode, Graph, ItemError, Map,
+    NodeContext, Outcome, Parts, Scope, Value,
+};
+
+/// Counts calls and the most calls in flight at once.
+#[derive(Default)]
+struct Calls {
+    total: AtomicUsize,
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Calls {
+    fn enter(&self) {
+        self.total.fetch_add(1, Ordering::SeqCst);
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+    }
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+    fn take(&self) -> usize {
+        self.total.swap(0, Ordering::SeqCst)
+    }
+}
+
+/// `upper` over words, slow enough that items overlap; `bad` words fail.
+fn upper(calls: Arc<Calls>) -> FnNode<(String,), String> {
+    FnNode::try_sync("upper", move |w: String| {
+        calls.enter();
+        std::thread::sleep(Duration::from_millis(20));
+        calls.leave();
+        if w.starts_with("bad") {
+            Err(format!("cannot shout `{w}`"))
+        } else {
+            Ok(w.to_uppercase())
+        }
+    })
+}
+
+fn words(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("w{i}")).collect()
+}
+
+#[tokio::test]
+async fn each_item_is_cached_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("map").cache(Cache::open(dir.path()).unwrap());
+    let list = g.input("words", words(20));
+    let loud = g.map(upper(calls.clone()), (each(list),));
+    let pipeline = g.build().unwrap();
+
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 20);
+    assert!(
+        calls.most.load(Ordering::SeqCst) > 1,
+        "items run concurrently"
+    );
+    let expected: Vec<String> = words(20).iter().map(|w| w.to_uppercase()).collect();
+    assert_eq!(*report.value(&loud).unwrap(), expected);
+    let result = pipeline.result(loud.node_id()).unwrap().unwrap();
+    match result.parts.as_deref() {
+        Some(Parts::Items(items)) => {
+            assert_eq!(items.len(), 20);
+            assert!(items
+                .iter()
+                .all(|i| matches!(i.outcome, Outcome::Computed { .. })));
+        }
+        other => panic!("expected item outcomes, got {other:?}"),
+    }
+
+    // One item of twenty changed: one call.
+    let mut changed = words(20);
+    changed[7] = "seven".into();
+    pipeline.set_input(&list, changed.clone()).unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 1);
+    assert_eq!(report.value(&loud).unwrap()[7], "SEVEN");
+
+    // Reordered: no call, and the map reports a cache hit.
+    changed.reverse();
+    pipeline.set_input(&list, changed.clone()).unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 0);
+    assert!(matches!(report.outcome("upper"), Some(Outcome::Cached(_))));
+    assert_eq!(report.value(&loud).unwrap()[12], "SEVEN");
+
+    // A new process (same cache directory): the whole list is one hit.
+    assert!(pipeline.cache().flush().is_empty());
+    let mut g = Graph::new("map").cache(Cache::open(dir.path()).unwrap());
+    let list = g.input("words", changed);
+    let loud = g.map(upper(calls.clone()), (each(list),));
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 0);
+    assert!(matches!(
+        report.outcome("upper"),
+        Some(Outcome::Cached(CacheSource::Disk))
+    ));
+    assert_eq!(report.value(&loud).unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn an_item_shares_its_cache_entry_with_the_node_on_its_own() {
+    let calls = Arc::new(Calls::default());
+    let cache = Cache::temporary().unwrap();
+    let mut g = Graph::new("alone").cache(cache.clone());
+    g.add(upper(calls.clone()), (constant("w3".to_string()),));
+    g.build().unwrap().run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 1);
+
+    let mut g = Graph::new("mapped").cache(cache);
+    let list = g.input("words", words(5));
+    g.map(upper(calls.clone()), (each(list),));
+    g.build().unwrap().run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 4, "w3 was computed by the node on its own");
+}
+
+#[tokio::test]
+async fn a_failing_item_fails_the_map_after_the_others_are_cached() {
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("fail").cache(Cache::temporary().unwrap());
+    let list = g.input(
+        "words",
+        vec!["a".to_string(), "bad1".into(), "c".into(), "bad2".into()],
+    );
+    let loud = g.map(upper(calls.clone()), (each(list),));
+    let after = g.add(FnNode::sync("count", |w: Vec<String>| w.len()), (loud,));
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 4);
+    let Some(Outcome::Failed(error)) = report.outcome("upper") else {
+        panic!("the map fails: {:?}", report.outcome("upper"));
+    };
+    match &**error {
+        Error::ItemsFailed {
+            node,
+            total,
+            failed,
+        } => {
+            assert_eq!(node, "upper");
+            assert_eq!(*total, 4);
+            let indices: Vec<usize> = failed.iter().map(|f| f.index).collect();
+            assert_eq!(indices, [1, 3]);
+            assert!(
+                failed[0].error.contains("cannot shout `bad1`"),
+                "{failed:?}"
+            );
+        }
+        other => panic!("expected ItemsFailed, got {other}"),
+    }
+    let text = error.to_string();
+    assert!(
+        text.starts_with("node `upper`: 2 of 4 items failed: item 1: "),
+        "{text}"
+    );
+    assert!(report.skipped().contains(&"count"));
+    assert!(report.value(&after).is_err());
+
+    // Rerun: the good items come from the cache, the failed ones are tried again.
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 2);
+}
+
+#[tokio::test]
+async fn failed_items_can_be_skipped_or_collected() {
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("modes").cache(Cache::temporary().unwrap());
+    let list = g.input("words", vec!["a".to_string(), "bad".into(), "c".into()]);
+    let skipped = g.add_map(
+        Map::new(upper(calls.clone()))
+            .name("skipping")
+            .skip_failed(),
+        (each(list),),
+    );
+    let collected = g.add_map(
+        Map::new(upper(calls.clone()))
+            .name("collecting")
+            .collect_errors(),
+        (each(list),),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&skipped).unwrap(), ["A", "C"]);
+    let collected = report.value(&collected).unwrap();
+    assert_eq!(collected[0], Ok("A".to_string()));
+    assert_eq!(
+        collected[1],
+        Err(ItemError {
+            index: 1,
+            error: "node `upper` failed: cannot shout `bad`".into()
+        })
+    );
+    assert_eq!(collected[2], Ok("C".to_string()));
+    let result = pipeline.result(skipped.node_id()).unwrap().unwrap();
+    let parts = result.parts.expect("item outcomes");
+    let failed: Vec<usize> = parts.failed_items().map(|(i, _)| i).collect();
+    assert_eq!(failed, [1]);
+    assert!(!parts.is_complete());
+    // The two maps share their items' cache entries (same node, same items): the second
+    // map may find the first's results, but `bad` fails in each map that tries it.
+    assert!(calls.take() >= 4);
+
+    // A partial result is not reused: the failed item is tried again, the rest are hits.
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 2, "`bad` once per map");
+    assert_eq!(*report.value(&skipped).unwrap(), ["A", "C"]);
+}
+
+#[tokio::test]
+async fn lists_are_zipped_and_other_inputs_go_to_every_item() {
+    let mut g = Graph::new("zip").cache(Cache::temporary().unwrap());
+    let names = g.input("names", vec!["ada".to_string(), "bob".into()]);
+    let ages = g.input("ages", vec![36u32, 41]);
+    let line = FnNode::sync("line", |name: String, age: u32, sep: String| {
+        format!("{name}{sep}{age}")
+    });
+    let lines = g.map(line, (each(names), each(ages), constant(": ".to_string())));
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&lines).unwrap(), ["ada: 36", "bob: 41"]);
+
+    pipeline.set_input(&ages, vec![1, 2, 3]).unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    let Some(Outcome::Failed(error)) = report.outcome("line") else {
+        panic!("lists of different lengths fail the map");
+    };
+    let text = daggr::event::error_chain(&**error);
+    assert!(text.contains("node `line`"), "{text}");
+    // Closures' ports are named by position.
+    assert!(text.contains("`in0` has 2, `in1` has 3"), "{text}");
+
+    // An empty list: an empty output, no call.
+    pipeline.set_input(&names, vec![]).unwrap();
+    pipeline.set_input(&ages, vec![]).unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(report.value(&lines).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_map_without_a_list_is_refused_when_built() {
+    let mut g = Graph::new("nolist").cache(Cache::temporary().unwrap());
+    let word = g.input("word", "a".to_string());
+    g.map(FnNode::sync("upper", |w: String| w.to_uppercase()), (word,));
+    let error = g.build().unwrap_err().to_string();
+    assert!(
+        error.contains("map `upper` splits none of its inputs"),
+        "{error}"
+    );
+    assert!(error.contains("daggr::each"), "{error}");
+}
+
+#[tokio::test]
+async fn group_limits_apply_to_each_item() {
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("group")
+        .cache(Cache::temporary().unwrap())
+        .group_limit("gpu", 1);
+    let list = g.input("words", words(6));
+    g.map(upper(calls.clone()).group("gpu"), (each(list),));
+    g.build().unwrap().run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 6);
+    assert_eq!(calls.most.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn cancelling_a_run_cancels_the_items_in_flight() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (started.clone(), cancelled.clone());
+    let slow = FnNode::with_context("slow", move |ctx: NodeContext, w: String| {
+        let (s, c) = (s.clone(), c.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = ctx.cancelled() => { c.fetch_add(1, Ordering::SeqCst); }
+            }
+            Ok::<_, std::io::Error>(w)
+        }
+    });
+    let mut g = Graph::new("cancel").cache(Cache::temporary().unwrap());
+    let list = g.input("words", words(4));
+    g.map(slow, (each(list),));
+    let pipeline = g.build().unwrap();
+    let handle = pipeline.spawn(Scope::All);
+    while started.load(Ordering::SeqCst) < 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.cancel();
+    let report = handle.wait().await.unwrap();
+    assert!(report.cancelled);
+    assert!(matches!(
+        report.outcome("slow"),
+        Some(Outcome::Failed(e)) if matches!(**e, Error::Cancelled { .. })
+    ));
+    // The items' futures were dropped with the run (none ran to its 30 s end), and the map
+    // has no result.
+    assert!(pipeline
+        .result(daggr::NodeRef::from("slow"))
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        cancelled.load(Ordering::SeqCst),
+        0,
+        "dropped, not left running"
+    );
+}
+
+fn variant(name: &'static str, calls: Arc<Calls>, fails: bool) -> FnNode<(String,), String> {
+    FnNode::try_sync(name, move |text: String| {
+        calls.enter();
+        calls.leave();
+        if fails {
+            Err(format!("{name} is down"))
+        } else {
+            Ok(format!("{name}: {text}"))
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_choice_runs_the_selected_variant_and_switching_back_is_a_hit() {
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("choice").cache(Cache::temporary().unwrap());
+    let text = g.input("text", "hi".to_string());
+    let caption = g.choose(
+        Choice::new("caption", "space", variant("space", calls.clone(), false))
+            .or("local", variant("local", calls.clone(), false)),
+        (text,),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&caption).unwrap(), "space: hi");
+    assert_eq!(calls.take(), 1);
+    let result = pipeline.result(caption.node_id()).unwrap().unwrap();
+    assert!(matches!(
+        result.parts.as_deref(),
+        Some(Parts::Variant { used, failed }) if used == "space" && failed.is_empty()
+    ));
+
+    let select = |v: &str| pipeline.select_variant("caption", v).unwrap();
+    select("local");
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&caption).unwrap(), "local: hi");
+    assert_eq!(calls.take(), 1);
+
+    select("space");
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&caption).unwrap(), "space: hi");
+    assert_eq!(calls.take(), 0, "switching back is a cache hit");
+    assert!(matches!(
+        report.outcome("caption"),
+        Some(Outcome::Cached(_))
+    ));
+
+    let refused = pipeline.select_variant("caption", "lokal").unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "node `caption` has no variant `lokal`; did you mean `local`? (its variants: space, local)"
+    );
+    // A selection set as a plain constant is checked when the node runs.
+    pipeline
+        .set_constant_value(
+            "caption",
+            "variant",
+            Value::new("lokal".to_string()).unwrap(),
+        )
+        .unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    let Some(Outcome::Failed(error)) = report.outcome("caption") else {
+        panic!("an unknown variant fails the node");
+    };
+    assert_eq!(
+        error.to_string(),
+        "node `caption` has no variant `lokal`; did you mean `local`? (its variants: space, local)"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_selection_falls_back_and_says_so() {
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("fallback").cache(Cache::temporary().unwrap());
+    let text = g.input("text", "hi".to_string());
+    let caption = g.choose(
+        Choice::new("caption", "space", variant("space", calls.clone(), true))
+            .or("mirror", variant("mirror", calls.clone(), true))
+            .or("local", variant("local", calls.clone(), false))
+            .fallback(),
+        (text,),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&caption).unwrap(), "local: hi");
+    assert_eq!(calls.take(), 3);
+    let result = pipeline.result(caption.node_id()).unwrap().unwrap();
+    let Some(Parts::Variant { used, failed }) = result.parts.as_deref() else {
+        panic!("a choice records its variant");
+    };
+    assert_eq!(used, "local");
+    let tried: Vec<&str> = failed.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(tried, ["space", "mirror"]);
+    assert!(failed[0].1.contains("space is down"), "{failed:?}");
+
+    // A fallback result is not reused by key: the selected variant is tried again next run
+    // (it may be back), and the fallback's own result is a cache hit.
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(
+        calls.take(),
+        2,
+        "space and mirror again, local from the cache"
+    );
+
+    // Without fallback, the selected variant's failure fails the node.
+    let mut g = Graph::new("nofallback").cache(Cache::temporary().unwrap());
+    let text = g.input("text", "hi".to_string());
+    g.choose(
+        Choice::new("caption", "space", variant("space", calls.clone(), true))
+            .or("local", variant("local", calls.clone(), false)),
+        (text,),
+    );
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    let Some(Outcome::Failed(error)) = report.outcome("caption") else {
+        panic!("the selection failed");
+    };
+    assert_eq!(
+        error.to_string(),
+        "node `caption`: variant `space` failed: node `space` failed: space is down"
+    );
+}
+
+#[tokio::test]
+async fn a_choice_is_checked_when_built() {
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("bad choice").cache(Cache::temporary().unwrap());
+    let text = g.input("text", "hi".to_string());
+    g.choose(
+        Choice::new("caption", "space", variant("space", calls.clone(), false))
+            .or("space", variant("local", calls.clone(), false))
+            .selected("spaec"),
+        (text,),
+    );
+    let error = g.build().unwrap_err().to_string();
+    assert!(error.contains("variant `space` is added twice"), "{error}");
+    assert!(
+        error.contains(
+            "the selected variant `spaec` is not one of its variants; did you mean `space`?"
+        ),
+        "{error}"
+    );
+}
