@@ -4,7 +4,13 @@
 //! switching sheets works; a node's log shows live in its card and after a reload, with the
 //! executor's retry lines; dragging a card moves it and its edges, survives a reload, and
 //! "Reset layout" puts it back; a failed run stays in the node's history with its error and
-//! log, also after a server restart; a page of another origin cannot change anything. Screenshots land in `target/inspector-screenshots/`.
+//! log, also after a server restart; a page of another origin cannot change anything. A
+//! node's card says why it recomputed (which input changed) or hit the cache; no edge passes
+//! under a card, an opened card pushes the one below it down, the run menu opens beside its
+//! card, the minimap tells cached from done, the history names wired inputs' values. Image,
+//! audio, video, file, gallery and JSON previews load as a user gets them; the minimap, SVG
+//! export and the timeline work; 5 000 nodes render (only what is in view has DOM) and run.
+//! Screenshots land in `target/inspector-screenshots/`.
 //! The browser and playwright-core come from `scripts/setup/browser.sh` (run here if missing).
 
 use std::io::Cursor;
@@ -15,7 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use daggr::inspector::{Inspector, LaunchOptions};
-use daggr::{constant, Cache, Configure, FnNode, Graph, Image, NodeContext, RetryPolicy};
+use daggr::{
+    constant, Audio, Cache, Configure, File, FnNode, Graph, Image, NodeContext, RetryPolicy, Video,
+};
 use serde_json::json;
 
 fn repo() -> PathBuf {
@@ -148,8 +156,63 @@ async fn five_hundred_nodes_render_and_update() {
         String::from_utf8_lossy(&output.stderr)
     );
     let findings: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(findings["cards"], 500);
+    assert_eq!(findings["nodes"], 500);
     println!("500 nodes: {findings}");
+}
+
+/// 5 000 nodes: 50 layers of 100, each node reading the one before it and every tenth also
+/// one five layers back (long edges, routed beside the cards). The page gets ready with only
+/// the cards in view in the DOM, a full run lands, the far zoom draws on a canvas. Times are
+/// printed, not asserted (`inspector/measure-big.sh` runs this and prints medians).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_nodes_render_and_update() {
+    let playwright = browser_env();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = big_graph(dir.path(), 50, 100);
+    let pipeline = nodes.build().unwrap();
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let output = tokio::task::spawn_blocking(move || {
+        node_script_with("many.mjs", &url, &playwright, &["5000"])
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    let findings = findings_of(&output);
+    assert_eq!(findings["nodes"], 5000);
+    assert!(
+        findings["cards_in_dom"].as_u64().unwrap() < 1000,
+        "{findings}"
+    );
+    println!("5000 nodes: {findings}");
+}
+
+/// `layers` x `width` nodes: node (l, i) adds 1 to node (l - 1, i), and every tenth node
+/// also reads node (l - 5, i + 3): edges that cross four columns.
+fn big_graph(dir: &Path, layers: usize, width: usize) -> Graph {
+    let mut g = Graph::new("big").cache(Cache::open(dir.join("cache")).unwrap());
+    let mut grid: Vec<Vec<daggr::Output<u64>>> = Vec::new();
+    for l in 0..layers {
+        let mut row = Vec::with_capacity(width);
+        for i in 0..width {
+            let name = format!("l{l}n{i}");
+            let node = if l == 0 {
+                g.add(FnNode::sync(&name, move || i as u64).inline(), ())
+            } else if l >= 5 && i % 10 == 0 {
+                g.add(
+                    FnNode::sync(&name, |a: u64, b: u64| a + b).inline(),
+                    (grid[l - 1][i], grid[l - 5][(i + 3) % width]),
+                )
+            } else {
+                g.add(
+                    FnNode::sync(&name, |a: u64| a + 1).inline(),
+                    (grid[l - 1][i],),
+                )
+            };
+            row.push(node);
+        }
+        grid.push(row);
+    }
+    g
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -463,4 +526,200 @@ async fn another_origin_cannot_change_anything() {
         after["last_event_id"].as_u64().unwrap() <= before["last_event_id"].as_u64().unwrap() + 2,
         "{before}\n{after}"
     );
+}
+
+/// A PNG of `w` x `h` pixels, named `name`.
+fn png_sized(w: u32, h: u32, name: &str) -> Image {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 7) as u8, ((x + y) * 3) as u8])
+    });
+    let mut bytes = Vec::new();
+    image::DynamicImage::from(img)
+        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    Image::named(bytes, "image/png", name)
+}
+
+/// A mono 16-bit PCM WAV: a 440 Hz tone of `seconds` at 8 kHz.
+fn wav(seconds: f32) -> Audio {
+    let rate = 8000u32;
+    let samples: Vec<i16> = (0..(rate as f32 * seconds) as u32)
+        .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 8000.0) as i16)
+        .collect();
+    let data = samples.len() as u32 * 2;
+    let mut bytes = Vec::with_capacity(44 + data as usize);
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+    bytes.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    bytes.extend_from_slice(&1u16.to_le_bytes()); // mono
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&(rate * 2).to_le_bytes()); // bytes per second
+    bytes.extend_from_slice(&2u16.to_le_bytes()); // block align
+    bytes.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data.to_le_bytes());
+    for s in samples {
+        bytes.extend_from_slice(&s.to_le_bytes());
+    }
+    Audio::named(bytes, "audio/wav", "tone.wav")
+}
+
+/// The quick start's shape (see tests/browser/layout_and_why.mjs): inputs width, height,
+/// seed, sigma; scene(width, height, seed); soft(scene, sigma) blurs; outline(scene);
+/// stats(soft, outline); caption(stats). Before the layered layout, sigma -> soft ran under
+/// the scene card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_say_why_and_the_layout_keeps_edges_and_cards_apart() {
+    let playwright = browser_env();
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Graph::new("layout-and-why").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let width = g.input("width", 64u32);
+    let height = g.input("height", 40u32);
+    let seed = g.input("seed", 7u64);
+    let sigma = g.input("sigma", 2.5f32);
+    let scene = g.add(
+        FnNode::sync("scene", |w: u32, h: u32, seed: u64| {
+            let _ = seed;
+            png_sized(w, h, "scene.png")
+        })
+        .inputs(["width", "height", "seed"]),
+        (width, height, seed),
+    );
+    let decode = |image: &Image| image::load_from_memory(image.bytes()).unwrap();
+    let encode = |img: image::DynamicImage, name: &str| {
+        let mut bytes = Vec::new();
+        img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
+        Image::named(bytes, "image/png", name)
+    };
+    let soft = g.add(
+        FnNode::sync("soft", move |image: Image, sigma: f32| {
+            encode(decode(&image).blur(sigma), "soft.png")
+        })
+        .inputs(["image", "sigma"]),
+        (scene, sigma),
+    );
+    let outline = g.add(
+        FnNode::sync("outline", move |image: Image| {
+            encode(decode(&image).grayscale(), "outline.png")
+        })
+        .inputs(["image"]),
+        (scene,),
+    );
+    let stats = g.add(
+        FnNode::sync("stats", |blurred: Image, edge_map: Image| {
+            json!({ "blurred_bytes": blurred.bytes().len(), "outline_bytes": edge_map.bytes().len() })
+        })
+        .inputs(["blurred", "edge_map"]),
+        (soft, outline),
+    );
+    g.add(
+        FnNode::sync("caption", |stats: serde_json::Value| {
+            format!("a scene of {} bytes", stats["blurred_bytes"])
+        })
+        .inputs(["stats"]),
+        (stats,),
+    );
+    let pipeline = g.build().unwrap();
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let output =
+        tokio::task::spawn_blocking(move || node_script("layout_and_why.mjs", &url, &playwright))
+            .await
+            .unwrap();
+    stop.cancel();
+    let findings = findings_of(&output);
+    println!("layout and why: {findings}");
+    assert!(findings["why"]["soft"]
+        .as_str()
+        .unwrap()
+        .contains("input `sigma` changed (from `sigma`)"));
+    assert!(findings["opened"]["moved_by"].as_f64().unwrap() > 0.0);
+}
+
+/// One node per kind of preview (tests/browser/previews.mjs), then the minimap, SVG export
+/// and the timeline on the same page. The video is recorded by Chromium itself
+/// (tests/browser/make_video.mjs): the test machine has no ffmpeg.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previews_minimap_export_and_timeline_work() {
+    let playwright = browser_env();
+    let dir = tempfile::tempdir().unwrap();
+    let clip_path = dir.path().join("clip.webm");
+    let made = Command::new("node")
+        .arg(repo().join("tests/browser/make_video.mjs"))
+        .arg(&clip_path)
+        .env("DAGGR_PLAYWRIGHT", &playwright)
+        .output()
+        .expect("node runs");
+    assert!(
+        made.status.success(),
+        "recording the video failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let clip = std::fs::read(&clip_path).unwrap();
+    assert_eq!(&clip[..4], &[0x1a, 0x45, 0xdf, 0xa3], "a WebM (EBML) file");
+
+    let mut g = Graph::new("previews").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let size = g.input("size", 48u32);
+    let picture = g.add(
+        FnNode::sync("picture", |size: u32| {
+            png_sized(size, size * 2 / 3, "picture.png")
+        })
+        .inputs(["size"]),
+        (size,),
+    );
+    let tiles = g.add(
+        FnNode::sync("tiles", |picture: Image| {
+            let img = image::load_from_memory(picture.bytes()).unwrap();
+            [1u32, 2, 4]
+                .iter()
+                .map(|k| {
+                    png_sized(
+                        img.width() / k,
+                        img.height() / k,
+                        &format!("tile-{}.png", img.width() / k),
+                    )
+                })
+                .collect::<Vec<Image>>()
+        })
+        .inputs(["picture"]),
+        (picture,),
+    );
+    g.add(
+        FnNode::sync("summary", |tiles: Vec<Image>| {
+            let widths: Vec<u32> = tiles
+                .iter()
+                .map(|t| image::load_from_memory(t.bytes()).unwrap().width())
+                .collect();
+            json!({ "count": tiles.len(), "widths": widths })
+        })
+        .inputs(["tiles"]),
+        (tiles,),
+    );
+    g.add(FnNode::sync("tone", || wav(0.5)), ());
+    g.add(
+        FnNode::sync("clip", move || {
+            Video::named(clip.clone(), "video/webm", "clip.webm")
+        }),
+        (),
+    );
+    g.add(
+        FnNode::sync("table", || {
+            File::named(b"name,value\na,1\nb,2\n".to_vec(), "text/csv", "table.csv")
+        }),
+        (),
+    );
+    let pipeline = g.build().unwrap();
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let output =
+        tokio::task::spawn_blocking(move || node_script("previews.mjs", &url, &playwright))
+            .await
+            .unwrap();
+    stop.cancel();
+    let findings = findings_of(&output);
+    println!("previews: {findings}");
+    assert_eq!(findings["video"]["w"], 64);
+    assert_eq!(findings["svg"]["paths"], 3);
+    assert_eq!(findings["timeline"]["rows"], 7);
 }

@@ -35,6 +35,15 @@ pub struct NodeIr {
     /// Where the node was declared, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<SourceLocation>,
+    /// For a pipeline input shown in a group: the group's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// For a choice node: its variants, in fallback order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<String>,
+    /// For a map node: the inputs it splits into items.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mapped: Vec<String>,
 }
 
 /// One port.
@@ -361,6 +370,9 @@ mod tests {
                     }],
                     outputs: vec![port("value", "String")],
                     location: None,
+                    group: None,
+                    variants: Vec::new(),
+                    mapped: Vec::new(),
                 },
                 NodeIr {
                     name: "count".into(),
@@ -372,6 +384,9 @@ mod tests {
                         line: 3,
                         column: 5,
                     }),
+                    group: None,
+                    variants: Vec::new(),
+                    mapped: Vec::new(),
                 },
             ],
             edges: vec![EdgeIr {
@@ -438,6 +453,9 @@ mod tests {
                             inputs: vec![port("in0")],
                             outputs: vec![port("output")],
                             location: None,
+                            group: None,
+                            variants: Vec::new(),
+                            mapped: Vec::new(),
                         })
                         .collect(),
                     edges: (1..n)

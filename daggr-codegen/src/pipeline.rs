@@ -466,6 +466,9 @@ impl PipelineDef {
                 inputs: vec![port(Some("const".into()))],
                 outputs: vec![port(None)],
                 location: None,
+                group: None,
+                variants: Vec::new(),
+                mapped: Vec::new(),
             });
         }
         for node in &self.nodes {
@@ -535,6 +538,9 @@ impl PipelineDef {
                 inputs,
                 outputs,
                 location: None,
+                group: None,
+                variants: Vec::new(),
+                mapped: Vec::new(),
             });
         }
         GraphIr {

@@ -97,8 +97,8 @@ pub use exec::{
 pub use gradio::GradioNode;
 pub use graph::{
     constant, each, generated, now_unix_ms, random_seed, ArgTuple, Choice, Each, Gather, Generator,
-    Graph, IntoMapSources, IntoSource, IntoSources, Map, MapSource, NamedOutput, NodeId, Output,
-    Results, Source, TypedNode, Values, EXPORT_GRAPH_ENV, INPUT_KIND,
+    Graph, InputGroup, IntoMapSources, IntoSource, IntoSources, Map, MapSource, NamedOutput,
+    NodeId, Output, Results, Source, TypedNode, Values, EXPORT_GRAPH_ENV, INPUT_KIND,
 };
 #[cfg(feature = "inference")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inference")))]
@@ -107,7 +107,8 @@ pub use kinds::fn_node::{AsyncCtxFn, AsyncFn, FnNode, NodeCore, SyncCtxFn, SyncF
 pub use media::{Audio, File, Image, Video};
 pub use node::composite::{ItemError, ItemFailures};
 pub use node::{
-    CachePolicy, Configure, Inputs, Node, NodeConfig, NodeContext, NodeSpec, PortSpec, RetryPolicy,
+    CachePolicy, Configure, InputHint, Inputs, Node, NodeConfig, NodeContext, NodeSpec, PortSpec,
+    RetryPolicy,
 };
 pub use value::{ContentHash, PortType, PortValue, Value};
 

@@ -1,6 +1,6 @@
 // The HTTP API (../API.md): JSON in and out, errors as `{ "error": "…" }`, the token from the
 // page's own URL sent as `x-daggr-token` (and as `?token=` where no header can be sent).
-import type { Graph, HistoryEntry, MediaRef, NodeLogs, Position, Scope, SheetList, SheetState, Viewport } from "./types";
+import type { Graph, HistoryEntry, MediaRef, NodeLogs, Position, Scope, SheetList, SheetState, Viewport, Why } from "./types";
 
 export const token = new URLSearchParams(location.search).get("token");
 const enc = encodeURIComponent;
@@ -58,6 +58,7 @@ export const api = {
   state: (sheet: string) => call<SheetState>("GET", `${sheetPath(sheet)}/state`),
   history: (sheet: string, node: string) =>
     call<{ entries: HistoryEntry[] }>("GET", `${sheetPath(sheet)}/nodes/${enc(node)}/history`),
+  why: (sheet: string, node: string) => call<Why>("GET", `${sheetPath(sheet)}/nodes/${enc(node)}/why`),
   logs: (sheet: string, node: string, entry?: number) =>
     call<NodeLogs>("GET", `${sheetPath(sheet)}/nodes/${enc(node)}/logs${entry === undefined ? "" : `?entry=${entry}`}`),
 

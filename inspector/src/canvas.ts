@@ -12,8 +12,9 @@ export interface Box {
 
 const MIN_ZOOM = 0.04;
 const MAX_ZOOM = 3;
-/** Below this zoom cards show their header only (level of detail: less to paint, easier to read). */
-const LOD_ZOOM = 0.35;
+/** Below this zoom the graph is drawn on a canvas instead of cards (level of detail: cards
+ * would be too small to read, and thousands of them too many to paint). */
+export const LOD_ZOOM = 0.4;
 /** The first view never starts smaller than this (the minimap shows the rest). */
 const READABLE = 0.6;
 
@@ -72,6 +73,17 @@ export class Canvas {
       }
     });
     this.emit(byUser);
+  }
+
+  /** Whether the view is zoomed out past the level of detail (see `LOD_ZOOM`). */
+  get far(): boolean {
+    return this.view.zoom < LOD_ZOOM;
+  }
+
+  /** The part of the canvas in view, in world coordinates. */
+  visibleWorld(): Box {
+    const { x, y, zoom } = this.view;
+    return { x: -x / zoom, y: -y / zoom, w: this.rect.width / zoom, h: this.rect.height / zoom };
   }
 
   panBy(dx: number, dy: number, byUser = false): void {

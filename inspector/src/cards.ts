@@ -1,16 +1,22 @@
-// Node cards: built once per graph, then only the parts that changed are touched, keyed by
-// node name. Port rows have a fixed height so edges can be anchored without measuring.
+// Node cards. Every node has a model (its status, its last state, its explanation); only the
+// cards near the visible part of the canvas have DOM (`cull`), so a graph of thousands of
+// nodes costs what is on screen. A card's DOM is built when it comes near the view and
+// fed its model, then only the parts that changed are touched, keyed by node name. Port
+// rows have a fixed height so edges can be anchored without measuring.
 import { api } from "./api";
+import type { Box } from "./canvas";
 import { el, guard } from "./dom";
-import { ms } from "./format";
+import { firstLine, ms } from "./format";
 import type { GraphIndex } from "./graph";
 import { HistoryBar } from "./history";
 import { LogView } from "./logs";
 import { partialPreview, richPreview, summarize } from "./previews";
 import type { LogLine, NodeSpec, NodeState, OutputState, Progress, Status } from "./types";
+import { WhyLoader } from "./why";
 import { makeWidget, type Widget } from "./widgets";
 
-/** Card geometry shared with the CSS (inspector.css: .card header, .ports, .port). */
+/** Card geometry shared with the CSS (inspector.css: .card header, .ports, .port) and the
+ * server's layout (src/inspector/layout.rs: card_height). */
 export const HEAD = 31; // header height incl. its border
 export const PAD = 4; // padding above the first port row
 export const ROW = 26; // port row height
@@ -27,10 +33,12 @@ export interface CardHooks {
   statusChanged(name: string, status: Status): void;
   openRunMenu(name: string, anchor: HTMLElement): void;
   select(name: string | null): void;
+  /** The open card's height changed (the cards below it make room). */
+  openHeight(name: string, height: number | null): void;
 }
 
-interface Card {
-  node: NodeSpec;
+/** A card's DOM, while it is mounted. */
+interface View {
   root: HTMLElement;
   statusText: HTMLElement;
   bar: HTMLElement;
@@ -40,13 +48,24 @@ interface Card {
   errorSlot: HTMLElement;
   partialSlot: HTMLElement;
   richSlot: HTMLElement;
+  why: HTMLElement;
   history: HistoryBar;
   logs: LogView;
+  keys: { inputs?: string; outputs?: string; error?: string; history?: string; why?: string };
+}
+
+/** What the page knows of a node, mounted or not. */
+interface Model {
+  node: NodeSpec;
   status: Status;
   elapsed: number | null;
   startedAt: number;
   progress: Progress | null;
-  keys: { inputs?: string; outputs?: string; error?: string; history?: string };
+  error: { text: string; kind: "error" | "skipped" } | null;
+  partial: unknown;
+  state: NodeState | null;
+  planned: boolean;
+  view: View | null;
 }
 
 const LABELS: Record<Status, string> = {
@@ -59,37 +78,114 @@ const LABELS: Record<Status, string> = {
   skipped: "skipped",
 };
 
+/** World pixels mounted around the visible area while the view moves, so a small pan shows no empty cards. */
+const MOUNT_MARGIN = 300;
+/** Cards further than this from the view are unmounted (hysteresis: no churn at the edge). */
+const UNMOUNT_MARGIN = 1600;
+/** Cards built per frame at most while the view moves (the nearest first): building is
+ * what costs, and a frame must stay short; the rest follow in the next frames. */
+const BUILDS_PER_FRAME = 6;
+/** Once the view rests, a ring this many view sizes wide is built ahead, a batch per frame. */
+const REST_RING = 0.5;
+const BUILDS_AT_REST = 30;
+
+const intersects = (n: NodeSpec, r: Box, margin: number) =>
+  n.x < r.x + r.w + margin && n.x + n.w > r.x - margin && n.y < r.y + r.h + margin && n.y + n.h > r.y - margin;
+
 export class Cards {
-  private cards = new Map<string, Card>();
-  private planned: Card[] = [];
-  private selected: Card | null = null;
+  private models = new Map<string, Model>();
+  private mounted = new Set<Model>();
+  private selected: Model | null = null;
   private ticker = 0;
   private readonly wiredOut: Set<string>;
+  private readonly why: WhyLoader;
+  private visible: Box | null = null;
+  private openObserver: ResizeObserver;
 
   constructor(private readonly container: HTMLElement, private readonly idx: GraphIndex, private readonly hooks: CardHooks) {
     this.wiredOut = new Set(idx.graph.edges.map((e) => `${e.from}\n${e.from_port}`));
-    const fragment = document.createDocumentFragment();
-    for (const node of idx.graph.nodes) fragment.append(this.build(node));
-    container.replaceChildren(fragment);
+    this.why = new WhyLoader(hooks.sheet);
+    for (const node of idx.graph.nodes) {
+      this.models.set(node.name, {
+        node, status: "pending", elapsed: null, startedAt: 0, progress: null, error: null, partial: undefined, state: null, planned: false, view: null,
+      });
+    }
+    container.replaceChildren();
     container.addEventListener("click", (e) => {
       const card = (e.target as Element).closest<HTMLElement>(".card");
       if (card && !(e.target as Element).closest(".play")) hooks.select(card.dataset.name!);
     });
+    this.openObserver = new ResizeObserver(() => {
+      const open = this.selected?.view?.root;
+      if (open) hooks.openHeight(this.selected!.node.name, open.offsetHeight);
+    });
   }
 
   has(name: string): boolean {
-    return this.cards.has(name);
+    return this.models.has(name);
   }
 
   status(name: string): Status {
-    return this.cards.get(name)?.status || "pending";
+    return this.models.get(name)?.status || "pending";
   }
 
+  /** The card's element, if it is mounted. */
   element(name: string): HTMLElement | undefined {
-    return this.cards.get(name)?.root;
+    return this.models.get(name)?.view?.root;
   }
 
-  private build(node: NodeSpec): HTMLElement {
+  /** Mounts the cards near `visible` (world coordinates) and unmounts those far from it;
+   * `null` (the far zoom, drawn on a canvas) unmounts all but the selected one. While the
+   * view moves a few cards are built per call, nearest first; `resting`: the view has
+   * stopped, so a wider ring is built ahead. Returns whether cards are left to build (call
+   * again next frame). */
+  cull(visible: Box | null, resting = false): boolean {
+    this.visible = visible;
+    this.why.hold(!resting);
+    for (const m of this.mounted) {
+      if (m === this.selected || m.view!.root.contains(document.activeElement)) continue;
+      if (!visible || !intersects(m.node, visible, UNMOUNT_MARGIN)) this.unmount(m);
+    }
+    if (!visible) return false;
+    const margin = resting ? Math.max(MOUNT_MARGIN, REST_RING * Math.max(visible.w, visible.h)) : MOUNT_MARGIN;
+    const [cx, cy] = [visible.x + visible.w / 2, visible.y + visible.h / 2];
+    const wanted: [number, Model][] = [];
+    for (const m of this.models.values()) {
+      if (!m.view && intersects(m.node, visible, margin)) wanted.push([Math.hypot(m.node.x + m.node.w / 2 - cx, m.node.y + m.node.h / 2 - cy), m]);
+    }
+    wanted.sort((a, b) => a[0] - b[0]);
+    const fragment = document.createDocumentFragment();
+    for (const [, m] of wanted.slice(0, resting ? BUILDS_AT_REST : BUILDS_PER_FRAME)) fragment.append(this.mount(m));
+    if (fragment.firstChild) this.container.append(fragment);
+    return wanted.length > (resting ? BUILDS_AT_REST : BUILDS_PER_FRAME);
+  }
+
+  /** The number of cards with DOM (for tests and measurements). */
+  get mountedCount(): number {
+    return this.mounted.size;
+  }
+
+  private mount(m: Model): HTMLElement {
+    const view = this.build(m.node);
+    m.view = view;
+    this.mounted.add(m);
+    view.root.classList.toggle("in-plan", m.planned);
+    this.renderStatus(m, true);
+    if (m.status === "running") this.renderProgress(m);
+    this.renderError(m);
+    if (m.partial !== undefined) this.renderPartial(m);
+    if (m.state) this.renderState(m);
+    this.renderWhy(m);
+    return view.root;
+  }
+
+  private unmount(m: Model): void {
+    m.view?.root.remove();
+    m.view = null;
+    this.mounted.delete(m);
+  }
+
+  private build(node: NodeSpec): View {
     const statusText = el("span", { class: "status", text: "pending", role: "status" });
     const play = el("button", {
       class: "play",
@@ -106,7 +202,7 @@ export class Cards {
     });
     const bar = el("div");
     const ports = el("div", { class: "ports" });
-    const widgets: Card["widgets"] = new Map();
+    const widgets: View["widgets"] = new Map();
     const wiredIn = new Map(this.idx.into.get(node.name)!.map((e) => [e.to_port, e]));
     node.inputs.forEach((port, i) => {
       const id = `in-${node.index}-${i}`;
@@ -132,7 +228,7 @@ export class Cards {
       }
       ports.append(row);
     });
-    const outRows: Card["outRows"] = new Map();
+    const outRows: View["outRows"] = new Map();
     for (const port of node.outputs) {
       const value = el("span", { class: "value empty", "data-testid": `output-${port.name}`, text: port.type });
       const row = el("div", { class: this.wiredOut.has(`${node.name}\n${port.name}`) ? "port out wired" : "port out", "data-port": port.name },
@@ -151,8 +247,9 @@ export class Cards {
       this.hooks.select(node.name);
       logs.showEntry(entry);
     });
+    const why = el("span", { class: "why", "data-testid": `why-${node.name}` });
     const root = el("div", {
-      class: "card",
+      class: node.preview === false ? "card compact" : "card",
       "data-testid": `node-${node.name}`,
       "data-name": node.name,
       "data-status": "pending",
@@ -169,80 +266,89 @@ export class Cards {
       ports,
       preview,
       logs.root,
-      history.root);
+      el("footer", { class: "card-foot" }, why, history.root));
     root.style.left = `${node.x}px`;
     root.style.top = `${node.y}px`;
     root.style.width = `${node.w}px`;
     root.style.setProperty("--h", `${node.h}px`);
-    this.cards.set(node.name, {
-      node, root, statusText, bar, widgets, outRows, preview, errorSlot, partialSlot, richSlot, history, logs,
-      status: "pending", elapsed: null, startedAt: 0, progress: null, keys: {},
-    });
-    return root;
+    return { root, statusText, bar, widgets, outRows, preview, errorSlot, partialSlot, richSlot, why, history, logs, keys: {} };
   }
 
   /** Forget what was rendered (another sheet is shown next). */
   reset(): void {
-    for (const card of this.cards.values()) {
-      card.keys = {};
-      card.partialSlot.replaceChildren();
+    this.why.clear();
+    for (const m of this.models.values()) {
+      m.state = null;
+      m.partial = undefined;
+      if (m.view) {
+        m.view.keys = {};
+        m.view.partialSlot.replaceChildren();
+      }
     }
-    this.selected?.logs.reload();
+    this.selected?.view?.logs.reload();
   }
 
   /** A `node_log` event: the open card shows the line. */
   logLine(name: string, line: LogLine, id: number): void {
-    this.cards.get(name)?.logs.live(id, line);
+    this.models.get(name)?.view?.logs.live(id, line);
   }
 
   /** A node's first attempt started: its log starts over. */
   logRestart(name: string, id: number): void {
-    this.cards.get(name)?.logs.live(id, null);
+    this.models.get(name)?.view?.logs.live(id, null);
   }
 
   setStatus(name: string, status: Status, elapsed?: number | null): void {
-    const card = this.cards.get(name);
-    if (!card) return;
-    if (elapsed !== undefined) card.elapsed = elapsed;
-    const changed = card.status !== status;
+    const m = this.models.get(name);
+    if (!m) return;
+    if (elapsed !== undefined) m.elapsed = elapsed;
+    const changed = m.status !== status;
     if (changed) {
-      card.status = status;
-      card.root.dataset.status = status;
+      m.status = status;
       if (status === "running") {
-        card.startedAt = performance.now();
-        card.progress = null;
-        card.bar.style.width = "";
-        card.root.classList.add("indeterminate");
-        this.tick();
-      } else {
-        card.root.classList.remove("indeterminate");
-        card.bar.style.width = "";
-      }
-      if (status !== "running") card.partialSlot.replaceChildren();
-      this.updatePreviewVisibility(card);
+        m.startedAt = performance.now();
+        m.progress = null;
+      } else m.partial = undefined;
+    }
+    this.renderStatus(m, changed);
+    if (changed) {
+      if (status === "running") this.tick();
+      this.renderWhy(m);
       this.hooks.statusChanged(name, status);
     }
-    this.writeStatusText(card);
+  }
+
+  private renderStatus(m: Model, changed: boolean): void {
+    const v = m.view;
+    if (!v) return;
+    if (changed) {
+      v.root.dataset.status = m.status;
+      v.root.classList.toggle("indeterminate", m.status === "running" && m.progress?.fraction == null);
+      v.bar.style.width = "";
+      if (m.status !== "running") v.partialSlot.replaceChildren();
+      this.updatePreviewVisibility(v);
+    }
+    this.writeStatusText(m, v);
   }
 
   /** Compact: a coloured dot plus the elapsed time when done, the status word otherwise. */
-  private writeStatusText(card: Card): void {
-    let text: string = LABELS[card.status];
+  private writeStatusText(m: Model, v: View): void {
+    let text: string = LABELS[m.status];
     let title = text;
-    if (card.status === "running") {
-      const p = card.progress;
+    if (m.status === "running") {
+      const p = m.progress;
       const pct = p?.fraction != null ? `${Math.round(p.fraction * 100)}% · ` : "";
-      text = `${pct}${ms(performance.now() - card.startedAt)}`;
+      text = `${pct}${ms(performance.now() - m.startedAt)}`;
       title = `running${p?.message ? `: ${p.message}` : ""}`;
-    } else if (card.elapsed != null && (card.status === "done" || card.status === "failed")) {
-      text = ms(card.elapsed);
-      title = `${card.status} in ${text}`;
-    } else if (card.elapsed != null && card.status === "stale") {
-      title = `stale (took ${ms(card.elapsed)})`;
+    } else if (m.elapsed != null && (m.status === "done" || m.status === "failed")) {
+      text = ms(m.elapsed);
+      title = `${m.status} in ${text}`;
+    } else if (m.elapsed != null && m.status === "stale") {
+      title = `stale (took ${ms(m.elapsed)})`;
     }
-    card.statusText.textContent = text;
-    card.statusText.title = title;
-    card.root.setAttribute("aria-label", `${card.node.kind} node ${card.node.name}: ${title}`);
+    v.statusText.textContent = text;
+    v.statusText.title = title;
+    v.root.setAttribute("aria-label", `${m.node.kind} node ${m.node.name}: ${title}`);
   }
 
   /** Refreshes the elapsed time of running cards twice a second while any runs. */
@@ -250,11 +356,10 @@ export class Cards {
     if (this.ticker) return;
     this.ticker = window.setInterval(() => {
       let any = false;
-      for (const card of this.cards.values()) {
-        if (card.status === "running") {
-          any = true;
-          this.writeStatusText(card);
-        }
+      for (const m of this.models.values()) {
+        if (m.status !== "running") continue;
+        any = true;
+        if (m.view) this.writeStatusText(m, m.view);
       }
       if (!any) {
         clearInterval(this.ticker);
@@ -264,48 +369,77 @@ export class Cards {
   }
 
   setProgress(name: string, progress: Progress | null): void {
-    const card = this.cards.get(name);
-    if (!card) return;
-    card.progress = progress;
-    const f = progress?.fraction;
-    card.root.classList.toggle("indeterminate", card.status === "running" && f == null);
-    card.bar.style.width = f != null ? `${Math.round(Math.max(0, Math.min(1, f)) * 100)}%` : "";
-    this.writeStatusText(card);
+    const m = this.models.get(name);
+    if (!m) return;
+    m.progress = progress;
+    this.renderProgress(m);
+  }
+
+  private renderProgress(m: Model): void {
+    const v = m.view;
+    if (!v) return;
+    const f = m.progress?.fraction;
+    v.root.classList.toggle("indeterminate", m.status === "running" && f == null);
+    v.bar.style.width = f != null ? `${Math.round(Math.max(0, Math.min(1, f)) * 100)}%` : "";
+    this.writeStatusText(m, v);
   }
 
   setPartial(name: string, value: unknown): void {
-    const card = this.cards.get(name);
-    if (!card || card.status !== "running") return;
-    card.partialSlot.replaceChildren(partialPreview(value));
-    this.updatePreviewVisibility(card);
+    const m = this.models.get(name);
+    if (!m || m.status !== "running") return;
+    m.partial = value;
+    this.renderPartial(m);
+  }
+
+  private renderPartial(m: Model): void {
+    if (!m.view) return;
+    m.view.partialSlot.replaceChildren(partialPreview(m.partial));
+    this.updatePreviewVisibility(m.view);
   }
 
   setError(name: string, error: string | null, kind: "error" | "skipped" = "error"): void {
-    const card = this.cards.get(name);
-    if (!card) return;
-    const key = error ? `${kind}:${error}` : "";
-    if (card.keys.error === key) return;
-    card.keys.error = key;
-    card.errorSlot.replaceChildren(
-      error ? el("div", { class: kind === "error" ? "error" : "skipped-because", role: kind === "error" ? "alert" : null, "data-testid": `error-${name}`, text: kind === "error" ? error : `skipped: ${error}` }) : "",
+    const m = this.models.get(name);
+    if (!m) return;
+    m.error = error ? { text: error, kind } : null;
+    this.renderError(m);
+    this.renderWhy(m);
+  }
+
+  private renderError(m: Model): void {
+    const v = m.view;
+    if (!v) return;
+    const e = m.error;
+    const key = e ? `${e.kind}:${e.text}` : "";
+    if (v.keys.error === key) return;
+    v.keys.error = key;
+    v.errorSlot.replaceChildren(
+      e ? el("div", { class: e.kind === "error" ? "error" : "skipped-because", role: e.kind === "error" ? "alert" : null, "data-testid": `error-${m.node.name}`, text: e.kind === "error" ? e.text : `skipped: ${e.text}` }) : "",
     );
-    this.updatePreviewVisibility(card);
+    this.updatePreviewVisibility(v);
   }
 
   /** Applies the node's part of a state snapshot. `keepStatus`: a newer event already set it. */
   apply(ns: NodeState, keepStatus: boolean): void {
-    const card = this.cards.get(ns.name);
-    if (!card) return;
+    const m = this.models.get(ns.name);
+    if (!m) return;
     if (!keepStatus) {
       this.setStatus(ns.name, ns.status, ns.elapsed_ms);
       if (ns.status === "running") this.setProgress(ns.name, ns.progress);
       this.setError(ns.name, ns.error || (ns.status === "skipped" ? ns.skipped_because || "upstream did not finish" : null), ns.error ? "error" : "skipped");
     }
+    m.state = ns;
+    this.renderState(m);
+  }
+
+  private renderState(m: Model): void {
+    const v = m.view;
+    const ns = m.state;
+    if (!v || !ns) return;
     const inputs = JSON.stringify(ns.inputs);
-    if (card.keys.inputs !== inputs) {
-      card.keys.inputs = inputs;
+    if (v.keys.inputs !== inputs) {
+      v.keys.inputs = inputs;
       for (const i of ns.inputs) {
-        const w = card.widgets.get(i.port);
+        const w = v.widgets.get(i.port);
         if (!w) continue;
         w.widget.set(i.value);
         w.row.classList.toggle("overridden", i.overridden);
@@ -313,27 +447,28 @@ export class Cards {
       }
     }
     const outputs = JSON.stringify(ns.outputs);
-    if (card.keys.outputs !== outputs) {
-      card.keys.outputs = outputs;
-      this.renderOutputs(card, ns.outputs);
+    if (v.keys.outputs !== outputs) {
+      v.keys.outputs = outputs;
+      this.renderOutputs(m, v, ns.outputs);
     }
     const history = JSON.stringify(ns.history);
-    if (card.keys.history !== history) {
+    if (v.keys.history !== history) {
       // Another result is current (a new one, or one picked from the history): show its
       // log. While the node runs, live lines keep the log current instead.
-      if (card.keys.history !== undefined && card.status !== "running") card.logs.reload();
-      card.keys.history = history;
-      card.history.update(ns.history);
+      if (v.keys.history !== undefined && m.status !== "running") v.logs.reload();
+      v.keys.history = history;
+      v.history.update(ns.history);
+      this.renderWhy(m);
     }
   }
 
-  private renderOutputs(card: Card, outputs: OutputState[]): void {
+  private renderOutputs(m: Model, v: View, outputs: OutputState[]): void {
     const byPort = new Map(outputs.map((o) => [o.port, o]));
     const rich: HTMLElement[] = [];
-    for (const [port, { value }] of card.outRows) {
+    for (const [port, { value }] of v.outRows) {
       const out = byPort.get(port);
       if (!out) {
-        value.textContent = card.node.outputs.find((p) => p.name === port)?.type || "";
+        value.textContent = m.node.outputs.find((p) => p.name === port)?.type || "";
         value.className = "value empty";
         value.title = "no result yet";
         continue;
@@ -347,53 +482,89 @@ export class Cards {
         if (r) rich.push(r);
       }
     }
-    card.richSlot.replaceChildren(...rich);
-    card.partialSlot.replaceChildren();
-    this.updatePreviewVisibility(card);
+    v.richSlot.replaceChildren(...rich);
+    v.partialSlot.replaceChildren();
+    this.updatePreviewVisibility(v);
   }
 
-  private updatePreviewVisibility(card: Card): void {
-    const empty = !card.errorSlot.firstChild && !card.partialSlot.firstChild && !card.richSlot.firstChild;
-    card.preview.classList.toggle("empty", empty);
+  /** The footer line: why the current result was computed or reused, or what the status
+   * means when there is no result to explain. */
+  private renderWhy(m: Model): void {
+    const v = m.view;
+    if (!v) return;
+    const resultId = m.state?.history.selected_id ?? null;
+    let text = "";
+    let kind = m.status as string;
+    if (m.status === "running") text = "running…";
+    else if (m.status === "failed") text = m.error ? `failed: ${firstLine(m.error.text)}` : "failed";
+    else if (m.status === "skipped") text = m.error ? `skipped: ${firstLine(m.error.text)}` : "skipped";
+    else if (m.status === "stale") text = "stale: an input changed since this result";
+    else if (m.status === "pending") text = resultId == null ? "not run yet" : "";
+    else if (resultId != null) {
+      const hit = m.status === "cached";
+      const why = this.why.cached(m.node.name, resultId, hit);
+      if (why) {
+        text = why.summary;
+        kind = why.outcome?.startsWith("cached") ? "cached" : "computed";
+      } else {
+        text = m.status === "cached" ? "cached" : "computed";
+        this.why.load(m.node.name, resultId, hit, () => this.renderWhy(m));
+      }
+    } else if (m.status === "cached" || m.status === "done") text = m.status === "cached" ? "cached" : "";
+    const key = `${kind}\n${text}`;
+    if (v.keys.why === key) return;
+    v.keys.why = key;
+    v.why.textContent = text;
+    v.why.title = text;
+    v.why.dataset.kind = kind;
+  }
+
+  private updatePreviewVisibility(v: View): void {
+    const empty = !v.errorSlot.firstChild && !v.partialSlot.firstChild && !v.richSlot.firstChild;
+    v.preview.classList.toggle("empty", empty);
   }
 
   /** Marks the cards a run would touch (hover hint of the run menu); `null` clears. */
   markPlan(names: string[] | null): void {
-    for (const c of this.planned) c.root.classList.remove("in-plan");
-    this.planned = [];
+    const plan = new Set(names || []);
     this.container.classList.toggle("planning", !!names);
-    if (!names) return;
-    for (const n of names) {
-      const c = this.cards.get(n);
-      if (c) {
-        c.root.classList.add("in-plan");
-        this.planned.push(c);
-      }
+    for (const m of this.models.values()) {
+      const planned = plan.has(m.node.name);
+      if (m.planned === planned) continue;
+      m.planned = planned;
+      m.view?.root.classList.toggle("in-plan", planned);
     }
   }
 
-  /** The selected card is outlined and shows all its content. */
+  /** The selected card is outlined and shows all its content (and stays mounted). */
   select(name: string | null): void {
-    const next = (name && this.cards.get(name)) || null;
+    const next = (name && this.models.get(name)) || null;
     if (next === this.selected) return;
-    if (this.selected) {
-      this.selected.root.classList.remove("highlight", "open");
-      this.selected.logs.close();
+    const previous = this.selected;
+    if (previous?.view) {
+      previous.view.root.classList.remove("highlight", "open");
+      previous.view.logs.close();
+      this.openObserver.unobserve(previous.view.root);
     }
     this.selected = next;
+    if (previous) this.hooks.openHeight(previous.node.name, null);
     if (next) {
-      next.root.classList.add("highlight", "open");
-      next.logs.open();
+      if (!next.view) this.container.append(this.mount(next));
+      const v = next.view!;
+      v.root.classList.add("highlight", "open");
+      v.logs.open();
+      this.openObserver.observe(v.root);
     }
+    if (previous && previous.view && this.visible && !intersects(previous.node, this.visible, UNMOUNT_MARGIN)) this.unmount(previous);
   }
 
   /** Moves the cards to their nodes' current positions. */
   place(names: Iterable<string>): void {
     for (const name of names) {
-      const card = this.cards.get(name);
-      if (!card) continue;
-      card.root.style.left = `${card.node.x}px`;
-      card.root.style.top = `${card.node.y}px`;
+      const m = this.models.get(name);
+      if (!m?.view) continue;
+      m.view.root.style.left = `${m.node.x}px`;
+      m.view.root.style.top = `${m.node.y}px`;
     }
   }
 }

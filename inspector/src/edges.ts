@@ -1,10 +1,14 @@
-// Edges: one SVG, one cubic Bézier <path> per edge, built once. A status change only swaps
-// the classes of the edges arriving at that node: fresh (downstream up to date), stale
-// (downstream stale), active (downstream running), idle (no result yet). A moved node
-// redraws only the edges at its ends.
+// Edges: one cubic Bézier per gap between columns, straight across the columns an edge
+// crosses (the server's layout gives such an edge a slot beside the cards there: its
+// `route`), so no edge passes under a card. Geometry is kept for every edge; only the edges
+// near the view have an SVG <path> (`cull`), and the far zoom draws them on a canvas from the
+// same path data (`forEachVisible`). A status change only swaps the class of the edges
+// arriving at that node: fresh (downstream up to date), stale (downstream stale), active
+// (downstream running), idle (no result yet). A moved node redraws only the edges at its ends.
+import type { Box } from "./canvas";
+import { portY } from "./cards";
 import { onFrame, svg } from "./dom";
 import type { GraphIndex } from "./graph";
-import { portY } from "./cards";
 import type { EdgeSpec, Status } from "./types";
 
 const STATE_CLASS: Record<Status, string> = {
@@ -17,18 +21,53 @@ const STATE_CLASS: Record<Status, string> = {
   done: "fresh",
 };
 
-export function edgePath(x1: number, y1: number, x2: number, y2: number): string {
-  const dx = Math.max(36, Math.abs(x2 - x1) / 2);
-  return `M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`;
+/** World pixels around the view whose edges get an SVG path. */
+const MARGIN = 400;
+
+/** Where the route of an edge may be used, and how far the open card pushed a point down. */
+export interface RouteRules {
+  /** Whether the node sits where the server's layout put it (its routes are valid). */
+  laidOut(name: string): boolean;
+  /** How far a point of the canvas is moved down by the open card making room. */
+  shiftAt(x: number, y: number): number;
+}
+
+/** A path from (x1, y1) to (x2, y2) through `via` (flat x, y pairs: where the edge enters
+ * and leaves each column it crosses): curves in the gaps, straight lines across columns. */
+export function edgePath(x1: number, y1: number, x2: number, y2: number, via: number[] = []): string {
+  const points = [x1, y1, ...via, x2, y2];
+  let d = `M${x1},${y1}`;
+  for (let i = 2; i < points.length; i += 2) {
+    const [ax, ay, bx, by] = [points[i - 2], points[i - 1], points[i], points[i + 1]];
+    // Odd pairs go across a column (enter -> leave), even ones through a gap.
+    if (i % 4 === 0 && via.length) d += ` L${bx},${by}`;
+    else {
+      const dx = Math.max(36, Math.abs(bx - ax) / 2);
+      d += ` C${ax + dx},${ay} ${bx - dx},${by} ${bx},${by}`;
+    }
+  }
+  return d;
+}
+
+interface Line {
+  edge: EdgeSpec;
+  d: string;
+  box: Box;
+  cls: string;
+  path: SVGPathElement | null;
+  shape: Path2D | null;
 }
 
 export class Edges {
-  private into = new Map<string, SVGPathElement[]>();
+  private lines: Line[] = [];
+  private into = new Map<string, Line[]>();
   /** Per node, the edges that start or end at it. */
-  private ends = new Map<string, { path: SVGPathElement; edge: EdgeSpec }[]>();
+  private ends = new Map<string, Line[]>();
   private dirty = new Map<string, Status>();
+  private readonly group: SVGGElement;
+  private visible: Box | null = null;
 
-  constructor(private readonly root: SVGSVGElement, private readonly idx: GraphIndex) {
+  constructor(private readonly root: SVGSVGElement, private readonly idx: GraphIndex, private readonly rules: RouteRules) {
     const { graph } = idx;
     this.resize();
     // Port dots: a marker at both ends of every edge (half of it shows beside the card).
@@ -36,27 +75,44 @@ export class Edges {
     const marker = svg("marker", { id: "port-dot", viewBox: "0 0 10 10", refX: 5, refY: 5, markerWidth: 10, markerHeight: 10, markerUnits: "userSpaceOnUse" });
     marker.append(svg("circle", { cx: 5, cy: 5, r: 3.5, class: "port-dot" }));
     defs.append(marker);
-    const group = svg("g");
+    this.group = svg("g");
     for (const e of graph.edges) {
-      const a = idx.byName.get(e.from);
-      const b = idx.byName.get(e.to);
-      if (!a || !b) continue;
-      const path = svg("path", { class: "idle", d: this.pathOf(e), "data-from": e.from, "data-to": e.to });
+      if (!idx.byName.has(e.from) || !idx.byName.has(e.to)) continue;
+      const line: Line = { edge: e, d: "", box: { x: 0, y: 0, w: 0, h: 0 }, cls: "idle", path: null, shape: null };
+      this.shape(line);
+      this.lines.push(line);
       if (!this.into.has(e.to)) this.into.set(e.to, []);
-      this.into.get(e.to)!.push(path);
+      this.into.get(e.to)!.push(line);
       for (const end of [e.from, e.to]) {
         if (!this.ends.has(end)) this.ends.set(end, []);
-        this.ends.get(end)!.push({ path, edge: e });
+        this.ends.get(end)!.push(line);
       }
-      group.append(path);
     }
-    root.replaceChildren(defs, group);
+    root.replaceChildren(defs, this.group);
   }
 
-  private pathOf(e: EdgeSpec): string {
+  /** Computes an edge's path and bounding box from its ends' current positions. */
+  private shape(line: Line): void {
+    const e = line.edge;
     const a = this.idx.byName.get(e.from)!;
     const b = this.idx.byName.get(e.to)!;
-    return edgePath(a.x + a.w, portY(a, e.from_port, "out"), b.x, portY(b, e.to_port, "in"));
+    const x1 = a.x + a.w;
+    const y1 = portY(a, e.from_port, "out");
+    const x2 = b.x;
+    const y2 = portY(b, e.to_port, "in");
+    let via: number[] = [];
+    if (e.route?.length && this.rules.laidOut(e.from) && this.rules.laidOut(e.to)) {
+      via = e.route.slice();
+      for (let i = 0; i < via.length; i += 2) via[i + 1] += this.rules.shiftAt(via[i], via[i + 1]);
+    }
+    line.d = edgePath(x1, y1, x2, y2, via);
+    line.shape = null;
+    const xs = [x1, x2, ...via.filter((_, i) => i % 2 === 0)];
+    const ys = [y1, y2, ...via.filter((_, i) => i % 2 === 1)];
+    const left = Math.min(...xs) - 40;
+    const top = Math.min(...ys) - 4;
+    line.box = { x: left, y: top, w: Math.max(...xs) + 40 - left, h: Math.max(...ys) + 4 - top };
+    line.path?.setAttribute("d", line.d);
   }
 
   /** The canvas size changed (a node was moved past it). */
@@ -67,9 +123,48 @@ export class Edges {
     this.root.setAttribute("viewBox", `0 0 ${width} ${height}`);
   }
 
+  /** Gives SVG paths to the edges near `visible` (world coordinates), takes them from the
+   * others; `null` (the far zoom draws edges on a canvas) leaves them as they are. */
+  cull(visible: Box | null): void {
+    this.visible = visible;
+    if (!visible) return;
+    const near = (b: Box) => b.x < visible.x + visible.w + MARGIN && b.x + b.w > visible.x - MARGIN && b.y < visible.y + visible.h + MARGIN && b.y + b.h > visible.y - MARGIN;
+    for (const line of this.lines) {
+      const show = near(line.box);
+      if (show && !line.path) {
+        line.path = svg("path", { class: line.cls, d: line.d, "data-from": line.edge.from, "data-to": line.edge.to });
+        this.group.append(line.path);
+      } else if (!show && line.path) {
+        line.path.remove();
+        line.path = null;
+      }
+    }
+  }
+
+  /** Calls `fn` with each edge whose box meets `box`: its path and style class. */
+  forEachVisible(box: Box, fn: (shape: Path2D, cls: string) => void): void {
+    for (const line of this.lines) {
+      const b = line.box;
+      if (b.x > box.x + box.w || b.x + b.w < box.x || b.y > box.y + box.h || b.y + b.h < box.y) continue;
+      line.shape ||= new Path2D(line.d);
+      fn(line.shape, line.cls);
+    }
+  }
+
+  /** Every edge's path and style class (the SVG export draws them all, near the view or not). */
+  all(): { d: string; cls: string; from: string; to: string }[] {
+    return this.lines.map((l) => ({ d: l.d, cls: l.cls, from: l.edge.from, to: l.edge.to }));
+  }
+
   /** Redraws the edges at these nodes (they moved). */
   moveNodes(names: Iterable<string>): void {
-    for (const name of names) for (const { path, edge } of this.ends.get(name) || []) path.setAttribute("d", this.pathOf(edge));
+    for (const name of names) for (const line of this.ends.get(name) || []) this.shape(line);
+  }
+
+  /** Redraws every edge that has a route (the open card moved points of some). */
+  reroute(): void {
+    for (const line of this.lines) if (line.edge.route?.length) this.shape(line);
+    this.cull(this.visible);
   }
 
   /** Restyles the edges into `node` at the next frame. */
@@ -79,7 +174,10 @@ export class Edges {
     onFrame("edges", () => {
       for (const [name, s] of this.dirty) {
         const cls = STATE_CLASS[s];
-        for (const p of this.into.get(name)!) if (p.getAttribute("class") !== cls) p.setAttribute("class", cls);
+        for (const line of this.into.get(name)!) {
+          line.cls = cls;
+          if (line.path && line.path.getAttribute("class") !== cls) line.path.setAttribute("class", cls);
+        }
       }
       this.dirty.clear();
     });

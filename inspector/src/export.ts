@@ -1,11 +1,12 @@
-// Export: the live canvas as a standalone SVG (edges cloned from the live <svg> with their
-// computed styles inlined, cards redrawn as rects and text), and Mermaid from the server.
+// Export: the canvas as a standalone SVG (every edge, near the view or not, with the computed
+// style of its class inlined; cards redrawn as rects and text), and Mermaid from the server.
 import { api } from "./api";
 import { download, svg } from "./dom";
+import type { Edges } from "./edges";
 import type { GraphIndex } from "./graph";
 import type { Status } from "./types";
 
-export function exportSvg(idx: GraphIndex, liveEdges: SVGSVGElement, cardEl: (name: string) => HTMLElement | undefined, status: (name: string) => Status): void {
+export function exportSvg(idx: GraphIndex, allEdges: Edges, liveEdges: SVGSVGElement, cardEl: (name: string) => HTMLElement | undefined, status: (name: string) => Status): void {
   const { graph } = idx;
   const css = getComputedStyle(document.documentElement);
   const color = (name: string) => css.getPropertyValue(`--${name}`).trim();
@@ -20,19 +21,22 @@ export function exportSvg(idx: GraphIndex, liveEdges: SVGSVGElement, cardEl: (na
   });
   out.append(svg("rect", { width: "100%", height: "100%", fill: color("bg") }));
 
-  // Edges: clone the live paths; inline the computed stroke of each class once.
-  const styleOf = new Map<string, CSSStyleDeclaration>();
+  // Edges: inline the computed stroke of each class once (read from a probe path in the live SVG).
+  const styleOf = new Map<string, { stroke: string; width: string; dash: string }>();
+  const styled = (cls: string) => {
+    if (!styleOf.has(cls)) {
+      const probe = svg("path", { class: cls });
+      liveEdges.append(probe);
+      const s = getComputedStyle(probe);
+      styleOf.set(cls, { stroke: s.stroke, width: s.strokeWidth, dash: s.strokeDasharray });
+      probe.remove();
+    }
+    return styleOf.get(cls)!;
+  };
   const edges = svg("g", { fill: "none" });
-  for (const path of liveEdges.querySelectorAll("path")) {
-    const cls = path.getAttribute("class") || "";
-    if (!styleOf.has(cls)) styleOf.set(cls, getComputedStyle(path));
-    const s = styleOf.get(cls)!;
-    const copy = path.cloneNode(false) as SVGPathElement;
-    copy.removeAttribute("class");
-    copy.setAttribute("stroke", s.stroke);
-    copy.setAttribute("stroke-width", s.strokeWidth);
-    if (s.strokeDasharray && s.strokeDasharray !== "none") copy.setAttribute("stroke-dasharray", s.strokeDasharray);
-    edges.append(copy);
+  for (const e of allEdges.all()) {
+    const s = styled(e.cls);
+    edges.append(svg("path", { d: e.d, stroke: s.stroke, "stroke-width": s.width, "stroke-dasharray": s.dash && s.dash !== "none" ? s.dash : null, "data-from": e.from, "data-to": e.to }));
   }
   out.append(edges);
 

@@ -7,7 +7,7 @@ import { api } from "./api";
 import { el, guard } from "./dom";
 import { clock, firstLine, ms, plural } from "./format";
 import { closePopover, openPopover } from "./popover";
-import type { HistoryEntry, HistorySummary } from "./types";
+import type { EntryInput, HistoryEntry, HistorySummary } from "./types";
 
 /** Whether the entry is a failed or cancelled run rather than a result. */
 export const isFailure = (e: HistoryEntry): boolean => e.error != null;
@@ -27,7 +27,7 @@ export class HistoryBar {
     private readonly showFailure: (entry: HistoryEntry) => void,
   ) {
     // The buttons are made when there is something to browse (most cards never need them).
-    this.root = el("footer", { class: "history", "data-testid": `history-${node}`, hidden: true });
+    this.root = el("div", { class: "history", "data-testid": `history-${node}`, hidden: true });
   }
 
   private build(): void {
@@ -89,7 +89,7 @@ export class HistoryBar {
   }
 
   private resultItem(e: HistoryEntry, number: number, total: number): HTMLElement {
-    const inputs = e.inputs.map((p) => `${p.port}=${short(p.value)}`).join(", ");
+    const inputs = e.inputs.map(describeInput).join(", ");
     return el("button", {
       role: "menuitemradio",
       "aria-checked": e.selected ? "true" : "false",
@@ -124,6 +124,18 @@ export class HistoryBar {
       el("span", { class: "entry-sub", text: clock(e.finished_ms) }));
   }
 }
+
+/** `min=3` for a recorded value; for a wired input the upstream's value when the server
+ * found it (`sigma=2.5 ← sigma`), else where it came from and a short hash (`image ← scene #3fa9c1`):
+ * what tells two entries apart. */
+export function describeInput(p: EntryInput): string {
+  if (p.value != null || (!p.from && !p.hash)) return `${p.port}=${short(p.value)}`;
+  const from = p.from ? ` ← ${p.from}${p.from_port && p.from_port !== "output" && p.from_port !== "value" ? `.${p.from_port}` : ""}` : "";
+  if (p.upstream_value !== undefined && !isMedia(p.upstream_value)) return `${p.port}=${short(p.upstream_value)}${from}`;
+  return `${p.port}${from}${p.hash ? ` #${p.hash.slice(0, 6)}` : ""}`;
+}
+
+const isMedia = (v: unknown): boolean => !!v && typeof v === "object" && typeof (v as { blob?: unknown }).blob === "string";
 
 function short(v: unknown): string {
   const text = typeof v === "string" ? v : JSON.stringify(v) ?? "";

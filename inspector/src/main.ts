@@ -7,6 +7,7 @@ import { $, debounce, el, guard, onFrame, toast } from "./dom";
 import { Edges } from "./edges";
 import { type Connection, type EventName, LiveEvents } from "./events";
 import { exportMermaid, exportSvg } from "./export";
+import { FarView } from "./far";
 import { ms } from "./format";
 import { indexGraph } from "./graph";
 import { Layout } from "./layout";
@@ -22,12 +23,16 @@ const params = new URLSearchParams(location.search);
 let sheet = "";
 let running = false;
 let minimap: Minimap | null = null;
+let farView: FarView | null = null;
 /** Per node, the id of the newest status event applied (a state snapshot older than it must not undo it). */
 const statusEventId = new Map<string, number>();
 const partials = new Map<string, unknown>();
 const runCount = { total: 0, finished: 0 };
 
-initTheme($("theme-toggle"), () => minimap?.readColors());
+initTheme($("theme-toggle"), () => {
+  minimap?.readColors();
+  farView?.readColors();
+});
 
 function setUrl(changes: Record<string, string | null>): void {
   const url = new URL(location.href);
@@ -60,33 +65,72 @@ function setRunning(value: boolean): void {
 }
 
 async function start(): Promise<void> {
-  const graph = await api.graph();
+  // The sheet list and the first sheet's state load while the graph (the largest answer) does.
+  const graphLoad = api.graph();
+  const listLoad = api.sheets();
+  const wantedSheet = params.get("sheet");
+  const firstState = listLoad.then((list) => {
+    const name = wantedSheet && list.sheets.some((s) => s.name === wantedSheet) ? wantedSheet : list.default;
+    return api.state(name).then((state) => ({ name, state }));
+  });
+  firstState.catch(() => {}); // a failure shows when it is awaited
+  const graph = await graphLoad;
   const idx = indexGraph(graph);
   document.title = `${graph.name} · daggr`;
   $("title").textContent = graph.name;
 
   const viewport = $("viewport");
   const canvas = new Canvas(viewport, $("world"), () => graph);
-  const edges = new Edges($("edges") as unknown as SVGSVGElement, idx);
-  const cards: Cards = new Cards($("cards"), idx, {
-    sheet: () => sheet,
-    statusChanged(name, status) {
-      edges.setStatus(name, status);
-      minimap?.schedule();
-    },
-    openRunMenu: (name, anchor) =>
-      openRunMenu(anchor, name, idx, { running, run, mark: (names) => cards.markPlan(names) }),
-    select: (name) => select(name, false),
-  });
-  minimap = new Minimap($("minimap") as HTMLCanvasElement, idx, canvas, (n) => cards.status(n));
-  const layout = new Layout(idx, {
+  const layout: Layout = new Layout(idx, {
     moved(names) {
       cards.place(names);
       edges.moveNodes(names);
       edges.resize();
       minimap?.schedule();
+      farView?.invalidate();
     },
     dropped: () => saveLayout(),
+  });
+  const edges = new Edges($("edges") as unknown as SVGSVGElement, idx, layout);
+  let selected: string | null = null;
+  const cards: Cards = new Cards($("cards"), idx, {
+    sheet: () => sheet,
+    statusChanged(name, status) {
+      edges.setStatus(name, status);
+      minimap?.schedule();
+      farView?.invalidate();
+    },
+    openRunMenu: (name, anchor) =>
+      openRunMenu(anchor, name, idx, { running, run, mark: (names) => cards.markPlan(names) }),
+    select: (name) => select(name, false),
+    openHeight(name, height) {
+      if (layout.makeRoom(name, height)) edges.reroute();
+    },
+  });
+  minimap = new Minimap($("minimap") as HTMLCanvasElement, idx, canvas, (n) => cards.status(n));
+  farView = new FarView($("far") as HTMLCanvasElement, idx, canvas, edges, (n) => cards.status(n), () => selected);
+  // What has DOM follows the view: cards and edge paths near it, or the far canvas. Cards
+  // are built a few per frame while the view moves, and further ahead once it rests.
+  let resting = true;
+  const cull = () =>
+    onFrame("cull", () => {
+      const far = canvas.far;
+      farView!.setActive(far);
+      const visible = far ? null : canvas.visibleWorld();
+      const more = cards.cull(visible, resting);
+      edges.cull(visible);
+      farView!.schedule();
+      document.body.dataset.cards = String(cards.mountedCount);
+      if (more) cull();
+    });
+  const rest = debounce(() => {
+    resting = true;
+    cull();
+  }, 200);
+  canvas.onChange(() => {
+    resting = false;
+    cull();
+    rest();
   });
   layout.bindDrag($("cards"), canvas);
   const resetLayout = $("reset-layout") as HTMLButtonElement;
@@ -99,7 +143,9 @@ async function start(): Promise<void> {
   const timeline = new Timeline($("timeline"), $("timeline-toggle"), (n) => cards.status(n), (n) => select(n, true));
 
   function select(name: string | null, center: boolean): void {
+    selected = name;
     cards.select(name);
+    farView?.invalidate();
     setUrl({ node: name });
     const node = name ? idx.byName.get(name) : undefined;
     if (node && center) canvas.centerOn(node);
@@ -243,7 +289,7 @@ async function start(): Promise<void> {
 
   // ---- sheets ----
   const sheets = new Sheets($("sheet-select") as HTMLSelectElement, () => sheet, async (name) => void (await switchSheet(name)));
-  async function switchSheet(name: string, first = false): Promise<SheetState | null> {
+  async function switchSheet(name: string, first = false, prefetched?: SheetState): Promise<SheetState | null> {
     sheet = name;
     live.close();
     statusEventId.clear();
@@ -252,7 +298,7 @@ async function start(): Promise<void> {
     setRunStatus("");
     setUrl({ sheet: name });
     sheets.render();
-    const [s] = await Promise.all([api.state(name), first ? null : sheets.reload()]);
+    const [s] = await Promise.all([prefetched ?? api.state(name), first ? null : sheets.reload()]);
     if (sheet !== name) return null;
     applyState(s);
     layout.apply(s.positions || {});
@@ -284,7 +330,7 @@ async function start(): Promise<void> {
   });
   click("zoom-in", () => canvas.zoomStep(1.25));
   click("zoom-out", () => canvas.zoomStep(0.8));
-  click("export-svg", () => exportSvg(idx, $("edges") as unknown as SVGSVGElement, (n) => cards.element(n), (n) => cards.status(n)));
+  click("export-svg", () => exportSvg(idx, edges, $("edges") as unknown as SVGSVGElement, (n) => cards.element(n), (n) => cards.status(n)));
   click("export-mermaid", () => exportMermaid(graph.name));
   document.addEventListener("keydown", (e) => {
     if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || isOpen()) return;
@@ -301,14 +347,16 @@ async function start(): Promise<void> {
   viewport.addEventListener("click", (e) => {
     const t = e.target as Element;
     if (t.closest(".card, #minimap") || Math.hypot(e.clientX - down.x, e.clientY - down.y) > 4) return;
-    select(null, false);
+    // On the far canvas a click on a tile zooms to that node.
+    const hit = canvas.far ? farView?.hit(e.clientX, e.clientY) : null;
+    select(hit ? hit.name : null, !!hit);
   });
 
   // ---- first load ----
-  await sheets.reload();
-  const wanted = params.get("sheet");
-  if (wanted && !sheets.has(wanted)) toast(`No sheet "${wanted}": showing "${sheets.defaultName}"`);
-  const state = await switchSheet(wanted && sheets.has(wanted) ? wanted : sheets.defaultName, true);
+  sheets.show(await listLoad);
+  if (wantedSheet && !sheets.has(wantedSheet)) toast(`No sheet "${wantedSheet}": showing "${sheets.defaultName}"`);
+  const first = await firstState;
+  const state = await switchSheet(first.name, true, first.state);
   const focus = params.get("node");
   if (focus && idx.byName.has(focus)) select(focus, true);
   else {

@@ -1,5 +1,8 @@
 // Minimap: the whole graph on a small canvas, nodes coloured by status, the visible area as
-// a rectangle; click or drag on it to move there. Redrawn at most once per frame.
+// a rectangle; click or drag on it to move there. Redrawn at most once per frame. A cached
+// result is drawn as a pale tile with an outline, a computed one solid: at this size two
+// colours alone do not tell them apart. The canvas's data-scale, data-ox and data-oy say how
+// world coordinates map onto it (tests read pixels with them).
 import type { Canvas } from "./canvas";
 import { onFrame } from "./dom";
 import type { GraphIndex } from "./graph";
@@ -71,9 +74,23 @@ export class Minimap {
     ctx.clearRect(0, 0, cssW, cssH);
     const s = this.scale;
     for (const n of graph.nodes) {
-      ctx.fillStyle = this.colors[this.status(n.name)];
-      ctx.fillRect(this.ox + n.x * s, this.oy + n.y * s, Math.max(1.5, n.w * s), Math.max(1.5, n.h * s));
+      const st = this.status(n.name);
+      const [x, y, w, h] = [this.ox + n.x * s, this.oy + n.y * s, Math.max(1.5, n.w * s), Math.max(1.5, n.h * s)];
+      ctx.fillStyle = this.colors[st];
+      if (st !== "cached") {
+        ctx.fillRect(x, y, w, h);
+        continue;
+      }
+      ctx.globalAlpha = 0.25;
+      ctx.fillRect(x, y, w, h);
+      ctx.globalAlpha = 1;
+      ctx.strokeStyle = this.colors.cached;
+      ctx.lineWidth = 1;
+      ctx.strokeRect(x + 0.5, y + 0.5, Math.max(0.5, w - 1), Math.max(0.5, h - 1));
     }
+    c.dataset.scale = String(s);
+    c.dataset.ox = String(this.ox);
+    c.dataset.oy = String(this.oy);
     const v = this.view.view;
     const r = this.view.rect;
     ctx.strokeStyle = this.colors.accent;

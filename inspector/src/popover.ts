@@ -18,8 +18,9 @@ export function closePopover(refocus = false): void {
   if (refocus) anchor.focus();
 }
 
-/** Opens `content` under `anchor` (toggles when the same anchor is clicked again). */
-export function openPopover(anchor: HTMLElement, content: HTMLElement[], opts: { label: string; role?: string; testid?: string; onClose?: () => void }): HTMLElement | null {
+/** Opens `content` under `anchor` (toggles when the same anchor is clicked again); with
+ * `beside`, next to that element instead (on its right, else its left), never over it. */
+export function openPopover(anchor: HTMLElement, content: HTMLElement[], opts: { label: string; role?: string; testid?: string; onClose?: () => void; beside?: HTMLElement }): HTMLElement | null {
   if (current?.anchor === anchor) {
     closePopover();
     return null;
@@ -30,10 +31,16 @@ export function openPopover(anchor: HTMLElement, content: HTMLElement[], opts: {
   const r = anchor.getBoundingClientRect();
   const w = box.offsetWidth;
   const h = box.offsetHeight;
-  const left = Math.max(4, Math.min(innerWidth - w - 4, r.right - w));
-  const below = r.bottom + 4 + h <= innerHeight;
-  box.style.left = `${left}px`;
-  box.style.top = `${below ? r.bottom + 4 : Math.max(4, r.top - 4 - h)}px`;
+  const side = opts.beside?.getBoundingClientRect();
+  if (side && (side.right + 6 + w <= innerWidth - 4 || side.left - 6 - w >= 4)) {
+    box.style.left = `${side.right + 6 + w <= innerWidth - 4 ? side.right + 6 : side.left - 6 - w}px`;
+    box.style.top = `${Math.max(4, Math.min(innerHeight - h - 4, r.top))}px`;
+  } else {
+    const left = Math.max(4, Math.min(innerWidth - w - 4, r.right - w));
+    const below = r.bottom + 4 + h <= innerHeight;
+    box.style.left = `${left}px`;
+    box.style.top = `${below ? r.bottom + 4 : Math.max(4, r.top - 4 - h)}px`;
+  }
   anchor.setAttribute("aria-expanded", "true");
   current = { box, anchor, onClose: opts.onClose };
   const first = box.querySelector<HTMLElement>("button, [tabindex]");

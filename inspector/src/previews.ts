@@ -71,7 +71,8 @@ export function mediaElement(m: Media): HTMLElement {
       return el("button", { class: "thumb", title: `${label}: open full size`, "aria-label": `Open ${label}`, onclick: () => openLightbox(m) }, img);
     }
     case "audio":
-      return el("audio", { src: url, controls: true, preload: "none", "aria-label": label });
+      // Metadata only (a few KB): the player then shows the clip's length.
+      return el("audio", { src: url, controls: true, preload: "metadata", "aria-label": label });
     case "video":
       return el("video", { src: url, controls: true, preload: "metadata", muted: true, playsinline: true, "aria-label": label });
     default:

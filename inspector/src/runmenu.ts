@@ -32,5 +32,7 @@ export function openRunMenu(anchor: HTMLElement, node: string, idx: GraphIndex, 
       }),
     }, el("span", { class: "entry-head", text: label }), el("span", { class: "entry-sub", text: opts.running ? "a run is in progress" : hint(names.length) }));
   });
-  openPopover(anchor, items, { label: `Run ${node}`, testid: `run-menu-${node}`, onClose: () => opts.mark(null) });
+  // Beside the card, not over it: the entries' hover hint outlines that very card.
+  const card = anchor.closest<HTMLElement>(".card") || undefined;
+  openPopover(anchor, items, { label: `Run ${node}`, testid: `run-menu-${node}`, onClose: () => opts.mark(null), beside: card });
 }

@@ -1,7 +1,7 @@
 // Sheet switcher: a <select> of the sheets, and create / rename / fork / delete.
 import { api } from "./api";
 import { el, guard, toast } from "./dom";
-import type { SheetInfo } from "./types";
+import type { SheetInfo, SheetList } from "./types";
 
 export class Sheets {
   list: SheetInfo[] = [];
@@ -54,7 +54,11 @@ export class Sheets {
   }
 
   async reload(): Promise<void> {
-    const res = await api.sheets();
+    this.show(await api.sheets());
+  }
+
+  /** Shows a list fetched by the caller. */
+  show(res: SheetList): void {
     this.list = res.sheets;
     this.defaultName = res.default;
     this.render();

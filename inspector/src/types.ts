@@ -25,6 +25,8 @@ export interface NodeSpec {
   h: number;
   inputs: PortSpec[];
   outputs: PortSpec[];
+  /** Whether the closed card has room for a rich preview (see layout.rs `CardShape`). */
+  preview?: boolean;
 }
 
 export interface EdgeSpec {
@@ -33,6 +35,9 @@ export interface EdgeSpec {
   to: string;
   to_port: string;
   type: string;
+  /** An edge crossing layers: the points it passes through, flat `[x, y, x, y, …]`
+   * (where it enters and leaves each column it crosses, beside the cards there). */
+  route?: number[];
 }
 
 export interface Graph {
@@ -157,8 +162,33 @@ export interface HistoryEntry {
   finished_ms: number;
   selected: boolean;
   outputs: unknown[];
-  inputs: { port: string; value: unknown }[];
+  inputs: EntryInput[];
   log_lines?: number;
+}
+
+/** An input of a history entry. */
+export interface EntryInput {
+  port: string;
+  /** Recorded for constant and generated inputs; `null` for wired ones. */
+  value: unknown;
+  generated?: boolean;
+  /** Content hash of the value (hex). */
+  hash?: string;
+  /** Wired inputs: the node and port it came from. */
+  from?: string;
+  from_port?: string;
+  /** Wired inputs: the upstream's output with that hash, when its history still has it. */
+  upstream_value?: unknown;
+}
+
+/** `GET …/nodes/{node}/why`: why the current result was computed or reused. */
+export interface Why {
+  /** The history entry explained (the node's current result), `null` before any. */
+  result: number | null;
+  outcome: string | null;
+  summary: string;
+  changes: { what: string; text: string; port?: string; from?: string | null }[];
+  compared_with: { id: number; run: number } | null;
 }
 
 export interface LogLine {

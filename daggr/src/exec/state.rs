@@ -47,6 +47,9 @@ pub(super) struct Structure {
     pub(super) groups: HashMap<String, Arc<Semaphore>>,
     /// The named outputs ([`Graph::name_output`](crate::Graph::name_output)).
     pub(super) outputs: Vec<crate::graph::NamedOutput>,
+    /// Inputs shown together, and widget hints of inputs by node index.
+    pub(super) input_groups: Vec<crate::graph::InputGroup>,
+    pub(super) input_hints: HashMap<usize, crate::node::InputHint>,
 }
 
 /// One workspace: its input values, each node's current result, its event stream.

@@ -94,6 +94,8 @@ impl Pipeline {
             groups,
             nodes,
             outputs: graph.outputs,
+            input_groups: graph.input_groups,
+            input_hints: graph.input_hints,
         });
         Ok(Pipeline::workspace_of(structure))
     }
@@ -284,13 +286,33 @@ impl Pipeline {
     pub fn graph_ir(&self) -> &daggr_codegen::ir::GraphIr {
         let s = &self.0.s;
         s.ir.get_or_init(|| {
-            crate::graph::build_ir(&s.name, s.nodes.len(), |i| {
-                (
-                    s.nodes[i].spec(),
-                    &s.default_bindings[i][..],
-                    s.locations[i],
-                )
+            crate::graph::build_ir(&s.name, s.nodes.len(), &s.input_groups, |i| {
+                (&*s.nodes[i], &s.default_bindings[i][..], s.locations[i])
             })
+        })
+    }
+
+    /// The inputs shown together ([`Graph::group_inputs`](crate::Graph::group_inputs)).
+    pub fn input_groups(&self) -> &[crate::graph::InputGroup] {
+        &self.0.s.input_groups
+    }
+
+    /// What a widget for input node `input` may offer: the hint given with
+    /// [`Graph::input_hint`](crate::Graph::input_hint), else what the first node it feeds that
+    /// knows says about that port (a Gradio app's dropdown choices or slider range).
+    pub fn input_hint(&self, input: usize) -> Option<crate::node::InputHint> {
+        let s = &self.0.s;
+        if let Some(hint) = s.input_hints.get(&input) {
+            return Some(hint.clone());
+        }
+        let bindings = self.0.bindings.lock().unwrap();
+        s.downstream.of(input).iter().find_map(|&reader| {
+            let reader = reader as usize;
+            bindings[reader]
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| matches!(b, Binding::Port { node, .. } if *node == input))
+                .find_map(|(port, _)| s.nodes[reader].input_hint(port))
         })
     }
 

@@ -10,15 +10,18 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::cache::Cache;
 use crate::error::{suggest, Error};
+use crate::node::composite::Composite;
 use crate::node::{Node, NodeSpec, PortSpec};
 use crate::value::{PortValue, Value};
 
 mod choice;
+mod groups;
 mod input;
 mod map;
 
 pub use choice::Choice;
 use daggr_codegen::ir::{short_type_name, EdgeIr, GraphIr, NodeIr, PortIr, SourceLocation};
+pub use groups::InputGroup;
 pub use input::INPUT_KIND;
 pub use map::{each, Each, Gather, IntoMapSources, Map, MapSource, Results, Values};
 
@@ -358,6 +361,10 @@ pub struct Graph {
     pub(crate) group_limits: HashMap<String, usize>,
     /// The pipeline's named outputs, in the order they were named.
     pub(crate) outputs: Vec<NamedOutput>,
+    /// Inputs shown together ([`Graph::group_inputs`]).
+    pub(crate) input_groups: Vec<InputGroup>,
+    /// Widget hints of inputs, by node index ([`Graph::input_hint`]).
+    pub(crate) input_hints: HashMap<usize, crate::node::InputHint>,
     problems: Vec<Error>,
 }
 
@@ -387,6 +394,8 @@ impl Graph {
             concurrency: 64,
             group_limits: HashMap::new(),
             outputs: Vec::new(),
+            input_groups: Vec::new(),
+            input_hints: HashMap::new(),
             problems: Vec::new(),
         }
     }
@@ -689,6 +698,7 @@ impl Graph {
     /// (`Graph::build`, in the executor's layer, makes the pipeline).
     pub(crate) fn validate(mut self) -> Result<(Graph, Dag), Error> {
         let mut problems = std::mem::take(&mut self.problems);
+        problems.extend(self.group_problems());
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for entry in &self.nodes {
             let name = entry.node.spec().name.as_str();
@@ -737,9 +747,9 @@ impl Graph {
 impl Graph {
     /// The graph IR (nodes, typed ports, edges, source locations), as `cargo daggr graph` prints it.
     pub fn ir(&self) -> GraphIr {
-        build_ir(&self.name, self.nodes.len(), |i| {
+        build_ir(&self.name, self.nodes.len(), &self.input_groups, |i| {
             let entry = &self.nodes[i];
-            (entry.node.spec(), &entry.bindings[..], entry.location)
+            (&*entry.node, &entry.bindings[..], entry.location)
         })
     }
 }
@@ -750,8 +760,15 @@ impl Graph {
 pub(crate) fn build_ir<'a>(
     name: &str,
     len: usize,
-    entry: impl Fn(usize) -> (&'a NodeSpec, &'a [Binding], &'static Location<'static>),
+    groups: &[InputGroup],
+    entry: impl Fn(usize) -> (&'a dyn Node, &'a [Binding], &'static Location<'static>),
 ) -> GraphIr {
+    let mut group_of: HashMap<usize, &str> = HashMap::new();
+    for group in groups {
+        for &member in &group.members {
+            group_of.insert(member, &group.name);
+        }
+    }
     let port = |p: &crate::node::PortSpec, source: Option<String>| PortIr {
         name: p.name.clone(),
         ty: short_type_name(p.ty.name()),
@@ -760,14 +777,15 @@ pub(crate) fn build_ir<'a>(
     let mut edges = Vec::new();
     let ir_nodes = (0..len)
         .map(|i| {
-            let (spec, bindings, location) = entry(i);
+            let (node, bindings, location) = entry(i);
+            let spec = node.spec();
             let inputs = spec
                 .inputs
                 .iter()
                 .zip(bindings)
                 .map(|(p, b)| match b {
                     Binding::Port { node, port: out } => {
-                        let from = entry(*node).0;
+                        let from = entry(*node).0.spec();
                         edges.push(EdgeIr {
                             from: from.name.clone(),
                             from_port: from.outputs[*out].name.clone(),
@@ -792,6 +810,23 @@ pub(crate) fn build_ir<'a>(
                     line: location.line(),
                     column: location.column(),
                 }),
+                group: group_of.get(&i).map(|g| g.to_string()),
+                variants: match node.composite() {
+                    Some(Composite::Choice(plan)) => {
+                        plan.variants().map(|(v, _)| v.to_string()).collect()
+                    }
+                    _ => Vec::new(),
+                },
+                mapped: match node.composite() {
+                    Some(Composite::Map(plan)) => spec
+                        .inputs
+                        .iter()
+                        .enumerate()
+                        .filter(|(port, _)| plan.is_mapped(*port))
+                        .map(|(_, p)| p.name.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                },
             }
         })
         .collect();

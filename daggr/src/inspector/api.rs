@@ -19,7 +19,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
-use super::layout::{card_height, layout};
+mod explain;
+
+use super::layout::{card_height, fits_in_a_row, layout, CardShape};
 use super::{lock, App, OpenSheet};
 use crate::exec::Outcome;
 use crate::sheet::NodePosition;
@@ -150,6 +152,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/sheets/{sheet}/state", get(state))
         .route("/api/sheets/{sheet}/nodes/{node}/history", get(history))
         .route("/api/sheets/{sheet}/nodes/{node}/logs", get(logs))
+        .route("/api/sheets/{sheet}/nodes/{node}/why", get(why))
         .route("/api/sheets/{sheet}/run", post(run).layer(small()))
         .route("/api/sheets/{sheet}/cancel", post(cancel).layer(small()))
         .route(
@@ -415,6 +418,51 @@ fn widget(ty: &str) -> &'static str {
     }
 }
 
+/// The widget for constant input `port` of node `node` and what it offers: a dropdown
+/// (`choice`) when the values allowed are known — from the input's hint (its own, or what the
+/// node it feeds says: a Gradio app's dropdown) or from a Rust enum's unit variants —, a
+/// slider (`range`) when a range is known, a text area (`textarea`) for long text, else by
+/// type ([`widget`]).
+fn input_widget(
+    pipeline: &Pipeline,
+    node: usize,
+    port: usize,
+    ty: &str,
+) -> (&'static str, Option<Json_>) {
+    let spec = pipeline.nodes().nth(node).map(|n| n.spec().clone());
+    let is_input = spec.as_ref().is_some_and(|s| s.kind == crate::INPUT_KIND);
+    let mut hint = if is_input {
+        pipeline.input_hint(node).unwrap_or_default()
+    } else {
+        crate::InputHint::default()
+    };
+    if hint.choices.is_empty() {
+        if let Some(port) = spec.as_ref().and_then(|s| s.inputs.get(port)) {
+            hint.choices = enum_choices(&port.ty.json_schema());
+        }
+    }
+    let widget = if !hint.choices.is_empty() {
+        "choice"
+    } else if hint.minimum.is_some() && hint.maximum.is_some() && widget(ty) != "json" {
+        "range"
+    } else if hint.multiline && widget(ty) == "text" {
+        "textarea"
+    } else {
+        widget(ty)
+    };
+    let hint = (hint != crate::InputHint::default()).then(|| json!(hint));
+    (widget, hint)
+}
+
+/// The values of an enum whose variants are all units (`{"oneOf": [{"const": …}, …]}`); empty
+/// for any other schema.
+fn enum_choices(schema: &Json_) -> Vec<Json_> {
+    schema["oneOf"]
+        .as_array()
+        .and_then(|variants| variants.iter().map(|v| v.get("const").cloned()).collect())
+        .unwrap_or_default()
+}
+
 pub(crate) fn graph_json(pipeline: &Pipeline) -> Json_ {
     let ir = pipeline.graph_ir();
     let index: HashMap<&str, usize> = ir
@@ -423,49 +471,94 @@ pub(crate) fn graph_json(pipeline: &Pipeline) -> Json_ {
         .enumerate()
         .map(|(i, n)| (n.name.as_str(), i))
         .collect();
-    let edges: Vec<(usize, usize)> = ir
+    // Edges between known nodes, with their place in `ir.edges` (for their routes).
+    let (edges, laid): (Vec<(usize, usize)>, Vec<usize>) = ir
         .edges
         .iter()
-        .filter_map(|e| Some((*index.get(e.from.as_str())?, *index.get(e.to.as_str())?)))
-        .collect();
+        .enumerate()
+        .filter_map(|(i, e)| {
+            Some((
+                (*index.get(e.from.as_str())?, *index.get(e.to.as_str())?),
+                i,
+            ))
+        })
+        .unzip();
+    // A pipeline input's value is in its editor; numbers and booleans fit in their row.
+    let has_preview = |n: &daggr_codegen::ir::NodeIr| {
+        n.kind != crate::INPUT_KIND && n.outputs.iter().any(|p| !fits_in_a_row(&p.ty))
+    };
     let heights: Vec<f64> = ir
         .nodes
         .iter()
-        .map(|n| card_height(n.inputs.len(), n.outputs.len()))
+        .map(|n| {
+            card_height(CardShape {
+                ports: n.inputs.len() + n.outputs.len(),
+                preview: has_preview(n),
+            })
+        })
         .collect();
-    let (boxes, width, height) = layout(ir.nodes.len(), &edges, &heights);
+    let placed = layout(ir.nodes.len(), &edges, &heights);
+    let (boxes, width, height) = (&placed.boxes, placed.width, placed.height);
+    let mut routes = vec![Vec::new(); ir.edges.len()];
+    for (route, i) in placed.routes.iter().zip(laid) {
+        routes[i] = route.clone();
+    }
+    let edges_json: Vec<Json_> = ir
+        .edges
+        .iter()
+        .zip(&routes)
+        .map(|(e, route)| {
+            let mut j = serde_json::to_value(e).unwrap_or(Json_::Null);
+            if !route.is_empty() {
+                // Flat [x, y, x, y, …]: the page draws the edge through these points.
+                j["route"] = json!(route.iter().flat_map(|&(x, y)| [x, y]).collect::<Vec<_>>());
+            }
+            j
+        })
+        .collect();
     let nodes: Vec<Json_> = ir
         .nodes
         .iter()
-        .zip(&boxes)
+        .zip(boxes)
         .enumerate()
         .map(|(i, (n, b))| {
             let inputs: Vec<Json_> = n
                 .inputs
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(port_index, p)| {
                     let source = p.source.clone().unwrap_or_else(|| "edge".into());
                     let mut port = json!({ "name": p.name, "type": p.ty, "source": source });
                     if source == "const" {
-                        port["widget"] = json!(widget(&p.ty));
+                        let (widget, hint) = input_widget(pipeline, i, port_index, &p.ty);
+                        port["widget"] = json!(widget);
+                        if let Some(hint) = hint {
+                            port["hint"] = hint;
+                        }
                     }
                     port
                 })
                 .collect();
             json!({
                 "index": i, "name": n.name, "kind": n.kind,
-                "x": b.x, "y": b.y, "w": b.w, "h": b.h,
+                "x": b.x, "y": b.y, "w": b.w, "h": b.h, "preview": has_preview(n),
                 "inputs": inputs,
                 "outputs": n.outputs.iter().map(|p| json!({ "name": p.name, "type": p.ty })).collect::<Vec<_>>(),
                 "location": n.location,
+                "group": n.group, "variants": n.variants, "mapped": n.mapped,
             })
         })
         .collect();
-    json!({ "name": ir.name, "width": width, "height": height, "nodes": nodes, "edges": ir.edges })
+    json!({ "name": ir.name, "width": width, "height": height, "nodes": nodes, "edges": edges_json })
 }
 
-async fn graph(State(app): State<Arc<App>>) -> Json<Json_> {
-    Json(app.graph.clone())
+async fn graph(State(app): State<Arc<App>>) -> Response {
+    // Written from the shared value: cloning a big graph's JSON tree first costs more than
+    // writing it (5 000 nodes are about 2 MB).
+    match serde_json::to_vec(&app.graph) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 async fn export(
@@ -702,6 +795,7 @@ fn state_json(app: &App, open: &OpenSheet) -> Result<Json_, Error> {
             "skipped_because": live.skipped_because, "log_lines": log_lines,
             "history": { "count": count, "selected_id": selected, "position": position, "failed": failed },
             "inputs": inputs, "outputs": outputs,
+            "parts": result.as_ref().and_then(|r| r.parts.as_deref()).map(parts_json),
         }));
     }
     Ok(json!({
@@ -714,6 +808,34 @@ fn state_json(app: &App, open: &OpenSheet) -> Result<Json_, Error> {
         "nodes": nodes,
         "timeline": open.live.timeline(),
     }))
+}
+
+/// What a map's items or a choice's variants did, for the page: per item its outcome
+/// (`computed`, `memory`, `disk`, `shared`, `failed`) and error; for a choice the variant
+/// that produced the result and those that failed before it.
+fn parts_json(parts: &crate::Parts) -> Json_ {
+    match parts {
+        crate::Parts::Items(items) => json!({
+            "items": items.iter().map(|item| {
+                let (outcome, error) = match &item.outcome {
+                    Outcome::Computed { .. } => ("computed", None),
+                    Outcome::Cached(source) => (match source {
+                        crate::CacheSource::Memory => "memory",
+                        crate::CacheSource::Disk => "disk",
+                        crate::CacheSource::Shared => "shared",
+                        _ => "cached",
+                    }, None),
+                    Outcome::Failed(e) => ("failed", Some(crate::event::error_chain(&**e))),
+                    _ => ("skipped", None),
+                };
+                json!({ "outcome": outcome, "error": error, "key": item.key.to_hex() })
+            }).collect::<Vec<_>>(),
+        }),
+        crate::Parts::Variant { used, failed } => json!({
+            "variant": used,
+            "failed": failed.iter().map(|(v, e)| json!({ "variant": v, "error": e })).collect::<Vec<_>>(),
+        }),
+    }
 }
 
 async fn state(
@@ -730,6 +852,10 @@ async fn history(
 ) -> ApiResult {
     let (sheet, node) = path(p)?;
     let open = app.sheet(&sheet)?;
+    let wiring = explain::wiring(&app.graph);
+    // Wired inputs show the upstream node and, when its history still has it, the value.
+    let mut upstream = |name: &str| open.sheet.history(name);
+    let mut seen = HashMap::new();
     let entries: Vec<Json_> = open
         .sheet
         .history(&node)?
@@ -739,15 +865,42 @@ async fn history(
             for o in &e.outputs {
                 media_of(o, &mut media);
             }
+            let inputs = explain::entry_inputs(&node, &e, &wiring, &mut upstream, &mut seen);
             json!({
                 "id": e.id, "run": e.run, "outcome": e.outcome, "elapsed_ms": e.elapsed_ms,
                 "finished_ms": e.finished_ms, "selected": e.selected, "outputs": e.outputs, "media": media,
                 "log_lines": e.log_lines, "error": e.error, "attempts": e.attempts,
-                "inputs": e.provenance.inputs.iter().map(|i| json!({ "port": i.port, "value": i.value, "generated": i.generated, "hash": i.hash })).collect::<Vec<_>>(),
+                "inputs": inputs,
             })
         })
         .collect();
     Ok(Json(json!({ "entries": entries })).into_response())
+}
+
+/// Why the node's current result was computed or reused (see `explain`).
+async fn why(
+    State(app): State<Arc<App>>,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult {
+    let (sheet, node) = path(p)?;
+    let open = app.sheet(&sheet)?;
+    let pipeline = open.sheet.pipeline();
+    let live = match pipeline
+        .result(pipeline.node_index(&node)?)?
+        .map(|r| r.outcome)
+    {
+        Some(Outcome::Cached(source)) => Some(format!("cached:{source:?}").to_lowercase()),
+        _ => None,
+    };
+    let history = open.sheet.history(&node)?;
+    let wiring = explain::wiring(&app.graph);
+    let cache = pipeline.cache().clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        explain::explain(&cache, &node, &history, &wiring, live.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(answer).into_response())
 }
 
 /// Whether the page shows a node's live log rather than its current result's: while it
@@ -1173,7 +1326,7 @@ async fn events(
         .into_response())
 }
 
-fn to_sse(e: &super::live::LiveEvent) -> SseEvent {
+pub(super) fn to_sse(e: &super::live::LiveEvent) -> SseEvent {
     SseEvent::default()
         .id(e.id.to_string())
         .event(e.name)
@@ -1190,7 +1343,7 @@ fn kind_of(mime: &str) -> &'static str {
 }
 
 /// A MIME type made only of safe characters, or `None`.
-fn clean_mime(mime: &str) -> Option<&str> {
+pub(super) fn clean_mime(mime: &str) -> Option<&str> {
     let mime = mime.split(';').next().unwrap_or("").trim();
     let (a, b) = mime.split_once('/')?;
     let ok = |s: &str| {

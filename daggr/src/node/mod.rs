@@ -304,6 +304,71 @@ pub trait Node: Send + Sync + 'static {
     fn composite(&self) -> Option<&composite::Composite> {
         None
     }
+
+    /// What a widget for input port `port` may offer (a Gradio app's dropdown choices or
+    /// slider range): the inspector uses it for a pipeline input that feeds this port. The
+    /// default is `None`.
+    fn input_hint(&self, port: usize) -> Option<InputHint> {
+        let _ = port;
+        None
+    }
+}
+
+/// What a widget for an input may offer; a field left empty is not known.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct InputHint {
+    /// The values allowed (a dropdown), as JSON.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<serde_json::Value>,
+    /// The smallest value (a slider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<f64>,
+    /// The largest value (a slider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<f64>,
+    /// The slider's step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<f64>,
+    /// Long text: a text area rather than a line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multiline: bool,
+}
+
+impl InputHint {
+    /// A dropdown of `choices`.
+    pub fn choices<T: serde::Serialize>(choices: impl IntoIterator<Item = T>) -> Self {
+        InputHint {
+            choices: choices
+                .into_iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect(),
+            ..InputHint::default()
+        }
+    }
+
+    /// A slider from `minimum` to `maximum`.
+    pub fn range(minimum: f64, maximum: f64) -> Self {
+        InputHint {
+            minimum: Some(minimum),
+            maximum: Some(maximum),
+            ..InputHint::default()
+        }
+    }
+
+    /// The slider's step.
+    pub fn step(mut self, step: f64) -> Self {
+        self.step = Some(step);
+        self
+    }
+
+    /// A text area for long text.
+    pub fn multiline() -> Self {
+        InputHint {
+            multiline: true,
+            ..InputHint::default()
+        }
+    }
 }
 
 /// Setters shared by every node kind's builder.
