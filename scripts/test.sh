@@ -15,6 +15,7 @@ for python in $(bash scripts/setup/gradio.sh --matrix); do
     # --workspace (not -p daggr-tests): the same feature resolution as the run above, so
     # the dependencies are not built a second time.
     DAGGR_GRADIO_PYTHON="$python" cargo test --workspace --locked --no-fail-fast \
-        --test gradio --test gradio_auth --test gradio_codegen --test gradio_round_trips || status=$?
+        --test gradio --test gradio_auth --test gradio_codegen --test gradio_round_trips \
+        --test gradio_map_choice || status=$?
 done
 exit "$status"

@@ -132,3 +132,32 @@ fn errors_say_what_is_wrong() {
         "{stderr}"
     );
 }
+
+#[test]
+fn choices_are_enums_and_ranges_are_documented_on_every_version() {
+    for version in ["4.44.1", "5.50.0", "6.31.0"] {
+        let code = stdout_of(cargo_daggr(&[
+            "a/b",
+            "--info",
+            sample(version).to_str().unwrap(),
+            "--api",
+            "paint",
+        ]));
+        // The Radio without a default: a port of its enum; the Dropdown's default is the
+        // enum's `Default`; the Slider's range is in the docs.
+        for expected in [
+            "pub fn paint(name: &str) -> GradioNode<(Shade,), (String,)> {",
+            ".input::<Shade>(\"shade\")",
+            "/// - `coats: f64` (Slider, 1 to 5) = `1`\n",
+            "/// - `finish: Finish` (Dropdown) = `\"gloss\"`\n",
+            "    /// `\"Sky Blue\"`\n    #[serde(rename = \"Sky Blue\")]\n    SkyBlue,\n",
+            "    /// `\"gloss\"`, the app's default.\n    #[default]\n    #[serde(rename = \"gloss\")]\n    Gloss,\n",
+            "// sent as the listed strings: the crate needs `serde` with its `derive` feature.\n",
+        ] {
+            assert!(code.contains(expected), "Gradio {version}: {expected}\nin\n{code}");
+        }
+        // Only the enums of the endpoints asked for.
+        assert_eq!(code.matches("\npub enum ").count(), 2, "Gradio {version}");
+        assert!(!code.contains("enum Colour"), "Gradio {version}");
+    }
+}

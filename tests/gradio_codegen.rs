@@ -5,7 +5,8 @@
 //!   `cargo-daggr` binary, must equal the committed snapshot
 //!   tests/generated/codegen_app_bindings.rs (`UPDATE_SNAPSHOTS=1` rewrites it).
 //! * That committed file is `include!`d below, and its nodes are wired into a pipeline
-//!   that runs against the live app: the generated code compiles, and works.
+//!   that runs against the live app: the generated code compiles, and works. The enums
+//!   generated for a Radio and Dropdowns reach the app as the exact choice strings.
 //!
 //! The snapshot names the app `http://127.0.0.1:7860`; the fixture runs on a free port,
 //! which the test reaches with the bindings' `App::at(url)`.
@@ -135,7 +136,7 @@ fn the_binary_generates_the_committed_bindings() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("wrote bindings for 8 endpoint(s) (/echo_audio, /files, /make-thumb,"),
+        stderr.contains("wrote bindings for 9 endpoint(s) (/echo_audio, /files, /make-thumb,"),
         "{stderr}"
     );
     // The binary names the app by the URL it was given, the snapshot by SNAPSHOT_SRC.
@@ -255,4 +256,125 @@ async fn the_generated_nodes_run_against_the_app() {
         again.outcome("settings"),
         Some(Outcome::Cached(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choice_enums_reach_the_app_as_their_choice_strings() {
+    use bindings::{Colour, Finish, Letters, Shade};
+    // A variant is sent as the string the app lists, whatever its Rust name; `Default` is
+    // the app's default.
+    assert_eq!(
+        serde_json::to_value(Shade::SkyBlue).unwrap(),
+        json!("Sky Blue")
+    );
+    assert_eq!(serde_json::to_value(Shade::Self_).unwrap(), json!("self"));
+    assert_eq!(
+        (Finish::default(), Colour::default()),
+        (Finish::Gloss, Colour::Red)
+    );
+
+    let url = app();
+    let app = bindings::App::at(&url);
+    let mut g = Graph::new("choices").cache(Cache::temporary().unwrap());
+    // The Radio without a default is a port typed by its enum: every variant goes through.
+    let shades = [
+        Shade::SkyBlue,
+        Shade::DarkRed,
+        Shade::X1stCoat,
+        Shade::Self_,
+    ];
+    let painted: Vec<_> = shades
+        .iter()
+        .map(|shade| g.add(app.paint(&format!("paint {shade:?}")), (constant(*shade),)))
+        .collect();
+    // Defaulted choices made ports with `.input::<T>`, T the generated enum.
+    let matte = g.add(
+        app.paint("matte").input::<Finish>("finish"),
+        (constant(Shade::DarkRed), constant(Finish::Matte)),
+    );
+    let summary = g.add(
+        app.settings("settings")
+            .input::<Colour>("colour")
+            .input::<Vec<Letters>>("letters"),
+        (
+            constant("ada".to_string()),
+            constant(Colour::Blue),
+            constant(vec![Letters::C, Letters::A]),
+        ),
+    );
+    // A string the app does not list, sent as JSON: what the enum rules out.
+    g.add(
+        app.paint("glossy").param("finish", json!("glossy")),
+        (constant(Shade::SkyBlue),),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+
+    let expected = [
+        "1 coats of Sky Blue (gloss)",
+        "1 coats of dark-red (gloss)",
+        "1 coats of 1st coat (gloss)",
+        "1 coats of self (gloss)",
+    ];
+    for (out, expected) in painted.iter().zip(expected) {
+        assert_eq!(*report.value(out).unwrap(), expected);
+    }
+    assert_eq!(
+        *report.value(&matte).unwrap(),
+        "1 coats of dark-red (matte)"
+    );
+    let summary = report.value(&summary).unwrap();
+    assert_eq!(summary["text"], "ada in blue", "{summary}");
+    assert_eq!(summary["letters"], json!(["a", "c"]));
+    // Gradio 5 and 6 refuse the unlisted string; Gradio 4 passes it to the function.
+    match report.outcome("glossy") {
+        Some(Outcome::Failed(error)) => {
+            assert!(gradio_support::gradio_version() >= (5, 0), "{error}");
+            assert!(
+                error.to_string().contains("not in the list of choices"),
+                "{error}"
+            );
+        }
+        Some(Outcome::Computed { .. }) => {
+            assert!(gradio_support::gradio_version() < (5, 0));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A pipeline input feeding a Dropdown/Radio or a Slider of a Gradio app gets the app's
+/// choices or range as its widget hint, once the node is connected (here by preflight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_feeding_an_apps_radio_and_slider_get_its_choices_and_range() {
+    let url = app();
+    let mut g = Graph::new("hints").cache(Cache::temporary().unwrap());
+    let shade = g.input("shade", "self".to_string());
+    let coats = g.input("coats", 2.0f64);
+    g.add(
+        daggr::GradioNode::new("paint", &url)
+            .api("/paint")
+            .input::<String>("shade")
+            .input::<f64>("coats")
+            .output::<String>("text"),
+        (shade, coats),
+    );
+    let pipeline = g.build().unwrap();
+    assert_eq!(
+        pipeline.input_hint(shade.node_id().index()),
+        None,
+        "not connected yet"
+    );
+    pipeline.preflight().await.unwrap();
+    let hint = pipeline.input_hint(shade.node_id().index()).unwrap();
+    assert_eq!(
+        hint.choices,
+        [
+            json!("Sky Blue"),
+            json!("dark-red"),
+            json!("1st coat"),
+            json!("self")
+        ]
+    );
+    let hint = pipeline.input_hint(coats.node_id().index()).unwrap();
+    assert_eq!((hint.minimum, hint.maximum), (Some(1.0), Some(5.0)));
 }

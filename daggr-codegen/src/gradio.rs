@@ -40,10 +40,11 @@
 //!
 //! | component (or python type) | Rust type |
 //! | --- | --- |
-//! | Textbox, Dropdown, Radio, … (`str`) | `String` |
-//! | Number, Slider (`float`, `int`) | `f64` |
+//! | Textbox, … (`str`) | `String` |
+//! | Dropdown, Radio whose choices are strings | an enum of the choices (below) |
+//! | Number, Slider (`float`, `int`) | `f64` (a Slider's range is in the docs) |
 //! | Checkbox (`bool`) | `bool` |
-//! | CheckboxGroup, multiselect Dropdown (`list[str]`) | `Vec<String>` |
+//! | CheckboxGroup, multiselect Dropdown (`list[str]`) | `Vec<…>` of an enum of the choices, else `Vec<String>` |
 //! | JSON (`dict`, any JSON) | `serde_json::Value` |
 //! | Image, Audio, Video, File | `Image`, `Audio`, `Video`, `File` (`Vec<File>` for several files) |
 //! | Gallery | `Vec<Image>` |
@@ -54,12 +55,45 @@
 //! the value (the python type when there is none), so custom components with plain
 //! values are typed too.
 //!
+//! # Choices
+//!
+//! A parameter whose schema lists its values (`"enum"`: a Dropdown's or Radio's choices,
+//! a CheckboxGroup's items) gets a generated enum, so a choice the app does not offer is a
+//! compile error, not a failed call (Gradio 5 and 6 refuse it: "… is not in the list of
+//! choices") or a value the app was never meant to see (Gradio 4 passes it on):
+//!
+//! ```text
+//! #[derive(
+//!     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+//! )]
+//! pub enum Colour {
+//!     /// `"red"`, the app's default.
+//!     #[default]
+//!     #[serde(rename = "red")]
+//!     Red,
+//!     /// `"dark blue"`
+//!     #[serde(rename = "dark blue")]
+//!     DarkBlue,
+//! }
+//! ```
+//!
+//! Each variant is serialized as the exact string the app lists; `Default` is the app's
+//! default when it is one of the choices. The enum is named after the parameter
+//! (`colour` → `Colour`); parameters of one name with the same choices share it (so their
+//! ports connect), and otherwise each takes its endpoint's name as a prefix
+//! (`PaintColour`), as does a name Rust or the file already uses (`Default`, `Image`).
+//! Variants are the choices in camel case (`dark-red` → `DarkRed`; `1st` → `X1st`, `self`
+//! → `Self_`, `""` → `Empty`, a choice with no ASCII letter or digit → `Choice3`, a clash
+//! → `Red2`). Return values stay `String`: an app may return any text into a Dropdown.
+//! A Dropdown made with `allow_custom_value=True` lists its choices in the same way, so its
+//! enum leaves out the other strings the app takes: send those with `.param(name, json)`.
+//!
 //! The output is deterministic (endpoints sorted by name, no timestamps) and formatted
 //! as rustfmt formats it. Function names are Rust identifiers made from the endpoint
 //! names: `/make-thumb` → `make_thumb`, `/predict_1` → `predict_1`, `/type` → `type_`,
 //! `/2x` → `api_2x`; clashes get a numeric suffix.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde_json::Value as Json;
@@ -77,6 +111,9 @@ const CHAIN_WIDTH: usize = 60;
 /// The longest tuple type rustfmt keeps on one line: 60 (its default `fn_call_width`)
 /// between the parentheses.
 const TUPLE_WIDTH: usize = 62;
+/// The longest `#[derive(…)]` rustfmt keeps on one line (rustfmt 1.9: 96 characters stay,
+/// 97 are wrapped).
+const DERIVE_WIDTH: usize = 96;
 
 /// What to generate.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -151,6 +188,10 @@ struct Param {
     ty: Mapped,
     /// `Some` when the parameter has a default.
     default: Option<Json>,
+    /// The strings it takes, when the app lists them (a Dropdown's, a Radio's choices).
+    choices: Option<Vec<String>>,
+    /// A Slider's least and greatest value.
+    range: Option<(f64, f64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -205,7 +246,8 @@ pub fn generate(info: &Json, options: &Options) -> Result<Bindings, CodegenError
     if endpoints.is_empty() {
         return Err(CodegenError::NoEndpoints);
     }
-    let code = render(&endpoints, options);
+    let enums = choice_enums(&mut endpoints);
+    let code = render(&endpoints, &enums, options);
     Ok(Bindings {
         code,
         endpoints: endpoints.into_iter().map(|e| (e.api, e.ident)).collect(),
@@ -264,6 +306,8 @@ fn param(p: &ParamInfo) -> Param {
         name: p.name.clone(),
         component: p.component.clone(),
         default,
+        choices: p.choices(),
+        range: p.range(),
     }
 }
 
@@ -441,18 +485,210 @@ fn tuple(types: &[String]) -> String {
     }
 }
 
-/// Renders the whole file.
-fn render(endpoints: &[Endpoint], options: &Options) -> String {
-    let mut out = String::new();
-    header(&mut out, endpoints, options);
+// ---------- choices: enums for the parameters whose values the app lists ----------
 
-    // Only the media types the file names, so it compiles without unused imports.
+/// A generated enum: the choices of one or more parameters (a Dropdown, a Radio, a
+/// CheckboxGroup's items), each variant serialized as the exact string the app lists.
+#[derive(Clone, Debug, PartialEq)]
+struct ChoiceEnum {
+    name: String,
+    /// `(variant, choice string)`, in the app's order.
+    variants: Vec<(String, String)>,
+    /// The variant that is the parameter's default, when it has one (not for lists).
+    default: Option<usize>,
+    /// The parameters it types: `(api, parameter, component)`.
+    used_by: Vec<(String, String, String)>,
+}
+
+/// Type names the generated file uses or Rust's prelude has, which an enum must not take.
+const TAKEN_TYPES: &str = "App Audio File GradioNode Image Video \
+     AsMut AsRef Box Clone Copy Default Drop Eq Extend Fn FnMut FnOnce From FromIterator Into \
+     IntoIterator Iterator Option Ord PartialEq PartialOrd Result Send Sized String Sync \
+     ToOwned ToString TryFrom TryInto Unpin Vec";
+
+/// `Sky Blue` → `SkyBlue`, `dark-red` → `DarkRed`, `1st coat` → `X1stCoat`, `self` →
+/// `Self_`; empty when there is no ASCII letter or digit.
+fn pascal(raw: &str) -> String {
+    let mut out: String = snake(raw)
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, 'X');
+    }
+    if out == "Self" {
+        out.push('_');
+    }
+    out
+}
+
+/// Gives the parameters with string choices an enum of their own, and returns the enums.
+/// An enum is named after its parameter (`colour` → `Colour`); parameters of the same name
+/// with the same choices and default share one, so their ports connect. When parameters
+/// of one name differ, or the name is taken, each is prefixed with its endpoint's name
+/// (`PaintColour`).
+fn choice_enums(endpoints: &mut [Endpoint]) -> Vec<ChoiceEnum> {
+    // The parameters an enum can type: a String (optional or not) with choices, or a
+    // list of Strings whose items have choices.
+    let mut wanted = Vec::new();
+    for (e, endpoint) in endpoints.iter().enumerate() {
+        for (p, param) in endpoint.params.iter().enumerate() {
+            let Some(choices) = &param.choices else {
+                continue;
+            };
+            let list = match param.ty.rust.as_str() {
+                "String" | "Option<String>" => false,
+                "Vec<String>" => true,
+                _ => continue,
+            };
+            let default = match (&param.default, list) {
+                (Some(Json::String(d)), false) => choices.iter().position(|c| c == d),
+                _ => None,
+            };
+            let mut base = pascal(&param.name);
+            if base.is_empty() {
+                base = "Choice".into();
+            }
+            wanted.push((e, p, base, (choices.clone(), default)));
+        }
+    }
+    let mut enums: Vec<ChoiceEnum> = Vec::new();
+    // The enum made for a name and choices, by its index.
+    let mut made: BTreeMap<(String, Vec<String>, Option<usize>), usize> = BTreeMap::new();
+    let mut taken: BTreeSet<String> = TAKEN_TYPES.split_whitespace().map(String::from).collect();
+    for (e, p, base, spec) in &wanted {
+        let shared = wanted.iter().filter(|w| w.2 == *base).all(|w| w.3 == *spec);
+        let name = if shared && !TAKEN_TYPES.split_whitespace().any(|t| t == base) {
+            base.clone()
+        } else {
+            format!("{}{base}", pascal(&endpoints[*e].ident))
+        };
+        let (choices, default) = spec;
+        let param = &endpoints[*e].params[*p];
+        let user = (
+            endpoints[*e].api.clone(),
+            param.name.clone(),
+            param.component.clone(),
+        );
+        // The same name for the same choices: one enum (a parameter shared by endpoints).
+        let index = match made.get(&(name.clone(), choices.clone(), *default)) {
+            Some(i) => *i,
+            None => {
+                let mut variants_taken = BTreeSet::new();
+                let variants = choices
+                    .iter()
+                    .enumerate()
+                    .map(|(i, choice)| {
+                        let mut variant = pascal(choice);
+                        if variant.is_empty() {
+                            variant = if choice.is_empty() {
+                                "Empty".into()
+                            } else {
+                                format!("Choice{}", i + 1)
+                            };
+                        }
+                        (unique_type(variant, &mut variants_taken), choice.clone())
+                    })
+                    .collect();
+                made.insert((name.clone(), choices.clone(), *default), enums.len());
+                enums.push(ChoiceEnum {
+                    name: unique_type(name, &mut taken),
+                    variants,
+                    default: *default,
+                    used_by: Vec::new(),
+                });
+                enums.len() - 1
+            }
+        };
+        enums[index].used_by.push(user);
+        let ty = &mut endpoints[*e].params[*p].ty.rust;
+        *ty = ty.replace("String", &enums[index].name);
+    }
+    enums
+}
+
+/// `name`, or `name2`, `name3`, … when taken (no underscore: type and variant names are
+/// camel case); records the result as taken.
+fn unique_type(name: String, taken: &mut BTreeSet<String>) -> String {
+    let mut candidate = name.clone();
+    let mut n = 2;
+    while taken.contains(&candidate) {
+        candidate = format!("{name}{n}");
+        n += 1;
+    }
+    taken.insert(candidate.clone());
+    candidate
+}
+
+/// An enum's definition.
+fn choice_enum(out: &mut String, choice: &ChoiceEnum) {
+    let used_by: Vec<String> = choice
+        .used_by
+        .iter()
+        .map(|(api, param, component)| {
+            if component.is_empty() {
+                format!("`{param}` of `{api}`")
+            } else {
+                format!("`{param}` of `{api}` ({component})")
+            }
+        })
+        .collect();
+    for line in wrap(&format!(
+        "The choices of {}, sent to the app as the strings shown.",
+        used_by.join(", ")
+    )) {
+        let _ = writeln!(out, "/// {line}");
+    }
+    let default = if choice.default.is_some() {
+        "Default, "
+    } else {
+        ""
+    };
+    // Laid out as rustfmt lays it out: on one line when it fits.
+    let derives = format!(
+        "Clone, Copy, Debug, {default}PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize"
+    );
+    let one_line = format!("#[derive({derives})]");
+    if one_line.len() <= DERIVE_WIDTH {
+        let _ = writeln!(out, "{one_line}");
+    } else {
+        let _ = writeln!(out, "#[derive(\n    {derives},\n)]");
+    }
+    let _ = writeln!(out, "pub enum {} {{", choice.name);
+    for (i, (variant, string)) in choice.variants.iter().enumerate() {
+        let shown = format!("{string:?}").replace('`', "'");
+        if choice.default == Some(i) {
+            let _ = writeln!(out, "    /// `{shown}`, the app's default.\n    #[default]");
+        } else {
+            let _ = writeln!(out, "    /// `{shown}`");
+        }
+        let _ = writeln!(out, "    #[serde(rename = {string:?})]\n    {variant},");
+    }
+    out.push_str("}\n");
+}
+
+/// Renders the whole file.
+fn render(endpoints: &[Endpoint], enums: &[ChoiceEnum], options: &Options) -> String {
+    let mut out = String::new();
+    header(&mut out, endpoints, !enums.is_empty(), options);
+
+    // Only the media types the file names, so it compiles without unused imports. Whole
+    // words: an enum may be called `ImageSize`.
     let mut imports: BTreeSet<&str> = BTreeSet::from(["GradioNode"]);
     for e in endpoints {
         let (ins, outs) = e.node_type();
         for ty in ins.iter().chain(&outs) {
-            for media in ["Audio", "File", "Image", "Video"] {
-                if ty.contains(media) {
+            for word in ty.split(|c: char| !c.is_ascii_alphanumeric() && c != '_') {
+                if let Some(media) = ["Audio", "File", "Image", "Video"]
+                    .into_iter()
+                    .find(|m| *m == word)
+                {
                     imports.insert(media);
                 }
             }
@@ -487,6 +723,10 @@ fn render(endpoints: &[Endpoint], options: &Options) -> String {
         out.push('\n');
         function(&mut out, e);
     }
+    for choice in enums {
+        out.push('\n');
+        choice_enum(&mut out, choice);
+    }
     out
 }
 
@@ -507,7 +747,7 @@ impl Default for App {
 
 ";
 
-fn header(out: &mut String, endpoints: &[Endpoint], options: &Options) {
+fn header(out: &mut String, endpoints: &[Endpoint], enums: bool, options: &Options) {
     let version = options
         .gradio_version
         .as_deref()
@@ -543,6 +783,12 @@ fn header(out: &mut String, endpoints: &[Endpoint], options: &Options) {
     });
     if uses_json {
         out.push_str("// JSON ports use `serde_json::Value`: the crate needs `serde_json`.\n");
+    }
+    if enums {
+        out.push_str(
+            "// A parameter whose values the app lists (a Dropdown, a Radio) is an enum of them,\n\
+             // sent as the listed strings: the crate needs `serde` with its `derive` feature.\n",
+        );
     }
     out.push('\n');
 }
@@ -621,7 +867,7 @@ fn docs(e: &Endpoint) -> Vec<String> {
     } else {
         lines.push("Input ports:".into());
         for p in inputs {
-            lines.extend(wrap(&item(&p.name, &p.ty, &p.component, None)));
+            lines.extend(wrap(&item(&p.name, &p.ty, &p.component, p.range, None)));
         }
     }
     lines.push(String::new());
@@ -630,7 +876,7 @@ fn docs(e: &Endpoint) -> Vec<String> {
     } else {
         lines.push("Output ports:".into());
         for r in e.output_ports() {
-            lines.extend(wrap(&item(&r.port, &r.ty, &r.component, None)));
+            lines.extend(wrap(&item(&r.port, &r.ty, &r.component, None, None)));
         }
         if e.returns.len() > MAX_PORTS {
             lines.extend(wrap(&format!(
@@ -646,7 +892,7 @@ fn docs(e: &Endpoint) -> Vec<String> {
              `.param(name, json)`:"
         )));
         for p in overflow {
-            lines.extend(wrap(&item(&p.name, &p.ty, &p.component, None)));
+            lines.extend(wrap(&item(&p.name, &p.ty, &p.component, p.range, None)));
         }
     }
     let defaulted: Vec<&Param> = e.params.iter().filter(|p| p.default.is_some()).collect();
@@ -661,6 +907,7 @@ fn docs(e: &Endpoint) -> Vec<String> {
                 &p.name,
                 &p.ty,
                 &p.component,
+                p.range,
                 p.default.as_ref(),
             )));
         }
@@ -691,11 +938,22 @@ fn wrap(line: &str) -> Vec<String> {
     lines
 }
 
-/// One list item: ``- `name: Type` (Component) = `default`: note``.
-fn item(name: &str, ty: &Mapped, component: &str, default: Option<&Json>) -> String {
+/// One list item: ``- `name: Type` (Component, low to high) = `default`: note``.
+fn item(
+    name: &str,
+    ty: &Mapped,
+    component: &str,
+    range: Option<(f64, f64)>,
+    default: Option<&Json>,
+) -> String {
     let mut line = format!("- `{name}: {}`", ty.rust);
-    if !component.is_empty() {
-        let _ = write!(line, " ({component})");
+    let range = range.map(|(low, high)| format!("{low} to {high}"));
+    let about: Vec<&str> = [Some(component).filter(|c| !c.is_empty()), range.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !about.is_empty() {
+        let _ = write!(line, " ({})", about.join(", "));
     }
     if let Some(default) = default {
         let shown = serde_json::to_string(default).unwrap_or_default();
@@ -873,10 +1131,10 @@ mod tests {
         assert!(code.contains(
             ".output::<String>(\"type_name\")\n            .output::<bool>(\"is_number\")"
         ));
-        // The defaulted slider is documented, not a port.
+        // The defaulted slider is documented, with its range, not a port.
         let thumb = function_of(&code, "make_thumb");
         assert!(
-            thumb.contains("/// - `size: f64` (Slider) = `16`"),
+            thumb.contains("/// - `size: f64` (Slider, 8 to 64) = `16`"),
             "{thumb}"
         );
         assert!(!code.contains(".input::<f64>(\"size\")"));
@@ -884,13 +1142,45 @@ mod tests {
         for line in [
             "/// Input ports:\n/// - `name: String` (Textbox)\n",
             "/// - `loud: bool` (Checkbox) = `false`\n",
-            "/// - `colour: String` (Dropdown) = `\"red\"`\n",
-            "/// - `letters: Vec<String>` (Checkboxgroup) = `[\"a\"]`\n",
+            "/// - `colour: Colour` (Dropdown) = `\"red\"`\n",
+            "/// - `letters: Vec<Letters>` (Checkboxgroup) = `[\"a\"]`\n",
             "/// - `times: f64` (Number) = `2`\n",
             "/// Output ports:\n/// - `summary: serde_json::Value` (Json)\n",
         ] {
             assert!(settings.contains(line), "{line} in {settings}");
         }
+        // A Radio without a default: a port typed by the enum of its choices, which are not
+        // Rust names; a Dropdown's default is the enum's.
+        assert!(code.contains("pub fn paint(name: &str) -> GradioNode<(Shade,), (String,)> {"));
+        assert!(code.contains(".input::<Shade>(\"shade\")"));
+        let paint = function_of(&code, "paint");
+        for line in [
+            "/// - `shade: Shade` (Radio)\n",
+            "/// - `coats: f64` (Slider, 1 to 5) = `1`\n",
+            "/// - `finish: Finish` (Dropdown) = `\"gloss\"`\n",
+        ] {
+            assert!(paint.contains(line), "{line} in {paint}");
+        }
+        assert!(code.contains(
+            "/// The choices of `shade` of `/paint` (Radio), sent to the app as the strings shown.\n\
+             #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]\n\
+             pub enum Shade {\n    \
+             /// `\"Sky Blue\"`\n    #[serde(rename = \"Sky Blue\")]\n    SkyBlue,\n    \
+             /// `\"dark-red\"`\n    #[serde(rename = \"dark-red\")]\n    DarkRed,\n    \
+             /// `\"1st coat\"`\n    #[serde(rename = \"1st coat\")]\n    X1stCoat,\n    \
+             /// `\"self\"`\n    #[serde(rename = \"self\")]\n    Self_,\n}\n"
+        ), "{code}");
+        assert!(code.contains(
+            "#[derive(\n    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,\n)]\n\
+             pub enum Colour {\n    /// `\"red\"`, the app's default.\n    #[default]\n    #[serde(rename = \"red\")]\n    Red,\n"
+        ), "{code}");
+        // A list's items have no default.
+        assert!(code.contains(
+            "#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]\npub enum Letters {"
+        ), "{code}");
+        assert!(code.contains(
+            "// sent as the listed strings: the crate needs `serde` with its `derive` feature.\n"
+        ));
         // Files: a file port, an optional image left to its default, a gallery.
         assert!(
             code.contains("pub fn files(name: &str) -> GradioNode<(File,), (File, Vec<Image>)>")
@@ -904,7 +1194,7 @@ mod tests {
         assert!(code.contains("use daggr::{Audio, File, GradioNode, Image};\n"));
         assert!(code.contains("pub const SRC: &str = \"http://127.0.0.1:7860\";"));
         assert!(code.starts_with(
-            "// Typed daggr bindings for the Gradio app at http://127.0.0.1:7860: 8 endpoints.\n"
+            "// Typed daggr bindings for the Gradio app at http://127.0.0.1:7860: 9 endpoints.\n"
         ));
         assert_rustfmt_clean(&code);
     }
@@ -1012,6 +1302,82 @@ mod tests {
     fn file_schema() -> Json {
         json!({"properties": {"path": {"type": "string"}, "meta": {"default": {"_type": "gradio.FileData"}}},
                "title": "FileData", "type": "object"})
+    }
+
+    #[test]
+    fn choices_become_enums_named_after_their_parameters() {
+        let choices = |name: &str, component: &str, list: Json, default: Option<Json>| {
+            let mut p = param(
+                name,
+                component,
+                json!({"type": "string", "enum": list}),
+                "str",
+            );
+            if let Some(d) = default {
+                p["parameter_has_default"] = json!(true);
+                p["parameter_default"] = d;
+            }
+            p
+        };
+        let picks = param(
+            "picks",
+            "Dropdown",
+            json!({"type": "array", "items": {"type": "string", "enum": ["", "日本", "a b", "a-b", "Self"]}}),
+            "list[str]",
+        );
+        let info = json!({"named_endpoints": {
+            "/a": {"parameters": [
+                choices("colour", "Dropdown", json!(["red", "green"]), Some(json!("red"))),
+                choices("mode", "Radio", json!(["x", "y"]), None),
+                choices("default", "Dropdown", json!(["1", "2"]), Some(json!("2"))),
+                choices("size", "Dropdown", json!([1, 2]), None),
+            ], "returns": []},
+            "/b": {"parameters": [
+                choices("colour", "Dropdown", json!(["red", "green"]), Some(json!("red"))),
+                choices("mode", "Radio", json!(["x", "z"]), None),
+                picks,
+            ], "returns": [
+                {"label": "picked", "type": {"type": "string", "enum": ["x"]}, "component": "Dropdown"}
+            ]},
+            "/c": {"parameters": [
+                choices("opt", "Dropdown", json!(["on", "off"]), Some(Json::Null)),
+                choices("image_size", "Dropdown", json!(["small"]), None),
+            ], "returns": []},
+        }});
+        let code = code_for(&info);
+        // One parameter name, the same choices: one enum, for both endpoints.
+        assert_eq!(code.matches("pub enum Colour {").count(), 1, "{code}");
+        assert!(code.contains(
+            "/// The choices of `colour` of `/a` (Dropdown), `colour` of `/b` (Dropdown), sent to the app as the\n\
+             /// strings shown.\n\
+             #[derive(\n    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,\n)]\n\
+             pub enum Colour {\n"
+        ), "{code}");
+        // One name, other choices: an enum per endpoint; a name Rust uses: prefixed too.
+        assert!(code.contains(".input::<AMode>(\"mode\")"), "{code}");
+        assert!(code.contains(".input::<BMode>(\"mode\")"), "{code}");
+        assert!(code.contains("pub enum ADefault {\n    /// `\"1\"`\n    #[serde(rename = \"1\")]\n    X1,\n    /// `\"2\"`, the app's default.\n    #[default]\n"), "{code}");
+        // Choices that are numbers are no enum; nor is a return value.
+        assert!(function_of(&code, "a").contains("/// - `size: String` (Dropdown)\n"));
+        assert!(code.contains(".output::<String>(\"picked\")"), "{code}");
+        // A list of choices: a Vec of the enum; awkward choices get names all the same.
+        assert!(function_of(&code, "b").contains("/// - `picks: Vec<Picks>` (Dropdown)\n"));
+        for variant in [
+            "#[serde(rename = \"\")]\n    Empty,",
+            "#[serde(rename = \"日本\")]\n    Choice2,",
+            "#[serde(rename = \"a b\")]\n    AB,",
+            "#[serde(rename = \"a-b\")]\n    AB2,",
+            "#[serde(rename = \"Self\")]\n    Self_,",
+        ] {
+            assert!(code.contains(variant), "{variant} in {code}");
+        }
+        // A default of `None`: optional, and no default variant.
+        assert!(function_of(&code, "c").contains("/// - `opt: Option<Opt>` (Dropdown) = `null`\n"));
+        assert!(code.contains("#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]\npub enum Opt {"));
+        // `ImageSize` names no media type: nothing more to import.
+        assert!(code.contains(".input::<ImageSize>(\"image_size\")"));
+        assert!(code.contains("use daggr::GradioNode;\n"), "{code}");
+        assert_rustfmt_clean(&code);
     }
 
     #[test]
@@ -1205,7 +1571,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "the app has no endpoint `/uper`; did you mean `/upper`? (its endpoints: /echo_audio, \
-             /files, /make-thumb, /predict, /predict_1, /settings, /type, /upper)"
+             /files, /make-thumb, /paint, /predict, /predict_1, /settings, /type, /upper)"
         );
         let err = generate(&json!({"detail": "Not Found"}), &options("a/b")).unwrap_err();
         assert_eq!(

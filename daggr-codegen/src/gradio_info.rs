@@ -29,6 +29,40 @@ pub struct ParamInfo {
     pub python_type: String,
 }
 
+impl ParamInfo {
+    /// The strings the parameter takes, when `/info` lists them: the choices of a
+    /// Dropdown or Radio (`"enum"` in its schema), or of each item of a list (a
+    /// CheckboxGroup, a multiselect Dropdown: `"items": {"enum": …}`). `None` when there
+    /// is no list, it is empty, or a choice is not a string (Gradio lists a choice's value,
+    /// which may be a number). Gradio lists the choices of a Dropdown made with
+    /// `allow_custom_value=True` too, though it then takes other strings as well.
+    pub fn choices(&self) -> Option<Vec<String>> {
+        let list = self
+            .schema
+            .get("enum")
+            .or_else(|| self.schema.pointer("/items/enum"))?
+            .as_array()?;
+        let choices: Option<Vec<String>> = list
+            .iter()
+            .map(|c| c.as_str().map(str::to_string))
+            .collect();
+        choices.filter(|c| !c.is_empty())
+    }
+
+    /// The least and greatest value a Slider takes, from the description Gradio gives its
+    /// schema (`"numeric value between 8 and 64"`, Gradio 4, 5 and 6 alike); `None` for
+    /// other parameters.
+    pub fn range(&self) -> Option<(f64, f64)> {
+        let text = self.schema.get("description")?.as_str()?;
+        let (low, high) = text
+            .trim()
+            .strip_prefix("numeric value between ")?
+            .split_once(" and ")?;
+        let (low, high) = (low.trim().parse().ok()?, high.trim().parse().ok()?);
+        Some((low, high))
+    }
+}
+
 /// One return value of an endpoint, as `/info` describes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReturnInfo {
@@ -188,6 +222,49 @@ mod tests {
         assert!(!schema_has_file(&json!({"type": "string"})));
     }
 
+    fn param_with(schema: Json) -> ParamInfo {
+        ParamInfo {
+            name: "p".into(),
+            label: "p".into(),
+            has_default: false,
+            default: Json::Null,
+            is_file: false,
+            component: String::new(),
+            schema,
+            python_type: String::new(),
+        }
+    }
+
+    #[test]
+    fn choices_and_ranges_come_from_the_schema() {
+        // As Gradio 4.44, 5.50 and 6.31 describe a Dropdown, a Radio, a CheckboxGroup.
+        let dropdown = param_with(json!({"type": "string", "enum": ["red", "green"]}));
+        assert_eq!(dropdown.choices(), Some(vec!["red".into(), "green".into()]));
+        let radio = param_with(json!({"enum": ["Sky Blue"], "title": "Radio", "type": "string"}));
+        assert_eq!(radio.choices(), Some(vec!["Sky Blue".into()]));
+        let group = param_with(
+            json!({"items": {"enum": ["a", "b"], "type": "string"}, "title": "Checkbox Group", "type": "array"}),
+        );
+        assert_eq!(group.choices(), Some(vec!["a".into(), "b".into()]));
+        // Choices whose values are numbers, no choices, no list: not string choices.
+        assert_eq!(param_with(json!({"enum": [1, 2]})).choices(), None);
+        assert_eq!(param_with(json!({"enum": []})).choices(), None);
+        assert_eq!(param_with(json!({"type": "string"})).choices(), None);
+
+        let slider =
+            param_with(json!({"type": "number", "description": "numeric value between 8 and 64"}));
+        assert_eq!(slider.range(), Some((8.0, 64.0)));
+        let floats = param_with(
+            json!({"type": "number", "description": "numeric value between -0.5 and 1.5"}),
+        );
+        assert_eq!(floats.range(), Some((-0.5, 1.5)));
+        assert_eq!(
+            param_with(json!({"type": "number", "description": "a weight"})).range(),
+            None
+        );
+        assert_eq!(param_with(json!({"type": "number"})).range(), None);
+    }
+
     #[test]
     fn info_describes_endpoints() {
         let info = json!({
@@ -238,6 +315,8 @@ mod tests {
         let out = &upper.returns[0];
         assert_eq!((out.label.as_str(), out.is_file), ("out", true));
         assert_eq!(out.python_type, "");
+
+        assert_eq!((upper.parameters[0].choices(), path.range()), (None, None));
 
         assert_eq!(
             parse_info(&json!({"detail": "Not Found"})),

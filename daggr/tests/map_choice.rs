@@ -457,3 +457,85 @@ async fn a_choice_is_checked_when_built() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn items_with_the_same_inputs_run_once() {
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("dupes").cache(Cache::temporary().unwrap());
+    let list = g.input(
+        "words",
+        vec!["a".to_string(), "b".into(), "a".into(), "a".into()],
+    );
+    let loud = g.map(upper(calls.clone()), (each(list),));
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 2, "one call per distinct item");
+    assert_eq!(*report.value(&loud).unwrap(), ["A", "B", "A", "A"]);
+    let result = pipeline.result(loud.node_id()).unwrap().unwrap();
+    let Some(Parts::Items(items)) = result.parts.as_deref() else {
+        panic!("item outcomes");
+    };
+    assert_eq!(items.len(), 4);
+    assert_eq!(items[0].key, items[2].key);
+}
+
+#[tokio::test]
+async fn a_choice_follows_its_variants_cache_policies_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Calls::default());
+    let build = |never: bool, version: &str| {
+        let mut g = Graph::new("policies").cache(Cache::open(dir.path()).unwrap());
+        let text = g.input("text", "hi".to_string());
+        let mut secret = variant("secret", calls.clone(), false).version(version);
+        if never {
+            secret = secret.cache_policy(daggr::CachePolicy::NeverCache);
+        }
+        let out = g.choose(
+            Choice::new("caption", "secret", secret)
+                .or("plain", variant("plain", calls.clone(), false)),
+            (text,),
+        );
+        (g.build().unwrap(), out)
+    };
+
+    // A variant that must not be cached is called every run, in this process and the next.
+    let (pipeline, _) = build(true, "1");
+    pipeline.run(Scope::All).await.unwrap();
+    pipeline.run(Scope::All).await.unwrap();
+    assert!(pipeline.cache().flush().is_empty());
+    let (pipeline, _) = build(true, "1");
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 3);
+
+    // A cached variant: a hit, whose result still says which variant made it; bumping the
+    // variant's version recomputes it.
+    let (pipeline, out) = build(false, "1");
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 1);
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("caption"),
+        Some(Outcome::Cached(_))
+    ));
+    assert!(pipeline.cache().flush().is_empty());
+    let (pipeline, out2) = build(false, "1");
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 0);
+    assert!(matches!(
+        report.outcome("caption"),
+        Some(Outcome::Cached(_))
+    ));
+    let result = pipeline.result(out2.node_id()).unwrap().unwrap();
+    assert!(matches!(
+        result.parts.as_deref(),
+        Some(Parts::Variant { used, .. }) if used == "secret"
+    ));
+    let _ = out;
+    let (pipeline, _) = build(false, "2");
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(
+        calls.take(),
+        1,
+        "a new version of the selected variant runs again"
+    );
+}

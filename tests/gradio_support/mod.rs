@@ -135,6 +135,8 @@ pub struct GradioApp {
     /// The app's own `GRADIO_TEMP_DIR` (where uploads go), once
     /// [`GradioApp::restart_on_a_new_machine`] gave it one; else Gradio's default.
     files: Option<tempfile::TempDir>,
+    /// Environment variables of its own (a fixture's settings, e.g. map_app.py's label).
+    env: Vec<(String, String)>,
 }
 
 impl GradioApp {
@@ -155,8 +157,26 @@ impl GradioApp {
         Self::launched(app, free_port(), Some((user.into(), password.into())))
     }
 
+    /// Starts `app` on a free port with the environment variables `env` (kept on a
+    /// restart): the settings a fixture reads, e.g. map_app.py's `FIXTURE_LABEL`.
+    pub fn start_with_env(app: &str, env: &[(&str, &str)]) -> GradioApp {
+        let mut me = Self::unlaunched(app, free_port(), None);
+        me.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        me.launch();
+        me
+    }
+
     fn launched(app: &str, port: u16, auth: Option<(String, String)>) -> GradioApp {
-        let mut me = GradioApp {
+        let mut me = Self::unlaunched(app, port, auth);
+        me.launch();
+        me
+    }
+
+    fn unlaunched(app: &str, port: u16, auth: Option<(String, String)>) -> GradioApp {
+        GradioApp {
             child: None,
             app: app.to_string(),
             port,
@@ -164,9 +184,8 @@ impl GradioApp {
             log: std::env::temp_dir().join(format!("daggr-gradio-{app}-{port}.log")),
             auth,
             files: None,
-        };
-        me.launch();
-        me
+            env: Vec::new(),
+        }
     }
 
     fn launch(&mut self) {
@@ -179,6 +198,7 @@ impl GradioApp {
         if let Some(files) = &self.files {
             command.env("GRADIO_TEMP_DIR", files.path());
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = command
             .arg(fixtures.join("_run.py"))
             .arg(fixtures.join(&self.app))

@@ -94,6 +94,14 @@ pub(super) async fn evaluate(
     }
 }
 
+/// The variant a choice node's inputs select (`None` for other nodes).
+pub(super) fn selection_of(node: &dyn Node, inputs: &[Value]) -> Option<String> {
+    match node.composite() {
+        Some(Composite::Choice(_)) => inputs.last()?.downcast_ref::<String>().cloned(),
+        _ => None,
+    }
+}
+
 /// One part's evaluation: its key, and its outputs and outcome (or error).
 struct PartDone {
     key: CacheKey,
@@ -101,18 +109,17 @@ struct PartDone {
     queued: bool,
 }
 
-/// Evaluates `part` on `values`: a cache hit, or a run under the concurrency limits (then
-/// its result is stored, unless its policy says not to).
+/// Evaluates `part` on `values` (keyed by `preimage`): a cache hit, or a run under the
+/// concurrency limits (then its result is stored, unless its policy says not to).
 async fn run_part(
     shared: &Shared,
     part: &Arc<dyn Node>,
-    code: &str,
+    preimage: KeyPreimage,
     ctx: NodeContext,
     values: Vec<Value>,
     span: tracing::Span,
 ) -> PartDone {
     let spec = part.spec();
-    let preimage: KeyPreimage = preimage_of(spec, code.to_string(), &values);
     let key = preimage.key();
     let cache = &shared.s.cache;
     let policy = spec.config.cache;
@@ -128,13 +135,8 @@ async fn run_part(
     } else {
         cache.count_miss();
     }
-    let _global = shared
-        .s
-        .global
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("semaphores are never closed");
+    // The group's slot first: a part waiting for its group holds no slot of the pipeline's
+    // that unrelated nodes could use.
     let _group = match spec
         .config
         .group
@@ -149,6 +151,13 @@ async fn run_part(
         ),
         None => None,
     };
+    let _global = shared
+        .s
+        .global
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("semaphores are never closed");
     let inputs = Inputs {
         node: ctx.node.clone(),
         values,
@@ -201,13 +210,25 @@ async fn map(
     };
     let total = items.len();
     let item = plan.item_node();
-    let mut pending: FuturesUnordered<_> = items
+    // Items with the same inputs have the same key: each distinct key runs once, and its
+    // result goes to every item that has it.
+    let mut first_of: std::collections::HashMap<CacheKey, usize> = Default::default();
+    let mut same_as: Vec<usize> = Vec::with_capacity(total);
+    let mut distinct = Vec::new();
+    for (index, values) in items.into_iter().enumerate() {
+        let preimage = preimage_of(item.spec(), code.clone(), &values);
+        let first = *first_of.entry(preimage.key()).or_insert(index);
+        same_as.push(first);
+        if first == index {
+            distinct.push((index, preimage, values));
+        }
+    }
+    let mut pending: FuturesUnordered<_> = distinct
         .into_iter()
-        .enumerate()
-        .map(|(index, values)| {
-            let (ctx, span, code) = (ctx.clone(), span.clone(), code.as_str());
+        .map(|(index, preimage, values)| {
+            let (ctx, span) = (ctx.clone(), span.clone());
             async move {
-                let done = run_part(shared, item, code, ctx, values, span).await;
+                let done = run_part(shared, item, preimage, ctx, values, span).await;
                 (index, done)
             }
         })
@@ -216,54 +237,57 @@ async fn map(
     let mut results: Vec<Option<Result<Value, ItemError>>> = vec![None; total];
     let mut queued = Vec::new();
     let mut finished = 0;
-    while let Some((index, done)) = pending.next().await {
-        finished += 1;
+    while let Some((first, done)) = pending.next().await {
         if done.queued {
             queued.push(done.key);
         }
-        let (outcome, result) = match done.result {
+        let (outcome, value, error) = match done.result {
             Ok((values, outcome)) => match values.first().cloned() {
-                Some(value) => (outcome, Ok(value)),
+                Some(value) => (outcome, Some(value), None),
                 None => {
-                    let error = Error::NodeFailed {
+                    let e = Error::NodeFailed {
                         node: spec.name.clone(),
                         source: "an item returned no output".into(),
                     };
-                    let text = error_chain(&error);
-                    (
-                        Outcome::Failed(Arc::new(error)),
-                        Err(ItemError { index, error: text }),
-                    )
+                    let text = error_chain(&e);
+                    (Outcome::Failed(Arc::new(e)), None, Some(text))
                 }
             },
-            Err(error) => {
-                let text = error_chain(&error);
-                (
-                    Outcome::Failed(Arc::new(error)),
-                    Err(ItemError { index, error: text }),
-                )
+            Err(e) => {
+                let text = error_chain(&e);
+                (Outcome::Failed(Arc::new(e)), None, Some(text))
             }
         };
-        ctx.events.send(Event::ItemFinished {
-            run: ctx.run,
-            node: ctx.index,
-            name: ctx.node.clone(),
-            item: index,
-            outcome: outcome.span_label(),
-            error: result.as_ref().err().map(|e| e.error.clone()),
-        });
-        if let Err(e) = &result {
-            ctx.log(format!("item {index} failed: {}", e.error));
+        for index in (first..total).filter(|&i| same_as[i] == first) {
+            finished += 1;
+            let result = match (&value, &error) {
+                (Some(value), None) => Ok(value.clone()),
+                _ => Err(ItemError {
+                    index,
+                    error: error.clone().unwrap_or_default(),
+                }),
+            };
+            ctx.events.send(Event::ItemFinished {
+                run: ctx.run,
+                node: ctx.index,
+                name: ctx.node.clone(),
+                item: index,
+                outcome: outcome.span_label(),
+                error: error.clone(),
+            });
+            if let Some(error) = &error {
+                ctx.log(format!("item {index} failed: {error}"));
+            }
+            outcomes[index] = Some(ItemOutcome {
+                key: done.key,
+                outcome: outcome.clone(),
+            });
+            results[index] = Some(result);
         }
         ctx.progress(
             Some(finished as f32 / total as f32),
             format!("{finished} of {total} items"),
         );
-        outcomes[index] = Some(ItemOutcome {
-            key: done.key,
-            outcome,
-        });
-        results[index] = Some(result);
     }
     let results: Vec<Result<Value, ItemError>> = results.into_iter().flatten().collect();
     let failed = results.iter().filter(|r| r.is_err()).count();
@@ -296,11 +320,11 @@ async fn choice(
     let mut queued = Vec::new();
     for (position, index) in order.iter().enumerate() {
         let (name, variant) = variants[*index];
-        let code = part_code(variant).await;
+        let preimage = preimage_of(variant.spec(), part_code(variant).await, &values);
         let done = run_part(
             shared,
             variant,
-            &code,
+            preimage,
             ctx.clone(),
             values.clone(),
             span.clone(),

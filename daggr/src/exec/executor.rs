@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::composite::PartsDone;
 use super::state::Shared;
-use super::{NodeFailure, NodeResult, Outcome, RunReport};
+use super::{NodeFailure, NodeResult, Outcome, Parts, RunReport};
 use crate::cache::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::error::Error;
 use crate::graph::Binding;
@@ -481,10 +481,8 @@ impl Executor {
                         parts,
                     };
                 }
-                let _global = global
-                    .acquire_owned()
-                    .await
-                    .expect("semaphores are never closed");
+                // The group's slot first: a node waiting for its group holds none of the
+                // pipeline's slots, which unrelated nodes can use meanwhile.
                 let _group = match group {
                     Some(g) => Some(
                         g.acquire_owned()
@@ -493,6 +491,10 @@ impl Executor {
                     ),
                     None => None,
                 };
+                let _global = global
+                    .acquire_owned()
+                    .await
+                    .expect("semaphores are never closed");
                 TaskDone {
                     result: execute(node, ctx, inputs, attempts, task_span, false).await,
                     rekeyed,
@@ -512,7 +514,20 @@ impl Executor {
         let name = self.shared.s.names[n].clone();
         let prepared = self.prepared.remove(&n);
         let running = self.running.remove(&n);
-        let parts = self.parts.remove(&n);
+        let parts = self.parts.remove(&n).or_else(|| {
+            // A choice found whole in the cache: its selection produced it.
+            let prepared = prepared.as_ref()?;
+            let selection =
+                super::composite::selection_of(&*self.shared.s.nodes[n], &prepared.inputs)?;
+            Some(PartsDone {
+                parts: Parts::Variant {
+                    used: selection,
+                    failed: Vec::new(),
+                },
+                queued: Vec::new(),
+                complete: true,
+            })
+        });
         if let Some(parts) = &parts {
             self.queued.extend(parts.queued.iter().map(|key| (n, *key)));
         }

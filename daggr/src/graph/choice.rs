@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use super::{constant, ArgTuple, ErasedSource, Graph, IntoSource, IntoSources, TypedNode};
 use crate::error::{suggest, BoxError, Error};
 use crate::node::composite::{ChoicePlan, Composite, VARIANT_PORT};
-use crate::node::{Inputs, Node, NodeContext, NodeSpec, PortSpec};
+use crate::node::{CachePolicy, Inputs, Node, NodeContext, NodeSpec, PortSpec};
 use crate::value::Value;
 
 /// Several interchangeable nodes for one step; add it with [`Graph::choose`].
@@ -115,10 +115,11 @@ impl Node for ChoiceNode {
         Some(&self.composite)
     }
 
-    /// Every variant is checked: a fallback must be ready when it is needed.
+    /// Every variant is checked. Without fallback each must pass; with fallback one that
+    /// passes is enough (the others' failures are what fallback is for).
     fn preflight(&self) -> Option<BoxFuture<'static, Result<(), Error>>> {
-        let checks: Vec<_> = self
-            .plan()
+        let plan = self.plan();
+        let checks: Vec<_> = plan
             .variants
             .iter()
             .filter_map(|(_, node)| node.preflight())
@@ -126,11 +127,41 @@ impl Node for ChoiceNode {
         if checks.is_empty() {
             return None;
         }
+        let unchecked = checks.len() < plan.variants.len();
+        let fallback = plan.fallback;
         Some(Box::pin(async move {
-            for check in futures::future::join_all(checks).await {
-                check?;
+            let results = futures::future::join_all(checks).await;
+            if fallback && (unchecked || results.iter().any(Result::is_ok)) {
+                return Ok(());
             }
-            Ok(())
+            results.into_iter().collect()
+        }))
+    }
+
+    /// Every variant's code as learnt at run time (a Space's revision), joined as the spec's
+    /// fingerprint is, so that an updated variant is not served its old result.
+    fn runtime_fingerprint(&self) -> Option<BoxFuture<'static, Option<String>>> {
+        let variants = &self.plan().variants;
+        if variants
+            .iter()
+            .all(|(_, n)| n.runtime_fingerprint().is_none())
+        {
+            return None;
+        }
+        let parts: Vec<_> = variants
+            .iter()
+            .map(|(_, n)| (n.runtime_fingerprint(), n.spec().code_fingerprint.clone()))
+            .collect();
+        Some(Box::pin(async move {
+            let mut codes = Vec::with_capacity(parts.len());
+            for (learnt, fixed) in parts {
+                let learnt = match learnt {
+                    Some(f) => f.await,
+                    None => None,
+                };
+                codes.push(learnt.unwrap_or(fixed));
+            }
+            Some(codes.join(" | "))
         }))
     }
 
@@ -271,11 +302,27 @@ impl Graph {
                     .iter()
                     .map(|(v, n)| (v.clone(), n.spec().params.clone()))
                     .collect::<serde_json::Map<_, _>>(),
+                "versions": variants
+                    .iter()
+                    .map(|(v, n)| (v.clone(), serde_json::json!(n.spec().config.version)))
+                    .collect::<serde_json::Map<_, _>>(),
                 "fallback": fallback,
             }),
             inputs,
             outputs: first.outputs.clone(),
-            config: Default::default(),
+            config: crate::node::NodeConfig {
+                // A variant that must not be cached (or must run each time) keeps the whole
+                // choice out of the cache; each variant still follows its own policy.
+                cache: if variants
+                    .iter()
+                    .all(|(_, n)| n.spec().config.cache == CachePolicy::Default)
+                {
+                    CachePolicy::Default
+                } else {
+                    CachePolicy::NeverCache
+                },
+                ..Default::default()
+            },
         };
         let mut sources: Vec<ErasedSource> = sources.into_bindings();
         let selection = constant(selected).into_source();

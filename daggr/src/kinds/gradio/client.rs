@@ -1102,7 +1102,7 @@ impl GradioClient {
                 .timeout(Duration::from_secs(5)),
             &url,
         );
-        match request.send().await {
+        match http_client::send(request).await {
             Ok(r) => {
                 tracing::debug!(node = %i.node, status = %r.status(), "cancelled the remote job")
             }
@@ -1291,7 +1291,7 @@ impl Inner {
             &url,
         );
         self.app.probes.fetch_add(1, Ordering::Relaxed);
-        let response = match request.send().await {
+        let response = match http_client::send(request).await {
             Ok(r) if r.status().is_success() => r,
             Ok(_) => return Probe::Unknown { answered: true },
             Err(_) => return Probe::Unknown { answered: false },
@@ -1546,7 +1546,7 @@ impl Inner {
         loop {
             let request = self.authorize(make(self.client_for(url), url), url);
             let sent = tokio::select! {
-                r = request.send() => r,
+                r = http_client::send(request) => r,
                 _ = cancel.cancelled() => return Err(Error::Cancelled { node: self.node.clone() }),
             };
             let restart_like = match &sent {

@@ -1315,6 +1315,24 @@ impl<Args: ArgTuple, Outs: OutputTuple> Node for GradioNode<Args, Outs> {
         })
     }
 
+    /// What the app's `/info` says of the parameter input `port` feeds, once the node is
+    /// connected (by a run, [`Pipeline::preflight`](crate::Pipeline::preflight) or
+    /// [`GradioNode::connect`]): a Dropdown's or Radio's choices, a Slider's range.
+    fn input_hint(&self, port: usize) -> Option<crate::node::InputHint> {
+        let conn = self.conn.get()?;
+        let info = conn.client.endpoints().get(&self.settings.api)?;
+        let param = conn
+            .plan
+            .iter()
+            .position(|arg| matches!(arg, Arg::Input(p, _) if *p == port))
+            .and_then(|i| info.parameters.get(i))?;
+        if let Some(choices) = param.choices() {
+            return Some(crate::node::InputHint::choices(choices));
+        }
+        let (low, high) = param.range()?;
+        Some(crate::node::InputHint::range(low, high))
+    }
+
     /// Connects as [`GradioNode::connect`] does, into the connection the runs use.
     fn preflight(&self) -> Option<BoxFuture<'static, Result<(), Error>>> {
         let settings = self.settings.clone();

@@ -56,6 +56,56 @@ pub(crate) fn build(
     builder.build().map_err(ClientError)
 }
 
+/// Sends `request` from daggr's own HTTP runtime, where the client's connections then live.
+///
+/// A pooled connection belongs to the runtime that opened it and dies with it. Clients are
+/// shared (one per app, by every pipeline of the process), and pipelines may run on
+/// several runtimes (two `#[tokio::test]`s, a program with a runtime per job): a request
+/// sent on a connection whose runtime ended fails ("dispatch task is gone"), or breaks
+/// while its answer streams in. Connections opened on a runtime that lives as long as the
+/// process do not. The caller awaits the answer and reads its body on its own runtime;
+/// dropping the future aborts the request.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    /// Aborts the spawned request when the caller stops waiting (cancellation).
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = io_runtime().spawn(request.send());
+    let _abort = AbortOnDrop(task.abort_handle());
+    match task.await {
+        Ok(answer) => answer,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The runtime HTTP connections live on: a current-thread runtime driven by a thread of
+/// its own (the requests are I/O), started when first needed, for the rest of the process.
+fn io_runtime() -> &'static tokio::runtime::Handle {
+    static IO: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    IO.get_or_init(|| {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("daggr-http".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime can be built");
+                let _ = handle_tx.send(runtime.handle().clone());
+                runtime.block_on(std::future::pending::<()>());
+            })
+            .expect("a thread can be started");
+        handle_rx
+            .recv()
+            .expect("the HTTP runtime's thread sends its handle")
+    })
+}
+
 /// The client for requests with no timeout or policy of their own (Hub look-ups, a local
 /// app's readiness): built once, so its connection pool is shared.
 pub(crate) fn shared() -> Result<reqwest::Client, ClientError> {
