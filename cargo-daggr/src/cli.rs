@@ -53,9 +53,23 @@ pub enum DaggrCommand {
     Graph(GraphArgs),
     /// Run a pipeline headless on the given inputs and print its outputs, and which nodes
     /// ran or came from the cache; exit status 1 when a node failed, 2 for bad inputs.
+    /// With `--batch FILE`, run it over every input set of a JSON Lines file as one worker
+    /// of a resumable batch that other workers may share.
     Run(RunArgs),
     /// Generate typed Rust bindings for an app's API.
     Codegen(CodegenArgs),
+    /// List, show, delete or export the project's sheets (`.daggr/sheets.db`, or
+    /// `DAGGR_SHEETS_URL`), with their sizes.
+    Sheets(crate::admin::SheetsArgs),
+    /// The project's cache (`.daggr/cache`): its size, and collecting the results no sheet
+    /// refers to.
+    Cache(crate::admin::CacheArgs),
+    /// Build a pipeline target and serve it: the workflow API (`POST /api/call`, `GET
+    /// /api/openapi.json`), and the inspector unless `--api-only`.
+    Serve(crate::serve::ServeArgs),
+    /// Write a Docker Space that builds a pipeline target and serves it; with a Hugging
+    /// Face write token (HF_TOKEN), create the Space and upload it.
+    Deploy(crate::deploy::DeployArgs),
 }
 
 /// `cargo daggr codegen` arguments.
@@ -182,6 +196,9 @@ pub struct RunArgs {
     /// failed) instead of the outputs as text.
     #[arg(long)]
     pub json: bool,
+    /// `--batch FILE` and its flags: a batch instead of one call (see [`crate::batch`]).
+    #[command(flatten)]
+    pub batch: crate::batch::BatchArgs,
     /// Which target to build and how.
     #[command(flatten)]
     pub build: BuildArgs,
@@ -216,6 +233,15 @@ pub enum CliError {
     /// A `--input` flag is not `NAME=VALUE`, or names an input twice.
     #[error("{0}")]
     Input(String),
+    /// The runtime refused (opening the sheets or the cache, reading a sheet).
+    #[error(transparent)]
+    Daggr(#[from] daggr::Error),
+    /// No such sheet, or a sheet name that several pipelines have.
+    #[error("{0}")]
+    Sheet(String),
+    /// The Hub refused a request of `cargo daggr deploy`, or could not be reached.
+    #[error("{0}")]
+    Hub(String),
     /// The app or its API description could not be had.
     #[error(transparent)]
     App(#[from] crate::app::AppError),
@@ -292,6 +318,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         DaggrCommand::Codegen(CodegenArgs {
             target: CodegenTarget::Gradio(gradio),
         }) => codegen_gradio(&gradio),
+        DaggrCommand::Sheets(sheets) => crate::admin::sheets(&sheets),
+        DaggrCommand::Cache(cache) => crate::admin::cache(&cache),
+        DaggrCommand::Serve(serve) => crate::serve::serve(&serve),
+        DaggrCommand::Deploy(deploy) => crate::deploy::deploy(&deploy),
         DaggrCommand::Run(run) => {
             let code = run_headless(&run)?;
             if code != 0 {
@@ -343,6 +373,9 @@ pub fn run_headless(args: &RunArgs) -> Result<i32, CliError> {
     let inputs = parse_inputs(&args.inputs)?;
     let build = choose_target(&args.build)?;
     let (name, exe) = build_target(&build)?;
+    if let Some(file) = &args.batch.batch {
+        return crate::batch::run_batch(&args.batch, file, args.json, &name, &exe);
+    }
     let dir = tempfile::Builder::new()
         .prefix("cargo-daggr-")
         .tempdir()
@@ -549,7 +582,7 @@ pub fn choose_pipeline(
 /// The target to build when neither `--bin` nor `--example` names one, chosen before
 /// building, as `cargo run` chooses: the package's one binary, or its `default-run`.
 /// Several binaries, or none, are an error saying which there are.
-fn choose_target(args: &BuildArgs) -> Result<BuildArgs, CliError> {
+pub(crate) fn choose_target(args: &BuildArgs) -> Result<BuildArgs, CliError> {
     if args.bin.is_some() || args.example.is_some() {
         return Ok(args.clone());
     }
@@ -619,7 +652,7 @@ fn choose_target(args: &BuildArgs) -> Result<BuildArgs, CliError> {
 }
 
 /// Builds the target `args` select: its name and executable.
-fn build_target(args: &BuildArgs) -> Result<(String, PathBuf), CliError> {
+pub(crate) fn build_target(args: &BuildArgs) -> Result<(String, PathBuf), CliError> {
     let mut build = cargo();
     build
         .arg("build")
@@ -679,6 +712,13 @@ fn build_target(args: &BuildArgs) -> Result<(String, PathBuf), CliError> {
 /// graph it wrote: the target's name and the graph.
 fn build_and_ask(args: &BuildArgs) -> Result<(String, PipelineIr), CliError> {
     let (name, exe) = build_target(args)?;
+    let ir = ask_graph(&name, &exe, args.timeout)?;
+    Ok((name, ir))
+}
+
+/// Runs the built target `name` (at `exe`) with the graph handshake variable and reads the
+/// graph it wrote (within `timeout` seconds).
+pub(crate) fn ask_graph(name: &str, exe: &Path, timeout: u64) -> Result<PipelineIr, CliError> {
     // A fresh private directory (mode 0700 on Unix, removed on drop): the target writes the
     // graph there, so no other user can plant or read the file.
     let dir = tempfile::Builder::new()
@@ -686,7 +726,7 @@ fn build_and_ask(args: &BuildArgs) -> Result<(String, PipelineIr), CliError> {
         .tempdir()
         .map_err(|e| CliError::Io(format!("creating a temporary directory: {e}")))?;
     let file = dir.path().join("graph.json");
-    let mut command = Command::new(&exe);
+    let mut command = Command::new(exe);
     command
         .env(EXPORT_GRAPH_ENV, &file)
         .env("DAGGR_NO_LAUNCH", "1")
@@ -694,10 +734,9 @@ fn build_and_ask(args: &BuildArgs) -> Result<(String, PipelineIr), CliError> {
         // What the program prints (say, "set DAGGR_LLM_URL" before it exits) is shown, but
         // never mixed into the graph on stdout.
         .stdout(std::io::stderr());
-    let timeout = std::time::Duration::from_secs(args.timeout);
-    let status = run_with_timeout(&mut command, timeout)
+    let status = run_with_timeout(&mut command, std::time::Duration::from_secs(timeout))
         .map_err(|e| CliError::Io(format!("running {}: {e}", exe.display())))?
-        .ok_or_else(|| CliError::Timeout(format!("the target `{name}`"), args.timeout))?;
+        .ok_or_else(|| CliError::Timeout(format!("the target `{name}`"), timeout))?;
     // `ExitStatus` displays as "exit status: 0" (or "signal: 9 (SIGKILL)").
     let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
@@ -705,9 +744,8 @@ fn build_and_ask(args: &BuildArgs) -> Result<(String, PipelineIr), CliError> {
         }
         _ => CliError::Io(format!("reading the graph `{name}` wrote: {e}")),
     })?;
-    let ir = PipelineIr::from_json(&text)
-        .map_err(|e| CliError::Io(format!("the graph `{name}` wrote is not valid: {e}")))?;
-    Ok((name, ir))
+    PipelineIr::from_json(&text)
+        .map_err(|e| CliError::Io(format!("the graph `{name}` wrote is not valid: {e}")))
 }
 
 /// Runs `command` to its end, or kills it after `timeout` (then `Ok(None)`).
@@ -732,7 +770,7 @@ fn run_with_timeout(
 }
 
 /// `cargo metadata` of the workspace `args` point at (no dependencies).
-fn metadata(args: &BuildArgs) -> Result<Metadata, CliError> {
+pub(crate) fn metadata(args: &BuildArgs) -> Result<Metadata, CliError> {
     let mut command = MetadataCommand::new();
     command.no_deps();
     if let Some(cargo) = std::env::var_os("CARGO") {
@@ -786,7 +824,7 @@ fn current_packages<'m>(meta: &'m Metadata, manifest: Option<&Path>) -> Vec<&'m 
 }
 
 /// The packages `args` select: `--package`, or those cargo would choose without it.
-fn candidate_packages<'m>(
+pub(crate) fn candidate_packages<'m>(
     meta: &'m Metadata,
     args: &BuildArgs,
 ) -> Result<Vec<&'m Package>, CliError> {

@@ -47,7 +47,7 @@ use syn::visit::Visit;
 use crate::fn_node::{signature, FnSignature};
 use crate::ir::{GraphIr, OutputIr, PipelineIr, PortIr};
 use crate::options::{did_you_mean, AttrOptions};
-use crate::pipeline::{classify, LenientPipeline, PipelineDef, SourceRef};
+use crate::pipeline::{classify, LenientPipeline, PipelineDef, SourceRef, VariantNode};
 use crate::suggest;
 
 /// Why no graph could be read.
@@ -524,9 +524,21 @@ impl StaticSources {
         let inputs: HashSet<String> = def.inputs.iter().map(|i| i.name.to_string()).collect();
         // Node → (function, its output ports), for the nodes whose ports are known.
         let mut outputs: HashMap<String, (String, Vec<(String, String)>)> = HashMap::new();
-        for node in def.nodes.iter().filter(|n| n.custom.is_none()) {
-            if let Some(ports) = self.known_outputs(&node.func) {
-                let func = node.func.segments.last().map(|s| s.ident.to_string());
+        for node in &def.nodes {
+            // A choice shows its first variant's output (the variants' are the same).
+            let func = match (&node.custom, &node.choice) {
+                (None, None) => &node.func,
+                (None, Some(choice)) => match choice.variants.first().map(|v| &v.node) {
+                    Some(VariantNode::Fn(path)) => path,
+                    _ => continue,
+                },
+                (Some(_), _) => continue,
+            };
+            if let Some(mut ports) = self.known_outputs(func) {
+                if node.map.is_some() {
+                    ports.truncate(1);
+                }
+                let func = func.segments.last().map(|s| s.ident.to_string());
                 outputs.insert(node.name.to_string(), (func.unwrap_or_default(), ports));
             }
         }
@@ -574,10 +586,28 @@ impl StaticSources {
                 }
             }
         };
-        for node in def.nodes.iter().filter(|n| n.custom.is_none()) {
+        for node in def.nodes.iter().filter(|n| !n.is_fn_node()) {
+            for arg in &node.args {
+                check_source(&arg.value, &mut errors);
+            }
+        }
+        for node in def.nodes.iter().filter(|n| n.is_fn_node()) {
             if let Some(sig) = self.signature_of(&node.func) {
                 let func = node.func.segments.last().map(|s| s.ident.to_string());
                 let func = func.unwrap_or_default();
+                if node.map.is_some() && sig.outputs.len() > 1 {
+                    errors.push((
+                        node.func
+                            .segments
+                            .last()
+                            .map_or(node.name.span(), |s| s.ident.span()),
+                        format!(
+                            "a mapped node has one output port, and `{func}` has {} (node `{}`): split it, or map a function returning one value",
+                            sig.outputs.len(),
+                            node.name
+                        ),
+                    ));
+                }
                 let takes = sig.inputs.iter().map(|(p, _)| p.as_str());
                 let mut unknown = false;
                 for arg in &node.args {
@@ -925,6 +955,70 @@ mod tests {
         assert!(
             err.contains("node `l` (`shout`) has no output `out`; its outputs: `output`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn maps_and_choices_are_read_from_sources() {
+        let mut sources = StaticSources::new();
+        sources
+            .add_source(
+                "main.rs",
+                r#"
+                #[fn_node] fn shout(word: String) -> String { word }
+                #[fn_node] fn first(words: Vec<String>) -> String { String::new() }
+                #[fn_node] fn last(words: Vec<String>) -> String { String::new() }
+                pipeline! {
+                    struct Flow {
+                        inputs { words: Vec<String> = vec![], group look { mark: String = String::new() } }
+                        nodes {
+                            #[map(skip_failed)]
+                            loud = shout(word: each(words));
+                            pick = choose(loud) { a: first, b: last };
+                            marked = [FnNode::sync("m", |a: String, b: String| a + &b)](pick, mark);
+                        }
+                        outputs { pick: String = pick, loud: Vec<String> = loud.output }
+                    }
+                }
+                "#,
+            )
+            .unwrap();
+        let ir = sources.graph(None).unwrap();
+        let node = |name: &str| ir.graph.nodes.iter().find(|n| n.name == name).unwrap();
+        assert_eq!(node("loud").kind, "map");
+        assert_eq!(node("loud").outputs[0].ty, "Vec<String>");
+        assert_eq!(node("pick").kind, "choice");
+        assert_eq!(node("pick").inputs[0].name, "words");
+        assert_eq!(node("mark").group.as_deref(), Some("look"));
+        let edge = ir.graph.edges.iter().find(|e| e.to == "pick").unwrap();
+        assert_eq!(
+            (edge.from.as_str(), edge.ty.as_str()),
+            ("loud", "Vec<String>")
+        );
+        let outputs: Vec<(&str, &str)> = ir
+            .outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.ty.as_str()))
+            .collect();
+        assert_eq!(outputs, [("pick", "String"), ("loud", "Vec<String>")]);
+        assert!(ir.to_dot().contains("\"loud\""));
+    }
+
+    #[test]
+    fn a_mapped_node_of_several_outputs_is_an_error() {
+        let err = invalid(&format!(
+            "{NODES} pipeline! {{ struct Flow {{ inputs {{ t: Vec<String> = vec![] }} nodes {{ s = stats(text: each(t)); }} }} }}"
+        ));
+        assert!(
+            err.contains("a mapped node has one output port, and `stats` has 2 (node `s`)"),
+            "{err}"
+        );
+        let err = invalid(&format!(
+            "{NODES} pipeline! {{ struct Flow {{ inputs {{ t: String = String::new() }} nodes {{ s = stats(text: t); c = choose(s.word) {{ a: shout }}; }} }} }}"
+        ));
+        assert!(
+            err.contains("node `s` (`stats`) has no output `word`; did you mean `words`?"),
+            "the sources of a choice are checked too: {err}"
         );
     }
 

@@ -126,6 +126,22 @@ pub enum Error {
         /// The closest variant name, if any is close.
         suggestion: Option<String>,
     },
+    /// A batch cannot be created, resumed or run as asked.
+    #[error("batch `{batch}`: {message}")]
+    Batch {
+        /// The batch's name.
+        batch: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A batch name that the sheet store does not hold.
+    #[error("unknown batch `{name}`{}", did_you_mean(.suggestion))]
+    UnknownBatch {
+        /// The name looked up.
+        name: String,
+        /// The closest existing batch name, if any is close.
+        suggestion: Option<String>,
+    },
     /// A node ran longer than its timeout.
     #[error("node `{node}` timed out after {after:?}")]
     Timeout {

@@ -89,8 +89,8 @@ pub use event::{CacheSource, Event};
 pub use exec::alone::run_alone;
 pub use exec::{
     ItemOutcome, NodeFailure, NodeRef, NodeResult, Outcome, Parts, PersistTarget, Pipeline,
-    ResultObserver, RunHandle, RunReport, Scope, TerminalProgress, Unsaved, RUN_ENV,
-    RUN_INPUTS_ENV,
+    ResultObserver, RunHandle, RunReport, Scope, TerminalProgress, Unsaved, RUN_BATCH_ENV, RUN_ENV,
+    RUN_INPUTS_ENV, SERVE_API_ONLY_ENV, SERVE_ENV, SERVE_TOKEN_ENV,
 };
 #[cfg(feature = "gradio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gradio")))]
@@ -98,7 +98,8 @@ pub use gradio::GradioNode;
 pub use graph::{
     constant, each, generated, now_unix_ms, random_seed, ArgTuple, Choice, Each, Gather, Generator,
     Graph, InputGroup, IntoMapSources, IntoSource, IntoSources, Map, MapSource, NamedOutput,
-    NodeId, Output, Results, Source, TypedNode, Values, EXPORT_GRAPH_ENV, INPUT_KIND,
+    NodeId, OneOutputPort, Output, Results, Source, TypedNode, Values, EXPORT_GRAPH_ENV,
+    INPUT_KIND,
 };
 #[cfg(feature = "inference")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inference")))]

@@ -356,3 +356,339 @@ impl std::error::Error for ErrorText {
             .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Maps, choices and input groups in `pipeline!`, and the map-input builders `#[fn_node]`
+// generates. The traits below carry the messages rustc shows for a mistake in them, on the
+// user's tokens: a list of the wrong item type, `each(..)` of something that is no list, a
+// mapped node or a variant with several outputs, a variant of other types than the first.
+
+pub use crate::{
+    ArgTuple, Choice, Each, Gather, IntoMapSources, ItemError, Map, MapSource, Results, Values,
+};
+
+/// Type-state marker of a map-input builder: an input wired with the source `S`.
+pub struct Wired<S>(pub S);
+
+/// What a map-input builder's state holds for an input of type `T`: its source once
+/// wired. Implemented for both states, so `finish()`'s signature is well-formed whatever is
+/// wired, and a missing input is reported by the builder's own `…Wired` trait alone (naming
+/// the input), not again where the sources are used.
+pub trait TakeSource<T> {
+    /// The source.
+    type Source;
+    /// The source.
+    fn take_source(self) -> Self::Source;
+}
+
+impl<T> TakeSource<T> for Unset {
+    type Source = Each<T>;
+    fn take_source(self) -> Each<T> {
+        // `finish()` requires every input wired (its `…Wired` bounds): a program that
+        // would get here does not compile.
+        unreachable!("`finish()` is only callable once every input is wired")
+    }
+}
+
+impl<S, T> TakeSource<T> for Wired<S> {
+    type Source = S;
+    fn take_source(self) -> S {
+        self.0
+    }
+}
+
+/// What `each(..)` splits: a `Vec<T>` (a node's output, a pipeline input or a constant).
+#[diagnostic::on_unimplemented(
+    message = "`each(..)` splits a list, and `{Self}` is not one",
+    label = "not a list",
+    note = "`each(list)` takes a `Vec<T>` (an output, a pipeline input or a constant) and calls the node once per item; a value every item shares is given without `each(..)`"
+)]
+pub trait List {
+    /// The item type.
+    type Item: PortValue;
+    /// The list, split into items.
+    fn each(self) -> Each<Self::Item>;
+}
+
+impl<T: PortValue> List for Output<Vec<T>> {
+    type Item = T;
+    fn each(self) -> Each<T> {
+        crate::each(self)
+    }
+}
+
+impl<T: PortValue> List for &Output<Vec<T>> {
+    type Item = T;
+    fn each(self) -> Each<T> {
+        crate::each(self)
+    }
+}
+
+impl<T: PortValue> List for crate::Source<Vec<T>> {
+    type Item = T;
+    fn each(self) -> Each<T> {
+        crate::each(self)
+    }
+}
+
+/// `each(list)` in `pipeline!`: the list, split into items where it is wired ([`MapArg`]).
+///
+/// Not bound by [`List`] here: the one place that requires it is the input the list is
+/// wired into, so something that is not a list is one error there.
+pub fn each<L>(list: L) -> EachOf<L> {
+    EachOf(list)
+}
+
+/// A list marked with `each(..)` in `pipeline!` (see [`each`]).
+pub struct EachOf<L>(L);
+
+/// The items of a list going to an input of type `T` ([`MapArg`]): implemented for `T`
+/// itself only, so a list of another item type is this trait's error, naming both types.
+#[diagnostic::on_unimplemented(
+    message = "cannot map over a list of `{Self}`: the input takes `{T}`",
+    label = "each item of this list is a `{Self}`, and the input it goes to takes `{T}`",
+    note = "each item of an `each(..)` list goes to one call of the node: map over a `Vec<{T}>`, or insert a node that converts the items"
+)]
+pub trait ItemOf<T> {
+    /// The same list, typed for the input.
+    fn cast(each: Each<Self>) -> Each<T>
+    where
+        Self: Sized;
+}
+
+impl<T> ItemOf<T> for T {
+    fn cast(each: Each<T>) -> Each<T> {
+        each
+    }
+}
+
+/// The source a [`MapArg`] becomes for an input of type `T`. Implemented without bounds
+/// for every shape of source, so a signature naming it is well-formed even for a source of
+/// the wrong type: the mistake is then [`MapArg`]'s error alone, on the source.
+pub trait MapArgSource<T> {
+    /// The source, typed for the input.
+    type Source;
+}
+
+impl<L, T> MapArgSource<T> for EachOf<L> {
+    type Source = Each<T>;
+}
+
+impl<I, T> MapArgSource<T> for Each<I> {
+    type Source = Each<T>;
+}
+
+impl<U, T> MapArgSource<T> for Output<U> {
+    type Source = Output<U>;
+}
+
+impl<U, T> MapArgSource<T> for &Output<U> {
+    type Source = Output<U>;
+}
+
+impl<U, T> MapArgSource<T> for crate::Source<U> {
+    type Source = crate::Source<U>;
+}
+
+/// A source for input `T` of a mapped node, as `pipeline!` and the map-input builders take
+/// it: `each(list)` of a `Vec<T>`, or an output or constant of `T` given to every item.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a source for a mapped input of type `{T}`",
+    label = "expected `each(list)` of a `Vec<{T}>`, or an `Output<{T}>` or constant given to every item",
+    note = "a mapped node is called once per item: `each(list)` splits a `Vec<{T}>`; any other source (an `Output<{T}>`, a constant) goes whole to every item"
+)]
+pub trait MapArg<T>: MapArgSource<T> {
+    /// Converts.
+    fn map_arg(self) -> Self::Source;
+}
+
+impl<I: ItemOf<T>, T: PortValue> MapArg<T> for Each<I> {
+    fn map_arg(self) -> Each<T> {
+        I::cast(self)
+    }
+}
+
+impl<L, T: PortValue> MapArg<T> for EachOf<L>
+where
+    L: List,
+    L::Item: ItemOf<T>,
+{
+    fn map_arg(self) -> Each<T> {
+        <L::Item as ItemOf<T>>::cast(self.0.each())
+    }
+}
+
+impl<T: PortValue> MapArg<T> for Output<T> {
+    fn map_arg(self) -> Output<T> {
+        self
+    }
+}
+
+impl<T: PortValue> MapArg<T> for &Output<T> {
+    fn map_arg(self) -> Output<T> {
+        *self
+    }
+}
+
+impl<T: PortValue> MapArg<T> for crate::Source<T> {
+    fn map_arg(self) -> crate::Source<T> {
+        self
+    }
+}
+
+/// A tuple of [`MapArg`]s, one per input of a mapped node (a `[node](…)` map in `pipeline!`).
+pub trait MapArgs<Args> {
+    /// The sources, typed for the inputs.
+    type Sources: IntoMapSources<Args>;
+    /// Converts.
+    fn map_args(self) -> Self::Sources;
+}
+
+macro_rules! map_args_tuples {
+    ($( ($($A:ident $S:ident $i:tt),*) )*) => {$(
+        impl<$($A, $S: MapArg<$A>),*> MapArgs<($($A,)*)> for ($($S,)*)
+        where
+            $(<$S as MapArgSource<$A>>::Source: MapSource<$A>,)*
+        {
+            type Sources = ($(<$S as MapArgSource<$A>>::Source,)*);
+            fn map_args(self) -> Self::Sources {
+                ($(self.$i.map_arg(),)*)
+            }
+        }
+    )*};
+}
+
+map_args_tuples! {
+    (A0 S0 0)
+    (A0 S0 0, A1 S1 1)
+    (A0 S0 0, A1 S1 1, A2 S2 2)
+    (A0 S0 0, A1 S1 1, A2 S2 2, A3 S3 3)
+    (A0 S0 0, A1 S1 1, A2 S2 2, A3 S3 3, A4 S4 4)
+    (A0 S0 0, A1 S1 1, A2 S2 2, A3 S3 3, A4 S4 4, A5 S5 5)
+    (A0 S0 0, A1 S1 1, A2 S2 2, A3 S3 3, A4 S4 4, A5 S5 5, A6 S6 6)
+    (A0 S0 0, A1 S1 1, A2 S2 2, A3 S3 3, A4 S4 4, A5 S5 5, A6 S6 6, A7 S7 7)
+}
+
+pub use crate::graph::OneOutputPort;
+
+/// A node with one output port, typed with `Output<T>` as its handles (what a map's item and
+/// a choice's variants need), whatever the handles of `N` are. It is `N` in every other
+/// respect.
+pub struct SoleNode<N>(pub N);
+
+// Every method of `Node` is forwarded, the provided ones too: the wrapped node must behave
+// exactly as itself (its preflight, its runtime fingerprint, its input hints).
+impl<N: crate::Node> crate::Node for SoleNode<N> {
+    fn spec(&self) -> &crate::NodeSpec {
+        self.0.spec()
+    }
+
+    fn run(
+        &self,
+        ctx: crate::NodeContext,
+        inputs: crate::Inputs,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<crate::Value>, crate::BoxError>> {
+        self.0.run(ctx, inputs)
+    }
+
+    fn runtime_fingerprint(&self) -> Option<futures::future::BoxFuture<'static, Option<String>>> {
+        self.0.runtime_fingerprint()
+    }
+
+    fn preflight(&self) -> Option<futures::future::BoxFuture<'static, Result<(), crate::Error>>> {
+        self.0.preflight()
+    }
+
+    fn composite(&self) -> Option<&crate::composite::Composite> {
+        self.0.composite()
+    }
+
+    fn input_hint(&self, port: usize) -> Option<crate::node::InputHint> {
+        self.0.input_hint(port)
+    }
+}
+
+// Not among the "other types that implement `TypedNode`" rustc lists for a node that is
+// none: it is no node of its own.
+#[diagnostic::do_not_recommend]
+impl<N: crate::TypedNode> crate::TypedNode for SoleNode<N>
+where
+    N::Handles: OneOutputPort,
+{
+    type Args = N::Args;
+    type Handles = Output<<N::Handles as OneOutputPort>::Value>;
+    fn handles(node: usize) -> Self::Handles {
+        N::handles(node).one_output()
+    }
+}
+
+/// What a map in `pipeline!` does with failed items: `#[map(..)]`'s options.
+pub trait MapFailures {
+    /// The map's gathering ([`Values`] or [`Results`]).
+    type Gather;
+    /// `map` with this handling of failed items.
+    fn apply<N: crate::TypedNode>(map: Map<N, Values>) -> Map<N, Self::Gather>;
+}
+
+/// A failed item fails the map (the default).
+pub struct FailNode;
+/// Failed items are left out (`#[map(skip_failed)]`).
+pub struct SkipFailed;
+/// One `Result` per item (`#[map(collect_errors)]`).
+pub struct CollectErrors;
+
+impl MapFailures for FailNode {
+    type Gather = Values;
+    fn apply<N: crate::TypedNode>(map: Map<N, Values>) -> Map<N, Values> {
+        map
+    }
+}
+
+impl MapFailures for SkipFailed {
+    type Gather = Values;
+    fn apply<N: crate::TypedNode>(map: Map<N, Values>) -> Map<N, Values> {
+        map.skip_failed()
+    }
+}
+
+impl MapFailures for CollectErrors {
+    type Gather = Results;
+    fn apply<N: crate::TypedNode>(map: Map<N, Values>) -> Map<N, Results> {
+        map.collect_errors()
+    }
+}
+
+/// The output type of a map whose node outputs `U`, with failures handled as `F` says.
+pub type MapOutput<U, F> = <<F as MapFailures>::Gather as Gather<U>>::Out;
+
+/// Adds the map of a `pipeline!` node statement: `node` applied to every item, named `name`.
+/// One generic function, so a node with several outputs is one error, on the node (`U` is
+/// a parameter rather than a projection of `N`, so the return type does not repeat it).
+#[track_caller]
+pub fn add_map<N, U, F, S>(
+    graph: &mut crate::Graph,
+    name: &str,
+    node: N,
+    _failures: F,
+    sources: S,
+) -> Output<MapOutput<U, F>>
+where
+    N: crate::TypedNode,
+    N::Handles: OneOutputPort<Value = U>,
+    U: PortValue,
+    F: MapFailures,
+    F::Gather: Gather<U>,
+    S: IntoMapSources<N::Args>,
+{
+    let map = F::apply(Map::new(SoleNode(node)).name(name));
+    graph.add_map(map, sources)
+}
+
+/// A choice of `pipeline!` with its first variant (of one output port).
+pub fn first_variant<N, U>(name: &str, variant: &str, node: N) -> Choice<N::Args, Output<U>>
+where
+    N: crate::TypedNode,
+    N::Handles: OneOutputPort<Value = U>,
+{
+    Choice::new(name, variant, SoleNode(node))
+}

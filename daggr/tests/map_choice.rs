@@ -539,3 +539,17 @@ async fn a_choice_follows_its_variants_cache_policies_and_versions() {
         "a new version of the selected variant runs again"
     );
 }
+
+#[daggr::fn_node]
+fn exclaim(word: String, mark: String) -> String {
+    format!("{word}{mark}")
+}
+
+#[tokio::test]
+async fn a_fn_node_is_mapped_with_the_builder_api() {
+    let mut g = Graph::new("fn map").cache(Cache::temporary().unwrap());
+    let words = g.input("words", vec!["map".to_string(), "me".into()]);
+    let loud = g.map(ExclaimNode::new(), (each(words), constant("!".to_string())));
+    let report = g.build().unwrap().run(Scope::All).await.unwrap();
+    assert_eq!(*report.value(&loud).unwrap(), ["map!", "me!"]);
+}

@@ -7,11 +7,12 @@ import { api } from "./api";
 import type { Box } from "./canvas";
 import { el, guard } from "./dom";
 import { firstLine, ms } from "./format";
-import type { GraphIndex } from "./graph";
+import type { GraphIndex, GroupInfo } from "./graph";
 import { HistoryBar } from "./history";
 import { LogView } from "./logs";
+import { ChoiceVariants, MapItems, mapItems } from "./parts";
 import { partialPreview, richPreview, summarize } from "./previews";
-import type { LogLine, NodeSpec, NodeState, OutputState, Progress, Status } from "./types";
+import type { ItemPart, LogLine, NodeSpec, NodeState, OutputState, PortSpec, Progress, Status } from "./types";
 import { WhyLoader } from "./why";
 import { makeWidget, type Widget } from "./widgets";
 
@@ -21,10 +22,33 @@ export const HEAD = 31; // header height incl. its border
 export const PAD = 4; // padding above the first port row
 export const ROW = 26; // port row height
 
-/** The y of a port's anchor, in world coordinates. */
+/** Rows a text area takes (layout.rs `TEXTAREA_ROWS`). */
+const TEXTAREA_ROWS = 3;
+
+/** The rows a port takes: one, or more for a text area (layout.rs `port_rows`). */
+export function rowSpan(port: PortSpec): number {
+  return port.widget === "textarea" ? TEXTAREA_ROWS : 1;
+}
+
+/** The y of a port's anchor (the middle of its row), in world coordinates. */
 export function portY(node: NodeSpec, port: string, side: "in" | "out"): number {
-  const i = side === "in" ? node.inputs.findIndex((p) => p.name === port) : node.inputs.length + node.outputs.findIndex((p) => p.name === port);
-  return node.y + 1 + HEAD + PAD + Math.max(0, i) * ROW + ROW / 2;
+  let rows = 0;
+  let span = 1;
+  let found = false;
+  const walk = (ports: PortSpec[]) => {
+    for (const p of ports) {
+      span = rowSpan(p);
+      if (p.name === port) return (found = true);
+      rows += span;
+    }
+    return false;
+  };
+  if (side === "out") {
+    for (const p of node.inputs) rows += rowSpan(p);
+    walk(node.outputs);
+  } else walk(node.inputs);
+  if (!found) [rows, span] = [side === "in" ? 0 : rows, 1];
+  return node.y + 1 + HEAD + PAD + rows * ROW + (span * ROW) / 2;
 }
 
 export interface CardHooks {
@@ -35,6 +59,8 @@ export interface CardHooks {
   select(name: string | null): void;
   /** The open card's height changed (the cards below it make room). */
   openHeight(name: string, height: number | null): void;
+  /** Runs a map again for its failed items (its other items are cache hits). */
+  rerun(name: string): Promise<void>;
 }
 
 /** A card's DOM, while it is mounted. */
@@ -49,9 +75,20 @@ interface View {
   partialSlot: HTMLElement;
   richSlot: HTMLElement;
   why: HTMLElement;
-  history: HistoryBar;
-  logs: LogView;
-  keys: { inputs?: string; outputs?: string; error?: string; history?: string; why?: string };
+  /** None on a group card (its members are inputs: no history or log worth a card). */
+  history: HistoryBar | null;
+  logs: LogView | null;
+  /** A map's item chips, a choice's variants. */
+  items: MapItems | null;
+  variants: ChoiceVariants | null;
+  keys: { inputs?: string; outputs?: string; error?: string; history?: string; why?: string; items?: string; variants?: string };
+}
+
+/** What a group card knows of one of its members. */
+interface Member {
+  status: Status;
+  state: NodeState | null;
+  error: string | null;
 }
 
 /** What the page knows of a node, mounted or not. */
@@ -66,6 +103,25 @@ interface Model {
   state: NodeState | null;
   planned: boolean;
   view: View | null;
+  /** A group card: the group and its members (by name, in row order). */
+  group: GroupInfo | null;
+  members: Map<string, Member>;
+  /** A map: its items (live while it runs, else the current result's) and their outputs;
+   * while it runs, how many items it had before. */
+  items: ItemPart[];
+  values: unknown[];
+  expected: number | null;
+  /** The items came from this page's live events (a map that fails its node has no result,
+   * so after a failed run its items are only known from them). */
+  itemsLive: boolean;
+}
+
+/** A group card's status: the most pressing of its members'. */
+const GROUP_ORDER: Status[] = ["running", "failed", "stale", "skipped", "pending", "done", "cached"];
+function groupStatus(members: Map<string, Member>): Status {
+  let best = GROUP_ORDER.length - 1;
+  for (const m of members.values()) best = Math.min(best, GROUP_ORDER.indexOf(m.status));
+  return GROUP_ORDER[best];
 }
 
 const LABELS: Record<Status, string> = {
@@ -106,8 +162,11 @@ export class Cards {
     this.wiredOut = new Set(idx.graph.edges.map((e) => `${e.from}\n${e.from_port}`));
     this.why = new WhyLoader(hooks.sheet);
     for (const node of idx.graph.nodes) {
+      const group = idx.groups.get(node.name) || null;
+      const members = new Map<string, Member>((group?.members || []).map((n) => [n.name, { status: "pending", state: null, error: null }]));
       this.models.set(node.name, {
         node, status: "pending", elapsed: null, startedAt: 0, progress: null, error: null, partial: undefined, state: null, planned: false, view: null,
+        group, members, items: [], values: [], expected: null, itemsLive: false,
       });
     }
     container.replaceChildren();
@@ -125,8 +184,18 @@ export class Cards {
     return this.models.has(name);
   }
 
+  /** The model showing the server's node `name`, and the member it is when that is a group card. */
+  private resolve(name: string): { m: Model; member: Member | null } | null {
+    const key = this.idx.memberOf.get(name);
+    const m = this.models.get(key ?? name);
+    if (!m) return null;
+    return { m, member: key ? m.members.get(name) || null : null };
+  }
+
+  /** A card's status (a group card's: the most pressing of its members'); a grouped input's own. */
   status(name: string): Status {
-    return this.models.get(name)?.status || "pending";
+    const r = this.resolve(name);
+    return (r?.member ? r.member.status : r?.m.status) || "pending";
   }
 
   /** The card's element, if it is mounted. */
@@ -166,7 +235,7 @@ export class Cards {
   }
 
   private mount(m: Model): HTMLElement {
-    const view = this.build(m.node);
+    const view = m.group ? this.buildGroup(m, m.group) : this.build(m.node);
     m.view = view;
     this.mounted.add(m);
     view.root.classList.toggle("in-plan", m.planned);
@@ -174,7 +243,7 @@ export class Cards {
     if (m.status === "running") this.renderProgress(m);
     this.renderError(m);
     if (m.partial !== undefined) this.renderPartial(m);
-    if (m.state) this.renderState(m);
+    if (m.state || m.group) this.renderState(m);
     this.renderWhy(m);
     return view.root;
   }
@@ -207,6 +276,10 @@ export class Cards {
     node.inputs.forEach((port, i) => {
       const id = `in-${node.index}-${i}`;
       const row = el("div", { class: "port in", "data-port": port.name });
+      if (rowSpan(port) > 1) {
+        row.classList.add("tall");
+        row.style.height = `${rowSpan(port) * ROW}px`;
+      }
       const edge = wiredIn.get(port.name);
       if (edge) row.classList.add("wired");
       if (port.source === "const") {
@@ -240,6 +313,10 @@ export class Cards {
     const partialSlot = el("div", { class: "slot" });
     const richSlot = el("div", { class: "slot rich-slot" });
     const preview = el("div", { class: "preview scroll empty" }, errorSlot, partialSlot, richSlot);
+    const items = node.kind === "map" ? new MapItems(node, () => this.hooks.rerun(node.name)) : null;
+    const variants = node.kind === "choice" && node.variants?.length
+      ? new ChoiceVariants(node, (v) => api.setInput(this.hooks.sheet(), node.name, "variant", v).then(() => undefined))
+      : null;
     const editable = node.inputs.some((p) => p.source === "const");
     const logs = new LogView(node.name, () => this.hooks.sheet(), () => this.status(node.name));
     // A failed run picked from the history: its log shows in this card, opened if need be.
@@ -264,6 +341,8 @@ export class Cards {
         play),
       el("div", { class: "progress" }, bar),
       ports,
+      items?.root,
+      variants?.root,
       preview,
       logs.root,
       el("footer", { class: "card-foot" }, why, history.root));
@@ -271,7 +350,74 @@ export class Cards {
     root.style.top = `${node.y}px`;
     root.style.width = `${node.w}px`;
     root.style.setProperty("--h", `${node.h}px`);
-    return { root, statusText, bar, widgets, outRows, preview, errorSlot, partialSlot, richSlot, why, history, logs, keys: {} };
+    return { root, statusText, bar, widgets, outRows, preview, errorSlot, partialSlot, richSlot, why, history, logs, items, variants, keys: {} };
+  }
+
+  /** A group of pipeline inputs as one card: a row per member with its editor (edges start
+   * at the row), the group's name as the title. Editing a member sets that input only. */
+  private buildGroup(m: Model, group: GroupInfo): View {
+    const { node } = m;
+    const statusText = el("span", { class: "status", text: "pending", role: "status" });
+    const bar = el("div");
+    const ports = el("div", { class: "ports" });
+    const widgets: View["widgets"] = new Map();
+    group.members.forEach((member, i) => {
+      const row = el("div", { class: "port member", "data-port": member.name, "data-testid": `member-${member.name}` });
+      const span = rowSpan(node.outputs[i]);
+      if (span > 1) {
+        row.classList.add("tall");
+        row.style.height = `${span * ROW}px`;
+      }
+      const port = member.inputs.find((p) => p.source === "const");
+      const type = member.outputs[0]?.type || "";
+      const id = `in-${member.index}-0`;
+      if (port) {
+        const widget = makeWidget(member, port, id, (value) => api.setInput(this.hooks.sheet(), member.name, port.name, value).then(() => undefined));
+        const reset = el("button", {
+          class: "reset icon",
+          hidden: true,
+          title: "Back to the pipeline default",
+          "aria-label": `Reset ${member.name} to its default`,
+          "data-testid": `reset-${member.name}-${port.name}`,
+          text: "↺",
+          onclick: guard(() => api.resetInput(this.hooks.sheet(), member.name, port.name)),
+        });
+        row.append(el("label", { class: "label", for: id, title: `${member.name}: ${type}`, text: member.name }), widget.root, reset);
+        widgets.set(member.name, { widget, row, reset });
+      } else {
+        row.append(el("span", { class: "label", title: `${member.name}: ${type}`, text: member.name }), el("span", { class: "from", text: type }));
+      }
+      ports.append(row);
+    });
+    const why = el("span", { class: "why", "data-testid": `why-${node.name}` });
+    const errorSlot = el("div", { class: "slot" });
+    const preview = el("div", { class: "preview scroll empty" }, errorSlot);
+    const root = el("div", {
+      class: "card compact group",
+      "data-testid": `node-${node.name}`,
+      "data-name": node.name,
+      "data-group": group.name,
+      "data-status": "pending",
+      "data-kind": "group",
+      role: "group",
+      "aria-label": `input group ${group.name}`,
+    },
+      el("header", {},
+        el("span", { class: "badge k-input", text: "inputs" }),
+        el("span", { class: "name", title: `${group.name}: ${group.members.map((n) => n.name).join(", ")}`, text: group.name }),
+        statusText),
+      el("div", { class: "progress" }, bar),
+      ports,
+      preview,
+      el("footer", { class: "card-foot" }, why));
+    root.style.left = `${node.x}px`;
+    root.style.top = `${node.y}px`;
+    root.style.width = `${node.w}px`;
+    root.style.setProperty("--h", `${node.h}px`);
+    return {
+      root, statusText, bar, widgets, outRows: new Map(), preview, errorSlot, partialSlot: el("div"), richSlot: el("div"), why,
+      history: null, logs: null, items: null, variants: null, keys: {},
+    };
   }
 
   /** Forget what was rendered (another sheet is shown next). */
@@ -285,22 +431,43 @@ export class Cards {
         m.view.partialSlot.replaceChildren();
       }
     }
-    this.selected?.view?.logs.reload();
+    this.selected?.view?.logs?.reload();
   }
 
   /** A `node_log` event: the open card shows the line. */
   logLine(name: string, line: LogLine, id: number): void {
-    this.models.get(name)?.view?.logs.live(id, line);
+    this.models.get(name)?.view?.logs?.live(id, line);
   }
 
   /** A node's first attempt started: its log starts over. */
   logRestart(name: string, id: number): void {
-    this.models.get(name)?.view?.logs.live(id, null);
+    this.models.get(name)?.view?.logs?.live(id, null);
+  }
+
+  /** An `item_finished` event: a map's item is done (computed, cached or failed). */
+  itemFinished(name: string, index: number, outcome: string, error: string | null): void {
+    const m = this.models.get(name);
+    if (!m || m.node.kind !== "map" || !Number.isInteger(index) || index < 0) return;
+    while (m.items.length <= index) m.items.push({ outcome: "running" });
+    m.items[index] = { outcome, error };
+    if (m.view?.items) {
+      m.view.items.finish(index, outcome, error);
+      m.view.keys.items = undefined;
+    }
   }
 
   setStatus(name: string, status: Status, elapsed?: number | null): void {
-    const m = this.models.get(name);
-    if (!m) return;
+    const r = this.resolve(name);
+    if (!r) return;
+    if (r.member) {
+      // A grouped input: the card shows the most pressing of its members' statuses.
+      r.member.status = status;
+      this.setModelStatus(r.m, groupStatus(r.m.members), null);
+      this.renderWhy(r.m);
+    } else this.setModelStatus(r.m, status, elapsed);
+  }
+
+  private setModelStatus(m: Model, status: Status, elapsed?: number | null): void {
     if (elapsed !== undefined) m.elapsed = elapsed;
     const changed = m.status !== status;
     if (changed) {
@@ -308,13 +475,31 @@ export class Cards {
       if (status === "running") {
         m.startedAt = performance.now();
         m.progress = null;
-      } else m.partial = undefined;
+        if (m.node.kind === "map") {
+          // Every item waits again; `item_finished` events fill them in.
+          m.expected = m.items.length || null;
+          m.itemsLive = true;
+          m.items = m.items.map(() => ({ outcome: "running" }));
+          m.values = [];
+          if (m.view?.items) {
+            m.view.items.show(m.items, m.values, true, m.expected);
+            m.view.keys.items = undefined;
+          }
+        }
+      } else {
+        m.partial = undefined;
+        // The map finished: its live items are its outcome (their values come with the state).
+        if (m.node.kind === "map" && m.view?.items) {
+          m.view.items.show(m.items, m.values);
+          m.view.keys.items = undefined;
+        }
+      }
     }
     this.renderStatus(m, changed);
     if (changed) {
       if (status === "running") this.tick();
       this.renderWhy(m);
-      this.hooks.statusChanged(name, status);
+      this.hooks.statusChanged(m.node.name, status);
     }
   }
 
@@ -370,7 +555,7 @@ export class Cards {
 
   setProgress(name: string, progress: Progress | null): void {
     const m = this.models.get(name);
-    if (!m) return;
+    if (!m || m.group) return;
     m.progress = progress;
     this.renderProgress(m);
   }
@@ -398,8 +583,16 @@ export class Cards {
   }
 
   setError(name: string, error: string | null, kind: "error" | "skipped" = "error"): void {
-    const m = this.models.get(name);
-    if (!m) return;
+    const r = this.resolve(name);
+    if (!r) return;
+    const m = r.m;
+    if (r.member) {
+      // A group card shows its members' errors, each under the member's name.
+      r.member.error = error;
+      const errors = [...m.members].filter(([, s]) => s.error).map(([n, s]) => `${n}: ${s.error}`);
+      error = errors.join("\n") || null;
+      kind = "error";
+    }
     m.error = error ? { text: error, kind } : null;
     this.renderError(m);
     this.renderWhy(m);
@@ -420,18 +613,28 @@ export class Cards {
 
   /** Applies the node's part of a state snapshot. `keepStatus`: a newer event already set it. */
   apply(ns: NodeState, keepStatus: boolean): void {
-    const m = this.models.get(ns.name);
-    if (!m) return;
+    const r = this.resolve(ns.name);
+    if (!r) return;
+    const m = r.m;
     if (!keepStatus) {
       this.setStatus(ns.name, ns.status, ns.elapsed_ms);
       if (ns.status === "running") this.setProgress(ns.name, ns.progress);
       this.setError(ns.name, ns.error || (ns.status === "skipped" ? ns.skipped_because || "upstream did not finish" : null), ns.error ? "error" : "skipped");
     }
-    m.state = ns;
+    if (r.member) r.member.state = ns;
+    else m.state = ns;
+    // A running map's chips are live (events), and so are a failed one's (a failed node has
+    // no result); otherwise they are the current result's.
+    const keepLive = m.status === "running" || (m.status === "failed" && m.itemsLive);
+    if (m.node.kind === "map" && !keepLive) {
+      ({ items: m.items, values: m.values } = mapItems(m.node, ns));
+      m.itemsLive = false;
+    }
     this.renderState(m);
   }
 
   private renderState(m: Model): void {
+    if (m.group) return this.renderGroupState(m, m.group);
     const v = m.view;
     const ns = m.state;
     if (!v || !ns) return;
@@ -451,15 +654,51 @@ export class Cards {
       v.keys.outputs = outputs;
       this.renderOutputs(m, v, ns.outputs);
     }
+    if (v.items) {
+      const running = m.status === "running";
+      const items = `${running}\n${JSON.stringify(m.items)}\n${v.keys.outputs}`;
+      if (v.keys.items !== items) {
+        v.keys.items = items;
+        v.items.show(m.items, m.values, running, m.expected);
+      }
+    }
+    if (v.variants) {
+      const selected = ns.inputs.find((i) => i.port === "variant")?.value;
+      const result = ns.outputs.length > 0;
+      const variants = JSON.stringify([selected, ns.parts, result, ns.stale]);
+      if (v.keys.variants !== variants) {
+        v.keys.variants = variants;
+        v.variants.update(selected, ns.parts, result, ns.stale);
+      }
+    }
     const history = JSON.stringify(ns.history);
     if (v.keys.history !== history) {
       // Another result is current (a new one, or one picked from the history): show its
       // log. While the node runs, live lines keep the log current instead.
-      if (v.keys.history !== undefined && m.status !== "running") v.logs.reload();
+      if (v.keys.history !== undefined && m.status !== "running") v.logs?.reload();
       v.keys.history = history;
-      v.history.update(ns.history);
+      v.history?.update(ns.history);
       this.renderWhy(m);
     }
+  }
+
+  /** A group card: each member's value in its editor, its reset when overridden. */
+  private renderGroupState(m: Model, group: GroupInfo): void {
+    const v = m.view;
+    if (!v) return;
+    const states = group.members.map((n) => m.members.get(n.name)?.state?.inputs || null);
+    const key = JSON.stringify(states);
+    if (v.keys.inputs === key) return;
+    v.keys.inputs = key;
+    group.members.forEach((n, i) => {
+      const w = v.widgets.get(n.name);
+      const input = states[i]?.[0];
+      if (!w || !input) return;
+      w.widget.set(input.value);
+      w.row.classList.toggle("overridden", input.overridden);
+      w.reset.hidden = !input.overridden;
+    });
+    this.renderWhy(m);
   }
 
   private renderOutputs(m: Model, v: View, outputs: OutputState[]): void {
@@ -495,7 +734,14 @@ export class Cards {
     const resultId = m.state?.history.selected_id ?? null;
     let text = "";
     let kind = m.status as string;
-    if (m.status === "running") text = "running…";
+    if (m.group) {
+      // A group card: how many inputs, how many edited, which are stale.
+      const members = [...m.members.values()];
+      const edited = members.filter((s) => s.state?.inputs[0]?.overridden).length;
+      const stale = [...m.members].filter(([, s]) => s.status === "stale").map(([n]) => n);
+      text = `${members.length} inputs${edited ? ` · ${edited} edited` : ""}${stale.length ? ` · changed: ${stale.join(", ")}` : ""}`;
+      kind = "group";
+    } else if (m.status === "running") text = "running…";
     else if (m.status === "failed") text = m.error ? `failed: ${firstLine(m.error.text)}` : "failed";
     else if (m.status === "skipped") text = m.error ? `skipped: ${firstLine(m.error.text)}` : "skipped";
     else if (m.status === "stale") text = "stale: an input changed since this result";
@@ -543,7 +789,7 @@ export class Cards {
     const previous = this.selected;
     if (previous?.view) {
       previous.view.root.classList.remove("highlight", "open");
-      previous.view.logs.close();
+      previous.view.logs?.close();
       this.openObserver.unobserve(previous.view.root);
     }
     this.selected = next;
@@ -552,7 +798,7 @@ export class Cards {
       if (!next.view) this.container.append(this.mount(next));
       const v = next.view!;
       v.root.classList.add("highlight", "open");
-      v.logs.open();
+      v.logs?.open();
       this.openObserver.observe(v.root);
     }
     if (previous && previous.view && this.visible && !intersects(previous.node, this.visible, UNMOUNT_MARGIN)) this.unmount(previous);

@@ -132,7 +132,7 @@ export class Edges {
     for (const line of this.lines) {
       const show = near(line.box);
       if (show && !line.path) {
-        line.path = svg("path", { class: line.cls, d: line.d, "data-from": line.edge.from, "data-to": line.edge.to });
+        line.path = svg("path", { class: line.cls, d: line.d, "data-from": line.edge.from, "data-from-port": line.edge.from_port, "data-to": line.edge.to });
         this.group.append(line.path);
       } else if (!show && line.path) {
         line.path.remove();

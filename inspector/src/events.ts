@@ -4,8 +4,8 @@
 import { api } from "./api";
 
 export const EVENT_NAMES = [
-  "run_started", "node_started", "node_progress", "node_partial", "node_log", "node_cached", "node_finished",
-  "node_failed", "node_skipped", "run_finished", "run_error", "state_changed", "resync",
+  "run_started", "node_started", "node_progress", "node_partial", "node_log", "item_finished", "node_cached",
+  "node_finished", "node_failed", "node_skipped", "run_finished", "run_error", "state_changed", "resync",
 ] as const;
 export type EventName = (typeof EVENT_NAMES)[number];
 export type Connection = "connecting" | "live" | "offline";

@@ -9,7 +9,7 @@ import { type Connection, type EventName, LiveEvents } from "./events";
 import { exportMermaid, exportSvg } from "./export";
 import { FarView } from "./far";
 import { ms } from "./format";
-import { indexGraph } from "./graph";
+import { type GraphIndex, indexGraph, shown } from "./graph";
 import { Layout } from "./layout";
 import { Minimap } from "./minimap";
 import { isOpen } from "./popover";
@@ -17,7 +17,7 @@ import { openRunMenu } from "./runmenu";
 import { Sheets } from "./sheets";
 import { initTheme } from "./theme";
 import { Timeline } from "./timeline";
-import type { Scope, SheetState, Status } from "./types";
+import type { Position, Scope, SheetState, Status } from "./types";
 
 const params = new URLSearchParams(location.search);
 let sheet = "";
@@ -33,6 +33,27 @@ initTheme($("theme-toggle"), () => {
   minimap?.readColors();
   farView?.readColors();
 });
+
+/** A sheet's stored positions as the page's cards take them: a group card sits where its
+ * members were put (they are stored under each member's name, which the server knows). */
+function shownPositions(idx: GraphIndex, positions: Record<string, Position>): Record<string, Position> {
+  const out: Record<string, Position> = {};
+  for (const [name, at] of Object.entries(positions)) {
+    const key = shown(idx, name);
+    if (!out[key] || key === name) out[key] = at;
+  }
+  return out;
+}
+
+function storedPositions(idx: GraphIndex, positions: Record<string, Position>): Record<string, Position> {
+  const out: Record<string, Position> = {};
+  for (const [name, at] of Object.entries(positions)) {
+    const group = idx.groups.get(name);
+    if (group) for (const m of group.members) out[m.name] = at;
+    else out[name] = at;
+  }
+  return out;
+}
 
 function setUrl(changes: Record<string, string | null>): void {
   const url = new URL(location.href);
@@ -74,8 +95,9 @@ async function start(): Promise<void> {
     return api.state(name).then((state) => ({ name, state }));
   });
   firstState.catch(() => {}); // a failure shows when it is awaited
-  const graph = await graphLoad;
-  const idx = indexGraph(graph);
+  // The graph as shown: each group of inputs is one node (graph.ts).
+  const idx = indexGraph(await graphLoad);
+  const graph = idx.graph;
   document.title = `${graph.name} · daggr`;
   $("title").textContent = graph.name;
 
@@ -106,6 +128,7 @@ async function start(): Promise<void> {
     openHeight(name, height) {
       if (layout.makeRoom(name, height)) edges.reroute();
     },
+    rerun: (name) => run("only", name),
   });
   minimap = new Minimap($("minimap") as HTMLCanvasElement, idx, canvas, (n) => cards.status(n));
   farView = new FarView($("far") as HTMLCanvasElement, idx, canvas, edges, (n) => cards.status(n), () => selected);
@@ -138,11 +161,13 @@ async function start(): Promise<void> {
   const showLayout = () => (resetLayout.hidden = !Object.keys(layout.manual).length);
   function saveLayout(): void {
     showLayout();
-    void api.savePositions(sheet, layout.manual).catch((e) => toast(`The node positions were not saved: ${e instanceof Error ? e.message : String(e)}`));
+    void api.savePositions(sheet, storedPositions(idx, layout.manual)).catch((e) => toast(`The node positions were not saved: ${e instanceof Error ? e.message : String(e)}`));
   }
   const timeline = new Timeline($("timeline"), $("timeline-toggle"), (n) => cards.status(n), (n) => select(n, true));
 
   function select(name: string | null, center: boolean): void {
+    // A grouped input (a timeline row, a deep link) is shown by its group's card.
+    name = name && shown(idx, name);
     selected = name;
     cards.select(name);
     farView?.invalidate();
@@ -239,6 +264,9 @@ async function start(): Promise<void> {
           partials.clear();
         });
         break;
+      case "item_finished":
+        cards.itemFinished(d.node, Number(d.item), String(d.outcome ?? ""), d.error == null ? null : String(d.error));
+        break;
       case "node_cached":
         nodeStatus(d.node, "cached", id, null);
         cards.setError(d.node, null);
@@ -301,7 +329,7 @@ async function start(): Promise<void> {
     const [s] = await Promise.all([prefetched ?? api.state(name), first ? null : sheets.reload()]);
     if (sheet !== name) return null;
     applyState(s);
-    layout.apply(s.positions || {});
+    layout.apply(shownPositions(idx, s.positions || {}));
     showLayout();
     if (!first && s.viewport) canvas.set(s.viewport);
     live.connect(name);
@@ -357,7 +385,7 @@ async function start(): Promise<void> {
   if (wantedSheet && !sheets.has(wantedSheet)) toast(`No sheet "${wantedSheet}": showing "${sheets.defaultName}"`);
   const first = await firstState;
   const state = await switchSheet(first.name, true, first.state);
-  const focus = params.get("node");
+  const focus = params.get("node") && shown(idx, params.get("node")!);
   if (focus && idx.byName.has(focus)) select(focus, true);
   else {
     if (focus) toast(`No node "${focus}" in this pipeline`);

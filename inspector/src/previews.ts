@@ -27,7 +27,8 @@ function number(n: number): string {
 export function summarize(out: OutputState): Summary {
   const v = out.value;
   const media = out.media || [];
-  if (media.length > 1) return { text: `${media.length} items`, title: `${out.port}: ${out.type}, ${media.length} media items`, rich: true };
+  // A list counts its entries (a map's collected results hold fewer media than items).
+  if (media.length > 1) return { text: `${Array.isArray(v) ? v.length : media.length} items`, title: `${out.port}: ${out.type}, ${media.length} media items`, rich: true };
   if (media.length === 1) {
     const m = media[0];
     const size = isRef(v) && v.size != null ? ` · ${bytes(v.size)}` : "";
@@ -53,6 +54,17 @@ export function richPreview(out: OutputState): HTMLElement | null {
   else if (out.value !== null && typeof out.value === "object") box.append(el("div", { class: "json" }, jsonTree(out.value)));
   else return null;
   return box;
+}
+
+/** The media references inside a value, with their URLs (as the server lists them beside an
+ * output; the page needs them for a part of one, such as a map's item). */
+export function mediaIn(value: unknown, into: Media[] = []): Media[] {
+  if (isRef(value)) {
+    const enc = encodeURIComponent;
+    into.push({ kind: value.kind as Media["kind"], mime: value.mime, name: value.name ?? null, url: `/api/blobs/${enc(value.blob)}?mime=${enc(value.mime)}` });
+  } else if (Array.isArray(value)) for (const v of value) mediaIn(v, into);
+  else if (value && typeof value === "object") for (const v of Object.values(value)) mediaIn(v, into);
+  return into;
 }
 
 /** A partial output while the node runs (streamed text shows as text). */

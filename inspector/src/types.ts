@@ -1,7 +1,7 @@
 // Shapes of the inspector HTTP API (see ../API.md).
 
 export type Status = "pending" | "running" | "cached" | "done" | "failed" | "stale" | "skipped";
-export type WidgetKind = "text" | "number" | "integer" | "bool" | "json" | "choice" | "image" | "audio" | "video" | "file";
+export type WidgetKind = "text" | "textarea" | "number" | "integer" | "range" | "bool" | "json" | "choice" | "image" | "audio" | "video" | "file";
 export type MediaKind = "image" | "audio" | "video" | "file";
 export type Scope = "all" | "to" | "only" | "from";
 
@@ -11,8 +11,17 @@ export interface PortSpec {
   /** Inputs only: "edge" | "const" | "generated:<label>". */
   source?: string;
   widget?: WidgetKind;
-  /** With `widget: "choice"` (proposed in API.md): the allowed values. */
+  /** What the widget offers: `choices` (a dropdown), `minimum`/`maximum`/`step` (a slider),
+   * `multiline` (a text area). */
+  hint?: InputHint;
+}
+
+export interface InputHint {
   choices?: unknown[];
+  minimum?: number;
+  maximum?: number;
+  step?: number;
+  multiline?: boolean;
 }
 
 export interface NodeSpec {
@@ -27,6 +36,24 @@ export interface NodeSpec {
   outputs: PortSpec[];
   /** Whether the closed card has room for a rich preview (see layout.rs `CardShape`). */
   preview?: boolean;
+  /** A pipeline input shown in a group's card: the group's name. */
+  group?: string | null;
+  /** A choice node: its variants, in fallback order. */
+  variants?: string[];
+  /** A map node: the inputs it splits into items. */
+  mapped?: string[];
+  /** A map node: what its output holds when items fail. */
+  failures?: "fail_node" | "skip" | "collect";
+}
+
+/** Pipeline inputs shown as one card (`Graph::group_inputs`), where the layout put it. */
+export interface GroupSpec {
+  name: string;
+  members: string[];
+  x: number;
+  y: number;
+  w: number;
+  h: number;
 }
 
 export interface EdgeSpec {
@@ -46,6 +73,7 @@ export interface Graph {
   height: number;
   nodes: NodeSpec[];
   edges: EdgeSpec[];
+  groups?: GroupSpec[];
 }
 
 export interface SheetInfo {
@@ -117,6 +145,23 @@ export interface NodeState {
   history: HistorySummary;
   inputs: InputState[];
   outputs: OutputState[];
+  /** A map's items or a choice's variants, for its current result. */
+  parts?: Parts | null;
+}
+
+/** What one item of a map did: `computed`, `memory` | `disk` | `shared` | `workspace` (cache hits), `failed`, `skipped`. */
+export interface ItemPart {
+  outcome: string;
+  error?: string | null;
+  key?: string;
+}
+
+export interface Parts {
+  items?: ItemPart[];
+  /** A choice: the variant that produced the result. */
+  variant?: string;
+  /** A choice: the variants that failed before it (fallback). */
+  failed?: { variant: string; error: string }[];
 }
 
 export interface Bar {

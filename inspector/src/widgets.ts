@@ -1,5 +1,7 @@
-// Input widgets by the port's `widget`: text, number, integer, bool, json, and media uploads
-// (image / audio / video / file go to POST /api/blobs first; the returned reference is the value).
+// Input widgets by the port's `widget`: text, text area, number, integer, slider (`range`),
+// checkbox (`bool`), dropdown (`choice`: the hint's choices, a Rust enum's variants, a choice
+// node's variants), json, and media uploads (image / audio / video / file go to
+// POST /api/blobs first; the returned reference is the value).
 import { api } from "./api";
 import { el, toast } from "./dom";
 import { bytes } from "./format";
@@ -48,8 +50,8 @@ export function makeWidget(node: NodeSpec, port: PortSpec, id: string, commit: C
     return { control: box, root: box, set: (v) => ((last = v), (box.checked = !!v)) };
   }
 
-  if (kind === "choice" && Array.isArray(port.choices)) {
-    const choices = port.choices;
+  const choices = port.hint?.choices;
+  if (kind === "choice" && Array.isArray(choices) && choices.length) {
     const select = el("select", { id, "data-testid": testid }, ...choices.map((c, i) => el("option", { value: String(i), text: typeof c === "string" ? c : JSON.stringify(c) })));
     const show = (v: unknown) => (select.value = String(choices.findIndex((c) => JSON.stringify(c) === JSON.stringify(v))));
     select.addEventListener("change", () => send(select, commit, choices[Number(select.value)], () => show(last)));
@@ -57,6 +59,9 @@ export function makeWidget(node: NodeSpec, port: PortSpec, id: string, commit: C
   }
 
   if (kind === "image" || kind === "audio" || kind === "video" || kind === "file") return mediaWidget(node, port, id, testid, commit);
+  const hint = port.hint;
+  if (kind === "range" && hint?.minimum != null && hint.maximum != null) return rangeWidget(port, id, testid, commit, hint.minimum, hint.maximum, hint.step);
+  if (kind === "textarea") return textWidget(port, id, testid, commit);
 
   const numeric = kind === "number" || kind === "integer";
   const input = el("input", {
@@ -102,6 +107,45 @@ export function makeWidget(node: NodeSpec, port: PortSpec, id: string, commit: C
       if (!editing(input) && !input.hasAttribute("aria-invalid")) input.value = show(v);
     },
   };
+}
+
+/** Rust integer types: a slider over them sends whole numbers. */
+const INTEGER = /^[iu](8|16|32|64|128|size)$/;
+
+/** A slider with its value beside it; the value is sent when the slider is released. */
+function rangeWidget(port: PortSpec, id: string, testid: string, commit: Commit, min: number, max: number, step?: number): Widget {
+  const integer = INTEGER.test(port.type);
+  const range = el("input", {
+    id, type: "range", min, max, step: step ?? (integer ? 1 : "any"), "data-testid": testid, title: `${port.name}: ${port.type}, ${min} to ${max}`,
+  });
+  const shown = el("output", { class: "range-value", for: id });
+  const root = el("span", { class: "range" }, range, shown);
+  let last: unknown = null;
+  const show = (v: unknown) => {
+    if (typeof v === "number") range.value = String(v);
+    shown.textContent = typeof v === "number" ? String(v) : v == null ? "" : JSON.stringify(v);
+  };
+  range.addEventListener("input", () => (shown.textContent = range.value));
+  range.addEventListener("change", () => {
+    const n = Number(range.value);
+    send(range, commit, integer ? Math.round(n) : n, () => show(last));
+  });
+  return { control: range, root, set: (v) => ((last = v), editing(range) || show(v)) };
+}
+
+/** A text area for long text: sent when it loses focus (Escape puts the value back). */
+function textWidget(port: PortSpec, id: string, testid: string, commit: Commit): Widget {
+  const area = el("textarea", { id, rows: 3, spellcheck: "false", "data-testid": testid, title: `${port.name}: ${port.type}` });
+  let last: unknown = null;
+  const show = (v: unknown) => (area.value = v == null ? "" : typeof v === "string" ? v : JSON.stringify(v));
+  area.addEventListener("change", () => send(area, commit, area.value, () => show(last)));
+  area.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      show(last);
+      area.blur();
+    }
+  });
+  return { control: area, root: area, set: (v) => ((last = v), editing(area) || show(v)) };
 }
 
 function isRef(v: unknown): v is MediaRef {

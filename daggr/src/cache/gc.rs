@@ -84,14 +84,36 @@ impl Cache {
         live: &HashSet<CacheKey>,
         live_blobs: &HashSet<String>,
     ) -> Result<GcReport, Error> {
+        self.collect_garbage(live, live_blobs, false)
+    }
+
+    /// What [`Cache::gc`] would remove with the same arguments, removing nothing (the
+    /// report counts the packs a collection would rewrite among the files removed, as the
+    /// collection does). Flushes first.
+    pub fn gc_dry_run(
+        &self,
+        live: &HashSet<CacheKey>,
+        live_blobs: &HashSet<String>,
+    ) -> Result<GcReport, Error> {
+        self.collect_garbage(live, live_blobs, true)
+    }
+
+    fn collect_garbage(
+        &self,
+        live: &HashSet<CacheKey>,
+        live_blobs: &HashSet<String>,
+        dry_run: bool,
+    ) -> Result<GcReport, Error> {
         self.flush();
         let mut report = GcReport::default();
         let mut referenced: HashSet<String> = live_blobs.clone();
         // Results of the legacy layout (a cacache index entry each).
         for (key, meta) in self.legacy_entries()? {
             if !live.contains(&key) {
-                cacache::remove_sync(&self.0.dir, key.index_key()).map_err(|e| self.err(e))?;
-                self.forget_in_memory(&key);
+                if !dry_run {
+                    cacache::remove_sync(&self.0.dir, key.index_key()).map_err(|e| self.err(e))?;
+                    self.forget_in_memory(&key);
+                }
                 report.removed_entries += 1;
                 continue;
             }
@@ -117,7 +139,9 @@ impl Cache {
                 }
                 _ => {
                     if !live.contains(&key) {
-                        self.forget_in_memory(&key);
+                        if !dry_run {
+                            self.forget_in_memory(&key);
+                        }
                         report.removed_entries += 1;
                     }
                     dropped = true;
@@ -125,7 +149,9 @@ impl Cache {
             }
         }
         let packs = records.packs();
-        if dropped || packs.len() > 1 {
+        if dry_run && (dropped || packs.len() > 1) {
+            // The live results would move to a new pack: the current packs would go.
+        } else if dropped || packs.len() > 1 {
             let pack = Pack::build(kept.iter().map(|(key, preimage, record)| PackEntry {
                 key: *key,
                 preimage,
@@ -155,10 +181,12 @@ impl Cache {
                 continue;
             };
             if !referenced.contains(&integrity.to_string()) {
-                std::fs::remove_file(&path).map_err(|source| Error::Io {
-                    context: format!("removing {}", path.display()),
-                    source,
-                })?;
+                if !dry_run {
+                    std::fs::remove_file(&path).map_err(|source| Error::Io {
+                        context: format!("removing {}", path.display()),
+                        source,
+                    })?;
+                }
                 report.removed_files += 1;
                 report.freed_bytes += size;
             }
@@ -231,7 +259,10 @@ mod tests {
         // Three blobs, and one pack per batch the writer made of the three results.
         assert!((4..=6).contains(&before.content_files), "{before:?}");
         let live: HashSet<CacheKey> = [preimage(1).key()].into();
+        let planned = cache.gc_dry_run(&live, &HashSet::new()).unwrap();
+        assert_eq!(cache.stats().unwrap(), before, "a dry run removes nothing");
         let report = cache.gc(&live, &HashSet::new()).unwrap();
+        assert_eq!(planned, report, "a dry run tells what the collection does");
         assert_eq!(report.removed_entries, 2);
         // Two blobs and the old packs (the live result was repacked).
         assert!(report.removed_files >= 3, "{report:?}");

@@ -9,6 +9,13 @@
 //! [`RUN_INPUTS_ENV`]: when they are set, [`Graph::build`](crate::Graph::build) runs the
 //! pipeline it built on those inputs, writes the [`CallAnswer`] as JSON and exits (0 when
 //! every node succeeded, 1 when one failed, 2 for bad inputs).
+//!
+//! `cargo daggr serve` (and a deployed Space) talks to it through [`SERVE_ENV`],
+//! [`SERVE_TOKEN_ENV`] and [`SERVE_API_ONLY_ENV`]: when the first is set,
+//! [`Graph::build`](crate::Graph::build) serves the pipeline it built (the workflow API,
+//! and the inspector unless API-only) until the process is stopped, then exits. The
+//! serving code is the inspector's, a layer above this one: it is found through
+//! `SERVE_HOOKS`, a list the linker assembles, so this layer never names it.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -25,6 +32,92 @@ use crate::value::PortType;
 pub const RUN_ENV: &str = "DAGGR_RUN";
 /// Environment variable of the `cargo daggr run` handshake: the inputs, a JSON object.
 pub const RUN_INPUTS_ENV: &str = "DAGGR_RUN_INPUTS";
+/// Environment variable of the `cargo daggr run --batch` handshake (the batch variant): the
+/// batch to run, a JSON object (`inputs`, the path of a JSON Lines file of input sets;
+/// optional `name`, `sheets`, `worker`, `concurrency`, `lease_ms`, `events`: see
+/// `daggr::sheet::batch`). With [`RUN_ENV`] set too, [`Graph::build`](crate::Graph::build)
+/// runs the pipeline it built over the batch as one of its workers, writes the summary as
+/// JSON to [`RUN_ENV`]'s path and exits: 0 when every item is done, 1 when one failed, 2
+/// when the batch could not run. Batches are kept in sheets (the `sheets` feature).
+pub const RUN_BATCH_ENV: &str = "DAGGR_RUN_BATCH";
+
+/// Batch code a higher layer contributes (sheets keep batches): runs the batch that a
+/// [`RUN_BATCH_ENV`] request describes; the answer and the exit status.
+pub(crate) type BatchHook = fn(&Pipeline, &str) -> (Json, i32);
+
+/// The batch code linked into this program: the sheets', when the `sheets` feature is on;
+/// else none.
+#[linkme::distributed_slice]
+pub(crate) static BATCH_HOOKS: [BatchHook];
+
+/// Environment variable of the serve handshake (`cargo daggr serve`, a deployed Space): the
+/// address to serve the pipeline on, `HOST:PORT` (`127.0.0.1:7860`, `0.0.0.0:7860`). When
+/// it is set, [`Graph::build`](crate::Graph::build) serves the pipeline it built until the
+/// process is stopped (Ctrl-C, SIGTERM) and then exits, instead of returning it. The port
+/// is the inspector's: the next free one when it is taken (the address served is printed).
+pub const SERVE_ENV: &str = "DAGGR_SERVE";
+/// Environment variable of the serve handshake: the access token, required when
+/// [`SERVE_ENV`] is not a loopback address (clients send it as an `X-Daggr-Token` header
+/// or a `?token=` query parameter).
+pub const SERVE_TOKEN_ENV: &str = "DAGGR_SERVE_TOKEN";
+/// Environment variable of the serve handshake: `1` (or `true`, `yes`, `on`) serves the
+/// workflow API alone (`POST /api/call`, `GET /api/openapi.json`, the blob routes),
+/// without the inspector's page and sheet routes.
+pub const SERVE_API_ONLY_ENV: &str = "DAGGR_SERVE_API_ONLY";
+
+/// What the serve handshake asks for.
+#[cfg_attr(not(feature = "inspector"), allow(dead_code))]
+pub(crate) struct ServeRequest {
+    /// Where to listen.
+    pub(crate) addr: std::net::SocketAddr,
+    /// The token clients must send (always set for a non-loopback address).
+    pub(crate) token: Option<String>,
+    /// Serve the workflow API without the inspector.
+    pub(crate) api_only: bool,
+}
+
+/// Serving code a higher layer contributes: serves the pipeline as asked until the process
+/// is told to stop.
+pub(crate) type ServeHook = fn(&Pipeline, &ServeRequest) -> Result<(), crate::Error>;
+
+/// The serving code linked into this program: the inspector's, when the `inspector` feature
+/// is on; else none.
+#[linkme::distributed_slice]
+pub(crate) static SERVE_HOOKS: [ServeHook];
+
+/// Reads the serve handshake's variables: `None` when [`SERVE_ENV`] is unset, an error
+/// saying which variable is wrong.
+fn serve_request(var: impl Fn(&str) -> Option<String>) -> Option<Result<ServeRequest, String>> {
+    let addr = var(SERVE_ENV)?;
+    let addr = addr.trim();
+    let parsed = match addr.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}").parse(),
+        None => addr.parse::<std::net::SocketAddr>(),
+    };
+    let Ok(addr) = parsed else {
+        return Some(Err(format!(
+            "{SERVE_ENV}=`{addr}` is not an address: write it as HOST:PORT (127.0.0.1:7860, 0.0.0.0:7860)"
+        )));
+    };
+    let token = var(SERVE_TOKEN_ENV)
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Some(Err(format!(
+            "serving on {addr}, which is not a loopback address, needs an access token: set {SERVE_TOKEN_ENV}"
+        )));
+    }
+    let api_only = var(SERVE_API_ONLY_ENV).is_some_and(|v| {
+        ["1", "true", "yes", "on"]
+            .iter()
+            .any(|t| v.trim().eq_ignore_ascii_case(t))
+    });
+    Some(Ok(ServeRequest {
+        addr,
+        token,
+        api_only,
+    }))
+}
 
 /// One of a pipeline's inputs: an input node.
 pub(crate) struct CallInput {
@@ -186,7 +279,8 @@ impl Pipeline {
         Ok(answer)
     }
 
-    fn answer(&self, report: &RunReport) -> Result<CallAnswer, crate::Error> {
+    /// The answer of a finished run of every node (`report`) on this workspace.
+    pub(crate) fn answer(&self, report: &RunReport) -> Result<CallAnswer, crate::Error> {
         let mut answer = CallAnswer {
             pipeline: self.name().to_string(),
             ..CallAnswer::default()
@@ -221,6 +315,42 @@ impl Pipeline {
     }
 }
 
+/// If the serve handshake asks for it ([`SERVE_ENV`] is set): serves `pipeline` through the
+/// serving code linked in until the process is stopped, then exits (0 after a clean stop, 1
+/// when serving failed, 2 for a wrong variable or a program without the `inspector`
+/// feature). Serves on a thread of its own, as [`run_if_asked`] runs.
+pub(crate) fn serve_if_asked(pipeline: &Pipeline) {
+    let Some(request) = serve_request(|name| std::env::var(name).ok()) else {
+        return;
+    };
+    let request = request.unwrap_or_else(|e| {
+        eprintln!("daggr: {e}");
+        std::process::exit(2);
+    });
+    let Some(serve) = SERVE_HOOKS.first().copied() else {
+        eprintln!(
+            "daggr: {SERVE_ENV} is set, but this program was built without daggr's `inspector` feature, which serves pipelines"
+        );
+        std::process::exit(2);
+    };
+    let name = pipeline.name().to_string();
+    let pipeline = pipeline.clone();
+    match std::thread::spawn(move || serve(&pipeline, &request)).join() {
+        Ok(Ok(())) => std::process::exit(0),
+        Ok(Err(e)) => {
+            eprintln!(
+                "daggr: serving `{name}` failed: {}",
+                crate::node::event::error_chain(&e)
+            );
+            std::process::exit(1);
+        }
+        Err(_) => {
+            eprintln!("daggr: serving `{name}` panicked");
+            std::process::exit(1);
+        }
+    }
+}
+
 /// If `cargo daggr run` started this process ([`RUN_ENV`] is set): runs `pipeline` on the
 /// inputs of [`RUN_INPUTS_ENV`], writes the answer and exits. Runs on a thread and runtime
 /// of its own, so it works whether or not `Graph::build` was called inside a runtime.
@@ -228,6 +358,10 @@ pub(crate) fn run_if_asked(pipeline: &Pipeline) {
     let Some(target) = std::env::var_os(RUN_ENV) else {
         return;
     };
+    if let Some(request) = std::env::var_os(RUN_BATCH_ENV) {
+        let (answer, code) = run_batch_hook(pipeline, request);
+        write_answer(&target, &answer, code);
+    }
     let pipeline = pipeline.clone();
     let (answer, code) = std::thread::spawn(move || {
         let inputs = std::env::var(RUN_INPUTS_ENV).unwrap_or_else(|_| "{}".into());
@@ -273,16 +407,92 @@ pub(crate) fn run_if_asked(pipeline: &Pipeline) {
             1,
         )
     });
-    let text = serde_json::to_string(&answer).unwrap_or_default() + "\n";
+    write_answer(&target, &answer, code);
+}
+
+/// Runs the batch a [`RUN_BATCH_ENV`] request describes through the batch code linked in,
+/// on a thread of its own (as [`run_if_asked`] runs); an error answer (2) when there is
+/// none.
+fn run_batch_hook(pipeline: &Pipeline, request: std::ffi::OsString) -> (Json, i32) {
+    let fail = |error: String| {
+        (
+            serde_json::json!({ "pipeline": pipeline.name(), "error": error }),
+            2,
+        )
+    };
+    let Some(hook) = BATCH_HOOKS.first().copied() else {
+        return fail(format!(
+            "{RUN_BATCH_ENV} is set, but this program was built without daggr's `sheets` feature, which keeps batches"
+        ));
+    };
+    let Ok(request) = request.into_string() else {
+        return fail(format!("{RUN_BATCH_ENV} is not UTF-8"));
+    };
+    let pipeline = pipeline.clone();
+    std::thread::spawn(move || hook(&pipeline, &request))
+        .join()
+        .unwrap_or_else(|_| (serde_json::json!({ "error": "the batch panicked" }), 1))
+}
+
+/// Writes a handshake's answer (as a line of JSON) where [`RUN_ENV`] says (`-`: stdout) and
+/// exits with `code` (3 when the answer could not be written).
+fn write_answer(target: &std::ffi::OsStr, answer: &impl Serialize, code: i32) -> ! {
+    let text = serde_json::to_string(answer).unwrap_or_default() + "\n";
     let written = if target == "-" {
         use std::io::Write;
         std::io::stdout().write_all(text.as_bytes())
     } else {
-        std::fs::write(&target, text)
+        std::fs::write(target, text)
     };
     if let Err(e) = written {
         eprintln!("daggr: could not write the run's answer: {e}");
         std::process::exit(3);
     }
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(vars: &[(&str, &str)]) -> Option<Result<ServeRequest, String>> {
+        serve_request(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn the_serve_handshake_reads_its_variables() {
+        assert!(
+            request(&[]).is_none(),
+            "not asked: the pipeline is returned"
+        );
+        let r = request(&[(SERVE_ENV, " 127.0.0.1:7860 ")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.addr.to_string(), "127.0.0.1:7860");
+        assert_eq!((r.token, r.api_only), (None, false));
+        let r = request(&[(SERVE_ENV, "localhost:0"), (SERVE_API_ONLY_ENV, "True")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.addr.to_string(), "127.0.0.1:0");
+        assert!(r.api_only);
+        let r = request(&[(SERVE_ENV, "0.0.0.0:7860"), (SERVE_TOKEN_ENV, "s3cret\n")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.token.as_deref(), Some("s3cret"));
+        assert_eq!(
+            request(&[(SERVE_ENV, "0.0.0.0:7860"), (SERVE_TOKEN_ENV, " ")])
+                .unwrap()
+                .err()
+                .unwrap(),
+            "serving on 0.0.0.0:7860, which is not a loopback address, needs an access token: set DAGGR_SERVE_TOKEN"
+        );
+        assert_eq!(
+            request(&[(SERVE_ENV, "7860")]).unwrap().err().unwrap(),
+            "DAGGR_SERVE=`7860` is not an address: write it as HOST:PORT (127.0.0.1:7860, 0.0.0.0:7860)"
+        );
+    }
 }

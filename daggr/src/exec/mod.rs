@@ -8,7 +8,7 @@
 //! - `progress`: [`TerminalProgress`], the progress bar on the terminal;
 //! - `alone`: running one node on its own;
 //! - `call`: a pipeline called as a function, JSON in and out (the workflow API's
-//!   `POST /api/call`, `cargo daggr run`).
+//!   `POST /api/call`, `cargo daggr run`), and the serve handshake (`cargo daggr serve`).
 //!
 //! Each run is a `tracing` span named `run` (fields `pipeline`, `run`, `scope`, and the
 //! counts `computed`, `cached`, `failed`, `skipped` and `cancelled` once it ends) with one
@@ -25,9 +25,16 @@ mod scope;
 mod state;
 mod workspace;
 
-#[cfg(feature = "inspector")]
+// The workflow API (inspector) and batches (sheets) answer calls.
+#[cfg(feature = "sheets")]
 pub(crate) use call::CallAnswer;
-pub use call::{RUN_ENV, RUN_INPUTS_ENV};
+#[cfg(feature = "sheets")]
+pub(crate) use call::{BatchHook, BATCH_HOOKS};
+#[cfg(feature = "inspector")]
+pub(crate) use call::{ServeHook, ServeRequest, SERVE_HOOKS};
+pub use call::{
+    RUN_BATCH_ENV, RUN_ENV, RUN_INPUTS_ENV, SERVE_API_ONLY_ENV, SERVE_ENV, SERVE_TOKEN_ENV,
+};
 pub use progress::TerminalProgress;
 pub use report::{
     ItemOutcome, NodeFailure, NodeResult, Outcome, Parts, PersistTarget, RunReport, Unsaved,
@@ -48,6 +55,7 @@ impl Graph {
         let (graph, dag) = self.validate()?;
         let pipeline = Pipeline::new(graph, dag)?;
         call::run_if_asked(&pipeline);
+        call::serve_if_asked(&pipeline);
         Ok(pipeline)
     }
 }

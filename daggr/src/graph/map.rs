@@ -200,6 +200,29 @@ fn owned<U: PortValue>(value: &Value) -> Result<U, serde_json::Error> {
     })
 }
 
+/// The handles of a node with exactly one output port: an `Output<T>`, or the outputs
+/// struct `#[fn_node]` generates for a function with one output.
+#[diagnostic::on_unimplemented(
+    message = "a mapped node or a choice variant has one output port, and this node's outputs are `{Self}`",
+    label = "this node has more than one output port",
+    note = "map over, or choose between, nodes with one output each: split this node, or name the one output you need with `#[fn_node(outputs(..))]` on a function returning one value"
+)]
+pub trait OneOutputPort {
+    /// The port's type. Not bound by `PortValue` here: `#[fn_node]` implements this trait
+    /// for its outputs struct, and a type that cannot cross a port is reported once, on the
+    /// user's type, by the node's own checks.
+    type Value;
+    /// The port.
+    fn one_output(&self) -> Output<Self::Value>;
+}
+
+impl<T> OneOutputPort for Output<T> {
+    type Value = T;
+    fn one_output(&self) -> Output<T> {
+        *self
+    }
+}
+
 /// A node to apply to every item of its list inputs, with how failed items are handled;
 /// add it with [`Graph::add_map`] (or use [`Graph::map`] for the defaults).
 ///
@@ -348,7 +371,8 @@ impl Graph {
     /// see [`Graph::add_map`] to skip or collect failed items instead.
     ///
     /// The node's group, timeout and retries apply to each item; the map node is named
-    /// after the node. The node must have one output port.
+    /// after the node. The node must have one output port (an `Output<T>`, or a
+    /// `#[fn_node]` with one output).
     ///
     /// ```
     /// use daggr::{constant, each, Cache, FnNode, Graph, Scope};
@@ -365,7 +389,8 @@ impl Graph {
     #[track_caller]
     pub fn map<N, U>(&mut self, node: N, sources: impl IntoMapSources<N::Args>) -> Output<Vec<U>>
     where
-        N: TypedNode<Handles = Output<U>>,
+        N: TypedNode,
+        N::Handles: OneOutputPort<Value = U>,
         U: PortValue,
     {
         self.add_map(Map::new(node), sources)
@@ -380,7 +405,8 @@ impl Graph {
         sources: impl IntoMapSources<N::Args>,
     ) -> Output<G::Out>
     where
-        N: TypedNode<Handles = Output<U>>,
+        N: TypedNode,
+        N::Handles: OneOutputPort<Value = U>,
         U: PortValue,
         G: Gather<U>,
     {

@@ -23,7 +23,7 @@ pub use choice::Choice;
 use daggr_codegen::ir::{short_type_name, EdgeIr, GraphIr, NodeIr, PortIr, SourceLocation};
 pub use groups::InputGroup;
 pub use input::INPUT_KIND;
-pub use map::{each, Each, Gather, IntoMapSources, Map, MapSource, Results, Values};
+pub use map::{each, Each, Gather, IntoMapSources, Map, MapSource, OneOutputPort, Results, Values};
 
 /// A typed handle to one output port of a node in a [`Graph`].
 ///

@@ -21,7 +21,7 @@ use serde_json::{json, Value as Json_};
 
 mod explain;
 
-use super::layout::{card_height, fits_in_a_row, layout, CardShape};
+use super::layout::{card_height, fits_in_a_row, layout_grouped, parts_rows, port_rows, CardShape};
 use super::{lock, App, OpenSheet};
 use crate::exec::Outcome;
 use crate::sheet::NodePosition;
@@ -366,8 +366,15 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         .into_response();
     }
     let public = path.starts_with("/assets/") || path.starts_with("/favicon");
-    if let (Some(expected), false) = (&app.token, public) {
-        let given = token_given(&request).unwrap_or_default();
+    let token = token_given(&request);
+    // The workflow API's routes take an API key too (see api_keys.rs).
+    let workflow =
+        super::api_keys::workflow_access(&app, path, request.headers(), token.as_deref());
+    if workflow == Some(false) {
+        return super::api_keys::refused();
+    }
+    if let (Some(expected), false, None) = (&app.token, public, workflow) {
+        let given = token.unwrap_or_default();
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             return ApiError(
                 StatusCode::UNAUTHORIZED,
@@ -375,6 +382,13 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
             )
             .into_response();
         }
+    }
+    if app.api_only && !workflow_route(path) {
+        return ApiError(
+            StatusCode::NOT_FOUND,
+            "no such route: only the workflow API is served here (POST /api/call, GET /api/openapi.json, /api/blobs)".into(),
+        )
+        .into_response();
     }
     let changes_state = !matches!(
         *request.method(),
@@ -388,8 +402,18 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     next.run(request).await
 }
 
+/// Whether `path` is one of the workflow API's routes (all an API-only server answers):
+/// calls (and their sub-routes), the OpenAPI document, and the blobs media go through.
+fn workflow_route(path: &str) -> bool {
+    let under = |root: &str| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    under("/api/call") || under("/api/blobs") || path == "/api/openapi.json"
+}
+
 /// Compares in time that depends on the lengths only, not on where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -418,26 +442,32 @@ fn widget(ty: &str) -> &'static str {
     }
 }
 
+/// An editable input's widget (`text`, `choice`, `range`, …) and its hint, if any.
+type Widget = (&'static str, Option<Json_>);
+
 /// The widget for constant input `port` of node `node` and what it offers: a dropdown
 /// (`choice`) when the values allowed are known — from the input's hint (its own, or what the
 /// node it feeds says: a Gradio app's dropdown) or from a Rust enum's unit variants —, a
 /// slider (`range`) when a range is known, a text area (`textarea`) for long text, else by
 /// type ([`widget`]).
-fn input_widget(
-    pipeline: &Pipeline,
-    node: usize,
-    port: usize,
-    ty: &str,
-) -> (&'static str, Option<Json_>) {
-    let spec = pipeline.nodes().nth(node).map(|n| n.spec().clone());
+fn input_widget(pipeline: &Pipeline, node: usize, port: usize, ty: &str) -> Widget {
+    let found = pipeline.nodes().nth(node);
+    let spec = found.map(|n| n.spec().clone());
     let is_input = spec.as_ref().is_some_and(|s| s.kind == crate::INPUT_KIND);
     let mut hint = if is_input {
         pipeline.input_hint(node).unwrap_or_default()
     } else {
         crate::InputHint::default()
     };
+    let port_spec = spec.as_ref().and_then(|s| s.inputs.get(port));
+    // A choice's selection (a `String`) is one of its variants' names.
+    if let Some(crate::composite::Composite::Choice(plan)) = found.and_then(|n| n.composite()) {
+        if port_spec.is_some_and(|p| p.name == crate::composite::VARIANT_PORT) {
+            hint.choices = plan.variants().map(|(name, _)| json!(name)).collect();
+        }
+    }
     if hint.choices.is_empty() {
-        if let Some(port) = spec.as_ref().and_then(|s| s.inputs.get(port)) {
+        if let Some(port) = port_spec {
             hint.choices = enum_choices(&port.ty.json_schema());
         }
     }
@@ -487,18 +517,69 @@ pub(crate) fn graph_json(pipeline: &Pipeline) -> Json_ {
     let has_preview = |n: &daggr_codegen::ir::NodeIr| {
         n.kind != crate::INPUT_KIND && n.outputs.iter().any(|p| !fits_in_a_row(&p.ty))
     };
+    // Each constant input's widget and hint, once: a text area takes more than a row.
+    let widgets: Vec<Vec<Option<Widget>>> = ir
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            n.inputs
+                .iter()
+                .enumerate()
+                .map(|(p, port)| {
+                    (port.source.as_deref() == Some("const"))
+                        .then(|| input_widget(pipeline, i, p, &port.ty))
+                })
+                .collect()
+        })
+        .collect();
+    let input_rows = |i: usize| -> usize {
+        widgets[i]
+            .iter()
+            .map(|w| port_rows(w.as_ref().map(|w| w.0)))
+            .sum()
+    };
     let heights: Vec<f64> = ir
         .nodes
         .iter()
-        .map(|n| {
+        .enumerate()
+        .map(|(i, n)| {
             card_height(CardShape {
-                ports: n.inputs.len() + n.outputs.len(),
+                ports: input_rows(i) + n.outputs.len(),
                 preview: has_preview(n),
+                parts: parts_rows(&n.kind),
             })
         })
         .collect();
-    let placed = layout(ir.nodes.len(), &edges, &heights);
+    // A group of inputs is one card: a row per member (its value's editor).
+    let groups: Vec<(Vec<usize>, f64)> = pipeline
+        .input_groups()
+        .iter()
+        .map(|g| {
+            let rows = g.members.iter().filter(|&&m| m < ir.nodes.len());
+            let shape = CardShape {
+                ports: rows.map(|&m| input_rows(m).max(1)).sum(),
+                ..CardShape::default()
+            };
+            (g.members.clone(), card_height(shape))
+        })
+        .collect();
+    let grouped = layout_grouped(ir.nodes.len(), &edges, &heights, &groups);
+    let placed = &grouped.layout;
     let (boxes, width, height) = (&placed.boxes, placed.width, placed.height);
+    let groups_json: Vec<Json_> = pipeline
+        .input_groups()
+        .iter()
+        .zip(&grouped.groups)
+        .map(|(g, b)| {
+            let members: Vec<&str> = g
+                .members
+                .iter()
+                .filter_map(|&m| ir.nodes.get(m).map(|n| n.name.as_str()))
+                .collect();
+            json!({ "name": g.name, "members": members, "x": b.x, "y": b.y, "w": b.w, "h": b.h })
+        })
+        .collect();
     let mut routes = vec![Vec::new(); ir.edges.len()];
     for (route, i) in placed.routes.iter().zip(laid) {
         routes[i] = route.clone();
@@ -529,27 +610,36 @@ pub(crate) fn graph_json(pipeline: &Pipeline) -> Json_ {
                 .map(|(port_index, p)| {
                     let source = p.source.clone().unwrap_or_else(|| "edge".into());
                     let mut port = json!({ "name": p.name, "type": p.ty, "source": source });
-                    if source == "const" {
-                        let (widget, hint) = input_widget(pipeline, i, port_index, &p.ty);
+                    if let Some(Some((widget, hint))) = widgets[i].get(port_index) {
                         port["widget"] = json!(widget);
                         if let Some(hint) = hint {
-                            port["hint"] = hint;
+                            port["hint"] = hint.clone();
                         }
                     }
                     port
                 })
                 .collect();
-            json!({
+            let mut node = json!({
                 "index": i, "name": n.name, "kind": n.kind,
                 "x": b.x, "y": b.y, "w": b.w, "h": b.h, "preview": has_preview(n),
                 "inputs": inputs,
                 "outputs": n.outputs.iter().map(|p| json!({ "name": p.name, "type": p.ty })).collect::<Vec<_>>(),
                 "location": n.location,
                 "group": n.group, "variants": n.variants, "mapped": n.mapped,
-            })
+            });
+            // What a map's output holds when items fail (the page pairs values with items).
+            if let Some(crate::composite::Composite::Map(plan)) =
+                pipeline.nodes().nth(i).and_then(|n| n.composite())
+            {
+                node["failures"] = json!(plan.failures());
+            }
+            node
         })
         .collect();
-    json!({ "name": ir.name, "width": width, "height": height, "nodes": nodes, "edges": edges_json })
+    json!({
+        "name": ir.name, "width": width, "height": height, "nodes": nodes, "edges": edges_json,
+        "groups": groups_json,
+    })
 }
 
 async fn graph(State(app): State<Arc<App>>) -> Response {
@@ -1016,7 +1106,7 @@ fn executing(open: &OpenSheet) -> bool {
 }
 
 /// Takes the sheet's run slot for `token`, returning the new run's number (see [`settle`]).
-async fn claim_run_slot(
+pub(super) async fn claim_run_slot(
     open: &OpenSheet,
     token: &tokio_util::sync::CancellationToken,
 ) -> Result<u64, ApiError> {
@@ -1501,6 +1591,28 @@ mod tests {
         assert_eq!(parse_range("bytes=5-1", 100), Some(Err(())));
         assert_eq!(parse_range("bytes=0-1,3-4", 100), Some(Err(())));
         assert_eq!(parse_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn an_api_only_server_answers_the_workflow_routes() {
+        for path in [
+            "/api/call",
+            "/api/call/stream",
+            "/api/openapi.json",
+            "/api/blobs",
+            "/api/blobs/sha256-abc",
+        ] {
+            assert!(workflow_route(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/api/graph",
+            "/api/sheets",
+            "/api/calls",
+            "/api/blobsx",
+        ] {
+            assert!(!workflow_route(path), "{path}");
+        }
     }
 
     #[test]

@@ -73,15 +73,21 @@ const PREVIEW_ROOM: f64 = 64.0;
 const SPACE: f64 = 4.0;
 const FOOTER: f64 = 22.0;
 
+/// Port rows a text area takes (a row is 26 px; the page's `rowSpan` in cards.ts agrees).
+const TEXTAREA_ROWS: usize = 3;
+
 /// What a card shows, for its height.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct CardShape {
-    /// Input and output port rows.
+    /// Input and output port rows (a port edited in a text area counts [`port_rows`]).
     pub ports: usize,
     /// Whether an output can have a rich preview (media, text, JSON) on the closed card;
     /// numbers and booleans fit in their port row, and a pipeline input's value is in its
     /// input's editor.
     pub preview: bool,
+    /// Rows below the ports for a composite node's parts: a map's item chips (2), a
+    /// choice's variants (1).
+    pub parts: usize,
 }
 
 /// The closed card height of a node.
@@ -89,10 +95,28 @@ pub fn card_height(shape: CardShape) -> f64 {
     BORDERS
         + HEAD
         + PAD
-        + ROW * shape.ports as f64
+        + ROW * (shape.ports + shape.parts) as f64
         + if shape.preview { PREVIEW_ROOM } else { 0.0 }
         + SPACE
         + FOOTER
+}
+
+/// The port rows an input edited with `widget` takes: a text area is taller than a line.
+pub fn port_rows(widget: Option<&str>) -> usize {
+    if widget == Some("textarea") {
+        TEXTAREA_ROWS
+    } else {
+        1
+    }
+}
+
+/// The rows a node of this kind needs below its ports for its parts (see [`CardShape`]).
+pub fn parts_rows(kind: &str) -> usize {
+    match kind {
+        "map" => 2,
+        "choice" => 1,
+        _ => 0,
+    }
 }
 
 /// Whether values of this (short) type name fit in a port row (no rich preview).
@@ -380,6 +404,80 @@ pub fn layout(n: usize, edges: &[(usize, usize)], heights: &[f64]) -> Layout {
     }
 }
 
+/// A layout where some nodes share a box: the pipeline inputs of a group are one card.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupedLayout {
+    /// The layout: one box per node (a group's members all get the group's box), one route
+    /// per edge.
+    pub layout: Layout,
+    /// One box per group, in the order given.
+    pub groups: Vec<Placed>,
+}
+
+/// Lays out `n` nodes as [`layout`] does, but the members of each group (node indices, and
+/// the group card's height) are placed as one box: the group is one node of the layered
+/// graph, whose edges are its members' edges (the page starts each at its member's row).
+/// A node is in one group at most (the graph checks it when built); an empty group gets
+/// no box of its own (a zero box at the margin).
+pub fn layout_grouped(
+    n: usize,
+    edges: &[(usize, usize)],
+    heights: &[f64],
+    groups: &[(Vec<usize>, f64)],
+) -> GroupedLayout {
+    let mut group_of: Vec<Option<usize>> = vec![None; n];
+    for (g, (members, _)) in groups.iter().enumerate() {
+        for &m in members.iter().filter(|&&m| m < n) {
+            group_of[m].get_or_insert(g);
+        }
+    }
+    // Units: the nodes not in a group, and one per group, in the order first met.
+    let mut unit_of = vec![0usize; n];
+    let mut group_unit: Vec<Option<usize>> = vec![None; groups.len()];
+    let mut unit_heights = Vec::with_capacity(n);
+    for v in 0..n {
+        unit_of[v] = match group_of[v] {
+            Some(g) => *group_unit[g].get_or_insert_with(|| {
+                unit_heights.push(groups[g].1);
+                unit_heights.len() - 1
+            }),
+            None => {
+                unit_heights.push(heights[v]);
+                unit_heights.len() - 1
+            }
+        };
+    }
+    let unit_edges: Vec<(usize, usize)> = edges
+        .iter()
+        .map(|&(a, b)| (unit_of[a], unit_of[b]))
+        .collect();
+    let units = layout(unit_heights.len(), &unit_edges, &unit_heights);
+    let boxes = (0..n).map(|v| units.boxes[unit_of[v]]).collect();
+    let group_boxes = group_unit
+        .iter()
+        .map(|u| {
+            u.map_or(
+                Placed {
+                    x: MARGIN,
+                    y: MARGIN,
+                    w: 0.0,
+                    h: 0.0,
+                },
+                |u| units.boxes[u],
+            )
+        })
+        .collect();
+    GroupedLayout {
+        layout: Layout {
+            boxes,
+            routes: units.routes,
+            width: units.width,
+            height: units.height,
+        },
+        groups: group_boxes,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +598,58 @@ mod tests {
         let a = layout(500, &edges, &[120.0; 500]);
         let b = layout(500, &edges, &[120.0; 500]);
         assert_eq!(a, b);
+    }
+
+    /// Inputs w, h, s of a group feed a (w, h) and b (s); t is an input of its own feeding b.
+    /// The group is one box, in the first column, shared by its members; nothing overlaps;
+    /// without groups the layout is the plain one.
+    #[test]
+    fn a_group_of_inputs_is_one_box() {
+        let (w, h, s, t, a, b) = (0, 1, 2, 3, 4, 5);
+        let edges = [(w, a), (h, a), (s, b), (t, b)];
+        let heights = [95.0, 95.0, 95.0, 95.0, 150.0, 150.0];
+        let group_h = card_height(CardShape {
+            ports: 3,
+            ..CardShape::default()
+        });
+        let g = layout_grouped(6, &edges, &heights, &[(vec![w, h, s], group_h)]);
+        let p = &g.layout.boxes;
+        assert_eq!(p[w], p[h]);
+        assert_eq!(p[h], p[s]);
+        assert_eq!(g.groups[0], p[w]);
+        assert_eq!(p[w].h, group_h);
+        assert_eq!(p[w].x, p[t].x, "the group sits in the inputs' column");
+        assert!(p[a].x > p[w].x && p[b].x > p[w].x);
+        let distinct = [p[w], p[t], p[a], p[b]];
+        for (i, x) in distinct.iter().enumerate() {
+            for y in &distinct[i + 1..] {
+                assert!(!overlaps(x, y), "{x:?} overlaps {y:?}");
+            }
+        }
+        assert_eq!(g.layout.routes.len(), edges.len());
+        let plain = layout_grouped(6, &edges, &heights, &[]);
+        assert_eq!(plain.layout, layout(6, &edges, &heights));
+    }
+
+    #[test]
+    fn text_areas_and_parts_make_cards_taller() {
+        let base = card_height(CardShape {
+            ports: 2,
+            ..CardShape::default()
+        });
+        let tall = card_height(CardShape {
+            ports: port_rows(Some("textarea")) + 1,
+            ..CardShape::default()
+        });
+        assert_eq!(tall - base, 2.0 * ROW);
+        assert_eq!(port_rows(Some("text")), 1);
+        let map = card_height(CardShape {
+            ports: 2,
+            parts: parts_rows("map"),
+            ..CardShape::default()
+        });
+        assert_eq!(map - base, 2.0 * ROW);
+        assert_eq!(parts_rows("fn"), 0);
     }
 
     /// An edge from the first layer to the last of a long chain needs a dummy per layer;

@@ -17,9 +17,13 @@
 //! ```
 
 mod api;
+mod api_keys;
 mod assets;
+mod call_stream;
 mod layout;
 mod live;
+mod media_input;
+mod serve;
 mod workflow;
 
 use std::collections::HashMap;
@@ -49,6 +53,9 @@ pub const ALLOWED_HOSTS_ENV: &str = "DAGGR_ALLOWED_HOSTS";
 pub const MAX_UPLOAD_ENV: &str = "DAGGR_MAX_UPLOAD";
 /// The default largest upload (`POST /api/blobs`): 256 MiB.
 pub const DEFAULT_MAX_UPLOAD: usize = 256 * 1024 * 1024;
+/// Environment variable listing API keys for the workflow API, comma-separated; see
+/// [`LaunchOptions::api_keys`].
+pub const API_KEYS_ENV: &str = "DAGGR_API_KEYS";
 
 /// How to serve the inspector.
 #[derive(Clone, Debug)]
@@ -74,6 +81,13 @@ pub struct LaunchOptions {
     /// The largest upload in bytes (default `$DAGGR_MAX_UPLOAD`, else
     /// [`DEFAULT_MAX_UPLOAD`]). Larger uploads are refused with 413.
     pub max_upload_bytes: Option<usize>,
+    /// API keys for the workflow API, added to `$DAGGR_API_KEYS`. When any is set (or a
+    /// token is), `POST /api/call` requires `Authorization: Bearer <key>` (the token is a
+    /// key too) and answers 401 without one; see the README's workflow API section.
+    pub api_keys: Vec<String>,
+    /// Serve the workflow API alone (`POST /api/call`, `GET /api/openapi.json` and the
+    /// blob routes), without the page and the sheet routes (default `false`).
+    pub api_only: bool,
 }
 
 impl Default for LaunchOptions {
@@ -87,6 +101,8 @@ impl Default for LaunchOptions {
             token: None,
             allowed_hosts: Vec::new(),
             max_upload_bytes: None,
+            api_keys: Vec::new(),
+            api_only: false,
         }
     }
 }
@@ -135,6 +151,10 @@ pub(crate) struct App {
     pub(crate) calls: workflow::CallLimits,
     /// The workflow API's OpenAPI document, built when first asked for.
     pub(crate) openapi: std::sync::OnceLock<serde_json::Value>,
+    /// The workflow API's keys (besides the token).
+    pub(crate) api_keys: Vec<String>,
+    /// Only the workflow API is served (no page, no sheet routes).
+    pub(crate) api_only: bool,
 }
 
 impl App {
@@ -345,6 +365,13 @@ impl Inspector {
             shutdown: CancellationToken::new(),
             calls: Default::default(),
             openapi: std::sync::OnceLock::new(),
+            api_keys: options
+                .api_keys
+                .iter()
+                .cloned()
+                .chain(api_keys::env_keys())
+                .collect(),
+            api_only: options.api_only,
         });
         let sheet = store.open_or_create(pipeline, &options.sheet)?;
         app.adopt(sheet);

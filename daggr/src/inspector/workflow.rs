@@ -5,27 +5,42 @@
 //!
 //! A call runs on a fresh workspace of the served pipeline (nothing of one call leaks into
 //! another or into a sheet) over the pipeline's cache, so a call whose inputs were seen
-//! before makes no node call. Media go by reference: upload bytes with `POST /api/blobs`
-//! and pass the reference it answers; media outputs carry a `url` to download them.
+//! before makes no node call. `?sheet=NAME` runs it on that sheet's workspace instead: the
+//! inputs are stored in the sheet and the run is in its history, as a run from the page.
+//! Media go by reference: upload bytes with `POST /api/blobs` and pass the reference it
+//! answers, or pass `{"url": …}` (see [`super::media_input`]); media outputs carry a `url`
+//! to download them. With `Accept: text/event-stream` the answer streams the run's events
+//! before the result (see [`super::call_stream`]). Who may call is
+//! [`super::api_keys`]' business.
+//!
+//! The run goes on a task of its own, cancelled when the request goes: a client that
+//! closes the connection stops the run (and frees its call slot) instead of leaving it to
+//! run for nobody.
 //!
 //! At most [`MAX_RUNNING_CALLS`] calls run at once and [`MAX_WAITING_CALLS`] wait; past
 //! that a call is refused with 429 and `Retry-After`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json_};
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::api::{bad, encode_query, parse, ApiError, ApiResult};
-use super::App;
+use super::api::{bad, claim_run_slot, encode_query, parse, ApiError, ApiResult, MAX_NAME_BYTES};
+use super::{lock, App, OpenSheet};
 use crate::exec::CallAnswer;
+use crate::node::event::Event;
+use crate::{Pipeline, Scope};
 
 /// Calls running at once.
 pub(crate) const MAX_RUNNING_CALLS: usize = 4;
@@ -34,16 +49,46 @@ pub(crate) const MAX_WAITING_CALLS: usize = 64;
 
 /// The call slots of a served pipeline.
 pub(crate) struct CallLimits {
-    running: tokio::sync::Semaphore,
+    /// Shared with the run tasks, which hold their permit until the run ends.
+    running: Arc<Semaphore>,
     waiting: AtomicUsize,
 }
 
 impl Default for CallLimits {
     fn default() -> Self {
         CallLimits {
-            running: tokio::sync::Semaphore::new(MAX_RUNNING_CALLS),
+            running: Arc::new(Semaphore::new(MAX_RUNNING_CALLS)),
             waiting: AtomicUsize::new(0),
         }
+    }
+}
+
+/// A place in the waiting line, given back however the wait ends (a client that leaves
+/// while waiting must not keep its place counted forever).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl CallLimits {
+    /// A running slot, after waiting in line if all are taken; the 429 answer when the line
+    /// is full.
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, Response> {
+        if let Ok(permit) = self.running.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let waiting = Waiting(&self.waiting);
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING_CALLS {
+            return Err(too_many());
+        }
+        let permit = self.running.clone().acquire_owned().await;
+        drop(waiting);
+        permit.map_err(|_| {
+            ApiError(StatusCode::SERVICE_UNAVAILABLE, "closing".into()).into_response()
+        })
     }
 }
 
@@ -54,29 +99,221 @@ struct CallBody {
     inputs: Map<String, Json_>,
 }
 
+/// The query of `POST /api/call` (other parameters, such as the inspector's `token`, are
+/// not the call's business).
+#[derive(Deserialize)]
+pub(crate) struct CallQuery {
+    /// Run on this sheet's workspace instead of a fresh one.
+    sheet: Option<String>,
+}
+
 /// `POST /api/call`.
 pub(crate) async fn call(
     State(app): State<Arc<App>>,
+    query: Result<Query<CallQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let CallBody { inputs } = parse(body)?;
+    let CallBody { mut inputs } = parse(body)?;
+    let CallQuery { sheet } = query
+        .map(|Query(q)| q)
+        .map_err(|e| bad(format!("invalid query: {e}")))?;
+    let sheet = match &sheet {
+        Some(name) if name.len() > MAX_NAME_BYTES => {
+            return Err(bad(format!(
+                "the sheet name is longer than {MAX_NAME_BYTES} bytes"
+            )))
+        }
+        // An unknown sheet is a 404 naming it, with the closest name.
+        Some(name) => Some(app.sheet(name)?),
+        None => None,
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    super::media_input::resolve(&app, host, &mut inputs).await?;
+    // Checked on a fresh workspace first, so bad inputs touch no sheet and take no slot.
     let workspace = app.template.new_workspace();
     workspace.set_call_inputs(&inputs).map_err(bad)?;
-    let limits = &app.calls;
-    let permit = match limits.running.try_acquire() {
+    let permit = match app.calls.acquire().await {
         Ok(permit) => permit,
-        Err(_) => {
-            if limits.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING_CALLS {
-                limits.waiting.fetch_sub(1, Ordering::SeqCst);
-                return Ok(too_many());
-            }
-            let permit = limits.running.acquire().await;
-            limits.waiting.fetch_sub(1, Ordering::SeqCst);
-            permit.map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "closing".into()))?
+        Err(too_many) => return Ok(too_many),
+    };
+    let stream = super::call_stream::wanted(&headers);
+    let token = CancellationToken::new();
+    let run = match sheet {
+        None => CallRun::start(workspace, None, token, permit, stream),
+        Some(open) => {
+            set_sheet_inputs(&open, &token, &workspace, &inputs).await?;
+            let pipeline = open.sheet.pipeline().clone();
+            CallRun::start(pipeline, Some(open), token, permit, stream)
         }
     };
-    let answer = workspace.call().await?;
-    drop(permit);
+    if stream {
+        return Ok(super::call_stream::respond(run));
+    }
+    let (status, body) = run.finish().await;
+    Ok((status, Json(body)).into_response())
+}
+
+/// Takes the sheet's run slot for the run `token` cancels (409 while a run executes on it,
+/// as for the page's Run; the page's Cancel then stops the call) and stores the call's
+/// inputs in the sheet, taken from `checked` where they were decoded. The slot is the
+/// run's from here: [`release_sheet`] gives it back.
+async fn set_sheet_inputs(
+    open: &Arc<OpenSheet>,
+    token: &CancellationToken,
+    checked: &Pipeline,
+    inputs: &Map<String, Json_>,
+) -> Result<(), ApiError> {
+    claim_run_slot(open, token).await?;
+    let stored = checked
+        .call_inputs()
+        .into_iter()
+        .filter(|input| inputs.contains_key(&input.name))
+        .try_for_each(|input| {
+            let Some(value) = checked.constant_value(input.node, &input.port)? else {
+                return Ok(());
+            };
+            open.sheet
+                .set_constant_value(&input.name, &input.port, value)
+        });
+    if let Err(e) = stored {
+        release_sheet(open);
+        return Err(e.into());
+    }
+    if !inputs.is_empty() {
+        open.live
+            .push("state_changed", json!({ "reason": "input" }));
+    }
+    Ok(())
+}
+
+/// Gives the sheet's run slot back and tells the page, as the inspector's own runs do.
+fn release_sheet(open: &OpenSheet) {
+    lock(&open.run).take();
+    open.run_done.notify_waiters();
+    open.live.push("state_changed", json!({ "reason": "run" }));
+}
+
+/// What a call's run ends with: its answer, or why there is none.
+pub(super) type CallOutcome = Result<CallAnswer, ApiError>;
+
+/// A call's run, started on a task of its own.
+pub(super) struct CallRun {
+    /// The workspace's events, for the streaming form (subscribed before the run starts,
+    /// so none is missed; `None` otherwise, so a plain call pays for no event copies).
+    pub(super) events: Option<broadcast::Receiver<Event>>,
+    /// The run.
+    pub(super) task: JoinHandle<CallOutcome>,
+    /// Cancels the run when the request (or its response stream) is dropped.
+    pub(super) cancel: DropGuard,
+}
+
+impl CallRun {
+    /// Runs every node of `workspace` (a sheet's, when `sheet` is given: its slot is then
+    /// already taken for `token`, and released when the run ends) until `token` fires.
+    /// `permit` is held until the run ends.
+    fn start(
+        workspace: Pipeline,
+        sheet: Option<Arc<OpenSheet>>,
+        token: CancellationToken,
+        permit: OwnedSemaphorePermit,
+        stream: bool,
+    ) -> CallRun {
+        let events = stream.then(|| workspace.subscribe());
+        let run_token = token.clone();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let started = Instant::now();
+            let report = match &sheet {
+                Some(open) => open.sheet.run_with_cancel(Scope::All, run_token).await,
+                None => workspace.run_with_cancel(Scope::All, run_token).await,
+            };
+            let answer = report.and_then(|report| workspace.answer(&report));
+            if let Some(open) = &sheet {
+                release_sheet(open);
+            }
+            let mut answer = answer?;
+            if sheet.is_none() {
+                // A sheet's run waited for its writes already.
+                store_output_blobs(&workspace).await;
+            }
+            answer.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            Ok(answer)
+        });
+        CallRun {
+            events,
+            task,
+            cancel: token.drop_guard(),
+        }
+    }
+
+    /// Waits for the run; its answer as the JSON form sends it.
+    async fn finish(self) -> (StatusCode, Json_) {
+        let CallRun { task, cancel, .. } = self;
+        let outcome = joined(task.await);
+        drop(cancel);
+        answer_body(outcome)
+    }
+}
+
+/// Puts the media bytes of the call's outputs on disk now, if they are not there yet: their
+/// `url` is the blob route, which reads the disk, and a client downloads them as soon as
+/// it has the answer, while a result just computed is still on its way there (the cache
+/// writes drain behind the run). A result from the cache costs a `stat` per blob.
+async fn store_output_blobs(workspace: &Pipeline) {
+    let cache = workspace.cache();
+    let mut missing = Vec::new();
+    for out in workspace.call_outputs() {
+        let Ok(Some(result)) = workspace.result(out.at.node) else {
+            continue;
+        };
+        for blob in result.outputs[out.at.port].blobs().iter() {
+            if !cacache::exists_sync(cache.dir(), &blob.integrity) {
+                missing.push(blob.bytes.clone());
+            }
+        }
+    }
+    if missing.is_empty() {
+        return;
+    }
+    let cache = cache.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        missing
+            .iter()
+            .try_for_each(|bytes| cache.put_blob(bytes).map(drop))
+    })
+    .await;
+    match stored {
+        Ok(Ok(())) => {}
+        // The answer still goes: the outputs are right, only their download may fail.
+        Ok(Err(e)) => tracing::warn!(
+            error = %crate::node::event::error_chain(&e),
+            "a media output of a workflow call could not be stored"
+        ),
+        Err(e) => tracing::warn!(error = %e, "storing a workflow call's media outputs"),
+    }
+}
+
+/// A run task's outcome, a panic included.
+pub(super) fn joined(result: Result<CallOutcome, tokio::task::JoinError>) -> CallOutcome {
+    result.unwrap_or_else(|e| {
+        Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the run ended abnormally: {e}"),
+        ))
+    })
+}
+
+/// The status and body of a call's answer: 200 with the outputs, 500 naming the failed
+/// node, or the error that stopped the call.
+pub(super) fn answer_body(outcome: CallOutcome) -> (StatusCode, Json_) {
+    let answer = match outcome {
+        Ok(answer) => answer,
+        Err(ApiError(status, error)) => return (status, json!({ "error": error })),
+    };
     let CallAnswer {
         mut outputs,
         missing_outputs,
@@ -96,15 +333,15 @@ pub(crate) async fn call(
             "computed": computed,
             "cached": cached,
         });
-        return Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response());
+        return (StatusCode::INTERNAL_SERVER_ERROR, body);
     }
-    Ok(Json(json!({
+    let body = json!({
         "outputs": outputs,
         "computed": computed,
         "cached": cached,
         "elapsed_ms": elapsed_ms,
-    }))
-    .into_response())
+    });
+    (StatusCode::OK, body)
 }
 
 fn too_many() -> Response {
@@ -163,6 +400,11 @@ fn document(app: &App) -> Json_ {
         if let (Some(default), Json_::Object(map)) = (default, &mut schema) {
             map.insert("default".into(), default);
         }
+        if super::media_input::media_kind(&input.ty).is_some() {
+            // Or by URL: a data: URL (an upload inside the call), a blob of this server, or
+            // an http(s) URL the server fetches.
+            schema = json!({ "anyOf": [schema, { "$ref": "#/components/schemas/MediaUrl" }] });
+        }
         input_props.insert(input.name, schema);
     }
     let mut output_props = Map::new();
@@ -174,21 +416,59 @@ fn document(app: &App) -> Json_ {
     let error = json!({ "$ref": "#/components/schemas/Error" });
     let json_of = |schema: Json_| json!({ "application/json": { "schema": schema } });
     let name = app.template.name();
+    // A call needs a key whenever one is configured; the blob routes only when the
+    // inspector's token guards the server (see api_keys). `{}` is "no credential".
+    let bearer = json!({ "bearerAuth": [] });
+    let call_security = if super::api_keys::calls_need_key(app) {
+        json!([bearer])
+    } else {
+        json!([bearer, {}])
+    };
+    let blob_security = if app.token.is_some() {
+        json!([bearer])
+    } else {
+        json!([bearer, {}])
+    };
+    let unauthorized = json!({
+        "description": "No valid key: `Authorization: Bearer <key>` is required",
+        "headers": { "WWW-Authenticate": { "schema": { "type": "string" } } },
+        "content": json_of(error.clone()),
+    });
+    // OpenAPI has no schema for an event stream: a string, described.
+    let events = json!({ "schema": {
+        "type": "string",
+        "description": "With `Accept: text/event-stream`: the run's events as server-sent events, named `run_started`, `node_started`, `node_progress`, `node_partial`, `node_log`, `node_cached`, `node_finished`, `node_failed`, `node_skipped`, `persist_failed` and `run_finished` (data: JSON with the `node` name), then `result` (data: a CallResponse) or `error` (data: the body the JSON form answers with a 4xx/5xx status: a NodeFailure or an Error). Closing the connection cancels the run.",
+    }});
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": format!("{name} (daggr workflow API)"),
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Runs the pipeline on named inputs and answers its outputs. Results are cached by content: a call whose inputs were seen before runs no node again. Media go by reference: upload the bytes with POST /api/blobs and pass the object it answers.",
+            "description": "Runs the pipeline on named inputs and answers its outputs. Results are cached by content: a call whose inputs were seen before runs no node again. Media inputs go by reference (upload the bytes with POST /api/blobs and pass the object it answers) or by URL ({\"url\": \"data:image/png;base64,...\"} uploads them inside the call; a /api/blobs/... URL of this server or an http(s) URL is read by the server). With `?sheet=NAME` the call runs on that sheet (its inputs are stored there and the run is in its history). With `Accept: text/event-stream` the answer streams the run's events, then the result.",
         },
         "paths": {
             "/api/call": { "post": {
                 "operationId": "call",
                 "summary": format!("Run `{name}`"),
+                "security": call_security,
+                "parameters": [{
+                    "name": "sheet", "in": "query", "required": false,
+                    "description": "Run on this sheet's workspace (its inputs are stored in the sheet, the run is in its history) instead of a fresh one",
+                    "schema": { "type": "string" },
+                }],
                 "requestBody": { "required": true, "content": json_of(json!({ "$ref": "#/components/schemas/CallRequest" })) },
                 "responses": {
-                    "200": { "description": "The outputs", "content": json_of(json!({ "$ref": "#/components/schemas/CallResponse" })) },
-                    "400": { "description": "An unknown input, or a value of the wrong type", "content": json_of(error.clone()) },
+                    "200": {
+                        "description": "The outputs (or, with `Accept: text/event-stream`, the run's events and then the outputs)",
+                        "content": {
+                            "application/json": { "schema": { "$ref": "#/components/schemas/CallResponse" } },
+                            "text/event-stream": events,
+                        },
+                    },
+                    "400": { "description": "An unknown input, a value of the wrong type, or a media URL that could not be read", "content": json_of(error.clone()) },
+                    "401": unauthorized.clone(),
+                    "404": { "description": "No sheet of that name (with the closest one)", "content": json_of(error.clone()) },
+                    "409": { "description": "A run is in progress on that sheet", "content": json_of(error.clone()) },
                     "429": {
                         "description": "Too many calls at once",
                         "headers": { "Retry-After": { "description": "Seconds to wait", "schema": { "type": "integer" } } },
@@ -199,17 +479,20 @@ fn document(app: &App) -> Json_ {
             }},
             "/api/blobs": { "post": {
                 "operationId": "uploadBlob",
+                "security": blob_security.clone(),
                 "summary": "Store bytes for a media input",
                 "parameters": [{ "name": "x-daggr-filename", "in": "header", "required": false, "schema": { "type": "string" } }],
                 "requestBody": { "required": true, "content": { "*/*": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } } },
                 "responses": {
                     "201": { "description": "A media reference to pass as an input", "content": json_of(json!({ "$ref": "#/components/schemas/MediaRef" })) },
                     "400": { "description": "An empty upload", "content": json_of(error.clone()) },
+                    "401": unauthorized.clone(),
                     "413": { "description": "Too large", "content": json_of(error.clone()) },
                 },
             }},
             "/api/blobs/{integrity}": { "get": {
                 "operationId": "getBlob",
+                "security": blob_security,
                 "summary": "Download media bytes (the `url` of a media output)",
                 "parameters": [
                     { "name": "integrity", "in": "path", "required": true, "schema": { "type": "string" } },
@@ -217,11 +500,18 @@ fn document(app: &App) -> Json_ {
                 ],
                 "responses": {
                     "200": { "description": "The bytes", "content": { "*/*": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } } },
+                    "401": unauthorized,
                     "404": { "description": "Not stored", "content": json_of(error.clone()) },
                 },
             }},
         },
-        "components": { "schemas": {
+        "components": {
+        "securitySchemes": { "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key (LaunchOptions::api_keys or $DAGGR_API_KEYS, comma-separated) or the inspector's token",
+        }},
+        "schemas": {
             "CallRequest": {
                 "type": "object",
                 "properties": { "inputs": {
@@ -256,6 +546,17 @@ fn document(app: &App) -> Json_ {
                     "computed": { "type": "array", "items": { "type": "string" } },
                     "cached": { "type": "array", "items": { "type": "string" } },
                 },
+            },
+            "MediaUrl": {
+                "type": "object",
+                "description": "A media input by URL",
+                "required": ["url"],
+                "properties": {
+                    "url": { "type": "string", "description": format!("`data:<mime>;base64,<bytes>` (an upload inside the call, within the request's body limit), this server's `/api/blobs/<integrity>?mime=…` (an earlier output's `url`), or an http(s) URL the server fetches (within {} s and the upload limit)", super::media_input::FETCH_TIMEOUT.as_secs()) },
+                    "mime": { "type": "string", "description": "The MIME type, when the URL does not tell it" },
+                    "name": { "type": "string", "description": "A file name" },
+                },
+                "additionalProperties": false,
             },
             "MediaRef": {
                 "type": "object",

@@ -8,8 +8,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::batch::BatchBackend;
 use super::rows::{collect_refs, ResultRow, SkippedRow, StoredResult};
-use super::{HistorySummary, SheetInfo};
+use super::{HistorySummary, SheetInfo, SheetUsage};
 use crate::cache::CacheKey;
 use crate::error::BoxError;
 use crate::Error;
@@ -51,12 +52,15 @@ pub(super) struct NodeHistory {
 
 /// The database of sheets, as the sheet API uses it. Ids are the database's; `now` is Unix
 /// ms. An `Err` is a database failure (the caller maps "not found" itself).
-pub(super) trait SheetBackend: Send + Sync + 'static {
+/// Batches are kept in the same database, behind the same seam ([`BatchBackend`]).
+pub(super) trait SheetBackend: BatchBackend + Send + Sync + 'static {
     /// A connection for the writer thread (its own: it commits while others read).
     fn writer(&self) -> Result<Box<dyn RowWriter>, Error>;
 
     /// The sheets of a pipeline, by name.
     fn list(&self, pipeline: &str) -> Result<Vec<SheetInfo>, Error>;
+    /// Every sheet of every pipeline (by pipeline, then name) with what it stores.
+    fn inventory(&self) -> Result<Vec<(SheetInfo, SheetUsage)>, Error>;
     /// A sheet's id.
     fn find(&self, pipeline: &str, name: &str) -> Result<Option<i64>, Error>;
     /// Inserts a sheet (an error if it exists); its id.

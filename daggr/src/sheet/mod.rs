@@ -15,6 +15,9 @@
 //! its tables are created on first open. Several processes may use one sheet at once on
 //! either backend: each batch of results is one transaction, and writers take turns.
 //!
+//! The same database keeps [batches](batch): a pipeline run over many input sets, one row
+//! per input set, resumable and shared by workers on several machines.
+//!
 //! Each result keeps the log its node wrote while computing it ([`crate::NodeContext::log`]
 //! and the executor's lines): at most the last [`MAX_LOG_LINES`] lines, the earlier ones
 //! counted as dropped. Read a history entry's log with [`Sheet::log`]; a restored or
@@ -62,6 +65,8 @@
 //! ```
 
 mod backend;
+pub mod batch;
+mod listing;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod rows;
@@ -84,6 +89,7 @@ use crate::value::PortValue;
 use crate::Error;
 
 use backend::View;
+pub use listing::{SheetRecord, SheetUsage, StoredInput};
 use rows::{parse_logs, restore_input};
 pub use rows::{HistoryEntry, InputRecord, Provenance, SkippedRow};
 pub use schema::default_db_path;
@@ -283,38 +289,7 @@ impl Sheet {
         self.pipeline.node_index(node)?;
         self.store.flush();
         let history = self.store.backend().history(self.id, node)?;
-        let mut out = Vec::new();
-        for row in history.entries {
-            let row = match row {
-                Ok(row) => row,
-                Err(damaged) => {
-                    // One damaged entry must not hide the rest of the history.
-                    tracing::warn!(sheet = self.name, id = ?damaged.id, reason = damaged.reason, "skipping a damaged history entry");
-                    continue;
-                }
-            };
-            out.push(HistoryEntry {
-                id: row.id,
-                run: row.run,
-                key: row.key,
-                outcome: row.outcome,
-                elapsed_ms: row.elapsed_ms,
-                finished_ms: row.finished_ms,
-                outputs: serde_json::from_str(&row.outputs).unwrap_or_default(),
-                provenance: serde_json::from_str(&row.provenance).unwrap_or(Provenance {
-                    identity: String::new(),
-                    code: String::new(),
-                    version: None,
-                    params: serde_json::Value::Null,
-                    inputs: Vec::new(),
-                }),
-                selected: Some(row.id) == history.selected,
-                error: row.error,
-                attempts: row.attempts,
-                log_lines: row.log_lines,
-            });
-        }
-        Ok(out)
+        Ok(listing::history_entries(&self.name, history))
     }
 
     /// Per node: the number of results kept, the selected entry's id and its position among

@@ -30,7 +30,7 @@ use super::backend::{add_result_refs, LoadedSheet, NodeHistory, RowWriter, Sheet
 use super::rows::{collect_refs, ResultRow, SkippedRow, StoredResult, RESULT_COLUMNS};
 use super::schema::{now_ms, MIGRATIONS};
 use super::store::redact_url;
-use super::{HistorySummary, SheetInfo};
+use super::{HistorySummary, SheetInfo, SheetUsage};
 use crate::cache::CacheKey;
 use crate::error::BoxError;
 use crate::node::event::error_chain;
@@ -81,7 +81,8 @@ impl PgBackend {
         &self.location
     }
 
-    fn call<R: Send + 'static>(
+    /// Runs `f` on the readers' connection (the batch tables' code uses it too).
+    pub(super) fn call<R: Send + 'static>(
         &self,
         f: impl FnMut(&mut Client) -> Result<R, ::postgres::Error> + Send + 'static,
     ) -> Result<R, Error> {
@@ -316,6 +317,45 @@ impl SheetBackend for PgBackend {
                         created_ms: r.try_get(3)?,
                         updated_ms: r.try_get(4)?,
                     })
+                })
+                .collect()
+        })
+    }
+
+    fn inventory(&self) -> Result<Vec<(SheetInfo, SheetUsage)>, Error> {
+        self.call(move |c| {
+            let rows = c.query(
+                "SELECT s.id, s.pipeline, s.name, s.created_ms, s.updated_ms,
+                    (SELECT COUNT(*) FROM sheet_inputs i WHERE i.sheet_id = s.id),
+                    (SELECT COALESCE(SUM(octet_length(i.value)), 0)::BIGINT
+                       FROM sheet_inputs i WHERE i.sheet_id = s.id),
+                    (SELECT COUNT(*) FROM results r WHERE r.sheet_id = s.id AND r.error IS NULL),
+                    (SELECT COUNT(*) FROM results r WHERE r.sheet_id = s.id AND r.error IS NOT NULL),
+                    (SELECT COALESCE(SUM(octet_length(r.outputs) + octet_length(r.provenance)
+                            + COALESCE(octet_length(r.error), 0)), 0)::BIGINT
+                       FROM results r WHERE r.sheet_id = s.id),
+                    (SELECT COALESCE(SUM(octet_length(l.log)), 0)::BIGINT
+                       FROM result_logs l JOIN results r ON r.id = l.result_id WHERE r.sheet_id = s.id)
+                 FROM sheets s ORDER BY s.pipeline COLLATE \"C\", s.name COLLATE \"C\"",
+                &[],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    let info = SheetInfo {
+                        id: r.try_get(0)?,
+                        pipeline: r.try_get(1)?,
+                        name: r.try_get(2)?,
+                        created_ms: r.try_get(3)?,
+                        updated_ms: r.try_get(4)?,
+                    };
+                    let count = |i| r.try_get::<_, i64>(i).map(|n| n.max(0) as u64);
+                    let usage = SheetUsage {
+                        inputs: count(5)? as usize,
+                        results: count(7)? as usize,
+                        failures: count(8)? as usize,
+                        bytes: count(6)? + count(9)? + count(10)?,
+                    };
+                    Ok((info, usage))
                 })
                 .collect()
         })

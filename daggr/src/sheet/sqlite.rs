@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::backend::{add_result_refs, LoadedSheet, NodeHistory, RowWriter, SheetBackend, View};
 use super::rows::{ResultRow, SkippedRow, StoredResult, RESULT_COLUMNS};
 use super::schema::{db_err, migrate, now_ms, open_connection};
-use super::{HistorySummary, SheetInfo};
+use super::{HistorySummary, SheetInfo, SheetUsage};
 use crate::cache::CacheKey;
 use crate::error::BoxError;
 use crate::Error;
@@ -38,7 +38,8 @@ impl SqliteBackend {
         })
     }
 
-    fn with_conn<R>(
+    /// Runs `f` on the readers' connection (the batch tables' code uses it too).
+    pub(super) fn with_conn<R>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
     ) -> Result<R, Error> {
@@ -65,6 +66,45 @@ impl SheetBackend for SqliteBackend {
                     created_ms: r.get(3)?,
                     updated_ms: r.get(4)?,
                 })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn inventory(&self) -> Result<Vec<(SheetInfo, SheetUsage)>, Error> {
+        self.with_conn(|c| {
+            // Sizes in bytes of the stored text (a BLOB's length is its bytes, a TEXT's its
+            // characters).
+            let mut stmt = c.prepare(
+                "SELECT s.id, s.pipeline, s.name, s.created_ms, s.updated_ms,
+                    (SELECT COUNT(*) FROM sheet_inputs i WHERE i.sheet_id = s.id),
+                    (SELECT COALESCE(SUM(LENGTH(CAST(i.value AS BLOB))), 0)
+                       FROM sheet_inputs i WHERE i.sheet_id = s.id),
+                    (SELECT COUNT(*) FROM results r WHERE r.sheet_id = s.id AND r.error IS NULL),
+                    (SELECT COUNT(*) FROM results r WHERE r.sheet_id = s.id AND r.error IS NOT NULL),
+                    (SELECT COALESCE(SUM(LENGTH(CAST(r.outputs AS BLOB)) + LENGTH(CAST(r.provenance AS BLOB))
+                            + COALESCE(LENGTH(CAST(r.error AS BLOB)), 0)), 0)
+                       FROM results r WHERE r.sheet_id = s.id),
+                    (SELECT COALESCE(SUM(LENGTH(CAST(l.log AS BLOB))), 0)
+                       FROM result_logs l JOIN results r ON r.id = l.result_id WHERE r.sheet_id = s.id)
+                 FROM sheets s ORDER BY s.pipeline, s.name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let info = SheetInfo {
+                    id: r.get(0)?,
+                    pipeline: r.get(1)?,
+                    name: r.get(2)?,
+                    created_ms: r.get(3)?,
+                    updated_ms: r.get(4)?,
+                };
+                let count = |i| r.get::<_, i64>(i).map(|n| n.max(0) as u64);
+                let usage = SheetUsage {
+                    inputs: count(5)? as usize,
+                    results: count(7)? as usize,
+                    failures: count(8)? as usize,
+                    bytes: count(6)? + count(9)? + count(10)?,
+                };
+                Ok((info, usage))
             })?;
             rows.collect()
         })

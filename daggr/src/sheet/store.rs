@@ -371,7 +371,10 @@ impl SheetStore {
     /// Other live users of the cache (pipelines without sheets) are not consulted.
     pub fn gc_cache(&self, cache: &Cache) -> Result<GcReport, Error> {
         self.flush();
-        let (keys, blobs) = self.backend().live_refs()?;
+        let (keys, mut blobs) = self.backend().live_refs()?;
+        // Batch items' inputs and outputs may name blobs too.
+        self.backend().migrate_batches()?;
+        self.backend().batch_blobs(&mut blobs)?;
         cache.gc(&keys, &blobs)
     }
 
