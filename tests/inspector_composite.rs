@@ -16,51 +16,21 @@
 //! Screenshots land in `target/inspector-screenshots/`. The browser and playwright-core
 //! come from `scripts/setup/browser.sh` (run here if missing).
 
+#[path = "common/test_env.rs"]
+mod test_env;
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use test_env::{browser_env, repo};
 
 use daggr::inspector::{Inspector, LaunchOptions};
 use daggr::{
     each, Cache, Choice, Configure, FnNode, Graph, Image, InputHint, Map, NodeContext, Pipeline,
 };
 use serde::{Deserialize, Serialize};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_path_buf()
-}
-
-fn test_env() -> PathBuf {
-    std::env::var_os("DAGGR_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/daggr-test-env")
-        })
-}
-
-/// Makes sure chromium and playwright-core are there, running the shared setup script if not.
-fn browser_env() -> PathBuf {
-    let playwright = test_env().join("browser/node_modules/playwright-core");
-    let has_chromium = Command::new("bash")
-        .args(["-c", "command -v chromium"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_chromium || !playwright.join("package.json").exists() {
-        let status = Command::new("bash")
-            .arg(repo().join("scripts/setup/browser.sh"))
-            .env("DAGGR_TEST_ENV", test_env())
-            .status()
-            .expect("bash runs the setup script");
-        assert!(status.success(), "scripts/setup/browser.sh failed");
-    }
-    playwright
-}
 
 async fn serve(pipeline: &Pipeline, dir: &Path) -> (String, tokio_util::sync::CancellationToken) {
     let inspector = Inspector::bind(

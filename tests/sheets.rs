@@ -106,3 +106,67 @@ async fn a_wrongly_typed_column_is_skipped_and_reported_and_the_rest_of_the_shee
         skipped.len()
     );
 }
+
+/// A map's per-item outcomes and a choice's provenance (which variant answered, which failed
+/// before it) are kept with the result: a sheet opened again has them.
+#[tokio::test]
+async fn a_sheet_keeps_a_maps_items_and_a_choices_variant() {
+    use daggr::{each, Cache, Choice, FnNode, Graph, Map, Outcome, Parts};
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_db(dir.path());
+    let cache_dir = dir.path().join("cache");
+    let build = || {
+        let mut g = Graph::new("parts").cache(Cache::open(&cache_dir).unwrap());
+        let words = g.input("words", vec!["a".to_string(), "bad".into(), "c".into()]);
+        let parse = FnNode::try_sync("shout", |w: String| {
+            if w == "bad" {
+                Err("not this one".to_string())
+            } else {
+                Ok(w.to_uppercase())
+            }
+        });
+        g.add_map(Map::new(parse).collect_errors(), (each(words),));
+        let text = g.input("text", "hi".to_string());
+        g.choose(
+            Choice::new(
+                "caption",
+                "down",
+                FnNode::try_sync("down", |_: String| Err::<String, _>("down".to_string())),
+            )
+            .or("up", FnNode::sync("up", |t: String| t.to_uppercase()))
+            .fallback(),
+            (text,),
+        );
+        g.build().unwrap()
+    };
+    let store = db.open();
+    let sheet = store.create(&build(), "s").unwrap();
+    sheet.run(Scope::All).await.unwrap();
+    drop(sheet);
+    store.flush();
+
+    let store = db.open();
+    let sheet = store.open_sheet(&build(), "s").unwrap();
+    let map = sheet.result("shout").unwrap().expect("the map's result");
+    let Some(Parts::Items(items)) = map.parts.as_deref() else {
+        panic!("the items are kept: {:?}", map.parts);
+    };
+    assert_eq!(items.len(), 3);
+    assert!(matches!(items[0].outcome, Outcome::Computed { .. }));
+    let Outcome::Failed(error) = &items[1].outcome else {
+        panic!("item 1 failed");
+    };
+    assert!(error.to_string().contains("not this one"), "{error}");
+    let choice = sheet
+        .result("caption")
+        .unwrap()
+        .expect("the choice's result");
+    let Some(Parts::Variant { used, failed }) = choice.parts.as_deref() else {
+        panic!("the variant is kept: {:?}", choice.parts);
+    };
+    assert_eq!(used, "up");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, "down");
+    let history = sheet.history("caption").unwrap();
+    assert!(history[0].provenance.parts.is_some());
+}

@@ -445,9 +445,11 @@ export class Cards {
   }
 
   /** An `item_finished` event: a map's item is done (computed, cached or failed). */
-  itemFinished(name: string, index: number, outcome: string, error: string | null): void {
+  itemFinished(name: string, index: number, outcome: string, error: string | null, total: number | null): void {
     const m = this.models.get(name);
     if (!m || m.node.kind !== "map" || !Number.isInteger(index) || index < 0) return;
+    // The event says how many items the map has: a first run shows k/N too.
+    if (total !== null && Number.isInteger(total) && total > index) m.expected = total;
     while (m.items.length <= index) m.items.push({ outcome: "running" });
     m.items[index] = { outcome, error };
     if (m.view?.items) {

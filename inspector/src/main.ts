@@ -265,7 +265,10 @@ async function start(): Promise<void> {
         });
         break;
       case "item_finished":
-        cards.itemFinished(d.node, Number(d.item), String(d.outcome ?? ""), d.error == null ? null : String(d.error));
+        cards.itemFinished(
+          d.node, Number(d.item), String(d.outcome ?? ""), d.error == null ? null : String(d.error),
+          d.total == null ? null : Number(d.total),
+        );
         break;
       case "node_cached":
         nodeStatus(d.node, "cached", id, null);

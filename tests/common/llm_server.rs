@@ -9,23 +9,17 @@
 
 #![allow(dead_code)]
 
+#[path = "test_env.rs"]
+mod test_env_dir;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
+pub use test_env_dir::test_env;
 
 /// The model alias the server answers to.
 pub const MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
-
-/// Where the test environments live (`$DAGGR_TEST_ENV`, default `~/.cache/daggr-test-env`).
-pub fn test_env() -> PathBuf {
-    std::env::var_os("DAGGR_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/daggr-test-env")
-        })
-}
 
 /// Runs `scripts/setup/llm.sh` once per process (under a second when the venv is there;
 /// minutes the first time, when it compiles llama.cpp). Returns the venv's python.

@@ -5,19 +5,13 @@
 
 #![allow(dead_code)]
 
+#[path = "test_env.rs"]
+mod test_env_dir;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// Where the test environments live (`$DAGGR_TEST_ENV`, default `~/.cache/daggr-test-env`).
-fn test_env() -> PathBuf {
-    std::env::var_os("DAGGR_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/daggr-test-env")
-        })
-}
+use test_env_dir::test_env;
 
 /// Runs `scripts/setup/s3.sh` once per process; returns the venv's python.
 fn setup() -> &'static PathBuf {

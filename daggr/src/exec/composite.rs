@@ -272,6 +272,7 @@ async fn map(
                 node: ctx.index,
                 name: ctx.node.clone(),
                 item: index,
+                total,
                 outcome: outcome.span_label(),
                 error: error.clone(),
             });

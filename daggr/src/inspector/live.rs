@@ -231,12 +231,13 @@ impl LiveLog {
                 Event::ItemFinished {
                     name,
                     item,
+                    total,
                     outcome,
                     error,
                     ..
                 } => (
                     "item_finished",
-                    json!({ "node": &**name, "item": item, "outcome": outcome, "error": error }),
+                    json!({ "node": &**name, "item": item, "total": total, "outcome": outcome, "error": error }),
                 ),
                 Event::NodeCached { name, source, .. } => {
                     let at = since(&inner);

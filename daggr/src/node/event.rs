@@ -118,6 +118,8 @@ pub enum Event {
         name: Arc<str>,
         /// The item's position in the list.
         item: usize,
+        /// How many items the map has.
+        total: usize,
         /// `computed`, `memory`, `disk`, `shared` or `failed`.
         outcome: &'static str,
         /// The error with its cause chain, when it failed.

@@ -137,6 +137,7 @@ pub(super) fn history_entries(sheet: &str, history: NodeHistory) -> Vec<HistoryE
                 version: None,
                 params: serde_json::Value::Null,
                 inputs: Vec::new(),
+                parts: None,
             }),
             selected: Some(row.id) == history.selected,
             error: row.error,

@@ -91,7 +91,7 @@ use crate::Error;
 use backend::View;
 pub use listing::{SheetRecord, SheetUsage, StoredInput};
 use rows::{parse_logs, restore_input};
-pub use rows::{HistoryEntry, InputRecord, Provenance, SkippedRow};
+pub use rows::{HistoryEntry, InputRecord, ItemRecord, PartsRecord, Provenance, SkippedRow};
 pub use schema::default_db_path;
 use schema::now_ms;
 pub use store::{SheetInfo, SheetStore};

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Sheet;
 use super::INLINE_LIMIT;
 use crate::cache::{collect_blob_refs, CacheKey};
-use crate::exec::{NodeFailure, NodeResult, Outcome, Pipeline};
+use crate::exec::{ItemOutcome, NodeFailure, NodeResult, Outcome, Parts, Pipeline};
 use crate::node::event::{CacheSource, Logs};
 use crate::value::ContentHash;
 use crate::Error;
@@ -54,6 +54,93 @@ pub struct Provenance {
     /// Per input port: its name, the content hash it had, and (for constant and generated
     /// inputs) the value itself, so a past result's inputs can be restored.
     pub inputs: Vec<InputRecord>,
+    /// For a map or a choice: what each item did, or which variant produced the result
+    /// ([`NodeResult::parts`](crate::NodeResult::parts)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<PartsRecord>,
+}
+
+/// What a map's items or a choice's variants did, as a sheet keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum PartsRecord {
+    /// A map's items, in item order.
+    Items(Vec<ItemRecord>),
+    /// The variant that produced the result, and the variants (with their errors) that
+    /// failed before it.
+    Variant {
+        /// The variant used.
+        used: String,
+        /// The variants that failed first.
+        failed: Vec<(String, String)>,
+    },
+}
+
+/// One item of a map, as a sheet keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ItemRecord {
+    /// The item's cache key, as hex.
+    pub key: String,
+    /// How it ended, in the words of a result's outcome (`computed`, `cached:disk`, …, or
+    /// `failed`).
+    pub outcome: String,
+    /// Its error with the cause chain, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PartsRecord {
+    fn of(parts: &Parts) -> PartsRecord {
+        match parts {
+            Parts::Items(items) => PartsRecord::Items(
+                items
+                    .iter()
+                    .map(|item| ItemRecord {
+                        key: item.key.to_hex(),
+                        outcome: outcome_text(&item.outcome).0,
+                        error: match &item.outcome {
+                            Outcome::Failed(e) => Some(crate::event::error_chain(&**e)),
+                            _ => None,
+                        },
+                    })
+                    .collect(),
+            ),
+            Parts::Variant { used, failed } => PartsRecord::Variant {
+                used: used.clone(),
+                failed: failed.clone(),
+            },
+        }
+    }
+
+    /// The parts again, for a result restored from the sheet (`node` names the failed
+    /// items' errors). `None` when a key is not readable.
+    fn parts(&self, node: &str) -> Option<Parts> {
+        Some(match self {
+            PartsRecord::Items(items) => Parts::Items(
+                items
+                    .iter()
+                    .map(|item| {
+                        let key = blake3::Hash::from_hex(&item.key).ok()?;
+                        let outcome = match &item.error {
+                            Some(error) => Outcome::Failed(Arc::new(Error::Failed {
+                                node: node.to_string(),
+                                message: error.clone(),
+                            })),
+                            None => outcome_from_text(&item.outcome, None, None),
+                        };
+                        Some(ItemOutcome {
+                            key: CacheKey(*key.as_bytes()),
+                            outcome,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            PartsRecord::Variant { used, failed } => Parts::Variant {
+                used: used.clone(),
+                failed: failed.clone(),
+            },
+        })
+    }
 }
 
 /// One input of a stored result.
@@ -281,7 +368,11 @@ impl StoredResult {
                 run: self.run,
                 finished_unix_ms: self.finished_ms as u64,
                 logs: Arc::new(parse_logs(self.log.as_deref())),
-                parts: None,
+                parts: provenance
+                    .parts
+                    .as_ref()
+                    .and_then(|p| p.parts(&self.node))
+                    .map(Arc::new),
             },
         )
     }
@@ -357,7 +448,13 @@ pub(super) fn result_row(
         elapsed_ms,
         finished_ms: result.finished_unix_ms as i64,
         outputs: String::from_utf8(outputs).unwrap_or_default(),
-        provenance: provenance_json(workspace, node, &result.inputs, &result.generated),
+        provenance: provenance_json(
+            workspace,
+            node,
+            &result.inputs,
+            &result.generated,
+            result.parts.as_deref(),
+        ),
         error: None,
         attempts,
         log: log_column(&result.logs),
@@ -389,7 +486,7 @@ pub(super) fn failure_row(
         elapsed_ms: (failure.attempts > 0).then_some(failure.elapsed.as_secs_f64() * 1000.0),
         finished_ms: failure.finished_unix_ms as i64,
         outputs: "[]".into(),
-        provenance: provenance_json(workspace, node, &failure.inputs, &failure.generated),
+        provenance: provenance_json(workspace, node, &failure.inputs, &failure.generated, None),
         error: Some(failure.error.clone()),
         attempts: Some(failure.attempts),
         log: log_column(&failure.logs),
@@ -416,6 +513,7 @@ fn provenance_json(
     node: usize,
     hashes: &[ContentHash],
     generated: &[(String, crate::Value)],
+    parts: Option<&Parts>,
 ) -> String {
     let spec = workspace
         .nodes()
@@ -454,6 +552,7 @@ fn provenance_json(
         version: spec.config.version.clone(),
         params: spec.params.clone(),
         inputs,
+        parts: parts.map(PartsRecord::of),
     };
     serde_json::to_string(&provenance).unwrap_or_default()
 }

@@ -394,6 +394,7 @@ mod tests {
                     generated: false,
                 })
                 .collect(),
+            parts: None,
         }
     }
 
