@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::executor::{execute, preimage_of, Attempts};
+use super::attempt::{execute, preimage_of, Attempts};
 use super::report::{ItemOutcome, Parts};
 use super::state::Shared;
 use super::Outcome;

@@ -2,7 +2,9 @@
 //!
 //! - `workspace`: [`Pipeline`], the state a pipeline keeps between runs (constants, each
 //!   node's current result, observers, events) and where runs start;
-//! - `executor`: one run's scheduling, cache look-ups, attempts, retries and timeouts;
+//! - `executor`: one run's scheduling and cache look-ups;
+//! - `attempt`: a node's key for its inputs, its attempts with timeout and retries;
+//! - `composite`: maps and choices, evaluated part by part;
 //! - `scope`: [`Scope`] and [`NodeRef`], which nodes a run evaluates;
 //! - `report`: [`RunReport`], [`Outcome`], [`NodeResult`] and [`NodeFailure`];
 //! - `progress`: [`TerminalProgress`], the progress bar on the terminal;
@@ -17,6 +19,7 @@
 //! failed).
 
 pub(crate) mod alone;
+mod attempt;
 mod call;
 mod executor;
 mod progress;
