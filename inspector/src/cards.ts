@@ -453,7 +453,7 @@ export class Cards {
     while (m.items.length <= index) m.items.push({ outcome: "running" });
     m.items[index] = { outcome, error };
     if (m.view?.items) {
-      m.view.items.finish(index, outcome, error);
+      m.view.items.finish(index, outcome, error, m.expected);
       m.view.keys.items = undefined;
     }
   }

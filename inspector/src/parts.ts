@@ -100,8 +100,10 @@ export class MapItems {
     this.renderChips();
   }
 
-  /** An item finished (live, before the result is there). */
-  finish(index: number, outcome: string, error: string | null): void {
+  /** An item finished (live, before the result is there); `expected`: how many items the
+   *  map has, when the event says. */
+  finish(index: number, outcome: string, error: string | null, expected: number | null = null): void {
+    if (expected !== null) this.expected = expected;
     while (this.items.length <= index) this.items.push({ outcome: "running" });
     this.items[index] = { outcome, error };
     const chip = this.chips.children[index] as HTMLElement | undefined;
