@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-test-env.sh
+# Projects the CLI suites build outside this workspace do not read its .cargo/config.toml:
+# the same small debug info for them (full debug info made the suite's build directories
+# ~25 GB; see .cargo/config.toml).
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 status=0
 cargo test --workspace --locked --no-fail-fast || status=$?
 # The matrix comes from gradio.sh, which installed it (a venv of a version it no longer
