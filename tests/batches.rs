@@ -472,7 +472,7 @@ impl Cluster {
     }
 
     /// Starts the worker program as worker `id` of the batch of `file`, as `cargo daggr
-    /// run --batch FILE --sheet DB --workers-id ID --concurrency 1 --lease S` starts it once
+    /// run --batch FILE --sheets DB --worker ID --concurrency 1 --lease S` starts it once
     /// built (the batch handshake), in a process group, a working directory and a cache
     /// directory of its own (in front of the bucket): one "machine".
     fn worker(&self, id: &str, file: &Path, lease_s: f64) -> Worker {
@@ -902,7 +902,7 @@ fn cli_batch(dir: &Path, file: &Path, args: &[&str]) -> std::process::Output {
         .arg(test_target_dir())
         .arg("--batch")
         .arg(file)
-        .args(["--sheet", "sheets.db", "--workers-id", "cli"])
+        .args(["--sheets", "sheets.db", "--worker", "cli"])
         .args(args)
         .current_dir(dir)
         .env("DAGGR_CACHE_DIR", dir.join("cache"))

@@ -109,3 +109,83 @@ fn a_failing_node_exits_1_naming_the_node() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_run_on_a_named_sheet_is_in_its_history_and_keeps_its_inputs() {
+    let cache = tempfile::tempdir().unwrap();
+    let db = cache.path().join("team-sheets.db");
+    let db_arg = db.to_str().unwrap();
+    let on_sheet = |args: &[&str]| {
+        let mut all = vec!["--sheets", db_arg, "--sheet", "trial", "--json"];
+        all.extend(args);
+        let out = run(cache.path(), &all);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    // The first run creates the sheet and stores the inputs given.
+    let first = on_sheet(&["-i", "sigma=4.0", "-i", "width=64"]);
+    assert_eq!(first["sheet"]["name"], "trial", "{first}");
+    assert_eq!(first["sheet"]["created"], true, "{first}");
+    assert_eq!(first["sheet"]["location"], db_arg, "{first}");
+    assert_eq!(first["computed"].as_array().unwrap().len(), 5, "{first}");
+
+    // The second gives only sigma: width keeps the sheet's 64, so only what reads sigma
+    // runs again, and both runs are in the history.
+    let second = on_sheet(&["-i", "sigma=5"]);
+    assert_eq!(second["sheet"]["created"], false, "{second}");
+    assert_eq!(
+        second["computed"],
+        serde_json::json!(["soft", "stats", "text"])
+    );
+
+    let store = daggr::sheet::SheetStore::open(&db).unwrap();
+    let record = store.read_sheet("Quickstart", "trial").unwrap();
+    let stored = |node: &str| {
+        record
+            .inputs
+            .iter()
+            .find(|i| i.node == node)
+            .map(|i| i.value.clone())
+    };
+    assert_eq!(
+        stored("width"),
+        Some(serde_json::json!(64)),
+        "{:?}",
+        record.inputs
+    );
+    assert_eq!(
+        stored("sigma").and_then(|v| v.as_f64()),
+        Some(5.0),
+        "{:?}",
+        record.inputs
+    );
+    assert_eq!(record.history["soft"].len(), 2, "one entry per run");
+    assert_eq!(
+        record.history["scene"].len(),
+        1,
+        "computed once, then reused"
+    );
+
+    // As text, the sheet is named; --sheet and --batch do not go together.
+    let out = run(
+        cache.path(),
+        &["--sheets", db_arg, "--sheet", "trial", "-i", "sigma=5"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("sheet: trial in {db_arg}")),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(
+        cache.path(),
+        &["--sheet", "trial", "--batch", "items.jsonl"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot be used with"),
+        "{}",
+        text(&out.stderr)
+    );
+}

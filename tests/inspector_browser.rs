@@ -13,8 +13,11 @@
 //! Screenshots land in `target/inspector-screenshots/`.
 //! The browser and playwright-core come from `scripts/setup/browser.sh` (run here if missing).
 
+#[path = "common/inspector.rs"]
+mod inspector;
 #[path = "common/test_env.rs"]
 mod test_env;
+use inspector::{findings_of, node_script, node_script_with, png, serve};
 use std::io::Cursor;
 use std::path::Path;
 use std::process::Command;
@@ -23,76 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use test_env::{browser_env, repo};
 
-use daggr::inspector::{Inspector, LaunchOptions};
 use daggr::{
     constant, Audio, Cache, Configure, File, FnNode, Graph, Image, NodeContext, RetryPolicy, Video,
 };
 use serde_json::json;
-
-fn png(size: u32) -> Image {
-    let img = image::RgbImage::from_fn(size, size, |x, y| {
-        image::Rgb([(x * 8) as u8, (y * 8) as u8, 160])
-    });
-    let mut bytes = Vec::new();
-    image::DynamicImage::from(img)
-        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .unwrap();
-    Image::named(bytes, "image/png", "tile.png")
-}
-
-async fn serve(
-    pipeline: &daggr::Pipeline,
-    dir: &Path,
-) -> (String, tokio_util::sync::CancellationToken) {
-    let inspector = Inspector::bind(
-        pipeline,
-        LaunchOptions {
-            port: Some(0),
-            open_browser: false,
-            sheets_db: Some(dir.join("sheets.db")),
-            ..LaunchOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let url = inspector.url().to_string();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(inspector.serve(async move { s.cancelled().await }));
-    (url, stop)
-}
-
-fn node_script(script: &str, url: &str, playwright: &Path) -> std::process::Output {
-    node_script_with(script, url, playwright, &[])
-}
-
-/// Runs a browser script with extra arguments after its URL and screenshot directory.
-fn node_script_with(
-    script: &str,
-    url: &str,
-    playwright: &Path,
-    extra: &[&str],
-) -> std::process::Output {
-    Command::new("node")
-        .arg(repo().join("tests/browser").join(script))
-        .arg(url)
-        .arg(repo().join("target/inspector-screenshots"))
-        .args(extra)
-        .env("DAGGR_PLAYWRIGHT", playwright)
-        .output()
-        .expect("node runs")
-}
-
-/// The findings a browser script printed last, or a panic with what it said.
-fn findings_of(output: &std::process::Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "browser check failed:\n{stderr}\n{stdout}"
-    );
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
 
 /// 500 nodes (50 chains of 10): all render and finish; load, run and frame times are
 /// printed for the closing notes (`cargo test --test inspector_browser -- --nocapture`).
@@ -227,7 +164,7 @@ async fn the_inspector_works_in_a_real_browser() {
         (text,),
     );
     g.add(
-        FnNode::sync("render", png).inputs(["size"]),
+        FnNode::sync("render", |size: u32| png(size, size, "tile.png")).inputs(["size"]),
         (constant(32u32),),
     );
     let pipeline = g.build().unwrap();
@@ -498,18 +435,6 @@ async fn another_origin_cannot_change_anything() {
     );
 }
 
-/// A PNG of `w` x `h` pixels, named `name`.
-fn png_sized(w: u32, h: u32, name: &str) -> Image {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x * 5) as u8, (y * 7) as u8, ((x + y) * 3) as u8])
-    });
-    let mut bytes = Vec::new();
-    image::DynamicImage::from(img)
-        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .unwrap();
-    Image::named(bytes, "image/png", name)
-}
-
 /// A mono 16-bit PCM WAV: a 440 Hz tone of `seconds` at 8 kHz.
 fn wav(seconds: f32) -> Audio {
     let rate = 8000u32;
@@ -552,7 +477,7 @@ async fn cards_say_why_and_the_layout_keeps_edges_and_cards_apart() {
     let scene = g.add(
         FnNode::sync("scene", |w: u32, h: u32, seed: u64| {
             let _ = seed;
-            png_sized(w, h, "scene.png")
+            png(w, h, "scene.png")
         })
         .inputs(["width", "height", "seed"]),
         (width, height, seed),
@@ -634,7 +559,7 @@ async fn previews_minimap_export_and_timeline_work() {
     let size = g.input("size", 48u32);
     let picture = g.add(
         FnNode::sync("picture", |size: u32| {
-            png_sized(size, size * 2 / 3, "picture.png")
+            png(size, size * 2 / 3, "picture.png")
         })
         .inputs(["size"]),
         (size,),
@@ -645,7 +570,7 @@ async fn previews_minimap_export_and_timeline_work() {
             [1u32, 2, 4]
                 .iter()
                 .map(|k| {
-                    png_sized(
+                    png(
                         img.width() / k,
                         img.height() / k,
                         &format!("tile-{}.png", img.width() / k),

@@ -4,8 +4,9 @@
 //!   limit) and slow enough to be seen finishing one by one; the word `flaky` fails its
 //!   first call; failed items are collected, so the map has a result. The card shows its
 //!   items live and after the run, the error of the failed one, each item's image; the
-//!   failed item's rerun runs the map again and only that item is computed (the item
-//!   function counts its calls and logs each: the page reads the log, the test the count);
+//!   failed item's rerun runs the map again and only that item is computed, and a cached
+//!   item's own rerun (`item-run-tile-2`) computes that item alone (the item function counts
+//!   its calls and logs each: the page reads the log, the test the count);
 //! - a choice `caption` with variants `upper`, `reverse` and `remote` (always down) and
 //!   fallback: the dropdown switches the variant (the node goes stale, alone), a run changes
 //!   the result, switching back is a cache hit, `remote` falls back to `upper` and says so;
@@ -13,74 +14,25 @@
 //!   with a dropdown, a checkbox, a slider and a text area, laid out as one box whose edges
 //!   leave from each input's row; editing one input marks exactly its readers stale.
 //!
+//! Without a browser, the item route of the inspector's API (one item computed again, bad
+//! node or item, another origin, a run in progress) on a map of its own.
+//!
 //! Screenshots land in `target/inspector-screenshots/`. The browser and playwright-core
 //! come from `scripts/setup/browser.sh` (run here if missing).
 
+#[path = "common/inspector.rs"]
+mod inspector;
 #[path = "common/test_env.rs"]
 mod test_env;
-use std::io::Cursor;
-use std::path::Path;
-use std::process::Command;
+use inspector::{findings_of, node_script, png, serve};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use test_env::{browser_env, repo};
+use test_env::browser_env;
 
-use daggr::inspector::{Inspector, LaunchOptions};
-use daggr::{
-    each, Cache, Choice, Configure, FnNode, Graph, Image, InputHint, Map, NodeContext, Pipeline,
-};
+use daggr::{each, Cache, Choice, Configure, FnNode, Graph, InputHint, Map, NodeContext};
 use serde::{Deserialize, Serialize};
-
-async fn serve(pipeline: &Pipeline, dir: &Path) -> (String, tokio_util::sync::CancellationToken) {
-    let inspector = Inspector::bind(
-        pipeline,
-        LaunchOptions {
-            port: Some(0),
-            open_browser: false,
-            sheets_db: Some(dir.join("sheets.db")),
-            ..LaunchOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let url = inspector.url().to_string();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(inspector.serve(async move { s.cancelled().await }));
-    (url, stop)
-}
-
-/// Runs tests/browser/`script` on `url`; returns the JSON line it printed last, or panics
-/// with what it said.
-fn browser_script(script: &str, url: &str, playwright: &Path) -> serde_json::Value {
-    let output = Command::new("node")
-        .arg(repo().join("tests/browser").join(script))
-        .arg(url)
-        .arg(repo().join("target/inspector-screenshots"))
-        .env("DAGGR_PLAYWRIGHT", playwright)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "browser check failed:\n{stderr}\n{stdout}"
-    );
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
-
-/// A `w` x `h` PNG named `name`.
-fn png(w: u32, h: u32, name: &str) -> Image {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x * 9) as u8, (y * 13) as u8, ((x + y) * 5) as u8])
-    });
-    let mut bytes = Vec::new();
-    image::DynamicImage::from(img)
-        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .unwrap();
-    Image::named(bytes, "image/png", name)
-}
+use serde_json::{json, Value};
 
 /// A Rust enum of unit variants: its input gets a dropdown of the variants.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -240,15 +192,15 @@ async fn map_choice_and_grouped_input_cards_work_in_a_real_browser() {
 
     let script_url = url.clone();
     let findings = tokio::task::spawn_blocking(move || {
-        browser_script("composite.mjs", &script_url, &playwright)
+        findings_of(&node_script("composite.mjs", &script_url, &playwright))
     })
     .await
     .unwrap();
     stop.cancel();
     println!("composite cards: {findings}");
 
-    // Twelve calls on the first run, one on the rerun of the failed item.
-    assert_eq!(calls.load(Ordering::SeqCst), 13);
+    // Twelve calls on the first run, one on the rerun of the failed item, one on item 2's.
+    assert_eq!(calls.load(Ordering::SeqCst), 14);
     assert_eq!(findings["rerun_log"], serde_json::json!(["call 13: flaky"]));
     assert!(
         findings["live"]["finished"].as_u64().unwrap() < 12,
@@ -269,6 +221,11 @@ async fn map_choice_and_grouped_input_cards_work_in_a_real_browser() {
             .len(),
         11
     );
+    assert_eq!(
+        findings["items_after_item_run"]["computed"],
+        serde_json::json!([2])
+    );
+    assert_eq!(findings["item_run_log"], serde_json::json!(["call 14: w2"]));
     assert_eq!(findings["item_image_width"], 16);
     assert_eq!(findings["stale_after_scale"], serde_json::json!(["scaled"]));
     assert_eq!(findings["stale_after_bold"], serde_json::json!(["styled"]));
@@ -289,6 +246,229 @@ async fn map_choice_and_grouped_input_cards_work_in_a_real_browser() {
     // Hits under the map's and the choice's own keys (no parts) still show items and variant.
     assert_eq!(findings["whole_hits"]["items"], "12 items · 12 cached");
     assert_eq!(findings["whole_hits"]["note"], "result from upper");
+}
+
+/// The inspector's item route on a map `stamp` over six words (each call answers with the
+/// word and the call's number): `POST /api/sheets/{sheet}/nodes/{node}/items/{item}/run`
+/// computes that item alone again (one call; the other items are cache hits; the sheet's
+/// history has the run); a bad sheet, node or item is a 404 or 400 that names it; another
+/// origin is refused; a run in progress makes it a 409. Nothing refused calls anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_item_of_a_map_runs_again_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Graph::new("items api").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let list = g.input("words", (0..6).map(|i| format!("w{i}")).collect::<Vec<_>>());
+    g.map(
+        FnNode::sync("stamp", move |w: String| {
+            format!("{w}#{}", counted.fetch_add(1, Ordering::SeqCst) + 1)
+        }),
+        (each(list),),
+    );
+    let text = g.input("text", "slow".to_string());
+    g.add(
+        FnNode::from_async("slow", |t: String| async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            t.len() as u64
+        }),
+        (text,),
+    );
+    let pipeline = g.build().unwrap();
+    let (url, stop) = serve(&pipeline, dir.path()).await;
+    let base = url
+        .split('?')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let client = reqwest::Client::new();
+    let post = |path: String, headers: Vec<(&'static str, &'static str)>| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let mut request = client.post(format!("{base}{path}"));
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let get = |path: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let response = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let idle = || async {
+        for _ in 0..1000 {
+            if get("/api/sheets/default/state".into()).await["running"] == false {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the run did not finish");
+    };
+    let stamp_state = || async {
+        let state = get("/api/sheets/default/state".into()).await;
+        state["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "stamp")
+            .unwrap()
+            .clone()
+    };
+    let item_path =
+        |node: &str, item: &str| format!("/api/sheets/default/nodes/{node}/items/{item}/run");
+
+    let (status, reply) = client
+        .post(format!("{base}/api/sheets/default/run"))
+        .json(&json!({ "scope": "all" }))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    assert_eq!(status, 202, "{:?}", reply.text().await);
+    idle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+
+    // Item 3 again: one call, the other five are cache hits, the output has the new value.
+    let (status, reply) = post(item_path("stamp", "3"), vec![]).await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(
+        (&reply["node"], &reply["item"]),
+        (&json!("stamp"), &json!(3))
+    );
+    let run = reply["run"].as_u64().unwrap();
+    idle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 7);
+    let stamp = stamp_state().await;
+    assert_eq!(stamp["status"], "done", "{stamp}");
+    let outcomes: Vec<&str> = stamp["parts"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 6, "{stamp}");
+    assert_eq!(outcomes[3], "computed", "{stamp}");
+    assert!(
+        outcomes
+            .iter()
+            .enumerate()
+            .all(|(i, o)| i == 3 || *o == "memory"),
+        "{stamp}"
+    );
+    assert_eq!(stamp["outputs"][0]["value"][3], "w3#7", "{stamp}");
+    assert_eq!(stamp["outputs"][0]["value"][2], "w2#3", "{stamp}");
+    // The sheet's history has the run (its writes end a moment after the run).
+    let mut recorded = false;
+    for _ in 0..200 {
+        let history = get("/api/sheets/default/nodes/stamp/history".into()).await;
+        if history["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["run"] == run && e["selected"] == true)
+        {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(recorded, "the history has no entry of run {run}");
+
+    // What is wrong is named, and nothing runs.
+    let runs = pipeline.runs_started();
+    let refused = [
+        (item_path("stmp", "0"), 404, "stmp"),
+        (
+            item_path("slow", "0"),
+            400,
+            "node `slow` has no items to run: it is not a map",
+        ),
+        (
+            item_path("stamp", "6"),
+            404,
+            "map `stamp` has 6 items (items 0 to 5): there is no item 6",
+        ),
+        (
+            item_path("stamp", "three"),
+            400,
+            "`three` is not an item of map `stamp`",
+        ),
+        (
+            item_path("stamp", "-1"),
+            400,
+            "`-1` is not an item of map `stamp`",
+        ),
+        (
+            "/api/sheets/nope/nodes/stamp/items/0/run".to_string(),
+            404,
+            "nope",
+        ),
+    ];
+    for (path, expected, says) in refused {
+        let (status, reply) = post(path.clone(), vec![]).await;
+        assert_eq!(status, expected, "{path}: {reply}");
+        let error = reply["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{path}: {error}");
+    }
+    // Another origin (a page elsewhere posting to this server) is refused.
+    for header in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let (status, reply) = post(item_path("stamp", "0"), vec![header]).await;
+        assert_eq!(status, 403, "{header:?}: {reply}");
+    }
+    // A form post (no preflight needed cross-origin) is refused too.
+    let (status, reply) = post(
+        item_path("stamp", "0"),
+        vec![("content-type", "application/x-www-form-urlencoded")],
+    )
+    .await;
+    assert!(status == 403 || status == 415, "{status}: {reply}");
+    assert_eq!(pipeline.runs_started(), runs);
+
+    // While a run is in progress: 409 (`slow` runs: its input changed).
+    let response = client
+        .post(format!("{base}/api/sheets/default/inputs"))
+        .json(&json!({ "node": "text", "port": "value", "value": "slower" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = client
+        .post(format!("{base}/api/sheets/default/run"))
+        .json(&json!({ "scope": "to", "node": "slow" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let (status, reply) = post(item_path("stamp", "0"), vec![]).await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("a run is in progress"),
+        "{reply}"
+    );
+    idle().await;
+    stop.cancel();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        7,
+        "nothing refused called the item"
+    );
 }
 
 fn ensure_slash(url: &str) -> String {

@@ -1,11 +1,16 @@
-//! The shared cache tier against a real S3-compatible server (moto, started on loopback by
-//! the harness): separate processes with their own cache directories and one bucket, a
-//! damaged object, and the server going away in the middle of a run.
+//! The shared cache tier against real object stores started on loopback by the harness:
+//! an S3-compatible server (moto) and Azure Blob Storage (Azurite). The same scenarios run
+//! on each (`<scenario>::s3`, `<scenario>::azure`): separate processes with their own
+//! cache directories and one bucket, a damaged object, and the server going away in the
+//! middle of a run.
 //!
 //! The "processes" are this test binary run again as a worker (the ignored test `worker`),
 //! configured only through the environment a user would set: `DAGGR_CACHE_DIR`,
-//! `DAGGR_CACHE_URL` and the `AWS_*` variables. Nothing is shared but the bucket.
+//! `DAGGR_CACHE_URL` and the `AWS_*` or `AZURE_*` variables. Nothing is shared but the
+//! bucket.
 
+#[path = "common/azurite.rs"]
+mod azurite;
 #[path = "common/s3_server.rs"]
 mod s3_server;
 
@@ -15,9 +20,89 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use azurite::Azurite;
 use daggr::cache::{ObjectStoreShared, SharedStore};
 use daggr::{Cache, CacheSource, FnNode, Graph, Image, Outcome, Scope};
 use s3_server::S3Server;
+
+/// A real object store the tests start: the scenarios are written once against this.
+trait Server: Send {
+    /// Creates the bucket (or container) `name`; returns the `DAGGR_CACHE_URL` of `prefix`
+    /// in it.
+    fn bucket(&self, name: &str, prefix: &str) -> String;
+    /// The `object_store` options reaching it (and, upper-cased, the environment).
+    fn options(&self) -> Vec<(String, String)>;
+    /// Stops the server.
+    fn stop(&mut self);
+}
+
+impl Server for S3Server {
+    fn bucket(&self, name: &str, prefix: &str) -> String {
+        self.create_bucket(name);
+        format!("s3://{name}/{prefix}")
+    }
+    fn options(&self) -> Vec<(String, String)> {
+        S3Server::options(self)
+    }
+    fn stop(&mut self) {
+        S3Server::stop(self)
+    }
+}
+
+impl Server for Azurite {
+    fn bucket(&self, name: &str, prefix: &str) -> String {
+        self.create_container(name);
+        format!("az://{name}/{prefix}")
+    }
+    fn options(&self) -> Vec<(String, String)> {
+        Azurite::options(self)
+    }
+    fn stop(&mut self) {
+        Azurite::stop(self)
+    }
+}
+
+/// The backends the scenarios run on.
+#[derive(Clone, Copy)]
+enum Backend {
+    S3,
+    Azure,
+}
+
+fn start(backend: Backend) -> Box<dyn Server> {
+    match backend {
+        Backend::S3 => Box::new(S3Server::start()),
+        Backend::Azure => Box::new(Azurite::start()),
+    }
+}
+
+/// One test per backend for the scenario `$scenario`, in a module of that name.
+macro_rules! on_each_backend {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn s3() {
+                super::$scenario(super::Backend::S3)
+            }
+            #[test]
+            fn azure() {
+                super::$scenario(super::Backend::Azure)
+            }
+        }
+    };
+    (async $scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3() {
+                super::$scenario(super::Backend::S3).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn azure() {
+                super::$scenario(super::Backend::Azure).await
+            }
+        }
+    };
+}
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
@@ -71,18 +156,18 @@ struct Report {
 }
 
 /// Runs the pipeline in a new process with its own cache directory `dir`, in front of
-/// `s3://BUCKET/PREFIX` on `server` (or only `dir`, when `server` is `None`).
-fn run_worker(dir: &Path, server: Option<&S3Server>, url: &str) -> Report {
+/// `url` on `server` (or only `dir`, when `server` is `None`).
+fn run_worker(dir: &Path, server: Option<&dyn Server>, url: &str) -> Report {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["worker", "--exact", "--ignored", "--nocapture", "--quiet"])
         .env("DAGGR_SHARED_WORKER", "1")
         .env("DAGGR_CACHE_DIR", dir)
         .env("RUST_BACKTRACE", "1");
-    // The user's configuration: the URL and the AWS variables, nothing else.
+    // The user's configuration: the URL and the AWS or Azure variables, nothing else.
     for key in std::env::vars()
         .map(|(k, _)| k)
-        .filter(|k| k.starts_with("AWS_"))
+        .filter(|k| k.starts_with("AWS_") || k.starts_with("AZURE"))
     {
         command.env_remove(key);
     }
@@ -140,7 +225,7 @@ fn worker() {
 }
 
 /// The bucket at `url`, as a store of objects (signed requests, as daggr's own).
-fn bucket(server: &S3Server, url: &str) -> ObjectStoreShared {
+fn bucket(server: &dyn Server, url: &str) -> ObjectStoreShared {
     ObjectStoreShared::from_url_with_options(url, server.options()).unwrap()
 }
 
@@ -148,23 +233,22 @@ fn all(outcomes: &BTreeMap<String, String>, what: &str) -> bool {
     outcomes.values().all(|o| o == what)
 }
 
-#[test]
-fn a_second_process_with_its_own_directory_makes_no_node_call() {
-    let server = S3Server::start();
-    server.create_bucket("team");
-    let url = "s3://team/project-a";
+on_each_backend!(a_second_process_with_its_own_directory_makes_no_node_call);
+fn a_second_process_with_its_own_directory_makes_no_node_call(backend: Backend) {
+    let server = start(backend);
+    let url = &server.bucket("team", "project-a");
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 
-    let first = run_worker(a.path(), Some(&server), url);
+    let first = run_worker(a.path(), Some(&*server), url);
     assert_eq!(first.calls, 3, "{first:?}");
     assert!(all(&first.outcomes, "computed"), "{first:?}");
     // The input's result and the three nodes'.
     assert_eq!(first.counters["shared_uploads"], 4, "{first:?}");
-    let bucket = bucket(&server, url);
+    let bucket = bucket(&*server, url);
     assert_eq!(bucket.list("records").unwrap().len(), 4);
     assert_eq!(bucket.list("blobs").unwrap().len(), 1, "the image, once");
 
-    let second = run_worker(b.path(), Some(&server), url);
+    let second = run_worker(b.path(), Some(&*server), url);
     assert_eq!(second.calls, 0, "{second:?}");
     assert!(
         second.outcomes.values().all(|o| o == "shared"),
@@ -185,16 +269,15 @@ fn a_second_process_with_its_own_directory_makes_no_node_call() {
     assert_eq!(third.text, first.text);
 }
 
-#[test]
-fn a_damaged_object_is_detected_recomputed_and_replaced() {
-    let server = S3Server::start();
-    server.create_bucket("team");
-    let url = "s3://team/damage";
-    let first = run_worker(tempfile::tempdir().unwrap().path(), Some(&server), url);
+on_each_backend!(a_damaged_object_is_detected_recomputed_and_replaced);
+fn a_damaged_object_is_detected_recomputed_and_replaced(backend: Backend) {
+    let server = start(backend);
+    let url = &server.bucket("team", "damage");
+    let first = run_worker(tempfile::tempdir().unwrap().path(), Some(&*server), url);
     assert_eq!(first.calls, 3);
 
     // Flip a byte in the image blob and in every record, in the bucket.
-    let bucket = bucket(&server, url);
+    let bucket = bucket(&*server, url);
     let names = [
         bucket.list("records").unwrap(),
         bucket.list("blobs").unwrap(),
@@ -207,7 +290,7 @@ fn a_damaged_object_is_detected_recomputed_and_replaced() {
         bytes[last] ^= 0x01;
         bucket.put(&name, &bytes).unwrap();
     }
-    let second = run_worker(tempfile::tempdir().unwrap().path(), Some(&server), url);
+    let second = run_worker(tempfile::tempdir().unwrap().path(), Some(&*server), url);
     assert_eq!(second.calls, 3, "nothing damaged was served: {second:?}");
     assert!(all(&second.outcomes, "computed"), "{second:?}");
     assert!(
@@ -217,7 +300,7 @@ fn a_damaged_object_is_detected_recomputed_and_replaced() {
     assert_eq!(second.text, first.text);
 
     // The recomputed results replaced the damaged objects.
-    let third = run_worker(tempfile::tempdir().unwrap().path(), Some(&server), url);
+    let third = run_worker(tempfile::tempdir().unwrap().path(), Some(&*server), url);
     assert_eq!(third.calls, 0, "{third:?}");
     assert_eq!(third.text, first.text);
 }
@@ -228,7 +311,7 @@ fn a_damaged_object_is_detected_recomputed_and_replaced() {
 fn mid_run_pipeline(
     cache: Cache,
     calls: Arc<AtomicUsize>,
-    stop_server: Option<Arc<Mutex<S3Server>>>,
+    stop_server: Option<Arc<Mutex<Box<dyn Server>>>>,
 ) -> (daggr::Pipeline, daggr::Output<u64>) {
     let mut g = Graph::new("mid-run").cache(cache);
     let seed = g.input("seed", 3u64);
@@ -253,15 +336,14 @@ fn mid_run_pipeline(
     (g.build().unwrap(), second)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bucket_going_away_mid_run_fails_over_to_computing_and_loses_nothing() {
-    let server = Arc::new(Mutex::new(S3Server::start()));
-    server.lock().unwrap().create_bucket("team");
+on_each_backend!(async the_bucket_going_away_mid_run_fails_over_to_computing_and_loses_nothing);
+async fn the_bucket_going_away_mid_run_fails_over_to_computing_and_loses_nothing(backend: Backend) {
+    let server = Arc::new(Mutex::new(start(backend)));
+    let url = server.lock().unwrap().bucket("team", "mid-run");
     let options = server.lock().unwrap().options();
     let dir = tempfile::tempdir().unwrap();
     let open = || {
-        let store =
-            ObjectStoreShared::from_url_with_options("s3://team/mid-run", options.clone()).unwrap();
+        let store = ObjectStoreShared::from_url_with_options(&url, options.clone()).unwrap();
         Cache::open_shared(dir.path(), Arc::new(store)).unwrap()
     };
     let cache = open();
@@ -273,9 +355,11 @@ async fn the_bucket_going_away_mid_run_fails_over_to_computing_and_loses_nothing
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert!(cache.flush().is_empty(), "everything is on the local disk");
     // And it says so: the failed uploads are counted and listed.
-    // The input's result and both nodes'.
+    // Both nodes' results (computed after the server went away), and the input's unless
+    // its upload, started before `first` ran, won the race with the stop: a single
+    // conditional PUT often does.
     let failures = cache.shared_upload_failures();
-    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert!((2..=3).contains(&failures.len()), "{failures:?}");
     assert!(
         failures.iter().all(|f| f.object.starts_with("records/")),
         "{failures:?}"
@@ -291,4 +375,55 @@ async fn the_bucket_going_away_mid_run_fails_over_to_computing_and_loses_nothing
     let report = pipeline.run(Scope::All).await.unwrap();
     assert_eq!(*report.value(&second).unwrap(), 40);
     assert_eq!(calls.load(Ordering::SeqCst), 2, "no node ran again");
+}
+
+/// Azure's https address form names the same container and prefix as `az://`.
+#[test]
+fn the_https_form_of_an_azure_address_names_the_same_objects() {
+    let server = Azurite::start();
+    let url = Server::bucket(&server, "team", "forms");
+    bucket(&server, &url).put("records/k", b"v").unwrap();
+    let https = format!(
+        "https://{}.blob.core.windows.net/team/forms",
+        azurite::ACCOUNT
+    );
+    let same = bucket(&server, &https);
+    assert_eq!(same.get("records/k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(same.list("records").unwrap(), vec!["records/k".to_string()]);
+    // Write-once: a second write of a key keeps the first (a conditional put on Azure).
+    same.put_if_absent("records/k", b"other").unwrap();
+    assert_eq!(same.get("records/k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+on_each_backend!(a_key_is_written_once);
+/// Content addressing makes keys write-once: `put_if_absent` keeps the first bytes (a
+/// conditional put, `If-None-Match: *`, on both servers), while `put` (repairs) replaces.
+fn a_key_is_written_once(backend: Backend) {
+    let server = start(backend);
+    let store = bucket(&*server, &server.bucket("team", "once"));
+    store.put_if_absent("records/k", b"first").unwrap();
+    store.put_if_absent("records/k", b"second").unwrap();
+    assert_eq!(
+        store.get("records/k").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    store.put("records/k", b"repaired").unwrap();
+    assert_eq!(
+        store.get("records/k").unwrap().as_deref(),
+        Some(&b"repaired"[..])
+    );
+    // Without conditional puts (`AWS_CONDITIONAL_PUT=disabled`, for S3-compatible servers
+    // that reject them), a look before the write keeps the key write-once.
+    if let Backend::S3 = backend {
+        let mut options = server.options();
+        options.push(("aws_conditional_put".into(), "disabled".into()));
+        let url = server.bucket("plain", "once");
+        let plain = ObjectStoreShared::from_url_with_options(&url, options).unwrap();
+        plain.put_if_absent("records/k", b"first").unwrap();
+        plain.put_if_absent("records/k", b"second").unwrap();
+        assert_eq!(
+            plain.get("records/k").unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
+    }
 }

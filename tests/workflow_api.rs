@@ -358,11 +358,20 @@ async fn python_client(s: &Server, key: Option<&str>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_client_driven_by_the_openapi_document_calls_it_media_in_and_out() {
-    let open = start(0).await;
+    // The client's file server is on loopback: these servers allow private URLs.
+    let open = start_with(
+        0,
+        LaunchOptions {
+            fetch_private_urls: true,
+            ..LaunchOptions::default()
+        },
+    )
+    .await;
     let keyed = start_with(
         0,
         LaunchOptions {
             api_keys: vec!["python-key".into()],
+            fetch_private_urls: true,
             ..LaunchOptions::default()
         },
     )
@@ -689,9 +698,77 @@ async fn file_server() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_urls_of_private_addresses_are_refused_unless_the_server_allows_them() {
+    use axum::routing::get;
+    // A server only this machine reaches, as a cloud metadata service or an internal app
+    // would be: a caller must not read it through the workflow API.
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().route(
+        "/pic.png",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { ([("content-type", "image/png")], vec![1u8, 2, 3, 4]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let s = start(0).await;
+    let ran = s.calls.load(Ordering::SeqCst);
+    for url in [
+        format!("http://127.0.0.1:{port}/pic.png"),
+        format!("http://localhost:{port}/pic.png"),
+        format!("http://[::ffff:127.0.0.1]:{port}/pic.png"),
+        format!("http://0.0.0.0:{port}/pic.png"),
+        format!("http://2130706433:{port}/pic.png"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.1/pic.png".to_string(),
+    ] {
+        let (status, reply) = s.call(json!({ "photo": { "url": url } })).await;
+        assert_eq!(status, 400, "{url}: {reply}");
+        let error = reply["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("input `photo`") && error.contains("not a public address"),
+            "{url}: {error}"
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "no request reached the server"
+    );
+    assert_eq!(s.calls.load(Ordering::SeqCst), ran, "nothing ran");
+
+    // A server that allows private addresses fetches it.
+    let open = start_with(
+        0,
+        LaunchOptions {
+            fetch_private_urls: true,
+            ..LaunchOptions::default()
+        },
+    )
+    .await;
+    let (status, reply) = open
+        .call(json!({ "photo": { "url": format!("http://127.0.0.1:{port}/pic.png") } }))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_inputs_by_data_url_blob_url_and_http_url() {
     use base64::Engine as _;
-    let s = start(0).await;
+    // The file server is on loopback: allowed here (see the next test for the default).
+    let s = start_with(
+        0,
+        LaunchOptions {
+            fetch_private_urls: true,
+            ..LaunchOptions::default()
+        },
+    )
+    .await;
     // An upload inside the call: a base64 data URL.
     let data = base64::engine::general_purpose::STANDARD.encode([10u8, 20, 30]);
     let (status, reply) = s

@@ -18,7 +18,7 @@ use daggr::cache::{CacheStats, GcReport, CACHE_DIR_ENV, CACHE_URL_ENV};
 use daggr::sheet::{SheetInfo, SheetRecord, SheetStore, SheetUsage, SHEETS_DB_ENV, SHEETS_URL_ENV};
 use daggr::Cache;
 
-use crate::cli::CliError;
+use crate::error::CliError;
 
 /// Where the project's sheets and cache are.
 #[derive(Clone, Debug, Default, Args)]

@@ -2,7 +2,7 @@
 //! target is built as for a single run and started with the batch handshake
 //! (`daggr::RUN_BATCH_ENV` beside `DAGGR_RUN`): its first pipeline runs over the input sets
 //! of the file as one worker of the batch, keeping each item's status, outputs or error in
-//! the sheet database (`--sheet`, else `DAGGR_SHEETS_URL`, else `.daggr/sheets.db`). Several
+//! the sheet database (`--sheets`, else `DAGGR_SHEETS_URL`, else `.daggr/sheets.db`). Several
 //! such commands, on several machines, given the same file, batch name and database, share
 //! the batch; each claims items until none is left.
 //!
@@ -21,7 +21,8 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value as Json;
 
-use crate::cli::{CliError, RUN_ENV};
+use crate::error::CliError;
+use daggr::RUN_ENV;
 
 /// The batch flags of `cargo daggr run`.
 #[derive(Clone, Debug, Args)]
@@ -35,14 +36,10 @@ pub struct BatchArgs {
     /// The batch's name (default: the file's name without its extension).
     #[arg(long, value_name = "NAME", requires = "batch")]
     pub batch_name: Option<String>,
-    /// Where the batch is kept: a database URL (postgres://…, sqlite://PATH) or the path
-    /// of an SQLite file (default: DAGGR_SHEETS_URL, else .daggr/sheets.db).
-    #[arg(long, value_name = "URL-or-name", requires = "batch")]
-    pub sheet: Option<String>,
     /// This worker's name in the batch's claims (default: host:pid); workers sharing a
     /// batch need different names.
-    #[arg(long = "workers-id", value_name = "ID", requires = "batch")]
-    pub workers_id: Option<String>,
+    #[arg(long, value_name = "ID", requires = "batch")]
+    pub worker: Option<String>,
     /// Items this worker runs at once [default: 4].
     #[arg(long, value_name = "N", requires = "batch")]
     pub concurrency: Option<usize>,
@@ -56,6 +53,7 @@ pub struct BatchArgs {
 /// does not apply: a batch takes as long as its items (each node has its own timeout).
 pub fn run_batch(
     args: &BatchArgs,
+    sheets: Option<&str>,
     file: &Path,
     json: bool,
     name: &str,
@@ -89,8 +87,8 @@ pub fn run_batch(
     let request = serde_json::json!({
         "inputs": inputs,
         "name": batch,
-        "sheets": args.sheet,
-        "worker": args.workers_id,
+        "sheets": sheets,
+        "worker": args.worker,
         "concurrency": args.concurrency,
         "lease_ms": args.lease.map(|s| (s * 1000.0).round() as u64),
         "events": events_file,

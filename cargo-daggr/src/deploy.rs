@@ -28,10 +28,10 @@ use daggr::hf::HfToken;
 use daggr::reqwest;
 use daggr_codegen::ir::{short_type_name, PipelineIr};
 
-use crate::cli::{
+use crate::build::{
     ask_graph, build_target, candidate_packages, choose_target, metadata, read_sources, BuildArgs,
-    CliError,
 };
+use crate::error::CliError;
 use crate::serve::random_token;
 
 /// The port the Space's app listens on (`app_port` in its README).

@@ -7,8 +7,13 @@
 mod admin;
 mod app;
 mod batch;
+mod build;
 mod cli;
+mod codegen;
 mod deploy;
+mod error;
+mod graph;
+mod run;
 mod serve;
 
 use clap::Parser;

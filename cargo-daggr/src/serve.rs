@@ -15,7 +15,8 @@ use clap::Args;
 
 use daggr::{SERVE_API_ONLY_ENV, SERVE_ENV, SERVE_TOKEN_ENV};
 
-use crate::cli::{ask_graph, build_target, choose_target, BuildArgs, CliError};
+use crate::build::{ask_graph, build_target, choose_target, BuildArgs};
+use crate::error::CliError;
 
 /// `cargo daggr serve` arguments.
 #[derive(Clone, Debug, Args)]

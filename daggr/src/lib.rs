@@ -90,7 +90,7 @@ pub use exec::alone::run_alone;
 pub use exec::{
     ItemOutcome, NodeFailure, NodeRef, NodeResult, Outcome, Parts, PersistTarget, Pipeline,
     ResultObserver, RunHandle, RunReport, Scope, TerminalProgress, Unsaved, RUN_BATCH_ENV, RUN_ENV,
-    RUN_INPUTS_ENV, SERVE_API_ONLY_ENV, SERVE_ENV, SERVE_TOKEN_ENV,
+    RUN_INPUTS_ENV, RUN_SHEET_ENV, SERVE_API_ONLY_ENV, SERVE_ENV, SERVE_TOKEN_ENV,
 };
 #[cfg(feature = "gradio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gradio")))]

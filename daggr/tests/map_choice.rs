@@ -553,3 +553,238 @@ async fn a_fn_node_is_mapped_with_the_builder_api() {
     let report = g.build().unwrap().run(Scope::All).await.unwrap();
     assert_eq!(*report.value(&loud).unwrap(), ["map!", "me!"]);
 }
+
+/// `stamp` over words: each call answers with the word and the call's number (counted
+/// from 1 for each `stamp`), so a call made again gives another value under the same key.
+fn stamp(calls: Arc<Calls>) -> FnNode<(String,), String> {
+    let seq = AtomicUsize::new(0);
+    FnNode::sync("stamp", move |w: String| {
+        calls.enter();
+        calls.leave();
+        format!("{w}#{}", seq.fetch_add(1, Ordering::SeqCst) + 1)
+    })
+}
+
+/// The item outcomes a map's current result carries.
+fn item_outcomes(pipeline: &daggr::Pipeline, node: &str) -> Vec<Outcome> {
+    let result = pipeline.result(node).unwrap().expect("a result");
+    match result.parts.as_deref() {
+        Some(Parts::Items(items)) => items.iter().map(|i| i.outcome.clone()).collect(),
+        other => panic!("expected item outcomes, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn one_item_is_computed_again_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("rerun item").cache(Cache::open(dir.path()).unwrap());
+    let list = g.input("words", words(20));
+    let stamped = g.map(stamp(calls.clone()), (each(list),));
+    let joined = g.add(
+        FnNode::sync("join", |w: Vec<String>| w.join(" ")),
+        (stamped,),
+    );
+    let pipeline = g.build().unwrap();
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 20);
+    let before = report.value(&stamped).unwrap();
+    let item3_key = match pipeline.result("stamp").unwrap().unwrap().parts.as_deref() {
+        Some(Parts::Items(items)) => items[3].key,
+        other => panic!("expected item outcomes, got {other:?}"),
+    };
+
+    // Item 3 again: one call; the other 19 are cache hits.
+    let report = pipeline.run(Scope::item(stamped, 3)).await.unwrap();
+    assert_eq!(calls.take(), 1);
+    assert!(matches!(
+        report.outcome("stamp"),
+        Some(Outcome::Computed { .. })
+    ));
+    assert!(report.outcome("join").is_none(), "the map alone runs");
+    let after = report.value(&stamped).unwrap();
+    assert_eq!(after[3], "w3#21", "the gathered output has the new item");
+    for i in (0..20).filter(|&i| i != 3) {
+        assert_eq!(after[i], before[i], "item {i} kept its value");
+    }
+    let outcomes = item_outcomes(&pipeline, "stamp");
+    assert!(matches!(outcomes[3], Outcome::Computed { .. }));
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Cached(_)))
+            .count(),
+        19
+    );
+    // The map's output changed: its reader is stale, as after any new result.
+    assert!(pipeline.is_stale(joined).unwrap());
+    assert_eq!(pipeline.stale_nodes(), ["join"]);
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(
+        calls.take(),
+        0,
+        "a plain run finds the new item in the cache"
+    );
+    assert!(pipeline.value(&joined).unwrap().contains("w3#21"));
+
+    // Out of range, or not a map: refused before anything runs, naming the node.
+    let runs = pipeline.runs_started();
+    let error = pipeline
+        .run(Scope::item(stamped, 20))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "map `stamp` has 20 items (items 0 to 19): there is no item 20"
+    );
+    let error = pipeline
+        .run(Scope::item("join", 0))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("node `join`") && error.contains("not a map"),
+        "{error}"
+    );
+    assert!(matches!(
+        pipeline.run(Scope::item("jion", 0)).await,
+        Err(Error::UnknownNode { .. })
+    ));
+    assert_eq!(pipeline.runs_started(), runs);
+    assert_eq!(calls.take(), 0);
+
+    // The new value replaced the item's cache entry and the map's, on disk too: a new
+    // process finds both (the item at another place in another list).
+    assert!(pipeline.cache().flush().is_empty());
+    let mut g = Graph::new("rerun item").cache(Cache::open(dir.path()).unwrap());
+    let mut moved = words(20);
+    moved.swap(3, 0);
+    moved.push("new".into());
+    let list = g.input("words", moved);
+    let stamped = g.map(stamp(calls.clone()), (each(list),));
+    let fresh = g.build().unwrap();
+    let report = fresh.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 1, "only `new` is computed");
+    assert_eq!(report.value(&stamped).unwrap()[0], "w3#21");
+    let result = fresh.result("stamp").unwrap().unwrap();
+    match result.parts.as_deref() {
+        Some(Parts::Items(items)) => {
+            assert_eq!(items[0].key, item3_key);
+            assert!(matches!(
+                items[0].outcome,
+                Outcome::Cached(CacheSource::Disk)
+            ));
+        }
+        other => panic!("expected item outcomes, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn duplicate_items_are_computed_again_together() {
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("dup rerun").cache(Cache::temporary().unwrap());
+    let list = g.input("words", vec!["a".to_string(), "b".into(), "a".into()]);
+    let stamped = g.map(stamp(calls.clone()), (each(list),));
+    let pipeline = g.build().unwrap();
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 2);
+    // Item 2 has item 0's key: one call, and both get its value.
+    let report = pipeline.run(Scope::item(stamped, 2)).await.unwrap();
+    assert_eq!(calls.take(), 1);
+    let out = report.value(&stamped).unwrap();
+    assert_eq!(out[0], out[2]);
+    assert_eq!(out[0], "a#3");
+}
+
+#[tokio::test]
+async fn a_map_found_whole_in_the_cache_still_has_its_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Calls::default());
+    let build = |calls: Arc<Calls>| {
+        let mut g = Graph::new("whole").cache(Cache::open(dir.path()).unwrap());
+        let list = g.input("words", words(5));
+        g.map(upper(calls), (each(list),));
+        g.build().unwrap()
+    };
+    let pipeline = build(calls.clone());
+    pipeline.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 5);
+    let keys = |p: &daggr::Pipeline| match p.result("upper").unwrap().unwrap().parts.as_deref() {
+        Some(Parts::Items(items)) => items.iter().map(|i| i.key).collect::<Vec<_>>(),
+        other => panic!("expected item outcomes, got {other:?}"),
+    };
+    let computed_keys = keys(&pipeline);
+
+    // The same workspace: its own result, each item a hit with the key it had.
+    let report = pipeline.run(Scope::All).await.unwrap();
+    assert!(matches!(
+        report.outcome("upper"),
+        Some(Outcome::Cached(CacheSource::Workspace))
+    ));
+    assert!(item_outcomes(&pipeline, "upper")
+        .iter()
+        .all(|o| matches!(o, Outcome::Cached(CacheSource::Workspace))));
+    assert_eq!(keys(&pipeline), computed_keys);
+
+    // A fresh workspace over the same cache: the whole list is a memory hit, and so is
+    // each item.
+    let other = pipeline.new_workspace();
+    other.run(Scope::All).await.unwrap();
+    assert!(item_outcomes(&other, "upper")
+        .iter()
+        .all(|o| matches!(o, Outcome::Cached(CacheSource::Memory))));
+    assert_eq!(keys(&other), computed_keys);
+
+    // A second process: a disk hit, items and keys the same.
+    assert!(pipeline.cache().flush().is_empty());
+    let again = build(calls.clone());
+    let report = again.run(Scope::All).await.unwrap();
+    assert_eq!(calls.take(), 0);
+    assert!(matches!(
+        report.outcome("upper"),
+        Some(Outcome::Cached(CacheSource::Disk))
+    ));
+    let outcomes = item_outcomes(&again, "upper");
+    assert_eq!(outcomes.len(), 5);
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Outcome::Cached(CacheSource::Disk))));
+    assert_eq!(keys(&again), computed_keys);
+}
+
+#[tokio::test]
+async fn a_sheet_records_an_item_run_in_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Calls::default());
+    let mut g = Graph::new("sheet item").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let list = g.input("words", words(4));
+    let stamped = g.map(stamp(calls.clone()), (each(list),));
+    let pipeline = g.build().unwrap();
+    let store = daggr::sheet::SheetStore::open(dir.path().join("sheets.db")).unwrap();
+    let sheet = store.open_or_create(&pipeline, "items").unwrap();
+    sheet.run(Scope::All).await.unwrap();
+    let report = sheet.run(Scope::item(stamped, 1)).await.unwrap();
+    assert!(report.is_success());
+    assert_eq!(calls.take(), 5);
+    let history = sheet.history("stamp").unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    let newest = history.iter().max_by_key(|e| e.run).unwrap();
+    assert_eq!(newest.run, report.run);
+    assert!(newest.selected);
+    assert_eq!(newest.outputs[0][1], "w1#5");
+    match &newest.provenance.parts {
+        Some(daggr::sheet::PartsRecord::Items(items)) => {
+            let outcomes: Vec<&str> = items.iter().map(|i| i.outcome.as_str()).collect();
+            assert_eq!(outcomes[1], "computed");
+            assert_eq!(outcomes.iter().filter(|o| **o != "computed").count(), 3);
+        }
+        other => panic!("expected item records, got {other:?}"),
+    }
+    // Reopened, the sheet has the new value and its item outcomes.
+    drop(sheet);
+    let again = store
+        .open_sheet(&pipeline.new_workspace(), "items")
+        .unwrap();
+    assert_eq!(again.pipeline().value(&stamped).unwrap()[1], "w1#5");
+}

@@ -64,6 +64,9 @@ export const api = {
 
   run: (sheet: string, scope: Scope, node?: string) =>
     call<{ run: number }>("POST", `${sheetPath(sheet)}/run`, node === undefined ? { scope } : { scope, node }),
+  /** Item `item` of map `node` alone, computed again whatever the cache holds. */
+  runItem: (sheet: string, node: string, item: number) =>
+    call<{ run: number }>("POST", `${sheetPath(sheet)}/nodes/${enc(node)}/items/${item}/run`),
   cancel: (sheet: string) => call<{ cancelled: boolean }>("POST", `${sheetPath(sheet)}/cancel`),
   setInput: (sheet: string, node: string, port: string, value: unknown) =>
     call<{ ok: true }>("POST", `${sheetPath(sheet)}/inputs`, { node, port, value }),

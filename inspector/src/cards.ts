@@ -313,7 +313,9 @@ export class Cards {
     const partialSlot = el("div", { class: "slot" });
     const richSlot = el("div", { class: "slot rich-slot" });
     const preview = el("div", { class: "preview scroll empty" }, errorSlot, partialSlot, richSlot);
-    const items = node.kind === "map" ? new MapItems(node, () => this.hooks.rerun(node.name)) : null;
+    const items = node.kind === "map"
+      ? new MapItems(node, () => this.hooks.rerun(node.name), (k) => api.runItem(this.hooks.sheet(), node.name, k).then(() => undefined))
+      : null;
     const variants = node.kind === "choice" && node.variants?.length
       ? new ChoiceVariants(node, (v) => api.setInput(this.hooks.sheet(), node.name, "variant", v).then(() => undefined))
       : null;
@@ -680,8 +682,9 @@ export class Cards {
       if (v.keys.history !== undefined && m.status !== "running") v.logs?.reload();
       v.keys.history = history;
       v.history?.update(ns.history);
-      this.renderWhy(m);
     }
+    // Also when only the reason a result is stale changed (the line is keyed: cheap).
+    this.renderWhy(m);
   }
 
   /** A group card: each member's value in its editor, its reset when overridden. */
@@ -746,7 +749,7 @@ export class Cards {
     } else if (m.status === "running") text = "running…";
     else if (m.status === "failed") text = m.error ? `failed: ${firstLine(m.error.text)}` : "failed";
     else if (m.status === "skipped") text = m.error ? `skipped: ${firstLine(m.error.text)}` : "skipped";
-    else if (m.status === "stale") text = "stale: an input changed since this result";
+    else if (m.status === "stale") text = `stale: ${m.state?.stale_because || "an input changed since this result"}`;
     else if (m.status === "pending") text = resultId == null ? "not run yet" : "";
     else if (resultId != null) {
       const hit = m.status === "cached";

@@ -4,7 +4,9 @@
 // near the view have an SVG <path> (`cull`), and the far zoom draws them on a canvas from the
 // same path data (`forEachVisible`). A status change only swaps the class of the edges
 // arriving at that node: fresh (downstream up to date), stale (downstream stale), active
-// (downstream running), idle (no result yet). A moved node redraws only the edges at its ends.
+// (downstream running), idle (no result yet). A moved node redraws only the edges at its ends;
+// an edge with a dragged end gets a route of its own (`detour`): through the free space of
+// each column of cards between its ends, so it does not cut through cards either.
 import type { Box } from "./canvas";
 import { portY } from "./cards";
 import { onFrame, svg } from "./dom";
@@ -23,6 +25,25 @@ const STATE_CLASS: Record<Status, string> = {
 
 /** World pixels around the view whose edges get an SVG path. */
 const MARGIN = 400;
+/** Room kept between a detoured edge and the cards it passes (world pixels). */
+const DETOUR_GAP = 14;
+
+/** The y nearest `wish` that is not inside any of `boxes` (with `DETOUR_GAP` around them):
+ * `wish` itself, or just above or below the cards in the way. */
+function freeY(boxes: Box[], wish: number): number {
+  const spans = boxes.map((b) => [b.y - DETOUR_GAP, b.y + b.h + DETOUR_GAP]).sort((a, b) => a[0] - b[0]);
+  // Merge the spans; the free places are outside them.
+  const merged: number[][] = [];
+  for (const s of spans) {
+    const last = merged[merged.length - 1];
+    if (last && s[0] <= last[1]) last[1] = Math.max(last[1], s[1]);
+    else merged.push([s[0], s[1]]);
+  }
+  const inside = merged.find(([a, b]) => wish > a && wish < b);
+  if (!inside) return wish;
+  const [above, below] = inside;
+  return wish - above <= below - wish && above > 0 ? above : below;
+}
 
 /** Where the route of an edge may be used, and how far the open card pushed a point down. */
 export interface RouteRules {
@@ -101,7 +122,8 @@ export class Edges {
     const x2 = b.x;
     const y2 = portY(b, e.to_port, "in");
     let via: number[] = [];
-    if (e.route?.length && this.rules.laidOut(e.from) && this.rules.laidOut(e.to)) {
+    if (!this.rules.laidOut(e.from) || !this.rules.laidOut(e.to)) via = this.detour(x1, y1, x2, y2, e.from, e.to);
+    else if (e.route?.length) {
       via = e.route.slice();
       for (let i = 0; i < via.length; i += 2) via[i + 1] += this.rules.shiftAt(via[i], via[i + 1]);
     }
@@ -113,6 +135,44 @@ export class Edges {
     const top = Math.min(...ys) - 4;
     line.box = { x: left, y: top, w: Math.max(...xs) + 40 - left, h: Math.max(...ys) + 4 - top };
     line.path?.setAttribute("d", line.d);
+  }
+
+  /** A route for an edge whose end was dragged (the server's route was for the layout's
+   * places): the cards between its ends, other than its own, grouped into columns
+   * (overlapping x ranges); across each column the edge runs level in the free gap nearest
+   * the straight line from (x1, y1) to (x2, y2). Same form as the server's routes. */
+  private detour(x1: number, y1: number, x2: number, y2: number, from: string, to: string): number[] {
+    if (x2 - x1 < 2 * DETOUR_GAP) return [];
+    const boxes: Box[] = [];
+    for (const n of this.idx.graph.nodes) {
+      if (n.name === from || n.name === to || n.x + n.w <= x1 + DETOUR_GAP || n.x >= x2 - DETOUR_GAP) continue;
+      const down = this.rules.shiftAt(n.x, n.y);
+      boxes.push({ x: n.x, y: n.y + down, w: n.w, h: n.h });
+    }
+    if (!boxes.length) return [];
+    boxes.sort((a, b) => a.x - b.x);
+    const via: number[] = [];
+    let column: Box[] = [];
+    let right = -Infinity;
+    const pass = () => {
+      if (!column.length) return;
+      const left = Math.max(x1 + DETOUR_GAP / 2, column[0].x - DETOUR_GAP / 2);
+      const end = Math.min(x2 - DETOUR_GAP / 2, right + DETOUR_GAP / 2);
+      const mid = (left + end) / 2;
+      const wish = y1 + ((y2 - y1) * (mid - x1)) / (x2 - x1);
+      const y = freeY(column, wish);
+      via.push(left, y, end, y);
+    };
+    for (const b of boxes) {
+      if (b.x > right) {
+        pass();
+        column = [];
+      }
+      column.push(b);
+      right = Math.max(right, b.x + b.w);
+    }
+    pass();
+    return via;
   }
 
   /** The canvas size changed (a node was moved past it). */

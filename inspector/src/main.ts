@@ -98,6 +98,8 @@ async function start(): Promise<void> {
   // The graph as shown: each group of inputs is one node (graph.ts).
   const idx = indexGraph(await graphLoad);
   const graph = idx.graph;
+  // Where a big graph's load time goes (tests/browser/many.mjs reports these marks).
+  performance.mark("daggr:graph");
   document.title = `${graph.name} · daggr`;
   $("title").textContent = graph.name;
 
@@ -384,10 +386,13 @@ async function start(): Promise<void> {
   });
 
   // ---- first load ----
+  performance.mark("daggr:built");
   sheets.show(await listLoad);
   if (wantedSheet && !sheets.has(wantedSheet)) toast(`No sheet "${wantedSheet}": showing "${sheets.defaultName}"`);
   const first = await firstState;
+  performance.mark("daggr:state-loaded");
   const state = await switchSheet(first.name, true, first.state);
+  performance.mark("daggr:state-applied");
   const focus = params.get("node") && shown(idx, params.get("node")!);
   if (focus && idx.byName.has(focus)) select(focus, true);
   else {

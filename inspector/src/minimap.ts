@@ -1,5 +1,8 @@
 // Minimap: the whole graph on a small canvas, nodes coloured by status, the visible area as
-// a rectangle; click or drag on it to move there. Redrawn at most once per frame. A cached
+// a rectangle; click or drag on it to move there. Redrawn at most once per frame: the nodes
+// go to an offscreen bitmap redrawn only when statuses, positions or the size change, so a
+// pan or zoom frame copies that bitmap and draws the view's rectangle (thousands of tiles
+// per frame were a good part of a big graph's pan frames). A cached
 // result is drawn as a pale tile with an outline, a computed one solid: at this size two
 // colours alone do not tell them apart. The canvas's data-scale, data-ox and data-oy say how
 // world coordinates map onto it (tests read pixels with them).
@@ -15,10 +18,13 @@ export class Minimap {
   private oy = 0;
   /** CSS size of the canvas, from a ResizeObserver (no layout reads while drawing). */
   private size = { w: 0, h: 0 };
+  /** The nodes as last drawn, and whether that drawing is out of date. */
+  private readonly layer = document.createElement("canvas");
+  private dirty = true;
 
   constructor(private readonly canvasEl: HTMLCanvasElement, private readonly idx: GraphIndex, private readonly view: Canvas, private readonly status: (name: string) => Status) {
     this.readColors();
-    view.onChange(() => this.schedule());
+    view.onChange(() => onFrame("minimap", () => this.draw()));
     let dragging = false;
     const move = (e: PointerEvent) => {
       const r = canvasEl.getBoundingClientRect();
@@ -50,7 +56,9 @@ export class Minimap {
     this.schedule();
   }
 
+  /** Statuses or positions changed: the nodes are drawn again at the next frame. */
   schedule(): void {
+    this.dirty = true;
     onFrame("minimap", () => this.draw());
   }
 
@@ -62,7 +70,29 @@ export class Minimap {
     if (c.width !== Math.round(cssW * dpr) || c.height !== Math.round(cssH * dpr)) {
       c.width = Math.round(cssW * dpr);
       c.height = Math.round(cssH * dpr);
+      this.dirty = true;
     }
+    const ctx = c.getContext("2d");
+    if (!ctx) return;
+    if (this.dirty) this.drawNodes(cssW, cssH, dpr);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, c.width, c.height);
+    ctx.drawImage(this.layer, 0, 0);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const s = this.scale;
+    const v = this.view.view;
+    const r = this.view.rect;
+    ctx.strokeStyle = this.colors.accent;
+    ctx.lineWidth = 1.5;
+    ctx.strokeRect(this.ox + (-v.x / v.zoom) * s, this.oy + (-v.y / v.zoom) * s, (r.width / v.zoom) * s, (r.height / v.zoom) * s);
+  }
+
+  /** Draws every node into the offscreen layer (the canvas's size, in device pixels). */
+  private drawNodes(cssW: number, cssH: number, dpr: number): void {
+    this.dirty = false;
+    const c = this.layer;
+    c.width = this.canvasEl.width;
+    c.height = this.canvasEl.height;
     const ctx = c.getContext("2d");
     if (!ctx) return;
     const { graph } = this.idx;
@@ -88,13 +118,9 @@ export class Minimap {
       ctx.lineWidth = 1;
       ctx.strokeRect(x + 0.5, y + 0.5, Math.max(0.5, w - 1), Math.max(0.5, h - 1));
     }
-    c.dataset.scale = String(s);
-    c.dataset.ox = String(this.ox);
-    c.dataset.oy = String(this.oy);
-    const v = this.view.view;
-    const r = this.view.rect;
-    ctx.strokeStyle = this.colors.accent;
-    ctx.lineWidth = 1.5;
-    ctx.strokeRect(this.ox + (-v.x / v.zoom) * s, this.oy + (-v.y / v.zoom) * s, (r.width / v.zoom) * s, (r.height / v.zoom) * s);
+    const shown = this.canvasEl.dataset;
+    shown.scale = String(s);
+    shown.ox = String(this.ox);
+    shown.oy = String(this.oy);
   }
 }

@@ -1,8 +1,10 @@
 // The parts of a composite node's card (src/exec/composite.rs on the server):
 // - a map's items: one chip per item (computed, cached, failed, running), live while the map
 //   runs (`item_finished` events); a click shows the item's output (previews.ts) or its
-//   error, and for a failed item the rerun (the map runs again: the items that succeeded are
-//   cache hits, only the failed ones are computed);
+//   error, the item's own rerun (that item alone is computed again, bypassing its cache
+//   entry: `POST …/nodes/{node}/items/{k}/run`), and for a failed item the map's rerun (the
+//   map runs again: the items that succeeded are cache hits, only the failed ones are
+//   computed);
 // - a choice's variants: the selected one, the one that produced the current result, and
 //   those that failed before it (fallback), the error on hover; a click selects a variant.
 // The closed card keeps room for them (layout.rs `parts_rows`: two rows for a map, one for a
@@ -33,8 +35,8 @@ const isErr = (v: unknown): v is { Err: { error?: string } } => !!v && typeof v 
 /** A map's items and each item's output value (`undefined`: the item has none) in its
  * current result. The output pairs with the items by what the map does with failed items:
  * one `Result` per item (`collect`), the values of the items that did not fail (`skip`), or
- * one value per item. A result without item outcomes (the whole map was a cache hit, or the
- * result was read back from the sheet) has the output's items, outcome `result`. */
+ * one value per item. A result without item outcomes (one stored by an older version) has
+ * the output's items, outcome `result`. */
 export function mapItems(node: NodeSpec, state: NodeState | null): { items: ItemPart[]; values: unknown[] } {
   const parts = state?.parts?.items;
   const out = state?.outputs[0]?.value;
@@ -73,7 +75,8 @@ export class MapItems {
   /** The item whose detail is shown. */
   private shown: number | null = null;
 
-  constructor(private readonly node: NodeSpec, private readonly rerun: () => Promise<void>) {
+  /** `rerun`: the map again (its failed items are computed); `runItem`: item k alone. */
+  constructor(private readonly node: NodeSpec, private readonly rerun: () => Promise<void>, private readonly runItem: (item: number) => Promise<void>) {
     this.summary = el("div", { class: "parts-summary", "data-testid": `items-${node.name}`, text: "no items yet" });
     this.chips = el("div", { class: "chips", role: "list", "aria-label": `Items of ${node.name}` });
     this.detail = el("div", { class: "item-detail", "data-testid": `item-detail-${node.name}`, hidden: true });
@@ -172,6 +175,19 @@ export class MapItems {
       const rich = richPreview({ port: `item ${i}`, type: "", value, media: mediaIn(value) });
       body.push(el("div", { class: "item-value", "data-testid": `item-value-${this.node.name}` }, rich || jsonTree(value)));
     }
+    head.append(el("button", {
+      class: "rerun",
+      "data-testid": `item-run-${this.node.name}-${i}`,
+      disabled: this.running,
+      title: this.running
+        ? "a run is in progress"
+        : `Compute item ${i} of ${this.node.name} again, even if the cache has it (the other items come from the cache)`,
+      text: "↻ Run item",
+      onclick: guard((e: Event) => {
+        e.stopPropagation();
+        return this.runItem(i);
+      }),
+    }));
     if (outcome === "failed") {
       head.append(el("button", {
         class: "rerun",

@@ -136,6 +136,9 @@ export interface NodeState {
   name: string;
   status: Status;
   stale: boolean;
+  /** A stale result: which input made it stale ("input `sigma` changed: 2.5 → 6", or where
+   * upstream the change started). */
+  stale_because?: string | null;
   elapsed_ms: number | null;
   error: string | null;
   progress: Progress | null;

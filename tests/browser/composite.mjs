@@ -3,29 +3,20 @@
 // The pipeline (tests/inspector_composite.rs): the group `look` (style: an enum, bold,
 // scale: a ranged f64, note: a long text) read by styled(style, bold), scaled(scale) and
 // noted(note); the map `tile` over twelve words (item 5, `flaky`, fails its first call;
-// errors collected), logging "call N: word" per call; the choice `caption` of title
+// errors collected), logging "call N: word" per call (the failed item's rerun, then item
+// 2's own rerun, each make one); the choice `caption` of title
 // (upper | reverse | remote, remote always down, fallback).
 // Prints one JSON line of findings; exits 1 with a message on the first failed check.
-import { launch } from "./launch.mjs";
+import { launch, checks, card } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
-const { context, page, errors } = await launch(shots);
-page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+const browser = await launch(shots, { consoleErrors: true });
+const { context, page, errors } = browser;
 
 const findings = {};
-const fail = async (message) => {
-  await page.screenshot({ path: join(shots, "failure-composite.png") }).catch(() => {});
-  console.error(`FAIL: ${message}\npage errors: ${JSON.stringify(errors)}`);
-  await context.close();
-  process.exit(1);
-};
-const check = async (cond, message) => { if (!cond) await fail(message); };
-const waitFor = (fn, arg, message, timeout = 15000) =>
-  page.waitForFunction(fn, arg, { timeout }).catch(() => fail(message));
-const card = (name) => `[data-testid="node-${name}"]`;
+const { fail, check, waitFor, ready } = checks(browser, shots, "failure-composite.png");
 const input = (node, port) => `[data-testid="input-${node}-${port}"]`;
-const ready = () => page.waitForSelector("body[data-ready=true]", { timeout: 15000 }).catch(() => fail("the page never became ready"));
 const status = (name) => page.$eval(card(name), (c) => c.dataset.status);
 const waitStatus = (name, wanted, message) =>
   waitFor(([c, w]) => w.includes(document.querySelector(c)?.dataset.status), [card(name), wanted], message || `${name} never became ${wanted.join(" or ")}`);
@@ -145,6 +136,24 @@ findings.rerun_log = await page.$$eval('[data-testid="log-lines-tile"] .line .te
 await waitFor(() => !document.querySelector('[data-testid="item-error-tile"]') && document.querySelector('[data-testid="item-value-tile"] img')?.naturalWidth > 0,
   null, "the rerun item does not show its image");
 await page.screenshot({ path: join(shots, "23-composite-rerun.png") });
+// One item computed again on request, a cached one (item 2): it alone is computed, the
+// other eleven are cache hits, and the map's log shows its one call.
+await page.click('[data-testid="item-tile-2"]');
+await waitFor(() => document.querySelector('[data-testid="item-run-tile-2"]')?.disabled === false, null, "item 2 has no enabled rerun button");
+await check(await page.$eval('[data-testid="item-tile-2"]', (c) => c.dataset.outcome) === "cached", "item 2 is not cached before its rerun");
+await page.click('[data-testid="item-run-tile-2"]');
+await waitFor(() => {
+  const c = document.querySelector('[data-testid="node-tile"]');
+  const cs = [...c.querySelectorAll(".chip")];
+  return c.dataset.status === "done" && cs.length === 12 && cs[2].dataset.outcome === "computed" && cs.filter((x) => x.dataset.outcome === "cached").length === 11;
+}, null, "item 2's rerun did not compute item 2 alone", 20000);
+findings.items_after_item_run = byOutcome(await chips("tile"));
+await waitFor(() => JSON.stringify([...document.querySelectorAll('[data-testid="log-lines-tile"] .line .text')].map((t) => t.textContent)
+  .filter((t) => t.startsWith("call "))) === '["call 14: w2"]', null, "the map's log does not show the one call of item 2's rerun");
+findings.item_run_log = await page.$$eval('[data-testid="log-lines-tile"] .line .text', (ts) => ts.map((t) => t.textContent).filter((t) => t.startsWith("call ")));
+await waitFor(() => document.querySelector('[data-testid="item-detail-tile"] .item-outcome')?.textContent === "computed"
+  && document.querySelector('[data-testid="item-value-tile"] img')?.naturalWidth > 0, null, "item 2's detail does not show it computed, with its image");
+await page.screenshot({ path: join(shots, "23b-composite-item-run.png") });
 await page.click('[data-testid="node-tile"] header .name'); // keeps it selected; the next clicks select others
 
 // ---- the choice: the variants, the selected one, the one that produced the result ----

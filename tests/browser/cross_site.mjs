@@ -10,20 +10,15 @@
 // then checks through the API that nothing changed. Last, the inspector's own page sets an
 // input with a same-origin fetch, which must work (the check does not refuse everything).
 // Prints one JSON line of findings; exits 1 on the first failed check.
-import { launch } from "./launch.mjs";
+import { checks, launch } from "./launch.mjs";
 import { createServer } from "node:http";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
 const target = new URL(url);
-const { context, page, errors } = await launch(shots);
-
-const fail = async (message) => {
-  await page.screenshot({ path: join(shots, "failure-cross-site.png") }).catch(() => {});
-  console.error(`FAIL: ${message}\npage errors: ${JSON.stringify(errors)}`);
-  await context.close();
-  process.exit(1);
-};
+const browser = await launch(shots);
+const { context, page } = browser;
+const { fail } = checks(browser, shots, "failure-cross-site.png");
 
 // The attacker's page: forms posting into hidden frames, then fetches. It reports, per
 // attempt, whether the browser let the page see an answer (it never should for no-cors).

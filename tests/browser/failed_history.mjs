@@ -6,34 +6,24 @@
 // failure with the first line of its error, picking it shows its log, and the card's current
 // result is the good one. Phase "restart" (a new server on the same sheets): the same, from
 // the stored history. Prints one JSON line of findings; exits 1 on the first failed check.
-import { launch, outputShown } from "./launch.mjs";
+import { card, checks, launch, outputShown, withParam } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots, phase] = process.argv.slice(2);
-const { context, page, errors } = await launch(shots);
 // A refused request logs a console error; none is expected here.
-page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+const browser = await launch(shots, { consoleErrors: true });
+const { context, page, errors } = browser;
 
 const findings = {};
-const fail = async (message) => {
-  await page.screenshot({ path: join(shots, `failure-failed-history-${phase}.png`) }).catch(() => {});
-  console.error(`FAIL: ${message}\npage errors: ${JSON.stringify(errors)}`);
-  await context.close();
-  process.exit(1);
-};
-const check = async (cond, message) => { if (!cond) await fail(message); };
-const waitFor = (fn, arg, message, timeout = 15000) =>
-  page.waitForFunction(fn, arg, { timeout }).catch(() => fail(message));
-const card = (name) => `[data-testid="node-${name}"]`;
+const { fail, check, waitFor, ready } = checks(browser, shots, `failure-failed-history-${phase}.png`);
 const status = (name) => page.getAttribute(card(name), "data-status");
 const waitStatus = (name, wanted) =>
   waitFor(([c, w]) => document.querySelector(c)?.dataset.status === w, [card(name), wanted], `${name} never became ${wanted}`);
 const lineTexts = () => page.$$eval('[data-testid="log-lines-remote"] .line .text', (ts) => ts.map((t) => t.textContent));
 const counter = '[data-testid="history-remote"] .counter';
-const withParam = (param) => `${url}${url.includes("?") ? "&" : "?"}${param}`;
 
-await page.goto(phase === "run" ? url : withParam("node=remote"));
-await page.waitForSelector("body[data-ready=true]", { timeout: 15000 }).catch(() => fail("the page never became ready"));
+await page.goto(phase === "run" ? url : withParam(url, "node=remote"));
+await ready();
 
 if (phase === "run") {
   await page.click('[data-testid="run-all"]');

@@ -1,23 +1,17 @@
 // End-to-end check of the inspector in real Chromium (playwright-core, Debian's chromium).
 // Usage: node inspector.mjs <url> <screenshot dir>; env DAGGR_PLAYWRIGHT = path to playwright-core.
 // Prints one JSON line of findings; exits 1 with a message on the first failed check.
-import { launch, outputShown } from "./launch.mjs";
+import { card, checks, launch, outputShown } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
-const { context, page, errors } = await launch(shots);
-page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+const browser = await launch(shots, { consoleErrors: true });
+const { context, page, errors } = browser;
 page.on("dialog", (d) => d.accept(d.message().startsWith("New sheet") ? "experiment" : undefined));
 
 const findings = {};
-const fail = async (message) => {
-  await page.screenshot({ path: join(shots, "failure.png") }).catch(() => {});
-  console.error(`FAIL: ${message}\npage errors: ${JSON.stringify(errors)}`);
-  await context.close();
-  process.exit(1);
-};
-const check = async (cond, message) => { if (!cond) await fail(message); };
-const status = (name) => page.getAttribute(`[data-testid="node-${name}"]`, "data-status");
+const { fail, check, ready } = checks(browser, shots, "failure.png");
+const status = (name) => page.getAttribute(card(name), "data-status");
 const waitStatus = async (name, wanted, timeout = 15000) => {
   try {
     await page.waitForFunction(([n, w]) => w.includes(document.querySelector(`[data-testid="node-${n}"]`)?.dataset.status),
@@ -26,7 +20,7 @@ const waitStatus = async (name, wanted, timeout = 15000) => {
 };
 
 await page.goto(url);
-await page.waitForSelector("body[data-ready=true]", { timeout: 15000 }).catch(() => fail("the page never became ready"));
+await ready();
 const graph = await page.evaluate(() => fetch("/api/graph").then((r) => r.json()));
 const cardCount = await page.locator(".card").count();
 const edgeCount = await page.locator("#edges path").count();

@@ -13,8 +13,9 @@ const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 /// A fresh headless browser profile with a 1280x800 page; `errors` collects the page's
-/// uncaught errors. `clipboardFor`: an origin allowed to read and write the clipboard.
-export async function launch(shots, { clipboardFor } = {}) {
+/// uncaught errors, and its console errors too with `consoleErrors` (where no request is
+/// expected to be refused). `clipboardFor`: an origin allowed to read and write the clipboard.
+export async function launch(shots, { clipboardFor, consoleErrors = false } = {}) {
   mkdirSync(shots, { recursive: true });
   const executablePath = execSync("command -v chromium", { shell: "/bin/bash" }).toString().trim();
   const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "daggr-ui-")), {
@@ -25,8 +26,36 @@ export async function launch(shots, { clipboardFor } = {}) {
   const page = context.pages()[0] || (await context.newPage());
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  if (consoleErrors) {
+    page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  }
   return { context, page, errors };
 }
+
+/// The checks of a script that stops at its first failure, on what `launch` returned:
+/// `fail(message)` saves a screenshot as `failureShot` in `shots`, prints the message and the
+/// page's errors, closes the browser and exits 1; `check(cond, message)` fails unless `cond`;
+/// `waitFor(fn, arg, message)` waits for `fn(arg)` to hold in the page, else fails;
+/// `ready()` waits for the inspector page's first render, else fails.
+export function checks({ context, page, errors }, shots, failureShot) {
+  const fail = async (message) => {
+    await page.screenshot({ path: join(shots, failureShot) }).catch(() => {});
+    console.error(`FAIL: ${message}\npage errors: ${JSON.stringify(errors)}`);
+    await context.close();
+    process.exit(1);
+  };
+  const check = async (cond, message) => { if (!cond) await fail(message); };
+  const waitFor = (fn, arg, message, timeout = 15000) =>
+    page.waitForFunction(fn, arg, { timeout }).catch(() => fail(message));
+  const ready = () => page.waitForSelector("body[data-ready=true]", { timeout: 15000 }).catch(() => fail("the page never became ready"));
+  return { fail, check, waitFor, ready };
+}
+
+/// The selector of node `name`'s card.
+export const card = (name) => `[data-testid="node-${name}"]`;
+
+/// `url` with one more query parameter (`name=value`).
+export const withParam = (url, param) => `${url}${url.includes("?") ? "&" : "?"}${param}`;
 
 /// Resolves once `node`'s card shows a result for `port`. A node's `done` status comes with
 /// its event and its outputs with the state fetched just after (inspector/API.md), so an

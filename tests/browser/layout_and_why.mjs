@@ -8,27 +8,21 @@
 // Checks, geometrically: no edge passes over a card other than its two ends; closed cards
 // are as tall as the layout says, input cards without an empty bottom; an opened card
 // pushes the card below it down instead of covering it; the run menu opens beside its card;
-// the minimap tells cached from done. Then: sigma changes, a rerun, and soft's card says
-// which input changed; the history list shows the wired inputs' values, not `null`.
+// the minimap tells cached from done. Then: sigma changes, and the stale cards say which
+// change made them stale (sigma's new value, on sigma's card and on the cards below it); a
+// rerun, and soft's card says which input changed; the history list shows the wired inputs'
+// values, not `null`. Last, a dragged card keeps its edges off other cards (sigma dragged
+// level with scene: its edge to soft goes around scene, not through it).
 // Prints one JSON line of findings; exits 1 on the first failed check.
-import { launch } from "./launch.mjs";
+import { launch, checks, card } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
-const { context, page, errors } = await launch(shots);
-page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+const browser = await launch(shots, { consoleErrors: true });
+const { context, page, errors } = browser;
 
 const findings = {};
-const fail = async (message) => {
-  await page.screenshot({ path: join(shots, "failure-layout-why.png") }).catch(() => {});
-  console.error(`FAIL: ${message}\npage errors: ${JSON.stringify(errors)}`);
-  await context.close();
-  process.exit(1);
-};
-const check = async (cond, message) => { if (!cond) await fail(message); };
-const waitFor = (fn, arg, message, timeout = 15000) =>
-  page.waitForFunction(fn, arg, { timeout }).catch(() => fail(message));
-const card = (name) => `[data-testid="node-${name}"]`;
+const { fail, check, waitFor } = checks(browser, shots, "failure-layout-why.png");
 const waitStatus = (name, wanted) =>
   waitFor(([c, w]) => w.includes(document.querySelector(c)?.dataset.status), [card(name), wanted], `${name} never became ${wanted}`);
 /** A card's box on the canvas (world coordinates: the edges' SVG units). */
@@ -129,6 +123,15 @@ await page.keyboard.press("Escape");
 await page.fill('[data-testid="input-sigma-value"]', "6");
 await page.press('[data-testid="input-sigma-value"]', "Enter");
 await waitStatus("soft", ["stale"]);
+// The stale cards say what made them stale: sigma's edit, from sigma's card down.
+const staleSays = (name, part) => waitFor(([n, p]) => document.querySelector(`[data-testid="why-${n}"]`)?.textContent.includes(p), [name, part],
+  `the stale card of ${name} does not say "${part}"`);
+await staleSays("sigma", "stale: value changed: 2.5 → 6");
+await staleSays("soft", "stale: input `sigma` is out of date: `sigma` changed: 2.5 → 6");
+await staleSays("stats", "stale: input `blurred` is out of date: `sigma` changed: 2.5 → 6");
+findings.stale = { sigma: await page.textContent('[data-testid="why-sigma"]'), soft: await page.textContent('[data-testid="why-soft"]'),
+  stats: await page.textContent('[data-testid="why-stats"]') };
+await page.screenshot({ path: join(shots, "13-stale-why.png") });
 await page.click('[data-testid="run-all"]');
 await waitStatus("soft", ["done"]);
 await waitStatus("caption", ["done", "cached"]);
@@ -170,6 +173,31 @@ await check(entries.length === 2, `soft's history: ${JSON.stringify(entries)}`);
 await check(entries[0].includes("sigma=6") && entries[1].includes("sigma=2.5"), `entries not told apart by sigma: ${JSON.stringify(entries)}`);
 await check(entries.every((e) => !e.includes("null") && e.includes("image ← scene")), `wired inputs shown as null: ${JSON.stringify(entries)}`);
 await page.screenshot({ path: join(shots, "14-history.png") });
+
+// A dragged card's edges are routed again around the cards in their way: sigma dragged
+// level with scene (its edge to soft would cut straight through scene).
+await page.keyboard.press("Escape");
+await page.mouse.click(empty.x, empty.y);
+const sigmaBox = await boxOf("sigma");
+const sceneBox = await boxOf("scene");
+const handle = await page.locator(`${card("sigma")} header .name`).boundingBox();
+const zoom = await page.evaluate(() => new DOMMatrix(getComputedStyle(document.getElementById("world")).transform).a);
+const dy = (sceneBox.y + sceneBox.h / 2 - (sigmaBox.y + sigmaBox.h / 2)) * zoom;
+await page.mouse.move(handle.x + 5, handle.y + handle.height / 2);
+await page.mouse.down();
+for (let i = 1; i <= 8; i++) await page.mouse.move(handle.x + 5, handle.y + handle.height / 2 + (dy * i) / 8);
+await page.mouse.up();
+await waitFor(([c, y]) => Math.abs(parseFloat(document.querySelector(c).style.top) - y) > 20, [card("sigma"), sigmaBox.y], "sigma was not dragged");
+await page.waitForTimeout(200);
+const dragged = await boxOf("sigma");
+const afterDrag = await edgesOverCards();
+await check(afterDrag.paths === graph.edges.length, `${afterDrag.paths} edge paths after the drag`);
+await check(afterDrag.hits.length === 0, `with sigma dragged to ${JSON.stringify(dragged)}, edges over cards: ${afterDrag.hits.join("; ")}`);
+// Its edge to soft goes around scene: it has a route of its own (straight through scene's column).
+const detour = await page.$eval('#edges path[data-from="sigma"][data-to="soft"]', (p) => p.getAttribute("d"));
+await check(detour.includes(" L"), `sigma -> soft is not routed: ${detour}`);
+findings.dragged = { sigma: dragged, scene: sceneBox, path: detour };
+await page.screenshot({ path: join(shots, "15-dragged-routes.png") });
 
 await check(errors.length === 0, `page errors: ${JSON.stringify(errors)}`);
 console.log(JSON.stringify(findings));

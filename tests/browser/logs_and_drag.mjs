@@ -3,27 +3,16 @@
 // The pipeline (tests/inspector_browser.rs): text -> chatty (logs 18 lines over ~1 s),
 // text -> upper -> tail, and flaky (fails once, then succeeds on its retry).
 // Prints one JSON line of findings; exits 1 with a message on the first failed check.
-import { launch } from "./launch.mjs";
+import { card, checks, launch, withParam } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
-const { context, page, errors } = await launch(shots, { clipboardFor: new URL(url).origin });
-page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+const browser = await launch(shots, { clipboardFor: new URL(url).origin, consoleErrors: true });
+const { context, page, errors } = browser;
 
 const findings = {};
-const fail = async (message) => {
-  await page.screenshot({ path: join(shots, "failure-logs-drag.png") }).catch(() => {});
-  console.error(`FAIL: ${message}\npage errors: ${JSON.stringify(errors)}`);
-  await context.close();
-  process.exit(1);
-};
-const check = async (cond, message) => { if (!cond) await fail(message); };
-const waitFor = (fn, arg, message, timeout = 15000) =>
-  page.waitForFunction(fn, arg, { timeout }).catch(() => fail(message));
-const card = (name) => `[data-testid="node-${name}"]`;
+const { fail, check, waitFor, ready } = checks(browser, shots, "failure-logs-drag.png");
 const lineTexts = (name) => page.$$eval(`[data-testid="log-lines-${name}"] .line .text`, (ts) => ts.map((t) => t.textContent));
-const ready = () => page.waitForSelector("body[data-ready=true]", { timeout: 15000 }).catch(() => fail("the page never became ready"));
-const withParam = (param) => `${url}${url.includes("?") ? "&" : "?"}${param}`;
 
 await page.goto(url);
 await ready();
@@ -68,7 +57,7 @@ await waitFor(() => document.querySelector('[data-testid="log-lines-flaky"] .lin
 findings.flaky = (await lineTexts("flaky")).join("\n");
 
 // After a reload (deep link to the node), the log comes from the stored result.
-await page.goto(withParam("node=chatty"));
+await page.goto(withParam(url, "node=chatty"));
 await ready();
 await waitFor(() => document.querySelectorAll('[data-testid="log-lines-chatty"] .line').length > 0, null, "no log after a reload");
 findings.after_reload = await lineTexts("chatty");

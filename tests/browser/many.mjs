@@ -4,17 +4,14 @@
 // env DAGGR_PLAYWRIGHT = path to playwright-core. Prints measured times (medians and p90 of
 // frame times) as one JSON line; budgets are reported, not asserted (machines are noisy):
 // inspector/measure-big.sh runs this several times and prints the medians.
-import { launch } from "./launch.mjs";
+import { launch, checks } from "./launch.mjs";
 import { join } from "node:path";
 
 const [url, shots, count = "500"] = process.argv.slice(2);
 const expected = Number(count);
-const { context, page, errors } = await launch(shots);
-const fail = async (m) => {
-  await page.screenshot({ path: join(shots, `failure-many-${expected}.png`) }).catch(() => {});
-  console.error(`FAIL: ${m} ${JSON.stringify(errors)}`);
-  process.exit(1);
-};
+const browser = await launch(shots);
+const { context, page, errors } = browser;
+const { fail } = checks(browser, shots, `failure-many-${expected}.png`);
 
 let t = Date.now();
 await page.goto(url);
@@ -26,8 +23,12 @@ const timing = await page.evaluate(() => {
   const nav = performance.getEntriesByType("navigation")[0];
   const graph = of("/api/graph");
   const state = of("/state");
+  // The page's own marks (src/main.ts), in ms since the navigation started.
+  const marks = Object.fromEntries(performance.getEntriesByType("mark").filter((m) => m.name.startsWith("daggr:"))
+    .map((m) => [`${m.name.slice(6).replace("-", "_")}_at_ms`, Math.round(m.startTime)]));
   return { graph_ms: Math.round(graph?.duration ?? -1), graph_kb: Math.round((graph?.transferSize ?? 0) / 1024), state_ms: Math.round(state?.duration ?? -1),
-    script_done_ms: Math.round(nav?.domContentLoadedEventEnd ?? -1) };
+    state_kb: Math.round((state?.transferSize ?? 0) / 1024), state_started_ms: Math.round(state?.startTime ?? -1),
+    script_done_ms: Math.round(nav?.domContentLoadedEventEnd ?? -1), ...marks };
 });
 const graph = await page.evaluate(() => fetch("/api/graph").then((r) => r.json()));
 if (graph.nodes.length !== expected) await fail(`${graph.nodes.length} nodes, expected ${expected}`);

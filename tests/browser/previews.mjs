@@ -7,28 +7,19 @@
 // blob with the right type, and the browser loads it (an image's natural size, an audio
 // clip's duration, a video's frame size, a file's bytes).
 // Prints one JSON line of findings; exits 1 on the first failed check.
-import { launch } from "./launch.mjs";
+import { card, checks, launch } from "./launch.mjs";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const [url, shots] = process.argv.slice(2);
-const { context, page, errors } = await launch(shots);
-page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+const browser = await launch(shots, { consoleErrors: true });
+const { context, page, errors } = browser;
 
 const findings = {};
-const fail = async (message) => {
-  await page.screenshot({ path: join(shots, "failure-previews.png") }).catch(() => {});
-  console.error(`FAIL: ${message}\npage errors: ${JSON.stringify(errors)}`);
-  await context.close();
-  process.exit(1);
-};
-const check = async (cond, message) => { if (!cond) await fail(message); };
-const waitFor = (fn, arg, message, timeout = 15000) =>
-  page.waitForFunction(fn, arg, { timeout }).catch(() => fail(message));
-const card = (name) => `[data-testid="node-${name}"]`;
+const { check, waitFor, ready } = checks(browser, shots, "failure-previews.png");
 
 await page.goto(url);
-await page.waitForSelector("body[data-ready=true]", { timeout: 15000 }).catch(() => fail("the page never became ready"));
+await ready();
 const graph = await page.evaluate(() => fetch("/api/graph").then((r) => r.json()));
 await page.click('[data-testid="run-all"]');
 for (const n of graph.nodes) {

@@ -9,6 +9,11 @@
 //! shell watchdog holds it and waits for its stdin, a pipe from this process, to close.
 //! [`shared`] starts one per test process, kept until the process ends; each test gets a
 //! database of its own ([`PgServer::create_database`]).
+//!
+//! [`shared_tls`] starts another with TLS on ([`PgServer::start_tls`]): a test CA and a
+//! server certificate for 127.0.0.1 and `localhost` made with the `openssl` program (it
+//! comes with Debian's `postgresql`, through `ssl-cert`), and a role that must log in with
+//! a password, over TLS only ([`PASSWORD_ROLE`]).
 
 #![allow(dead_code)]
 
@@ -23,11 +28,26 @@ use std::time::{Duration, Instant};
 /// The superuser the cluster is created with (trust authentication on loopback).
 pub const USER: &str = "postgres";
 
+/// On the TLS server: a role that logs in with [`PASSWORD`] (SCRAM), over TLS only.
+pub const PASSWORD_ROLE: &str = "daggr_tls";
+/// [`PASSWORD_ROLE`]'s password.
+pub const PASSWORD: &str = "tls-only-s3cret";
+
+/// The TLS server's authentication: the password role over TLS only (refused without),
+/// everyone else trusted, as on the plain server.
+const TLS_HBA: &str = "\
+local all all trust
+hostssl all daggr_tls 127.0.0.1/32 scram-sha-256
+host all daggr_tls 127.0.0.1/32 reject
+host all all 127.0.0.1/32 trust
+";
+
 /// Holds the cluster: creates it, starts the server, waits for stdin to close, stops the
 /// server at once (SIGQUIT: nothing in it is worth a clean shutdown) and removes it.
 const WATCHDOG: &str = r#"
 set -u
 dir=$1 bin=$2 port=$3
+shift 3 # the rest: more options for postgres
 if ! "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync --no-instructions \
         -E UTF8 --locale=C >"$dir/initdb.log" 2>&1; then
     cat "$dir/initdb.log" >&2
@@ -36,7 +56,7 @@ if ! "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync --no-instru
 fi
 "$bin/postgres" -D "$dir/data" -h 127.0.0.1 -p "$port" -k "$dir" \
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-    -c max_connections=300 -c shared_buffers=32MB </dev/null >"$dir/postgres.log" 2>&1 &
+    -c max_connections=300 -c shared_buffers=32MB "$@" </dev/null >"$dir/postgres.log" 2>&1 &
 pid=$!
 cat >/dev/null
 kill -QUIT "$pid" 2>/dev/null
@@ -53,8 +73,10 @@ pub struct PgServer {
     pub port: u16,
     /// PostgreSQL's programs (`initdb`, `psql`, `pg_dump`…).
     pub bin: PathBuf,
-    /// From spawning initdb to the first answer.
+    /// From spawning initdb to the first answer (with TLS: from making the certificates).
     pub started_in: Duration,
+    /// The TLS server's certificates ([`PgServer::start_tls`]).
+    pub tls: Option<TlsFiles>,
     databases: AtomicUsize,
     create: Mutex<()>,
 }
@@ -63,6 +85,81 @@ pub struct PgServer {
 pub fn shared() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
     SERVER.get_or_init(PgServer::start)
+}
+
+/// One TLS server per test process ([`PgServer::start_tls`]), as [`shared`].
+pub fn shared_tls() -> &'static PgServer {
+    static SERVER: OnceLock<PgServer> = OnceLock::new();
+    SERVER.get_or_init(PgServer::start_tls)
+}
+
+/// The TLS server's certificates (PEM files in its directory).
+pub struct TlsFiles {
+    /// The CA that signed the server's certificate.
+    pub ca: PathBuf,
+    /// Another CA, which signed nothing the server has.
+    pub other_ca: PathBuf,
+}
+
+/// Runs `openssl` in `dir` with `args` (split on whitespace: no argument has any).
+fn openssl(dir: &Path, args: &str) {
+    let out = Command::new("openssl")
+        .args(args.split_whitespace())
+        .current_dir(dir)
+        .output()
+        .expect("running openssl (Debian: apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// P-256 keys: quick to make.
+const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+
+/// A self-signed CA in `name.crt`, its key in `name.key`.
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &format!(
+            "req -x509 {NEW_KEY} -days 2 -keyout {name}.key -out {name}.crt -subj /CN=daggr-test-{name} \
+             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+        ),
+    );
+}
+
+/// In `dir`: `ca.crt`, `other-ca.crt`, and `server.crt`/`server.key` signed by `ca` for
+/// 127.0.0.1 and `localhost`; the server's key readable by its owner only (PostgreSQL
+/// insists).
+fn make_certificates(dir: &Path) -> TlsFiles {
+    make_ca(dir, "ca");
+    make_ca(dir, "other-ca");
+    openssl(
+        dir,
+        &format!("req -new {NEW_KEY} -keyout server.key -out server.csr -subj /CN=127.0.0.1"),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+         -out server.crt -extfile server.ext",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    TlsFiles {
+        ca: dir.join("ca.crt"),
+        other_ca: dir.join("other-ca.crt"),
+    }
 }
 
 /// The directory of PostgreSQL's server programs: `$DAGGR_PG_BIN`, else Debian's newest
@@ -135,6 +232,20 @@ fn unprivileged() -> Option<(u32, u32)> {
 impl PgServer {
     /// Creates the cluster and starts the server; waits (at most 60 s) until it answers.
     pub fn start() -> PgServer {
+        Self::start_with(false)
+    }
+
+    /// Like [`PgServer::start`], with TLS on (`ssl=on`, [`TlsFiles`]) and [`PASSWORD_ROLE`].
+    pub fn start_tls() -> PgServer {
+        let server = Self::start_with(true);
+        server.psql(
+            "postgres",
+            &format!("CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'"),
+        );
+        server
+    }
+
+    fn start_with(tls: bool) -> PgServer {
         let started = Instant::now();
         let bin = setup();
         let user = unprivileged();
@@ -148,9 +259,34 @@ impl PgServer {
             .tempdir_in(&parent)
             .expect("creating the cluster's directory")
             .keep();
+        let mut options = Vec::new();
+        let tls = tls.then(|| {
+            let tls_dir = dir.join("tls");
+            std::fs::create_dir(&tls_dir).unwrap();
+            let files = make_certificates(&tls_dir);
+            std::fs::write(tls_dir.join("pg_hba.conf"), TLS_HBA).unwrap();
+            for (option, file) in [
+                ("ssl_cert_file", "server.crt"),
+                ("ssl_key_file", "server.key"),
+                ("hba_file", "pg_hba.conf"),
+            ] {
+                options.push("-c".to_string());
+                options.push(format!("{option}={}", tls_dir.join(file).display()));
+            }
+            options.extend(["-c".to_string(), "ssl=on".to_string()]);
+            files
+        });
         if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-                .expect("chown the cluster's directory");
+            // The TLS files too: the server reads them, and the watchdog removes them.
+            let tls_files = std::fs::read_dir(dir.join("tls")).into_iter().flatten();
+            for path in [dir.clone(), dir.join("tls")]
+                .into_iter()
+                .chain(tls_files.flatten().map(|e| e.path()))
+                .filter(|p| p.exists())
+            {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .expect("chown the cluster's directory");
+            }
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -163,6 +299,7 @@ impl PgServer {
             .arg(&dir)
             .arg(&bin)
             .arg(port.to_string())
+            .args(&options)
             .env("LC_ALL", "C")
             // The server's user may not be allowed into this process's directory.
             .current_dir(&dir)
@@ -182,6 +319,7 @@ impl PgServer {
             port,
             bin,
             started_in: Duration::ZERO,
+            tls,
             databases: AtomicUsize::new(0),
             create: Mutex::new(()),
         };
@@ -217,7 +355,12 @@ impl PgServer {
         }
         server.started_in = started.elapsed();
         eprintln!(
-            "postgres_server: PostgreSQL on 127.0.0.1:{} ({}) ready in {:.2?}",
+            "postgres_server: PostgreSQL{} on 127.0.0.1:{} ({}) ready in {:.2?}",
+            if server.tls.is_some() {
+                " with TLS"
+            } else {
+                ""
+            },
             server.port,
             server.bin.display(),
             server.started_in
@@ -237,13 +380,18 @@ impl PgServer {
 
     /// A new, empty database: its name.
     pub fn create_database(&self) -> String {
+        self.create_database_owned_by(USER)
+    }
+
+    /// A new, empty database that `owner` owns (and so may create tables in): its name.
+    pub fn create_database_owned_by(&self, owner: &str) -> String {
         let name = format!(
             "t{}_{}",
             std::process::id(),
             self.databases.fetch_add(1, Ordering::SeqCst)
         );
         let _one_at_a_time = self.create.lock().unwrap();
-        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.psql("postgres", &format!("CREATE DATABASE {name} OWNER {owner}"));
         name
     }
 

@@ -1,5 +1,6 @@
 //! [`ObjectStoreShared`]: the shared tier on object storage, through the `object_store`
-//! crate (S3 and S3-compatible servers such as MinIO or R2, and local files).
+//! crate (S3 and S3-compatible servers such as MinIO or R2, Azure Blob Storage, and local
+//! files).
 //!
 //! `object_store` is async; the cache calls its shared tier from background threads and
 //! the blocking pool. So this store runs its requests on a small runtime of its own, on a
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload, RetryConfig};
+use object_store::{ObjectStore, PutMode, PutPayload, RetryConfig};
 use tokio::sync::oneshot;
 
 use super::shared::SharedStore;
@@ -20,7 +21,8 @@ use crate::error::BoxError;
 use crate::Error;
 
 /// A [`SharedStore`] on object storage, through the `object_store` crate: S3 and
-/// S3-compatible servers (MinIO, R2, moto…), a local directory (`file://`), or memory.
+/// S3-compatible servers (MinIO, R2, moto…), Azure Blob Storage (and Azurite), a local
+/// directory (`file://`), or memory.
 ///
 /// `object_store` is async and the cache calls its shared store from background threads
 /// and the blocking pool, so requests run on a small runtime of this store's own, on a
@@ -46,14 +48,18 @@ impl std::fmt::Debug for ObjectStoreShared {
 
 impl ObjectStoreShared {
     /// Opens the store at `url`: `s3://bucket/prefix` (configured from the `AWS_*`
-    /// environment variables), `file:///absolute/path` or `memory://` (one process only,
-    /// for tests).
+    /// environment variables), `az://container/prefix`, `azure://container/prefix` or
+    /// `https://ACCOUNT.blob.core.windows.net/container/prefix` (configured from the
+    /// `AZURE_*` environment variables: `AZURE_STORAGE_ACCOUNT_NAME`,
+    /// `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_ENDPOINT`…), `file:///absolute/path` or
+    /// `memory://` (one process only, for tests).
     pub fn from_url(url: &str) -> Result<ObjectStoreShared, Error> {
         Self::from_url_with_options(url, std::iter::empty::<(String, String)>())
     }
 
     /// Like [`ObjectStoreShared::from_url`], with `object_store` configuration keys
-    /// (`aws_endpoint`, `aws_access_key_id`, `aws_allow_http`, …) on top of the environment's.
+    /// (`aws_endpoint`, `aws_access_key_id`, `aws_allow_http`, `azure_storage_account_key`,
+    /// …, the backend's own) on top of the environment's.
     pub fn from_url_with_options<K, V>(
         url: &str,
         options: impl IntoIterator<Item = (K, V)>,
@@ -69,48 +75,45 @@ impl ObjectStoreShared {
             source,
         };
         let parsed = url::Url::parse(url).map_err(|e| fail("reading the URL", e.into()))?;
+        let options: Vec<(String, String)> = options
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_string(), v.into()))
+            .collect();
+        let read_options = |e: object_store::Error| fail("reading the options", e.into());
+        let prefix = |skip_container: bool| {
+            path_prefix(parsed.path(), skip_container)
+                .map_err(|e| fail("reading the prefix", e.into()))
+        };
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
             "s3" | "s3a" => {
                 let mut builder = object_store::aws::AmazonS3Builder::new()
-                    // A bucket that does not answer must not hold a run up for minutes
-                    // (the default retries for 3 minutes): a failed read is a miss, a
-                    // failed upload is retried at the next flush.
-                    .with_retry(RetryConfig {
-                        max_retries: 2,
-                        retry_timeout: Duration::from_secs(10),
-                        ..RetryConfig::default()
-                    })
-                    .with_client_options(
-                        object_store::ClientOptions::new()
-                            .with_connect_timeout(Duration::from_secs(3))
-                            .with_timeout(Duration::from_secs(60)),
-                    );
-                // The environment's AWS_* settings (as `AmazonS3Builder::from_env`, which
-                // would be overwritten by the client options above), then the URL, then
-                // the caller's options.
-                for (key, value) in std::env::vars() {
-                    if let Some(key) = key
-                        .starts_with("AWS_")
-                        .then(|| key.to_ascii_lowercase().parse().ok())
-                        .flatten()
-                    {
-                        builder = builder.with_config(key, value);
-                    }
-                }
-                builder = builder.with_url(url);
-                for (key, value) in options {
-                    let key = key
-                        .as_ref()
-                        .parse()
-                        .map_err(|e: object_store::Error| fail("reading the options", e.into()))?;
+                    .with_retry(retry())
+                    .with_client_options(client_options());
+                for (key, value) in settings("AWS_", &options).map_err(read_options)? {
                     builder = builder.with_config(key, value);
                 }
                 let store = builder
+                    .with_url(url)
                     .build()
                     .map_err(|e| fail("configuring S3", e.into()))?;
-                let prefix = ObjectPath::parse(parsed.path().trim_start_matches('/'))
-                    .map_err(|e| fail("reading the prefix", e.into()))?;
-                (Arc::new(store), prefix)
+                (Arc::new(store), prefix(false)?)
+            }
+            "az" | "azure" | "abfs" | "abfss" | "adl" | "https"
+                if parsed.scheme() != "https" || is_azure_blob_host(&parsed) =>
+            {
+                let mut builder = object_store::azure::MicrosoftAzureBuilder::new()
+                    .with_retry(retry())
+                    .with_client_options(client_options());
+                for (key, value) in settings("AZURE_", &options).map_err(read_options)? {
+                    builder = builder.with_config(key, value);
+                }
+                let store = builder
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| fail("configuring Azure Blob Storage", e.into()))?;
+                // In the https form the path starts with the container.
+                let https = parsed.scheme() == "https";
+                (Arc::new(store), prefix(https)?)
             }
             "file" | "memory" => {
                 if parsed.scheme() == "file" {
@@ -127,8 +130,12 @@ impl ObjectStoreShared {
             other => {
                 return Err(fail(
                     "choosing a store",
-                    format!("unsupported scheme `{other}` (use s3://, file:// or memory://)")
-                        .into(),
+                    format!(
+                    "unsupported scheme `{other}` (use s3://bucket/prefix, az://container/prefix \
+                         or https://ACCOUNT.blob.core.windows.net/container/prefix, file:///path \
+                         or memory://; Google Cloud Storage is not built in)"
+                )
+                    .into(),
                 ))
             }
         };
@@ -233,6 +240,29 @@ impl SharedStore for ObjectStoreShared {
         })
     }
 
+    /// A conditional write (`PutMode::Create`: `If-None-Match: *` on S3 and Azure, an
+    /// exclusive create on files), so two writers of one key cannot overwrite each other;
+    /// where the backend has no conditional write, a look then a write (content
+    /// addressing makes a race between two writers harmless: they write the same bytes).
+    fn put_if_absent(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        let (store, path) = (self.store.clone(), self.path(name));
+        let payload = PutPayload::from(bytes.to_vec());
+        let created = self.block(&format!("writing {name}"), async move {
+            match store.put_opts(&path, payload, PutMode::Create.into()).await {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(true),
+                Err(object_store::Error::NotImplemented) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })?;
+        if created {
+            return Ok(());
+        }
+        if self.exists(name)? {
+            return Ok(());
+        }
+        self.put(name, bytes)
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let (store, path) = (self.store.clone(), self.path(prefix));
         let base = self.prefix.clone();
@@ -260,6 +290,67 @@ impl SharedStore for ObjectStoreShared {
             }
         })
     }
+}
+
+/// A bucket that does not answer must not hold a run up for minutes (the default retries
+/// for 3 minutes): a failed read is a miss, a failed upload is retried at the next flush.
+fn retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(10),
+        ..RetryConfig::default()
+    }
+}
+
+/// Fails a request to a store that does not answer within seconds.
+fn client_options() -> object_store::ClientOptions {
+    object_store::ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(60))
+}
+
+/// A backend's configuration: the environment's `env_prefix*` variables whose lower-cased
+/// names are keys of that backend (as its builder's `from_env` reads them, which cannot be
+/// used here: the client options set first would overwrite e.g. `*_ALLOW_HTTP`), then the
+/// caller's options, which must all be keys of that backend.
+fn settings<K>(
+    env_prefix: &str,
+    options: &[(String, String)],
+) -> Result<Vec<(K, String)>, object_store::Error>
+where
+    K: std::str::FromStr<Err = object_store::Error>,
+{
+    let from_env = std::env::vars().filter_map(|(key, value)| {
+        let key = key
+            .starts_with(env_prefix)
+            .then(|| key.to_ascii_lowercase().parse().ok())??;
+        Some((key, value))
+    });
+    let mut settings: Vec<(K, String)> = from_env.collect();
+    for (key, value) in options {
+        settings.push((key.parse()?, value.clone()));
+    }
+    Ok(settings)
+}
+
+/// Whether `url` is the https form of an Azure Blob Storage address.
+fn is_azure_blob_host(url: &url::Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        [".blob.core.windows.net", ".dfs.core.windows.net"]
+            .iter()
+            .any(|suffix| host.ends_with(suffix))
+    })
+}
+
+/// The object-name prefix in a URL's `path`, without the container's name in front when
+/// `skip_container` (the https form of Azure addresses).
+fn path_prefix(path: &str, skip_container: bool) -> Result<ObjectPath, object_store::path::Error> {
+    let path = path.trim_start_matches('/');
+    let path = match skip_container {
+        true => path.split_once('/').map_or("", |(_, rest)| rest),
+        false => path,
+    };
+    ObjectPath::parse(path)
 }
 
 /// `url` without a password or query (which may carry credentials), for messages.
@@ -325,7 +416,22 @@ mod tests {
             err.to_string().contains("unsupported scheme `ftp`"),
             "{err}"
         );
+        let err = ObjectStoreShared::from_url("https://example.com/container/x").unwrap_err();
+        assert!(err.to_string().contains("blob.core.windows.net"), "{err}");
         assert!(redacted("s3://user:secret@bucket/p?token=1").contains("bucket/p"));
         assert!(!redacted("s3://user:secret@bucket/p?token=1").contains("secret"));
+    }
+
+    #[test]
+    fn azure_addresses_name_the_prefix_after_the_container() {
+        let https = url::Url::parse("https://acct.blob.core.windows.net/team/a/b").unwrap();
+        assert!(is_azure_blob_host(&https));
+        assert!(!is_azure_blob_host(
+            &url::Url::parse("https://example.com/x").unwrap()
+        ));
+        assert_eq!(path_prefix(https.path(), true).unwrap().as_ref(), "a/b");
+        assert_eq!(path_prefix("/team", true).unwrap().as_ref(), "");
+        let az = url::Url::parse("az://team/a/b").unwrap();
+        assert_eq!(path_prefix(az.path(), false).unwrap().as_ref(), "a/b");
     }
 }

@@ -423,6 +423,20 @@ impl Cache {
         }
     }
 
+    /// Like [`Cache::store`] with `persist`, but the entry already under `key` on disk (and
+    /// in the shared store) is replaced, not kept: a part computed again on request (a
+    /// map's item rerun) may give another value under the same key, and that one is kept.
+    pub(crate) fn store_replacing(
+        &self,
+        key: CacheKey,
+        preimage: &KeyPreimage,
+        values: Arc<[Value]>,
+    ) {
+        // The writer rewrites a key it is told to repair (a later log batch wins).
+        self.0.damaged.lock().unwrap().insert(key);
+        self.store(key, preimage, values, true);
+    }
+
     /// Remembers a result in memory and, if `persist`, queues it for the disk.
     pub(crate) fn store(
         &self,

@@ -3,7 +3,7 @@
 //! against its hash when read. Results written by earlier versions (one cacache index
 //! entry and content file per result, the *legacy* layout) are still read.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use ssri::Integrity;
 
 use super::gc::collect_blob_refs;
-use super::pack::{content_path, ReadError};
+use super::pack::ReadError;
 use super::shared::{blob_name, decode_record_object, record_name, Upload};
 use super::writer::Job;
 use super::{Cache, CacheKey, CacheSource, KeyPreimage, KEY_SCHEMA_VERSION};
@@ -399,23 +399,6 @@ impl Cache {
         }
         Ok(files)
     }
-}
-
-/// Writes the media blobs of one result that are not on disk yet (all of them if
-/// `repair`), returning the paths written (to be fsynced at the next flush).
-pub(super) fn write_blobs(
-    dir: &Path,
-    blobs: &[Blob],
-    repair: bool,
-) -> Result<Vec<PathBuf>, cacache::Error> {
-    let mut written = Vec::new();
-    for blob in blobs {
-        if repair || !cacache::exists_sync(dir, &blob.integrity) {
-            let sri = cacache::write_hash_sync(dir, &blob.bytes)?;
-            written.push(content_path(dir, &sri));
-        }
-    }
-    Ok(written)
 }
 
 #[cfg(test)]

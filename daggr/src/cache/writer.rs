@@ -15,14 +15,13 @@
 //! remembered by key until the key is written, never only logged.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::pack::{content_path, sync_dir, Pack, PackEntry, RecordIndex};
-use super::store::write_blobs;
 use super::{Cache, CacheKey, Inner, WriteFailure};
 use crate::error::error_chain as chain;
 use crate::value::media::Blob;
@@ -317,20 +316,29 @@ impl Writer {
                 Err(e) => Err(chain(&e)),
             });
         }
-        // The records to pack: each key once (the index is append-only; same key ⇒ same
-        // record), skipping those already on disk unless they are being repaired.
-        let mut seen = HashSet::new();
+        // The records to pack: each key once, from its last job in the batch (a replaced
+        // entry, `Cache::store_replacing`, follows the one it replaces), skipping those
+        // already on disk unless one of its jobs repairs (or replaces) them.
+        let mut seen = HashMap::new(); // key -> (index of its last job, whether one repairs)
+        for (i, ((job, _), ok)) in batch.iter().zip(&outcome).enumerate() {
+            let Job::Write { key, repair, .. } = job;
+            if ok.is_ok() {
+                let entry = seen.entry(*key).or_insert((i, false));
+                *entry = (i, entry.1 || *repair);
+            }
+        }
         let pack = {
             let mut records = self.records.lock().unwrap();
-            Pack::build(batch.iter().zip(&outcome).filter_map(|((job, _), ok)| {
+            Pack::build(batch.iter().enumerate().filter_map(|(i, (job, _))| {
                 let Job::Write {
                     key,
                     preimage,
                     record,
-                    repair,
                     ..
                 } = job;
-                let wanted = ok.is_ok() && seen.insert(*key) && (*repair || !records.known(key));
+                let wanted = seen
+                    .get(key)
+                    .is_some_and(|&(last, repair)| last == i && (repair || !records.known(key)));
                 wanted.then_some(PackEntry {
                     key: *key,
                     preimage,
@@ -342,7 +350,7 @@ impl Writer {
             if let Err(error) = self.write_pack(&pack) {
                 for (ok, (job, _)) in outcome.iter_mut().zip(&batch) {
                     let Job::Write { key, .. } = job;
-                    if ok.is_ok() && seen.contains(key) {
+                    if ok.is_ok() && seen.contains_key(key) {
                         *ok = Err(error.clone());
                     }
                 }
@@ -438,6 +446,19 @@ impl Writer {
             });
         }
     }
+}
+
+/// Writes the media blobs of one result that are not on disk yet (all of them if
+/// `repair`), returning the paths written (to be fsynced at the next flush).
+fn write_blobs(dir: &Path, blobs: &[Blob], repair: bool) -> Result<Vec<PathBuf>, cacache::Error> {
+    let mut written = Vec::new();
+    for blob in blobs {
+        if repair || !cacache::exists_sync(dir, &blob.integrity) {
+            let sri = cacache::write_hash_sync(dir, &blob.bytes)?;
+            written.push(content_path(dir, &sri));
+        }
+    }
+    Ok(written)
 }
 
 impl Cache {

@@ -50,6 +50,22 @@ pub(crate) type BatchHook = fn(&Pipeline, &str) -> (Json, i32);
 #[linkme::distributed_slice]
 pub(crate) static BATCH_HOOKS: [BatchHook];
 
+/// Environment variable of the `cargo daggr run --sheet NAME` handshake (with [`RUN_ENV`]
+/// and [`RUN_INPUTS_ENV`]): the run happens on the sheet `NAME` of the pipeline (created
+/// when absent) in the sheets database `DAGGR_SHEETS_URL` names (else `.daggr/sheets.db`),
+/// so its inputs are stored there and the run is in the sheet's history, as a run from the
+/// inspector. Sheets are the `sheets` feature's.
+pub const RUN_SHEET_ENV: &str = "DAGGR_RUN_SHEET";
+
+/// Sheet code a higher layer contributes: runs the pipeline on the named sheet with the
+/// given inputs (already checked on a fresh workspace); the answer and the exit status.
+pub(crate) type SheetRunHook = fn(&Pipeline, &str, &Map<String, Json>) -> (CallAnswer, i32);
+
+/// The sheet code linked into this program: the sheets', when the `sheets` feature is on;
+/// else none.
+#[linkme::distributed_slice]
+pub(crate) static SHEET_RUN_HOOKS: [SheetRunHook];
+
 /// Environment variable of the serve handshake (`cargo daggr serve`, a deployed Space): the
 /// address to serve the pipeline on, `HOST:PORT` (`127.0.0.1:7860`, `0.0.0.0:7860`). When
 /// it is set, [`Graph::build`](crate::Graph::build) serves the pipeline it built until the
@@ -85,6 +101,14 @@ pub(crate) type ServeHook = fn(&Pipeline, &ServeRequest) -> Result<(), crate::Er
 #[linkme::distributed_slice]
 pub(crate) static SERVE_HOOKS: [ServeHook];
 
+/// Whether an environment variable's value means "on": `1`, `true`, `yes` or `on`, in any
+/// case, spaces around ignored (as `huggingface_hub` reads its switches).
+pub(crate) fn is_truthy(value: &str) -> bool {
+    ["1", "true", "yes", "on"]
+        .iter()
+        .any(|t| value.trim().eq_ignore_ascii_case(t))
+}
+
 /// Reads the serve handshake's variables: `None` when [`SERVE_ENV`] is unset, an error
 /// saying which variable is wrong.
 fn serve_request(var: impl Fn(&str) -> Option<String>) -> Option<Result<ServeRequest, String>> {
@@ -107,11 +131,7 @@ fn serve_request(var: impl Fn(&str) -> Option<String>) -> Option<Result<ServeReq
             "serving on {addr}, which is not a loopback address, needs an access token: set {SERVE_TOKEN_ENV}"
         )));
     }
-    let api_only = var(SERVE_API_ONLY_ENV).is_some_and(|v| {
-        ["1", "true", "yes", "on"]
-            .iter()
-            .any(|t| v.trim().eq_ignore_ascii_case(t))
-    });
+    let api_only = var(SERVE_API_ONLY_ENV).is_some_and(|v| is_truthy(&v));
     Some(Ok(ServeRequest {
         addr,
         token,
@@ -160,6 +180,24 @@ pub(crate) struct CallAnswer {
     /// Why the call did not run (bad inputs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
+    /// Results the run computed but could not save (a full disk, an unreachable database),
+    /// with why: the outputs are right, but a later run will not find them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) unsaved: Vec<FailedNode>,
+    /// The sheet the run is recorded in, when it ran on one (`cargo daggr run --sheet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sheet: Option<SheetUsed>,
+}
+
+/// The sheet a run was recorded in.
+#[derive(Debug, Serialize)]
+pub(crate) struct SheetUsed {
+    /// Its name.
+    pub(crate) name: String,
+    /// Whether this run created it.
+    pub(crate) created: bool,
+    /// Where the sheets are kept (a path or a URL without its password).
+    pub(crate) location: String,
 }
 
 /// A node that failed, and why.
@@ -270,7 +308,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Runs every node and answers the outputs.
+    /// Runs every node and answers the outputs (a batch's item).
+    #[cfg(feature = "sheets")]
     pub(crate) async fn call(&self) -> Result<CallAnswer, crate::Error> {
         let started = Instant::now();
         let report = self.run(Scope::All).await?;
@@ -295,6 +334,12 @@ impl Pipeline {
                 }
                 None => answer.missing_outputs.push(out.at.name),
             }
+        }
+        for unsaved in report.unsaved() {
+            answer.unsaved.push(FailedNode {
+                node: unsaved.node.clone(),
+                error: format!("not saved to the {}: {}", unsaved.target, unsaved.error),
+            });
         }
         let inputs: HashSet<String> = self.call_inputs().into_iter().map(|i| i.name).collect();
         for (node, outcome) in report.outcomes() {
@@ -377,6 +422,18 @@ pub(crate) fn run_if_asked(pipeline: &Pipeline) {
             Ok(given) => given,
             Err(e) => return fail(format!("{RUN_INPUTS_ENV} is not a JSON object: {e}")),
         };
+        if let Some(sheet) = std::env::var_os(RUN_SHEET_ENV) {
+            // Checked on a fresh workspace first, so bad inputs touch no sheet.
+            if let Err(e) = pipeline.new_workspace().set_call_inputs(&given) {
+                return fail(e);
+            }
+            let Some(hook) = SHEET_RUN_HOOKS.first().copied() else {
+                return fail(format!(
+                    "{RUN_SHEET_ENV} is set, but this program was built without daggr's `sheets` feature, which keeps sheets"
+                ));
+            };
+            return hook(&pipeline, &sheet.to_string_lossy(), &given);
+        }
         if let Err(e) = pipeline.set_call_inputs(&given) {
             return fail(e);
         }
@@ -387,11 +444,22 @@ pub(crate) fn run_if_asked(pipeline: &Pipeline) {
             Ok(runtime) => runtime,
             Err(e) => return fail(format!("starting a runtime: {e}")),
         };
-        match runtime.block_on(pipeline.call()) {
-            Ok(answer) => {
-                let code = if answer.failed.is_empty() { 0 } else { 1 };
-                // What a later run reuses is on disk before the process exits.
-                pipeline.cache().flush();
+        let started = Instant::now();
+        let answer = runtime.block_on(pipeline.run(Scope::All)).and_then(|mut report| {
+            // What a later run reuses is on disk before the process exits, and what could
+            // not be written is said.
+            pipeline.cache().flush();
+            pipeline.report_cache_failures(&mut report);
+            pipeline.answer(&report)
+        });
+        match answer {
+            Ok(mut answer) => {
+                answer.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let code = if answer.failed.is_empty() && answer.unsaved.is_empty() {
+                    0
+                } else {
+                    1
+                };
                 (answer, code)
             }
             Err(e) => fail(crate::node::event::error_chain(&e)),

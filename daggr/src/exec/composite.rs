@@ -3,6 +3,9 @@
 //! identity, code, parameters and the part's input hashes), looked up in the cache, and run
 //! under the pipeline's concurrency limits with its node's group, timeout and retries. The
 //! map node itself holds no concurrency slot while its items wait for theirs.
+//!
+//! One item of a map can be computed again on request ([`Scope::Item`]): it bypasses its
+//! cache entry, which its new result replaces; the other items are looked up as usual.
 
 use std::sync::Arc;
 
@@ -11,12 +14,15 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use super::attempt::{execute, preimage_of, Attempts};
 use super::report::{ItemOutcome, Parts};
 use super::state::Shared;
-use super::Outcome;
+#[cfg(doc)]
+use super::Scope;
+use super::{NodeRef, Outcome, Pipeline};
 use crate::cache::{CacheKey, KeyPreimage};
 use crate::error::{error_chain, Error};
+use crate::graph::Binding;
 use crate::node::composite::{ChoicePlan, Composite, ItemError, ItemFailures, MapPlan};
 use crate::node::event::{CacheSource, Event};
-use crate::node::{CachePolicy, Inputs, Node, NodeContext};
+use crate::node::{CachePolicy, Inputs, Node, NodeContext, NodeSpec};
 use crate::value::Value;
 
 /// What evaluating a composite node left besides its result.
@@ -32,7 +38,7 @@ pub(super) struct PartsDone {
 
 /// Evaluates composite node `node` on `inputs` (the map's lists, or the choice's inputs and
 /// selection). `code` is the fingerprint the node was keyed with (learnt at run time, for a
-/// map of remote nodes).
+/// map of remote nodes). `force`: the item of a map to compute whatever the cache holds.
 pub(super) async fn evaluate(
     shared: Arc<Shared>,
     node: Arc<dyn Node>,
@@ -40,6 +46,7 @@ pub(super) async fn evaluate(
     ctx: NodeContext,
     inputs: Inputs,
     span: tracing::Span,
+    force: Option<usize>,
 ) -> (Result<(Arc<[Value]>, Outcome), Error>, Option<PartsDone>) {
     let started = std::time::Instant::now();
     let spec = node.spec();
@@ -51,7 +58,8 @@ pub(super) async fn evaluate(
     });
     match node.composite() {
         Some(Composite::Map(plan)) => {
-            let (result, done) = map(&shared, plan, spec, code, &ctx, inputs.values, span).await;
+            let (result, done) =
+                map(&shared, plan, spec, code, &ctx, inputs.values, span, force).await;
             // No item ran (all were cache hits): the map did not compute either.
             let cached = done.as_ref().and_then(|d| match &d.parts {
                 Parts::Items(items) => items
@@ -94,11 +102,124 @@ pub(super) async fn evaluate(
     }
 }
 
-/// The variant a choice node's inputs select (`None` for other nodes).
-pub(super) fn selection_of(node: &dyn Node, inputs: &[Value]) -> Option<String> {
-    match node.composite() {
-        Some(Composite::Choice(_)) => inputs.last()?.downcast_ref::<String>().cloned(),
-        _ => None,
+/// What the parts of composite node `n` did when the node itself was found whole in the
+/// cache (`outcome`) for `inputs`, keyed with `code`: a choice's selection produced it, and
+/// each of a map's items was a hit too (only a map whose items all succeeded is stored
+/// under its own key). `None` for other nodes, and when a map's lists do not split.
+pub(super) fn whole_hit_parts(
+    shared: &Shared,
+    n: usize,
+    inputs: &[Value],
+    code: &str,
+    outcome: &Outcome,
+) -> Option<PartsDone> {
+    let node = &shared.s.nodes[n];
+    let parts = match node.composite()? {
+        Composite::Choice(_) => Parts::Variant {
+            used: inputs.last()?.downcast_ref::<String>()?.clone(),
+            failed: Vec::new(),
+        },
+        Composite::Map(plan) => {
+            let Outcome::Cached(source) = outcome else {
+                return None;
+            };
+            // The workspace's own result: its items have the keys it recorded. Otherwise
+            // each item's key is made again from its inputs.
+            let recorded: Option<Vec<CacheKey>> = match source {
+                CacheSource::Workspace => shared.state.lock().unwrap()[n].as_ref().and_then(|r| {
+                    match r.parts.as_deref() {
+                        Some(Parts::Items(items)) => Some(items.iter().map(|i| i.key).collect()),
+                        _ => None,
+                    }
+                }),
+                _ => None,
+            };
+            let keys = match recorded {
+                Some(keys) => keys,
+                None => {
+                    let item = plan.item_node().spec();
+                    plan.split_items(node.spec(), inputs)
+                        .ok()?
+                        .iter()
+                        .map(|values| preimage_of(item, code.to_string(), values).key())
+                        .collect()
+                }
+            };
+            Parts::Items(
+                keys.into_iter()
+                    .map(|key| ItemOutcome {
+                        key,
+                        outcome: Outcome::Cached(*source),
+                    })
+                    .collect(),
+            )
+        }
+    };
+    Some(PartsDone {
+        parts,
+        queued: Vec::new(),
+        complete: true,
+    })
+}
+
+/// The error for item `item` of map `spec` when it has `count` items.
+fn no_such_item(spec: &NodeSpec, item: usize, count: usize) -> Error {
+    let range = match count {
+        0 => "none".to_string(),
+        1 => "only item 0".to_string(),
+        _ => format!("items 0 to {}", count - 1),
+    };
+    Error::Failed {
+        node: spec.name.clone(),
+        message: format!(
+            "map `{}` has {count} item{} ({range}): there is no item {item}",
+            spec.name,
+            if count == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+impl Pipeline {
+    /// Checks that `item` (numbered from 0) is an item of map node `node`, as a run of
+    /// [`Scope::Item`] does before it starts. A node that is not a map, or an item past the
+    /// end of the lists the map has now (its constants and its upstream nodes' current
+    /// results), is an error naming the node and how many items it has. When a list is not
+    /// known yet (its upstream node has no result), the run itself checks, and fails the map
+    /// with the same error.
+    pub fn check_item(&self, node: impl Into<NodeRef>, item: usize) -> Result<(), Error> {
+        let n = self.resolve(&node.into())?;
+        let node = &self.0.s.nodes[n];
+        let spec = node.spec();
+        let Some(Composite::Map(plan)) = node.composite() else {
+            return Err(Error::Failed {
+                node: spec.name.clone(),
+                message: format!(
+                    "node `{}` has no items to run: it is not a map (made with `Graph::map`)",
+                    spec.name
+                ),
+            });
+        };
+        match self.item_count(n, plan) {
+            Some(count) if item >= count => Err(no_such_item(spec, item, count)),
+            _ => Ok(()),
+        }
+    }
+
+    /// How many items map node `n` has with its current inputs: the length of its first
+    /// list (zipped lists have one length, or the run fails). `None` when that list is not
+    /// known before a run.
+    fn item_count(&self, n: usize, plan: &MapPlan) -> Option<usize> {
+        let port = (0..self.0.s.nodes[n].spec().inputs.len()).find(|&p| plan.is_mapped(p))?;
+        let split = plan.split[port]?;
+        let binding = self.0.bindings.lock().unwrap()[n][port].clone();
+        let list = match binding {
+            Binding::Const(value) => value,
+            Binding::Port { node, port } => {
+                self.0.state.lock().unwrap()[node].as_ref()?.outputs[port].clone()
+            }
+            Binding::Generated(_) | Binding::Unbound => return None,
+        };
+        split(&list).ok().map(|items| items.len())
     }
 }
 
@@ -110,7 +231,8 @@ struct PartDone {
 }
 
 /// Evaluates `part` on `values` (keyed by `preimage`): a cache hit, or a run under the
-/// concurrency limits (then its result is stored, unless its policy says not to).
+/// concurrency limits (then its result is stored, unless its policy says not to). A `forced`
+/// part is not looked up, and its result replaces what the cache held under its key.
 async fn run_part(
     shared: &Shared,
     part: &Arc<dyn Node>,
@@ -118,12 +240,13 @@ async fn run_part(
     ctx: NodeContext,
     values: Vec<Value>,
     span: tracing::Span,
+    forced: bool,
 ) -> PartDone {
     let spec = part.spec();
     let key = preimage.key();
     let cache = &shared.s.cache;
     let policy = spec.config.cache;
-    if policy == CachePolicy::Default {
+    if policy == CachePolicy::Default && !forced {
         let types: Vec<_> = spec.outputs.iter().map(|p| p.ty).collect();
         if let Some((values, source)) = cache.lookup_async(&key, &types).await {
             return PartDone {
@@ -175,7 +298,11 @@ async fn run_part(
     let mut queued = false;
     if let Ok((values, Outcome::Computed { .. })) = &result {
         if policy != CachePolicy::NeverCache {
-            cache.store(key, &preimage, values.clone(), true);
+            if forced {
+                cache.store_replacing(key, &preimage, values.clone());
+            } else {
+                cache.store(key, &preimage, values.clone(), true);
+            }
             queued = true;
         }
     }
@@ -195,20 +322,27 @@ async fn part_code(part: &Arc<dyn Node>) -> String {
     .unwrap_or_else(|| part.spec().code_fingerprint.clone())
 }
 
+#[allow(clippy::too_many_arguments)] // the evaluation's context, passed down once
 async fn map(
     shared: &Shared,
     plan: &MapPlan,
-    spec: &crate::node::NodeSpec,
+    spec: &NodeSpec,
     code: String,
     ctx: &NodeContext,
     values: Vec<Value>,
     span: tracing::Span,
+    force: Option<usize>,
 ) -> (Result<Value, Error>, Option<PartsDone>) {
     let items = match plan.split_items(spec, &values) {
         Ok(items) => items,
         Err(e) => return (Err(e), None),
     };
     let total = items.len();
+    // Checked before the run too (`Pipeline::check_item`), but the lists may have been
+    // unknown then (an upstream node without a result).
+    if let Some(item) = force.filter(|&item| item >= total) {
+        return (Err(no_such_item(spec, item, total)), None);
+    }
     let item = plan.item_node();
     // Items with the same inputs have the same key: each distinct key runs once, and its
     // result goes to every item that has it.
@@ -223,12 +357,15 @@ async fn map(
             distinct.push((index, preimage, values));
         }
     }
+    // The forced item's key: the first item that has it runs for all that have it.
+    let forced = force.map(|item| same_as[item]);
     let mut pending: FuturesUnordered<_> = distinct
         .into_iter()
         .map(|(index, preimage, values)| {
             let (ctx, span) = (ctx.clone(), span.clone());
+            let force = forced == Some(index);
             async move {
-                let done = run_part(shared, item, preimage, ctx, values, span).await;
+                let done = run_part(shared, item, preimage, ctx, values, span, force).await;
                 (index, done)
             }
         })
@@ -306,7 +443,7 @@ async fn map(
 async fn choice(
     shared: &Shared,
     plan: &ChoicePlan,
-    spec: &crate::node::NodeSpec,
+    spec: &NodeSpec,
     ctx: &NodeContext,
     mut values: Vec<Value>,
     span: tracing::Span,
@@ -329,6 +466,7 @@ async fn choice(
             ctx.clone(),
             values.clone(),
             span.clone(),
+            false,
         )
         .await;
         if done.queued {

@@ -14,8 +14,8 @@ use tracing::Instrument;
 
 use super::attempt::{execute, preimage_of, Attempts};
 use super::composite::PartsDone;
-use super::state::Shared;
-use super::{NodeFailure, NodeResult, Outcome, Parts, RunReport};
+use super::state::{Current, Shared};
+use super::{NodeFailure, NodeResult, Outcome, RunReport};
 use crate::cache::{CacheKey, KeyPreimage};
 use crate::error::Error;
 use crate::graph::Binding;
@@ -40,11 +40,18 @@ struct Prepared {
     generated: Vec<(String, Value)>,
 }
 
+/// Where a node is in a run (eight bytes a node; its values are kept apart, for the report).
+#[derive(Clone, Copy)]
 enum Slot {
-    Pending,
+    /// Not started: how many of its upstream nodes in scope have not finished.
+    Waiting(u32),
     Running,
-    Done(Arc<[Value]>),
-    Failed { root: usize },
+    /// Finished; its values are in [`Executor::values`].
+    Done,
+    /// Failed, or skipped because node `root` failed.
+    Failed {
+        root: u32,
+    },
 }
 
 /// One run of a workspace: its scope, each node's slot, and what it has produced so far.
@@ -53,12 +60,13 @@ pub(super) struct Executor {
     run: u64,
     in_scope: Vec<bool>,
     cancel: CancellationToken,
+    /// Each node's state in this run.
     slots: Vec<Slot>,
+    /// The values of the nodes done in this run, by node: the report's.
+    values: Vec<Option<Arc<[Value]>>>,
     /// Values of out-of-scope upstream nodes, resolved on demand.
     provided: HashMap<usize, Option<Arc<[Value]>>>,
-    waiting: Vec<usize>,
     outcomes: Vec<(usize, Outcome)>,
-    values: HashMap<usize, Arc<[Value]>>,
     prepared: HashMap<usize, Prepared>,
     /// The nodes running now: what the executor still needs when one fails or is cancelled
     /// (by then its task may have been dropped).
@@ -66,13 +74,17 @@ pub(super) struct Executor {
     started: Instant,
     /// The run's span, parent of the node spans.
     span: tracing::Span,
-    /// Each started node's span, until the node ends and its outcome is recorded.
-    spans: Vec<tracing::Span>,
+    /// Each started node's span, until the node ends and its outcome is recorded (the
+    /// nodes in flight only: a run over a big graph keeps no span per node).
+    spans: HashMap<usize, tracing::Span>,
     /// The computed results queued for the cache (node, key), for the report: whoever
     /// waits for the cache's writer asks it which of them failed.
     queued: Vec<(usize, CacheKey)>,
     /// What the parts of composite nodes (maps, choices) did, until the node finishes.
     parts: HashMap<usize, PartsDone>,
+    /// The map node and item this run computes again whatever the cache holds
+    /// ([`Scope::Item`](super::Scope::Item)).
+    force: Option<(usize, usize)>,
 }
 
 impl Executor {
@@ -84,15 +96,10 @@ impl Executor {
         span: tracing::Span,
     ) -> Self {
         let n = shared.s.nodes.len();
-        let waiting = (0..n)
+        let slots = (0..n)
             .map(|i| {
-                shared
-                    .s
-                    .upstream
-                    .of(i)
-                    .iter()
-                    .filter(|u| in_scope[**u as usize])
-                    .count()
+                let upstream = shared.s.upstream.of(i);
+                Slot::Waiting(upstream.iter().filter(|u| in_scope[**u as usize]).count() as u32)
             })
             .collect();
         Executor {
@@ -100,23 +107,31 @@ impl Executor {
             run,
             in_scope,
             cancel,
-            slots: (0..n).map(|_| Slot::Pending).collect(),
+            slots,
+            values: vec![None; n],
             provided: HashMap::new(),
-            waiting,
             outcomes: Vec::new(),
-            values: HashMap::new(),
             prepared: HashMap::new(),
             running: HashMap::new(),
             started: Instant::now(),
             span,
-            spans: (0..n).map(|_| tracing::Span::none()).collect(),
+            spans: HashMap::new(),
             queued: Vec::new(),
             parts: HashMap::new(),
+            force: None,
         }
+    }
+
+    /// Makes item `.1` of map node `.0` compute again, bypassing its cache entry and the
+    /// map's (see [`Scope::Item`](super::Scope::Item)).
+    pub(super) fn force_item(mut self, force: Option<(usize, usize)>) -> Self {
+        self.force = force;
+        self
     }
 
     pub(super) async fn run(mut self) -> RunReport {
         let total = self.in_scope.iter().filter(|s| **s).count();
+        self.outcomes.reserve_exact(total);
         self.shared.events.send(Event::RunStarted {
             run: self.run,
             nodes: total,
@@ -126,8 +141,8 @@ impl Executor {
             .s
             .topo
             .iter()
-            .copied()
-            .filter(|&n| self.in_scope[n] && self.waiting[n] == 0)
+            .map(|&n| n as usize)
+            .filter(|&n| self.in_scope[n] && matches!(self.slots[n], Slot::Waiting(0)))
             .collect();
         ready.reverse(); // pop() then yields topological order
                          // Node futures run on this run's own task rather than as spawned tasks: no
@@ -242,9 +257,9 @@ impl Executor {
     /// current result, or failing that a cache hit. `Err(root)` when it failed in this run.
     fn upstream_values(&mut self, up: usize) -> Result<Option<Arc<[Value]>>, usize> {
         if self.in_scope[up] {
-            return match &self.slots[up] {
-                Slot::Done(v) => Ok(Some(v.clone())),
-                Slot::Failed { root } => Err(*root),
+            return match self.slots[up] {
+                Slot::Done => Ok(self.values[up].clone()),
+                Slot::Failed { root } => Err(root as usize),
                 _ => unreachable!("in-scope upstream nodes finish first"),
             };
         }
@@ -313,7 +328,7 @@ impl Executor {
 
     /// Gathers a node's inputs and computes its key. `Ok(Err(root))`: an upstream failed.
     fn prepare(&mut self, n: usize) -> Result<Result<Prepared, usize>, Error> {
-        let bindings: Vec<Binding> = self.shared.bindings.lock().unwrap()[n].clone();
+        let bindings: Vec<Binding> = self.shared.bindings.lock().unwrap()[n].to_vec();
         let node = self.shared.s.nodes[n].clone();
         let spec = node.spec();
         let mut inputs = Vec::with_capacity(bindings.len());
@@ -368,7 +383,7 @@ impl Executor {
             outcome = tracing::field::Empty,
             error = tracing::field::Empty,
         );
-        self.spans[n] = span.clone();
+        self.spans.insert(n, span.clone());
         let _entered = span.enter();
         let prepared = match self.prepare(n) {
             Ok(Ok(p)) => p,
@@ -387,8 +402,11 @@ impl Executor {
                 .runtime_fingerprint()
                 .map(|fingerprint| (fingerprint, prepared.preimage.clone())),
         };
-        match (policy, &rekey) {
-            (CachePolicy::Default, None) => {
+        // A forced item's map looks nothing up: its other items are looked up one by one.
+        let forced = self.force.and_then(|(f, item)| (f == n).then_some(item));
+        let looks_up = policy == CachePolicy::Default && forced.is_none();
+        match (looks_up, &rekey) {
+            (true, None) => {
                 // The workspace's own current result, then memory hits, are settled here
                 // without a task: that keeps a fully cached rerun to a hash and a look-up
                 // per node.
@@ -401,7 +419,7 @@ impl Executor {
                     return Started::Done(values, Outcome::Cached(source));
                 }
             }
-            (CachePolicy::Default, Some(_)) => {} // looked up in the task
+            (true, Some(_)) => {} // looked up in the task
             _ => cache.count_miss(),
         }
         let key = prepared.key;
@@ -449,7 +467,7 @@ impl Executor {
                         key = preimage.key();
                     }
                     rekeyed = Some((key, preimage));
-                    if policy == CachePolicy::Default {
+                    if looks_up {
                         if let Some(values) = current_outputs(&shared, n, &key) {
                             return TaskDone {
                                 result: Ok((values, Outcome::Cached(CacheSource::Workspace))),
@@ -459,7 +477,7 @@ impl Executor {
                         }
                     }
                 }
-                if policy == CachePolicy::Default {
+                if looks_up {
                     if let Some((values, source)) = cache.lookup_async(&key, &types).await {
                         return TaskDone {
                             result: Ok((values, Outcome::Cached(source))),
@@ -472,9 +490,10 @@ impl Executor {
                     let code = rekeyed
                         .as_ref()
                         .map_or(code, |(_, p): &(CacheKey, KeyPreimage)| p.code.clone());
-                    let (result, parts) =
-                        super::composite::evaluate(shared, node, code, ctx, inputs, task_span)
-                            .await;
+                    let (result, parts) = super::composite::evaluate(
+                        shared, node, code, ctx, inputs, task_span, forced,
+                    )
+                    .await;
                     return TaskDone {
                         result,
                         rekeyed,
@@ -514,19 +533,22 @@ impl Executor {
         let name = self.shared.s.names[n].clone();
         let prepared = self.prepared.remove(&n);
         let running = self.running.remove(&n);
-        let parts = self.parts.remove(&n).or_else(|| {
-            // A choice found whole in the cache: its selection produced it.
+        // What the parts did: as evaluated, or for a node found whole in the cache, what the
+        // hit stands for (a choice's selection, a map's items, each a hit as well).
+        let evaluated = self.parts.remove(&n);
+        let part_by_part = evaluated.is_some();
+        let parts = evaluated.or_else(|| {
             let prepared = prepared.as_ref()?;
-            let selection =
-                super::composite::selection_of(&*self.shared.s.nodes[n], &prepared.inputs)?;
-            Some(PartsDone {
-                parts: Parts::Variant {
-                    used: selection,
-                    failed: Vec::new(),
-                },
-                queued: Vec::new(),
-                complete: true,
-            })
+            let Ok((_, outcome)) = &result else {
+                return None;
+            };
+            super::composite::whole_hit_parts(
+                &self.shared,
+                n,
+                &prepared.inputs,
+                &prepared.preimage.code,
+                outcome,
+            )
         });
         if let Some(parts) = &parts {
             self.queued.extend(parts.queued.iter().map(|key| (n, *key)));
@@ -535,7 +557,7 @@ impl Executor {
         // so the next run tries the failed parts again.
         let complete = parts.as_ref().is_none_or(|p| p.complete);
         // Dropped at the end of this call: the node's span closes once it is adopted.
-        let span = std::mem::replace(&mut self.spans[n], tracing::Span::none());
+        let span = self.spans.remove(&n).unwrap_or_else(tracing::Span::none);
         match result {
             Ok((values, outcome)) => {
                 let prepared = prepared.expect("a finished node was prepared");
@@ -554,16 +576,18 @@ impl Executor {
                 let stores = match &outcome {
                     Outcome::Computed { .. } => true,
                     // A map whose items were all cache hits: the list itself is new.
-                    Outcome::Cached(_) => parts.is_some(),
+                    Outcome::Cached(_) => part_by_part,
                     _ => false,
                 };
                 if stores && complete && spec.config.cache != CachePolicy::NeverCache {
-                    self.shared.s.cache.store(
-                        prepared.key,
-                        &prepared.preimage,
-                        values.clone(),
-                        true,
-                    );
+                    let cache = &self.shared.s.cache;
+                    let (key, preimage) = (prepared.key, &prepared.preimage);
+                    // A map with a forced item may have a new list under its old key.
+                    if self.force.is_some_and(|(f, _)| f == n) {
+                        cache.store_replacing(key, preimage, values.clone());
+                    } else {
+                        cache.store(key, preimage, values.clone(), true);
+                    }
                     self.queued.push((n, prepared.key));
                 }
                 let result = NodeResult {
@@ -580,7 +604,7 @@ impl Executor {
                 for observer in self.shared.observers.lock().unwrap().iter() {
                     observer.on_result(n, &name, &result);
                 }
-                self.shared.state.lock().unwrap()[n] = Some(result);
+                self.shared.state.lock().unwrap()[n] = Some(Current::from(result));
                 // After the observers and the state: whoever sees the event finds the result
                 // current and handed to them (a sheet's flush then covers it).
                 match &outcome {
@@ -602,8 +626,8 @@ impl Executor {
                     _ => {}
                 }
                 span.record("outcome", outcome.span_label());
-                self.values.insert(n, values.clone());
-                self.slots[n] = Slot::Done(values);
+                self.slots[n] = Slot::Done;
+                self.values[n] = Some(values);
                 self.outcomes.push((n, outcome));
             }
             Err(error) => {
@@ -649,7 +673,7 @@ impl Executor {
                 });
                 let outcome = Outcome::Failed(Arc::new(error));
                 span.record("outcome", outcome.span_label());
-                self.slots[n] = Slot::Failed { root: n };
+                self.slots[n] = Slot::Failed { root: n as u32 };
                 self.outcomes.push((n, outcome));
             }
         }
@@ -665,12 +689,13 @@ impl Executor {
             name: self.shared.s.names[n].clone(),
             because: because.clone(),
         });
-        self.slots[n] = Slot::Failed { root };
+        self.slots[n] = Slot::Failed { root: root as u32 };
         let outcome = Outcome::Skipped {
             because: because.to_string(),
         };
-        std::mem::replace(&mut self.spans[n], tracing::Span::none())
-            .record("outcome", outcome.span_label());
+        if let Some(span) = self.spans.remove(&n) {
+            span.record("outcome", outcome.span_label());
+        }
         self.outcomes.push((n, outcome));
         self.release_downstream(n, ready);
     }
@@ -679,8 +704,11 @@ impl Executor {
         for &d in self.shared.s.downstream.of(n) {
             let d = d as usize;
             if self.in_scope[d] {
-                self.waiting[d] -= 1;
-                if self.waiting[d] == 0 {
+                let Slot::Waiting(left) = &mut self.slots[d] else {
+                    unreachable!("a node in scope waits until its upstream nodes finish")
+                };
+                *left -= 1;
+                if *left == 0 {
                     ready.push(d);
                 }
             }

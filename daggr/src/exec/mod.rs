@@ -31,12 +31,16 @@ mod workspace;
 // The workflow API (inspector) and batches (sheets) answer calls.
 #[cfg(feature = "sheets")]
 pub(crate) use call::CallAnswer;
+// Switch variables read by the remote kinds and the inspector, as the handshake reads its.
+#[cfg(any(feature = "gradio", feature = "inference", feature = "inspector"))]
+pub(crate) use call::is_truthy;
 #[cfg(feature = "sheets")]
-pub(crate) use call::{BatchHook, BATCH_HOOKS};
+pub(crate) use call::{BatchHook, SheetRunHook, SheetUsed, BATCH_HOOKS, SHEET_RUN_HOOKS};
 #[cfg(feature = "inspector")]
 pub(crate) use call::{ServeHook, ServeRequest, SERVE_HOOKS};
 pub use call::{
-    RUN_BATCH_ENV, RUN_ENV, RUN_INPUTS_ENV, SERVE_API_ONLY_ENV, SERVE_ENV, SERVE_TOKEN_ENV,
+    RUN_BATCH_ENV, RUN_ENV, RUN_INPUTS_ENV, RUN_SHEET_ENV, SERVE_API_ONLY_ENV, SERVE_ENV,
+    SERVE_TOKEN_ENV,
 };
 pub use progress::TerminalProgress;
 pub use report::{

@@ -1,7 +1,6 @@
 //! What runs leave behind: each node's [`NodeResult`] (or [`NodeFailure`]), its
 //! [`Outcome`] in a run, and the [`RunReport`] of a whole run.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +31,9 @@ pub struct NodeResult {
     /// The log written while it was computed (see [`NodeContext::log`](crate::node::NodeContext::log)); empty when it
     /// came from the cache, since the node did not run.
     pub logs: Arc<Logs>,
-    /// For a map or a choice that ran part by part in this process: what each part did
-    /// (`None` for other nodes, and for a result found whole in the cache).
+    /// For a map or a choice: what each part did (`None` for other nodes). A result found
+    /// whole in the cache has them too: a map's items, each a hit from the same place (with
+    /// the key it has for its inputs), and for a choice the selected variant.
     pub parts: Option<Arc<Parts>>,
 }
 
@@ -207,7 +207,8 @@ pub struct RunReport {
     /// The pipeline's name and graph id, to refuse handles of other graphs.
     pub(super) pipeline: (Arc<str>, u64),
     pub(super) outcomes: Vec<(usize, Outcome)>,
-    pub(super) values: HashMap<usize, Arc<[Value]>>,
+    /// The values of the nodes done, by node index.
+    pub(super) values: Vec<Option<Arc<[Value]>>>,
     /// The computed results queued for the cache: node and key.
     /// (Read by sheets, which wait for the writer; a plain run does not.)
     #[cfg_attr(not(feature = "sheets"), allow(dead_code))]
@@ -297,7 +298,7 @@ impl RunReport {
             });
         }
         let name = &self.names[out.node];
-        if let Some(values) = self.values.get(&out.node) {
+        if let Some(Some(values)) = self.values.get(out.node) {
             return Ok(values[out.port]
                 .downcast::<T>()
                 .expect("typed handles always match their port type"));

@@ -19,6 +19,13 @@ pub enum Scope {
     Only(NodeRef),
     /// The node and everything downstream of it, reusing the current values upstream.
     From(NodeRef),
+    /// One item of a map node computed again, bypassing its cache entry (a result that
+    /// looked wrong, a remote call worth another draw): the map alone, as with
+    /// [`Scope::Only`], its other items served from the cache. The new result replaces the
+    /// item's cache entry, the map's output is gathered again, and its readers go stale if
+    /// it changed. Items are numbered from 0; a node that is not a map, or an item past the
+    /// end of its lists, is refused before anything runs (see [`Pipeline::check_item`]).
+    Item(NodeRef, usize),
 }
 
 /// Names a node: by name or by a handle.
@@ -77,6 +84,10 @@ impl Scope {
     pub fn from(node: impl Into<NodeRef>) -> Self {
         Scope::From(node.into())
     }
+    /// `Scope::Item(node, item)`.
+    pub fn item(node: impl Into<NodeRef>, item: usize) -> Self {
+        Scope::Item(node.into(), item)
+    }
 }
 
 impl Pipeline {
@@ -88,6 +99,12 @@ impl Pipeline {
             Scope::To(n) => ("to", n),
             Scope::Only(n) => ("only", n),
             Scope::From(n) => ("from", n),
+            Scope::Item(n, item) => {
+                return match self.resolve(n) {
+                    Ok(i) => format!("item {item} of {}", self.0.s.names[i]),
+                    Err(_) => format!("item {item} of {n:?}"),
+                }
+            }
         };
         match self.resolve(node) {
             Ok(i) => format!("{verb} {}", self.0.s.names[i]),
@@ -106,17 +123,10 @@ impl Pipeline {
                 name: format!("#{i}"),
                 suggestion: None,
             }),
-            NodeRef::Name(name) => {
-                self.0
-                    .s
-                    .by_name
-                    .get(name.as_str())
-                    .copied()
-                    .ok_or_else(|| Error::UnknownNode {
-                        name: name.clone(),
-                        suggestion: suggest(name, self.0.s.names.iter().map(|n| &**n)),
-                    })
-            }
+            NodeRef::Name(name) => self.0.s.index_of(name).ok_or_else(|| Error::UnknownNode {
+                name: name.clone(),
+                suggestion: suggest(name, self.0.s.names.iter().map(|n| &**n)),
+            }),
         }
     }
 
@@ -128,8 +138,22 @@ impl Pipeline {
             Scope::Only(node) => set[self.resolve(node)?] = true,
             Scope::To(node) => self.0.s.upstream.reach(self.resolve(node)?, &mut set),
             Scope::From(node) => self.0.s.downstream.reach(self.resolve(node)?, &mut set),
+            Scope::Item(node, item) => {
+                let n = self.resolve(node)?;
+                self.check_item(n, *item)?;
+                set[n] = true;
+            }
         }
         Ok(set)
+    }
+
+    /// The map node and item a scope forces to compute again (resolved: call after
+    /// [`Pipeline::scope_set`] accepted the scope).
+    pub(super) fn forced_item(&self, scope: &Scope) -> Option<(usize, usize)> {
+        match scope {
+            Scope::Item(node, item) => Some((self.resolve(node).ok()?, *item)),
+            _ => None,
+        }
     }
 }
 

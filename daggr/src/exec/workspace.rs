@@ -15,9 +15,8 @@ use tracing::Instrument;
 use super::executor::Executor;
 use super::scope::Adjacency;
 pub use super::state::ResultObserver;
-use super::state::{Shared, Structure};
+use super::state::{sorted_by_name, Current, PortBindings, Shared, Structure, WorkspaceBindings};
 use super::{NodeRef, NodeResult, RunReport, Scope, TerminalProgress};
-#[cfg(feature = "sheets")]
 use super::{PersistTarget, Unsaved};
 use crate::cache::{Cache, CacheKey};
 use crate::error::{suggest, Error};
@@ -57,10 +56,10 @@ impl Pipeline {
             Some(c) => c,
             None => Cache::open_default()?,
         };
-        let topo: Vec<usize> = petgraph::algo::toposort(&dag, None)
+        let topo: Vec<u32> = petgraph::algo::toposort(&dag, None)
             .expect("cycles are rejected before this point")
             .into_iter()
-            .map(|n| n.index())
+            .map(|n| n.index() as u32)
             .collect();
         let (upstream, downstream) = Adjacency::both(&dag);
         drop(dag);
@@ -73,11 +72,7 @@ impl Pipeline {
             .iter()
             .map(|n| Arc::from(n.spec().name.as_str()))
             .collect();
-        let by_name = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i))
-            .collect();
+        let by_name = sorted_by_name(&names);
         let structure = Arc::new(Structure {
             ir: OnceLock::new(),
             locations: graph.nodes.iter().map(|e| e.location).collect(),
@@ -88,7 +83,7 @@ impl Pipeline {
             topo,
             upstream,
             downstream,
-            default_bindings: graph.nodes.into_iter().map(|e| e.bindings).collect(),
+            default_bindings: Arc::new(PortBindings::new(graph.nodes)),
             cache,
             global: Arc::new(Semaphore::new(graph.concurrency)),
             groups,
@@ -109,8 +104,8 @@ impl Pipeline {
 
     fn workspace_of(s: Arc<Structure>) -> Pipeline {
         Pipeline(Arc::new(Shared {
-            bindings: Mutex::new(s.default_bindings.clone()),
-            state: Mutex::new(vec![None; s.nodes.len()]),
+            bindings: Mutex::new(WorkspaceBindings::new(s.default_bindings.clone())),
+            state: Mutex::new((0..s.nodes.len()).map(|_| None).collect()),
             events: EventSender::new(4096),
             runs: AtomicU64::new(0),
             progress: Mutex::new(TerminalProgress::Auto),
@@ -169,7 +164,7 @@ impl Pipeline {
                     .unwrap_or("()"),
             });
         }
-        self.0.state.lock().unwrap()[index] = Some(result);
+        self.0.state.lock().unwrap()[index] = Some(Current::from(result));
         Ok(())
     }
 
@@ -200,8 +195,7 @@ impl Pipeline {
     pub fn reset_constant(&self, node: impl Into<NodeRef>, port: &str) -> Result<(), Error> {
         let index = self.resolve(&node.into())?;
         let port_index = self.input_port(index, port)?;
-        let default = self.0.s.default_bindings[index][port_index].clone();
-        self.0.bindings.lock().unwrap()[index][port_index] = default;
+        self.0.bindings.lock().unwrap().reset(index, port_index);
         Ok(())
     }
 
@@ -264,7 +258,7 @@ impl Pipeline {
         let mut bindings = self.0.bindings.lock().unwrap();
         match &bindings[node][port] {
             Binding::Const(_) => {
-                bindings[node][port] = Binding::Const(value);
+                bindings.set(node, port, Binding::Const(value));
                 Ok(())
             }
             _ => {
@@ -475,7 +469,9 @@ impl Pipeline {
     /// The node's current result, if it has one (it may be stale: see [`Pipeline::is_stale`]).
     pub fn result(&self, node: impl Into<NodeRef>) -> Result<Option<NodeResult>, Error> {
         let index = self.resolve(&node.into())?;
-        Ok(self.0.state.lock().unwrap()[index].clone())
+        Ok(self.0.state.lock().unwrap()[index]
+            .as_ref()
+            .map(Current::to_result))
     }
 
     /// The current value of an output port. A stale value is an error, never returned as current.
@@ -519,7 +515,7 @@ impl Pipeline {
         let state = self.0.state.lock().unwrap();
         let bindings = self.0.bindings.lock().unwrap();
         let mut stale = vec![false; self.0.s.nodes.len()];
-        for &n in &self.0.s.topo {
+        for n in self.0.s.topo.iter().map(|&n| n as usize) {
             let Some(result) = &state[n] else {
                 stale[n] = true;
                 continue;
@@ -599,6 +595,7 @@ impl Pipeline {
             cancelled = tracing::field::Empty,
         );
         let report = Executor::new(self.0.clone(), run, in_scope, cancel, span.clone())
+            .force_item(self.forced_item(&scope))
             .run()
             .instrument(span)
             .await;
@@ -697,8 +694,8 @@ impl std::fmt::Debug for RunHandle {
     }
 }
 
-/// Reporting what a run could not save, for whoever waits for its writes (a sheet's run).
-#[cfg(feature = "sheets")]
+/// Reporting what a run could not save, for whoever waits for its writes (a sheet's run,
+/// `cargo daggr run`).
 impl Pipeline {
     /// Once the cache's writer has been flushed: adds to `report` each result its run
     /// queued for the cache that the cache could not write, and sends each as an

@@ -144,13 +144,18 @@ pub struct Generator {
 }
 
 /// What feeds one input port.
+///
+/// Kept small (24 bytes): a graph holds one per input port, and a pipeline keeps them for
+/// as long as it lives. Generators are rare, so theirs sits behind a box.
 #[derive(Clone)]
 pub(crate) enum Binding {
     Unbound,
     Port { node: usize, port: usize },
     Const(Value),
-    Generated(Generator),
+    Generated(Box<Generator>),
 }
+
+const _: () = assert!(std::mem::size_of::<Binding>() <= 24);
 
 /// A typed source for an input port: another node's output, a constant, or a generated value.
 pub struct Source<T> {
@@ -217,10 +222,10 @@ pub fn generated<T: PortValue>(
     make: impl Fn() -> T + Send + Sync + 'static,
 ) -> Source<T> {
     Source {
-        binding: Ok(Binding::Generated(Generator {
+        binding: Ok(Binding::Generated(Box::new(Generator {
             label: label.into(),
             make: Arc::new(move || Value::new(make())),
-        })),
+        }))),
         graph: 0,
         _type: PhantomData,
     }
@@ -469,7 +474,8 @@ impl Graph {
     #[track_caller]
     pub(crate) fn add_erased(&mut self, node: Arc<dyn Node>, sources: Vec<ErasedSource>) -> usize {
         let id = self.nodes.len();
-        let mut bindings = Vec::new();
+        // Exactly one slot per port: a vector grown by pushes keeps room for four.
+        let mut bindings = Vec::with_capacity(sources.len());
         for (port, source) in sources.into_iter().enumerate() {
             let ErasedSource { binding, graph } = source;
             match binding {

@@ -25,9 +25,9 @@ use tokio::sync::broadcast::Receiver;
 use tokio::task::JoinHandle;
 use tokio_util::sync::DropGuard;
 
-use super::api::to_sse;
+use super::call_run::{answer_body, joined, CallOutcome, CallRun};
+use super::http::to_sse;
 use super::live::{LiveEvent, LiveLog};
-use super::workflow::{answer_body, joined, CallOutcome, CallRun};
 use crate::node::event::Event;
 
 /// How often an idle stream sends a comment: it keeps proxies from closing it, and a write

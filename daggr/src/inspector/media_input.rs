@@ -7,7 +7,10 @@
 //! - this server's blob route, `/api/blobs/<integrity>?mime=…` or the same URL with this
 //!   server's host: bytes already stored here, such as an earlier call's output;
 //! - an `http(s)` URL: fetched by the server with the crate's HTTP client (with the
-//!   `gradio` or `inference` feature), at most the upload limit within [`FETCH_TIMEOUT`].
+//!   `gradio` or `inference` feature), at most the upload limit within [`FETCH_TIMEOUT`],
+//!   from public addresses only unless the server allows private ones
+//!   ([`LaunchOptions::fetch_private_urls`](super::LaunchOptions::fetch_private_urls)):
+//!   otherwise a caller could read, through the server, what only the server can reach.
 //!
 //! Each becomes the blob reference the input's type decodes, its bytes in the cache. A URL
 //! that cannot be read is a 400 naming the input.
@@ -18,7 +21,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
-use super::api::{bad, clean_mime, ApiError};
+use super::http::{bad, clean_mime, ApiError};
 use super::App;
 use crate::value::media::{parse_integrity, Audio, File, Image, Video};
 use crate::value::PortType;
@@ -129,7 +132,7 @@ async fn read(app: &App, host: &str, url: &str) -> Result<Read, String> {
     }
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
-        return fetch(url, app.max_upload).await;
+        return fetch(url, app.max_upload, app.fetch_private_urls).await;
     }
     Err(format!(
         "`{}` is not a URL this server reads: use a `data:` URL, this server's /api/blobs/… route, or an http(s) URL",
@@ -234,11 +237,17 @@ async fn own_blob(app: &App, route: &str) -> Result<Read, String> {
 /// bytes, within [`FETCH_TIMEOUT`]; the type from the answer's `Content-Type`, else its
 /// magic bytes, else the URL's extension.
 #[cfg(any(feature = "gradio", feature = "inference"))]
-async fn fetch(url: &str, limit: usize) -> Result<Read, String> {
-    use crate::kinds::http::client;
+async fn fetch(url: &str, limit: usize, private_ok: bool) -> Result<Read, String> {
+    use crate::kinds::http::{client, public_only};
     let shown = clip(url);
     let parsed = url::Url::parse(url).map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
-    let client = client::shared().map_err(|e| e.to_string())?;
+    let client = if private_ok {
+        client::shared()
+    } else {
+        public_only::check_literal(&parsed).map_err(|e| format!("fetching {shown}: {e}"))?;
+        public_only::public_only()
+    }
+    .map_err(|e| e.to_string())?;
     let work = async {
         let mut response = client
             .get(parsed.clone())
@@ -315,7 +324,7 @@ async fn fetch(url: &str, limit: usize) -> Result<Read, String> {
 
 /// Without an HTTP client in the build, http(s) URLs are refused with what to do instead.
 #[cfg(not(any(feature = "gradio", feature = "inference")))]
-async fn fetch(url: &str, _limit: usize) -> Result<Read, String> {
+async fn fetch(url: &str, _limit: usize, _private_ok: bool) -> Result<Read, String> {
     Err(format!(
         "fetching `{}` needs daggr's `gradio` or `inference` feature (its HTTP client); send the bytes as a data: URL or through POST /api/blobs",
         clip(url)

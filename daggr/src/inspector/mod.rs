@@ -19,10 +19,14 @@
 mod api;
 mod api_keys;
 mod assets;
+mod call_run;
 mod call_stream;
+mod guard;
+mod http;
 mod layout;
 mod live;
 mod media_input;
+mod run_slot;
 mod serve;
 mod workflow;
 
@@ -56,6 +60,9 @@ pub const DEFAULT_MAX_UPLOAD: usize = 256 * 1024 * 1024;
 /// Environment variable listing API keys for the workflow API, comma-separated; see
 /// [`LaunchOptions::api_keys`].
 pub const API_KEYS_ENV: &str = "DAGGR_API_KEYS";
+/// Environment variable that lets the workflow API fetch media from private addresses
+/// (`1`, `true`, `yes` or `on`); see [`LaunchOptions::fetch_private_urls`].
+pub const FETCH_PRIVATE_URLS_ENV: &str = "DAGGR_FETCH_PRIVATE_URLS";
 
 /// How to serve the inspector.
 #[derive(Clone, Debug)]
@@ -88,6 +95,12 @@ pub struct LaunchOptions {
     /// Serve the workflow API alone (`POST /api/call`, `GET /api/openapi.json` and the
     /// blob routes), without the page and the sheet routes (default `false`).
     pub api_only: bool,
+    /// Let `POST /api/call` fetch media inputs given by http(s) URL from loopback, private
+    /// and link-local addresses too (default `false`, or `$DAGGR_FETCH_PRIVATE_URLS`).
+    /// Off, a URL whose host is or resolves to such an address (a cloud metadata service,
+    /// a database on the server's network) is refused with a 400, redirects included: a
+    /// caller cannot use the server to reach what only the server can reach.
+    pub fetch_private_urls: bool,
 }
 
 impl Default for LaunchOptions {
@@ -103,6 +116,7 @@ impl Default for LaunchOptions {
             max_upload_bytes: None,
             api_keys: Vec::new(),
             api_only: false,
+            fetch_private_urls: false,
         }
     }
 }
@@ -146,6 +160,8 @@ pub(crate) struct App {
     pub(crate) token: Option<String>,
     pub(crate) max_upload: usize,
     pub(crate) graph: serde_json::Value,
+    /// `graph` as `GET /api/graph` sends it, written when first asked for (it never changes).
+    pub(crate) graph_body: std::sync::OnceLock<axum::body::Bytes>,
     pub(crate) shutdown: CancellationToken,
     /// The workflow API's call slots.
     pub(crate) calls: workflow::CallLimits,
@@ -155,6 +171,8 @@ pub(crate) struct App {
     pub(crate) api_keys: Vec<String>,
     /// Only the workflow API is served (no page, no sheet routes).
     pub(crate) api_only: bool,
+    /// Media URLs may point at private addresses ([`LaunchOptions::fetch_private_urls`]).
+    pub(crate) fetch_private_urls: bool,
 }
 
 impl App {
@@ -355,6 +373,7 @@ impl Inspector {
         }
         let app = Arc::new(App {
             graph: api::graph_json(pipeline),
+            graph_body: std::sync::OnceLock::new(),
             template: pipeline.clone(),
             store: store.clone(),
             default_sheet: options.sheet.clone(),
@@ -372,6 +391,8 @@ impl Inspector {
                 .chain(api_keys::env_keys())
                 .collect(),
             api_only: options.api_only,
+            fetch_private_urls: options.fetch_private_urls
+                || std::env::var(FETCH_PRIVATE_URLS_ENV).is_ok_and(|v| crate::exec::is_truthy(&v)),
         });
         let sheet = store.open_or_create(pipeline, &options.sheet)?;
         app.adopt(sheet);

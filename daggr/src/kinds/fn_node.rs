@@ -271,12 +271,13 @@ impl<Args: ArgTuple, R: PortValue> FnNode<Args, R> {
         identity: String,
         f: impl Fn(NodeContext, Args) -> Result<R, BoxError> + Send + Sync + 'static,
     ) -> Self {
-        let node: Arc<str> = name.into();
+        // The node's name comes with its inputs (as for the errors reading them): a copy
+        // kept by the closure would cost every node of a big graph an allocation.
         Self::typed(NodeCore::sync(
             Self::spec_for(name, identity),
             move |ctx, inputs| {
                 let args = Args::from_inputs(&inputs)?;
-                encode_output(&node, f(ctx, args)?)
+                encode_output(&inputs.node, f(ctx, args)?)
             },
         ))
     }
@@ -332,15 +333,13 @@ impl<Args: ArgTuple, R: PortValue> FnNode<Args, R> {
         Fut: Future<Output = Result<R, BoxError>> + Send + 'static,
     {
         let f = Arc::new(f);
-        let node: Arc<str> = name.into();
         Self::typed(NodeCore::asynchronous(
             Self::spec_for(name, identity),
             move |ctx, inputs| {
                 let f = f.clone();
-                let node = node.clone();
                 async move {
                     let args = Args::from_inputs(&inputs)?;
-                    encode_output(&node, f(ctx, args).await?)
+                    encode_output(&inputs.node, f(ctx, args).await?)
                 }
                 .boxed()
             },

@@ -8,12 +8,29 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::batch::BatchBackend;
+use serde::Serialize;
+
+use super::batch::backend::BatchBackend;
 use super::rows::{collect_refs, ResultRow, SkippedRow, StoredResult};
-use super::{HistorySummary, SheetInfo, SheetUsage};
+use super::{HistorySummary, SheetUsage};
 use crate::cache::CacheKey;
 use crate::error::BoxError;
 use crate::Error;
+
+/// A sheet's name and timestamps.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SheetInfo {
+    /// Database id.
+    pub id: i64,
+    /// The pipeline it belongs to.
+    pub pipeline: String,
+    /// Its name.
+    pub name: String,
+    /// Creation time (Unix ms).
+    pub created_ms: i64,
+    /// Last change (Unix ms).
+    pub updated_ms: i64,
+}
 
 /// A sheet's view state, stored as JSON text in a column of `sheets`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -66,9 +66,13 @@
 
 mod backend;
 pub mod batch;
+mod headless;
 mod listing;
+mod location;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_tls;
 mod rows;
 mod schema;
 mod sqlite;
@@ -88,13 +92,14 @@ use crate::node::event::MAX_LOG_LINES;
 use crate::value::PortValue;
 use crate::Error;
 
+pub use backend::SheetInfo;
 use backend::View;
 pub use listing::{SheetRecord, SheetUsage, StoredInput};
 use rows::{parse_logs, restore_input};
 pub use rows::{HistoryEntry, InputRecord, ItemRecord, PartsRecord, Provenance, SkippedRow};
 pub use schema::default_db_path;
 use schema::now_ms;
-pub use store::{SheetInfo, SheetStore};
+pub use store::SheetStore;
 
 /// Environment variable that overrides the default database path.
 pub const SHEETS_DB_ENV: &str = "DAGGR_SHEETS_DB";

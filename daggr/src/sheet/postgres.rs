@@ -7,7 +7,8 @@
 //! there and waits for its answer, which works whether or not the caller is in a runtime.
 //! The writer's connection is opened and used on the sheet writer thread, a plain thread.
 //! A connection that the server closed (a restart, a failover) is opened again on the next
-//! call.
+//! call. Every connection (readers', writer's, the batch tables') is made as the URL's
+//! `sslmode` says ([`super::postgres_tls`]).
 //!
 //! Concurrency: every method is one statement or one transaction (READ COMMITTED, as
 //! PostgreSQL's default). Batches of result rows of one sheet take turns (a transaction
@@ -24,12 +25,13 @@ use std::time::Duration;
 
 use ::postgres::error::SqlState;
 use ::postgres::fallible_iterator::FallibleIterator;
-use ::postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
+use ::postgres::{Client, Config, IsolationLevel, Row, Transaction};
 
 use super::backend::{add_result_refs, LoadedSheet, NodeHistory, RowWriter, SheetBackend, View};
+use super::location::redact_url;
+use super::postgres_tls::{configure, Tls};
 use super::rows::{collect_refs, ResultRow, SkippedRow, StoredResult, RESULT_COLUMNS};
 use super::schema::{now_ms, MIGRATIONS};
-use super::store::redact_url;
 use super::{HistorySummary, SheetInfo, SheetUsage};
 use crate::cache::CacheKey;
 use crate::error::BoxError;
@@ -47,6 +49,7 @@ const BATCH_ATTEMPTS: usize = 4;
 pub(super) struct PgBackend {
     location: String,
     config: Config,
+    tls: Tls,
     conn: PgConn,
 }
 
@@ -54,8 +57,8 @@ impl PgBackend {
     /// Connects to `url` and migrates the schema.
     pub(super) fn open(url: &str) -> Result<PgBackend, Error> {
         let location = redact_url(url);
-        let config = config(url).map_err(|e| pg_error(&location, "reading the URL", e))?;
-        let conn = PgConn::open(config.clone(), "daggr-sheets-pg")
+        let (config, tls) = config(url).map_err(|e| pg_error(&location, "reading the URL", e))?;
+        let conn = PgConn::open(config.clone(), tls.clone(), "daggr-sheets-pg")
             .map_err(|e| pg_error(&location, "connecting", e))?;
         let newer = conn
             .call(migrate)
@@ -72,6 +75,7 @@ impl PgBackend {
         Ok(PgBackend {
             location,
             config,
+            tls,
             conn,
         })
     }
@@ -92,8 +96,8 @@ impl PgBackend {
     }
 }
 
-fn config(url: &str) -> Result<Config, BoxError> {
-    let mut config: Config = url.parse()?;
+fn config(url: &str) -> Result<(Config, Tls), BoxError> {
+    let (mut config, tls) = configure(url)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
@@ -104,7 +108,7 @@ fn config(url: &str) -> Result<Config, BoxError> {
     config.notice_callback(
         |notice| tracing::debug!(target: "daggr::sheet", "postgres: {}", notice.message()),
     );
-    Ok(config)
+    Ok((config, tls))
 }
 
 fn pg_error(location: &str, context: &str, e: BoxError) -> Error {
@@ -146,8 +150,8 @@ fn migrate(client: &mut Client) -> Result<Option<usize>, ::postgres::Error> {
     Ok(None)
 }
 
-fn connect(config: &Config) -> Result<Client, BoxError> {
-    Ok(config.connect(NoTls)?)
+fn connect(config: &Config, tls: &Tls) -> Result<Client, BoxError> {
+    tls.connect(config)
 }
 
 /// Whether a call failed because its connection had been closed before the call could run,
@@ -171,13 +175,13 @@ struct PgConn {
 
 impl PgConn {
     /// Connects (on the new thread); an error if the first connection fails.
-    fn open(config: Config, name: &str) -> Result<PgConn, BoxError> {
+    fn open(config: Config, tls: Tls, name: &str) -> Result<PgConn, BoxError> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let mut client = match connect(&config) {
+                let mut client = match connect(&config, &tls) {
                     Ok(client) => {
                         let _ = ready_tx.send(Ok(()));
                         Some(client)
@@ -191,7 +195,7 @@ impl PgConn {
                     loop {
                         if client.as_ref().is_none_or(Client::is_closed) {
                             client = None;
-                            match connect(&config) {
+                            match connect(&config, &tls) {
                                 Ok(c) => client = Some(c),
                                 Err(e) => {
                                     job(Err(e));
@@ -296,6 +300,7 @@ impl SheetBackend for PgBackend {
         // Connected on first use, on the writer thread (a plain thread).
         Ok(Box::new(PgWriter {
             config: self.config.clone(),
+            tls: self.tls.clone(),
             client: None,
         }))
     }
@@ -755,6 +760,7 @@ impl SheetBackend for PgBackend {
 /// closed it).
 struct PgWriter {
     config: Config,
+    tls: Tls,
     client: Option<Client>,
 }
 
@@ -765,7 +771,7 @@ impl RowWriter for PgWriter {
         loop {
             if self.client.as_ref().is_none_or(Client::is_closed) {
                 self.client = None;
-                self.client = Some(connect(&self.config)?);
+                self.client = Some(connect(&self.config, &self.tls)?);
             }
             let client = self.client.as_mut().expect("connected above");
             match client

@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
-use serde::Serialize;
-
-use super::backend::SheetBackend;
+use super::backend::{SheetBackend, SheetInfo};
+use super::location::{target, Target};
 use super::rows::{failure_row, restore_input, result_row, ResultRow, SkippedRow};
 use super::schema::{default_db_path, now_ms};
 use super::sqlite::SqliteBackend;
@@ -17,21 +16,6 @@ use crate::cache::GcReport;
 use crate::exec::{NodeFailure, NodeResult, Outcome, Pipeline, ResultObserver, WeakPipeline};
 use crate::node::event::CacheSource;
 use crate::{Cache, Error};
-
-/// A sheet's name and timestamps.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct SheetInfo {
-    /// Database id.
-    pub id: i64,
-    /// The pipeline it belongs to.
-    pub pipeline: String,
-    /// Its name.
-    pub name: String,
-    /// Creation time (Unix ms).
-    pub created_ms: i64,
-    /// Last change (Unix ms).
-    pub updated_ms: i64,
-}
 
 pub(super) struct StoreInner {
     /// The SQLite file, or (PostgreSQL) the URL without its password.
@@ -64,69 +48,6 @@ impl std::fmt::Debug for SheetStore {
     }
 }
 
-/// Where [`SheetStore::open_url`] keeps the sheets.
-enum Target {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-/// Reads a sheets URL: `postgres://…` / `postgresql://…`, `sqlite://PATH` (`sqlite:PATH`),
-/// or a plain path to an SQLite file.
-fn target(url: &str) -> Result<Target, Error> {
-    let url = url.trim();
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        return Ok(Target::Sqlite(PathBuf::from(path)));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Target::Postgres(url.to_string()));
-    }
-    match url.split_once("://") {
-        Some((scheme, _))
-            if !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
-        {
-            Err(Error::Io {
-                context: format!("sheet database {}", redact_url(url)),
-                source: std::io::Error::other(format!(
-                    "unknown scheme `{scheme}`: expected postgres://…, sqlite://PATH or the path of an SQLite file"
-                )),
-            })
-        }
-        _ if url.is_empty() => Err(Error::Io {
-            context: "sheet database".into(),
-            source: std::io::Error::other("empty URL"),
-        }),
-        _ => Ok(Target::Sqlite(PathBuf::from(url))),
-    }
-}
-
-/// A URL without its password (`postgres://user:secret@host/db` → `postgres://user@host/db`),
-/// for messages.
-pub(super) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            // The query may carry a password too (`?password=…`): not shown.
-            let tail = tail.split(['?', '#']).next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}{tail}")
-        }
-        None => {
-            let tail = tail.split(['?', '#']).next().unwrap_or_default();
-            format!("{scheme}://{authority}{tail}")
-        }
-    }
-}
-
 impl SheetStore {
     /// Opens (creating and migrating if needed) the SQLite database at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<SheetStore, Error> {
@@ -148,8 +69,9 @@ impl SheetStore {
     ///
     /// - `postgres://user[:password]@host[:port]/database[?options]` (or `postgresql://`):
     ///   PostgreSQL, with the `postgres` feature. The database must exist; the tables are
-    ///   created in it (in the connection's `search_path`). No TLS: connect over a trusted
-    ///   network, a Unix socket (`?host=/run/postgresql`) or a local proxy.
+    ///   created in it (in the connection's `search_path`). TLS as libpq reads the URL's
+    ///   `sslmode` (`prefer` by default; `require`, `verify-ca`, `verify-full`) and
+    ///   `sslrootcert=PATH` (see SCALING.md).
     /// - `sqlite://PATH` (`sqlite:///absolute/path.db`, `sqlite://relative.db`) or a plain
     ///   path: an SQLite file, as [`SheetStore::open`].
     pub fn open_url(url: &str) -> Result<SheetStore, Error> {
@@ -475,47 +397,5 @@ impl ResultObserver for SheetObserver {
             return;
         };
         self.queue(failure_row(self.sheet_id, &workspace, node, name, failure));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_name_their_backend_and_messages_lose_the_password() {
-        let sqlite = |url: &str| match target(url) {
-            Ok(Target::Sqlite(path)) => path,
-            _ => panic!("{url} is not SQLite"),
-        };
-        assert_eq!(
-            sqlite("sqlite:///abs/sheets.db"),
-            Path::new("/abs/sheets.db")
-        );
-        assert_eq!(sqlite("sqlite://rel.db"), Path::new("rel.db"));
-        assert_eq!(sqlite("sqlite:rel.db"), Path::new("rel.db"));
-        assert_eq!(sqlite(" .daggr/sheets.db "), Path::new(".daggr/sheets.db"));
-        for url in [
-            "postgres://u@h/db",
-            "postgresql://u:p@h:5433/db?sslmode=disable",
-        ] {
-            assert!(matches!(target(url), Ok(Target::Postgres(_))), "{url}");
-        }
-        let err = target("mysql://u:secret@h/db").err().unwrap().to_string();
-        assert!(
-            err.contains("unknown scheme `mysql`") && !err.contains("secret"),
-            "{err}"
-        );
-        assert!(target("  ").is_err());
-
-        assert_eq!(
-            redact_url("postgres://me:secret@db.example:5432/sheets?password=x&sslmode=disable"),
-            "postgres://me@db.example:5432/sheets"
-        );
-        assert_eq!(
-            redact_url("postgres://db.example/sheets"),
-            "postgres://db.example/sheets"
-        );
-        assert_eq!(redact_url("postgres://me@h"), "postgres://me@h");
     }
 }

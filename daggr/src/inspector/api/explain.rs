@@ -6,15 +6,19 @@
 //! keys' preimages ([`Cache::explain`](crate::Cache::explain), else the provenance the sheet
 //! stored with each entry) are compared field by field, so the card can say "input `text`
 //! changed" rather than only "done".
+//!
+//! A stale result is explained against the inputs it was made from ([`stale_reasons`]):
+//! which constant changed (its value before and now), which upstream has another result, or,
+//! for a node stale only because something above it is, where upstream the change started.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value as Json};
 
 use crate::cache::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::sheet::{HistoryEntry, Provenance};
 use crate::value::{canonical_json, ContentHash};
-use crate::{Cache, Error};
+use crate::{Cache, Error, NodeResult, Pipeline};
 
 /// The output a wired input reads.
 #[derive(Clone, Debug, PartialEq)]
@@ -313,6 +317,202 @@ pub(crate) fn explain(
     })
 }
 
+/// Why a stale result is stale, found where the staleness starts.
+enum Stale {
+    /// The node has no result (everything below it waits for one).
+    NoResult,
+    /// The node's own inputs differ from the ones its result was made from.
+    Direct(Vec<String>),
+    /// Only inputs from stale upstream nodes: the nodes where that started (by index,
+    /// at most `ROOTS_KEPT` of them) and whether there are more.
+    Upstream {
+        ports: Vec<String>,
+        roots: Vec<usize>,
+        more: bool,
+    },
+}
+
+/// Upstream origins named in one reason; beyond them the reason says "and more".
+const ROOTS_KEPT: usize = 3;
+
+/// For each stale node that has a result (by index): why it is stale, in a line for its
+/// card. `stale` holds the names of the stale nodes (`Pipeline::stale_nodes`); `recorded`
+/// gives the provenance the sheet stored with a node's current result, so a changed
+/// constant can show its value before ("input `sigma` changed: 2.5 → 6"). A node stale
+/// only because its upstream is names where upstream it started ("input `stats` is out of
+/// date: `sigma` changed: 2.5 → 6"). Nodes are visited in topological order without
+/// recursion, so graphs of any depth are fine.
+pub(crate) fn stale_reasons(
+    pipeline: &Pipeline,
+    stale: &HashSet<String>,
+    recorded: &mut dyn FnMut(&str) -> Option<Provenance>,
+) -> HashMap<usize, String> {
+    let nodes: Vec<&dyn crate::Node> = pipeline.nodes().collect();
+    let count = nodes.len();
+    let is_stale: Vec<bool> = (0..count)
+        .map(|i| stale.contains(pipeline.node_name(i)))
+        .collect();
+    if !is_stale.iter().any(|s| *s) {
+        return HashMap::new();
+    }
+    // Wired inputs by node: (port, upstream node, upstream output).
+    let mut wired: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); count];
+    let mut downs: Vec<Vec<usize>> = vec![Vec::new(); count];
+    let mut waiting = vec![0usize; count];
+    for (from, from_port, to, to_port) in pipeline.edges() {
+        if from >= count || to >= count {
+            continue;
+        }
+        wired[to].push((to_port, from, from_port));
+        downs[from].push(to);
+        waiting[to] += 1;
+    }
+    // Kahn's algorithm: each node after all of its upstream nodes.
+    let mut order: Vec<usize> = (0..count).filter(|&i| waiting[i] == 0).collect();
+    let mut next = 0;
+    while next < order.len() {
+        let n = order[next];
+        next += 1;
+        for &d in &downs[n] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                order.push(d);
+            }
+        }
+    }
+    // Results are read (cloned out of the pipeline) once each, and only where needed.
+    let mut results: HashMap<usize, Option<NodeResult>> = HashMap::new();
+    fn read<'a>(
+        results: &'a mut HashMap<usize, Option<NodeResult>>,
+        pipeline: &Pipeline,
+        i: usize,
+    ) -> &'a Option<NodeResult> {
+        results
+            .entry(i)
+            .or_insert_with(|| pipeline.result(i).ok().flatten())
+    }
+    let mut result_of = |i: usize| read(&mut results, pipeline, i).clone();
+    let mut why: HashMap<usize, Stale> = HashMap::new();
+    for &n in &order {
+        if !is_stale[n] {
+            continue;
+        }
+        let Some(result) = result_of(n) else {
+            why.insert(n, Stale::NoResult);
+            continue;
+        };
+        let spec = nodes[n].spec();
+        let mut direct = Vec::new();
+        let mut before: Option<Option<Provenance>> = None;
+        for (p, port) in spec.inputs.iter().enumerate() {
+            let Some(made_from) = result.inputs.get(p) else {
+                continue;
+            };
+            let Ok(Some(now)) = pipeline.constant_value(n, &port.name) else {
+                continue;
+            };
+            if now.hash() == *made_from {
+                continue;
+            }
+            let provenance = before.get_or_insert_with(|| recorded(&spec.name));
+            let was = provenance
+                .as_ref()
+                .and_then(|pr| pr.inputs.iter().find(|i| i.port == port.name))
+                .and_then(|i| i.value.clone());
+            let values = match was {
+                Some(was) => format!(": {} → {}", short(&was), short(&now.to_json())),
+                None => format!(": now {}", short(&now.to_json())),
+            };
+            direct.push(if spec.kind == crate::graph::INPUT_KIND {
+                format!("value changed{values}")
+            } else {
+                format!("input `{}` changed{values}", port.name)
+            });
+        }
+        let mut ports = Vec::new();
+        let mut roots: Vec<usize> = Vec::new();
+        let mut more = false;
+        for &(p, up, up_port) in &wired[n] {
+            let name = spec.inputs.get(p).map_or("?", |port| port.name.as_str());
+            if is_stale[up] {
+                ports.push(format!("`{name}`"));
+                match why.get(&up) {
+                    Some(Stale::Upstream {
+                        roots: theirs,
+                        more: also,
+                        ..
+                    }) => {
+                        roots.extend(theirs);
+                        more |= also;
+                    }
+                    _ => roots.push(up),
+                }
+                continue;
+            }
+            let made_from = result.inputs.get(p);
+            let has = result_of(up).and_then(|r| r.outputs.get(up_port).map(|v| v.hash()));
+            if has.as_ref() != made_from {
+                direct.push(format!(
+                    "input `{name}` changed: `{}` has another result",
+                    pipeline.node_name(up)
+                ));
+            }
+        }
+        let entry = if !direct.is_empty() || ports.is_empty() {
+            Stale::Direct(direct)
+        } else {
+            roots.sort_unstable();
+            roots.dedup();
+            more |= roots.len() > ROOTS_KEPT;
+            roots.truncate(ROOTS_KEPT);
+            Stale::Upstream { ports, roots, more }
+        };
+        why.insert(n, entry);
+    }
+    // An origin as seen from below: an input's new value, or what happened there.
+    let origin = |r: usize| -> String {
+        let name = pipeline.node_name(r);
+        match why.get(&r) {
+            Some(Stale::NoResult) | None => format!("`{name}` has no result yet"),
+            Some(Stale::Direct(texts)) if texts.is_empty() => format!("`{name}` is stale"),
+            Some(Stale::Direct(texts)) => match texts[0].strip_prefix("value changed") {
+                Some(rest) if texts.len() == 1 => format!("`{name}` changed{rest}"),
+                _ => format!("`{name}`: {}", texts.join("; ")),
+            },
+            Some(Stale::Upstream { .. }) => format!("`{name}` is stale"),
+        }
+    };
+    why.iter()
+        .filter_map(|(&n, w)| {
+            let text = match w {
+                // A node without a result is pending, not stale: its card says so.
+                Stale::NoResult => return None,
+                Stale::Direct(texts) if texts.is_empty() => {
+                    "an input changed since this result".into()
+                }
+                Stale::Direct(texts) => texts.join("; "),
+                Stale::Upstream { ports, roots, more } => {
+                    let (noun, verb) = if ports.len() == 1 {
+                        ("input", "is")
+                    } else {
+                        ("inputs", "are")
+                    };
+                    let mut from: Vec<String> = roots.iter().map(|&r| origin(r)).collect();
+                    if *more {
+                        from.push("and more upstream".into());
+                    }
+                    format!(
+                        "{noun} {} {verb} out of date: {}",
+                        ports.join(", "),
+                        from.join("; ")
+                    )
+                }
+            };
+            Some((n, text))
+        })
+        .collect()
+}
+
 /// The inputs of a history entry for the list: each with its hash, its value when the sheet
 /// recorded it (constants, generated values), and for a wired input the node it came from
 /// and, when that node's history still holds an output with the same hash, that value.
@@ -443,6 +643,53 @@ mod tests {
             ]
         );
         assert!(changes(&before, &before, (&p, &p), "n", &Wiring::new()).is_empty());
+    }
+
+    /// a (input) -> double -> plus(double, b): editing `a` makes all three stale, each
+    /// saying so from where it sits; `b` and nodes with a fresh result get no reason.
+    #[tokio::test]
+    async fn stale_results_name_the_change_that_made_them_stale() {
+        use crate::{Cache, FnNode, Graph, Scope};
+        let mut g = Graph::new("stale").cache(Cache::temporary().unwrap());
+        let a = g.input("a", 1u32);
+        let b = g.input("b", 10u32);
+        let double = g.add(FnNode::sync("double", |x: u32| x * 2).inputs(["x"]), (a,));
+        g.add(
+            FnNode::sync("plus", |x: u32, y: u32| x + y).inputs(["left", "right"]),
+            (double, b),
+        );
+        let pipeline = g.build().unwrap();
+        pipeline.run(Scope::All).await.unwrap();
+        let none =
+            |p: &Pipeline| stale_reasons(p, &p.stale_nodes().into_iter().collect(), &mut |_| None);
+        assert!(none(&pipeline).is_empty());
+
+        pipeline.set_input(&a, 5).unwrap();
+        let recorded = prov(&[("value", Some(json!(1)))]);
+        let reasons = stale_reasons(
+            &pipeline,
+            &pipeline.stale_nodes().into_iter().collect(),
+            &mut |node| (node == "a").then(|| recorded.clone()),
+        );
+        let of = |name: &str| reasons.get(&pipeline.node_index(name).unwrap()).cloned();
+        assert_eq!(of("a").as_deref(), Some("value changed: 1 → 5"));
+        assert_eq!(
+            of("double").as_deref(),
+            Some("input `x` is out of date: `a` changed: 1 → 5")
+        );
+        assert_eq!(
+            of("plus").as_deref(),
+            Some("input `left` is out of date: `a` changed: 1 → 5")
+        );
+        assert_eq!(of("b"), None);
+        // Without the sheet's record the new value is still named.
+        let reasons = none(&pipeline);
+        assert_eq!(
+            reasons
+                .get(&pipeline.node_index("a").unwrap())
+                .map(String::as_str),
+            Some("value changed: now 5")
+        );
     }
 
     #[test]

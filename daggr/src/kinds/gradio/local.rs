@@ -117,7 +117,7 @@ impl Default for LocalSettings {
 
 /// Whether `DAGGR_LOCAL_NO_FALLBACK` forbids falling back to the remote Space.
 pub(crate) fn no_fallback_env() -> bool {
-    std::env::var(NO_FALLBACK_ENV).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+    std::env::var(NO_FALLBACK_ENV).is_ok_and(|v| crate::exec::is_truthy(&v))
 }
 
 /// A running local app. Dropping the last handle stops it.

@@ -12,6 +12,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::exec::is_truthy;
+
 /// A secret token. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HfToken(String);
@@ -70,13 +72,6 @@ fn clean(token: &str) -> Option<String> {
     let token = token.replace(['\r', '\n'], "");
     let token = token.trim();
     (!token.is_empty()).then(|| token.to_string())
-}
-
-/// `huggingface_hub`'s reading of a boolean variable.
-fn is_truthy(value: &str) -> bool {
-    ["1", "ON", "YES", "TRUE"]
-        .iter()
-        .any(|t| value.trim().eq_ignore_ascii_case(t))
 }
 
 /// Where the CLI keeps the token: `HF_TOKEN_PATH`, else `$HF_HOME/token`, with the

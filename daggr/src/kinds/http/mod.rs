@@ -5,6 +5,7 @@
 use serde_json::Value as Json;
 
 pub(crate) mod client;
+pub(crate) mod public_only;
 pub(crate) mod retry;
 pub(crate) mod sse;
 

@@ -59,7 +59,7 @@
 //! # Ok(()) }
 //! ```
 
-mod backend;
+pub(super) mod backend;
 mod handshake;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -72,8 +72,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-pub(super) use backend::BatchBackend;
-use backend::{ItemEnd, ItemRow};
+use backend::{BatchBackend, ItemEnd, ItemRow};
 pub use run::{BatchEvent, BatchOptions, BatchSummary, BatchUpdate, ItemFailure};
 
 use super::schema::now_ms;
@@ -207,7 +206,7 @@ impl Batch {
         &self.store
     }
 
-    fn backend(&self) -> &dyn super::backend::SheetBackend {
+    fn backend(&self) -> &dyn BatchBackend {
         self.store.backend()
     }
 

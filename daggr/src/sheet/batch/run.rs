@@ -250,7 +250,8 @@ async fn blocking<R: Send + 'static>(
 
 /// How an item's run ended here.
 enum ItemEnd {
-    Done(CallAnswer),
+    /// The answer (boxed: it is much larger than the other cases).
+    Done(Box<CallAnswer>),
     Failed(String),
     /// The claim was taken over while the item ran.
     Lost,
@@ -510,7 +511,7 @@ impl Worker<'_> {
                 answer.missing_outputs.join(", ")
             )));
         }
-        Ok(ItemEnd::Done(answer))
+        Ok(ItemEnd::Done(Box::new(answer)))
     }
 
     fn emit(&self, event: BatchEvent) {

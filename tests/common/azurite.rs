@@ -1,0 +1,170 @@
+//! A real Azure Blob Storage server for the shared-cache tests: Azurite, Microsoft's
+//! official emulator, from the npm registry, installed by `scripts/setup/azurite.sh` into
+//! `$DAGGR_TEST_ENV/azurite`, started on a free loopback port with a throw-away data
+//! directory and stopped on `Drop` (or when this process dies: its shell watches stdin).
+
+#![allow(dead_code)]
+
+// The S3 harness includes it too when both are in one test binary: two copies of a few
+// functions, which is what a `#[path]` include gives.
+#[allow(clippy::duplicate_mod)]
+#[path = "test_env.rs"]
+mod azurite_test_env;
+use azurite_test_env::test_env;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Azurite's one account and its key (public, the same in every Azurite).
+pub const ACCOUNT: &str = "devstoreaccount1";
+/// The well-known key of [`ACCOUNT`].
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Runs `scripts/setup/azurite.sh` once per process; returns the `azurite-blob` program.
+fn setup() -> &'static PathBuf {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup/azurite.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .env("DAGGR_TEST_ENV", test_env())
+            .output()
+            .expect("running scripts/setup/azurite.sh");
+        assert!(
+            out.status.success(),
+            "scripts/setup/azurite.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        test_env().join("azurite/node_modules/.bin/azurite-blob")
+    })
+}
+
+/// Creates a container with a Shared Key signed request (Azurite, like Azure, has no
+/// anonymous way to): node's own crypto and fetch, so the tests need no Azure SDK.
+const CREATE_CONTAINER: &str = r#"
+const crypto = require("crypto");
+const [endpoint, account, key, container] = process.argv.slice(1);
+const url = new URL(`${endpoint}/${container}?restype=container`);
+const date = new Date().toUTCString();
+const version = "2021-08-06";
+const toSign = ["PUT", "", "", "", "", "", "", "", "", "", "", "",
+    `x-ms-date:${date}\nx-ms-version:${version}`,
+    `/${account}${url.pathname}\nrestype:container`].join("\n");
+const signature = crypto.createHmac("sha256", Buffer.from(key, "base64"))
+    .update(toSign, "utf8").digest("base64");
+fetch(url, { method: "PUT", headers: {
+    "x-ms-date": date, "x-ms-version": version,
+    "Authorization": `SharedKey ${account}:${signature}`,
+}}).then(async (r) => {
+    if (r.status >= 300) { console.error(r.status, await r.text()); process.exit(1); }
+}, (e) => { console.error(e); process.exit(1); });
+"#;
+
+/// Runs `$0 "$@"` until stdin closes, then stops it and waits for it to exit.
+const WATCHER: &str = r#""$0" "$@" & pid=$!; cat >/dev/null; kill "$pid"; wait "$pid""#;
+
+/// A running server.
+pub struct Azurite {
+    child: Option<Child>,
+    /// The account's endpoint: `http://127.0.0.1:PORT/devstoreaccount1`.
+    pub endpoint: String,
+    log: tempfile::NamedTempFile,
+    _data: tempfile::TempDir,
+}
+
+impl Azurite {
+    /// Starts a server and waits (at most 60 s) until it answers.
+    pub fn start() -> Azurite {
+        let program = setup().clone();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = tempfile::tempdir().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        // Under a shell that stops it when its stdin closes: on `stop`, and also when this
+        // process dies without dropping the server.
+        let child = Command::new("bash")
+            .args(["-c", WATCHER])
+            .arg(&program)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(data.path())
+            .args(["--skipApiVersionCheck", "--loose", "--silent"])
+            .stdin(Stdio::piped())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("starting azurite-blob");
+        let server = Azurite {
+            child: Some(child),
+            endpoint: format!("http://127.0.0.1:{port}/{ACCOUNT}"),
+            log,
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("azurite-blob did not answer in 60 s:\n{}", server.log());
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Creates a container.
+    pub fn create_container(&self, container: &str) {
+        let out = Command::new("node")
+            .args([
+                "-e",
+                CREATE_CONTAINER,
+                &self.endpoint,
+                ACCOUNT,
+                KEY,
+                container,
+            ])
+            .output()
+            .expect("running node");
+        assert!(
+            out.status.success(),
+            "creating container {container}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// Stops the server (as if the network or the container went away).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+
+    /// The options for `ObjectStoreShared::from_url_with_options`, and the environment a
+    /// process needs for `DAGGR_CACHE_URL` (the same keys, upper-cased).
+    pub fn options(&self) -> Vec<(String, String)> {
+        vec![
+            ("azure_storage_account_name".into(), ACCOUNT.into()),
+            ("azure_storage_account_key".into(), KEY.into()),
+            ("azure_storage_endpoint".into(), self.endpoint.clone()),
+            ("azure_allow_http".into(), "true".into()),
+        ]
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
