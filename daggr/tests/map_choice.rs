@@ -753,6 +753,7 @@ async fn a_map_found_whole_in_the_cache_still_has_its_items() {
     assert_eq!(keys(&again), computed_keys);
 }
 
+#[cfg(feature = "sheets")]
 #[tokio::test]
 async fn a_sheet_records_an_item_run_in_its_history() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{json, Value as Json};
 
 use crate::cache::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
-use crate::sheet::{HistoryEntry, Provenance};
+use crate::sheet::{HistoryEntry, PartsRecord, Provenance};
 use crate::value::{canonical_json, ContentHash};
 use crate::{Cache, Error, NodeResult, Pipeline};
 
@@ -293,7 +293,7 @@ pub(crate) fn explain(
     if previous.key == current.key {
         return json!({
             "result": current.id, "outcome": current.outcome,
-            "summary": "recomputed with the same key: the stored result was not available",
+            "summary": same_key_summary(current),
             "changes": [], "compared_with": compared_with,
         });
     }
@@ -315,6 +315,32 @@ pub(crate) fn explain(
         "changes": found.iter().map(Change::to_json).collect::<Vec<_>>(),
         "compared_with": compared_with,
     })
+}
+
+/// Why a result was computed again under the key it already had: for a map whose items
+/// were mostly hits, the items computed (one asked for again by hand, say); else the
+/// stored result was not available.
+fn same_key_summary(current: &HistoryEntry) -> String {
+    if let Some(PartsRecord::Items(items)) = &current.provenance.parts {
+        let computed: Vec<String> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| item.outcome == "computed")
+            .map(|(i, _)| i.to_string())
+            .collect();
+        if !computed.is_empty() && computed.len() < items.len() {
+            let which = if computed.len() == 1 {
+                format!("item {}", computed[0])
+            } else {
+                format!("items {}", computed.join(", "))
+            };
+            return format!(
+                "recomputed with the same key: {which} computed again, the other {} from the cache",
+                items.len() - computed.len()
+            );
+        }
+    }
+    "recomputed with the same key: the stored result was not available".to_string()
 }
 
 /// Why a stale result is stale, found where the staleness starts.
@@ -715,5 +741,43 @@ mod tests {
             Some(v)
         );
         assert_eq!(value_with_hash(&[entry], 0, &ContentHash([9; 32])), None);
+    }
+
+    #[test]
+    fn a_map_computed_again_under_its_key_names_the_items_that_ran() {
+        let item = |outcome: &str| crate::sheet::ItemRecord {
+            key: "k".into(),
+            outcome: outcome.into(),
+            error: None,
+        };
+        let mut provenance = prov(&[]);
+        provenance.parts = Some(PartsRecord::Items(vec![
+            item("disk"),
+            item("computed"),
+            item("memory"),
+        ]));
+        let mut entry = HistoryEntry {
+            id: 2,
+            run: 2,
+            key: "same".into(),
+            outcome: "computed".into(),
+            elapsed_ms: None,
+            finished_ms: 0,
+            outputs: vec![],
+            provenance,
+            error: None,
+            attempts: None,
+            selected: true,
+            log_lines: 0,
+        };
+        assert_eq!(
+            same_key_summary(&entry),
+            "recomputed with the same key: item 1 computed again, the other 2 from the cache"
+        );
+        entry.provenance.parts = None;
+        assert_eq!(
+            same_key_summary(&entry),
+            "recomputed with the same key: the stored result was not available"
+        );
     }
 }
