@@ -58,8 +58,14 @@ pub(crate) static BATCH_HOOKS: [BatchHook];
 pub const RUN_SHEET_ENV: &str = "DAGGR_RUN_SHEET";
 
 /// Sheet code a higher layer contributes: runs the pipeline on the named sheet with the
-/// given inputs (already checked on a fresh workspace); the answer and the exit status.
-pub(crate) type SheetRunHook = fn(&Pipeline, &str, &Map<String, Json>) -> (CallAnswer, i32);
+/// given inputs (their names), decoded on `checked`, a fresh workspace of the pipeline;
+/// the answer and the exit status.
+pub(crate) type SheetRunHook = fn(
+    pipeline: &Pipeline,
+    sheet: &str,
+    checked: &Pipeline,
+    given: &Map<String, Json>,
+) -> (CallAnswer, i32);
 
 /// The sheet code linked into this program: the sheets', when the `sheets` feature is on;
 /// else none.
@@ -423,8 +429,9 @@ pub(crate) fn run_if_asked(pipeline: &Pipeline) {
             Err(e) => return fail(format!("{RUN_INPUTS_ENV} is not a JSON object: {e}")),
         };
         if let Some(sheet) = std::env::var_os(RUN_SHEET_ENV) {
-            // Checked on a fresh workspace first, so bad inputs touch no sheet.
-            if let Err(e) = pipeline.new_workspace().set_call_inputs(&given) {
+            // Decoded on a fresh workspace first, so bad inputs touch no sheet.
+            let checked = pipeline.new_workspace();
+            if let Err(e) = checked.set_call_inputs(&given) {
                 return fail(e);
             }
             let Some(hook) = SHEET_RUN_HOOKS.first().copied() else {
@@ -432,7 +439,7 @@ pub(crate) fn run_if_asked(pipeline: &Pipeline) {
                     "{RUN_SHEET_ENV} is set, but this program was built without daggr's `sheets` feature, which keeps sheets"
                 ));
             };
-            return hook(&pipeline, &sheet.to_string_lossy(), &given);
+            return hook(&pipeline, &sheet.to_string_lossy(), &checked, &given);
         }
         if let Err(e) = pipeline.set_call_inputs(&given) {
             return fail(e);

@@ -166,17 +166,7 @@ async fn set_sheet_inputs(
     inputs: &Map<String, Json_>,
 ) -> Result<(), ApiError> {
     claim_run_slot(open, token).await?;
-    let stored = checked
-        .call_inputs()
-        .into_iter()
-        .filter(|input| inputs.contains_key(&input.name))
-        .try_for_each(|input| {
-            let Some(value) = checked.constant_value(input.node, &input.port)? else {
-                return Ok(());
-            };
-            open.sheet
-                .set_constant_value(&input.name, &input.port, value)
-        });
+    let stored = open.sheet.store_call_inputs(checked, inputs);
     if let Err(e) = stored {
         release_sheet(open);
         return Err(e.into());

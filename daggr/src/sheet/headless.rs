@@ -17,10 +17,15 @@ use crate::{Error, Pipeline, Scope};
 static SHEET_RUN: SheetRunHook = run_on_sheet;
 
 /// Runs `pipeline` on its sheet `name` (created when absent) in the default sheets
-/// database, with the inputs `given` (already checked); the answer, with the sheet, and
+/// database, with the inputs `given` (decoded on `checked`); the answer, with the sheet, and
 /// the exit status: 0, 1 when a node failed or a result could not be saved, 2 when the
 /// sheet could not be opened.
-fn run_on_sheet(pipeline: &Pipeline, name: &str, given: &Map<String, Json>) -> (CallAnswer, i32) {
+fn run_on_sheet(
+    pipeline: &Pipeline,
+    name: &str,
+    checked: &Pipeline,
+    given: &Map<String, Json>,
+) -> (CallAnswer, i32) {
     let fail = |error: &Error| {
         let answer = CallAnswer {
             pipeline: pipeline.name().to_string(),
@@ -37,13 +42,8 @@ fn run_on_sheet(pipeline: &Pipeline, name: &str, given: &Map<String, Json>) -> (
         Ok(opened) => opened,
         Err(e) => return fail(&e),
     };
-    if let Err(error) = store_inputs(&sheet, given) {
-        let answer = CallAnswer {
-            pipeline: pipeline.name().to_string(),
-            error: Some(error),
-            ..CallAnswer::default()
-        };
-        return (answer, 2);
+    if let Err(e) = sheet.store_call_inputs(checked, given) {
+        return fail(&e);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -95,32 +95,24 @@ fn open_or_create(
     Ok((sheet, !existed))
 }
 
-/// Stores the inputs `given` in the sheet, decoded as the pipeline's input nodes take
-/// them; the error names the input.
-fn store_inputs(sheet: &Sheet, given: &Map<String, Json>) -> Result<(), String> {
-    let workspace = sheet.pipeline();
-    // Decoded (and checked) on a fresh workspace of the same pipeline, then stored by name:
-    // the sheet keeps what it stores, the workspace alone would not.
-    let checked = workspace.new_workspace();
-    checked.set_call_inputs(given)?;
-    for input in checked.call_inputs() {
-        if !given.contains_key(&input.name) {
-            continue;
-        }
-        let stored =
-            checked
-                .constant_value(input.node, &input.port)
-                .and_then(|value| match value {
-                    Some(value) => sheet.set_constant_value(&input.name, &input.port, value),
+impl Sheet {
+    /// Stores the call inputs named in `given` in this sheet, as decoded on `checked` (a
+    /// workspace of the same pipeline whose inputs were set from them): what a call on a
+    /// sheet (`cargo daggr run --sheet`, `POST /api/call?sheet=`) keeps.
+    pub(crate) fn store_call_inputs(
+        &self,
+        checked: &Pipeline,
+        given: &Map<String, Json>,
+    ) -> Result<(), Error> {
+        checked
+            .call_inputs()
+            .into_iter()
+            .filter(|input| given.contains_key(&input.name))
+            .try_for_each(
+                |input| match checked.constant_value(input.node, &input.port)? {
+                    Some(value) => self.set_constant_value(&input.name, &input.port, value),
                     None => Ok(()),
-                });
-        stored.map_err(|e| {
-            format!(
-                "storing input `{}` in the sheet: {}",
-                input.name,
-                error_chain(&e)
+                },
             )
-        })?;
     }
-    Ok(())
 }
