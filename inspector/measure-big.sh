@@ -25,7 +25,7 @@ rows = {}
 for line in open(sys.argv[1]):
     label, data = line.split(": ", 1)
     rows.setdefault(label, []).append(json.loads(data))
-keys = ["load_ms", "graph_ms", "graph_kb", "state_ms", "state_kb", "graph_at_ms", "built_at_ms", "state_loaded_at_ms",
+keys = ["load_ms", "graph_ms", "graph_kb", "graph_json_kb", "state_ms", "state_kb", "state_json_kb", "graph_at_ms", "built_at_ms", "state_loaded_at_ms",
         "state_applied_at_ms", "run_ms", "frame_median_ms", "frame_p90_ms", "pan_frame_median_ms",
         "pan_frame_p90_ms", "far_frame_median_ms", "far_frame_p90_ms", "far_redraw_ms", "cards_in_dom"]
 for label, runs in rows.items():

@@ -13,7 +13,10 @@
 //!   while one is SIGKILLed mid-item and another is stopped for longer than its lease:
 //!   every item is done exactly once, none is lost.
 //! - Items per second with 1, 2 and 3 workers (printed; not asserted).
-//! - `cargo daggr run --batch` itself: its updates and summary, its exit status, a rerun.
+//! - Limits: an item whose every worker stopped before it finished is given up after its
+//!   claims (both backends); an item running past `item_timeout` fails, its run cancelled.
+//! - `cargo daggr run --batch` itself: its updates and summary, its exit status, a rerun,
+//!   `--item-timeout`.
 
 #[path = "common/cargo_daggr.rs"]
 mod cargo_daggr_bin;
@@ -400,6 +403,136 @@ fn a_claim_taken_over_after_its_lease_writes_nothing_on_postgres() {
     let server = postgres_server::shared();
     let url = server.url(&server.create_database());
     claims_are_exact(&SheetStore::open_url(&url).unwrap());
+}
+
+/// An item whose every worker stops before it finishes (it crashes or hangs them) is
+/// given up after its claims, not handed from worker to worker for ever.
+fn an_item_that_stops_its_workers_is_given_up(store: &SheetStore) {
+    let pipeline = squares(
+        Cache::temporary().unwrap(),
+        Calls::default(),
+        Duration::ZERO,
+    );
+    let batch = store.batch(&pipeline, "poison", &sets([1, 2])).unwrap();
+    let short = Duration::from_millis(150);
+    let pause = Duration::from_millis(250);
+    for (claims, worker) in ["a", "b", "c"].iter().enumerate() {
+        let claim = batch.claim(worker, short).unwrap().unwrap();
+        assert_eq!((claim.item(), claim.attempt()), (0, claims as u32 + 1));
+        std::thread::sleep(pause);
+    }
+    // Three claims ended with their leases: the next claimer fails item 0 and takes item 1.
+    let next = batch.claim("d", Duration::from_secs(30)).unwrap().unwrap();
+    assert_eq!(next.item(), 1);
+    let items = batch.items().unwrap();
+    assert_eq!(items[0].status, ItemStatus::Failed);
+    let error = items[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("given up after 3 claims") && error.contains("the last: c"),
+        "{error}"
+    );
+    // A run with `retry_failed` gives it one more claim.
+    assert_eq!(batch.retry_failed().unwrap(), 1);
+    let again = batch.claim("e", short).unwrap().unwrap();
+    assert_eq!((again.item(), again.attempt()), (0, 4));
+}
+
+#[test]
+fn an_item_that_stops_its_workers_is_given_up_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    an_item_that_stops_its_workers_is_given_up(
+        &SheetStore::open(dir.path().join("sheets.db")).unwrap(),
+    );
+}
+
+#[test]
+fn an_item_that_stops_its_workers_is_given_up_on_postgres() {
+    let server = postgres_server::shared();
+    let url = server.url(&server.create_database());
+    an_item_that_stops_its_workers_is_given_up(&SheetStore::open_url(&url).unwrap());
+}
+
+/// `run_batch` reports an item it gave up (`max_claims`), and fails an item that runs past
+/// `item_timeout` (its run cancelled) while the others are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_gives_up_an_abandoned_item_and_times_out_a_slow_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SheetStore::open(dir.path().join("sheets.db")).unwrap();
+    let calls = Calls::default();
+    let mut g = Graph::new("slow").cache(Cache::open(dir.path().join("cache")).unwrap());
+    let n = g.input("n", 0u64);
+    let c = calls.clone();
+    let out = g.add(
+        FnNode::from_async("wait", move |n: u64| {
+            *c.lock().unwrap().entry(n).or_default() += 1;
+            async move {
+                // Item 2 takes far longer than the timeout.
+                let ms = if n == 2 { 30_000 } else { 10 };
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                n
+            }
+        }),
+        (n,),
+    );
+    g.name_output("n", &out);
+    let pipeline = g.build().unwrap();
+    let batch = store
+        .batch(&pipeline, "mixed", &sets([0, 1, 2, 3]))
+        .unwrap();
+    // A worker claimed item 0 and died: its lease ends, and one claim is all it gets.
+    let dead = batch
+        .claim("dead", Duration::from_millis(100))
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.item(), 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let updates = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let summary = pipeline
+        .run_batch(
+            &batch,
+            BatchOptions::default()
+                .worker("w")
+                .max_claims(1)
+                .item_timeout(Duration::from_millis(500))
+                .on_update(collect(&updates)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the slow item was cancelled, not waited for"
+    );
+    let given_up: Vec<(u64, u32, Option<String>)> = updates
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|u| match &u.event {
+            BatchEvent::GivenUp {
+                item,
+                claims,
+                last_worker,
+            } => Some((*item, *claims, last_worker.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(given_up, vec![(0, 1, Some("dead".to_string()))]);
+    assert_eq!(summary.done, 2, "{summary:?}");
+    let failed: BTreeMap<u64, String> = summary
+        .failed
+        .iter()
+        .map(|f| (f.item, f.error.clone()))
+        .collect();
+    assert_eq!(failed.keys().copied().collect::<Vec<_>>(), vec![0, 2]);
+    assert!(failed[&0].contains("given up after 1 claims"), "{failed:?}");
+    assert!(failed[&2].contains("timed out"), "{failed:?}");
+    assert_eq!(
+        calls_of(&calls, 0),
+        0,
+        "the abandoned item did not run again"
+    );
+    assert_eq!(calls_of(&calls, 2), 1);
 }
 
 // ---- Worker processes ----
@@ -993,4 +1126,18 @@ fn cargo_daggr_run_batch_prints_updates_and_a_summary_and_exits_1_on_a_failed_it
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("line 2: `[2]` is not a JSON object"), "{err}");
+
+    // `--item-timeout`: an item still running after it fails, and the command says so.
+    let slow = inputs_file(dir.path(), "slow", [21], 2_000);
+    let out = cli_batch(dir.path(), &slow, &["--item-timeout", "0.3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("item 0 failed: timed out"), "{err}");
+    let out = cli_batch(dir.path(), &slow, &["--item-timeout", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--item-timeout 0: give a number of seconds above 0"),
+        "{}",
+        text(&out.stderr)
+    );
 }

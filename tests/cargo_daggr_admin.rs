@@ -1,4 +1,5 @@
-//! `cargo daggr sheets …`, `cargo daggr cache …` and `cargo daggr serve` end to end: the
+//! `cargo daggr sheets …`, `cargo daggr cache …` (`stats`, `gc`, `push`) and
+//! `cargo daggr serve` end to end: the
 //! real binary against a project directory whose `.daggr/` real runs filled (sheets
 //! stored through the library, and a headless run no sheet refers to), checked against
 //! what the library itself reports; and `serve --api-only` on the workspace's quickstart
@@ -366,6 +367,53 @@ fn a_project_without_daggr_state_is_read_not_created() {
     let out = cargo_daggr(empty.path(), &["cache", "gc", "--dry-run"]);
     assert!(out.status.success());
     assert!(!daggr_dir.exists(), "nothing was created");
+}
+
+/// `cargo daggr cache push`: what the local directory holds goes to the shared store
+/// (here a directory, `file://`, the same `object_store` path as a bucket), once.
+#[tokio::test]
+async fn cache_push_uploads_what_the_shared_store_lacks_once() {
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    std::fs::write(root.join("Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+    let cache = Cache::open(root.join(".daggr/cache")).unwrap();
+    let (pipeline, _) = badges(&cache);
+    pipeline.run(Scope::All).await.unwrap();
+    cache.flush();
+    let entries = cache.stats().unwrap().entries;
+    assert_eq!(entries, 3, "the input and two nodes");
+
+    // No shared store configured: refused, naming how to give one.
+    let out = cargo_daggr(root, &["cache", "push"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no shared store to push to: give --cache-url"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/team", shared.path().display());
+    let pushed = json_of(root, &["cache", "push", "--cache-url", &url, "--json"]);
+    assert_eq!(pushed["uploaded"], 3, "{pushed}");
+    assert_eq!(pushed["already_there"], 0, "{pushed}");
+    assert_eq!(pushed["failed"], json!([]), "{pushed}");
+    let objects = |dir: &str| {
+        std::fs::read_dir(shared.path().join("team").join(dir))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(objects("records"), 3);
+    assert!(shared.path().join("team/blobs/sha256").is_dir(), "the image");
+
+    let out = cargo_daggr(root, &["cache", "push", "--cache-url", &url]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("pushed 0 result(s) (0 B) from "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).contains("; 3 already there"));
 }
 
 /// Reads the child's stdout on a thread, line by line, into a channel.

@@ -1668,3 +1668,217 @@ async fn a_run_posted_right_after_run_finished_is_accepted() {
         }
     }
 }
+
+/// `x` (input) -> `blur` -> `stats`, with `blur`'s code fingerprint and parameters given:
+/// the same program as it is edited between two openings of a sheet.
+fn edited_program(dir: &std::path::Path, code: &str, model: &str) -> daggr::Pipeline {
+    let mut g = Graph::new("edited").cache(Cache::open(dir.join("cache")).unwrap());
+    let x = g.input("x", 2u64);
+    let blur = g.add(
+        FnNode::sync("blur", |x: u64| x * 3)
+            .inputs(["x"])
+            .code_fingerprint(code)
+            .params(json!({ "model": model, "steps": 4 })),
+        (x,),
+    );
+    g.add(
+        FnNode::sync("stats", |b: u64| b + 1).inputs(["blurred"]),
+        (blur,),
+    );
+    g.build().unwrap()
+}
+
+/// A sheet reopened by a program whose node changed (its code, then a parameter): the node
+/// is stale and its card says what changed, the node below names it, and after a run the
+/// why line says the parameter made it recompute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sheet_reopened_after_a_code_or_parameter_change_says_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sheets.db");
+    let s = serve(&edited_program(dir.path(), "v1", "small"), &db, None).await;
+    s.run("default", json!({ "scope": "all" })).await;
+    let state = s.state("default").await;
+    assert_eq!(node(&state, "blur")["status"], "done");
+    drop(s);
+
+    // The same program again: nothing is stale.
+    let s = serve(&edited_program(dir.path(), "v1", "small"), &db, None).await;
+    let state = s.state("default").await;
+    assert_eq!(node(&state, "blur")["status"], "done", "{state}");
+    assert_eq!(node(&state, "stats")["status"], "done", "{state}");
+    drop(s);
+
+    // Its code changed.
+    let s = serve(&edited_program(dir.path(), "v2", "small"), &db, None).await;
+    let state = s.state("default").await;
+    let (blur, stats) = (node(&state, "blur"), node(&state, "stats"));
+    assert_eq!(
+        (&blur["status"], &blur["stale"]),
+        (&json!("stale"), &json!(true))
+    );
+    assert_eq!(blur["stale_because"], "code of `blur` changed");
+    assert_eq!(node(&state, "x")["status"], "done");
+    assert_eq!(stats["status"], "stale");
+    assert_eq!(
+        stats["stale_because"],
+        "input `blurred` is out of date: code of `blur` changed"
+    );
+    drop(s);
+
+    // A parameter changed (the sheet still holds the result made with `small`).
+    let s = serve(&edited_program(dir.path(), "v1", "large"), &db, None).await;
+    let state = s.state("default").await;
+    assert_eq!(
+        node(&state, "blur")["stale_because"],
+        "parameter `model` of `blur` changed: \"small\" → \"large\""
+    );
+    // A run computes it again (stale agreed), and the why line names the parameter.
+    s.run("default", json!({ "scope": "all" })).await;
+    let state = s.state("default").await;
+    assert_eq!(node(&state, "blur")["status"], "done", "{state}");
+    assert!(node(&state, "blur")["stale_because"].is_null());
+    let (status, why) = s.get("/api/sheets/default/nodes/blur/why").await;
+    assert_eq!(status, 200, "{why}");
+    assert_eq!(why["outcome"], "computed", "{why}");
+    assert_eq!(
+        why["summary"], "recomputed: parameters changed: model",
+        "{why}"
+    );
+}
+
+/// `bytes` decoded by the system's gzip (the test package has no gzip decoder of its own).
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "not gzip");
+    out.stdout
+}
+
+/// The JSON answers and the page's script come gzip-compressed when the request accepts it,
+/// plain otherwise; the event stream is never compressed (its events arrive as
+/// they happen), nor are images or stored blobs (served for ranges).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_compressed_when_accepted_but_not_events_or_blobs() {
+    let s = start(None).await;
+    s.run("default", json!({ "scope": "all" })).await;
+    let get = |path: &str, encoding: Option<&str>| {
+        let mut r = s.client.get(format!("{}{path}", s.base));
+        if let Some(e) = encoding {
+            r = r.header("accept-encoding", e);
+        }
+        r.send()
+    };
+    let encoding_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    // Without Accept-Encoding: plain JSON.
+    let plain = get("/api/graph", None).await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert_eq!(encoding_of(&plain), None);
+    let plain = plain.bytes().await.unwrap();
+    let graph: Value = serde_json::from_slice(&plain).unwrap();
+    assert!(graph["nodes"].as_array().unwrap().len() >= 4);
+
+    // With gzip: the same JSON, compressed.
+    let gz = get("/api/graph", Some("gzip")).await.unwrap();
+    assert_eq!(encoding_of(&gz).as_deref(), Some("gzip"));
+    assert_eq!(gz.headers()["content-type"], "application/json");
+    let gz = gz.bytes().await.unwrap();
+    assert!(gz.len() < plain.len(), "{} >= {}", gz.len(), plain.len());
+    let decoded: Value = serde_json::from_slice(&gunzip(&gz)).unwrap();
+    assert_eq!(decoded, graph);
+    let state = get("/api/sheets/default/state", Some("gzip"))
+        .await
+        .unwrap();
+    assert_eq!(encoding_of(&state).as_deref(), Some("gzip"));
+    let state: Value = serde_json::from_slice(&gunzip(&state.bytes().await.unwrap())).unwrap();
+    assert_eq!(node(&state, "count")["status"], "done");
+
+    // A browser's list: gzip is the one taken; an encoding not offered gets plain JSON.
+    let browser = "gzip, deflate, br, zstd";
+    let listed = get("/api/graph", Some(browser)).await.unwrap();
+    assert_eq!(encoding_of(&listed).as_deref(), Some("gzip"));
+    let decoded: Value = serde_json::from_slice(&gunzip(&listed.bytes().await.unwrap())).unwrap();
+    assert_eq!(decoded, graph);
+    let other = get("/api/graph", Some("br")).await.unwrap();
+    assert_eq!(encoding_of(&other), None);
+    assert_eq!(other.bytes().await.unwrap(), plain);
+    let script = get("/assets/inspector.js", Some("gzip")).await.unwrap();
+    assert_eq!(encoding_of(&script).as_deref(), Some("gzip"));
+    let page = get("/", Some("gzip")).await.unwrap();
+    assert_eq!(encoding_of(&page).as_deref(), Some("gzip"));
+
+    // The event stream: not compressed, and its events arrive while the stream is open.
+    let events = get("/api/sheets/default/events", Some(browser))
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    assert_eq!(encoding_of(&events), None);
+    let reader = tokio::spawn(read_events(events, "event: run_finished"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let (status, _) = s
+        .post(
+            "/api/sheets/default/inputs",
+            json!({ "node": "text", "port": "value", "value": "compressed or not" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.run("default", json!({ "scope": "all" })).await;
+    let text = reader.await.unwrap();
+    assert!(text.contains("event: run_finished"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "events held back: {:?}",
+        started.elapsed()
+    );
+
+    // An image output, and a stored JSON blob (served for ranges): as they are.
+    let state = s.state("default").await;
+    let media = &node(&state, "render")["outputs"][0]["media"][0];
+    let url = media["url"].as_str().expect("the image has a URL");
+    let image = get(url, Some(browser)).await.unwrap();
+    assert_eq!(image.status(), 200, "{url}");
+    assert_eq!(encoding_of(&image), None);
+    let document = serde_json::to_vec(&json!({ "rows": vec!["the same row"; 200] })).unwrap();
+    let uploaded: Value = s
+        .client
+        .post(format!("{}/api/blobs", s.base))
+        .header("content-type", "application/json")
+        .body(document.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let blob = uploaded["blob"]
+        .as_str()
+        .unwrap()
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace('=', "%3D");
+    let stored = get(
+        &format!("/api/blobs/{blob}?mime=application%2Fjson"),
+        Some(browser),
+    )
+    .await
+    .unwrap();
+    assert_eq!(encoding_of(&stored), None);
+    assert_eq!(stored.headers()["accept-ranges"], "bytes");
+    assert_eq!(stored.bytes().await.unwrap().to_vec(), document);
+}

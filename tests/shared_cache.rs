@@ -1,16 +1,19 @@
 //! The shared cache tier against real object stores started on loopback by the harness:
-//! an S3-compatible server (moto) and Azure Blob Storage (Azurite). The same scenarios run
-//! on each (`<scenario>::s3`, `<scenario>::azure`): separate processes with their own
+//! an S3-compatible server (moto) and Azure Blob Storage (Azurite), and for reading, Google
+//! Cloud Storage (fake-gcs-server). The same scenarios run on S3 and Azure
+//! (`<scenario>::s3`, `<scenario>::azure`): separate processes with their own
 //! cache directories and one bucket, a damaged object, and the server going away in the
 //! middle of a run.
 //!
 //! The "processes" are this test binary run again as a worker (the ignored test `worker`),
 //! configured only through the environment a user would set: `DAGGR_CACHE_DIR`,
-//! `DAGGR_CACHE_URL` and the `AWS_*` or `AZURE_*` variables. Nothing is shared but the
+//! `DAGGR_CACHE_URL` and the `AWS_*`, `GOOGLE_*` or `AZURE_*` variables. Nothing is shared but the
 //! bucket.
 
 #[path = "common/azurite.rs"]
 mod azurite;
+#[path = "common/fake_gcs.rs"]
+mod fake_gcs;
 #[path = "common/s3_server.rs"]
 mod s3_server;
 
@@ -23,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use azurite::Azurite;
 use daggr::cache::{ObjectStoreShared, SharedStore};
 use daggr::{Cache, CacheSource, FnNode, Graph, Image, Outcome, Scope};
+use fake_gcs::FakeGcs;
 use s3_server::S3Server;
 
 /// A real object store the tests start: the scenarios are written once against this.
@@ -47,6 +51,32 @@ impl Server for S3Server {
     fn stop(&mut self) {
         S3Server::stop(self)
     }
+}
+
+impl Server for FakeGcs {
+    fn bucket(&self, name: &str, prefix: &str) -> String {
+        self.create_bucket(name);
+        format!("gs://{name}/{prefix}")
+    }
+    fn options(&self) -> Vec<(String, String)> {
+        FakeGcs::options(self)
+    }
+    fn stop(&mut self) {
+        FakeGcs::stop(self)
+    }
+}
+
+/// A shared directory (`file://`), standing in for whatever machine wrote results first.
+struct SharedDir(tempfile::TempDir);
+
+impl Server for SharedDir {
+    fn bucket(&self, name: &str, prefix: &str) -> String {
+        format!("file://{}/{name}/{prefix}", self.0.path().display())
+    }
+    fn options(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    fn stop(&mut self) {}
 }
 
 impl Server for Azurite {
@@ -164,10 +194,11 @@ fn run_worker(dir: &Path, server: Option<&dyn Server>, url: &str) -> Report {
         .env("DAGGR_SHARED_WORKER", "1")
         .env("DAGGR_CACHE_DIR", dir)
         .env("RUST_BACKTRACE", "1");
-    // The user's configuration: the URL and the AWS or Azure variables, nothing else.
+    // The user's configuration: the URL and the AWS, Google or Azure variables, nothing
+    // else.
     for key in std::env::vars()
         .map(|(k, _)| k)
-        .filter(|k| k.starts_with("AWS_") || k.starts_with("AZURE"))
+        .filter(|k| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE"))
     {
         command.env_remove(key);
     }
@@ -267,6 +298,39 @@ fn a_second_process_with_its_own_directory_makes_no_node_call(backend: Backend) 
     assert_eq!(third.calls, 0, "{third:?}");
     assert!(all(&third.outcomes, "disk"), "{third:?}");
     assert_eq!(third.text, first.text);
+}
+
+on_each_backend!(results_computed_before_the_store_was_set_up_are_pushed);
+/// A shared store receives what is computed once it is set up; `push_shared` uploads what
+/// the local directory already had, and a second machine then computes nothing.
+fn results_computed_before_the_store_was_set_up_are_pushed(backend: Backend) {
+    let server = start(backend);
+    let url = &server.bucket("team", "pushed");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Computed with no shared store.
+    let first = run_worker(a.path(), None, url);
+    assert_eq!(first.calls, 3, "{first:?}");
+    assert!(bucket(&*server, url).list("records").unwrap().is_empty());
+
+    let store = Arc::new(bucket(&*server, url));
+    let cache = Cache::open_shared(a.path(), store.clone()).unwrap();
+    let report = cache.push_shared().unwrap();
+    assert_eq!(
+        (report.uploaded, report.already_there, report.unreadable),
+        (4, 0, 0),
+        "{report:?}"
+    );
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(report.bytes > 200_000, "the image went too: {report:?}");
+    assert_eq!(store.list("records").unwrap().len(), 4);
+    assert_eq!(store.list("blobs").unwrap().len(), 1);
+    let again = cache.push_shared().unwrap();
+    assert_eq!((again.uploaded, again.already_there), (0, 4), "{again:?}");
+
+    let second = run_worker(b.path(), Some(&*server), url);
+    assert_eq!(second.calls, 0, "{second:?}");
+    assert!(all(&second.outcomes, "shared"), "{second:?}");
+    assert_eq!(second.text, first.text);
 }
 
 on_each_backend!(a_damaged_object_is_detected_recomputed_and_replaced);
@@ -397,7 +461,8 @@ fn the_https_form_of_an_azure_address_names_the_same_objects() {
 
 on_each_backend!(a_key_is_written_once);
 /// Content addressing makes keys write-once: `put_if_absent` keeps the first bytes (a
-/// conditional put, `If-None-Match: *`, on both servers), while `put` (repairs) replaces.
+/// conditional put: `If-None-Match: *` on S3 and Azure, `x-goog-if-generation-match: 0` on
+/// GCS), while `put` (repairs) replaces.
 fn a_key_is_written_once(backend: Backend) {
     let server = start(backend);
     let store = bucket(&*server, &server.bucket("team", "once"));
@@ -426,4 +491,94 @@ fn a_key_is_written_once(backend: Backend) {
             Some(&b"first"[..])
         );
     }
+}
+
+/// Google Cloud Storage, on fake-gcs-server. Its XML API (the one `object_store` speaks)
+/// reads, lists and deletes objects but takes no plain uploads (only signed-URL ones), so
+/// here the results another machine computed are put in the bucket through the JSON API,
+/// as `gcloud storage cp` would, and daggr's part is reading them: a process with its own
+/// directory serves everything from the bucket with no node call, damaged objects are
+/// detected and recomputed, the failed uploads are reported, and gc lists and removes.
+#[test]
+fn a_bucket_on_google_cloud_storage_serves_results_computed_elsewhere() {
+    let server = FakeGcs::start();
+    let url = Server::bucket(&server, "team", "project-g");
+    let uploaded = |name: &str, bytes: Vec<u8>| {
+        let object = format!("project-g/{name}");
+        let address = format!(
+            "{}/upload/storage/v1/b/team/o?uploadType=media&name={}",
+            server.endpoint,
+            object.replace('/', "%2F")
+        );
+        let (status, body) = fake_gcs::gcs_test_env::http(&address, "POST", &[], bytes).unwrap();
+        assert!(status < 300, "{status} {}", String::from_utf8_lossy(&body));
+    };
+
+    // Another machine computes the pipeline on its shared store; its objects are copied
+    // into the bucket.
+    let elsewhere = SharedDir(tempfile::tempdir().unwrap());
+    let elsewhere_url = elsewhere.bucket("team", "project-g");
+    let first = run_worker(
+        tempfile::tempdir().unwrap().path(),
+        Some(&elsewhere),
+        &elsewhere_url,
+    );
+    assert_eq!(first.calls, 3, "{first:?}");
+    let source = ObjectStoreShared::from_url(&elsewhere_url).unwrap();
+    let names = [
+        source.list("records").unwrap(),
+        source.list("blobs").unwrap(),
+    ]
+    .concat();
+    assert_eq!(names.len(), 5, "four results and the image: {names:?}");
+    for name in &names {
+        uploaded(name, source.get(name).unwrap().unwrap());
+    }
+
+    // A process with its own directory and `DAGGR_CACHE_URL=gs://team/project-g`.
+    let second = run_worker(tempfile::tempdir().unwrap().path(), Some(&server), &url);
+    assert_eq!(second.calls, 0, "{second:?}");
+    assert!(all(&second.outcomes, "shared"), "{second:?}");
+    assert_eq!(second.text, first.text);
+    let gcs = bucket(&server, &url);
+    let mut listed = [gcs.list("records").unwrap(), gcs.list("blobs").unwrap()].concat();
+    listed.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // Damaged objects are never served: every one recomputes, and the uploads the
+    // emulator refuses are counted, not lost (the results are on the local disk).
+    for name in &names {
+        let mut bytes = gcs.get(name).unwrap().unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        uploaded(name, bytes);
+    }
+    let third = run_worker(tempfile::tempdir().unwrap().path(), Some(&server), &url);
+    assert_eq!(third.calls, 3, "nothing damaged was served: {third:?}");
+    assert!(
+        third.counters["integrity_failures"].as_u64().unwrap() >= 1,
+        "{third:?}"
+    );
+    assert!(
+        third.counters["shared_upload_failures"].as_u64().unwrap() >= 1,
+        "{third:?}"
+    );
+    assert_eq!(third.text, first.text);
+
+    // gc on the bucket: nothing is live, so every result and the image go.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open_shared(dir.path(), Arc::new(bucket(&server, &url))).unwrap();
+    let report = cache
+        .gc_shared(&Default::default(), &Default::default())
+        .unwrap();
+    assert_eq!(
+        (report.removed_entries, report.removed_files),
+        (4, 1),
+        "{report:?}"
+    );
+    assert!(gcs.list("records").unwrap().is_empty());
+    assert!(gcs.list("blobs").unwrap().is_empty());
+    assert!(!gcs.exists(&names[0]).unwrap());
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value as Json};
 
-use daggr::cache::{CacheStats, GcReport, CACHE_DIR_ENV, CACHE_URL_ENV};
+use daggr::cache::{CacheStats, GcReport, PushReport, CACHE_DIR_ENV, CACHE_URL_ENV};
 use daggr::sheet::{SheetInfo, SheetRecord, SheetStore, SheetUsage, SHEETS_DB_ENV, SHEETS_URL_ENV};
 use daggr::Cache;
 
@@ -36,7 +36,8 @@ pub struct StoreArgs {
     /// `.daggr/cache`.
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// The shared store behind the cache (`s3://bucket/prefix`, `file:///path`). Default:
+    /// The shared store behind the cache (`s3://bucket/prefix`, `gs://…`, `az://…`,
+    /// `file:///path`). Default:
     /// `$DAGGR_CACHE_URL`.
     #[arg(long, global = true, value_name = "URL")]
     pub cache_url: Option<String>,
@@ -131,6 +132,14 @@ pub enum CacheCommand {
         /// Say what would be removed, and remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload the results of the local directory that the shared store (`--cache-url`, else
+    /// `$DAGGR_CACHE_URL`) does not have, with their media: what was computed before the
+    /// store was set up, or while it could not be reached.
+    Push {
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -630,8 +639,54 @@ pub fn cache(args: &CacheArgs) -> Result<(), CliError> {
                 println!("the shared store {shared} is not collected here");
             }
         }
+        CacheCommand::Push { json } => {
+            let Some(cache) = cache else {
+                println!("no cache at {}: nothing to push", dir.display());
+                return Ok(());
+            };
+            let Some(shared) = cache.shared_location() else {
+                return Err(CliError::Input(format!(
+                    "no shared store to push to: give --cache-url (s3://…, gs://…, az://…) or set {CACHE_URL_ENV}"
+                )));
+            };
+            let report = cache.push_shared()?;
+            if *json {
+                let mut answer = serde_json::to_value(&report).unwrap_or_default();
+                answer["dir"] = dir.display().to_string().into();
+                answer["shared"] = shared.into();
+                println!("{answer}");
+            } else {
+                print!("{}", push_text(&report, &dir, &shared));
+            }
+            if !report.failed.is_empty() {
+                return Err(CliError::Io(format!(
+                    "{} result(s) could not be uploaded (they stay local; push again to retry)",
+                    report.failed.len()
+                )));
+            }
+        }
     }
     Ok(())
+}
+
+fn push_text(report: &PushReport, dir: &Path, shared: &str) -> String {
+    let mut text = format!(
+        "pushed {} result(s) ({}) from {} to {shared}; {} already there\n",
+        report.uploaded,
+        human_bytes(report.bytes),
+        dir.display(),
+        report.already_there
+    );
+    if report.unreadable > 0 {
+        text.push_str(&format!(
+            "{} result(s) could not be read back (damaged) and were not pushed\n",
+            report.unreadable
+        ));
+    }
+    for failure in &report.failed {
+        text.push_str(&format!("failed: {}: {}\n", failure.object, failure.error));
+    }
+    text
 }
 
 fn gc_text(report: &GcReport, dry_run: bool, dir: &Path, db: &str, sheets: usize) -> String {

@@ -30,7 +30,7 @@ pub struct BatchArgs {
     /// Run the pipeline over every input set of this JSON Lines file (one JSON object of
     /// named inputs per line) as one worker of a batch, resumable and shared with other
     /// workers; instead of --input. --timeout does not apply: a batch takes as long as its
-    /// items.
+    /// items (see --item-timeout).
     #[arg(long, value_name = "INPUTS.jsonl", conflicts_with = "inputs")]
     pub batch: Option<PathBuf>,
     /// The batch's name (default: the file's name without its extension).
@@ -47,6 +47,14 @@ pub struct BatchArgs {
     /// another worker [default: 60].
     #[arg(long, value_name = "SECONDS", requires = "batch")]
     pub lease: Option<f64>,
+    /// Seconds one item may run here before its run is cancelled and it fails [default: no
+    /// limit].
+    #[arg(long, value_name = "SECONDS", requires = "batch")]
+    pub item_timeout: Option<f64>,
+    /// Claims an item gets when every worker that ran it stopped before it finished (it
+    /// crashed or hung them); past them it is failed instead of run again [default: 3].
+    #[arg(long, value_name = "N", requires = "batch")]
+    pub max_claims: Option<u32>,
 }
 
 /// Runs the built target `exe` (`name`) over the batch `file`; the exit status. `--timeout`
@@ -61,11 +69,16 @@ pub fn run_batch(
 ) -> Result<i32, CliError> {
     let inputs = std::fs::canonicalize(file)
         .map_err(|e| CliError::Io(format!("reading {}: {e}", file.display())))?;
-    if let Some(lease) = args.lease {
-        if !(lease.is_finite() && lease > 0.0) {
-            return Err(CliError::Input(format!(
-                "--lease {lease}: give a number of seconds above 0"
-            )));
+    for (flag, seconds) in [
+        ("--lease", args.lease),
+        ("--item-timeout", args.item_timeout),
+    ] {
+        if let Some(seconds) = seconds {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                return Err(CliError::Input(format!(
+                    "{flag} {seconds}: give a number of seconds above 0"
+                )));
+            }
         }
     }
     let batch = match &args.batch_name {
@@ -91,6 +104,8 @@ pub fn run_batch(
         "worker": args.worker,
         "concurrency": args.concurrency,
         "lease_ms": args.lease.map(|s| (s * 1000.0).round() as u64),
+        "item_timeout_ms": args.item_timeout.map(|s| (s * 1000.0).round() as u64),
+        "max_claims": args.max_claims,
         "events": events_file,
     });
     let mut child = Command::new(exe)
@@ -211,6 +226,10 @@ fn show_update(update: &Json, json: bool) {
         Some("failed") => eprintln!(
             "item {item} failed: {} ({progress})",
             update["error"].as_str().unwrap_or("?")
+        ),
+        Some("given_up") => eprintln!(
+            "item {item} given up after {} claims: each worker that ran it stopped before it finished ({progress})",
+            update["claims"]
         ),
         Some("lost") => eprintln!(
             "item {item}: this worker's claim expired and another worker took the item over; its result here is dropped"

@@ -6,7 +6,9 @@
 // arriving at that node: fresh (downstream up to date), stale (downstream stale), active
 // (downstream running), idle (no result yet). A moved node redraws only the edges at its ends;
 // an edge with a dragged end gets a route of its own (`detour`): through the free space of
-// each column of cards between its ends, so it does not cut through cards either.
+// each column of cards between its ends, so it does not cut through cards either. So does
+// an edge a card was dropped on (its own route would pass under the card): each move
+// reshapes the edges the moved card's box meets, and those it had pushed aside.
 import type { Box } from "./canvas";
 import { portY } from "./cards";
 import { onFrame, svg } from "./dom";
@@ -51,6 +53,8 @@ export interface RouteRules {
   laidOut(name: string): boolean;
   /** How far a point of the canvas is moved down by the open card making room. */
   shiftAt(x: number, y: number): number;
+  /** The nodes placed by hand (the ones that may sit on an edge's route). */
+  placedByHand(): string[];
 }
 
 /** A path from (x1, y1) to (x2, y2) through `via` (flat x, y pairs: where the edge enters
@@ -70,6 +74,30 @@ export function edgePath(x1: number, y1: number, x2: number, y2: number, via: nu
   return d;
 }
 
+/** Points along the path `edgePath` draws (`steps` per piece), to tell what it passes over. */
+function pathPoints(x1: number, y1: number, x2: number, y2: number, via: number[], steps = 16): number[][] {
+  const points = [x1, y1, ...via, x2, y2];
+  const out: number[][] = [[x1, y1]];
+  for (let i = 2; i < points.length; i += 2) {
+    const [ax, ay, bx, by] = [points[i - 2], points[i - 1], points[i], points[i + 1]];
+    const straight = i % 4 === 0 && via.length > 0;
+    const dx = Math.max(36, Math.abs(bx - ax) / 2);
+    for (let k = 1; k <= steps; k++) {
+      const t = k / steps;
+      if (straight) out.push([ax + (bx - ax) * t, ay + (by - ay) * t]);
+      else {
+        // The cubic from (ax, ay) with controls (ax + dx, ay), (bx - dx, by) to (bx, by).
+        const u = 1 - t;
+        const [w0, w1, w2, w3] = [u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t];
+        out.push([w0 * ax + w1 * (ax + dx) + w2 * (bx - dx) + w3 * bx, (w0 + w1) * ay + (w2 + w3) * by]);
+      }
+    }
+  }
+  return out;
+}
+
+const meets = (a: Box, b: Box) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+
 interface Line {
   edge: EdgeSpec;
   d: string;
@@ -77,6 +105,8 @@ interface Line {
   cls: string;
   path: SVGPathElement | null;
   shape: Path2D | null;
+  /** Routed around a card placed by hand on its way (reshaped when that card moves again). */
+  around: boolean;
 }
 
 export class Edges {
@@ -99,7 +129,7 @@ export class Edges {
     this.group = svg("g");
     for (const e of graph.edges) {
       if (!idx.byName.has(e.from) || !idx.byName.has(e.to)) continue;
-      const line: Line = { edge: e, d: "", box: { x: 0, y: 0, w: 0, h: 0 }, cls: "idle", path: null, shape: null };
+      const line: Line = { edge: e, d: "", box: { x: 0, y: 0, w: 0, h: 0 }, cls: "idle", path: null, shape: null, around: false };
       this.shape(line);
       this.lines.push(line);
       if (!this.into.has(e.to)) this.into.set(e.to, []);
@@ -122,11 +152,15 @@ export class Edges {
     const x2 = b.x;
     const y2 = portY(b, e.to_port, "in");
     let via: number[] = [];
-    if (!this.rules.laidOut(e.from) || !this.rules.laidOut(e.to)) via = this.detour(x1, y1, x2, y2, e.from, e.to);
+    const dragged = !this.rules.laidOut(e.from) || !this.rules.laidOut(e.to);
+    if (dragged) via = this.detour(x1, y1, x2, y2, e.from, e.to);
     else if (e.route?.length) {
       via = e.route.slice();
       for (let i = 0; i < via.length; i += 2) via[i + 1] += this.rules.shiftAt(via[i], via[i + 1]);
     }
+    // A card dropped on the layout's route: around it (and the cards beside it) instead.
+    line.around = !dragged && this.covered(x1, y1, x2, y2, via, e.from, e.to);
+    if (line.around) via = this.detour(x1, y1, x2, y2, e.from, e.to);
     line.d = edgePath(x1, y1, x2, y2, via);
     line.shape = null;
     const xs = [x1, x2, ...via.filter((_, i) => i % 2 === 0)];
@@ -135,6 +169,19 @@ export class Edges {
     const top = Math.min(...ys) - 4;
     line.box = { x: left, y: top, w: Math.max(...xs) + 40 - left, h: Math.max(...ys) + 4 - top };
     line.path?.setAttribute("d", line.d);
+  }
+
+  /** Whether a card placed by hand, other than the edge's ends, lies on the path through `via`. */
+  private covered(x1: number, y1: number, x2: number, y2: number, via: number[], from: string, to: string): boolean {
+    const boxes: Box[] = [];
+    const [left, right] = [Math.min(x1, x2, ...via.filter((_, i) => i % 2 === 0)), Math.max(x1, x2, ...via.filter((_, i) => i % 2 === 0))];
+    for (const name of this.rules.placedByHand()) {
+      const n = this.idx.byName.get(name);
+      if (!n || name === from || name === to || n.x + n.w <= left || n.x >= right) continue;
+      boxes.push({ x: n.x + 2, y: n.y + 2, w: n.w - 4, h: n.h - 4 });
+    }
+    if (!boxes.length) return false;
+    return pathPoints(x1, y1, x2, y2, via).some(([x, y]) => boxes.some((b) => x > b.x && x < b.x + b.w && y > b.y && y < b.y + b.h));
   }
 
   /** A route for an edge whose end was dragged (the server's route was for the layout's
@@ -216,9 +263,18 @@ export class Edges {
     return this.lines.map((l) => ({ d: l.d, cls: l.cls, from: l.edge.from, to: l.edge.to }));
   }
 
-  /** Redraws the edges at these nodes (they moved). */
+  /** Redraws the edges at these nodes (they moved), the edges their cards now lie on, and
+   * those that went around a card that may have moved off them. */
   moveNodes(names: Iterable<string>): void {
-    for (const name of names) for (const line of this.ends.get(name) || []) this.shape(line);
+    const todo = new Set<Line>();
+    const boxes: Box[] = [];
+    for (const name of names) {
+      for (const line of this.ends.get(name) || []) todo.add(line);
+      const n = this.idx.byName.get(name);
+      if (n) boxes.push({ x: n.x, y: n.y, w: n.w, h: n.h });
+    }
+    for (const line of this.lines) if (line.around || boxes.some((b) => meets(b, line.box))) todo.add(line);
+    for (const line of todo) this.shape(line);
   }
 
   /** Redraws every edge that has a route (the open card moved points of some). */

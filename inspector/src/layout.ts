@@ -54,6 +54,11 @@ export class Layout {
     return !this.manual[name];
   }
 
+  /** The nodes placed by hand. */
+  placedByHand(): string[] {
+    return Object.keys(this.manual);
+  }
+
   /** How far a point is pushed down by the open card (0 outside the region below it). */
   shiftAt(x: number, y: number): number {
     const r = this.room;

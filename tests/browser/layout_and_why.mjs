@@ -11,8 +11,10 @@
 // the minimap tells cached from done. Then: sigma changes, and the stale cards say which
 // change made them stale (sigma's new value, on sigma's card and on the cards below it); a
 // rerun, and soft's card says which input changed; the history list shows the wired inputs'
-// values, not `null`. Last, a dragged card keeps its edges off other cards (sigma dragged
-// level with scene: its edge to soft goes around scene, not through it).
+// values, not `null`. Last, a card dropped on an edge it is not part of pushes that edge
+// around it (caption dropped on sigma -> soft's slot above scene), and the edge takes its
+// slot again once the card is put back; a dragged card keeps its edges off other cards
+// (sigma dragged level with scene: its edge to soft goes around scene, not through it).
 // Prints one JSON line of findings; exits 1 on the first failed check.
 import { launch, checks, card } from "./launch.mjs";
 import { join } from "node:path";
@@ -174,21 +176,56 @@ await check(entries[0].includes("sigma=6") && entries[1].includes("sigma=2.5"), 
 await check(entries.every((e) => !e.includes("null") && e.includes("image ← scene")), `wired inputs shown as null: ${JSON.stringify(entries)}`);
 await page.screenshot({ path: join(shots, "14-history.png") });
 
-// A dragged card's edges are routed again around the cards in their way: sigma dragged
-// level with scene (its edge to soft would cut straight through scene).
 await page.keyboard.press("Escape");
 await page.mouse.click(empty.x, empty.y);
+const zoom = await page.evaluate(() => new DOMMatrix(getComputedStyle(document.getElementById("world")).transform).a);
+/** Drags a card by its title, by (dx, dy) world pixels, in a few pointer moves. */
+const drag = async (name, dx, dy) => {
+  const before = await boxOf(name);
+  const handle = await page.locator(`${card(name)} header .name`).boundingBox();
+  await page.mouse.move(handle.x + 5, handle.y + handle.height / 2);
+  await page.mouse.down();
+  for (let i = 1; i <= 8; i++) await page.mouse.move(handle.x + 5 + (dx * zoom * i) / 8, handle.y + handle.height / 2 + (dy * zoom * i) / 8);
+  await page.mouse.up();
+  await waitFor(([c, x, y]) => Math.hypot(parseFloat(document.querySelector(c).style.left) - x, parseFloat(document.querySelector(c).style.top) - y) > 20,
+    [card(name), before.x, before.y], `${name} was not dragged`);
+  await page.waitForTimeout(200);
+};
+const pathOf = (from, to) => page.$eval(`#edges path[data-from="${from}"][data-to="${to}"]`, (p) => p.getAttribute("d"));
+
+// A card dropped on an edge it is not part of: caption over the slot sigma -> soft takes
+// above scene (the layout's route), touching no other card. That edge goes around it.
+const slot = graph.edges.find((e) => e.from === "sigma" && e.to === "soft").route;
+const captionBox = await boxOf("caption");
+const target = { x: slot[0], y: slot[1] - captionBox.h + 40, w: captionBox.w, h: captionBox.h };
+const others = graph.nodes.filter((n) => n.name !== "caption" && meet(target, n)).map((n) => n.name);
+await check(others.length === 0 && target.y > 0, `caption's drop ${JSON.stringify(target)} would cover ${others}`);
+const slotPath = await pathOf("sigma", "soft");
+await check(slotPath.includes(`L${slot[2]},${slot[3]}`), `sigma -> soft does not take its slot: ${slotPath}`);
+await drag("caption", target.x - captionBox.x, target.y - captionBox.y);
+const dropped = await boxOf("caption");
+await check(dropped.y < slot[1] && dropped.y + dropped.h > slot[1] && dropped.x < slot[0] + 10 && dropped.x + dropped.w > slot[2] - 10,
+  `caption ${JSON.stringify(dropped)} was not dropped on sigma -> soft's slot ${slot}`);
+const onEdge = await edgesOverCards();
+const aroundCaption = await pathOf("sigma", "soft");
+// Caption's own edge from stats now runs backwards over the cards: only the others count.
+const covered = onEdge.hits.filter((h) => h.includes("over caption") || h.startsWith("sigma->soft"));
+await check(covered.length === 0, `with caption dropped on sigma -> soft, edges under it: ${covered.join("; ")} (sigma -> soft: ${aroundCaption})`);
+await check(aroundCaption !== slotPath, `sigma -> soft was not routed again: ${aroundCaption}`);
+findings.dropped_on_edge = { caption: dropped, slot, path: aroundCaption };
+await page.screenshot({ path: join(shots, "15-dropped-on-edge.png") });
+// Put back (reset layout), the card frees the edge: it takes its slot again.
+await page.click('[data-testid="reset-layout"]');
+await waitFor(([c, x, y]) => parseFloat(document.querySelector(c).style.left) === x && parseFloat(document.querySelector(c).style.top) === y,
+  [card("caption"), captionBox.x, captionBox.y], "caption did not go back");
+await waitFor(([p, part]) => document.querySelector(p)?.getAttribute("d").includes(part), ['#edges path[data-from="sigma"][data-to="soft"]', `L${slot[2]},${slot[3]}`],
+  "sigma -> soft did not take its slot again");
+
+// A dragged card's edges are routed again around the cards in their way: sigma dragged
+// level with scene (its edge to soft would cut straight through scene).
 const sigmaBox = await boxOf("sigma");
 const sceneBox = await boxOf("scene");
-const handle = await page.locator(`${card("sigma")} header .name`).boundingBox();
-const zoom = await page.evaluate(() => new DOMMatrix(getComputedStyle(document.getElementById("world")).transform).a);
-const dy = (sceneBox.y + sceneBox.h / 2 - (sigmaBox.y + sigmaBox.h / 2)) * zoom;
-await page.mouse.move(handle.x + 5, handle.y + handle.height / 2);
-await page.mouse.down();
-for (let i = 1; i <= 8; i++) await page.mouse.move(handle.x + 5, handle.y + handle.height / 2 + (dy * i) / 8);
-await page.mouse.up();
-await waitFor(([c, y]) => Math.abs(parseFloat(document.querySelector(c).style.top) - y) > 20, [card("sigma"), sigmaBox.y], "sigma was not dragged");
-await page.waitForTimeout(200);
+await drag("sigma", 0, sceneBox.y + sceneBox.h / 2 - (sigmaBox.y + sigmaBox.h / 2));
 const dragged = await boxOf("sigma");
 const afterDrag = await edgesOverCards();
 await check(afterDrag.paths === graph.edges.length, `${afterDrag.paths} edge paths after the drag`);
@@ -197,7 +234,7 @@ await check(afterDrag.hits.length === 0, `with sigma dragged to ${JSON.stringify
 const detour = await page.$eval('#edges path[data-from="sigma"][data-to="soft"]', (p) => p.getAttribute("d"));
 await check(detour.includes(" L"), `sigma -> soft is not routed: ${detour}`);
 findings.dragged = { sigma: dragged, scene: sceneBox, path: detour };
-await page.screenshot({ path: join(shots, "15-dragged-routes.png") });
+await page.screenshot({ path: join(shots, "16-dragged-routes.png") });
 
 await check(errors.length === 0, `page errors: ${JSON.stringify(errors)}`);
 console.log(JSON.stringify(findings));

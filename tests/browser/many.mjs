@@ -28,6 +28,8 @@ const timing = await page.evaluate(() => {
     .map((m) => [`${m.name.slice(6).replace("-", "_")}_at_ms`, Math.round(m.startTime)]));
   return { graph_ms: Math.round(graph?.duration ?? -1), graph_kb: Math.round((graph?.transferSize ?? 0) / 1024), state_ms: Math.round(state?.duration ?? -1),
     state_kb: Math.round((state?.transferSize ?? 0) / 1024), state_started_ms: Math.round(state?.startTime ?? -1),
+    // What the JSON is once decoded, beside what came over the wire (compressed) above.
+    graph_json_kb: Math.round((graph?.decodedBodySize ?? 0) / 1024), state_json_kb: Math.round((state?.decodedBodySize ?? 0) / 1024),
     script_done_ms: Math.round(nav?.domContentLoadedEventEnd ?? -1), ...marks };
 });
 const graph = await page.evaluate(() => fetch("/api/graph").then((r) => r.json()));

@@ -10,11 +10,10 @@
 #[allow(clippy::duplicate_mod)]
 #[path = "test_env.rs"]
 mod azurite_test_env;
-use azurite_test_env::test_env;
+use azurite_test_env::{run_setup, test_env};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// Azurite's one account and its key (public, the same in every Azurite).
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -26,19 +25,7 @@ pub const KEY: &str =
 fn setup() -> &'static PathBuf {
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
     PROGRAM.get_or_init(|| {
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup/azurite.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .env("DAGGR_TEST_ENV", test_env())
-            .output()
-            .expect("running scripts/setup/azurite.sh");
-        assert!(
-            out.status.success(),
-            "scripts/setup/azurite.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_setup("azurite.sh");
         test_env().join("azurite/node_modules/.bin/azurite-blob")
     })
 }
@@ -64,9 +51,6 @@ fetch(url, { method: "PUT", headers: {
 }, (e) => { console.error(e); process.exit(1); });
 "#;
 
-/// Runs `$0 "$@"` until stdin closes, then stops it and waits for it to exit.
-const WATCHER: &str = r#""$0" "$@" & pid=$!; cat >/dev/null; kill "$pid"; wait "$pid""#;
-
 /// A running server.
 pub struct Azurite {
     child: Option<Child>,
@@ -80,17 +64,13 @@ impl Azurite {
     /// Starts a server and waits (at most 60 s) until it answers.
     pub fn start() -> Azurite {
         let program = setup().clone();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = azurite_test_env::free_port();
         let data = tempfile::tempdir().unwrap();
         let log = tempfile::NamedTempFile::new().unwrap();
         // Under a shell that stops it when its stdin closes: on `stop`, and also when this
         // process dies without dropping the server.
         let child = Command::new("bash")
-            .args(["-c", WATCHER])
+            .args(["-c", azurite_test_env::WATCHER])
             .arg(&program)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             .arg("--location")
@@ -107,14 +87,12 @@ impl Azurite {
             log,
             _data: data,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("azurite-blob did not answer in 60 s:\n{}", server.log());
+        azurite_test_env::wait_until_it_answers(
+            "azurite-blob",
+            || azurite_test_env::listens(port),
+            || server.log(),
+        );
+        server
     }
 
     /// The server's log so far.

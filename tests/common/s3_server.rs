@@ -10,26 +10,13 @@ mod test_env_dir;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-use test_env_dir::test_env;
+use test_env_dir::{run_setup, test_env};
 
 /// Runs `scripts/setup/s3.sh` once per process; returns the venv's python.
 fn setup() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup/s3.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .env("DAGGR_TEST_ENV", test_env())
-            .output()
-            .expect("running scripts/setup/s3.sh");
-        assert!(
-            out.status.success(),
-            "scripts/setup/s3.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_setup("s3.sh");
         test_env().join("s3-venv/bin/python")
     })
 }
@@ -57,11 +44,7 @@ impl S3Server {
     /// Starts a server and waits (at most 60 s) until it answers.
     pub fn start() -> S3Server {
         let python = setup().clone();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = test_env_dir::free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(&python)
             .args(["-c", LAUNCHER, &port.to_string()])
@@ -75,14 +58,13 @@ impl S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if http(&format!("{}/", server.endpoint), "GET", Vec::new()).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("moto_server did not answer in 60 s:\n{}", server.log());
+        let root = format!("{}/", server.endpoint);
+        test_env_dir::wait_until_it_answers(
+            "moto_server",
+            || test_env_dir::http(&root, "GET", &[], Vec::new()).is_ok(),
+            || server.log(),
+        );
+        server
     }
 
     /// The server's log so far.
@@ -99,7 +81,7 @@ impl S3Server {
     /// Sends a plain (unsigned) request; returns the status and body. moto accepts it for
     /// creating buckets; objects are read and written through daggr's signed client.
     pub fn request(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-        http(&format!("{}{path}", self.endpoint), method, body)
+        test_env_dir::http(&format!("{}{path}", self.endpoint), method, &[], body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
@@ -128,30 +110,4 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// One HTTP request, blocking, on a runtime of its own (the tests call it from sync code
-/// and from inside runtimes alike).
-fn http(url: &str, method: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-    let (url, method) = (url.to_string(), method.to_string());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-            let response = reqwest::Client::new()
-                .request(method, &url)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-            Ok((status, bytes.to_vec()))
-        })
-    })
-    .join()
-    .unwrap()
 }

@@ -42,3 +42,85 @@ pub fn browser_env() -> PathBuf {
     }
     playwright
 }
+
+/// Runs `scripts/setup/NAME` (which installs a test server into [`test_env`] unless it is
+/// there), failing the test with the script's output if it fails.
+pub fn run_setup(name: &str) {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/setup").join(name))
+        .env("DAGGR_TEST_ENV", test_env())
+        .output()
+        .unwrap_or_else(|e| panic!("running scripts/setup/{name}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/setup/{name} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One plain HTTP request, blocking, on a runtime of its own (the harnesses call it from
+/// sync code and from inside runtimes alike); the status and the body.
+pub fn http(
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    let (url, method) = (url.to_string(), method.to_string());
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let mut request = reqwest::Client::new().request(method, &url).body(body);
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+            Ok((status, bytes.to_vec()))
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// A `bash -c` script that runs `$0 "$@"` until its stdin closes, then stops it and waits
+/// for it to exit: a server started under it stops when the test drops its stdin, and also
+/// when the test process dies without doing so.
+pub const WATCHER: &str = r#""$0" "$@" & pid=$!; cat >/dev/null; kill "$pid"; wait "$pid""#;
+
+/// A free port on 127.0.0.1 for a server to take.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (at most 60 s) until `answers` says the server `what` answers; panics with
+/// its `log` if it never does.
+pub fn wait_until_it_answers(what: &str, answers: impl Fn() -> bool, log: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if answers() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{what} did not answer in 60 s:\n{}", log());
+}
+
+/// Whether something listens on `port` of 127.0.0.1.
+pub fn listens(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}

@@ -43,6 +43,7 @@ mod gc;
 mod key;
 mod memo;
 mod pack;
+mod push;
 mod shared;
 mod store;
 mod writer;
@@ -58,6 +59,7 @@ use serde::Serialize;
 #[cfg(feature = "object-store")]
 pub use self::bucket::ObjectStoreShared;
 pub use self::gc::{collect_blob_refs, GcReport};
+pub use self::push::PushReport;
 pub use self::key::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 pub use self::memo::DEFAULT_MEMO_BYTES;
 pub use self::shared::{SharedStore, UploadFailure};
@@ -92,10 +94,13 @@ pub enum CacheSource {
 pub const CACHE_DIR_ENV: &str = "DAGGR_CACHE_DIR";
 
 /// Environment variable naming a shared store behind the default cache
-/// ([`Cache::open_default`]): `s3://bucket/prefix` or `file:///path` (needs the
-/// `object-store` feature). S3 credentials, region and endpoint come from the usual
-/// `AWS_*` variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
-/// `AWS_ENDPOINT_URL`, and `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint).
+/// ([`Cache::open_default`]): `s3://bucket/prefix`, `gs://bucket/prefix`,
+/// `az://container/prefix` or `file:///path` (needs the `object-store` feature; see
+/// `ObjectStoreShared::from_url`). S3
+/// credentials, region and endpoint come from the usual `AWS_*` variables
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, and
+/// `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint), Google Cloud Storage's from the
+/// `GOOGLE_*` ones, Azure's from the `AZURE_*` ones.
 pub const CACHE_URL_ENV: &str = "DAGGR_CACHE_URL";
 
 /// Counters since the cache was opened.
@@ -198,7 +203,8 @@ impl Cache {
     }
 
     /// Opens the cache at `dir` in front of the shared store at `url` (`s3://bucket/prefix`,
-    /// `file:///path`; see [`CACHE_URL_ENV`] for S3's configuration). Needs the
+    /// `gs://…`, `az://…`, `file:///path`; see [`CACHE_URL_ENV`] for their configuration).
+    /// Needs the
     /// `object-store` feature.
     pub fn open_url(dir: impl Into<PathBuf>, url: &str) -> Result<Cache, Error> {
         #[cfg(feature = "object-store")]

@@ -406,7 +406,7 @@ fn upload_batch(store: &dyn SharedStore, state: &State, batch: Vec<Upload>, queu
     });
 }
 
-fn upload_one(store: &dyn SharedStore, upload: &Upload) -> Result<(), String> {
+pub(super) fn upload_one(store: &dyn SharedStore, upload: &Upload) -> Result<(), String> {
     let put = |name: &str, bytes: &[u8]| {
         if upload.repair {
             store.put(name, bytes)

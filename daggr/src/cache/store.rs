@@ -190,7 +190,7 @@ impl Cache {
 
     /// `key`'s preimage and record from its pack: `None` if the record log does not know
     /// the key, `Err` if it does and the bytes are unreadable (a damaged one is counted).
-    fn read_packed(&self, key: &CacheKey) -> Option<Result<PreimageAndRecord, ()>> {
+    pub(super) fn read_packed(&self, key: &CacheKey) -> Option<Result<PreimageAndRecord, ()>> {
         let read = {
             let mut records = self.0.records.lock().unwrap();
             let loc = records.find(key)?;

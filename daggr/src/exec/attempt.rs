@@ -11,7 +11,7 @@ use crate::cache::{KeyPreimage, KEY_SCHEMA_VERSION};
 use crate::error::Error;
 use crate::node::event::{error_chain, Event};
 use crate::node::{Inputs, Node, NodeContext};
-use crate::value::Value;
+use crate::value::{ContentHash, Value};
 
 /// A running node's attempts, counted by its task and read by the executor when the node
 /// fails, or when a cancelled run drops the task.
@@ -133,6 +133,16 @@ pub(super) fn preimage_of(
     code: String,
     inputs: &[Value],
 ) -> KeyPreimage {
+    let hashes: Vec<ContentHash> = inputs.iter().map(Value::hash).collect();
+    preimage_of_hashes(spec, code, &hashes)
+}
+
+/// [`preimage_of`] from the inputs' content hashes (all a kept result has of them).
+pub(super) fn preimage_of_hashes(
+    spec: &crate::node::NodeSpec,
+    code: String,
+    inputs: &[ContentHash],
+) -> KeyPreimage {
     KeyPreimage {
         schema: KEY_SCHEMA_VERSION,
         identity: format!("{}:{}", spec.kind, spec.identity),
@@ -143,7 +153,7 @@ pub(super) fn preimage_of(
             .inputs
             .iter()
             .zip(inputs)
-            .map(|(p, v)| (p.name.clone(), v.hash()))
+            .map(|(p, h)| (p.name.clone(), *h))
             .collect(),
         outputs: spec
             .outputs

@@ -604,7 +604,12 @@ impl Executor {
                 for observer in self.shared.observers.lock().unwrap().iter() {
                     observer.on_result(n, &name, &result);
                 }
-                self.shared.state.lock().unwrap()[n] = Some(Current::from(result));
+                {
+                    // Both under the state's lock, as `stale_set` reads them.
+                    let mut state = self.shared.state.lock().unwrap();
+                    state[n] = Some(Current::from(result));
+                    self.shared.other_key.lock().unwrap().remove(&n);
+                }
                 // After the observers and the state: whoever sees the event finds the result
                 // current and handed to them (a sheet's flush then covers it).
                 match &outcome {

@@ -175,6 +175,10 @@ pub(super) struct Shared {
     pub(super) bindings: Mutex<WorkspaceBindings>,
     /// Each node's current result.
     pub(super) state: Mutex<Vec<Option<Current>>>,
+    /// The nodes whose current result was restored under a key their code, version,
+    /// parameters or identity no longer make (a sheet reopened by a changed program): the
+    /// next run computes them again, so they are stale whatever their inputs.
+    pub(super) other_key: Mutex<std::collections::HashSet<usize>>,
     pub(super) events: EventSender,
     pub(super) runs: AtomicU64,
     pub(super) progress: Mutex<TerminalProgress>,

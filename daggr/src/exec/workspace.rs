@@ -106,6 +106,7 @@ impl Pipeline {
         Pipeline(Arc::new(Shared {
             bindings: Mutex::new(WorkspaceBindings::new(s.default_bindings.clone())),
             state: Mutex::new((0..s.nodes.len()).map(|_| None).collect()),
+            other_key: Mutex::new(HashSet::new()),
             events: EventSender::new(4096),
             runs: AtomicU64::new(0),
             progress: Mutex::new(TerminalProgress::Auto),
@@ -134,7 +135,9 @@ impl Pipeline {
     }
 
     /// Makes `result` the node's current result (restoring a sheet, or selecting a history
-    /// entry). Its downstream cone becomes stale if the outputs differ.
+    /// entry). Its downstream cone becomes stale if the outputs differ. A result made under a
+    /// key the node no longer makes from the same inputs (its code, version or parameters
+    /// changed since) is stale itself: the next run computes it again.
     pub fn restore_result(
         &self,
         node: impl Into<NodeRef>,
@@ -164,8 +167,37 @@ impl Pipeline {
                     .unwrap_or("()"),
             });
         }
-        self.0.state.lock().unwrap()[index] = Some(Current::from(result));
+        let other_key = self.made_under_another_key(index, &result);
+        // Both under the state's lock, as `stale_set` reads them.
+        let mut state = self.0.state.lock().unwrap();
+        state[index] = Some(Current::from(result));
+        let mut flagged = self.0.other_key.lock().unwrap();
+        if other_key {
+            flagged.insert(index);
+        } else {
+            flagged.remove(&index);
+        }
         Ok(())
+    }
+
+    /// Whether `result` has a key node `index` no longer makes from the same inputs: its
+    /// code, version, parameters or identity changed since (a run would compute it
+    /// again). A node keyed by code learnt only at run time (a Space's revision) cannot
+    /// be told before that run, and is taken as it is.
+    fn made_under_another_key(&self, index: usize, result: &NodeResult) -> bool {
+        let node = &self.0.s.nodes[index];
+        let spec = node.spec();
+        let now =
+            super::attempt::preimage_of_hashes(spec, spec.code_fingerprint.clone(), &result.inputs);
+        result.inputs.len() != spec.inputs.len()
+            || (now.key() != result.key && node.runtime_fingerprint().is_none())
+    }
+
+    /// Whether node `index`'s current result was restored under a key the node no longer
+    /// makes (see [`Pipeline::restore_result`]): stale, whatever its inputs.
+    #[cfg(feature = "inspector")]
+    pub(crate) fn made_by_other_code(&self, index: usize) -> bool {
+        self.0.other_key.lock().unwrap().contains(&index)
     }
 
     /// Changes the constant bound to `node.port` to an untyped [`Value`] (restoring a
@@ -494,8 +526,8 @@ impl Pipeline {
             .expect("typed handles match their port type"))
     }
 
-    /// Whether the node's current result is out of date (or missing): its inputs changed, or
-    /// something upstream is stale.
+    /// Whether the node's current result is out of date (or missing): its inputs changed,
+    /// something upstream is stale, or it was restored from a key the node no longer makes.
     pub fn is_stale(&self, node: impl Into<NodeRef>) -> Result<bool, Error> {
         let index = self.resolve(&node.into())?;
         Ok(self.stale_set()[index])
@@ -514,22 +546,24 @@ impl Pipeline {
     fn stale_set(&self) -> Vec<bool> {
         let state = self.0.state.lock().unwrap();
         let bindings = self.0.bindings.lock().unwrap();
+        let other_key = self.0.other_key.lock().unwrap();
         let mut stale = vec![false; self.0.s.nodes.len()];
         for n in self.0.s.topo.iter().map(|&n| n as usize) {
             let Some(result) = &state[n] else {
                 stale[n] = true;
                 continue;
             };
-            stale[n] = bindings[n].iter().enumerate().any(|(port, b)| match b {
-                Binding::Port { node, port: out } => {
-                    stale[*node]
-                        || state[*node]
-                            .as_ref()
-                            .is_none_or(|r| r.outputs[*out].hash() != result.inputs[port])
-                }
-                Binding::Const(v) => v.hash() != result.inputs[port],
-                Binding::Generated(_) | Binding::Unbound => false,
-            });
+            stale[n] = other_key.contains(&n)
+                || bindings[n].iter().enumerate().any(|(port, b)| match b {
+                    Binding::Port { node, port: out } => {
+                        stale[*node]
+                            || state[*node]
+                                .as_ref()
+                                .is_none_or(|r| r.outputs[*out].hash() != result.inputs[port])
+                    }
+                    Binding::Const(v) => v.hash() != result.inputs[port],
+                    Binding::Generated(_) | Binding::Unbound => false,
+                });
         }
         stale
     }

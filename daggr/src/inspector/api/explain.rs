@@ -9,7 +9,9 @@
 //!
 //! A stale result is explained against the inputs it was made from ([`stale_reasons`]):
 //! which constant changed (its value before and now), which upstream has another result, or,
-//! for a node stale only because something above it is, where upstream the change started.
+//! for a node stale only because something above it is, where upstream the change started;
+//! and, for a result a changed program no longer makes under its key (a sheet reopened after
+//! an edit), which of the node's code, version, parameters or identity changed.
 
 use std::collections::{HashMap, HashSet};
 
@@ -347,8 +349,9 @@ fn same_key_summary(current: &HistoryEntry) -> String {
 enum Stale {
     /// The node has no result (everything below it waits for one).
     NoResult,
-    /// The node's own inputs differ from the ones its result was made from.
-    Direct(Vec<String>),
+    /// The node itself changed (its first `own` texts, each naming it: code, version,
+    /// parameters), or its own inputs differ from the ones its result was made from.
+    Direct { texts: Vec<String>, own: usize },
     /// Only inputs from stale upstream nodes: the nodes where that started (by index,
     /// at most `ROOTS_KEPT` of them) and whether there are more.
     Upstream {
@@ -428,8 +431,16 @@ pub(crate) fn stale_reasons(
             continue;
         };
         let spec = nodes[n].spec();
-        let mut direct = Vec::new();
         let mut before: Option<Option<Provenance>> = None;
+        // A result made by other code or parameters (a sheet reopened by a changed
+        // program): a run computes it again, whatever its inputs.
+        let mut direct = if pipeline.made_by_other_code(n) {
+            let provenance = before.get_or_insert_with(|| recorded(&spec.name));
+            spec_changes(pipeline.cache(), spec, &result, provenance.as_ref())
+        } else {
+            Vec::new()
+        };
+        let own = direct.len();
         for (p, port) in spec.inputs.iter().enumerate() {
             let Some(made_from) = result.inputs.get(p) else {
                 continue;
@@ -485,7 +496,7 @@ pub(crate) fn stale_reasons(
             }
         }
         let entry = if !direct.is_empty() || ports.is_empty() {
-            Stale::Direct(direct)
+            Stale::Direct { texts: direct, own }
         } else {
             roots.sort_unstable();
             roots.dedup();
@@ -500,8 +511,10 @@ pub(crate) fn stale_reasons(
         let name = pipeline.node_name(r);
         match why.get(&r) {
             Some(Stale::NoResult) | None => format!("`{name}` has no result yet"),
-            Some(Stale::Direct(texts)) if texts.is_empty() => format!("`{name}` is stale"),
-            Some(Stale::Direct(texts)) => match texts[0].strip_prefix("value changed") {
+            Some(Stale::Direct { texts, .. }) if texts.is_empty() => format!("`{name}` is stale"),
+            // Its own changes name it already ("code of `blur` changed").
+            Some(Stale::Direct { texts, own }) if *own == texts.len() => texts.join("; "),
+            Some(Stale::Direct { texts, .. }) => match texts[0].strip_prefix("value changed") {
                 Some(rest) if texts.len() == 1 => format!("`{name}` changed{rest}"),
                 _ => format!("`{name}`: {}", texts.join("; ")),
             },
@@ -513,10 +526,10 @@ pub(crate) fn stale_reasons(
             let text = match w {
                 // A node without a result is pending, not stale: its card says so.
                 Stale::NoResult => return None,
-                Stale::Direct(texts) if texts.is_empty() => {
+                Stale::Direct { texts, .. } if texts.is_empty() => {
                     "an input changed since this result".into()
                 }
-                Stale::Direct(texts) => texts.join("; "),
+                Stale::Direct { texts, .. } => texts.join("; "),
                 Stale::Upstream { ports, roots, more } => {
                     let (noun, verb) = if ports.len() == 1 {
                         ("input", "is")
@@ -537,6 +550,154 @@ pub(crate) fn stale_reasons(
             Some((n, text))
         })
         .collect()
+}
+
+/// Parameter changes named one by one in a stale line; beyond them it says how many more.
+const PARAMS_KEPT: usize = 3;
+
+/// What changed in node `spec` itself since `result` was made (its key is no longer the
+/// one the node makes from the same inputs): its code, version, parameters, identity or
+/// input ports, each naming the node ("code of `blur` changed", "parameter `model` of
+/// `caption` changed: \"a\" → \"b\""). What the result was made by is read from the
+/// sheet's record of it, else from the preimage the cache stored with its key; without
+/// either, the line says only that the node changed.
+fn spec_changes(
+    cache: &Cache,
+    spec: &crate::NodeSpec,
+    result: &NodeResult,
+    recorded: Option<&Provenance>,
+) -> Vec<String> {
+    let name = &spec.name;
+    let unknown = || {
+        vec![format!(
+            "code or parameters of `{name}` changed since this result"
+        )]
+    };
+    let before = match recorded {
+        Some(p) => KeyPreimage {
+            schema: KEY_SCHEMA_VERSION,
+            identity: p.identity.clone(),
+            code: p.code.clone(),
+            version: p.version.clone(),
+            params: p.params.clone(),
+            inputs: p.inputs.iter().map(|i| (i.port.clone(), i.hash)).collect(),
+            outputs: Vec::new(),
+        },
+        None => match cache.explain(&result.key) {
+            Some(p) => p,
+            None => return unknown(),
+        },
+    };
+    let mut out = Vec::new();
+    if before.code != spec.code_fingerprint {
+        out.push(format!("code of `{name}` changed"));
+    }
+    if before.version != spec.config.version {
+        let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+        out.push(format!(
+            "version of `{name}` changed: {} → {}",
+            text(&before.version),
+            text(&spec.config.version)
+        ));
+    }
+    let mut params = Vec::new();
+    param_changes(&before.params, &spec.params, String::new(), &mut params);
+    for (path, was, now) in params.iter().take(PARAMS_KEPT) {
+        let value = |v: &Option<Json>| v.as_ref().map_or("none".into(), short);
+        out.push(format!(
+            "parameter `{path}` of `{name}` changed: {} → {}",
+            value(was),
+            value(now)
+        ));
+    }
+    if params.len() > PARAMS_KEPT {
+        out.push(format!(
+            "{} more parameters of `{name}` changed",
+            params.len() - PARAMS_KEPT
+        ));
+    }
+    let identity = format!("{}:{}", spec.kind, spec.identity);
+    // An identity follows its parameters (a model's name is in both): said once.
+    if before.identity != identity && params.is_empty() {
+        let (was, now) = differing_tails(&before.identity, &identity);
+        out.push(format!("identity of `{name}` changed: {was} → {now}"));
+    }
+    let ports: Vec<&str> = before.inputs.iter().map(|(p, _)| p.as_str()).collect();
+    if ports
+        != spec
+            .inputs
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+    {
+        out.push(format!("input ports of `{name}` changed"));
+    }
+    // Only the cache's preimage has the output types (the sheet's record does not).
+    let types: Vec<&str> = spec.outputs.iter().map(|p| p.ty.name()).collect();
+    if !before.outputs.is_empty() && before.outputs != types {
+        out.push(format!("output types of `{name}` changed"));
+    }
+    if out.is_empty() {
+        return unknown();
+    }
+    out
+}
+
+/// The leaves of two parameter values that differ, as `(path, before, after)` with
+/// object members joined by dots (`params.temperature`); values that are not both
+/// objects are one leaf.
+fn param_changes(
+    before: &Json,
+    after: &Json,
+    path: String,
+    out: &mut Vec<(String, Option<Json>, Option<Json>)>,
+) {
+    if let (Some(b), Some(a)) = (before.as_object(), after.as_object()) {
+        let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let at = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match (b.get(k), a.get(k)) {
+                (Some(x), Some(y)) => param_changes(x, y, at, out),
+                (x, y) => out.push((at, x.cloned(), y.cloned())),
+            }
+        }
+    } else if canonical_json(before) != canonical_json(after) {
+        let path = if path.is_empty() {
+            "params".into()
+        } else {
+            path
+        };
+        let some = |v: &Json| (!v.is_null()).then(|| v.clone());
+        out.push((path, some(before), some(after)));
+    }
+}
+
+/// Two identities with the part they share at the start (up to a `:`) left out, so the
+/// line shows what differs: `fn:a:x` → `fn:b:y` gives `` `a:x` `` and `` `b:y` ``.
+fn differing_tails(before: &str, after: &str) -> (String, String) {
+    let shared = before
+        .char_indices()
+        .zip(after.chars())
+        .take_while(|((_, b), a)| b == a)
+        .filter(|((_, b), _)| *b == ':')
+        .map(|((i, _), _)| i + 1)
+        .last()
+        .unwrap_or(0);
+    let tail = |s: &str| {
+        let t = &s[shared..];
+        if t.chars().count() > 40 {
+            format!("`{}…`", t.chars().take(40).collect::<String>())
+        } else {
+            format!("`{t}`")
+        }
+    };
+    (tail(before), tail(after))
 }
 
 /// The inputs of a history entry for the list: each with its hash, its value when the sheet
@@ -715,6 +876,137 @@ mod tests {
                 .get(&pipeline.node_index("a").unwrap())
                 .map(String::as_str),
             Some("value changed: now 5")
+        );
+    }
+
+    /// `a` (input) -> `blur` -> `plus`, with `blur`'s code, version and parameters given.
+    fn program(cache: &Cache, code: &str, version: &str, params: Json) -> Pipeline {
+        use crate::{Configure, FnNode, Graph};
+        let mut g = Graph::new("reopened").cache(cache.clone());
+        let a = g.input("a", 1u32);
+        let blur = g.add(
+            FnNode::sync("blur", |x: u32| x + 1)
+                .inputs(["x"])
+                .code_fingerprint(code)
+                .params(params)
+                .version(version),
+            (a,),
+        );
+        g.add(FnNode::sync("plus", |x: u32| x + 10).inputs(["x"]), (blur,));
+        g.build().unwrap()
+    }
+
+    /// Results made by one program, restored into another whose `blur` changed.
+    async fn reopened(changed: Pipeline) -> Pipeline {
+        let first = program(
+            changed.cache(),
+            "c1",
+            "1",
+            json!({ "model": "a", "steps": 4 }),
+        );
+        first.run(crate::Scope::All).await.unwrap();
+        assert!(first.cache().flush().is_empty());
+        for node in ["a", "blur", "plus"] {
+            let result = first.result(node).unwrap().unwrap();
+            changed.restore_result(node, result).unwrap();
+        }
+        changed
+    }
+
+    /// A sheet reopened by a program whose node changed: the node is stale (a run computes
+    /// it again), its card names what changed, and the node below names it as the origin.
+    #[tokio::test]
+    async fn a_result_made_by_other_code_or_parameters_is_stale_and_says_why() {
+        let reasons = |p: &Pipeline, recorded: Option<Provenance>| {
+            let stale: HashSet<String> = p.stale_nodes().into_iter().collect();
+            let reasons = stale_reasons(p, &stale, &mut |node| {
+                (node == "blur").then(|| recorded.clone()).flatten()
+            });
+            let of = |name: &str| reasons.get(&p.node_index(name).unwrap()).cloned();
+            (stale, of("blur"), of("plus"))
+        };
+        let cache = Cache::temporary().unwrap();
+        // Unchanged: nothing is stale.
+        let same = reopened(program(
+            &cache,
+            "c1",
+            "1",
+            json!({ "model": "a", "steps": 4 }),
+        ))
+        .await;
+        assert!(same.stale_nodes().is_empty(), "{:?}", same.stale_nodes());
+
+        // Code changed: read from the preimage the cache stored with the key.
+        let code = reopened(program(
+            &cache,
+            "c2",
+            "1",
+            json!({ "model": "a", "steps": 4 }),
+        ))
+        .await;
+        let (stale, blur, plus) = reasons(&code, None);
+        assert!(!stale.contains("a") && stale.contains("blur") && stale.contains("plus"));
+        assert_eq!(blur.as_deref(), Some("code of `blur` changed"));
+        assert_eq!(
+            plus.as_deref(),
+            Some("input `x` is out of date: code of `blur` changed")
+        );
+
+        // A parameter and the version changed: named with their values before and now,
+        // from the sheet's record of the result.
+        let params = reopened(program(
+            &cache,
+            "c1",
+            "2",
+            json!({ "model": "b", "steps": 4 }),
+        ))
+        .await;
+        let mut record = prov(&[("x", None)]);
+        record.identity = format!("fn:{}", params.nodes().nth(1).unwrap().spec().identity);
+        record.code = "c1".into();
+        record.version = Some("1".into());
+        record.params = json!({ "model": "a", "steps": 4 });
+        let (_, blur, _) = reasons(&params, Some(record));
+        assert_eq!(
+            blur.as_deref(),
+            Some("version of `blur` changed: 1 → 2; parameter `model` of `blur` changed: \"a\" → \"b\"")
+        );
+
+        // Stale agrees with what a run does: `blur` is computed again (`plus`, whose
+        // input came out the same, is then served its own result).
+        let report = params.run(crate::Scope::All).await.unwrap();
+        assert_eq!(report.computed(), ["blur"]);
+        assert!(matches!(
+            report.outcome("plus"),
+            Some(crate::Outcome::Cached(_))
+        ));
+        assert!(params.stale_nodes().is_empty());
+    }
+
+    #[test]
+    fn parameter_changes_are_named_by_path_and_identities_by_what_differs() {
+        let mut found = Vec::new();
+        param_changes(
+            &json!({ "model": "a", "params": { "temperature": 0.2, "seed": 1 } }),
+            &json!({ "model": "a", "params": { "temperature": 0.7 }, "task": "chat" }),
+            String::new(),
+            &mut found,
+        );
+        assert_eq!(
+            found,
+            [
+                ("params.seed".to_string(), Some(json!(1)), None),
+                (
+                    "params.temperature".to_string(),
+                    Some(json!(0.2)),
+                    Some(json!(0.7))
+                ),
+                ("task".to_string(), None, Some(json!("chat"))),
+            ]
+        );
+        assert_eq!(
+            differing_tails("gradio:hf:me/app:/predict", "gradio:hf:me/app:/caption"),
+            ("`/predict`".to_string(), "`/caption`".to_string())
         );
     }
 

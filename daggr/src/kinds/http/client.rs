@@ -46,14 +46,18 @@ pub(crate) fn build(
     redirects: Redirects,
     read_timeout: Option<Duration>,
 ) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(policy(redirects));
+    let mut builder = base().redirect(policy(redirects));
     if let Some(t) = read_timeout {
         builder = builder.read_timeout(t);
     }
     builder.build().map_err(ClientError)
+}
+
+/// What every client daggr builds starts from: its user agent and connect timeout.
+pub(crate) fn base() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
 }
 
 /// Sends `request` from daggr's own HTTP runtime, where the client's connections then live.

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::client::{ClientError, CONNECT_TIMEOUT, USER_AGENT};
+use super::client::{base, ClientError};
 
 /// The most redirects followed in a row.
 const MAX_REDIRECTS: usize = 5;
@@ -114,9 +114,7 @@ pub(crate) fn public_only() -> Result<reqwest::Client, ClientError> {
     if let Some(c) = CLIENT.get() {
         return Ok(c.clone());
     }
-    let client = reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .connect_timeout(CONNECT_TIMEOUT)
+    let client = base()
         .no_proxy()
         .dns_resolver(Arc::new(PublicResolver))
         .redirect(reqwest::redirect::Policy::custom(|attempt| {

@@ -88,6 +88,27 @@ pub(in crate::sheet) struct ClaimRow {
     pub(in crate::sheet) previous: Option<String>,
 }
 
+/// What a claim found: the item claimed, if any, and the items given up on the way.
+#[derive(Default)]
+pub(in crate::sheet) struct Claimed {
+    pub(in crate::sheet) row: Option<ClaimRow>,
+    pub(in crate::sheet) abandoned: Vec<Abandoned>,
+}
+
+/// An item failed by a claim because it had been claimed `max_claims` times and its last
+/// worker's lease ended too.
+pub(in crate::sheet) struct Abandoned {
+    pub(in crate::sheet) item: i64,
+    pub(in crate::sheet) claims: i64,
+    pub(in crate::sheet) last_worker: Option<String>,
+}
+
+/// The error stored for an abandoned item, in SQL (both dialects concatenate with `||`;
+/// `attempts` and `claimed_by` are the row's): one text, so both backends say the same.
+pub(in crate::sheet) const ABANDONED_ERROR_SQL: &str = "'given up after ' || attempts || \
+    ' claims: each worker that ran it stopped before it finished (the last: ' || \
+    COALESCE(claimed_by, 'unknown') || '); it runs once more when the batch is run again'";
+
 /// A claim that is held now.
 pub(in crate::sheet) struct HeldClaim {
     pub(in crate::sheet) item: i64,
@@ -153,8 +174,16 @@ pub(in crate::sheet) trait BatchBackend {
     /// Makes the failed items pending again; how many.
     fn retry_failed(&self, batch: i64) -> Result<u64, Error>;
     /// Claims the first item that is pending, or claimed with its lease ended, for `worker`
-    /// until `lease_ms` from now; `None` when there is none free.
-    fn claim(&self, batch: i64, worker: &str, lease_ms: i64) -> Result<Option<ClaimRow>, Error>;
+    /// until `lease_ms` from now; `None` when there is none free. First, in the same
+    /// transaction, an item whose lease ended after `max_claims` claims is failed instead
+    /// ([`abandoned_error`]) and listed: every worker that ran it stopped before it ended.
+    fn claim(
+        &self,
+        batch: i64,
+        worker: &str,
+        lease_ms: i64,
+        max_claims: i64,
+    ) -> Result<Claimed, Error>;
     /// Extends claim (`worker`, `attempt`) of `item` to `lease_ms` from now; false when it
     /// is no longer that item's claim.
     fn renew(

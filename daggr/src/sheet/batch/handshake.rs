@@ -8,8 +8,8 @@
 //! The request, a JSON object: `inputs` (the JSON Lines file of input sets), and optional
 //! `name` (the batch's; default the file's stem), `sheets` (the database, as
 //! [`SheetStore::open_url`] reads it; default [`SheetStore::open_default`]), `worker`,
-//! `concurrency`, `lease_ms` (see [`BatchOptions`]) and `events` (a file to append the
-//! updates to).
+//! `concurrency`, `lease_ms`, `item_timeout_ms`, `max_claims` (see [`BatchOptions`]) and
+//! `events` (a file to append the updates to).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -43,6 +43,10 @@ struct Request {
     concurrency: Option<usize>,
     #[serde(default)]
     lease_ms: Option<u64>,
+    #[serde(default)]
+    item_timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_claims: Option<u32>,
     #[serde(default)]
     events: Option<PathBuf>,
 }
@@ -89,6 +93,12 @@ fn run(pipeline: &Pipeline, request: &str) -> Result<BatchSummary, String> {
     }
     if let Some(ms) = request.lease_ms {
         options = options.lease(Duration::from_millis(ms));
+    }
+    if let Some(ms) = request.item_timeout_ms {
+        options = options.item_timeout(Duration::from_millis(ms));
+    }
+    if let Some(claims) = request.max_claims {
+        options = options.max_claims(claims);
     }
     if let Some(path) = &request.events {
         let file = std::fs::OpenOptions::new()

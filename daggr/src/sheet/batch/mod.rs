@@ -72,7 +72,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use backend::{BatchBackend, ItemEnd, ItemRow};
+use backend::{Abandoned, BatchBackend, ItemEnd, ItemRow};
 pub use run::{BatchEvent, BatchOptions, BatchSummary, BatchUpdate, ItemFailure};
 
 use super::schema::now_ms;
@@ -86,6 +86,12 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 /// Items a worker runs at once, by default.
 pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// How many times an item is claimed before it is given up when every worker that ran it
+/// stopped before it finished ([`BatchOptions::max_claims`]): an input that crashes or
+/// hangs its worker (out of memory, a native library's fault, a cut-off machine) must not
+/// take down every worker of the batch in turn.
+pub const DEFAULT_MAX_CLAIMS: u32 = 3;
 
 /// A batch of input sets of one pipeline, kept in a sheet database. Cheap to clone.
 #[derive(Clone)]
@@ -258,19 +264,33 @@ impl Batch {
 
     /// Claims the first free item (pending, or claimed by a worker whose lease ended) for
     /// `worker` until `lease` from now: what [`Pipeline::run_batch`] does before each item,
-    /// for a loop of one's own. `None` when no item is free.
+    /// for a loop of one's own. `None` when no item is free. An item whose lease ended
+    /// after [`DEFAULT_MAX_CLAIMS`] claims is failed instead of claimed again
+    /// ([`BatchOptions::max_claims`]).
     pub fn claim(&self, worker: &str, lease: Duration) -> Result<Option<BatchClaim>, Error> {
-        let Some(row) = self.backend().claim(self.id, worker, lease_ms(lease))? else {
-            return Ok(None);
-        };
-        Ok(Some(BatchClaim {
+        Ok(self.claim_at_most(worker, lease, DEFAULT_MAX_CLAIMS)?.0)
+    }
+
+    /// [`Batch::claim`] with a limit of `max_claims` claims per item; also the items it
+    /// gave up on the way.
+    pub(super) fn claim_at_most(
+        &self,
+        worker: &str,
+        lease: Duration,
+        max_claims: u32,
+    ) -> Result<(Option<BatchClaim>, Vec<Abandoned>), Error> {
+        let claimed = self
+            .backend()
+            .claim(self.id, worker, lease_ms(lease), i64::from(max_claims.max(1)))?;
+        let claim = claimed.row.map(|row| BatchClaim {
             batch: self.clone(),
             item: row.item,
             inputs: serde_json::from_str(&row.inputs).unwrap_or(Json::Null),
             attempt: row.attempt,
             worker: worker.to_string(),
             reclaimed_from: row.previous,
-        }))
+        });
+        Ok((claim, claimed.abandoned))
     }
 }
 

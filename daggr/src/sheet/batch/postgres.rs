@@ -15,7 +15,8 @@ use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::{Client, IsolationLevel};
 
 use super::backend::{
-    BatchBackend, BatchState, ClaimRow, HeldClaim, ItemEnd, ItemRow, BATCH_MIGRATIONS,
+    Abandoned, BatchBackend, BatchState, ClaimRow, Claimed, HeldClaim, ItemEnd, ItemRow,
+    ABANDONED_ERROR_SQL, BATCH_MIGRATIONS,
 };
 use crate::sheet::postgres::PgBackend;
 use crate::sheet::rows::collect_refs;
@@ -153,11 +154,37 @@ impl BatchBackend for PgBackend {
         })
     }
 
-    fn claim(&self, batch: i64, worker: &str, lease_ms: i64) -> Result<Option<ClaimRow>, Error> {
+    fn claim(
+        &self,
+        batch: i64,
+        worker: &str,
+        lease_ms: i64,
+        max_claims: i64,
+    ) -> Result<Claimed, Error> {
         let worker = worker.to_string();
         self.call(move |c| {
             let mut tx = c.transaction()?;
             let now: i64 = tx.query_one(&format!("SELECT {NOW}"), &[])?.try_get(0)?;
+            let abandoned = tx
+                .query(
+                    &format!(
+                        "UPDATE batch_items SET status = 'failed', error = {ABANDONED_ERROR_SQL},
+                             finished_ms = $2, claimed_until = NULL
+                         WHERE batch_id = $1 AND status = 'claimed' AND claimed_until <= $2
+                             AND attempts >= $3
+                         RETURNING item, attempts, claimed_by"
+                    ),
+                    &[&batch, &now, &max_claims],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(Abandoned {
+                        item: r.try_get(0)?,
+                        claims: r.try_get(1)?,
+                        last_worker: r.try_get(2)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ::postgres::Error>>()?;
             let Some(row) = tx.query_opt(
                 "SELECT item, inputs, status, claimed_by FROM batch_items
                  WHERE batch_id = $1 AND (status = 'pending' OR (status = 'claimed' AND claimed_until <= $2))
@@ -167,7 +194,10 @@ impl BatchBackend for PgBackend {
             )?
             else {
                 tx.commit()?;
-                return Ok(None);
+                return Ok(Claimed {
+                    row: None,
+                    abandoned,
+                });
             };
             let item: i64 = row.try_get(0)?;
             let inputs: String = row.try_get(1)?;
@@ -182,12 +212,15 @@ impl BatchBackend for PgBackend {
                 )?
                 .try_get(0)?;
             tx.commit()?;
-            Ok(Some(ClaimRow {
-                item,
-                inputs,
-                attempt,
-                previous: (status == "claimed").then_some(previous).flatten(),
-            }))
+            Ok(Claimed {
+                row: Some(ClaimRow {
+                    item,
+                    inputs,
+                    attempt,
+                    previous: (status == "claimed").then_some(previous).flatten(),
+                }),
+                abandoned,
+            })
         })
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use super::{Batch, BatchClaim, DEFAULT_CONCURRENCY, DEFAULT_LEASE};
+use super::{Batch, BatchClaim, DEFAULT_CONCURRENCY, DEFAULT_LEASE, DEFAULT_MAX_CLAIMS};
 use crate::exec::{CallAnswer, TerminalProgress};
 use crate::node::event::error_chain;
 use crate::{Error, Pipeline};
@@ -29,6 +29,8 @@ pub struct BatchOptions {
     lease: Duration,
     worker: Option<String>,
     retry_failed: bool,
+    max_claims: u32,
+    item_timeout: Option<Duration>,
     on_update: Option<OnUpdate>,
 }
 
@@ -39,6 +41,8 @@ impl Default for BatchOptions {
             lease: DEFAULT_LEASE,
             worker: None,
             retry_failed: true,
+            max_claims: DEFAULT_MAX_CLAIMS,
+            item_timeout: None,
             on_update: None,
         }
     }
@@ -51,6 +55,8 @@ impl std::fmt::Debug for BatchOptions {
             .field("lease", &self.lease)
             .field("worker", &self.worker)
             .field("retry_failed", &self.retry_failed)
+            .field("max_claims", &self.max_claims)
+            .field("item_timeout", &self.item_timeout)
             .field("on_update", &self.on_update.is_some())
             .finish()
     }
@@ -82,6 +88,25 @@ impl BatchOptions {
     /// Whether failed items are made pending again when the run starts (default true).
     pub fn retry_failed(mut self, retry: bool) -> Self {
         self.retry_failed = retry;
+        self
+    }
+
+    /// How many claims an item gets when every worker that ran it stopped before it ended
+    /// (default [`DEFAULT_MAX_CLAIMS`]; at least 1): past them, the next worker to find its
+    /// lease ended marks it failed ([`BatchEvent::GivenUp`]) instead of running it again.
+    /// Such an item runs once more when the batch is run again with
+    /// [`BatchOptions::retry_failed`].
+    pub fn max_claims(mut self, claims: u32) -> Self {
+        self.max_claims = claims.max(1);
+        self
+    }
+
+    /// The longest one item may run here: past it, its run is cancelled and the item
+    /// fails ("timed out"). Default: no limit (each node has its own timeouts), but a
+    /// claim is renewed for as long as its item runs, so an item that hangs holds its slot
+    /// until then.
+    pub fn item_timeout(mut self, timeout: Duration) -> Self {
+        self.item_timeout = Some(timeout);
         self
     }
 
@@ -145,6 +170,18 @@ pub enum BatchEvent {
         elapsed_ms: f64,
         /// Why, with the cause chain.
         error: String,
+    },
+    /// An item was given up: its lease ended after [`BatchOptions::max_claims`] claims,
+    /// every worker that ran it having stopped before it finished. It is failed, with an
+    /// error saying so.
+    GivenUp {
+        /// The item.
+        item: u64,
+        /// How many times it was claimed.
+        claims: u32,
+        /// The last worker that claimed it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_worker: Option<String>,
     },
     /// This worker's claim on an item ended and another worker took the item over (this
     /// one was stopped or cut off for longer than the lease): nothing it computed for the
@@ -351,7 +388,26 @@ impl Worker<'_> {
     async fn slot(&self) -> Result<(), Error> {
         loop {
             let (batch, name, lease) = (self.batch.clone(), self.name.clone(), self.options.lease);
-            if let Some(claim) = blocking(move || batch.claim(&name, lease)).await? {
+            let max_claims = self.options.max_claims;
+            let (claim, given_up) =
+                blocking(move || batch.claim_at_most(&name, lease, max_claims)).await?;
+            for abandoned in given_up {
+                let item = abandoned.item.max(0) as u64;
+                let claims = abandoned.claims.clamp(0, u32::MAX as i64) as u32;
+                tracing::warn!(
+                    batch = self.batch.name(),
+                    item,
+                    claims,
+                    "giving up an item: every worker that ran it stopped before it finished"
+                );
+                self.tally.lock().unwrap().failed += 1;
+                self.emit(BatchEvent::GivenUp {
+                    item,
+                    claims,
+                    last_worker: abandoned.last_worker,
+                });
+            }
+            if let Some(claim) = claim {
                 let key = (claim.item, claim.attempt);
                 self.held.lock().unwrap().insert(key);
                 let ran = self.run(claim).await;
@@ -474,9 +530,24 @@ impl Worker<'_> {
         let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let call = workspace.call();
         tokio::pin!(call);
+        let timeout = self.options.item_timeout;
+        let timed_out = async {
+            match timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(timed_out);
         let answer = loop {
             tokio::select! {
                 answer = &mut call => break answer,
+                // Dropping the call cancels its run.
+                () = &mut timed_out => {
+                    let limit = timeout.unwrap_or_default().as_secs_f64();
+                    return Ok(ItemEnd::Failed(format!(
+                        "timed out: still running after {limit} s (the batch's item timeout)"
+                    )));
+                }
                 _ = renewals.tick() => {
                     let (c, lease) = (claim.clone(), self.options.lease);
                     if !blocking(move || c.renew(lease)).await? {

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::backend::{
-    BatchBackend, BatchState, ClaimRow, HeldClaim, ItemEnd, ItemRow, BATCH_MIGRATIONS,
+    Abandoned, BatchBackend, BatchState, ClaimRow, Claimed, HeldClaim, ItemEnd, ItemRow,
+    ABANDONED_ERROR_SQL, BATCH_MIGRATIONS,
 };
 use crate::sheet::rows::collect_refs;
 use crate::sheet::schema::now_ms;
@@ -124,10 +125,32 @@ impl BatchBackend for SqliteBackend {
         Ok(changed as u64)
     }
 
-    fn claim(&self, batch: i64, worker: &str, lease_ms: i64) -> Result<Option<ClaimRow>, Error> {
+    fn claim(
+        &self,
+        batch: i64,
+        worker: &str,
+        lease_ms: i64,
+        max_claims: i64,
+    ) -> Result<Claimed, Error> {
         self.with_conn(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
+            let abandoned = tx
+                .prepare(&format!(
+                    "UPDATE batch_items SET status = 'failed', error = {ABANDONED_ERROR_SQL},
+                         finished_ms = ?2, claimed_until = NULL
+                     WHERE batch_id = ?1 AND status = 'claimed' AND claimed_until <= ?2
+                         AND attempts >= ?3
+                     RETURNING item, attempts, claimed_by"
+                ))?
+                .query_map(params![batch, now, max_claims], |r| {
+                    Ok(Abandoned {
+                        item: r.get(0)?,
+                        claims: r.get(1)?,
+                        last_worker: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             let found: Option<(i64, String, String, Option<String>)> = tx
                 .query_row(
                     "SELECT item, inputs, status, claimed_by FROM batch_items
@@ -138,7 +161,11 @@ impl BatchBackend for SqliteBackend {
                 )
                 .optional()?;
             let Some((item, inputs, status, previous)) = found else {
-                return Ok(None);
+                tx.commit()?;
+                return Ok(Claimed {
+                    row: None,
+                    abandoned,
+                });
             };
             let attempt: i64 = tx.query_row(
                 "UPDATE batch_items SET status = 'claimed', claimed_by = ?3, claimed_until = ?4,
@@ -148,12 +175,15 @@ impl BatchBackend for SqliteBackend {
                 |r| r.get(0),
             )?;
             tx.commit()?;
-            Ok(Some(ClaimRow {
-                item,
-                inputs,
-                attempt,
-                previous: (status == "claimed").then_some(previous).flatten(),
-            }))
+            Ok(Claimed {
+                row: Some(ClaimRow {
+                    item,
+                    inputs,
+                    attempt,
+                    previous: (status == "claimed").then_some(previous).flatten(),
+                }),
+                abandoned,
+            })
         })
     }
 
