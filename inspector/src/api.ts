@@ -1,6 +1,6 @@
 // The HTTP API (../API.md): JSON in and out, errors as `{ "error": "…" }`, the token from the
 // page's own URL sent as `x-daggr-token` (and as `?token=` where no header can be sent).
-import type { Graph, HistoryEntry, MediaRef, NodeLogs, Position, Scope, SheetList, SheetState, Viewport, Why } from "./types";
+import type { BatchInfo, BatchPage, Graph, HistoryEntry, ItemStatus, MediaRef, NodeLogs, Position, Scope, SheetList, SheetState, Viewport, Why } from "./types";
 
 export const token = new URLSearchParams(location.search).get("token");
 const enc = encodeURIComponent;
@@ -77,6 +77,10 @@ export const api = {
   saveViewport: (sheet: string, v: Viewport) => call<unknown>("POST", `${sheetPath(sheet)}/viewport`, v),
   savePositions: (sheet: string, positions: Record<string, Position>) => call<unknown>("POST", `${sheetPath(sheet)}/positions`, positions),
   resetPositions: (sheet: string) => call<unknown>("DELETE", `${sheetPath(sheet)}/positions`),
+
+  batches: () => call<{ pipeline: string; batches: BatchInfo[] }>("GET", "/api/batches"),
+  batch: (name: string, offset: number, limit: number, status?: ItemStatus) =>
+    call<BatchPage>("GET", `/api/batches/${enc(name)}?offset=${offset}&limit=${limit}${status ? `&status=${status}` : ""}`),
 
   upload: (file: File) =>
     call<MediaRef>("POST", "/api/blobs", file, {

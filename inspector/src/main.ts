@@ -1,6 +1,7 @@
 // Wiring: load the graph, the sheets and the state; build the canvas once; apply SSE deltas
 // as they come; refetch the state (debounced) after bursts; deep links ?sheet=…&node=….
 import { api, ApiError } from "./api";
+import { Batches } from "./batches";
 import { Canvas } from "./canvas";
 import { Cards } from "./cards";
 import { $, debounce, el, guard, onFrame, toast } from "./dom";
@@ -166,6 +167,7 @@ async function start(): Promise<void> {
     void api.savePositions(sheet, storedPositions(idx, layout.manual)).catch((e) => toast(`The node positions were not saved: ${e instanceof Error ? e.message : String(e)}`));
   }
   const timeline = new Timeline($("timeline"), $("timeline-toggle"), (n) => cards.status(n), (n) => select(n, true));
+  const batches = new Batches($("batches"), $("batches-toggle"));
 
   function select(name: string | null, center: boolean): void {
     // A grouped input (a timeline row, a deep link) is shown by its group's card.
@@ -371,6 +373,7 @@ async function start(): Promise<void> {
     if (e.key === "Enter" && !running) void guard(() => run("all"))();
     else if (e.key === "Escape" && running) $("cancel").click();
     else if (e.key === "t") timeline.toggle();
+    else if (e.key === "b") batches.toggle();
     else return;
     e.preventDefault();
   });

@@ -255,3 +255,45 @@ export interface NodeLogs {
   /** Events after this id are newer than `lines`. */
   last_event_id: number;
 }
+
+/** Where an item of a batch is (`GET /api/batches/{name}`). */
+export type ItemStatus = "pending" | "claimed" | "done" | "failed";
+
+/** A batch's items by status. */
+export interface BatchCounts {
+  total: number;
+  pending: number;
+  claimed: number;
+  done: number;
+  failed: number;
+}
+
+/** A batch as `GET /api/batches` lists it. */
+export interface BatchInfo extends BatchCounts {
+  name: string;
+}
+
+export interface BatchItem {
+  item: number;
+  inputs: unknown;
+  status: ItemStatus;
+  worker: string | null;
+  claimed_until_ms: number | null;
+  attempts: number;
+  started_ms: number | null;
+  finished_ms: number | null;
+  elapsed_ms: number | null;
+  outputs: Record<string, unknown> | null;
+  error: string | null;
+}
+
+/** One page of a batch's items. */
+export interface BatchPage {
+  name: string;
+  counts: BatchCounts;
+  status: ItemStatus | null;
+  matched: number;
+  offset: number;
+  limit: number;
+  items: BatchItem[];
+}

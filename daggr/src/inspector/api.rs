@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
+mod batches;
 mod explain;
 mod items;
 
@@ -84,6 +85,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
                 .layer(DefaultBodyLimit::max(INPUT_BODY_LIMIT)),
         )
         .route("/api/sheets/{sheet}/events", get(events))
+        .route("/api/batches", get(batches::list))
+        .route("/api/batches/{name}", get(batches::items))
         .route(
             "/api/blobs",
             post(upload_blob).layer(DefaultBodyLimit::max(app.max_upload)),

@@ -198,6 +198,8 @@ mod tests {
             "/",
             "/api/graph",
             "/api/sheets",
+            "/api/batches",
+            "/api/batches/nightly",
             "/api/calls",
             "/api/blobsx",
         ] {

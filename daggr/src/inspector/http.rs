@@ -27,9 +27,10 @@ impl IntoResponse for ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::UnknownNode { .. } | Error::UnknownSheet { .. } | Error::NoResult { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            Error::UnknownNode { .. }
+            | Error::UnknownSheet { .. }
+            | Error::UnknownBatch { .. }
+            | Error::NoResult { .. } => StatusCode::NOT_FOUND,
             Error::SheetExists { .. } | Error::NotSelectable { .. } => StatusCode::CONFLICT,
             Error::UnknownPort { .. }
             | Error::WrongValueType { .. }

@@ -244,7 +244,12 @@ fn preimage_of(cache: &Cache, entry: &HistoryEntry) -> KeyPreimage {
     if let Some(p) = key_of(&entry.key).and_then(|k| cache.explain(&k)) {
         return p;
     }
-    let p = &entry.provenance;
+    preimage_from_provenance(&entry.provenance)
+}
+
+/// A key preimage rebuilt from the provenance a sheet stored with a result (which has no
+/// output types).
+fn preimage_from_provenance(p: &Provenance) -> KeyPreimage {
     KeyPreimage {
         schema: KEY_SCHEMA_VERSION,
         identity: p.identity.clone(),
@@ -574,15 +579,7 @@ fn spec_changes(
         )]
     };
     let before = match recorded {
-        Some(p) => KeyPreimage {
-            schema: KEY_SCHEMA_VERSION,
-            identity: p.identity.clone(),
-            code: p.code.clone(),
-            version: p.version.clone(),
-            params: p.params.clone(),
-            inputs: p.inputs.iter().map(|i| (i.port.clone(), i.hash)).collect(),
-            outputs: Vec::new(),
-        },
+        Some(p) => preimage_from_provenance(p),
         None => match cache.explain(&result.key) {
             Some(p) => p,
             None => return unknown(),
