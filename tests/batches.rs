@@ -388,6 +388,19 @@ fn claims_are_exact(store: &SheetStore) {
         (counts.done, counts.failed, counts.pending, counts.claimed),
         (2, 1, 0, 0)
     );
+    // Pages, read as such from the database.
+    let page = |status, offset, limit| -> Vec<u64> {
+        let items = batch.items_page(status, offset, limit).unwrap();
+        items.iter().map(|i| i.item).collect()
+    };
+    assert_eq!(page(None, 1, 1), vec![1]);
+    assert_eq!(page(None, 0, 10), vec![0, 1, 2]);
+    assert_eq!(page(Some(ItemStatus::Done), 0, 10), vec![0, 2]);
+    assert_eq!(page(Some(ItemStatus::Done), 1, 10), vec![2]);
+    assert_eq!(page(Some(ItemStatus::Failed), 0, 10), vec![1]);
+    assert!(page(Some(ItemStatus::Pending), 0, 10).is_empty());
+    assert!(page(None, 3, 10).is_empty());
+
     assert_eq!(batch.retry_failed().unwrap(), 1);
     assert_eq!(batch.claim("e", long).unwrap().unwrap().item(), 1);
 }

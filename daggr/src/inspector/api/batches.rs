@@ -111,31 +111,23 @@ pub(super) async fn items(
     let wanted = query.status.as_deref().map(status_of).transpose()?;
     let pipeline = app.template.name().to_string();
     let batch_name = name.clone();
-    let all: Vec<BatchItem> = read(&app.store, move |store| {
-        store.open_batch(&pipeline, &batch_name)?.items()
-    })
-    .await?;
-    // Counted from the items read, so that the counts and the page agree.
-    let mut counts = BatchCounts::default();
-    for item in &all {
-        *match item.status {
-            ItemStatus::Pending => &mut counts.pending,
-            ItemStatus::Claimed => &mut counts.claimed,
-            ItemStatus::Done => &mut counts.done,
-            ItemStatus::Failed => &mut counts.failed,
-        } += 1;
-    }
-    let total = all.len();
-    let matching: Vec<BatchItem> = all
-        .into_iter()
-        .filter(|item| wanted.is_none_or(|w| item.status == w))
-        .collect();
-    let matched = matching.len();
-    let page: Vec<BatchItem> = matching
-        .into_iter()
-        .skip(query.offset)
-        .take(limit)
-        .collect();
+    let offset = query.offset as u64;
+    // One page read as such (a batch may hold many thousands of items, and an open panel
+    // asks every 2 s), and the counts: two reads, so a running batch may move between them.
+    let (page, total, counts): (Vec<BatchItem>, usize, BatchCounts) =
+        read(&app.store, move |store| {
+            let batch = store.open_batch(&pipeline, &batch_name)?;
+            let page = batch.items_page(wanted, offset, limit as u64)?;
+            Ok((page, batch.len(), batch.counts()?))
+        })
+        .await?;
+    let matched = match wanted {
+        None => total as u64,
+        Some(ItemStatus::Pending) => counts.pending,
+        Some(ItemStatus::Claimed) => counts.claimed,
+        Some(ItemStatus::Done) => counts.done,
+        Some(ItemStatus::Failed) => counts.failed,
+    };
     Ok(Json(json!({
         "name": name,
         "counts": counts_json(total, &counts),

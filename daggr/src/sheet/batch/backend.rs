@@ -209,7 +209,18 @@ pub(in crate::sheet) trait BatchBackend {
     /// The failed items: item, the worker that ran it, the error.
     fn failures(&self, batch: i64) -> Result<Vec<(i64, Option<String>, String)>, Error>;
     /// Every item, in item order.
-    fn items(&self, batch: i64) -> Result<Vec<ItemRow>, Error>;
+    fn items(&self, batch: i64) -> Result<Vec<ItemRow>, Error> {
+        self.items_page(batch, None, 0, None)
+    }
+    /// The items of `status` (all with `None`), in item order, skipping `offset` of them,
+    /// at most `limit` (all with `None`).
+    fn items_page(
+        &self,
+        batch: i64,
+        status: Option<&str>,
+        offset: i64,
+        limit: Option<i64>,
+    ) -> Result<Vec<ItemRow>, Error>;
     /// Adds the blobs that any batch's inputs and outputs refer to (for the cache's gc).
     fn batch_blobs(&self, blobs: &mut HashSet<String>) -> Result<(), Error>;
 }

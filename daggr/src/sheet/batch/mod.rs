@@ -129,6 +129,16 @@ pub enum ItemStatus {
 }
 
 impl ItemStatus {
+    /// Its name as stored: `pending`, `claimed`, `done`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::Pending => "pending",
+            ItemStatus::Claimed => "claimed",
+            ItemStatus::Done => "done",
+            ItemStatus::Failed => "failed",
+        }
+    }
+
     fn parse(text: &str) -> Option<ItemStatus> {
         Some(match text {
             "pending" => ItemStatus::Pending,
@@ -225,6 +235,27 @@ impl Batch {
             .collect()
     }
 
+    /// The items of `status` (every item with `None`), in item order, from the `offset`th
+    /// of them, at most `limit`: one page, read as such from the database.
+    pub fn items_page(
+        &self,
+        status: Option<ItemStatus>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<BatchItem>, Error> {
+        let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
+        self.backend()
+            .items_page(
+                self.id,
+                status.map(ItemStatus::as_str),
+                clamp(offset),
+                Some(clamp(limit)),
+            )?
+            .into_iter()
+            .map(|row| self.item_of(row))
+            .collect()
+    }
+
     fn item_of(&self, row: ItemRow) -> Result<BatchItem, Error> {
         let status = ItemStatus::parse(&row.status).ok_or_else(|| Error::Batch {
             batch: self.name.clone(),
@@ -279,9 +310,12 @@ impl Batch {
         lease: Duration,
         max_claims: u32,
     ) -> Result<(Option<BatchClaim>, Vec<Abandoned>), Error> {
-        let claimed = self
-            .backend()
-            .claim(self.id, worker, lease_ms(lease), i64::from(max_claims.max(1)))?;
+        let claimed = self.backend().claim(
+            self.id,
+            worker,
+            lease_ms(lease),
+            i64::from(max_claims.max(1)),
+        )?;
         let claim = claimed.row.map(|row| BatchClaim {
             batch: self.clone(),
             item: row.item,

@@ -328,13 +328,22 @@ impl BatchBackend for PgBackend {
         })
     }
 
-    fn items(&self, batch: i64) -> Result<Vec<ItemRow>, Error> {
+    fn items_page(
+        &self,
+        batch: i64,
+        status: Option<&str>,
+        offset: i64,
+        limit: Option<i64>,
+    ) -> Result<Vec<ItemRow>, Error> {
+        let status = status.map(str::to_string);
         self.call(move |c| {
+            // LIMIT NULL: no limit, in PostgreSQL.
             c.query(
                 "SELECT item, inputs, status, claimed_by, claimed_until, attempts, started_ms,
                         finished_ms, elapsed_ms, outputs, error
-                 FROM batch_items WHERE batch_id = $1 ORDER BY item",
-                &[&batch],
+                 FROM batch_items WHERE batch_id = $1 AND ($2::TEXT IS NULL OR status = $2)
+                 ORDER BY item LIMIT $3 OFFSET $4",
+                &[&batch, &status, &limit, &offset],
             )?
             .iter()
             .map(|r| {

@@ -281,14 +281,22 @@ impl BatchBackend for SqliteBackend {
         })
     }
 
-    fn items(&self, batch: i64) -> Result<Vec<ItemRow>, Error> {
+    fn items_page(
+        &self,
+        batch: i64,
+        status: Option<&str>,
+        offset: i64,
+        limit: Option<i64>,
+    ) -> Result<Vec<ItemRow>, Error> {
         self.with_conn(|c| {
             c.prepare(
                 "SELECT item, inputs, status, claimed_by, claimed_until, attempts, started_ms,
                         finished_ms, elapsed_ms, outputs, error
-                 FROM batch_items WHERE batch_id = ?1 ORDER BY item",
+                 FROM batch_items WHERE batch_id = ?1 AND (?2 IS NULL OR status = ?2)
+                 ORDER BY item LIMIT ?3 OFFSET ?4",
             )?
-            .query_map([batch], |r| {
+            // LIMIT -1: no limit, in SQLite.
+            .query_map(params![batch, status, limit.unwrap_or(-1), offset], |r| {
                 Ok(ItemRow {
                     item: r.get(0)?,
                     inputs: r.get(1)?,
