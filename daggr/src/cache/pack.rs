@@ -34,6 +34,9 @@ const HEADER: usize = 8 + 4 + 32;
 const ENTRY: usize = 32 + 8 + 4 + 4 + 32;
 
 /// Where one result is: in which pack, at which offset, and the hash of its bytes.
+///
+/// What the record log's entry says; the index keeps only a [`Slot`] per key and reads the
+/// rest from the log when the key is looked up.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Loc {
     pack: u32,
@@ -41,6 +44,21 @@ pub(super) struct Loc {
     preimage_len: u32,
     record_len: u32,
     hash: [u8; 32],
+}
+
+/// What the index keeps per key: the pack, and where the key's entry is in the record log
+/// (read again from there on a look-up). A whole [`Loc`] per key, with its 32-byte hash, took
+/// ~117 bytes of map per result (a 100 000-node graph keeps one per node); this takes ~60,
+/// and the entry read back is checked against the key and still carries the full hash.
+///
+/// Packed to 4-byte alignment: 12 bytes instead of 16. Its fields are only copied out,
+/// never borrowed (which a packed struct does not allow).
+#[derive(Clone, Copy, Debug)]
+#[repr(C, packed(4))]
+struct Slot {
+    pack: u32,
+    /// Offset of the entry in the log file the index has open (`RecordIndex::log_file`).
+    entry_at: u64,
 }
 
 /// Why a record could not be read.
@@ -58,7 +76,7 @@ pub(super) struct PackEntry<'a> {
     pub(super) record: &'a [u8],
 }
 
-/// A pack being built and the locations of its entries (whose pack id is set on append).
+/// A pack being built and the locations of its entries in it (the log names the pack).
 pub(super) struct Pack {
     pub(super) bytes: Vec<u8>,
     entries: Vec<(CacheKey, Loc)>,
@@ -113,11 +131,14 @@ pub(super) struct RecordIndex {
     log: PathBuf,
     packs: Vec<Integrity>,
     pack_ids: HashMap<String, u32>,
-    map: HashMap<CacheKey, Loc>,
+    map: HashMap<CacheKey, Slot>,
     /// How far the log was read.
     scanned_to: u64,
     /// The log file read (device, inode): another one (a GC's rewrite) is read afresh.
     file_id: Option<(u64, u64)>,
+    /// The log file read, kept open: the slots' entry offsets are in this file, even once
+    /// the path names another one (until the next refresh sees that and starts afresh).
+    log_file: Option<File>,
     loaded: bool,
     /// The last pack read from, kept open.
     open: Option<(u32, File)>,
@@ -146,6 +167,7 @@ impl RecordIndex {
             map: HashMap::new(),
             scanned_to: 0,
             file_id: None,
+            log_file: None,
             loaded: false,
             open: None,
         }
@@ -161,6 +183,7 @@ impl RecordIndex {
         self.map.clear();
         self.scanned_to = 0;
         self.file_id = None;
+        self.log_file = None;
         self.open = None;
     }
 
@@ -201,18 +224,30 @@ impl RecordIndex {
     }
 
     fn scan(&mut self) -> std::io::Result<()> {
-        let mut file = File::open(&self.log)?;
-        file.seek(SeekFrom::Start(self.scanned_to))?;
+        let file = match self.log_file.take() {
+            Some(file) => file,
+            None => File::open(&self.log)?,
+        };
+        // The file opened may be newer than the one `refresh` looked at (a rewrite in
+        // between): the offsets kept must be those of the file kept.
+        let id = file_id(&file.metadata()?);
+        if self.file_id.is_some_and(|known| known != id) {
+            self.reset();
+        }
+        self.file_id = Some(id);
+        let file = self.log_file.insert(file);
         let mut buf = Vec::new();
+        file.seek(SeekFrom::Start(self.scanned_to))?;
         file.read_to_end(&mut buf)?;
-        let consumed = self.parse(&buf);
+        let consumed = self.parse(&buf, self.scanned_to);
         self.scanned_to += consumed as u64;
         Ok(())
     }
 
-    /// Parses log batches from `buf`; returns how many bytes were consumed (an incomplete
-    /// batch at the end, perhaps being written right now, is left for the next read).
-    fn parse(&mut self, buf: &[u8]) -> usize {
+    /// Parses log batches from `buf`, read from offset `base` of the log; returns how many
+    /// bytes were consumed (an incomplete batch at the end, perhaps being written right now,
+    /// is left for the next read).
+    fn parse(&mut self, buf: &[u8], base: u64) -> usize {
         let next_magic = |from: usize| {
             buf.get(from..)
                 .and_then(|rest| rest.windows(MAGIC.len()).position(|w| w == MAGIC))
@@ -236,7 +271,7 @@ impl RecordIndex {
                 }
                 let body = &buf[pos + HEADER..end];
                 if blake3::hash(body).as_bytes()[..] == buf[pos + 12..pos + HEADER]
-                    && self.apply(body)
+                    && self.apply(body, base + (pos + HEADER) as u64)
                 {
                     pos = end;
                     continue;
@@ -251,8 +286,9 @@ impl RecordIndex {
         pos
     }
 
-    /// Applies one verified batch body; false if it does not parse.
-    fn apply(&mut self, body: &[u8]) -> bool {
+    /// Applies one verified batch body, found at offset `body_at` of the log; false if it
+    /// does not parse.
+    fn apply(&mut self, body: &[u8], body_at: u64) -> bool {
         let Some(sri_len) = body
             .get(..2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
@@ -273,34 +309,59 @@ impl RecordIndex {
         else {
             return false;
         };
-        let entries = &body[at + 4..];
+        let entries_at = at + 4;
+        let entries = &body[entries_at..];
         if entries.len() != count * ENTRY {
             return false;
         }
         let pack = self.pack_id(sri);
-        for e in entries.chunks_exact(ENTRY) {
+        for (i, e) in entries.chunks_exact(ENTRY).enumerate() {
             let key = CacheKey(e[0..32].try_into().unwrap());
-            let loc = Loc {
-                pack,
-                offset: u64::from_le_bytes(e[32..40].try_into().unwrap()),
-                preimage_len: u32::from_le_bytes(e[40..44].try_into().unwrap()),
-                record_len: u32::from_le_bytes(e[44..48].try_into().unwrap()),
-                hash: e[48..80].try_into().unwrap(),
-            };
-            self.map.insert(key, loc);
+            let entry_at = body_at + (entries_at + i * ENTRY) as u64;
+            self.map.insert(key, Slot { pack, entry_at });
         }
         true
     }
 
+    /// The location `slot` points to, read from its entry in the log; `None` if that is not
+    /// an entry for `key` (the log was damaged since it was read) or cannot be read.
+    fn locate(&mut self, key: &CacheKey, slot: Slot) -> Option<Loc> {
+        let file = self.log_file.as_mut()?;
+        let mut e = [0u8; ENTRY];
+        file.seek(SeekFrom::Start(slot.entry_at))
+            .and_then(|_| file.read_exact(&mut e))
+            .ok()?;
+        (e[0..32] == key.0).then(|| Loc {
+            pack: slot.pack,
+            offset: u64::from_le_bytes(e[32..40].try_into().unwrap()),
+            preimage_len: u32::from_le_bytes(e[40..44].try_into().unwrap()),
+            record_len: u32::from_le_bytes(e[44..48].try_into().unwrap()),
+            hash: e[48..80].try_into().unwrap(),
+        })
+    }
+
     /// Where `key`'s result is, reading the log's new batches if it is not known yet.
+    ///
+    /// An entry that no longer reads back as `key`'s (the log was damaged since) is
+    /// forgotten: a miss, and the result is written again.
     pub(super) fn find(&mut self, key: &CacheKey) -> Option<Loc> {
-        if self.loaded {
-            if let Some(loc) = self.map.get(key) {
-                return Some(*loc);
+        let known = if self.loaded {
+            self.map.get(key).copied()
+        } else {
+            None
+        };
+        let slot = match known {
+            Some(slot) => slot,
+            None => {
+                self.refresh();
+                *self.map.get(key)?
             }
+        };
+        let loc = self.locate(key, slot);
+        if loc.is_none() {
+            self.map.remove(key);
         }
-        self.refresh();
-        self.map.get(key).copied()
+        loc
     }
 
     /// Whether `key` is known, without reading the log again (once it was read).
@@ -325,7 +386,7 @@ impl RecordIndex {
     /// The packs the log names.
     pub(super) fn packs(&mut self) -> Vec<Integrity> {
         self.refresh();
-        let mut used: Vec<u32> = self.map.values().map(|l| l.pack).collect();
+        let mut used: Vec<u32> = self.map.values().map(|s| s.pack).collect();
         used.sort_unstable();
         used.dedup();
         used.into_iter()
@@ -367,7 +428,9 @@ impl RecordIndex {
     }
 
     /// Appends a batch naming `pack` (stored under `sri`) to the log, and learns its
-    /// entries. Returns whether the log file was created.
+    /// entries (by reading the log up to its end: where the batch landed is known only
+    /// once read, since other processes append too). Returns whether the log file was
+    /// created.
     pub(super) fn append(&mut self, sri: Integrity, pack: &Pack) -> std::io::Result<bool> {
         let created = !self.log.exists();
         let batch = encode_batch(&sri, pack);
@@ -376,10 +439,7 @@ impl RecordIndex {
             .append(true)
             .open(&self.log)?;
         file.write_all(&batch)?;
-        let id = self.pack_id(sri);
-        for (key, loc) in &pack.entries {
-            self.map.insert(*key, Loc { pack: id, ..*loc });
-        }
+        self.refresh();
         Ok(created)
     }
 
@@ -491,6 +551,25 @@ mod tests {
         // A fresh handle reads the whole log the same way.
         let mut fresh = RecordIndex::new(dir.path());
         assert_eq!(fresh.keys().len(), 4);
+    }
+
+    #[test]
+    fn an_entry_damaged_after_the_log_was_read_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = RecordIndex::new(dir.path());
+        append(&mut index, dir.path(), &[entry(1), entry(2)]);
+        assert!(index.known(&CacheKey([2; 32])));
+        // Entry 2's key changes on disk (in place: the file the index has open).
+        let path = dir.path().join(LOG_FILE);
+        let log = std::fs::read(&path).unwrap();
+        let at = log.windows(32).position(|w| w == [2; 32]).unwrap();
+        let mut file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(SeekFrom::Start(at as u64)).unwrap();
+        file.write_all(&[3; 32]).unwrap();
+        assert!(index.find(&CacheKey([2; 32])).is_none());
+        assert!(!index.known(&CacheKey([2; 32])), "forgotten: written again");
+        let loc = index.find(&CacheKey([1; 32])).unwrap();
+        assert_eq!(index.read(loc).ok().unwrap().1, vec![1; 10]);
     }
 
     #[test]

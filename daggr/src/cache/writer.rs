@@ -120,6 +120,11 @@ impl Pending {
                 backlog.keys.remove(key);
             }
         }
+        // A burst of cheap results can queue a key per node of a big graph: once written,
+        // that table is given back rather than kept at its largest for the process's life.
+        if backlog.keys.is_empty() && backlog.keys.capacity() > 1024 {
+            backlog.keys = HashMap::new();
+        }
         self.progress.notify_all();
     }
 

@@ -38,50 +38,68 @@ type ErasedValue = Arc<dyn Any + Send + Sync>;
 
 /// The run-time description of a port's Rust type: its identity for edge checks,
 /// its name for messages, and how to encode and decode it.
+///
+/// One pointer to a table made once per type at compile time: every port spec and every
+/// value carries one, and a graph of 100 000 nodes has hundreds of thousands of them, so
+/// the five entries are not copied into each (8 bytes a port type instead of 48).
 #[derive(Clone, Copy)]
-pub struct PortType {
+pub struct PortType(&'static PortVTable);
+
+/// What [`PortType`] points to: one per port value type.
+struct PortVTable {
     type_id: fn() -> TypeId,
-    name: &'static str,
+    // A function: `type_name` cannot be called in a constant on stable Rust.
+    name: fn() -> &'static str,
     decode: fn(&[u8]) -> Result<ErasedValue, serde_json::Error>,
     reencode: fn(&(dyn Any + Send + Sync)) -> Option<serde_json::Value>,
     #[cfg(feature = "inspector")]
     schema: fn() -> serde_json::Value,
 }
 
+/// Holds `T`'s table as an associated constant: `&Table::<T>::VTABLE` is promoted to a
+/// `'static` (the constant has no interior mutability and nothing to drop).
+struct Table<T>(std::marker::PhantomData<T>);
+
+impl<T: PortValue> Table<T> {
+    const VTABLE: PortVTable = PortVTable {
+        type_id: TypeId::of::<T>,
+        name: std::any::type_name::<T>,
+        decode: decode_erased::<T>,
+        reencode: reencode_erased::<T>,
+        #[cfg(feature = "inspector")]
+        schema: schema::schema_of::<T>,
+    };
+}
+
+const _: () = assert!(std::mem::size_of::<PortType>() == 8);
+
 impl PortType {
     /// The port type of `T`.
     pub fn of<T: PortValue>() -> Self {
-        PortType {
-            type_id: TypeId::of::<T>,
-            name: std::any::type_name::<T>(),
-            decode: decode_erased::<T>,
-            reencode: reencode_erased::<T>,
-            #[cfg(feature = "inspector")]
-            schema: schema::schema_of::<T>,
-        }
+        PortType(&Table::<T>::VTABLE)
     }
 
     /// The JSON Schema of the type's JSON form (for the workflow API's OpenAPI document),
     /// read from its serde implementation; `{}` (any JSON) when it cannot be traced.
     #[cfg(feature = "inspector")]
     pub fn json_schema(&self) -> serde_json::Value {
-        (self.schema)()
+        (self.0.schema)()
     }
 
     /// The Rust type name, for messages (not stable across compilers: never used in persistent keys
     /// except as part of a hash that a compiler change may harmlessly invalidate).
     pub fn name(&self) -> &'static str {
-        self.name
+        (self.0.name)()
     }
 
     /// Whether two port types are the same Rust type.
     pub fn same_as(&self, other: &PortType) -> bool {
-        (self.type_id)() == (other.type_id)()
+        (self.0.type_id)() == (other.0.type_id)()
     }
 
     /// Whether this is the port type of `T`.
     pub fn is<T: 'static>(&self) -> bool {
-        (self.type_id)() == TypeId::of::<T>()
+        (self.0.type_id)() == TypeId::of::<T>()
     }
 
     /// Decodes an encoded value of this type; media bytes are resolved from `blobs`.
@@ -89,7 +107,7 @@ impl PortType {
     /// The bytes may come from outside (a server's response), in any member order: the value
     /// keeps their canonical form, so its content hash does not depend on that order.
     pub fn decode(&self, encoded: &[u8], blobs: BlobSet) -> Result<Value, serde_json::Error> {
-        let any = media::with_blob_source(&blobs, || (self.decode)(encoded))?;
+        let any = media::with_blob_source(&blobs, || (self.0.decode)(encoded))?;
         let given = serde_json::from_slice(encoded)?;
         self.check_round_trip(&*any, &given)?;
         let canonical = canonical_json(&given);
@@ -116,7 +134,7 @@ impl PortType {
         any: &(dyn Any + Send + Sync),
         given: &serde_json::Value,
     ) -> Result<(), serde_json::Error> {
-        match (self.reencode)(any) {
+        match (self.0.reencode)(any) {
             Some(again) => numbers_kept(given, &again).map_err(|n| {
                 serde::de::Error::custom(format!("the number {n} is out of range for this type"))
             }),
@@ -131,7 +149,7 @@ impl PortType {
         encoded: &[u8],
         dir: &std::path::Path,
     ) -> Result<Value, serde_json::Error> {
-        let (any, blobs) = media::with_disk_source(dir, || (self.decode)(encoded));
+        let (any, blobs) = media::with_disk_source(dir, || (self.0.decode)(encoded));
         Ok(self.wrap(any?, encoded, blobs))
     }
 
@@ -148,7 +166,7 @@ impl PortType {
 
 impl fmt::Debug for PortType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name)
+        f.write_str(self.name())
     }
 }
 
@@ -239,9 +257,65 @@ pub struct Value(Arc<ValueInner>);
 struct ValueInner {
     any: Arc<dyn Any + Send + Sync>,
     ty: PortType,
-    encoded: Arc<[u8]>,
+    encoded: Encoded,
     hash: ContentHash,
     blobs: BlobSet,
+}
+
+// A graph keeps a value per output: with its `Arc` counts, 104 bytes are one 112-byte
+// block of glibc's allocator; a byte more takes 128.
+const _: () = assert!(std::mem::size_of::<ValueInner>() <= 88);
+
+/// A value's canonical encoding: kept inside the value when short (a number, a flag, a
+/// short string: most values of a big graph), else in an allocation of its own.
+///
+/// Inline, the bytes take no block of their own (32 bytes at least, for the smallest
+/// encoding), and 8 bytes more than a pointer to them leave `ValueInner` within its block.
+enum Encoded {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+/// The longest encoding kept inline: what fits in 24 bytes beside the length and the tag.
+const INLINE: usize = 22;
+
+const _: () = assert!(std::mem::size_of::<Encoded>() == 24);
+
+impl From<&[u8]> for Encoded {
+    fn from(encoded: &[u8]) -> Self {
+        if encoded.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..encoded.len()].copy_from_slice(encoded);
+            Encoded::Inline {
+                len: encoded.len() as u8,
+                bytes,
+            }
+        } else {
+            Encoded::Heap(encoded.into())
+        }
+    }
+}
+
+impl From<Vec<u8>> for Encoded {
+    /// A long encoding keeps the vector's allocation (shrunk to fit) instead of a copy.
+    fn from(encoded: Vec<u8>) -> Self {
+        if encoded.len() <= INLINE {
+            encoded.as_slice().into()
+        } else {
+            Encoded::Heap(encoded.into_boxed_slice())
+        }
+    }
+}
+
+impl std::ops::Deref for Encoded {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Encoded::Inline { len, bytes } => &bytes[..*len as usize],
+            Encoded::Heap(bytes) => bytes,
+        }
+    }
 }
 
 impl Value {
@@ -308,7 +382,7 @@ impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = String::from_utf8_lossy(&self.0.encoded);
         let shown: String = text.chars().take(120).collect();
-        write!(f, "Value<{}>({shown})", self.0.ty.name)
+        write!(f, "Value<{}>({shown})", self.0.ty.name())
     }
 }
 
@@ -389,6 +463,30 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn short_and_long_encodings_read_back_whole() {
+        // 22 bytes (the most kept inline), 23 (the least kept apart), and far longer.
+        for text in ["a".repeat(20), "a".repeat(21), "a".repeat(500)] {
+            let value = Value::new(text.clone()).unwrap();
+            assert_eq!(value.encoded(), serde_json::to_vec(&text).unwrap());
+            assert_eq!(value.hash(), ContentHash::of(value.encoded()));
+            let again = value
+                .port_type()
+                .decode(value.encoded(), BlobSet::default());
+            assert_eq!(again.unwrap().downcast_ref::<String>(), Some(&text));
+        }
+        assert_eq!(Value::new(()).unwrap().encoded(), b"null");
+    }
+
+    #[test]
+    fn port_types_compare_by_type_and_name_it() {
+        let a = PortType::of::<Vec<u8>>();
+        assert!(a.same_as(&PortType::of::<Vec<u8>>()) && a.is::<Vec<u8>>());
+        assert!(!a.same_as(&PortType::of::<String>()) && !a.is::<String>());
+        assert_eq!(a.name(), std::any::type_name::<Vec<u8>>());
+        assert_eq!(format!("{a:?}"), a.name());
+    }
 
     #[test]
     fn a_decode_that_loses_a_number_is_refused() {
