@@ -404,7 +404,10 @@ async fn cache_push_uploads_what_the_shared_store_lacks_once() {
             .unwrap_or(0)
     };
     assert_eq!(objects("records"), 3);
-    assert!(shared.path().join("team/blobs/sha256").is_dir(), "the image");
+    assert!(
+        shared.path().join("team/blobs/sha256").is_dir(),
+        "the image"
+    );
 
     let out = cargo_daggr(root, &["cache", "push", "--cache-url", &url]);
     assert!(out.status.success(), "{}", text(&out.stderr));

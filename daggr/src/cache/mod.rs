@@ -59,9 +59,9 @@ use serde::Serialize;
 #[cfg(feature = "object-store")]
 pub use self::bucket::ObjectStoreShared;
 pub use self::gc::{collect_blob_refs, GcReport};
-pub use self::push::PushReport;
 pub use self::key::{CacheKey, KeyPreimage, KEY_SCHEMA_VERSION};
 pub use self::memo::DEFAULT_MEMO_BYTES;
+pub use self::push::PushReport;
 pub use self::shared::{SharedStore, UploadFailure};
 pub use self::store::CacheStats;
 pub use self::writer::WRITE_BACKLOG_BYTES;
