@@ -1132,6 +1132,22 @@ fn cargo_daggr_run_batch_prints_updates_and_a_summary_and_exits_1_on_a_failed_it
         "done items never ran again"
     );
 
+    // `--keep-failed`: the failed item is left failed, and nothing runs.
+    let out = cli_batch(dir.path(), &file, &["--keep-failed"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("5 of 6 items done (0 by this worker, 5 already done), 1 failed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap();
+    assert_eq!(
+        calls.lines().count(),
+        7,
+        "the failed item did not run again"
+    );
+
     // A line that is not an object: exit 2, naming the line.
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"n\": 1}\n[2]\n").unwrap();

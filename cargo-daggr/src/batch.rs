@@ -55,6 +55,9 @@ pub struct BatchArgs {
     /// crashed or hung them); past them it is failed instead of run again [default: 3].
     #[arg(long, value_name = "N", requires = "batch")]
     pub max_claims: Option<u32>,
+    /// Leave the items that failed in an earlier run failed, instead of trying them again.
+    #[arg(long, requires = "batch")]
+    pub keep_failed: bool,
 }
 
 /// Runs the built target `exe` (`name`) over the batch `file`; the exit status. `--timeout`
@@ -106,6 +109,7 @@ pub fn run_batch(
         "lease_ms": args.lease.map(|s| (s * 1000.0).round() as u64),
         "item_timeout_ms": args.item_timeout.map(|s| (s * 1000.0).round() as u64),
         "max_claims": args.max_claims,
+        "retry_failed": !args.keep_failed,
         "events": events_file,
     });
     let mut child = Command::new(exe)

@@ -8,8 +8,8 @@
 //! The request, a JSON object: `inputs` (the JSON Lines file of input sets), and optional
 //! `name` (the batch's; default the file's stem), `sheets` (the database, as
 //! [`SheetStore::open_url`] reads it; default [`SheetStore::open_default`]), `worker`,
-//! `concurrency`, `lease_ms`, `item_timeout_ms`, `max_claims` (see [`BatchOptions`]) and
-//! `events` (a file to append the updates to).
+//! `concurrency`, `lease_ms`, `item_timeout_ms`, `max_claims`, `retry_failed` (see
+//! [`BatchOptions`]) and `events` (a file to append the updates to).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,6 +47,8 @@ struct Request {
     item_timeout_ms: Option<u64>,
     #[serde(default)]
     max_claims: Option<u32>,
+    #[serde(default)]
+    retry_failed: Option<bool>,
     #[serde(default)]
     events: Option<PathBuf>,
 }
@@ -99,6 +101,9 @@ fn run(pipeline: &Pipeline, request: &str) -> Result<BatchSummary, String> {
     }
     if let Some(claims) = request.max_claims {
         options = options.max_claims(claims);
+    }
+    if let Some(retry) = request.retry_failed {
+        options = options.retry_failed(retry);
     }
     if let Some(path) = &request.events {
         let file = std::fs::OpenOptions::new()
