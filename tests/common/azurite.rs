@@ -12,7 +12,7 @@
 mod azurite_test_env;
 use azurite_test_env::{run_setup, test_env};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// Azurite's one account and its key (public, the same in every Azurite).
@@ -53,10 +53,10 @@ fetch(url, { method: "PUT", headers: {
 
 /// A running server.
 pub struct Azurite {
-    child: Option<Child>,
+    // Before the data directory: stopped before it is removed.
+    process: azurite_test_env::Watched,
     /// The account's endpoint: `http://127.0.0.1:PORT/devstoreaccount1`.
     pub endpoint: String,
-    log: tempfile::NamedTempFile,
     _data: tempfile::TempDir,
 }
 
@@ -66,25 +66,26 @@ impl Azurite {
         let program = setup().clone();
         let port = azurite_test_env::free_port();
         let data = tempfile::tempdir().unwrap();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        // Under a shell that stops it when its stdin closes: on `stop`, and also when this
-        // process dies without dropping the server.
-        let child = Command::new("bash")
-            .args(["-c", azurite_test_env::WATCHER])
-            .arg(&program)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .arg("--location")
-            .arg(data.path())
-            .args(["--skipApiVersionCheck", "--loose", "--silent"])
-            .stdin(Stdio::piped())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("starting azurite-blob");
+        // Stopped when its stdin closes: on `stop`, and also when this process dies
+        // without dropping the server.
+        let port_text = port.to_string();
+        let process = azurite_test_env::Watched::start(
+            &program,
+            [
+                "--blobHost".as_ref(),
+                "127.0.0.1".as_ref(),
+                "--blobPort".as_ref(),
+                port_text.as_ref(),
+                "--location".as_ref(),
+                data.path().as_os_str(),
+                "--skipApiVersionCheck".as_ref(),
+                "--loose".as_ref(),
+                "--silent".as_ref(),
+            ] as [&std::ffi::OsStr; 9],
+        );
         let server = Azurite {
-            child: Some(child),
+            process,
             endpoint: format!("http://127.0.0.1:{port}/{ACCOUNT}"),
-            log,
             _data: data,
         };
         azurite_test_env::wait_until_it_answers(
@@ -97,7 +98,7 @@ impl Azurite {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+        self.process.log()
     }
 
     /// Creates a container.
@@ -123,10 +124,7 @@ impl Azurite {
 
     /// Stops the server (as if the network or the container went away).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            drop(child.stdin.take());
-            let _ = child.wait();
-        }
+        self.process.stop()
     }
 
     /// The options for `ObjectStoreShared::from_url_with_options`, and the environment a
@@ -138,11 +136,5 @@ impl Azurite {
             ("azure_storage_endpoint".into(), self.endpoint.clone()),
             ("azure_allow_http".into(), "true".into()),
         ]
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

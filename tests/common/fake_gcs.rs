@@ -14,7 +14,6 @@
 pub mod gcs_test_env;
 use gcs_test_env::{run_setup, test_env};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 /// Runs `scripts/setup/gcs.sh` once per process; returns the server's program.
@@ -30,10 +29,9 @@ fn setup() -> &'static PathBuf {
 
 /// A running server.
 pub struct FakeGcs {
-    child: Option<Child>,
+    process: gcs_test_env::Watched,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
-    log: tempfile::NamedTempFile,
 }
 
 impl FakeGcs {
@@ -42,30 +40,28 @@ impl FakeGcs {
         let program = setup().clone();
         let port = gcs_test_env::free_port();
         let address = format!("127.0.0.1:{port}");
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new("bash")
-            .args(["-c", gcs_test_env::WATCHER])
-            .arg(&program)
-            .args([
+        let port_text = port.to_string();
+        let process = gcs_test_env::Watched::start(
+            &program,
+            [
                 "-scheme",
                 "http",
                 "-host",
                 "127.0.0.1",
                 "-port",
-                &port.to_string(),
-            ])
-            .args(["-backend", "memory", "-log-level", "warn"])
-            // Its XML API (the one object_store speaks) answers for this host.
-            .args(["-public-host", &address])
-            .stdin(Stdio::piped())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("starting fake-gcs-server");
+                &port_text,
+                "-backend",
+                "memory",
+                "-log-level",
+                "warn",
+                // Its XML API (the one object_store speaks) answers for this host.
+                "-public-host",
+                &address,
+            ],
+        );
         let server = FakeGcs {
-            child: Some(child),
+            process,
             endpoint: format!("http://{address}"),
-            log,
         };
         gcs_test_env::wait_until_it_answers(
             "fake-gcs-server",
@@ -77,7 +73,7 @@ impl FakeGcs {
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+        self.process.log()
     }
 
     /// Creates a bucket (through the JSON API, as `gcloud storage buckets create` does).
@@ -100,10 +96,7 @@ impl FakeGcs {
 
     /// Stops the server (as if the network or the bucket went away).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            drop(child.stdin.take());
-            let _ = child.wait();
-        }
+        self.process.stop()
     }
 
     /// The options for `ObjectStoreShared::from_url_with_options`, and the environment a
@@ -120,11 +113,5 @@ impl FakeGcs {
             ("google_service_account_key".into(), key.to_string()),
             ("google_allow_http".into(), "true".into()),
         ]
-    }
-}
-
-impl Drop for FakeGcs {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

@@ -93,6 +93,55 @@ pub fn http(
     .unwrap()
 }
 
+/// A server process started under [`WATCHER`], its output in a log file: stopped by
+/// [`Watched::stop`], on drop, or when the test process dies.
+pub struct Watched {
+    child: Option<std::process::Child>,
+    log: tempfile::NamedTempFile,
+}
+
+impl Watched {
+    /// Starts `program` with `args` under [`WATCHER`].
+    pub fn start(
+        program: &Path,
+        args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+    ) -> Watched {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new("bash")
+            .args(["-c", WATCHER])
+            .arg(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+        Watched {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Its output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Stops it (as if the network or the server went away) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A `bash -c` script that runs `$0 "$@"` until its stdin closes, then stops it and waits
 /// for it to exit: a server started under it stops when the test drops its stdin, and also
 /// when the test process dies without doing so.

@@ -86,50 +86,48 @@ impl ObjectStoreShared {
             path_prefix(parsed.path(), skip_container)
                 .map_err(|e| fail("reading the prefix", e.into()))
         };
-        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
-            "s3" | "s3a" => {
-                let mut builder = object_store::aws::AmazonS3Builder::new()
+        // One cloud backend: its builder with our retries and timeouts, the environment's
+        // `$env_prefix*` settings and the caller's options, then the URL. (The builders
+        // share these methods but no trait.)
+        macro_rules! cloud {
+            ($builder:ty, $env_prefix:literal, $what:literal) => {{
+                let mut builder = <$builder>::new()
                     .with_retry(retry())
                     .with_client_options(client_options());
-                for (key, value) in settings("AWS_", &options).map_err(read_options)? {
+                for (key, value) in settings($env_prefix, &options).map_err(read_options)? {
                     builder = builder.with_config(key, value);
                 }
                 let store = builder
                     .with_url(url)
                     .build()
-                    .map_err(|e| fail("configuring S3", e.into()))?;
-                (Arc::new(store), prefix(false)?)
-            }
+                    .map_err(|e| fail(concat!("configuring ", $what), e.into()))?;
+                Arc::new(store) as Arc<dyn ObjectStore>
+            }};
+        }
+        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
+            "s3" | "s3a" => (
+                cloud!(object_store::aws::AmazonS3Builder, "AWS_", "S3"),
+                prefix(false)?,
+            ),
             "az" | "azure" | "abfs" | "abfss" | "adl" | "https"
                 if parsed.scheme() != "https" || is_azure_blob_host(&parsed) =>
             {
-                let mut builder = object_store::azure::MicrosoftAzureBuilder::new()
-                    .with_retry(retry())
-                    .with_client_options(client_options());
-                for (key, value) in settings("AZURE_", &options).map_err(read_options)? {
-                    builder = builder.with_config(key, value);
-                }
-                let store = builder
-                    .with_url(url)
-                    .build()
-                    .map_err(|e| fail("configuring Azure Blob Storage", e.into()))?;
+                let store = cloud!(
+                    object_store::azure::MicrosoftAzureBuilder,
+                    "AZURE_",
+                    "Azure Blob Storage"
+                );
                 // In the https form the path starts with the container.
-                let https = parsed.scheme() == "https";
-                (Arc::new(store), prefix(https)?)
+                (store, prefix(parsed.scheme() == "https")?)
             }
-            "gs" => {
-                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new()
-                    .with_retry(retry())
-                    .with_client_options(client_options());
-                for (key, value) in settings("GOOGLE_", &options).map_err(read_options)? {
-                    builder = builder.with_config(key, value);
-                }
-                let store = builder
-                    .with_url(url)
-                    .build()
-                    .map_err(|e| fail("configuring Google Cloud Storage", e.into()))?;
-                (Arc::new(store), prefix(false)?)
-            }
+            "gs" => (
+                cloud!(
+                    object_store::gcp::GoogleCloudStorageBuilder,
+                    "GOOGLE_",
+                    "Google Cloud Storage"
+                ),
+                prefix(false)?,
+            ),
             "file" | "memory" => {
                 if parsed.scheme() == "file" {
                     let dir = parsed

@@ -80,21 +80,15 @@ pub(super) struct ItemsQuery {
 }
 
 fn status_of(text: &str) -> Result<ItemStatus, ApiError> {
-    Ok(match text {
-        "pending" => ItemStatus::Pending,
-        "claimed" => ItemStatus::Claimed,
-        "done" => ItemStatus::Done,
-        "failed" => ItemStatus::Failed,
-        other => {
-            return Err(bad(format!(
-                "unknown item status `{other}`: use pending, claimed, done or failed"
-            )))
-        }
+    ItemStatus::parse(text).ok_or_else(|| {
+        bad(format!(
+            "unknown item status `{text}`: use pending, claimed, done or failed"
+        ))
     })
 }
 
 /// One page of batch `name`'s items, in item order, those of one status with `status=`;
-/// with the batch's counts, from the same read.
+/// with the batch's counts (read just after the page).
 pub(super) async fn items(
     State(app): State<Arc<App>>,
     name: Result<Path<String>, PathRejection>,
@@ -121,13 +115,7 @@ pub(super) async fn items(
             Ok((page, batch.len(), batch.counts()?))
         })
         .await?;
-    let matched = match wanted {
-        None => total as u64,
-        Some(ItemStatus::Pending) => counts.pending,
-        Some(ItemStatus::Claimed) => counts.claimed,
-        Some(ItemStatus::Done) => counts.done,
-        Some(ItemStatus::Failed) => counts.failed,
-    };
+    let matched = wanted.map_or(total as u64, |status| counts.of(status));
     Ok(Json(json!({
         "name": name,
         "counts": counts_json(total, &counts),

@@ -139,7 +139,8 @@ impl ItemStatus {
         }
     }
 
-    fn parse(text: &str) -> Option<ItemStatus> {
+    /// The status named `text` (as [`ItemStatus::as_str`] gives it).
+    pub fn parse(text: &str) -> Option<ItemStatus> {
         Some(match text {
             "pending" => ItemStatus::Pending,
             "claimed" => ItemStatus::Claimed,
@@ -189,6 +190,18 @@ pub struct BatchCounts {
     pub done: u64,
     /// Failed.
     pub failed: u64,
+}
+
+impl BatchCounts {
+    /// How many items have `status`.
+    pub fn of(&self, status: ItemStatus) -> u64 {
+        match status {
+            ItemStatus::Pending => self.pending,
+            ItemStatus::Claimed => self.claimed,
+            ItemStatus::Done => self.done,
+            ItemStatus::Failed => self.failed,
+        }
+    }
 }
 
 impl Batch {
